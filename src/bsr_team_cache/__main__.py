@@ -1,0 +1,3 @@
+from bsr_team_cache.cli import run
+
+run()

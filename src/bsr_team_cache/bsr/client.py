@@ -1,0 +1,257 @@
+"""A client for the subset of ``buf.registry.module.v1`` that dependency caching needs.
+
+Resolve refs to commits (CommitService.GetCommits), get the transitive graph
+(GraphService.GetGraph), download files (DownloadService.Download), and map commit ids to module
+names (ModuleService.GetModules, OwnerService.GetOwners): the calls buf makes on a cache miss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from bsr_team_cache.bsr.connect import ConnectTransport
+from bsr_team_cache.bsr.proto import module_v1_pb2 as mpb
+from bsr_team_cache.bsr.proto import owner_v1_pb2 as opb
+from bsr_team_cache.domain.digest import B5, Digest, b5_from_contents
+from bsr_team_cache.domain.moduleref import ModuleName, ModuleRef, normalize_commit_id
+from bsr_team_cache.errors import BSRError, DigestMismatchError
+
+MODULE_PKG = "buf.registry.module.v1"
+OWNER_PKG = "buf.registry.owner.v1"
+MAX_BATCH = 250  # the API's repeated.max_items on every request
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """A BSR commit of one module, with its b5 digest."""
+
+    module: ModuleName
+    commit_id: str
+    digest: Digest
+    create_time: datetime
+    owner_id: str = ""
+    module_id: str = ""
+
+
+@dataclass
+class ModuleGraph:
+    """Commits reachable from the requested refs; ``deps[c]`` are the direct deps of commit c."""
+
+    commits: dict[str, CommitInfo] = field(default_factory=dict)
+    deps: dict[str, list[str]] = field(default_factory=dict)
+    roots: list[str] = field(default_factory=list)
+
+    def transitive_deps(self, commit_id: str) -> list[CommitInfo]:
+        """All commits ``commit_id`` depends on, directly or not, sorted by module name."""
+        seen: set[str] = set()
+        stack = list(self.deps.get(commit_id, []))
+        while stack:
+            current = stack.pop()
+            if current in seen or current == commit_id:
+                continue
+            seen.add(current)
+            stack.extend(self.deps.get(current, []))
+        return sorted((self.commits[c] for c in seen), key=lambda c: str(c.module))
+
+
+@dataclass(frozen=True)
+class ModuleContent:
+    """The files of one commit as the BSR serves them (the digest's file set)."""
+
+    commit: CommitInfo
+    files: dict[str, bytes]
+
+    @property
+    def size(self) -> int:
+        return sum(len(c) for c in self.files.values())
+
+
+def _batches(items: Sequence, size: int = MAX_BATCH) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _resource_ref(ref: ModuleRef) -> mpb.ResourceRef:
+    name = mpb.ResourceRef.Name(owner=ref.module.owner, module=ref.module.name)
+    if ref.ref is not None:
+        name.ref = ref.ref
+    return mpb.ResourceRef(name=name)
+
+
+def _digest_from_proto(d: mpb.Digest, what: str) -> Digest:
+    if d.type != mpb.DIGEST_TYPE_B5 or len(d.value) != 64:
+        raise BSRError(f"{what}: the registry returned an unsupported digest (type {d.type})")
+    return Digest(B5, bytes(d.value))
+
+
+def _time(ts) -> datetime:
+    return datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, tz=UTC)
+
+
+class BSRModuleClient:
+    """Talks Connect to whatever registry host each module name carries."""
+
+    def __init__(self, transport: ConnectTransport | None = None) -> None:
+        self._transport = transport or ConnectTransport()
+        self._owns_transport = transport is None
+
+    def close(self) -> None:
+        if self._owns_transport:
+            self._transport.close()
+
+    def __enter__(self) -> BSRModuleClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, host: str, pkg: str, service: str, method: str, req, resp_type):
+        return self._transport.call(host, f"{pkg}.{service}", method, req, resp_type)
+
+    # -- CommitService -------------------------------------------------------------------
+    def resolve(self, refs: Sequence[ModuleRef]) -> list[CommitInfo]:
+        """Resolve each ref (label, commit or default label) to a commit, in order."""
+        out: list[CommitInfo | None] = [None] * len(refs)
+        for host, indexed in _by_host(refs).items():
+            for batch in _batches(indexed):
+                req = mpb.GetCommitsRequest(resource_refs=[_resource_ref(r) for _, r in batch])
+                resp = self._call(
+                    host, MODULE_PKG, "CommitService", "GetCommits", req, mpb.GetCommitsResponse
+                )
+                if len(resp.commits) != len(batch):
+                    raise BSRError(
+                        f"GetCommits on {host}: asked for {len(batch)} refs,"
+                        f" got {len(resp.commits)} commits",
+                        host=host,
+                    )
+                for (index, ref), commit in zip(batch, resp.commits, strict=True):
+                    out[index] = self._commit_info(ref.module, commit)
+        return [c for c in out if c is not None]
+
+    def _commit_info(self, module: ModuleName, commit: mpb.Commit) -> CommitInfo:
+        return CommitInfo(
+            module=module,
+            commit_id=normalize_commit_id(commit.id),
+            digest=_digest_from_proto(commit.digest, f"commit {commit.id} of {module}"),
+            create_time=_time(commit.create_time),
+            owner_id=commit.owner_id,
+            module_id=commit.module_id,
+        )
+
+    # -- GraphService + names ------------------------------------------------------------
+    def graph(self, refs: Sequence[ModuleRef]) -> ModuleGraph:
+        """The transitive dependency graph of ``refs`` (labels, commits or default labels)."""
+        graph = ModuleGraph()
+        for host, indexed in _by_host(refs).items():
+            for batch in _batches(indexed):
+                req = mpb.GetGraphRequest(resource_refs=[_resource_ref(r) for _, r in batch])
+                resp = self._call(
+                    host, MODULE_PKG, "GraphService", "GetGraph", req, mpb.GetGraphResponse
+                )
+                names = self._names(host, resp.graph.commits)
+                for commit in resp.graph.commits:
+                    info = self._commit_info(names[commit.module_id], commit)
+                    graph.commits[info.commit_id] = info
+                    graph.deps.setdefault(info.commit_id, [])
+                for edge in resp.graph.edges:
+                    src = normalize_commit_id(edge.from_node.commit_id)
+                    dst = normalize_commit_id(edge.to_node.commit_id)
+                    if dst not in graph.deps.setdefault(src, []):
+                        graph.deps[src].append(dst)
+                # A graph holds one commit per module, so the requested modules name the roots.
+                wanted = {r.module for _, r in batch}
+                for info in graph.commits.values():
+                    if info.module in wanted and info.commit_id not in graph.roots:
+                        graph.roots.append(info.commit_id)
+        return graph
+
+    def _names(self, host: str, commits: Iterable[mpb.Commit]) -> dict[str, ModuleName]:
+        module_ids = sorted({c.module_id for c in commits})
+        modules: dict[str, mpb.Module] = {}
+        for batch in _batches(module_ids):
+            req = mpb.GetModulesRequest(module_refs=[mpb.ModuleRef(id=i) for i in batch])
+            resp = self._call(
+                host, MODULE_PKG, "ModuleService", "GetModules", req, mpb.GetModulesResponse
+            )
+            for module in resp.modules:
+                modules[module.id] = module
+        owner_ids = sorted({m.owner_id for m in modules.values()})
+        owners: dict[str, str] = {}
+        for batch in _batches(owner_ids):
+            req = opb.GetOwnersRequest(owner_refs=[opb.OwnerRef(id=i) for i in batch])
+            resp = self._call(
+                host, OWNER_PKG, "OwnerService", "GetOwners", req, opb.GetOwnersResponse
+            )
+            for owner in resp.owners:
+                which = owner.WhichOneof("value")
+                value = owner.user if which == "user" else owner.organization
+                owners[value.id] = value.name
+        names: dict[str, ModuleName] = {}
+        for module_id in module_ids:
+            module = modules.get(module_id)
+            if module is None or module.owner_id not in owners:
+                raise BSRError(f"{host}: the registry did not name module {module_id}", host=host)
+            names[module_id] = ModuleName(host, owners[module.owner_id], module.name)
+        return names
+
+    # -- DownloadService -----------------------------------------------------------------
+    def download(self, commits: Sequence[CommitInfo]) -> list[ModuleContent]:
+        """Download the files of each commit (by commit id), in order."""
+        out: list[ModuleContent | None] = [None] * len(commits)
+        by_host: dict[str, list[tuple[int, CommitInfo]]] = {}
+        for index, commit in enumerate(commits):
+            by_host.setdefault(commit.module.registry, []).append((index, commit))
+        for host, indexed in by_host.items():
+            for batch in _batches(indexed):
+                req = mpb.DownloadRequest(
+                    values=[
+                        mpb.DownloadRequest.Value(resource_ref=mpb.ResourceRef(id=c.commit_id))
+                        for _, c in batch
+                    ]
+                )
+                resp = self._call(
+                    host, MODULE_PKG, "DownloadService", "Download", req, mpb.DownloadResponse
+                )
+                if len(resp.contents) != len(batch):
+                    raise BSRError(
+                        f"Download on {host}: asked for {len(batch)} commits,"
+                        f" got {len(resp.contents)}",
+                        host=host,
+                    )
+                for (index, commit), content in zip(batch, resp.contents, strict=True):
+                    got = normalize_commit_id(content.commit.id)
+                    if got != commit.commit_id:
+                        raise BSRError(
+                            f"Download on {host}: asked for commit {commit.commit_id}, got {got}",
+                            host=host,
+                        )
+                    files = {f.path: bytes(f.content) for f in content.files}
+                    out[index] = ModuleContent(commit, files)
+        return [c for c in out if c is not None]
+
+    def download_graph(self, graph: ModuleGraph) -> dict[str, ModuleContent]:
+        """Download every commit of ``graph`` and verify each one's b5 digest."""
+        commits = list(graph.commits.values())
+        contents = self.download(commits)
+        for content in contents:
+            deps = [d.digest for d in graph.transitive_deps(content.commit.commit_id)]
+            verify_content(content, deps)
+        return {c.commit.commit_id: c for c in contents}
+
+
+def verify_content(content: ModuleContent, dep_digests: Iterable[Digest]) -> None:
+    actual = b5_from_contents(content.files, dep_digests)
+    if actual != content.commit.digest:
+        raise DigestMismatchError(
+            f"digest verification failed for {content.commit.module}:{content.commit.commit_id}:"
+            f" expected {content.commit.digest}, got {actual}"
+        )
+
+
+def _by_host(refs: Sequence[ModuleRef]) -> dict[str, list[tuple[int, ModuleRef]]]:
+    out: dict[str, list[tuple[int, ModuleRef]]] = {}
+    for index, ref in enumerate(refs):
+        out.setdefault(ref.module.registry, []).append((index, ref))
+    return out

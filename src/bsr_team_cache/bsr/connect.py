@@ -1,0 +1,210 @@
+"""Connect unary calls (binary protobuf) over HTTP/1.1, as the buf CLI makes them.
+
+Why httpx + protobuf rather than ``connectrpc``: the buf CLI uses only unary RPCs with
+``Content-Type: application/proto``, which is a plain POST; httpx gives a pooled, HTTP/1.1
+client with precise timeouts and TLS control, and the generated ``_pb2`` messages give the
+binary encoding. That is two small, well-kept dependencies, no code generator at run time, and
+one seam (``httpx.BaseTransport``) that tests and benchmarks can use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import ssl
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import httpx
+from google.protobuf.message import DecodeError, Message
+
+from bsr_team_cache import __version__
+from bsr_team_cache.bsr.auth import token_for_host
+from bsr_team_cache.errors import (
+    BSRError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+    UnavailableError,
+)
+
+M = TypeVar("M", bound=Message)
+
+# Connect error codes (connectrpc.com/docs/protocol#error-codes) from an HTTP status, used when
+# the body carries no JSON error.
+_HTTP_TO_CODE = {
+    400: "invalid_argument",
+    401: "unauthenticated",
+    403: "permission_denied",
+    404: "unimplemented",
+    408: "deadline_exceeded",
+    409: "aborted",
+    412: "failed_precondition",
+    413: "resource_exhausted",
+    415: "internal",
+    429: "unavailable",
+    431: "resource_exhausted",
+    502: "unavailable",
+    503: "unavailable",
+    504: "unavailable",
+}
+_RETRYABLE_CODES = {"unavailable", "resource_exhausted", "internal", "unknown", "deadline_exceeded"}
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """System trust store; OpenSSL honours SSL_CERT_FILE/SSL_CERT_DIR as Go does for buf."""
+    ctx = ssl.create_default_context()
+    cafile = os.environ.get("SSL_CERT_FILE")
+    if cafile and os.path.isfile(cafile):
+        ctx.load_verify_locations(cafile=cafile)
+    return ctx
+
+
+class ConnectTransport:
+    """Makes Connect unary calls to any registry host, with auth, timeouts and retries."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 30.0,
+        max_attempts: int = 4,
+        backoff: float = 0.25,
+        max_backoff: float = 8.0,
+        insecure_hosts: frozenset[str] | set[str] = frozenset(),
+        token_provider: Callable[[str], str | None] = token_for_host,
+        transport: httpx.BaseTransport | None = None,
+        verify: ssl.SSLContext | bool | None = None,
+        max_connections: int = 16,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._timeout = timeout
+        self._max_attempts = max(1, max_attempts)
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._insecure_hosts = frozenset(insecure_hosts)
+        self._token_provider = token_provider
+        self._sleep = sleep
+        self._client = httpx.Client(
+            transport=transport,
+            verify=default_ssl_context() if verify is None else verify,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=8),
+            headers={"User-Agent": f"bsr-team-cache/{__version__}"},
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> ConnectTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def url(self, host: str, service: str, method: str) -> str:
+        scheme = "http" if host in self._insecure_hosts else "https"
+        return f"{scheme}://{host}/{service}/{method}"
+
+    def call(
+        self, host: str, service: str, method: str, request: Message, response_type: type[M]
+    ) -> M:
+        body = request.SerializeToString()
+        headers = {
+            "Content-Type": "application/proto",
+            "Connect-Protocol-Version": "1",
+            "Connect-Timeout-Ms": str(int(self._timeout * 1000)),
+            "buf-version": __version__,
+        }
+        token = self._token_provider(host)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        url = self.url(host, service, method)
+        what = f"{service.rsplit('.', 1)[-1]}.{method} on {host}"
+        last_error: BSRError | None = None
+        for attempt in range(self._max_attempts):
+            retry_after: float | None = None
+            try:
+                resp = self._client.post(url, content=body, headers=headers)
+            except httpx.TimeoutException:
+                last_error = UnavailableError(
+                    f"{what}: timed out", code="deadline_exceeded", host=host
+                )
+            except httpx.TransportError as exc:
+                last_error = UnavailableError(
+                    f"{what}: cannot connect ({_describe_transport_error(exc)})",
+                    code="unavailable",
+                    host=host,
+                )
+            else:
+                if resp.status_code == 200:
+                    message = response_type()
+                    try:
+                        message.ParseFromString(resp.content)
+                    except DecodeError as exc:
+                        raise BSRError(f"{what}: malformed response: {exc}", host=host) from None
+                    return message
+                last_error = _error_from_response(resp, what, host)
+                retry_after = _retry_after(resp)
+                if last_error.code not in _RETRYABLE_CODES and resp.status_code != 429:
+                    raise last_error
+            if attempt + 1 < self._max_attempts:
+                delay = min(self._max_backoff, self._backoff * (2**attempt))
+                delay = delay * (0.5 + random.random() / 2)
+                if retry_after is not None:
+                    delay = min(max(delay, retry_after), 60.0)
+                self._sleep(delay)
+        assert last_error is not None
+        if isinstance(last_error, UnavailableError):
+            raise UnavailableError(
+                f"{last_error} (gave up after {self._max_attempts} attempts)",
+                code=last_error.code,
+                host=host,
+            )
+        raise last_error
+
+
+def _describe_transport_error(exc: httpx.TransportError) -> str:
+    text = str(exc) or type(exc).__name__
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return f"{text}; set SSL_CERT_FILE to the registry's CA certificate"
+    return text
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    value = resp.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _error_from_response(resp: httpx.Response, what: str, host: str) -> BSRError:
+    code = _HTTP_TO_CODE.get(resp.status_code, "unknown")
+    message = ""
+    if resp.headers.get("content-type", "").startswith("application/json"):
+        try:
+            payload = json.loads(resp.content)
+            code = str(payload.get("code", code))
+            message = str(payload.get("message", ""))
+        except (ValueError, AttributeError):
+            pass
+    if resp.status_code == 429:
+        code = "resource_exhausted" if code == "unavailable" else code
+    detail = f"{what}: {code}" + (f": {message}" if message else "")
+    if code == "not_found":
+        return NotFoundError(detail, code=code, host=host)
+    if code == "unauthenticated":
+        return UnauthenticatedError(
+            f"{detail} (set BUF_TOKEN or add 'machine {host}' to ~/.netrc)", code=code, host=host
+        )
+    if code == "permission_denied":
+        return PermissionDeniedError(
+            f"{detail} (the token may not read this module)", code=code, host=host
+        )
+    if code in ("unavailable", "resource_exhausted", "deadline_exceeded"):
+        return UnavailableError(detail, code=code, host=host)
+    return BSRError(detail, code=code, host=host)

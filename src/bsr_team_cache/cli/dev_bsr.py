@@ -1,0 +1,118 @@
+"""``bsr-team-cache dev-bsr``: run a BSR-compatible HTTPS server over a directory of modules."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import click
+
+from bsr_team_cache.bsr.devbsr import (
+    DevBSR,
+    DevBSRServer,
+    ModuleRepository,
+    ServerOptions,
+    ensure_tls_files,
+)
+from bsr_team_cache.samples import write_sample_data
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+@click.command("dev-bsr")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Modules as DATA/<owner>/<module>/<label>/ (see --init-samples).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8443, show_default=True, type=int, help="0 picks a free port.")
+@click.option(
+    "--tls-dir",
+    type=click.Path(path_type=Path),
+    help="Where the CA (ca.pem) and server certificate live; created if missing."
+    " Defaults to DATA/.tls. Clients trust it with SSL_CERT_FILE=ca.pem.",
+)
+@click.option("--insecure-http", is_flag=True, help="Serve plain HTTP (no TLS).")
+@click.option(
+    "--request-log",
+    type=click.Path(path_type=Path),
+    help="Append one JSON line per RPC (service, method, refs, status).",
+)
+@click.option(
+    "--ready-file",
+    type=click.Path(path_type=Path),
+    help="Write {url, host, port, ca_cert} as JSON once listening.",
+)
+@click.option(
+    "--init-samples",
+    is_flag=True,
+    help="First write the sample modules (acme/*, googleapis/googleapis) into DATA.",
+)
+@click.option("--require-token", metavar="TOKEN", help="Refuse RPCs without this bearer token.")
+@click.option("--deny-owner", multiple=True, help="Answer permission_denied for this owner.")
+@click.option("--fail-first", type=int, default=0, help="Fail the first N RPCs (unavailable).")
+@click.option(
+    "--rate-limit-first",
+    type=int,
+    default=0,
+    help="Then answer N RPCs with 429 resource_exhausted and Retry-After.",
+)
+def command(
+    data_dir: Path,
+    host: str,
+    port: int,
+    tls_dir: Path | None,
+    insecure_http: bool,
+    request_log: Path | None,
+    ready_file: Path | None,
+    init_samples: bool,
+    require_token: str | None,
+    deny_owner: tuple[str, ...],
+    fail_first: int,
+    rate_limit_first: int,
+) -> None:
+    """Serve the modules under DATA as a BSR on HOST:PORT (https)."""
+    if init_samples:
+        write_sample_data(data_dir)
+    repo = ModuleRepository(data_dir)
+    options = ServerOptions(
+        request_log=request_log,
+        fail_first=fail_first,
+        rate_limit_first=rate_limit_first,
+        require_token=require_token,
+        deny_owners=set(deny_owner),
+    )
+    cert = key = ca = None
+    if not insecure_http:
+        tls = ensure_tls_files(tls_dir or data_dir / ".tls", [host])
+        cert, key, ca = tls.server_cert, tls.server_key, tls.ca_cert
+    server = DevBSRServer(DevBSR(repo, options), host=host, port=port, cert_file=cert, key_file=key)
+    scheme = "https" if cert else "http"
+    url = f"{scheme}://{server.address}"
+    click.echo(
+        f"dev-bsr: serving {len(repo.modules)} modules ({len(repo.commits)} commits) on {url}",
+        err=True,
+    )
+    if ca is not None:
+        click.echo(f"dev-bsr: clients trust it with SSL_CERT_FILE={ca}", err=True)
+    if ready_file is not None:
+        tmp = ready_file.with_name(ready_file.name + ".tmp")
+        tmp.write_text(
+            json.dumps(
+                {"url": url, "host": host, "port": server.port, "ca_cert": str(ca) if ca else None}
+            )
+        )
+        tmp.replace(ready_file)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.httpd.server_close()

@@ -1,0 +1,99 @@
+"""Every error a user can meet, with a message that says what is wrong and what to do.
+
+The CLI prints ``str(error)`` (no traceback) and exits with ``error.exit_code``. Library
+callers catch :class:`BSRTeamCacheError` or one of its subclasses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class BSRTeamCacheError(Exception):
+    """Base class of all errors raised on purpose by bsr-team-cache."""
+
+    exit_code = 1
+
+
+class UsageError(BSRTeamCacheError):
+    """A command was called with arguments that cannot work."""
+
+    exit_code = 2
+
+
+class ConfigError(BSRTeamCacheError):
+    """A buf.yaml, buf.lock or other input file is malformed.
+
+    The message always names the file and, where known, the line and the entry.
+    """
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        path: Path | str | None,
+        problem: str,
+        *,
+        line: int | None = None,
+        entry: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.path = Path(path) if path is not None else None
+        self.problem = problem
+        self.line = line
+        self.entry = entry
+        self.hint = hint
+        where = str(self.path) if self.path is not None else "<input>"
+        if line is not None:
+            where += f":{line}"
+        message = f"{where}: {problem}"
+        if entry is not None:
+            message = f"{where}: {entry}: {problem}"
+        if hint:
+            message += f" ({hint})"
+        super().__init__(message)
+
+
+class InvalidModuleRefError(BSRTeamCacheError):
+    """A module reference such as ``buf.build/owner/name:ref`` does not parse."""
+
+    exit_code = 2
+
+
+class InvalidDigestError(BSRTeamCacheError):
+    """A digest string is not ``b5:<128 hex>`` or ``shake256:<128 hex>``."""
+
+    exit_code = 2
+
+
+class DigestMismatchError(BSRTeamCacheError):
+    """Content does not hash to the digest it was promised to have."""
+
+
+class RegistryError(BSRTeamCacheError):
+    """A registry (BSR or OCI) answered with an error or could not be reached."""
+
+
+class BSRError(RegistryError):
+    """The Buf Schema Registry answered with a Connect error."""
+
+    def __init__(self, message: str, *, code: str = "unknown", host: str | None = None) -> None:
+        self.code = code
+        self.host = host
+        super().__init__(message)
+
+
+class NotFoundError(BSRError):
+    """The BSR has no such module, label or commit."""
+
+
+class UnauthenticatedError(BSRError):
+    """The BSR wants a token: set BUF_TOKEN or add the host to ~/.netrc."""
+
+
+class PermissionDeniedError(BSRError):
+    """The token is valid but may not read this module."""
+
+
+class UnavailableError(BSRError):
+    """The BSR could not be reached, or kept failing after retries."""
