@@ -43,7 +43,7 @@ class DevCommit:
     module: str
     labels: list[str]
     directory: Path
-    files: dict[str, Path]
+    files: dict[str, str]
     declared_deps: list[tuple[str, str, str | None]]  # (owner, module, label)
     commit_id: str = ""
     digest: Digest | None = None
@@ -215,8 +215,8 @@ def transitive_deps(commit: DevCommit) -> list[DevCommit]:
     return _transitive(commit)
 
 
-def _imports(path: Path) -> list[str]:
-    return [m.decode() for m in _IMPORT_RE.findall(path.read_bytes())]
+def _imports(path: str) -> list[str]:
+    return [m.decode() for m in _IMPORT_RE.findall(Path(path).read_bytes())]
 
 
 def _prune_by_imports(commit: DevCommit, candidates: list[DevCommit]) -> list[DevCommit]:

@@ -204,7 +204,7 @@ class DevBSR:
                             raise ConnectError("not_found", f"path {w!r} not found")
             content = resp.contents.add(commit=self._commit_proto(commit))
             for path in selected:
-                content.files.add(path=path, content=commit.files[path].read_bytes())
+                content.files.add(path=path, content=Path(commit.files[path]).read_bytes())
         return resp, refs
 
     def get_modules(self, req: mpb.GetModulesRequest) -> tuple[Message, list[str]]:
