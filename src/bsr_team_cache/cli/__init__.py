@@ -17,9 +17,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from bsr_team_cache.cli import check, demo, dev_bsr, digest, resolve
+    from bsr_team_cache.cli import check, demo, dev_bsr, digest, fetch, resolve
 
-    for module in (check, demo, dev_bsr, digest, resolve):
+    for module in (check, demo, dev_bsr, digest, fetch, resolve):
         cli.add_command(module.command)
 
 

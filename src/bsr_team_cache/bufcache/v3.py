@@ -1,0 +1,108 @@
+"""buf's v3 cache layout (buf >= 1.32), as buf's bufmodulestore writes it.
+
+``$BUF_CACHE_DIR/v3/modules/b5/<registry>/<owner>/<name>/<commit>/`` holds ``files/…`` and
+``module.yaml``; buf treats the presence of ``module.yaml`` as "entry valid" and takes a file
+lock at ``v3/modulelocks/b5/<registry>/<owner>/<name>/<commit>.lock``. We take the same lock,
+build the entry in a temp directory, write ``module.yaml`` last and rename the directory into
+place, so neither buf nor a killed fetch ever sees half an entry. buf calls this layout internal,
+so the layouts we know are listed in KNOWN_LAYOUTS and anything else is refused.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from bsr_team_cache.domain.digest import Digest
+from bsr_team_cache.domain.moduleref import ModuleName
+from bsr_team_cache.errors import BSRTeamCacheError
+
+KNOWN_LAYOUTS = ("v3",)
+
+
+def buf_cache_dir(env: dict[str, str] | None = None) -> Path:
+    """``$BUF_CACHE_DIR``, else ``$XDG_CACHE_HOME/buf``, else ``~/.cache/buf`` (as buf does)."""
+    env = dict(os.environ) if env is None else env
+    if env.get("BUF_CACHE_DIR"):
+        return Path(env["BUF_CACHE_DIR"])
+    if env.get("XDG_CACHE_HOME"):
+        return Path(env["XDG_CACHE_HOME"]) / "buf"
+    return Path(env.get("HOME", str(Path.home()))) / ".cache" / "buf"
+
+
+def module_entry_dir(cache_dir: Path, module: ModuleName, commit: str) -> Path:
+    return (
+        cache_dir / "v3" / "modules" / "b5" / module.registry / module.owner / module.name / commit
+    )
+
+
+def _module_yaml(deps: Iterable[tuple[ModuleName, str, Digest]]) -> str:
+    lines = ["version: v1", "files_dir: files"]
+    ordered = sorted(deps, key=lambda d: str(d[0]))
+    if ordered:
+        lines.append("deps:")
+        for name, commit, digest in ordered:
+            lines += [f"  - name: {name}", f"    commit: {commit}", f"    digest: {digest}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_module(
+    cache_dir: Path,
+    module: ModuleName,
+    commit: str,
+    files: dict[str, bytes],
+    deps: Iterable[tuple[ModuleName, str, Digest]],
+) -> bool:
+    """Write one entry; False if a valid entry (with module.yaml) was already there."""
+    entry = module_entry_dir(cache_dir, module, commit)
+    if (entry / "module.yaml").exists():
+        return False
+    lock_path = (
+        cache_dir
+        / "v3"
+        / "modulelocks"
+        / "b5"
+        / module.registry
+        / module.owner
+        / module.name
+        / f"{commit}.lock"
+    )
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if (entry / "module.yaml").exists():
+                return False
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{commit}."))
+            try:
+                for rel, content in files.items():
+                    if rel.startswith("/") or ".." in rel.split("/"):
+                        raise BSRTeamCacheError(f"{module}:{commit}: unsafe file path {rel!r}")
+                    target = staging / "files" / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(content)
+                (staging / "module.yaml").write_text(_module_yaml(deps))
+                if entry.exists():  # a half-written entry without module.yaml: replace it
+                    shutil.rmtree(entry)
+                os.rename(staging, entry)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return True
+
+
+def write_export(export_dir: Path, files: dict[str, bytes]) -> None:
+    """Add a module's files to an include tree for ``protoc -I export_dir``."""
+    for rel, content in files.items():
+        target = export_dir / rel
+        if target.exists() and target.read_bytes() == content:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)

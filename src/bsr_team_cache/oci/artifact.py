@@ -1,0 +1,196 @@
+"""One BSR module commit as one OCI artifact (see docs/artifact-format.md).
+
+manifest (``artifactType: application/vnd.buf.module.v1``)
+  config: JSON {name, commit, digest (b5), deps [{name, commit, digest}], create_time}
+  layer:  the module's files as a deterministic tar+gzip (sorted, mtime 0, uid/gid 0, 0644)
+Repository: ``<namespace>/teams/<team>/dependencies/<host>/<owner>/<module>``; tag = commit.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import re
+import tarfile
+from dataclasses import dataclass
+
+from bsr_team_cache.domain.digest import B5, Digest, b5_from_contents, parse_digest
+from bsr_team_cache.domain.moduleref import ModuleName, parse_module_name
+from bsr_team_cache.errors import DigestMismatchError, RegistryError
+from bsr_team_cache.oci.base import OCI_MANIFEST, RegistryBackend, sha256_digest
+
+ARTIFACT_TYPE = "application/vnd.buf.module.v1"
+CONFIG_MEDIA_TYPE = "application/vnd.buf.module.config.v1+json"
+LAYER_MEDIA_TYPE = "application/vnd.buf.module.files.v1.tar+gzip"
+_REPO_COMPONENT = re.compile(r"[^a-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class ModuleDepRecord:
+    module: ModuleName
+    commit: str
+    digest: Digest
+
+
+@dataclass(frozen=True)
+class ModuleArtifact:
+    """A module commit's files plus what buf needs to trust and place them."""
+
+    module: ModuleName
+    commit: str
+    digest: Digest
+    deps: tuple[ModuleDepRecord, ...]
+    files: dict[str, bytes]
+    create_time: str = ""
+
+    def verify(self) -> None:
+        actual = b5_from_contents(self.files, [d.digest for d in self.deps])
+        if actual != self.digest:
+            raise DigestMismatchError(
+                f"{self.module}:{self.commit}: files hash to {actual}, expected {self.digest}"
+            )
+
+    @property
+    def size(self) -> int:
+        return sum(len(c) for c in self.files.values())
+
+
+def _component(text: str) -> str:
+    cleaned = _REPO_COMPONENT.sub("-", text.lower()).strip("-._")
+    return cleaned or "x"
+
+
+def module_repository(team: str, module: ModuleName, namespace: str = "") -> str:
+    """``[ns/]teams/<team>/dependencies/<host>/<owner>/<module>``, legal as an OCI name."""
+    parts = [p for p in namespace.strip("/").split("/") if p]
+    parts += [
+        "teams",
+        _component(team),
+        "dependencies",
+        _component(module.registry.replace(":", "-")),
+        _component(module.owner),
+        _component(module.name),
+    ]
+    return "/".join(parts)
+
+
+def _canonical_json(value: object) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def files_layer(files: dict[str, bytes]) -> bytes:
+    """A byte-for-byte reproducible tar+gzip of the files."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(files, key=str.encode):
+            info = tarfile.TarInfo(path)
+            info.size = len(files[path])
+            info.mtime = 0
+            info.mode = 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(files[path]))
+    return gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)
+
+
+def read_files_layer(data: bytes, where: str) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data)), mode="r:") as tar:
+            for member in tar:
+                if (
+                    not member.isfile()
+                    or member.name.startswith("/")
+                    or ".." in member.name.split("/")
+                ):
+                    raise RegistryError(f"{where}: unsafe entry {member.name!r} in the files layer")
+                extracted = tar.extractfile(member)
+                assert extracted is not None
+                files[member.name] = extracted.read()
+    except (OSError, EOFError, tarfile.TarError) as exc:
+        raise RegistryError(f"{where}: unreadable files layer ({exc})") from None
+    return files
+
+
+def push_module(registry: RegistryBackend, repo: str, artifact: ModuleArtifact) -> str:
+    """Push blobs then the manifest (tag = commit). Returns the manifest digest."""
+    config = _canonical_json(
+        {
+            "name": str(artifact.module),
+            "commit": artifact.commit,
+            "digest": str(artifact.digest),
+            "create_time": artifact.create_time,
+            "deps": [
+                {"name": str(d.module), "commit": d.commit, "digest": str(d.digest)}
+                for d in sorted(artifact.deps, key=lambda d: str(d.module))
+            ],
+        }
+    )
+    layer = files_layer(artifact.files)
+    config_digest, layer_digest = sha256_digest(config), sha256_digest(layer)
+    for data, digest in ((config, config_digest), (layer, layer_digest)):
+        if not registry.blob_exists(repo, digest):
+            registry.push_blob(repo, data, digest)
+    manifest = _canonical_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": ARTIFACT_TYPE,
+            "config": {
+                "mediaType": CONFIG_MEDIA_TYPE,
+                "digest": config_digest,
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": LAYER_MEDIA_TYPE,
+                    "digest": layer_digest,
+                    "size": len(layer),
+                    "annotations": {"org.opencontainers.image.title": "files.tar.gz"},
+                }
+            ],
+            "annotations": {
+                "org.opencontainers.image.title": str(artifact.module),
+                "org.opencontainers.image.revision": artifact.commit,
+                "org.opencontainers.image.version": str(artifact.digest),
+                "org.opencontainers.image.created": artifact.create_time or "1970-01-01T00:00:00Z",
+            },
+        }
+    )
+    return registry.push_manifest(repo, artifact.commit, manifest, OCI_MANIFEST)
+
+
+def pull_module(registry: RegistryBackend, repo: str, commit: str) -> ModuleArtifact | None:
+    """Read and verify (sha256 of every blob, then b5 of the files); None if absent."""
+    where = f"{registry.describe()}/{repo}:{commit}"
+    found = registry.read_manifest(repo, commit)
+    if found is None:
+        return None
+    try:
+        manifest = json.loads(found[0])
+        if manifest.get("artifactType") != ARTIFACT_TYPE:
+            raise RegistryError(f"{where}: not a buf module artifact")
+        config = json.loads(registry.read_blob(repo, manifest["config"]["digest"]))
+        layer = registry.read_blob(repo, manifest["layers"][0]["digest"])
+        artifact = ModuleArtifact(
+            module=parse_module_name(config["name"]),
+            commit=config["commit"],
+            digest=parse_digest(config["digest"], expected_type=B5),
+            deps=tuple(
+                ModuleDepRecord(
+                    parse_module_name(d["name"]),
+                    d["commit"],
+                    parse_digest(d["digest"], expected_type=B5),
+                )
+                for d in config["deps"]
+            ),
+            files=read_files_layer(layer, where),
+            create_time=config.get("create_time", ""),
+        )
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise RegistryError(f"{where}: malformed module artifact ({exc})") from None
+    if artifact.commit != commit:
+        raise RegistryError(f"{where}: artifact is for commit {artifact.commit}")
+    artifact.verify()
+    return artifact

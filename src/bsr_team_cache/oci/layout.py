@@ -1,0 +1,137 @@
+"""The embedded backend: OCI image layouts on disk, one per repository.
+
+``ROOT/<repository>/`` is a standard image layout (``oci-layout``, ``index.json``,
+``blobs/sha256/…``) with tags as ``org.opencontainers.image.ref.name`` annotations, so
+``skopeo inspect oci:ROOT/<repository>:<tag>`` reads it. Usable on a shared filesystem:
+blobs are written to a temp file and renamed, and ``index.json`` is rewritten under a file lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bsr_team_cache.errors import RegistryError
+from bsr_team_cache.oci.base import OCI_INDEX, sha256_digest, verify_blob
+
+REF_NAME = "org.opencontainers.image.ref.name"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class OCILayoutRegistry:
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def describe(self) -> str:
+        return f"oci-layout:{self.root}"
+
+    def _repo_dir(self, repo: str) -> Path:
+        if repo.startswith("/") or ".." in repo.split("/"):
+            raise RegistryError(f"invalid repository name {repo!r}")
+        return self.root / repo
+
+    def _blob_path(self, repo: str, digest: str) -> Path:
+        algo, _, hex_value = digest.partition(":")
+        if algo != "sha256" or len(hex_value) != 64:
+            raise RegistryError(f"unsupported digest {digest!r}")
+        return self._repo_dir(repo) / "blobs" / "sha256" / hex_value
+
+    def _init(self, repo: str) -> Path:
+        directory = self._repo_dir(repo)
+        if not (directory / "oci-layout").exists():
+            _atomic_write(directory / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+        return directory
+
+    @contextmanager
+    def _index_lock(self, repo: str) -> Iterator[None]:
+        directory = self._init(repo)
+        with open(directory / ".index.lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _read_index(self, repo: str) -> dict:
+        path = self._repo_dir(repo) / "index.json"
+        if not path.exists():
+            return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+        try:
+            return json.loads(path.read_bytes())
+        except ValueError as exc:
+            raise RegistryError(f"{path}: corrupt index.json ({exc})") from None
+
+    # -- RegistryBackend -----------------------------------------------------------------
+    def blob_exists(self, repo: str, digest: str) -> bool:
+        return self._blob_path(repo, digest).exists()
+
+    def read_blob(self, repo: str, digest: str) -> bytes:
+        path = self._blob_path(repo, digest)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise RegistryError(f"{self.describe()}: {repo}: blob {digest} not found") from None
+        return verify_blob(data, digest, f"{self.describe()}/{repo}")
+
+    def push_blob(self, repo: str, data: bytes, digest: str) -> None:
+        verify_blob(data, digest, "push")
+        self._init(repo)
+        path = self._blob_path(repo, digest)
+        if not path.exists():
+            _atomic_write(path, data)
+
+    def push_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str:
+        digest = sha256_digest(data)
+        self.push_blob(repo, data, digest)
+        with self._index_lock(repo):
+            index = self._read_index(repo)
+            manifests = [
+                m for m in index["manifests"] if m.get("annotations", {}).get(REF_NAME) != reference
+            ]
+            manifests.append(
+                {
+                    "mediaType": media_type,
+                    "digest": digest,
+                    "size": len(data),
+                    "annotations": {REF_NAME: reference},
+                }
+            )
+            index["manifests"] = manifests
+            _atomic_write(
+                self._repo_dir(repo) / "index.json",
+                json.dumps(index, indent=2, sort_keys=True).encode(),
+            )
+        return digest
+
+    def read_manifest(self, repo: str, reference: str) -> tuple[bytes, str] | None:
+        if reference.startswith("sha256:"):
+            if not self.blob_exists(repo, reference):
+                return None
+            data = self.read_blob(repo, reference)
+            return data, json.loads(data).get("mediaType", "")
+        for entry in self._read_index(repo)["manifests"]:
+            if entry.get("annotations", {}).get(REF_NAME) == reference:
+                return self.read_blob(repo, entry["digest"]), entry["mediaType"]
+        return None
+
+    def list_tags(self, repo: str) -> list[str]:
+        tags = {m.get("annotations", {}).get(REF_NAME) for m in self._read_index(repo)["manifests"]}
+        return sorted(t for t in tags if t)

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+
+from bsr_team_cache.bufcache.v3 import buf_cache_dir, module_entry_dir, write_module
+from bsr_team_cache.domain.digest import parse_digest
+from bsr_team_cache.domain.moduleref import parse_module_name
+from bsr_team_cache.errors import BSRTeamCacheError
+
+PETS = parse_module_name("localhost:8443/acme/pets")
+MONEY = parse_module_name("localhost:8443/acme/money")
+COMMIT = "41b522898fb54799af1f78eb67f18d87"
+
+
+def test_layout_and_module_yaml_as_buf_writes_them(tmp_path):
+    dep = (MONEY, "2bb75b8cc22842fa8841c641fb25d3a6", parse_digest("b5:" + "98" * 64))
+    assert write_module(tmp_path, PETS, COMMIT, {"acme/pets/v1/pet.proto": b"x"}, [dep])
+    entry = module_entry_dir(tmp_path, PETS, COMMIT)
+    assert entry == tmp_path / "v3/modules/b5/localhost:8443/acme/pets" / COMMIT
+    assert (entry / "files/acme/pets/v1/pet.proto").read_bytes() == b"x"
+    assert (entry / "module.yaml").read_text() == (
+        "version: v1\nfiles_dir: files\ndeps:\n"
+        "  - name: localhost:8443/acme/money\n"
+        "    commit: 2bb75b8cc22842fa8841c641fb25d3a6\n"
+        f"    digest: b5:{'98' * 64}\n"
+    )
+    assert not write_module(tmp_path, PETS, COMMIT, {"other": b"y"}, [])  # valid entry kept
+    assert not list(entry.parent.glob(".*"))  # no staging left behind
+
+
+def test_half_written_entry_is_replaced(tmp_path):
+    entry = module_entry_dir(tmp_path, PETS, COMMIT)
+    (entry / "files").mkdir(parents=True)
+    (entry / "files" / "junk.proto").write_text("half")
+    assert write_module(tmp_path, PETS, COMMIT, {"a.proto": b"a"}, [])
+    assert not (entry / "files" / "junk.proto").exists()
+
+
+def test_unsafe_paths_are_refused(tmp_path):
+    with pytest.raises(BSRTeamCacheError, match="unsafe file path"):
+        write_module(tmp_path, PETS, COMMIT, {"../evil.proto": b"x"}, [])
+    assert not module_entry_dir(tmp_path, PETS, COMMIT).exists()
+
+
+def test_cache_dir_resolution_matches_buf():
+    assert str(buf_cache_dir({"BUF_CACHE_DIR": "/c"})) == "/c"
+    assert str(buf_cache_dir({"XDG_CACHE_HOME": "/x", "HOME": "/h"})) == "/x/buf"
+    assert str(buf_cache_dir({"HOME": "/h"})) == "/h/.cache/buf"
