@@ -1,5 +1,8 @@
-"""The self-contained demo: a dev BSR on loopback, sample modules, the client and real buf.
+"""The self-contained demo: two team members share BSR modules through an on-disk registry.
 
+Member A fetches cold (from a dev BSR on loopback, publishing to the team registry); the BSR is
+stopped; member B, with empty caches, fetches everything from the team registry and the real
+``buf build`` runs offline.
 Nothing here needs the network or a registry server: everything runs on 127.0.0.1 in a
 temporary directory that is removed afterwards (unless ``keep`` is set).
 """
@@ -19,11 +22,12 @@ from pathlib import Path
 from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.bsr.connect import ConnectTransport, default_ssl_context
 from bsr_team_cache.bsr.devbsr import DevBSR, DevBSRServer, ModuleRepository, ensure_tls_files
-from bsr_team_cache.domain.buflock import read_buf_lock
-from bsr_team_cache.domain.moduleref import parse_module_ref
+from bsr_team_cache.oci.layout import OCILayoutRegistry
 from bsr_team_cache.samples import write_sample_data
+from bsr_team_cache.team.fetch import fetch
 
 DEMO_DEPS = ("acme/orders", "acme/notes", "acme/common")
+DEMO_TEAM = "platform-team"
 DEMO_PROTO = """syntax = "proto3";
 
 package shop.v1;
@@ -44,7 +48,7 @@ message Cart {
 class DemoReport:
     rows: list[dict] = field(default_factory=list)
     steps: list[tuple[str, float, str]] = field(default_factory=list)
-    buf_agrees: bool | None = None
+    buf_offline_ok: bool = False
 
 
 def find_buf() -> str | None:
@@ -82,73 +86,114 @@ def _run(root: Path, report: DemoReport, say: Callable[[str], None]) -> None:
         DevBSR(repo), host="127.0.0.1", port=0, cert_file=tls.server_cert, key_file=tls.server_key
     ).start()
     host = f"localhost:{server.port}"
+    registry = OCILayoutRegistry(root / "team-registry")
     say(f"dev BSR serving {len(repo.modules)} modules on https://{host}")
+    say(f"team registry: {registry.describe()} (the embedded on-disk default)")
+    ctx = default_ssl_context()
+    ctx.load_verify_locations(cafile=str(tls.ca_cert))
+    buf = find_buf()
     try:
-        ctx = default_ssl_context()
-        ctx.load_verify_locations(cafile=str(tls.ca_cert))
-        refs = [parse_module_ref(f"{host}/{d}") for d in DEMO_DEPS]
+        project_a = _project(root / "member-a", host)
         with BSRModuleClient(ConnectTransport(verify=ctx)) as client:
-            graph = _timed(report, "resolve graph (GetGraph)", lambda: client.graph(refs))
-            contents = _timed(
-                report, "download + verify b5 (Download)", lambda: client.download_graph(graph)
+            result_a = _timed(
+                report,
+                "member A: fetch (cold: BSR, publish to team)",
+                lambda: fetch(
+                    project_a,
+                    team=DEMO_TEAM,
+                    registry=registry,
+                    bsr=client,
+                    buf_cache=root / "member-a-buf-cache",
+                    update_lock=True,
+                ),
             )
-        for content in sorted(contents.values(), key=lambda c: str(c.commit.module)):
-            report.rows.append(
-                {
-                    "module": str(content.commit.module),
-                    "commit": content.commit.commit_id,
-                    "digest": str(content.commit.digest),
-                    "files": len(content.files),
-                    "bytes": content.size,
-                }
-            )
-        buf = find_buf()
-        if buf is None:
-            say("buf CLI not found: skipping the buf dep update / buf build part")
-        else:
-            _run_buf(buf, root, host, tls.ca_cert, report)
+        if buf is not None:
+            _run_buf(buf, project_a, root / "buf-direct-cache", tls.ca_cert, report)
     finally:
         server.stop()
+    say("dev BSR stopped: member B works offline")
+    project_b = _project(root / "member-b", host)
+    shutil.copyfile(project_a / "buf.lock", project_b / "buf.lock")
+    with BSRModuleClient(ConnectTransport(verify=ctx, max_attempts=1)) as client:
+        result_b = _timed(
+            report,
+            "member B: fetch (team registry, BSR down)",
+            lambda: fetch(
+                project_b,
+                team=DEMO_TEAM,
+                registry=registry,
+                bsr=client,
+                buf_cache=root / "member-b-buf-cache",
+                export=root / "member-b-include",
+            ),
+        )
+    for a, b in zip(result_a.modules, result_b.modules, strict=False):
+        report.rows.append(
+            {"module": a.name, "commit": a.commit, "a": a.tier, "b": b.tier, "bytes": b.bytes}
+        )
+    if buf is not None:
+        env = {**os.environ, "BUF_CACHE_DIR": str(root / "member-b-buf-cache")}
+
+        def build_b() -> None:
+            done = subprocess.run(
+                [buf, "build", "-o", os.devnull],
+                cwd=project_b,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"member B: buf build failed: {done.stderr.strip()}")
+
+        _timed(report, "member B: real `buf build` offline", build_b)
+        report.buf_offline_ok = True
+    else:
+        say("buf CLI not found: skipping the real buf steps")
     _print(report, say)
 
 
-def _run_buf(buf: str, root: Path, host: str, ca: Path, report: DemoReport) -> None:
-    project = root / "shop"
-    (project / "shop" / "v1").mkdir(parents=True)
-    (project / "buf.yaml").write_text(
+def _project(directory: Path, host: str) -> Path:
+    (directory / "shop" / "v1").mkdir(parents=True)
+    (directory / "buf.yaml").write_text(
         "version: v2\ndeps:\n" + "".join(f"  - {host}/{d}\n" for d in DEMO_DEPS)
     )
-    (project / "shop" / "v1" / "shop.proto").write_text(DEMO_PROTO)
-    env = {**os.environ, "SSL_CERT_FILE": str(ca), "BUF_CACHE_DIR": str(root / "buf-cache")}
+    (directory / "shop" / "v1" / "shop.proto").write_text(DEMO_PROTO)
+    return directory
 
-    def buf_run(*args: str) -> None:
-        result = subprocess.run(
-            [buf, *args], cwd=project, env=env, capture_output=True, text=True, timeout=300
+
+def _run_buf(buf: str, project_a: Path, cache: Path, ca: Path, report: DemoReport) -> None:
+    """For comparison: real buf on its own, downloading everything from the BSR."""
+    project = project_a.parent / "buf-direct"
+    shutil.copytree(project_a, project)
+    env = {**os.environ, "SSL_CERT_FILE": str(ca), "BUF_CACHE_DIR": str(cache)}
+
+    def build() -> None:
+        done = subprocess.run(
+            [buf, "build", "-o", os.devnull],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
-        if result.returncode != 0:
-            raise RuntimeError(f"buf {' '.join(args)} failed: {result.stderr.strip()}")
+        if done.returncode != 0:
+            raise RuntimeError(f"buf build failed: {done.stderr.strip()}")
 
-    _timed(report, "real `buf dep update` (cold)", lambda: buf_run("dep", "update"))
-    _timed(report, "real `buf build` (warm buf cache)", lambda: buf_run("build", "-o", "/dev/null"))
-    lock = read_buf_lock(project / "buf.lock")
-    ours = {r["module"]: r["digest"] for r in report.rows}
-    report.buf_agrees = all(ours.get(str(d.module)) == str(d.digest) for d in lock.deps) and len(
-        lock.deps
-    ) == len(ours)
+    _timed(report, "for comparison: real `buf build`, cold, from BSR", build)
 
 
 def _print(report: DemoReport, say: Callable[[str], None]) -> None:
     say("")
-    say(f"{'module':<40} {'commit':<12} {'digest':<20} {'files':>5} {'bytes':>9}")
+    say(f"{'module':<36} {'commit':<12} {'member A':<9} {'member B':<9} {'bytes':>8}")
     for row in report.rows:
         name = row["module"].split("/", 1)[1]
-        say(
-            f"{name:<40} {row['commit'][:12]:<12} {row['digest'][:20]:<20}"
-            f" {row['files']:>5} {row['bytes']:>9}"
-        )
+        say(f"{name:<36} {row['commit'][:12]:<12} {row['a']:<9} {row['b']:<9} {row['bytes']:>8}")
     say("")
     for what, seconds, _ in report.steps:
-        say(f"  {what:<45} {seconds * 1000:8.1f} ms")
-    if report.buf_agrees is not None:
-        verdict = "match" if report.buf_agrees else "DO NOT match"
-        say(f"\nbuf.lock digests written by the real buf CLI {verdict} ours.")
+        say(f"  {what:<50} {seconds * 1000:8.1f} ms")
+    if report.buf_offline_ok:
+        say(
+            "\nmember B built with the real buf CLI and no BSR:"
+            " every dep came from the team registry."
+        )
