@@ -127,26 +127,17 @@ def _run(root: Path, report: DemoReport, say: Callable[[str], None]) -> None:
                 export=root / "member-b-include",
             ),
         )
-    for a, b in zip(result_a.modules, result_b.modules, strict=False):
+    tiers_b = {m.name: m for m in result_b.modules}
+    for a in sorted(result_a.modules, key=lambda m: m.name):
+        b = tiers_b[a.name]
         report.rows.append(
             {"module": a.name, "commit": a.commit, "a": a.tier, "b": b.tier, "bytes": b.bytes}
         )
     if buf is not None:
         env = {**os.environ, "BUF_CACHE_DIR": str(root / "member-b-buf-cache")}
-
-        def build_b() -> None:
-            done = subprocess.run(
-                [buf, "build", "-o", os.devnull],
-                cwd=project_b,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            if done.returncode != 0:
-                raise RuntimeError(f"member B: buf build failed: {done.stderr.strip()}")
-
-        _timed(report, "member B: real `buf build` offline", build_b)
+        _timed(
+            report, "member B: real `buf build` offline", lambda: _buf_build(buf, project_b, env)
+        )
         report.buf_offline_ok = True
     else:
         say("buf CLI not found: skipping the real buf steps")
@@ -168,19 +159,24 @@ def _run_buf(buf: str, project_a: Path, cache: Path, ca: Path, report: DemoRepor
     shutil.copytree(project_a, project)
     env = {**os.environ, "SSL_CERT_FILE": str(ca), "BUF_CACHE_DIR": str(cache)}
 
-    def build() -> None:
-        done = subprocess.run(
-            [buf, "build", "-o", os.devnull],
-            cwd=project,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"buf build failed: {done.stderr.strip()}")
+    _timed(
+        report,
+        "for comparison: real `buf build`, cold, from BSR",
+        lambda: _buf_build(buf, project, env),
+    )
 
-    _timed(report, "for comparison: real `buf build`, cold, from BSR", build)
+
+def _buf_build(buf: str, project: Path, env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [buf, "build", "-o", os.devnull],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"buf build in {project} failed: {done.stderr.strip()}")
 
 
 def _print(report: DemoReport, say: Callable[[str], None]) -> None:
