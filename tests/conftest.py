@@ -16,6 +16,16 @@ import pytest
 
 from bsr_team_cache.samples import write_sample_data
 
+# Every module that acme/orders + acme/notes (+ acme/common) pull in from the sample data.
+SHOP_DEP_CLOSURE = [
+    "acme/common",
+    "acme/money",
+    "acme/notes",
+    "acme/orders",
+    "acme/pets",
+    "googleapis/googleapis",
+]
+
 
 @dataclass
 class DevBSRProcess:

@@ -47,7 +47,7 @@ message Cart {
 @dataclass
 class DemoReport:
     rows: list[dict] = field(default_factory=list)
-    steps: list[tuple[str, float, str]] = field(default_factory=list)
+    steps: list[tuple[str, float]] = field(default_factory=list)
     buf_offline_ok: bool = False
 
 
@@ -71,10 +71,10 @@ def run_demo(workdir: Path | None = None, say: Callable[[str], None] = print) ->
     return report
 
 
-def _timed(report: DemoReport, what: str, fn: Callable, detail: str = ""):
+def _timed(report: DemoReport, what: str, fn: Callable):
     start = time.perf_counter()
     result = fn()
-    report.steps.append((what, time.perf_counter() - start, detail))
+    report.steps.append((what, time.perf_counter() - start))
     return result
 
 
@@ -186,7 +186,7 @@ def _print(report: DemoReport, say: Callable[[str], None]) -> None:
         name = row["module"].split("/", 1)[1]
         say(f"{name:<36} {row['commit'][:12]:<12} {row['a']:<9} {row['b']:<9} {row['bytes']:>8}")
     say("")
-    for what, seconds, _ in report.steps:
+    for what, seconds in report.steps:
         say(f"  {what:<50} {seconds * 1000:8.1f} ms")
     if report.buf_offline_ok:
         say(

@@ -18,7 +18,7 @@ from bsr_team_cache.errors import (
     UnauthenticatedError,
     UnavailableError,
 )
-from tests.conftest import start_dev_bsr
+from tests.conftest import SHOP_DEP_CLOSURE, start_dev_bsr
 
 
 def _client(**kwargs) -> BSRModuleClient:
@@ -51,14 +51,7 @@ def test_graph_has_transitive_deps_pruned_by_imports(bsr_env):
             [parse_module_ref(f"{host}/acme/orders"), parse_module_ref(f"{host}/acme/notes")]
         )
     names = {c.commit_id: str(c.module).split("/", 1)[1] for c in graph.commits.values()}
-    assert sorted(names.values()) == [
-        "acme/common",
-        "acme/money",
-        "acme/notes",
-        "acme/orders",
-        "acme/pets",
-        "googleapis/googleapis",
-    ]
+    assert sorted(names.values()) == SHOP_DEP_CLOSURE
     orders = next(c for c, n in names.items() if n == "acme/orders")
     notes = next(c for c, n in names.items() if n == "acme/notes")
     assert [str(c.module).split("/", 1)[1] for c in graph.transitive_deps(orders)] == [

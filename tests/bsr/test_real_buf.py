@@ -11,7 +11,7 @@ import pytest
 from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.domain.buflock import format_buf_lock, parse_buf_lock
 from bsr_team_cache.domain.moduleref import parse_module_ref
-from tests.conftest import run_cli
+from tests.conftest import SHOP_DEP_CLOSURE, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -67,14 +67,7 @@ def test_buf_dep_update_and_build_agree_with_our_digests(buf_bin, bsr_env, tmp_p
     # Our writer reproduces buf's file byte for byte.
     assert format_buf_lock(lock) == lock_text
     names = [str(d.module).split("/", 1)[1] for d in lock.deps]
-    assert names == [
-        "acme/common",
-        "acme/money",
-        "acme/notes",
-        "acme/orders",
-        "acme/pets",
-        "googleapis/googleapis",
-    ]
+    assert names == SHOP_DEP_CLOSURE
 
     with BSRModuleClient() as client:
         graph = client.graph([parse_module_ref(f"{d.module}:{d.commit}") for d in lock.deps])

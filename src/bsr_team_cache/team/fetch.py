@@ -83,7 +83,7 @@ def _lock_for(project: Path, bsr: BSRModuleClient, update_lock: bool) -> BufLock
         else [LockedDep(c.module, c.commit_id, c.digest) for c in graph.commits.values()]
     )
     lock = BufLock("v2", tuple(sorted(deps, key=lambda d: str(d.module))))
-    if update_lock or not lock_path.is_file():
+    if update_lock:  # never rewrite a user's buf.lock unasked
         write_buf_lock(lock_path, lock)
     return lock
 

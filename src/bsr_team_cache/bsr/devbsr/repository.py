@@ -151,7 +151,7 @@ class ModuleRepository:
             self._finish(dep, [*stack, commit.key])
             candidates.append(dep)
         commit.deps = _prune_by_imports(commit, candidates)
-        transitive = _transitive(commit)
+        transitive = transitive_deps(commit)
         commit.digest = b5_from_file_digests(
             hash_files(commit.files), [d.digest for d in transitive if d.digest]
         )
@@ -198,21 +198,16 @@ class ModuleRepository:
         return module.labels.get(ref)
 
 
-def _transitive(commit: DevCommit) -> list[DevCommit]:
-    seen: dict[str, DevCommit] = {}
+def transitive_deps(commit: DevCommit) -> list[DevCommit]:
+    """Every commit ``commit`` depends on, directly or not (deps are finished before use)."""
+    seen: dict[int, DevCommit] = {}
     stack = list(commit.deps)
     while stack:
         dep = stack.pop()
-        key = dep.commit_id or str(id(dep))
-        if key in seen:
-            continue
-        seen[key] = dep
-        stack.extend(dep.deps)
+        if id(dep) not in seen:
+            seen[id(dep)] = dep
+            stack.extend(dep.deps)
     return list(seen.values())
-
-
-def transitive_deps(commit: DevCommit) -> list[DevCommit]:
-    return _transitive(commit)
 
 
 def _imports(path: str) -> list[str]:
