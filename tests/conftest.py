@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bsr_team_cache.oci.devregistry import DistributionServer, find_distribution
 from bsr_team_cache.samples import write_sample_data
 
 # Every module that acme/orders + acme/notes (+ acme/common) pull in from the sample data.
@@ -141,3 +142,19 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
         cwd=cwd,
         timeout=120,
     )
+
+
+@pytest.fixture(scope="session")
+def distribution(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DistributionServer]:
+    """A real CNCF Distribution registry (Debian docker-registry) on a free loopback port."""
+    if find_distribution() is None:
+        pytest.fail("docker-registry is missing: apt-get install docker-registry (see .ci/run)")
+    server = DistributionServer(tmp_path_factory.mktemp("distribution")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_local_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never touch the user's real local store; subprocesses inherit the variable."""
+    monkeypatch.setenv("BSR_TEAM_CACHE_DIR", str(tmp_path / "default-local-store"))

@@ -19,11 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bsr_team_cache._http import default_ssl_context
 from bsr_team_cache.bsr.client import BSRModuleClient
-from bsr_team_cache.bsr.connect import ConnectTransport, default_ssl_context
+from bsr_team_cache.bsr.connect import ConnectTransport
 from bsr_team_cache.bsr.devbsr import DevBSR, DevBSRServer, ModuleRepository, ensure_tls_files
 from bsr_team_cache.oci.layout import OCILayoutRegistry
 from bsr_team_cache.samples import write_sample_data
+from bsr_team_cache.store import LocalStore
 from bsr_team_cache.team.fetch import fetch
 
 DEMO_DEPS = ("acme/orders", "acme/notes", "acme/common")
@@ -94,6 +96,7 @@ def _run(root: Path, report: DemoReport, say: Callable[[str], None]) -> None:
     buf = find_buf()
     try:
         project_a = _project(root / "member-a", host)
+        store_a = LocalStore(root / "member-a-store")
         with BSRModuleClient(ConnectTransport(verify=ctx)) as client:
             result_a = _timed(
                 report,
@@ -104,6 +107,7 @@ def _run(root: Path, report: DemoReport, say: Callable[[str], None]) -> None:
                     registry=registry,
                     bsr=client,
                     buf_cache=root / "member-a-buf-cache",
+                    store=store_a,
                     update_lock=True,
                 ),
             )
@@ -114,6 +118,7 @@ def _run(root: Path, report: DemoReport, say: Callable[[str], None]) -> None:
     say("dev BSR stopped: member B works offline")
     project_b = _project(root / "member-b", host)
     shutil.copyfile(project_a / "buf.lock", project_b / "buf.lock")
+    store_b = LocalStore(root / "member-b-store")
     with BSRModuleClient(ConnectTransport(verify=ctx, max_attempts=1)) as client:
         result_b = _timed(
             report,
@@ -123,15 +128,36 @@ def _run(root: Path, report: DemoReport, say: Callable[[str], None]) -> None:
                 team=DEMO_TEAM,
                 registry=registry,
                 bsr=client,
+                store=store_b,
                 buf_cache=root / "member-b-buf-cache",
                 export=root / "member-b-include",
             ),
         )
+        result_b2 = _timed(
+            report,
+            "member B: fetch again, new buf cache (local store)",
+            lambda: fetch(
+                project_b,
+                team=DEMO_TEAM,
+                registry=registry,
+                bsr=client,
+                store=store_b,
+                buf_cache=root / "member-b-buf-cache-2",
+            ),
+        )
     tiers_b = {m.name: m for m in result_b.modules}
+    tiers_b2 = {m.name: m for m in result_b2.modules}
     for a in sorted(result_a.modules, key=lambda m: m.name):
-        b = tiers_b[a.name]
+        b, b2 = tiers_b[a.name], tiers_b2[a.name]
         report.rows.append(
-            {"module": a.name, "commit": a.commit, "a": a.tier, "b": b.tier, "bytes": b.bytes}
+            {
+                "module": a.name,
+                "commit": a.commit,
+                "a": a.tier,
+                "b": b.tier,
+                "b2": b2.tier,
+                "bytes": b.bytes,
+            }
         )
     if buf is not None:
         env = {**os.environ, "BUF_CACHE_DIR": str(root / "member-b-buf-cache")}
@@ -181,10 +207,15 @@ def _buf_build(buf: str, project: Path, env: dict[str, str]) -> None:
 
 def _print(report: DemoReport, say: Callable[[str], None]) -> None:
     say("")
-    say(f"{'module':<36} {'commit':<12} {'member A':<9} {'member B':<9} {'bytes':>8}")
+    say(
+        f"{'module':<30} {'commit':<12} {'member A':<9} {'member B':<9} {'B again':<8} {'bytes':>8}"
+    )
     for row in report.rows:
         name = row["module"].split("/", 1)[1]
-        say(f"{name:<36} {row['commit'][:12]:<12} {row['a']:<9} {row['b']:<9} {row['bytes']:>8}")
+        say(
+            f"{name:<30} {row['commit'][:12]:<12} {row['a']:<9} {row['b']:<9} {row['b2']:<8}"
+            f" {row['bytes']:>8}"
+        )
     say("")
     for what, seconds in report.steps:
         say(f"  {what:<50} {seconds * 1000:8.1f} ms")

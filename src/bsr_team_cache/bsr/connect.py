@@ -10,8 +10,6 @@ one seam (``httpx.BaseTransport``) that tests and benchmarks can use.
 from __future__ import annotations
 
 import json
-import os
-import random
 import ssl
 import time
 from collections.abc import Callable
@@ -21,6 +19,13 @@ import httpx
 from google.protobuf.message import DecodeError, Message
 
 from bsr_team_cache import __version__
+from bsr_team_cache._http import (
+    USER_AGENT,
+    backoff_delay,
+    default_ssl_context,
+    describe_transport_error,
+)
+from bsr_team_cache._http import retry_after as retry_after_header
 from bsr_team_cache.bsr.auth import token_for_host
 from bsr_team_cache.errors import (
     BSRError,
@@ -53,15 +58,6 @@ _HTTP_TO_CODE = {
 _RETRYABLE_CODES = {"unavailable", "resource_exhausted", "internal", "unknown", "deadline_exceeded"}
 
 
-def default_ssl_context() -> ssl.SSLContext:
-    """System trust store; OpenSSL honours SSL_CERT_FILE/SSL_CERT_DIR as Go does for buf."""
-    ctx = ssl.create_default_context()
-    cafile = os.environ.get("SSL_CERT_FILE")
-    if cafile and os.path.isfile(cafile):
-        ctx.load_verify_locations(cafile=cafile)
-    return ctx
-
-
 class ConnectTransport:
     """Makes Connect unary calls to any registry host, with auth, timeouts and retries."""
 
@@ -91,7 +87,7 @@ class ConnectTransport:
             verify=default_ssl_context() if verify is None else verify,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=8),
-            headers={"User-Agent": f"bsr-team-cache/{__version__}"},
+            headers={"User-Agent": USER_AGENT},
         )
 
     def close(self) -> None:
@@ -133,7 +129,7 @@ class ConnectTransport:
                 )
             except httpx.TransportError as exc:
                 last_error = UnavailableError(
-                    f"{what}: cannot connect ({_describe_transport_error(exc)})",
+                    f"{what}: cannot connect ({describe_transport_error(exc)})",
                     code="unavailable",
                     host=host,
                 )
@@ -146,15 +142,11 @@ class ConnectTransport:
                         raise BSRError(f"{what}: malformed response: {exc}", host=host) from None
                     return message
                 last_error = _error_from_response(resp, what, host)
-                retry_after = _retry_after(resp)
+                retry_after = retry_after_header(resp)
                 if last_error.code not in _RETRYABLE_CODES and resp.status_code != 429:
                     raise last_error
             if attempt + 1 < self._max_attempts:
-                delay = min(self._max_backoff, self._backoff * (2**attempt))
-                delay = delay * (0.5 + random.random() / 2)
-                if retry_after is not None:
-                    delay = min(max(delay, retry_after), 60.0)
-                self._sleep(delay)
+                self._sleep(backoff_delay(attempt, self._backoff, self._max_backoff, retry_after))
         assert last_error is not None
         if isinstance(last_error, UnavailableError):
             raise UnavailableError(
@@ -163,23 +155,6 @@ class ConnectTransport:
                 host=host,
             )
         raise last_error
-
-
-def _describe_transport_error(exc: httpx.TransportError) -> str:
-    text = str(exc) or type(exc).__name__
-    if "CERTIFICATE_VERIFY_FAILED" in text:
-        return f"{text}; set SSL_CERT_FILE to the registry's CA certificate"
-    return text
-
-
-def _retry_after(resp: httpx.Response) -> float | None:
-    value = resp.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 def _error_from_response(resp: httpx.Response, what: str, host: str) -> BSRError:

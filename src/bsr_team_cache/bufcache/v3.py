@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,6 +24,48 @@ from bsr_team_cache.domain.moduleref import ModuleName
 from bsr_team_cache.errors import BSRTeamCacheError
 
 KNOWN_LAYOUTS = ("v3",)
+# buf wrote v1 (<1.17), v2 (1.17-1.31) and v3 (>=1.32) caches; only v3 holds b5 module entries.
+FIRST_V3_VERSION = (1, 32, 0)
+
+
+def parse_buf_version(text: str) -> tuple[int, int, int] | None:
+    match = re.search(r"(\d+)\.(\d+)\.(\d+)", text)
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+def installed_buf_version(buf: str | None = None) -> tuple[str, tuple[int, int, int] | None] | None:
+    """(path, version) of the buf on PATH (or $BUF_BIN), or None when there is none."""
+    buf = buf or os.environ.get("BUF_BIN") or shutil.which("buf")
+    if not buf:
+        return None
+    try:
+        done = subprocess.run(
+            [buf, "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except OSError:
+        return None
+    return buf, parse_buf_version(done.stdout + done.stderr)
+
+
+def check_buf_layout(buf: str | None = None) -> str:
+    """The cache layout the installed buf reads; refuse clearly if we do not write it."""
+    found = installed_buf_version(buf)
+    if found is None:
+        return "v3"  # no buf here (e.g. a protoc-only job): write the current layout
+    path, version = found
+    if version is None:
+        raise BSRTeamCacheError(
+            f"cannot tell the version of {path} (buf --version printed no version); pass"
+            " --no-buf-cache, or set BUF_BIN to a working buf"
+        )
+    if version < FIRST_V3_VERSION:
+        shown = ".".join(map(str, version))
+        raise BSRTeamCacheError(
+            f"{path} is buf {shown}, whose module cache layout predates v3 (buf >= 1.32);"
+            " this version of bsr-team-cache writes only the v3 layout. Upgrade buf, or pass"
+            " --no-buf-cache and use --export"
+        )
+    return "v3"
 
 
 def buf_cache_dir(env: dict[str, str] | None = None) -> Path:
@@ -99,10 +143,20 @@ def write_module(
 
 
 def write_export(export_dir: Path, files: dict[str, bytes]) -> None:
-    """Add a module's files to an include tree for ``protoc -I export_dir``."""
+    """Add a module's files to an include tree for ``protoc -I export_dir``; each file is
+    written to a temp name and renamed, so no reader sees half a file."""
     for rel, content in files.items():
+        if rel.startswith("/") or ".." in rel.split("/"):
+            raise BSRTeamCacheError(f"unsafe file path {rel!r} in export")
         target = export_dir / rel
         if target.exists() and target.read_bytes() == content:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(content)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

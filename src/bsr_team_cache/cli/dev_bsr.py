@@ -63,6 +63,12 @@ def _interrupt(*_: object) -> None:
     default=0,
     help="Then answer N RPCs with 429 resource_exhausted and Retry-After.",
 )
+@click.option(
+    "--delay-ms",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Answer every RPC this much later (a slow BSR, for tests and trials).",
+)
 def command(
     data_dir: Path,
     host: str,
@@ -76,6 +82,7 @@ def command(
     deny_owner: tuple[str, ...],
     fail_first: int,
     rate_limit_first: int,
+    delay_ms: int,
 ) -> None:
     """Serve the modules under DATA as a BSR on HOST:PORT (https)."""
     if init_samples:
@@ -87,6 +94,7 @@ def command(
         rate_limit_first=rate_limit_first,
         require_token=require_token,
         deny_owners=set(deny_owner),
+        delay_seconds=delay_ms / 1000,
     )
     cert = key = ca = None
     if not insecure_http:

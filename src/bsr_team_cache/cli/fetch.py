@@ -1,28 +1,54 @@
-"""``bsr-team-cache fetch``: get a project's deps from the team registry or the BSR."""
+"""``bsr-team-cache fetch``: get a project's deps from the local store, the team registry or
+the BSR, fill buf's cache, optionally export them for protoc."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import click
 
 from bsr_team_cache.bsr.client import BSRModuleClient
-from bsr_team_cache.bufcache.v3 import buf_cache_dir
-from bsr_team_cache.oci import open_registry
-from bsr_team_cache.team.fetch import BSR, TEAM, fetch
+from bsr_team_cache.bufcache.v3 import buf_cache_dir, check_buf_layout
+from bsr_team_cache.cli.options import StoreOptions, registry_options, store_options
+from bsr_team_cache.team.fetch import TIERS, FetchReport, ModuleResult, fetch
+from bsr_team_cache.team.resolve import DEFAULT_LABEL_TTL
+
+
+def _summary(report: FetchReport) -> str:
+    parts = [f"{report.count(tier)} {tier}" for tier in TIERS]
+    total = report.bytes()
+    return (
+        f"{len(report.modules)} modules ({', '.join(parts)}), {total / 1024:.0f} KiB,"
+        f" {report.seconds * 1000:.0f} ms"
+    )
+
+
+class _Progress:
+    """A one-line progress bar on stderr (used only when stderr is a terminal)."""
+
+    def __init__(self) -> None:
+        self.width = 0
+
+    def __call__(self, result: ModuleResult, done: int, total: int) -> None:
+        filled = int(20 * done / max(1, total))
+        line = (
+            f"[{'#' * filled}{' ' * (20 - filled)}] {done}/{total} {result.tier:<5} {result.name}"
+        )
+        self.width = max(self.width, len(line))
+        click.echo("\r" + line.ljust(self.width), nl=False, err=True)
+
+    def close(self) -> None:
+        if self.width:
+            click.echo("\r" + " " * self.width + "\r", nl=False, err=True)
 
 
 @click.command("fetch")
 @click.argument("project_dir", type=click.Path(path_type=Path), default=".")
-@click.option("--team", required=True, envvar="BSR_TEAM_CACHE_TEAM", help="Team name.")
-@click.option(
-    "--registry",
-    required=True,
-    envvar="BSR_TEAM_CACHE_REGISTRY",
-    help="Team registry URL: oci-layout:PATH.",
-)
+@registry_options
+@store_options
 @click.option(
     "--buf-cache-dir",
     "buf_cache_dir_opt",
@@ -36,38 +62,64 @@ from bsr_team_cache.team.fetch import BSR, TEAM, fetch
 @click.option(
     "--update-lock", is_flag=True, help="Resolve buf.yaml's deps and write a v2 buf.lock."
 )
+@click.option(
+    "--label-ttl",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_LABEL_TTL / 3600,
+    show_default=True,
+    help="Hours a label index entry may be used for when the BSR is unreachable.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only warnings and errors.")
 def command(
     project_dir: Path,
     team: str,
     registry: str,
+    insecure: bool,
+    store: StoreOptions,
     buf_cache_dir_opt: Path | None,
     no_buf_cache: bool,
     export: Path | None,
     update_lock: bool,
+    label_ttl: float,
     as_json: bool,
+    quiet: bool,
 ) -> None:
-    """Fetch PROJECT_DIR's dependencies: team registry first, then the BSR (published back)."""
+    """Fetch PROJECT_DIR's dependencies: local store, team registry, then the BSR (published
+    back to the team registry). Fills buf's cache so that `buf build` needs no network."""
+    from bsr_team_cache.oci import open_registry
+
     cache = None if no_buf_cache else (buf_cache_dir_opt or buf_cache_dir(dict(os.environ)))
-    with BSRModuleClient() as bsr:
-        report = fetch(
-            project_dir,
-            team=team,
-            registry=open_registry(registry),
-            bsr=bsr,
-            buf_cache=cache,
-            export=export,
-            update_lock=update_lock,
-        )
-    for warning in report.warnings:
-        click.echo(f"warning: {warning}", err=True)
+    if cache is not None:
+        check_buf_layout()
+    progress = _Progress() if not (as_json or quiet) and sys.stderr.isatty() else None
+    report = FetchReport()
+    with BSRModuleClient() as bsr, store.open() as local:
+        try:
+            fetch(
+                project_dir,
+                team=team,
+                registry=open_registry(registry, insecure=insecure),
+                bsr=bsr,
+                store=local,
+                buf_cache=cache,
+                export=export,
+                update_lock=update_lock,
+                label_ttl=label_ttl * 3600,
+                on_module=progress,
+                report=report,
+            )
+        finally:
+            if progress is not None:
+                progress.close()
+            for warning in report.warnings:  # also when the fetch failed: they explain why
+                click.echo(f"warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
+        return
+    if quiet:
         return
     for m in report.modules:
         note = " (published)" if m.published else ""
         click.echo(f"{m.tier:<5} {m.name}:{m.commit}  {m.bytes} B{note}")
-    click.echo(
-        f"{len(report.modules)} modules: {report.count(TEAM)} from the team registry,"
-        f" {report.count(BSR)} from the BSR, {report.seconds * 1000:.0f} ms"
-    )
+    click.echo(_summary(report))

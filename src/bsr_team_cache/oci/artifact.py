@@ -13,6 +13,7 @@ import io
 import json
 import re
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bsr_team_cache.domain.digest import B5, Digest, b5_from_contents, parse_digest
@@ -113,8 +114,23 @@ def read_files_layer(data: bytes, where: str) -> dict[str, bytes]:
     return files
 
 
-def push_module(registry: RegistryBackend, repo: str, artifact: ModuleArtifact) -> str:
-    """Push blobs then the manifest (tag = commit). Returns the manifest digest."""
+@dataclass(frozen=True)
+class EncodedArtifact:
+    """The three blobs of a module artifact, as pushed and as stored locally."""
+
+    manifest: bytes
+    config: bytes
+    layer: bytes
+
+    @property
+    def manifest_digest(self) -> str:
+        return sha256_digest(self.manifest)
+
+    def blobs(self) -> list[tuple[bytes, str]]:
+        return [(self.config, sha256_digest(self.config)), (self.layer, sha256_digest(self.layer))]
+
+
+def encode_module(artifact: ModuleArtifact) -> EncodedArtifact:
     config = _canonical_json(
         {
             "name": str(artifact.module),
@@ -128,10 +144,6 @@ def push_module(registry: RegistryBackend, repo: str, artifact: ModuleArtifact) 
         }
     )
     layer = files_layer(artifact.files)
-    config_digest, layer_digest = sha256_digest(config), sha256_digest(layer)
-    for data, digest in ((config, config_digest), (layer, layer_digest)):
-        if not registry.blob_exists(repo, digest):
-            registry.push_blob(repo, data, digest)
     manifest = _canonical_json(
         {
             "schemaVersion": 2,
@@ -139,13 +151,13 @@ def push_module(registry: RegistryBackend, repo: str, artifact: ModuleArtifact) 
             "artifactType": ARTIFACT_TYPE,
             "config": {
                 "mediaType": CONFIG_MEDIA_TYPE,
-                "digest": config_digest,
+                "digest": sha256_digest(config),
                 "size": len(config),
             },
             "layers": [
                 {
                     "mediaType": LAYER_MEDIA_TYPE,
-                    "digest": layer_digest,
+                    "digest": sha256_digest(layer),
                     "size": len(layer),
                     "annotations": {"org.opencontainers.image.title": "files.tar.gz"},
                 }
@@ -158,21 +170,19 @@ def push_module(registry: RegistryBackend, repo: str, artifact: ModuleArtifact) 
             },
         }
     )
-    return registry.push_manifest(repo, artifact.commit, manifest, OCI_MANIFEST)
+    return EncodedArtifact(manifest, config, layer)
 
 
-def pull_module(registry: RegistryBackend, repo: str, commit: str) -> ModuleArtifact | None:
-    """Read and verify (sha256 of every blob, then b5 of the files); None if absent."""
-    where = f"{registry.describe()}/{repo}:{commit}"
-    found = registry.read_manifest(repo, commit)
-    if found is None:
-        return None
+def decode_module(
+    manifest_bytes: bytes, read_blob: Callable[[str], bytes], commit: str, where: str
+) -> ModuleArtifact:
+    """Parse an artifact whose blobs ``read_blob`` returns verified; check commit and b5."""
     try:
-        manifest = json.loads(found[0])
+        manifest = json.loads(manifest_bytes)
         if manifest.get("artifactType") != ARTIFACT_TYPE:
             raise RegistryError(f"{where}: not a buf module artifact")
-        config = json.loads(registry.read_blob(repo, manifest["config"]["digest"]))
-        layer = registry.read_blob(repo, manifest["layers"][0]["digest"])
+        config = json.loads(read_blob(manifest["config"]["digest"]))
+        layer = read_blob(manifest["layers"][0]["digest"])
         artifact = ModuleArtifact(
             module=parse_module_name(config["name"]),
             commit=config["commit"],
@@ -194,3 +204,21 @@ def pull_module(registry: RegistryBackend, repo: str, commit: str) -> ModuleArti
         raise RegistryError(f"{where}: artifact is for commit {artifact.commit}")
     artifact.verify()
     return artifact
+
+
+def push_module(registry: RegistryBackend, repo: str, artifact: ModuleArtifact) -> str:
+    """Push blobs then the manifest (tag = commit). Returns the manifest digest."""
+    encoded = encode_module(artifact)
+    for data, digest in encoded.blobs():
+        if not registry.blob_exists(repo, digest):
+            registry.push_blob(repo, data, digest)
+    return registry.push_manifest(repo, artifact.commit, encoded.manifest, OCI_MANIFEST)
+
+
+def pull_module(registry: RegistryBackend, repo: str, commit: str) -> ModuleArtifact | None:
+    """Read and verify (sha256 of every blob, then b5 of the files); None if absent."""
+    where = f"{registry.describe()}/{repo}:{commit}"
+    found = registry.read_manifest(repo, commit)
+    if found is None:
+        return None
+    return decode_module(found[0], lambda d: registry.read_blob(repo, d), commit, where)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Protocol
 
 from bsr_team_cache.errors import DigestMismatchError
@@ -36,7 +37,20 @@ class RegistryBackend(Protocol):
         """The blob's bytes, verified against ``digest``."""
         ...
 
+    def read_blob_to(self, repo: str, digest: str, dest: Path) -> int:
+        """Stream a blob into ``dest`` (verified, then renamed into place); return its size."""
+        ...
+
     def push_blob(self, repo: str, data: bytes, digest: str) -> None: ...
+
+    def push_blob_file(self, repo: str, path: Path, digest: str) -> None:
+        """Upload a blob from disk without holding it in memory."""
+        ...
+
+    def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
+        """Make a blob of ``from_repo`` part of ``repo`` without uploading it; False if the
+        backend declined (the caller then uploads)."""
+        ...
 
     def push_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str:
         """Store the exact bytes under a tag; return the manifest's digest."""
@@ -47,3 +61,5 @@ class RegistryBackend(Protocol):
         ...
 
     def list_tags(self, repo: str) -> list[str]: ...
+
+    def delete_manifest(self, repo: str, digest: str) -> None: ...

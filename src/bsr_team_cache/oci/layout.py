@@ -9,14 +9,16 @@ blobs are written to a temp file and renamed, and ``index.json`` is rewritten un
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bsr_team_cache.errors import RegistryError
+from bsr_team_cache.errors import DigestMismatchError, RegistryError
 from bsr_team_cache.oci.base import OCI_INDEX, sha256_digest, verify_blob
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -98,6 +100,71 @@ class OCILayoutRegistry:
         if not path.exists():
             _atomic_write(path, data)
 
+    def read_blob_to(self, repo: str, digest: str, dest: Path) -> int:
+        source = self._blob_path(repo, digest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+        try:
+            hasher, size = hashlib.sha256(), 0
+            with open(source, "rb") as src, os.fdopen(fd, "wb") as out:
+                while block := src.read(1 << 20):
+                    hasher.update(block)
+                    out.write(block)
+                    size += len(block)
+            if "sha256:" + hasher.hexdigest() != digest:
+                raise DigestMismatchError(
+                    f"{self.describe()}/{repo}: blob {digest} is corrupt"
+                    f" (its content hashes to sha256:{hasher.hexdigest()})"
+                )
+            os.replace(tmp, dest)
+        except FileNotFoundError:
+            Path(tmp).unlink(missing_ok=True)
+            raise RegistryError(f"{self.describe()}: {repo}: blob {digest} not found") from None
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return size
+
+    def push_blob_file(self, repo: str, path: Path, digest: str) -> None:
+        self._init(repo)
+        target = self._blob_path(repo, digest)
+        if target.exists():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        os.close(fd)
+        try:
+            hasher = hashlib.sha256()
+            with open(path, "rb") as src, open(tmp, "wb") as out:
+                while block := src.read(1 << 20):
+                    hasher.update(block)
+                    out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+            if "sha256:" + hasher.hexdigest() != digest:
+                raise DigestMismatchError(f"push {path}: content does not hash to {digest}")
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
+        source = self._blob_path(from_repo, digest)
+        if not source.exists():
+            return False
+        self._init(repo)
+        target = self._blob_path(repo, digest)
+        if target.exists():
+            return True
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.mount")
+        try:
+            os.link(source, tmp)  # a hard link shares the bytes, like a registry mount
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+        return True
+
     def push_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str:
         digest = sha256_digest(data)
         self.push_blob(repo, data, digest)
@@ -135,3 +202,12 @@ class OCILayoutRegistry:
     def list_tags(self, repo: str) -> list[str]:
         tags = {m.get("annotations", {}).get(REF_NAME) for m in self._read_index(repo)["manifests"]}
         return sorted(t for t in tags if t)
+
+    def delete_manifest(self, repo: str, digest: str) -> None:
+        with self._index_lock(repo):
+            index = self._read_index(repo)
+            index["manifests"] = [m for m in index["manifests"] if m.get("digest") != digest]
+            _atomic_write(
+                self._repo_dir(repo) / "index.json",
+                json.dumps(index, indent=2, sort_keys=True).encode(),
+            )

@@ -1,21 +1,24 @@
-"""The fetch path: team registry -> BSR, publish misses, fill buf's cache, export for protoc."""
+"""The fetch path: local store -> team registry -> BSR; publish BSR downloads to the team;
+fill buf's cache; export an include tree for protoc.
+
+Concurrency: entries in use are held with shared locks (eviction skips them); misses are
+filled under per-commit exclusive locks, re-checking the local store once the lock is held,
+so N processes missing the same commit make exactly one upstream download.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.bufcache.v3 import write_export, write_module
-from bsr_team_cache.domain.buflock import (
-    BUF_LOCK,
-    BufLock,
-    LockedDep,
-    read_buf_lock,
-    write_buf_lock,
-)
-from bsr_team_cache.domain.bufyaml import BUF_YAML, read_buf_yaml
+from bsr_team_cache.domain.buflock import BUF_LOCK, LockedDep, write_buf_lock
+from bsr_team_cache.domain.bufyaml import BUF_YAML
 from bsr_team_cache.domain.moduleref import parse_module_ref
 from bsr_team_cache.errors import (
     BSRTeamCacheError,
@@ -27,13 +30,15 @@ from bsr_team_cache.errors import (
 from bsr_team_cache.oci.artifact import (
     ModuleArtifact,
     ModuleDepRecord,
-    module_repository,
     pull_module,
     push_module,
 )
 from bsr_team_cache.oci.base import RegistryBackend
+from bsr_team_cache.store import LocalStore
+from bsr_team_cache.team.resolve import DEFAULT_LABEL_TTL, TeamContext, resolve_project
 
-TEAM, BSR = "team", "bsr"
+LOCAL, TEAM, BSR = "local", "team", "bsr"
+TIERS = (LOCAL, TEAM, BSR)
 
 
 @dataclass
@@ -50,42 +55,55 @@ class ModuleResult:
 class FetchReport:
     modules: list[ModuleResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    resolved_by: str = "buf.lock"
     seconds: float = 0.0
 
     def count(self, tier: str) -> int:
         return sum(1 for m in self.modules if m.tier == tier)
 
+    def bytes(self, tier: str | None = None) -> int:
+        return sum(m.bytes for m in self.modules if tier is None or m.tier == tier)
+
     def to_json(self) -> dict:
         return {
-            "modules": [m.__dict__ for m in self.modules],
-            "hits": {TEAM: self.count(TEAM), BSR: self.count(BSR)},
-            "bytes": sum(m.bytes for m in self.modules),
+            "modules": [asdict(m) for m in self.modules],
+            "hits": {tier: self.count(tier) for tier in TIERS},
+            "bytes": {tier: self.bytes(tier) for tier in TIERS},
+            "resolved_by": self.resolved_by,
             "seconds": round(self.seconds, 4),
             "warnings": self.warnings,
         }
 
 
-def _lock_for(project: Path, bsr: BSRModuleClient, update_lock: bool) -> BufLock:
-    lock_path = project / BUF_LOCK
-    if lock_path.is_file() and not update_lock:
-        lock = read_buf_lock(lock_path)
-        if lock.version != "v2":
-            raise UsageError(
-                f"{lock_path}: buf.lock {lock.version} holds b4 digests; run"
-                " `buf dep update` (or fetch --update-lock) to write a v2 lock"
-            )
-        return lock
-    config = read_buf_yaml(project / BUF_YAML)
-    graph = bsr.graph(list(config.deps)) if config.deps else None
-    deps = (
-        []
-        if graph is None
-        else [LockedDep(c.module, c.commit_id, c.digest) for c in graph.commits.values()]
-    )
-    lock = BufLock("v2", tuple(sorted(deps, key=lambda d: str(d.module))))
-    if update_lock:  # never rewrite a user's buf.lock unasked
-        write_buf_lock(lock_path, lock)
-    return lock
+@dataclass
+class _Run:
+    """State of one fetch: what was found so far, and where to report it."""
+
+    team: TeamContext
+    store: LocalStore | None
+    report: FetchReport
+    on_module: Callable[[ModuleResult, int, int], None] | None
+    parallel: int
+    total: int = 0
+    artifacts: dict[str, ModuleArtifact] = field(default_factory=dict)
+    registry_down: str | None = None
+
+    def found(self, dep: LockedDep, artifact: ModuleArtifact, tier: str, t0: float) -> None:
+        self.artifacts[dep.commit] = artifact
+        self.add(ModuleResult(str(dep.module), dep.commit, tier, artifact.size, time.time() - t0))
+
+    def add(self, result: ModuleResult) -> None:
+        self.report.modules.append(result)
+        if self.on_module is not None:
+            self.on_module(result, len(self.report.modules), self.total)
+
+    def keep(self, artifact: ModuleArtifact) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.put(artifact)
+        except OSError as exc:  # e.g. disk full: the fetch still succeeds
+            self.report.warnings.append(f"could not save {artifact.module} locally: {exc}")
 
 
 def fetch(
@@ -95,84 +113,162 @@ def fetch(
     registry: RegistryBackend,
     bsr: BSRModuleClient,
     buf_cache: Path | None,
+    store: LocalStore | None = None,
     export: Path | None = None,
     update_lock: bool = False,
     namespace: str = "",
+    label_ttl: float = DEFAULT_LABEL_TTL,
+    on_module: Callable[[ModuleResult, int, int], None] | None = None,
+    parallel: int = 8,
+    report: FetchReport | None = None,
 ) -> FetchReport:
-    started = time.perf_counter()
-    report = FetchReport()
+    """Fetch a project's deps. Pass ``report`` to keep its warnings if the fetch fails."""
+    started = time.time()
     if not (project / BUF_YAML).is_file():
         raise UsageError(f"{project / BUF_YAML}: file not found (is {project} a buf project?)")
-    lock = _lock_for(project, bsr, update_lock)
-    artifacts: dict[str, ModuleArtifact] = {}
-    misses: list[LockedDep] = []
-    registry_down: str | None = None
-    for dep in lock.deps:
-        t0 = time.perf_counter()
-        repo = module_repository(team, dep.module, namespace)
-        try:
-            artifact = None if registry_down else pull_module(registry, repo, dep.commit)
-        except DigestMismatchError as exc:
-            report.warnings.append(f"team registry: {exc}; refetching from the BSR")
-            artifact = None
-        except RegistryError as exc:
-            registry_down = str(exc)
-            report.warnings.append(f"team registry unavailable ({exc}); falling back to the BSR")
-            artifact = None
+    context = TeamContext(registry, team, namespace)
+    run = _Run(context, store, report or FetchReport(), on_module, max(1, parallel))
+    resolution = resolve_project(
+        project,
+        bsr=bsr,
+        team=context,
+        store=store,
+        update_lock=update_lock,
+        label_ttl=label_ttl,
+    )
+    run.report.resolved_by = resolution.source
+    run.report.warnings.extend(resolution.warnings)
+    lock = resolution.lock
+    if update_lock:  # never rewrite a user's buf.lock unasked
+        write_buf_lock(project / BUF_LOCK, lock)
+    keys = [(d.module, d.commit) for d in lock.deps]
+    run.total = len(keys)
+    with _maybe(store and store.using(keys)):
+        pending = _from_local(run, list(lock.deps), resolution.artifacts)
+        if pending:
+            with _maybe(store and store.filling((d.module, d.commit) for d in pending)):
+                pending = _from_local(run, pending, {})  # filled by another process meanwhile?
+                pending = _from_team(run, pending)
+                if pending:
+                    _from_bsr(run, pending, bsr)
+        for dep in lock.deps:
+            artifact = run.artifacts[dep.commit]
+            if buf_cache is not None:
+                write_module(
+                    buf_cache,
+                    artifact.module,
+                    artifact.commit,
+                    artifact.files,
+                    [(d.module, d.commit, d.digest) for d in artifact.deps],
+                )
+            if export is not None:
+                write_export(export, artifact.files)
+    run.report.seconds = time.time() - started
+    return run.report
+
+
+@contextlib.contextmanager
+def _maybe(manager: contextlib.AbstractContextManager | bool | None) -> Iterator[None]:
+    if isinstance(manager, contextlib.AbstractContextManager):
+        with manager:
+            yield
+    else:
+        yield
+
+
+def _from_local(
+    run: _Run, deps: list[LockedDep], prefetched: dict[str, ModuleArtifact]
+) -> list[LockedDep]:
+    pending = []
+    for dep in deps:
+        t0 = time.time()
+        artifact = prefetched.get(dep.commit)
+        tier = LOCAL
+        if artifact is None and run.store is not None:
+            try:
+                artifact = run.store.get(dep.module, dep.commit)
+            except DigestMismatchError as exc:
+                run.report.warnings.append(f"{exc}; refetching")
+        elif artifact is not None and (
+            run.store is None or not run.store.contains(dep.module, dep.commit)
+        ):
+            tier = TEAM  # read from the team registry while resolving offline
+            run.keep(artifact)
         if artifact is not None and artifact.digest != dep.digest:
-            report.warnings.append(
-                f"team registry: {dep} has digest {artifact.digest}, buf.lock"
-                f" says {dep.digest}; refetching from the BSR"
+            run.report.warnings.append(
+                f"{dep}: the local copy has digest {artifact.digest}, buf.lock says"
+                f" {dep.digest}; refetching"
             )
             artifact = None
         if artifact is None:
-            misses.append(dep)
-            continue
-        artifacts[dep.commit] = artifact
-        report.modules.append(
-            ModuleResult(str(dep.module), dep.commit, TEAM, artifact.size, time.perf_counter() - t0)
-        )
-    if misses:
-        _fetch_from_bsr(misses, bsr, registry, team, namespace, registry_down, artifacts, report)
-    for dep in lock.deps:
-        artifact = artifacts[dep.commit]
-        if buf_cache is not None:
-            write_module(
-                buf_cache,
-                artifact.module,
-                artifact.commit,
-                artifact.files,
-                [(d.module, d.commit, d.digest) for d in artifact.deps],
+            pending.append(dep)
+        else:
+            run.found(dep, artifact, tier, t0)
+    return pending
+
+
+def _from_team(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
+    if run.registry_down or not deps:
+        return deps
+
+    def pull(dep: LockedDep) -> tuple[LockedDep, ModuleArtifact | None, str | None, bool, float]:
+        t0 = time.time()
+        try:
+            return (
+                dep,
+                pull_module(run.team.registry, run.team.repo(dep.module), dep.commit),
+                None,
+                False,
+                t0,
             )
-        if export is not None:
-            write_export(export, artifact.files)
-    report.seconds = time.perf_counter() - started
-    return report
+        except DigestMismatchError as exc:
+            return dep, None, f"team registry: {exc}; refetching from the BSR", False, t0
+        except RegistryError as exc:
+            return dep, None, str(exc), True, t0
+
+    pending = []
+    with ThreadPoolExecutor(max_workers=min(run.parallel, len(deps))) as pool:
+        for dep, artifact, problem, down, t0 in pool.map(pull, deps):
+            if down:
+                if run.registry_down is None:
+                    run.registry_down = problem
+                    run.report.warnings.append(
+                        f"team registry unavailable ({problem}); falling back to the BSR"
+                    )
+                pending.append(dep)
+                continue
+            if problem:
+                run.report.warnings.append(problem)
+            if artifact is not None and artifact.digest != dep.digest:
+                run.report.warnings.append(
+                    f"team registry: {dep} has digest {artifact.digest}, buf.lock says"
+                    f" {dep.digest}; refetching from the BSR"
+                )
+                artifact = None
+            if artifact is None:
+                pending.append(dep)
+                continue
+            run.keep(artifact)
+            run.found(dep, artifact, TEAM, t0)
+    return pending
 
 
-def _fetch_from_bsr(
-    misses: list[LockedDep],
-    bsr: BSRModuleClient,
-    registry: RegistryBackend,
-    team: str,
-    namespace: str,
-    registry_down: str | None,
-    artifacts: dict[str, ModuleArtifact],
-    report: FetchReport,
-) -> None:
-    t0 = time.perf_counter()
+def _from_bsr(run: _Run, misses: list[LockedDep], bsr: BSRModuleClient) -> None:
+    t0 = time.time()
     refs = [parse_module_ref(f"{d.module}:{d.commit}") for d in misses]
     try:
         graph = bsr.graph(refs)
         contents = bsr.download([graph.commits[d.commit] for d in misses])
     except UnavailableError as exc:
         names = ", ".join(str(d) for d in misses)
+        where = "the local store or the team registry"
+        if run.registry_down:
+            where += f" (unreachable: {run.registry_down})"
         raise BSRTeamCacheError(
-            f"cannot fetch {names}: not in the team registry"
-            f"{' (unreachable: ' + registry_down + ')' if registry_down else ''} and the BSR is"
-            f" unavailable ({exc})"
+            f"cannot fetch {names}: not in {where}, and the BSR is unavailable ({exc})"
         ) from None
-    elapsed = (time.perf_counter() - t0) / max(1, len(misses))
+    elapsed = (time.time() - t0) / max(1, len(misses))
+    fetched = []
     for dep, content in zip(misses, contents, strict=True):
         deps = tuple(
             ModuleDepRecord(c.module, c.commit_id, c.digest)
@@ -191,14 +287,38 @@ def _fetch_from_bsr(
             raise DigestMismatchError(
                 f"{dep}: the BSR serves digest {artifact.digest}, buf.lock says {dep.digest}"
             )
-        published = False
-        if registry_down is None:
-            try:
-                push_module(registry, module_repository(team, dep.module, namespace), artifact)
-                published = True
-            except RegistryError as exc:
-                report.warnings.append(f"could not publish {dep} to the team registry: {exc}")
-        artifacts[dep.commit] = artifact
-        report.modules.append(
-            ModuleResult(str(dep.module), dep.commit, BSR, artifact.size, elapsed, published)
+        run.keep(artifact)
+        run.artifacts[dep.commit] = artifact
+        fetched.append((dep, artifact))
+    published = _publish(run, [a for _, a in fetched])
+    for dep, artifact in fetched:
+        run.add(
+            ModuleResult(
+                str(dep.module), dep.commit, BSR, artifact.size, elapsed, dep.commit in published
+            )
         )
+
+
+def _publish(run: _Run, artifacts: list[ModuleArtifact]) -> set[str]:
+    """Push BSR downloads to the team registry, in parallel; failures are warnings."""
+    if run.registry_down is not None or not artifacts:
+        return set()
+
+    def push(artifact: ModuleArtifact) -> tuple[ModuleArtifact, str | None]:
+        try:
+            push_module(run.team.registry, run.team.repo(artifact.module), artifact)
+            return artifact, None
+        except RegistryError as exc:
+            return artifact, str(exc)
+
+    published = set()
+    with ThreadPoolExecutor(max_workers=min(run.parallel, len(artifacts))) as pool:
+        for artifact, problem in pool.map(push, artifacts):
+            if problem is None:
+                published.add(artifact.commit)
+            else:
+                run.report.warnings.append(
+                    f"could not publish {artifact.module}:{artifact.commit} to the team"
+                    f" registry: {problem}"
+                )
+    return published

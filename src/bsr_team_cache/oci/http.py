@@ -1,0 +1,561 @@
+"""An OCI distribution-spec 1.1 client on httpx: the distributed team registry backend.
+
+Works with any OCI registry (Distribution, Harbor, Zot, ECR, GHCR). What it does that a
+simple client does not, and why:
+
+* blobs are streamed both ways and hashed while streaming, so memory stays flat for large
+  blobs and a corrupt byte is caught before anything is renamed into place;
+* the bearer-token flow asks for exactly the scope a request needs (pull, or pull+push, plus
+  pull on the source repository for a mount) and caches tokens until they expire;
+* uploads above ``chunk_threshold`` go in PATCH chunks, each retried on its own;
+* ``mount_blob`` lets bundles reference blobs across repositories without re-uploading;
+* one pooled ``httpx.Client`` (thread-safe) serves parallel transfers;
+* 5xx/429 and connection errors are retried with backoff, honouring ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import ssl
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from bsr_team_cache._http import (
+    USER_AGENT,
+    backoff_delay,
+    default_ssl_context,
+    describe_transport_error,
+    is_loopback,
+    retry_after,
+)
+from bsr_team_cache.errors import DigestMismatchError, RegistryError, UsageError
+from bsr_team_cache.oci.base import OCI_INDEX, OCI_MANIFEST, sha256_digest, verify_blob
+from bsr_team_cache.oci.credentials import Credentials, credentials_for
+
+MANIFEST_ACCEPT = ", ".join(
+    (
+        OCI_MANIFEST,
+        OCI_INDEX,
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    )
+)
+_STREAM_BLOCK = 1 << 20
+_RETRY_STATUSES = {429, 500, 502, 503, 504}
+
+ContentFactory = Callable[[], bytes | Iterator[bytes]]
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """``Bearer realm="…",service="…",scope="…"`` → ("bearer", {realm, service, scope})."""
+    scheme, _, rest = header.strip().partition(" ")
+    params: dict[str, str] = {}
+    i = 0
+    while i < len(rest):
+        while i < len(rest) and rest[i] in " ,":
+            i += 1
+        eq = rest.find("=", i)
+        if eq < 0:
+            break
+        key = rest[i:eq].strip().lower()
+        i = eq + 1
+        if i < len(rest) and rest[i] == '"':
+            end = i + 1
+            value = []
+            while end < len(rest) and rest[end] != '"':
+                if rest[end] == "\\" and end + 1 < len(rest):
+                    end += 1
+                value.append(rest[end])
+                end += 1
+            params[key] = "".join(value)
+            i = end + 1
+        else:
+            end = rest.find(",", i)
+            end = len(rest) if end < 0 else end
+            params[key] = rest[i:end].strip()
+            i = end
+    return scheme.lower(), params
+
+
+def _oci_error_text(resp: httpx.Response) -> str:
+    try:
+        errors = json.loads(resp.content).get("errors") or []
+        parts = [f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors]
+        if parts:
+            return "; ".join(parts)
+    except (ValueError, AttributeError, httpx.ResponseNotRead):
+        pass
+    return f"HTTP {resp.status_code}"
+
+
+def _file_chunks(path: Path, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        f.seek(start)
+        remaining = length
+        while remaining is None or remaining > 0:
+            block = f.read(_STREAM_BLOCK if remaining is None else min(_STREAM_BLOCK, remaining))
+            if not block:
+                return
+            if remaining is not None:
+                remaining -= len(block)
+            yield block
+
+
+class HTTPRegistry:
+    """``https://host[:port][/namespace]``; repositories live under the namespace."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        insecure: bool = False,
+        credentials: Credentials | None = None,
+        max_connections: int = 16,
+        max_attempts: int = 4,
+        backoff: float = 0.2,
+        max_backoff: float = 8.0,
+        timeout: float = 60.0,
+        chunk_threshold: int = 256 << 20,
+        chunk_size: int = 64 << 20,
+        transport: httpx.BaseTransport | None = None,
+        verify: ssl.SSLContext | bool | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http", "oci") or not parts.netloc:
+            raise UsageError(f"registry {url!r}: expected https://HOST[:PORT][/NAMESPACE]")
+        scheme = "https" if parts.scheme == "oci" else parts.scheme
+        if parts.scheme == "oci" and (insecure or is_loopback(parts.netloc)):
+            scheme = "http" if insecure else "https"
+        if scheme == "http" and not (insecure or is_loopback(parts.netloc)):
+            raise UsageError(
+                f"registry {url!r}: plain http is only used for loopback hosts;"
+                " use https, or pass --insecure if this registry really has no TLS"
+            )
+        self.host = parts.netloc
+        self.base = f"{scheme}://{parts.netloc}"
+        self.namespace = parts.path.strip("/")
+        self._url = url
+        self._credentials = credentials
+        self._max_attempts = max(1, max_attempts)
+        self._backoff, self._max_backoff = backoff, max_backoff
+        self._chunk_threshold, self._chunk_size = chunk_threshold, max(1 << 20, chunk_size)
+        self._sleep = sleep
+        self._challenge: tuple[str, dict[str, str]] | None = None
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._auth_lock = threading.Lock()
+        self._client = httpx.Client(
+            transport=transport,
+            verify=(default_ssl_context() if verify is None else verify)
+            if scheme == "https"
+            else False,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=True,  # blob GETs may redirect to object storage
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> HTTPRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> str:
+        return self._url
+
+    def _name(self, repo: str) -> str:
+        return f"{self.namespace}/{repo}" if self.namespace else repo
+
+    # -- auth ----------------------------------------------------------------------------
+    @property
+    def credentials(self) -> Credentials:
+        if self._credentials is None:
+            self._credentials = credentials_for(self.host)
+        return self._credentials
+
+    def _token(self, scopes: tuple[str, ...]) -> str:
+        assert self._challenge is not None
+        key = " ".join(scopes)
+        with self._auth_lock:
+            cached = self._tokens.get(key)
+            if cached and cached[1] > time.monotonic():
+                return cached[0]
+        params = self._challenge[1]
+        realm = params.get("realm")
+        if not realm:
+            raise RegistryError(f"{self.host}: bearer challenge without a realm")
+        query: list[tuple[str, str]] = [("scope", s) for s in scopes]
+        if params.get("service"):
+            query.append(("service", params["service"]))
+        creds = self.credentials
+        try:
+            if creds.identity_token:
+                resp = self._client.post(
+                    realm,
+                    data={
+                        "grant_type": "refresh_token",
+                        "refresh_token": creds.identity_token,
+                        "service": params.get("service", ""),
+                        "scope": " ".join(scopes),
+                        "client_id": "bsr-team-cache",
+                    },
+                )
+            else:
+                basic = creds.basic()
+                resp = self._client.get(
+                    realm, params=query, headers={"Authorization": basic} if basic else {}
+                )
+        except httpx.TransportError as exc:
+            raise RegistryError(
+                f"{self.host}: token service {realm} unreachable ({describe_transport_error(exc)})"
+            ) from None
+        if resp.status_code in (401, 403):
+            raise RegistryError(
+                f"{self.host}: the token service refused the credentials"
+                f" ({_oci_error_text(resp)}); check `docker login {self.host}` or"
+                " BSR_TEAM_CACHE_REGISTRY_USERNAME/_PASSWORD"
+            )
+        if resp.status_code != 200:
+            raise RegistryError(f"{self.host}: token service: {_oci_error_text(resp)}")
+        try:
+            payload = resp.json()
+            token = payload.get("token") or payload["access_token"]
+            lifetime = float(payload.get("expires_in", 60))
+        except (ValueError, KeyError, TypeError):
+            raise RegistryError(f"{self.host}: token service returned no token") from None
+        with self._auth_lock:
+            self._tokens[key] = (token, time.monotonic() + max(10.0, lifetime - 10.0))
+        return token
+
+    def _auth_header(self, scopes: tuple[str, ...]) -> dict[str, str]:
+        if self._challenge is None:
+            return {}
+        scheme, _ = self._challenge
+        if scheme == "basic":
+            basic = self.credentials.basic()
+            return {"Authorization": basic} if basic else {}
+        if scheme == "bearer":
+            return {"Authorization": f"Bearer {self._token(scopes)}"}
+        return {}
+
+    # -- requests ------------------------------------------------------------------------
+    def _request(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        scopes: tuple[str, ...] = (),
+        *,
+        headers: dict[str, str] | None = None,
+        content: ContentFactory | None = None,
+        params: dict[str, str] | None = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """One logical request: answers a 401 challenge once, retries transient failures."""
+        target = url if isinstance(url, httpx.URL) else httpx.URL(self.base + url)
+        what = f"{method} {target.path}"
+        answered_challenge = False
+        attempt = 0
+        while True:
+            hint: float | None = None
+            request = self._client.build_request(
+                method,
+                target,
+                params=params,
+                headers={**(headers or {}), **self._auth_header(scopes)},
+                content=content() if content is not None else None,
+            )
+            try:
+                resp = self._client.send(request, stream=stream)
+            except httpx.TransportError as exc:
+                failure = f"{self.host}: {what}: {describe_transport_error(exc)}"
+            else:
+                if resp.status_code == 401 and not answered_challenge:
+                    self._learn_challenge(resp)
+                    answered_challenge = True
+                    continue
+                if resp.status_code not in _RETRY_STATUSES:
+                    return resp
+                if stream:
+                    resp.read()
+                failure = f"{self.host}: {what}: {_oci_error_text(resp)}"
+                hint = retry_after(resp)
+            attempt += 1
+            if attempt >= self._max_attempts:
+                raise RegistryError(f"{failure} (gave up after {attempt} attempts)")
+            self._sleep(backoff_delay(attempt - 1, self._backoff, self._max_backoff, hint))
+
+    def _learn_challenge(self, resp: httpx.Response) -> None:
+        header = resp.headers.get("WWW-Authenticate", "")
+        scheme, params = parse_challenge(header) if header else ("", {})
+        if scheme not in ("basic", "bearer"):
+            raise RegistryError(
+                f"{self.host}: authentication required with an unsupported scheme {header!r}"
+            )
+        if scheme == "basic" and not self.credentials.basic():
+            raise RegistryError(
+                f"{self.host}: the registry wants a username and password; run"
+                f" `docker login {self.host}` or set BSR_TEAM_CACHE_REGISTRY_USERNAME/_PASSWORD"
+            )
+        with self._auth_lock:
+            self._challenge = (scheme, params)
+
+    def _fail(self, resp: httpx.Response, what: str) -> RegistryError:
+        if resp.status_code == 401:
+            return RegistryError(
+                f"{self.host}: {what}: not authorized ({_oci_error_text(resp)}); check the"
+                f" credentials for {self.host} (docker login, or BSR_TEAM_CACHE_REGISTRY_USERNAME)"
+            )
+        if resp.status_code == 403:
+            return RegistryError(
+                f"{self.host}: {what}: access denied ({_oci_error_text(resp)}); your"
+                " credentials may not use this repository"
+            )
+        return RegistryError(f"{self.host}: {what}: {_oci_error_text(resp)}")
+
+    @staticmethod
+    def _scope(name: str, actions: str) -> str:
+        return f"repository:{name}:{actions}"
+
+    def ping(self) -> None:
+        """``GET /v2/``: reachable and speaks the distribution API (authenticates if asked)."""
+        resp = self._request("GET", "/v2/")
+        if resp.status_code != 200:
+            raise self._fail(resp, "GET /v2/ (is this an OCI registry?)")
+
+    # -- blobs ---------------------------------------------------------------------------
+    def blob_exists(self, repo: str, digest: str) -> bool:
+        name = self._name(repo)
+        resp = self._request("HEAD", f"/v2/{name}/blobs/{digest}", (self._scope(name, "pull"),))
+        if resp.status_code == 200:
+            return True
+        if resp.status_code == 404:
+            return False
+        raise self._fail(resp, f"HEAD blob {digest} in {name}")
+
+    def read_blob(self, repo: str, digest: str) -> bytes:
+        name = self._name(repo)
+        resp = self._request("GET", f"/v2/{name}/blobs/{digest}", (self._scope(name, "pull"),))
+        if resp.status_code != 200:
+            raise self._fail(resp, f"GET blob {digest} from {name}")
+        return verify_blob(resp.content, digest, f"{self.host}/{name}")
+
+    def read_blob_to(self, repo: str, digest: str, dest: Path) -> int:
+        """Stream a blob into ``dest`` (atomic rename), hashing as it arrives. Returns its size."""
+        name = self._name(repo)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        resp = self._request(
+            "GET", f"/v2/{name}/blobs/{digest}", (self._scope(name, "pull"),), stream=True
+        )
+        try:
+            if resp.status_code != 200:
+                resp.read()
+                raise self._fail(resp, f"GET blob {digest} from {name}")
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+            try:
+                hasher = hashlib.sha256()
+                size = 0
+                with os.fdopen(fd, "wb") as out:
+                    for block in resp.iter_bytes(_STREAM_BLOCK):
+                        hasher.update(block)
+                        out.write(block)
+                        size += len(block)
+                actual = "sha256:" + hasher.hexdigest()
+                if actual != digest:
+                    raise DigestMismatchError(
+                        f"{self.host}/{name}: blob {digest} is corrupt (its content hashes"
+                        f" to {actual})"
+                    )
+                os.replace(tmp, dest)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except httpx.TransportError as exc:
+            raise RegistryError(
+                f"{self.host}: GET blob {digest}: {describe_transport_error(exc)}"
+            ) from None
+        finally:
+            resp.close()
+        return size
+
+    def _start_upload(
+        self, name: str, scopes: tuple[str, ...], params: dict[str, str] | None = None
+    ) -> httpx.Response:
+        return self._request("POST", f"/v2/{name}/blobs/uploads/", scopes, params=params)
+
+    def _location(self, resp: httpx.Response, what: str) -> httpx.URL:
+        location = resp.headers.get("Location")
+        if not location:
+            raise RegistryError(f"{self.host}: {what}: the registry sent no upload Location")
+        return resp.url.join(location)
+
+    def _finish_upload(
+        self,
+        location: httpx.URL,
+        scopes: tuple[str, ...],
+        digest: str,
+        size: int,
+        content: ContentFactory | None,
+    ) -> None:
+        resp = self._request(
+            "PUT",
+            location.copy_merge_params({"digest": digest}),
+            scopes,
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            content=content,
+        )
+        if resp.status_code not in (201, 204):
+            raise self._fail(resp, f"PUT blob {digest}")
+
+    def push_blob(self, repo: str, data: bytes, digest: str) -> None:
+        verify_blob(data, digest, "push")
+        name = self._name(repo)
+        scopes = (self._scope(name, "pull,push"),)
+        resp = self._start_upload(name, scopes)
+        if resp.status_code != 202:
+            raise self._fail(resp, f"start upload to {name}")
+        self._finish_upload(self._location(resp, "upload"), scopes, digest, len(data), lambda: data)
+
+    def push_blob_file(self, repo: str, path: Path, digest: str) -> None:
+        """Upload a blob from disk without reading it into memory (chunked when large)."""
+        name = self._name(repo)
+        scopes = (self._scope(name, "pull,push"),)
+        size = path.stat().st_size
+        resp = self._start_upload(name, scopes)
+        if resp.status_code != 202:
+            raise self._fail(resp, f"start upload to {name}")
+        location = self._location(resp, "upload")
+        if size <= self._chunk_threshold:
+            self._finish_upload(location, scopes, digest, size, lambda: _file_chunks(path))
+            return
+        offset = 0
+        while offset < size:
+            length = min(self._chunk_size, size - offset)
+            start = offset
+            resp = self._request(
+                "PATCH",
+                location,
+                scopes,
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(length),
+                    "Content-Range": f"{start}-{start + length - 1}",
+                },
+                content=lambda start=start, length=length: _file_chunks(path, start, length),
+            )
+            if resp.status_code != 202:
+                raise self._fail(resp, f"PATCH chunk {start}-{start + length - 1} to {name}")
+            location = self._location(resp, "chunk upload")
+            offset += length
+        self._finish_upload(location, scopes, digest, 0, None)
+
+    def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
+        """Cross-repository mount; False if the registry declined (caller uploads instead)."""
+        name, source = self._name(repo), self._name(from_repo)
+        scopes = (self._scope(name, "pull,push"), self._scope(source, "pull"))
+        resp = self._start_upload(name, scopes, {"mount": digest, "from": source})
+        if resp.status_code == 201:
+            return True
+        if resp.status_code == 202:
+            # The registry opened an ordinary upload session instead; close it politely.
+            with contextlib.suppress(httpx.TransportError):
+                self._client.delete(
+                    self._location(resp, "mount"), headers=self._auth_header(scopes)
+                )
+            return False
+        raise self._fail(resp, f"mount {digest} from {source} into {name}")
+
+    def delete_blob(self, repo: str, digest: str) -> None:
+        name = self._name(repo)
+        resp = self._request("DELETE", f"/v2/{name}/blobs/{digest}", (self._scope(name, "delete"),))
+        if resp.status_code not in (202, 404):
+            raise self._fail(resp, f"DELETE blob {digest} in {name}")
+
+    # -- manifests and tags --------------------------------------------------------------
+    def push_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str:
+        name = self._name(repo)
+        digest = sha256_digest(data)
+        resp = self._request(
+            "PUT",
+            f"/v2/{name}/manifests/{reference}",
+            (self._scope(name, "pull,push"),),
+            headers={"Content-Type": media_type},
+            content=lambda: data,
+        )
+        if resp.status_code not in (200, 201):
+            raise self._fail(resp, f"PUT manifest {name}:{reference}")
+        echoed = resp.headers.get("Docker-Content-Digest")
+        if echoed and echoed != digest:
+            raise RegistryError(
+                f"{self.host}/{name}:{reference}: the registry stored digest {echoed}, we sent"
+                f" {digest} (a proxy rewrote the manifest?)"
+            )
+        return digest
+
+    def read_manifest(self, repo: str, reference: str) -> tuple[bytes, str] | None:
+        name = self._name(repo)
+        resp = self._request(
+            "GET",
+            f"/v2/{name}/manifests/{reference}",
+            (self._scope(name, "pull"),),
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise self._fail(resp, f"GET manifest {name}:{reference}")
+        data = resp.content
+        expected = reference if reference.startswith("sha256:") else None
+        echoed = resp.headers.get("Docker-Content-Digest", "")
+        if expected is None and echoed.startswith("sha256:"):
+            expected = echoed
+        if expected is not None:
+            verify_blob(data, expected, f"{self.host}/{name} manifest")
+        media_type = resp.headers.get("Content-Type", "").split(";", 1)[0].strip()
+        if not media_type or media_type == "application/octet-stream":
+            try:
+                media_type = json.loads(data).get("mediaType", "")
+            except (ValueError, AttributeError):
+                media_type = ""
+        return data, media_type
+
+    def delete_manifest(self, repo: str, digest: str) -> None:
+        name = self._name(repo)
+        resp = self._request(
+            "DELETE", f"/v2/{name}/manifests/{digest}", (self._scope(name, "delete"),)
+        )
+        if resp.status_code not in (202, 404):
+            raise self._fail(resp, f"DELETE manifest {name}@{digest}")
+
+    def list_tags(self, repo: str, page_size: int = 1000) -> list[str]:
+        name = self._name(repo)
+        scopes = (self._scope(name, "pull"),)
+        url: httpx.URL = httpx.URL(f"{self.base}/v2/{name}/tags/list").copy_merge_params(
+            {"n": str(page_size)}
+        )
+        tags: list[str] = []
+        while True:
+            resp = self._request("GET", url, scopes)
+            if resp.status_code == 404:
+                return tags
+            if resp.status_code != 200:
+                raise self._fail(resp, f"list tags of {name}")
+            tags.extend(resp.json().get("tags") or [])
+            link = resp.headers.get("Link", "")
+            if 'rel="next"' not in link:
+                return tags
+            url = resp.url.join(link.split(";", 1)[0].strip().strip("<>"))

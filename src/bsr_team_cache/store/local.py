@@ -1,0 +1,347 @@
+"""The local store: this machine's content-addressed copy of module artifacts.
+
+``ROOT/blobs/sha256/<hex>``   the artifact blobs (manifest, config, files layer)
+``ROOT/store.db``             SQLite: (module, commit) -> manifest, size, last use; labels
+``ROOT/locks/``               one pair of lock files per module commit
+``ROOT/tmp/``                 partial writes; stale ones are removed on open
+
+Crash safety: a blob is written to ``tmp/`` and renamed into place; the index row that makes
+an entry visible is inserted last, in one transaction. A ``kill -9`` at any point leaves at
+worst an unreferenced blob or temp file, never a visible half entry.
+
+Concurrency: ``fill`` locks give single-flight (N processes missing the same commit make one
+upstream download: the first fills, the others wait and then hit). ``use`` locks are held
+shared by fetches and taken exclusively, without waiting, by eviction, which skips busy
+entries. Every read is verified (sha256 of each blob, b5 of the files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bsr_team_cache.domain.moduleref import ModuleName
+from bsr_team_cache.errors import DigestMismatchError, RegistryError
+from bsr_team_cache.oci.artifact import ModuleArtifact, decode_module, encode_module
+from bsr_team_cache.oci.base import verify_blob
+
+SCHEMA_VERSION = 1
+_STALE_TMP_SECONDS = 3600
+_BLOB_GRACE_SECONDS = 120
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    module TEXT NOT NULL,
+    commit_id TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    blobs TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created REAL NOT NULL,
+    last_used REAL NOT NULL,
+    PRIMARY KEY (module, commit_id)
+);
+CREATE INDEX IF NOT EXISTS entries_last_used ON entries (last_used);
+CREATE TABLE IF NOT EXISTS labels (
+    module TEXT NOT NULL,
+    label TEXT NOT NULL,
+    commit_id TEXT NOT NULL,
+    resolved_at REAL NOT NULL,
+    PRIMARY KEY (module, label)
+);
+"""
+
+
+def default_store_dir(env: dict[str, str] | None = None) -> Path:
+    """``$BSR_TEAM_CACHE_DIR``, else ``$XDG_CACHE_HOME/bsr-team-cache``, else ~/.cache/…"""
+    env = dict(os.environ) if env is None else env
+    if env.get("BSR_TEAM_CACHE_DIR"):
+        return Path(env["BSR_TEAM_CACHE_DIR"]).expanduser()
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "bsr-team-cache"
+
+
+@dataclass(frozen=True)
+class StoreEntry:
+    module: str
+    commit: str
+    size: int
+    last_used: float
+
+
+@dataclass
+class StoreStats:
+    entries: int
+    bytes: int  # bytes of blobs on disk that entries reference
+
+
+class LocalStore:
+    def __init__(self, root: Path | str, *, max_bytes: int | None = None) -> None:
+        self.root = Path(root)
+        self.max_bytes = max_bytes
+        for sub in ("blobs/sha256", "locks", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.root / "store.db", timeout=60, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        with self._write():
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                self._db.execute(statement)  # executescript would commit on its own
+            (version,) = self._db.execute("PRAGMA user_version").fetchone()
+            if version not in (0, SCHEMA_VERSION):
+                raise RegistryError(
+                    f"{self.root}: local store schema {version} is newer than this version"
+                    f" understands ({SCHEMA_VERSION}); upgrade bsr-team-cache or use another"
+                    " --store-dir"
+                )
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._remove_stale_temp_files()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> LocalStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> str:
+        return f"local store {self.root}"
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _remove_stale_temp_files(self) -> None:
+        cutoff = time.time() - _STALE_TMP_SECONDS
+        for path in (self.root / "tmp").iterdir():
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+
+    # -- blobs ---------------------------------------------------------------------------
+    def _blob_path(self, digest: str) -> Path:
+        algo, _, hex_value = digest.partition(":")
+        if algo != "sha256" or len(hex_value) != 64:
+            raise RegistryError(f"{self.describe()}: unsupported digest {digest!r}")
+        return self.root / "blobs" / "sha256" / hex_value
+
+    def _read_blob(self, digest: str) -> bytes:
+        try:
+            data = self._blob_path(digest).read_bytes()
+        except FileNotFoundError:
+            raise _MissingBlob(digest) from None
+        return verify_blob(data, digest, self.describe())
+
+    def _write_blob(self, data: bytes, digest: str) -> None:
+        path = self._blob_path(digest)
+        if path.exists():
+            return
+        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=digest[7:19])
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    # -- locks ---------------------------------------------------------------------------
+    def _lock_path(self, module: ModuleName | str, commit: str, kind: str) -> Path:
+        key = hashlib.sha256(f"{module}:{commit}".encode()).hexdigest()[:32]
+        return self.root / "locks" / f"{key}.{kind}"
+
+    @contextlib.contextmanager
+    def _flocks(self, paths: Iterable[Path], mode: int) -> Iterator[None]:
+        # Sorted order: two processes locking overlapping sets cannot deadlock.
+        held = []
+        try:
+            for path in sorted(set(paths)):
+                f = open(path, "a+b")  # noqa: SIM115 - closed in finally
+                held.append(f)
+                fcntl.flock(f, mode)
+            yield
+        finally:
+            for f in held:
+                f.close()  # closing releases the lock
+
+    def filling(self, keys: Iterable[tuple[ModuleName, str]]) -> contextlib.AbstractContextManager:
+        """Exclusive: one process at a time fetches a given commit from upstream."""
+        return self._flocks((self._lock_path(m, c, "fill") for m, c in keys), fcntl.LOCK_EX)
+
+    def using(self, keys: Iterable[tuple[ModuleName, str]]) -> contextlib.AbstractContextManager:
+        """Shared: eviction leaves these entries alone while held."""
+        return self._flocks((self._lock_path(m, c, "use") for m, c in keys), fcntl.LOCK_SH)
+
+    # -- entries -------------------------------------------------------------------------
+    def get(self, module: ModuleName, commit: str) -> ModuleArtifact | None:
+        """The verified artifact, or None. A corrupt entry is dropped and reported."""
+        row = self._db.execute(
+            "SELECT manifest, blobs FROM entries WHERE module = ? AND commit_id = ?",
+            (str(module), commit),
+        ).fetchone()
+        if row is None:
+            return None
+        where = f"{self.describe()}: {module}:{commit}"
+        try:
+            artifact = decode_module(self._read_blob(row[0]), self._read_blob, commit, where)
+        except _MissingBlob:
+            self._drop(module, commit)  # evicted underneath us: a plain miss
+            return None
+        except (DigestMismatchError, RegistryError) as exc:
+            self._drop(module, commit)
+            for digest in json.loads(row[1]):  # even if shared: a refetch rewrites them
+                self._blob_path(digest).unlink(missing_ok=True)
+            raise DigestMismatchError(f"{exc} (entry removed from the local store)") from None
+        self._db.execute(
+            "UPDATE entries SET last_used = ? WHERE module = ? AND commit_id = ?",
+            (time.time(), str(module), commit),
+        )
+        return artifact
+
+    def contains(self, module: ModuleName, commit: str) -> bool:
+        return (
+            self._db.execute(
+                "SELECT 1 FROM entries WHERE module = ? AND commit_id = ?", (str(module), commit)
+            ).fetchone()
+            is not None
+        )
+
+    def put(self, artifact: ModuleArtifact) -> None:
+        encoded = encode_module(artifact)
+        blobs = [*encoded.blobs(), (encoded.manifest, encoded.manifest_digest)]
+        for data, digest in blobs:
+            self._write_blob(data, digest)
+        size = sum(len(data) for data, _ in blobs)
+        now = time.time()
+        with self._write():  # the row that makes the entry visible goes in last
+            self._db.execute(
+                "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    str(artifact.module),
+                    artifact.commit,
+                    encoded.manifest_digest,
+                    json.dumps([d for _, d in blobs]),
+                    size,
+                    now,
+                    now,
+                ),
+            )
+        if self.max_bytes is not None:
+            self.evict(self.max_bytes)
+
+    def entries(self) -> list[StoreEntry]:
+        rows = self._db.execute(
+            "SELECT module, commit_id, size, last_used FROM entries ORDER BY last_used DESC"
+        ).fetchall()
+        return [StoreEntry(*row) for row in rows]
+
+    def stats(self) -> StoreStats:
+        query = "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM entries"
+        count, total = self._db.execute(query).fetchone()
+        return StoreStats(count, total)
+
+    def _drop(self, module: ModuleName | str, commit: str) -> list[str]:
+        """Remove an entry's row, then its blobs that no other entry references."""
+        with self._write():
+            row = self._db.execute(
+                "SELECT blobs FROM entries WHERE module = ? AND commit_id = ?",
+                (str(module), commit),
+            ).fetchone()
+            self._db.execute(
+                "DELETE FROM entries WHERE module = ? AND commit_id = ?", (str(module), commit)
+            )
+        digests = json.loads(row[0]) if row else []
+        self._release_blobs(digests)
+        return digests
+
+    def _referenced(self) -> set[str]:
+        referenced: set[str] = set()
+        for (blobs,) in self._db.execute("SELECT blobs FROM entries"):
+            referenced.update(json.loads(blobs))
+        return referenced
+
+    def _release_blobs(self, digests: list[str]) -> None:
+        referenced = self._referenced()
+        for digest in digests:
+            if digest not in referenced:
+                self._blob_path(digest).unlink(missing_ok=True)
+
+    def _collect_garbage(self) -> None:
+        """Delete blobs no entry references. Blobs younger than a few minutes are kept: another
+        process may have written them and not yet inserted the row that references them."""
+        referenced = {d[7:] for d in self._referenced()}
+        young = time.time() - _BLOB_GRACE_SECONDS
+        for path in (self.root / "blobs" / "sha256").iterdir():
+            if path.name not in referenced:
+                with contextlib.suppress(FileNotFoundError):
+                    if path.stat().st_mtime < young:
+                        path.unlink()
+
+    def evict(self, max_bytes: int) -> list[StoreEntry]:
+        """Remove least-recently-used entries until at most ``max_bytes`` remain; entries
+        that a running fetch holds are skipped."""
+        evicted: list[StoreEntry] = []
+        total = self.stats().bytes
+        if total <= max_bytes:
+            return evicted
+        for module, commit, size, last_used in self._db.execute(
+            "SELECT module, commit_id, size, last_used FROM entries ORDER BY last_used ASC"
+        ).fetchall():
+            if total <= max_bytes:
+                break
+            lock = open(self._lock_path(module, commit, "use"), "a+b")  # noqa: SIM115
+            try:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # in use by a running fetch
+                self._drop(module, commit)
+                total -= size
+                evicted.append(StoreEntry(module, commit, size, last_used))
+            finally:
+                lock.close()
+        return evicted
+
+    def clear(self) -> int:
+        """Remove every entry (and label); returns how many entries there were."""
+        count = self.stats().entries
+        with self._write():
+            self._db.execute("DELETE FROM entries")
+            self._db.execute("DELETE FROM labels")
+        self._collect_garbage()
+        return count
+
+    # -- labels --------------------------------------------------------------------------
+    def remember_label(self, module: ModuleName, label: str, commit: str) -> None:
+        with self._write():
+            self._db.execute(
+                "INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?)",
+                (str(module), label, commit, time.time()),
+            )
+
+    def label(self, module: ModuleName, label: str) -> tuple[str, float] | None:
+        """(commit, resolved_at) last seen for a label, or None."""
+        row = self._db.execute(
+            "SELECT commit_id, resolved_at FROM labels WHERE module = ? AND label = ?",
+            (str(module), label),
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+
+class _MissingBlob(Exception):
+    pass

@@ -1,0 +1,306 @@
+"""The HTTP registry client against a real CNCF Distribution on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bsr_team_cache.errors import DigestMismatchError, RegistryError, UsageError
+from bsr_team_cache.oci import open_registry
+from bsr_team_cache.oci.base import OCI_INDEX, OCI_MANIFEST, sha256_digest
+from bsr_team_cache.oci.credentials import Credentials
+from bsr_team_cache.oci.devregistry import DistributionServer, TokenService
+from bsr_team_cache.oci.http import HTTPRegistry, parse_challenge
+
+
+def _repo() -> str:
+    return f"t/{uuid.uuid4().hex[:10]}"
+
+
+def _manifest(config: bytes, layer: bytes) -> bytes:
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": "application/vnd.test.v1",
+            "config": {
+                "mediaType": "application/vnd.test.config.v1+json",
+                "digest": sha256_digest(config),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.test.layer.v1",
+                    "digest": sha256_digest(layer),
+                    "size": len(layer),
+                }
+            ],
+        },
+        indent=3,  # unusual formatting: the registry must keep our exact bytes
+    ).encode()
+
+
+def _push_artifact(reg: HTTPRegistry, repo: str, tag: str, layer: bytes) -> bytes:
+    config = b'{"k": "v"}'
+    for blob in (config, layer):
+        reg.push_blob(repo, blob, sha256_digest(blob))
+    manifest = _manifest(config, layer)
+    assert reg.push_manifest(repo, tag, manifest, OCI_MANIFEST) == sha256_digest(manifest)
+    return manifest
+
+
+def test_blobs_manifests_tags_round_trip(distribution: DistributionServer, tmp_path: Path) -> None:
+    repo = _repo()
+    with HTTPRegistry(distribution.url) as reg:
+        reg.ping()
+        layer = os.urandom(300_000)
+        assert not reg.blob_exists(repo, sha256_digest(layer))
+        manifest = _push_artifact(reg, repo, "v1", layer)
+        assert reg.blob_exists(repo, sha256_digest(layer))
+        assert reg.read_blob(repo, sha256_digest(layer)) == layer
+        size = reg.read_blob_to(repo, sha256_digest(layer), tmp_path / "out" / "layer")
+        assert size == len(layer) and (tmp_path / "out" / "layer").read_bytes() == layer
+        assert reg.read_manifest(repo, "v1") == (manifest, OCI_MANIFEST)
+        assert reg.read_manifest(repo, sha256_digest(manifest)) == (manifest, OCI_MANIFEST)
+        assert reg.read_manifest(repo, "nope") is None
+        index = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": [
+                    {
+                        "mediaType": OCI_MANIFEST,
+                        "digest": sha256_digest(manifest),
+                        "size": len(manifest),
+                    }
+                ],
+            }
+        ).encode()
+        reg.push_manifest(repo, "all", index, OCI_INDEX)
+        assert reg.read_manifest(repo, "all") == (index, OCI_INDEX)
+        reg.delete_manifest(repo, sha256_digest(index))
+        assert reg.read_manifest(repo, sha256_digest(index)) is None
+
+
+def test_tags_are_paginated(distribution: DistributionServer) -> None:
+    repo = _repo()
+    with HTTPRegistry(distribution.url) as reg:
+        config = b"{}"
+        reg.push_blob(repo, config, sha256_digest(config))
+        for i in range(7):
+            manifest = _manifest(config, config).replace(b"}", b"}" + b" " * i, 1)
+            reg.push_manifest(repo, f"tag{i}", manifest, OCI_MANIFEST)
+        tags = reg.list_tags(repo, page_size=2)
+        assert sorted(tags) == sorted(f"tag{i}" for i in range(7)), tags
+        assert reg.list_tags(_repo()) == []
+
+
+def test_large_blob_streams_both_ways_in_chunks(
+    distribution: DistributionServer, tmp_path: Path
+) -> None:
+    repo = _repo()
+    source = tmp_path / "big"
+    source.write_bytes(os.urandom(3 * (1 << 20) + 12345))
+    digest = sha256_digest(source.read_bytes())
+    with HTTPRegistry(distribution.url, chunk_threshold=1 << 20, chunk_size=1 << 20) as reg:
+        reg.push_blob_file(repo, source, digest)
+        assert reg.read_blob_to(repo, digest, tmp_path / "back") == source.stat().st_size
+    assert (tmp_path / "back").read_bytes() == source.read_bytes()
+
+
+def test_cross_repository_mount(distribution: DistributionServer) -> None:
+    source, target = _repo(), _repo()
+    blob = os.urandom(1000)
+    with HTTPRegistry(distribution.url) as reg:
+        reg.push_blob(source, blob, sha256_digest(blob))
+        assert reg.mount_blob(target, sha256_digest(blob), source) is True
+        assert reg.read_blob(target, sha256_digest(blob)) == blob
+        # Unknown in the source: the registry opens an upload instead (202) -> False.
+        other = os.urandom(10)
+        assert reg.mount_blob(target, sha256_digest(other), source) is False
+    blobs, _ = distribution.blob_count()
+    assert blobs >= 1
+
+
+def test_tampered_blob_is_detected_and_never_materialized(
+    distribution: DistributionServer, tmp_path: Path
+) -> None:
+    repo = _repo()
+    blob = os.urandom(5000)
+    digest = sha256_digest(blob)
+    with HTTPRegistry(distribution.url) as reg:
+        reg.push_blob(repo, blob, digest)
+        stored = next(p for p in distribution.storage.rglob("data") if p.parent.name == digest[7:])
+        stored.chmod(stat.S_IWUSR | stat.S_IRUSR)
+        stored.write_bytes(b"X" + blob[1:])
+        with pytest.raises(DigestMismatchError, match="corrupt"):
+            reg.read_blob(repo, digest)
+        with pytest.raises(DigestMismatchError, match="corrupt"):
+            reg.read_blob_to(repo, digest, tmp_path / "blob")
+    assert list(tmp_path.iterdir()) == []
+
+
+class _FlakyTransport(httpx.HTTPTransport):
+    """The real transport to the real registry, after ``failures`` injected answers."""
+
+    def __init__(self, failures: list[int]) -> None:
+        super().__init__()
+        self.failures = failures
+        self.seen = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.seen += 1
+        if self.failures:
+            status = self.failures.pop(0)
+            return httpx.Response(status, headers={"Retry-After": "0"}, request=request)
+        return super().handle_request(request)
+
+
+def test_retries_5xx_and_429_then_gives_up(distribution: DistributionServer) -> None:
+    sleeps: list[float] = []
+    flaky = _FlakyTransport([503, 429, 502])
+    with HTTPRegistry(distribution.url, transport=flaky, sleep=sleeps.append) as reg:
+        reg.ping()
+        assert len(sleeps) == 3
+    flaky = _FlakyTransport([503] * 10)
+    with (
+        HTTPRegistry(distribution.url, transport=flaky, sleep=lambda s: None) as reg,
+        pytest.raises(RegistryError, match="gave up after 4 attempts"),
+    ):
+        reg.ping()
+
+
+def test_plain_http_only_for_loopback() -> None:
+    with pytest.raises(UsageError, match="--insecure"):
+        HTTPRegistry("http://registry.example.com/team")
+    HTTPRegistry("http://registry.example.com/team", insecure=True).close()
+    reg = HTTPRegistry("oci://registry.example.com/acme/cache")
+    assert reg.base == "https://registry.example.com" and reg.namespace == "acme/cache"
+    reg.close()
+    with pytest.raises(UsageError, match="unknown scheme"):
+        open_registry("ftp://x/y")
+
+
+def test_parse_challenge() -> None:
+    scheme, params = parse_challenge(
+        'Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull,push"'
+    )
+    assert scheme == "bearer"
+    assert params == {
+        "realm": "https://auth.example/token",
+        "service": "reg",
+        "scope": "repository:a/b:pull,push",
+    }
+    assert parse_challenge('Basic realm="x"') == ("basic", {"realm": "x"})
+
+
+@pytest.fixture(scope="module")
+def htpasswd_registry(tmp_path_factory: pytest.TempPathFactory):
+    server = DistributionServer(
+        tmp_path_factory.mktemp("htpasswd"), htpasswd={"alice": "s3cret"}
+    ).start()
+    yield server
+    server.stop()
+
+
+def test_basic_auth(htpasswd_registry: DistributionServer, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "none"))
+    monkeypatch.delenv("BSR_TEAM_CACHE_REGISTRY_USERNAME", raising=False)
+    repo = _repo()
+    with HTTPRegistry(htpasswd_registry.url, credentials=Credentials("alice", "s3cret")) as reg:
+        _push_artifact(reg, repo, "v1", b"layer")
+        assert reg.list_tags(repo) == ["v1"]
+    with (
+        HTTPRegistry(htpasswd_registry.url) as anonymous,
+        pytest.raises(RegistryError, match="docker login"),
+    ):
+        anonymous.ping()
+    bad = HTTPRegistry(htpasswd_registry.url, credentials=Credentials("alice", "wrong"))
+    with bad, pytest.raises(RegistryError, match="not authorized"):
+        bad.ping()
+
+
+def test_credentials_from_docker_config(
+    htpasswd_registry: DistributionServer, tmp_path: Path, monkeypatch
+) -> None:
+    import base64
+
+    monkeypatch.delenv("BSR_TEAM_CACHE_REGISTRY_USERNAME", raising=False)
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+    host = htpasswd_registry.url.removeprefix("http://")
+    config_dir = tmp_path / "docker"
+    config_dir.mkdir()
+    auth = base64.b64encode(b"alice:s3cret").decode()
+    (config_dir / "config.json").write_text(
+        json.dumps({"auths": {f"http://{host}": {"auth": auth}}})
+    )
+    monkeypatch.setenv("DOCKER_CONFIG", str(config_dir))
+    with HTTPRegistry(htpasswd_registry.url) as reg:
+        reg.ping()
+    # A credential helper wins over auths, as in docker.
+    helper = tmp_path / "bin" / "docker-credential-fake"
+    helper.parent.mkdir()
+    helper.write_text(
+        "#!/bin/sh\nread host\n"
+        'echo "{\\"ServerURL\\": \\"$host\\", \\"Username\\": \\"alice\\", \\"Secret\\": \\"s3cret\\"}"\n'
+    )
+    helper.chmod(0o755)
+    (config_dir / "config.json").write_text(
+        json.dumps(
+            {
+                "auths": {host: {"auth": base64.b64encode(b"alice:nope").decode()}},
+                "credHelpers": {host: "fake"},
+            }
+        )
+    )
+    monkeypatch.setenv("PATH", f"{helper.parent}{os.pathsep}{os.environ['PATH']}")
+    with HTTPRegistry(htpasswd_registry.url) as reg:
+        reg.ping()
+    (config_dir / "config.json").write_text("{not json")
+    with (
+        HTTPRegistry(htpasswd_registry.url) as reg,
+        pytest.raises(Exception, match=r"config\.json: not readable as JSON"),
+    ):
+        reg.ping()
+
+
+@pytest.fixture(scope="module")
+def token_registry(tmp_path_factory: pytest.TempPathFactory):
+    def rule(user: str, name: str, actions: list[str]) -> list[str]:
+        # Each user may write only under teams/<user>/; everyone may read everything.
+        if name.startswith(f"teams/{user}/"):
+            return actions
+        return [a for a in actions if a == "pull"]
+
+    tokens = TokenService(users={"payments": "pw1", "search": "pw2"}, rule=rule)
+    server = DistributionServer(tmp_path_factory.mktemp("token"), token_service=tokens).start()
+    yield server
+    server.stop()
+
+
+def test_bearer_token_flow_with_scopes(token_registry: DistributionServer) -> None:
+    tokens = token_registry.token_service
+    assert tokens is not None
+    repo = "teams/payments/deps/x"
+    with HTTPRegistry(token_registry.url, credentials=Credentials("payments", "pw1")) as reg:
+        _push_artifact(reg, repo, "v1", b"payload")
+        assert reg.read_manifest(repo, "v1") is not None
+        requested = [a for t in tokens.issued for a in t["access"]]
+        assert {"type": "repository", "name": repo, "actions": ["pull", "push"]} in requested
+        issued_before = len(tokens.issued)
+        for _ in range(3):  # tokens are cached per scope
+            reg.blob_exists(repo, sha256_digest(b"payload"))
+        assert len(tokens.issued) == issued_before
+    with HTTPRegistry(token_registry.url, credentials=Credentials("search", "pw2")) as other:
+        assert other.read_blob(repo, sha256_digest(b"payload")) == b"payload"
+        with pytest.raises(RegistryError, match=r"not authorized|access denied"):
+            other.push_blob(repo, b"evil", sha256_digest(b"evil"))
+    bad = HTTPRegistry(token_registry.url, credentials=Credentials("search", "bad"))
+    with bad, pytest.raises(RegistryError, match="refused the credentials"):
+        bad.read_manifest(repo, "v1")
