@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bsr_team_cache.bufcache.v3 import buf_cache_dir, module_entry_dir, write_module
@@ -46,3 +48,21 @@ def test_cache_dir_resolution_matches_buf():
     assert str(buf_cache_dir({"BUF_CACHE_DIR": "/c"})) == "/c"
     assert str(buf_cache_dir({"XDG_CACHE_HOME": "/x", "HOME": "/h"})) == "/x/buf"
     assert str(buf_cache_dir({"HOME": "/h"})) == "/h/.cache/buf"
+
+
+def test_buf_layout_check(tmp_path: Path, buf_bin: str) -> None:
+    from bsr_team_cache.bufcache.v3 import check_buf_layout, parse_buf_version
+    from bsr_team_cache.errors import BSRTeamCacheError
+
+    assert check_buf_layout(buf_bin) == "v3"  # the pinned real buf
+    assert parse_buf_version("1.75.0\n") == (1, 75, 0)
+    old = tmp_path / "buf"
+    old.write_text("#!/bin/sh\necho 1.28.1\n")
+    old.chmod(0o755)
+    with pytest.raises(BSRTeamCacheError, match=r"buf 1\.28\.1.*predates v3.*--no-buf-cache"):
+        check_buf_layout(str(old))
+    weird = tmp_path / "weird"
+    weird.write_text("#!/bin/sh\necho hello\n")
+    weird.chmod(0o755)
+    with pytest.raises(BSRTeamCacheError, match="cannot tell the version"):
+        check_buf_layout(str(weird))

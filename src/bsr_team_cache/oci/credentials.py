@@ -111,7 +111,8 @@ def credentials_for(host: str) -> Credentials:
             return Credentials(identity_token=str(entry["identitytoken"]))
         if entry.get("auth"):
             try:
-                user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+                raw = base64.b64decode(entry["auth"], validate=True).decode()
+                user, _, password = raw.partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 raise ConfigError(
                     path, "'auth' is not base64 of user:password", entry=f"auths.{host}"

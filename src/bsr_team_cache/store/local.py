@@ -321,9 +321,11 @@ class LocalStore:
         """Remove every entry (and label); returns how many entries there were."""
         count = self.stats().entries
         with self._write():
+            digests = sorted(self._referenced())
             self._db.execute("DELETE FROM entries")
             self._db.execute("DELETE FROM labels")
-        self._collect_garbage()
+        self._release_blobs(digests)
+        self._collect_garbage()  # orphans of crashed writers, once they are old enough
         return count
 
     # -- labels --------------------------------------------------------------------------

@@ -1,0 +1,171 @@
+"""The local store: verified reads, atomic writes, single-flight locks, LRU eviction."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import multiprocessing
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from bsr_team_cache.domain.digest import b5_from_contents
+from bsr_team_cache.domain.moduleref import parse_module_name
+from bsr_team_cache.errors import DigestMismatchError, RegistryError
+from bsr_team_cache.oci.artifact import ModuleArtifact
+from bsr_team_cache.store import LocalStore, default_store_dir
+
+
+def _artifact(name: str, commit_byte: str, payload: bytes = b"", size: int = 0) -> ModuleArtifact:
+    files = {f"{name}/v1/x.proto": b'syntax = "proto3";\n' + payload + os.urandom(size)}
+    return ModuleArtifact(
+        parse_module_name(f"buf.build/acme/{name}"),
+        commit_byte * 32,
+        b5_from_contents(files),
+        (),
+        files,
+        "2026-01-01T00:00:00Z",
+    )
+
+
+def test_put_get_round_trip_and_default_dir(tmp_path: Path) -> None:
+    artifact = _artifact("pets", "a")
+    with LocalStore(tmp_path / "s") as store:
+        assert store.get(artifact.module, artifact.commit) is None
+        store.put(artifact)
+        got = store.get(artifact.module, artifact.commit)
+        assert got == artifact
+        assert store.stats().entries == 1 and store.stats().bytes > 0
+    assert default_store_dir({"BSR_TEAM_CACHE_DIR": "/x/y"}) == Path("/x/y")
+    assert default_store_dir({"XDG_CACHE_HOME": "/c"}) == Path("/c/bsr-team-cache")
+
+
+def test_corrupt_blob_is_reported_dropped_and_refillable(tmp_path: Path) -> None:
+    artifact = _artifact("pets", "a", size=2000)
+    with LocalStore(tmp_path) as store:
+        store.put(artifact)
+        for blob in (tmp_path / "blobs" / "sha256").iterdir():
+            if blob.stat().st_size > 500:
+                data = bytearray(blob.read_bytes())
+                data[100] ^= 1
+                blob.write_bytes(bytes(data))
+        with pytest.raises(DigestMismatchError, match=r"corrupt.*removed from the local store"):
+            store.get(artifact.module, artifact.commit)
+        assert store.get(artifact.module, artifact.commit) is None  # now a plain miss
+        store.put(artifact)  # the corrupt blob was deleted, so it is really rewritten
+        assert store.get(artifact.module, artifact.commit) == artifact
+
+
+def test_missing_blob_is_a_miss(tmp_path: Path) -> None:
+    artifact = _artifact("pets", "a")
+    with LocalStore(tmp_path) as store:
+        store.put(artifact)
+        for blob in (tmp_path / "blobs" / "sha256").iterdir():
+            blob.unlink()
+        assert store.get(artifact.module, artifact.commit) is None
+        assert store.stats().entries == 0
+
+
+def test_lru_eviction_keeps_the_store_under_the_limit(tmp_path: Path) -> None:
+    with LocalStore(tmp_path) as store:
+        artifacts = [_artifact(f"m{i}", "abcdef0123"[i], size=20_000) for i in range(6)]
+        for a in artifacts:
+            store.put(a)
+            time.sleep(0.01)
+        store.get(artifacts[0].module, artifacts[0].commit)  # the oldest becomes the newest
+        one = max(e.size for e in store.entries())
+        evicted = store.evict(3 * one)
+        assert [e.module for e in evicted] == [str(a.module) for a in artifacts[1:4]]
+        assert store.stats().bytes <= 3 * one
+        remaining = {e.module for e in store.entries()}
+        assert remaining == {str(artifacts[i].module) for i in (0, 4, 5)}
+        on_disk = sum(p.stat().st_size for p in (tmp_path / "blobs" / "sha256").iterdir())
+        assert on_disk <= 3 * one
+
+
+def test_max_bytes_evicts_on_put(tmp_path: Path) -> None:
+    with LocalStore(tmp_path, max_bytes=50_000) as store:
+        for i in range(5):
+            store.put(_artifact(f"m{i}", "abcdef"[i], size=20_000))
+        assert store.stats().bytes <= 50_000
+        assert store.stats().entries == 2
+
+
+def test_eviction_skips_entries_in_use(tmp_path: Path) -> None:
+    with LocalStore(tmp_path) as store:
+        old, new = _artifact("old", "a", size=20_000), _artifact("new", "b", size=20_000)
+        store.put(old)
+        time.sleep(0.01)
+        store.put(new)
+        with store.using([(old.module, old.commit)]):
+            evicted = store.evict(0)
+        assert [e.module for e in evicted] == [str(new.module)]
+        assert store.get(old.module, old.commit) == old
+
+
+def _hold_fill_lock(root: str, ready, release) -> None:
+    store = LocalStore(root)
+    with store.filling([(parse_module_name("buf.build/acme/pets"), "a" * 32)]):
+        ready.set()
+        release.wait(10)
+
+
+def test_fill_lock_is_exclusive_across_processes(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_hold_fill_lock, args=(str(tmp_path), ready, release))
+    proc.start()
+    try:
+        assert ready.wait(20)
+        with LocalStore(tmp_path) as store:
+            lock_path = store._lock_path(parse_module_name("buf.build/acme/pets"), "a" * 32, "fill")
+            with open(lock_path, "a+b") as f, pytest.raises(BlockingIOError):
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        release.set()
+        proc.join(20)
+
+
+def test_stale_temp_files_are_removed_and_orphans_never_visible(tmp_path: Path) -> None:
+    with LocalStore(tmp_path) as store:
+        store.put(_artifact("pets", "a"))
+    stale = tmp_path / "tmp" / "partial"
+    stale.write_bytes(b"half a blob")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    fresh = tmp_path / "tmp" / "in-progress"
+    fresh.write_bytes(b"another process is writing")
+    with LocalStore(tmp_path) as store:
+        assert not stale.exists() and fresh.exists()
+        assert store.stats().entries == 1
+
+
+def test_clear_and_labels(tmp_path: Path) -> None:
+    with LocalStore(tmp_path) as store:
+        a = _artifact("pets", "a")
+        store.put(a)
+        store.remember_label(a.module, "main", a.commit)
+        commit, when = store.label(a.module, "main")
+        assert commit == a.commit and when <= time.time()
+        assert store.clear() == 1
+        assert store.label(a.module, "main") is None
+        assert store.stats().entries == 0
+        assert list((tmp_path / "blobs" / "sha256").iterdir()) == []
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    LocalStore(tmp_path).close()
+    db = sqlite3.connect(tmp_path / "store.db")
+    db.execute("PRAGMA user_version=99")
+    db.close()
+    with pytest.raises(RegistryError, match="schema 99 is newer"):
+        LocalStore(tmp_path)
+
+
+def test_index_row_names_all_blobs(tmp_path: Path) -> None:
+    with LocalStore(tmp_path) as store:
+        store.put(_artifact("pets", "a"))
+        (blobs,) = store._db.execute("SELECT blobs FROM entries").fetchone()
+    assert len(json.loads(blobs)) == 3  # config, layer, manifest
