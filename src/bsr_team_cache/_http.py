@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import random
 import ssl
@@ -47,18 +46,3 @@ def backoff_delay(attempt: int, base: float, cap: float, server_hint: float | No
     if server_hint is not None:
         delay = min(max(delay, server_hint), 60.0)
     return delay
-
-
-def is_loopback(host: str) -> bool:
-    """``localhost``, ``127.0.0.0/8`` and ``::1``, with or without a port."""
-    name = host
-    if name.startswith("["):
-        name = name[1:].split("]", 1)[0]
-    elif name.count(":") == 1:
-        name = name.split(":", 1)[0]
-    if name.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False

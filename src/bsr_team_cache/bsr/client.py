@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from bsr_team_cache.bsr.connect import ConnectTransport
 from bsr_team_cache.bsr.proto import module_v1_pb2 as mpb
 from bsr_team_cache.bsr.proto import owner_v1_pb2 as opb
 from bsr_team_cache.domain.digest import B5, Digest, b5_from_contents
 from bsr_team_cache.domain.moduleref import ModuleName, ModuleRef, normalize_commit_id
 from bsr_team_cache.errors import BSRError, DigestMismatchError
+
+if TYPE_CHECKING:
+    from bsr_team_cache.bsr.connect import ConnectTransport
 
 MODULE_PKG = "buf.registry.module.v1"
 OWNER_PKG = "buf.registry.owner.v1"
@@ -94,11 +97,20 @@ class BSRModuleClient:
     """Talks Connect to whatever registry host each module name carries."""
 
     def __init__(self, transport: ConnectTransport | None = None) -> None:
-        self._transport = transport or ConnectTransport()
+        # Made on first use: a fetch served from the local store never imports the HTTP stack.
+        self._transport = transport
         self._owns_transport = transport is None
 
+    @property
+    def transport(self) -> ConnectTransport:
+        if self._transport is None:
+            from bsr_team_cache.bsr.connect import ConnectTransport
+
+            self._transport = ConnectTransport()
+        return self._transport
+
     def close(self) -> None:
-        if self._owns_transport:
+        if self._owns_transport and self._transport is not None:
             self._transport.close()
 
     def __enter__(self) -> BSRModuleClient:
@@ -108,7 +120,7 @@ class BSRModuleClient:
         self.close()
 
     def _call(self, host: str, pkg: str, service: str, method: str, req, resp_type):
-        return self._transport.call(host, f"{pkg}.{service}", method, req, resp_type)
+        return self.transport.call(host, f"{pkg}.{service}", method, req, resp_type)
 
     # -- CommitService -------------------------------------------------------------------
     def resolve(self, refs: Sequence[ModuleRef]) -> list[CommitInfo]:

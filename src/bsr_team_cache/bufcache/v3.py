@@ -10,7 +10,9 @@ so the layouts we know are listed in KNOWN_LAYOUTS and anything else is refused.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -33,23 +35,43 @@ def parse_buf_version(text: str) -> tuple[int, int, int] | None:
     return (int(match[1]), int(match[2]), int(match[3])) if match else None
 
 
-def installed_buf_version(buf: str | None = None) -> tuple[str, tuple[int, int, int] | None] | None:
-    """(path, version) of the buf on PATH (or $BUF_BIN), or None when there is none."""
+def installed_buf_version(
+    buf: str | None = None, memo: Path | None = None
+) -> tuple[str, tuple[int, int, int] | None] | None:
+    """(path, version) of the buf on PATH (or $BUF_BIN), or None when there is none.
+    ``memo`` remembers the answer per binary (path, size, mtime): no process per fetch."""
     buf = buf or os.environ.get("BUF_BIN") or shutil.which("buf")
     if not buf:
         return None
+    try:
+        st = os.stat(buf)
+    except OSError:
+        return None
+    key = f"{os.path.realpath(buf)}:{st.st_size}:{st.st_mtime_ns}"
+    if memo is not None:
+        with contextlib.suppress(OSError, ValueError):
+            cached = json.loads(memo.read_text())
+            if cached.get("key") == key:
+                return buf, tuple(cached["version"]) if cached["version"] else None
     try:
         done = subprocess.run(
             [buf, "--version"], capture_output=True, text=True, timeout=30, check=False
         )
     except OSError:
         return None
-    return buf, parse_buf_version(done.stdout + done.stderr)
+    version = parse_buf_version(done.stdout + done.stderr)
+    if memo is not None:
+        with contextlib.suppress(OSError):
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+            tmp.write_text(json.dumps({"key": key, "version": version}))
+            os.replace(tmp, memo)
+    return buf, version
 
 
-def check_buf_layout(buf: str | None = None) -> str:
+def check_buf_layout(buf: str | None = None, memo: Path | None = None) -> str:
     """The cache layout the installed buf reads; refuse clearly if we do not write it."""
-    found = installed_buf_version(buf)
+    found = installed_buf_version(buf, memo)
     if found is None:
         return "v3"  # no buf here (e.g. a protoc-only job): write the current layout
     path, version = found

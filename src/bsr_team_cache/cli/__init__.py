@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -9,21 +10,33 @@ import click
 from bsr_team_cache import __version__
 from bsr_team_cache.errors import BSRTeamCacheError
 
+# Command name -> module. Modules are imported only when their command runs, so that a
+# warm `fetch` does not pay for the demo's or dev-bsr's imports at start-up.
+COMMANDS = {
+    "check": "check",
+    "demo": "demo",
+    "dev-bsr": "dev_bsr",
+    "digest": "digest",
+    "fetch": "fetch",
+    "resolve": "resolve",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        return importlib.import_module(f"bsr_team_cache.cli.{module}").command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bsr-team-cache")
 def cli() -> None:
     """A team-shared cache of Buf Schema Registry modules, kept in an OCI registry."""
-
-
-def _register() -> None:
-    from bsr_team_cache.cli import check, demo, dev_bsr, digest, fetch, resolve
-
-    for module in (check, demo, dev_bsr, digest, fetch, resolve):
-        cli.add_command(module.command)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> int:

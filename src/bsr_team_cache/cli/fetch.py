@@ -91,7 +91,7 @@ def command(
 
     cache = None if no_buf_cache else (buf_cache_dir_opt or buf_cache_dir(dict(os.environ)))
     if cache is not None:
-        check_buf_layout()
+        check_buf_layout(memo=store.directory / "buf-version.json")
     progress = _Progress() if not (as_json or quiet) and sys.stderr.isatty() else None
     report = FetchReport()
     with BSRModuleClient() as bsr, store.open() as local:

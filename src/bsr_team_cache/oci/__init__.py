@@ -3,12 +3,35 @@ and an HTTP client for any distribution-spec registry."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bsr_team_cache.errors import UsageError
 from bsr_team_cache.oci.base import RegistryBackend
-from bsr_team_cache.oci.http import HTTPRegistry
 from bsr_team_cache.oci.layout import OCILayoutRegistry
+from bsr_team_cache.oci.url import parse_http_registry_url
+
+
+class _OnFirstUse:
+    """Builds the HTTP client when first used: a fetch served entirely from the local store
+    never pays for importing and setting up the HTTP stack."""
+
+    def __init__(self, url: str, factory: Callable[[], RegistryBackend]) -> None:
+        self._url = url
+        self._factory = factory
+        self._backend: RegistryBackend | None = None
+        self._lock = threading.Lock()  # fetch threads may all touch it at once
+
+    def describe(self) -> str:
+        return self._url
+
+    def __getattr__(self, name: str) -> Any:
+        with self._lock:
+            if self._backend is None:
+                self._backend = self._factory()
+        return getattr(self._backend, name)
 
 
 def open_registry(url: str, *, insecure: bool = False) -> RegistryBackend:
@@ -17,13 +40,28 @@ def open_registry(url: str, *, insecure: bool = False) -> RegistryBackend:
     if url.startswith("oci-layout:"):
         return OCILayoutRegistry(Path(url.removeprefix("oci-layout:")).expanduser())
     if url.startswith(("https://", "http://", "oci://")):
-        return HTTPRegistry(url, insecure=insecure)
+        parse_http_registry_url(url, insecure=insecure)  # bad URLs fail now, not on first use
+
+        def connect() -> RegistryBackend:
+            from bsr_team_cache.oci.http import HTTPRegistry
+
+            return HTTPRegistry(url, insecure=insecure)
+
+        return _OnFirstUse(url, connect)  # type: ignore[return-value]
     if "://" in url:
         raise UsageError(
             f"registry {url!r}: unknown scheme (expected oci-layout:PATH, https://HOST/NAMESPACE"
             " or oci://HOST/NAMESPACE)"
         )
     return OCILayoutRegistry(Path(url).expanduser())
+
+
+def __getattr__(name: str) -> Any:
+    if name == "HTTPRegistry":
+        from bsr_team_cache.oci.http import HTTPRegistry
+
+        return HTTPRegistry
+    raise AttributeError(name)
 
 
 __all__ = ["HTTPRegistry", "OCILayoutRegistry", "RegistryBackend", "open_registry"]

@@ -8,18 +8,20 @@ Repository: ``<namespace>/teams/<team>/dependencies/<host>/<owner>/<module>``; t
 
 from __future__ import annotations
 
+import base64
 import gzip
 import io
 import json
 import re
 import tarfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from bsr_team_cache.domain.digest import B5, Digest, b5_from_contents, parse_digest
 from bsr_team_cache.domain.moduleref import ModuleName, parse_module_name
 from bsr_team_cache.errors import DigestMismatchError, RegistryError
-from bsr_team_cache.oci.base import OCI_MANIFEST, RegistryBackend, sha256_digest
+from bsr_team_cache.oci.base import OCI_MANIFEST, RegistryBackend, sha256_digest, verify_blob
 
 ARTIFACT_TYPE = "application/vnd.buf.module.v1"
 CONFIG_MEDIA_TYPE = "application/vnd.buf.module.config.v1+json"
@@ -153,6 +155,9 @@ def encode_module(artifact: ModuleArtifact) -> EncodedArtifact:
                 "mediaType": CONFIG_MEDIA_TYPE,
                 "digest": sha256_digest(config),
                 "size": len(config),
+                # OCI 1.1 embedded data: readers skip one round trip per module. The blob is
+                # pushed too, for registries and tools that ignore the field.
+                "data": base64.b64encode(config).decode(),
             },
             "layers": [
                 {
@@ -221,4 +226,24 @@ def pull_module(registry: RegistryBackend, repo: str, commit: str) -> ModuleArti
     found = registry.read_manifest(repo, commit)
     if found is None:
         return None
-    return decode_module(found[0], lambda d: registry.read_blob(repo, d), commit, where)
+    try:
+        manifest = json.loads(found[0])
+        config_digest = manifest["config"]["digest"]
+        layer_digest = manifest["layers"][0]["digest"]
+    except (KeyError, IndexError, TypeError, ValueError):
+        # Malformed: let decode_module report it precisely.
+        return decode_module(found[0], lambda d: registry.read_blob(repo, d), commit, where)
+    embedded = manifest["config"].get("data")
+    if isinstance(embedded, str):
+        try:
+            config = base64.b64decode(embedded, validate=True)
+        except ValueError:
+            raise RegistryError(f"{where}: config data is not base64") from None
+        blobs = {config_digest: verify_blob(config, config_digest, f"{where} config")}
+        blobs[layer_digest] = registry.read_blob(repo, layer_digest)
+    else:  # pushed by another tool: config and layer in parallel, one round trip
+        with ThreadPoolExecutor(max_workers=1) as side:
+            layer = side.submit(registry.read_blob, repo, layer_digest)
+            blobs = {config_digest: registry.read_blob(repo, config_digest)}
+            blobs[layer_digest] = layer.result()
+    return decode_module(found[0], blobs.__getitem__, commit, where)

@@ -25,7 +25,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -34,12 +33,12 @@ from bsr_team_cache._http import (
     backoff_delay,
     default_ssl_context,
     describe_transport_error,
-    is_loopback,
     retry_after,
 )
-from bsr_team_cache.errors import DigestMismatchError, RegistryError, UsageError
+from bsr_team_cache.errors import DigestMismatchError, RegistryError
 from bsr_team_cache.oci.base import OCI_INDEX, OCI_MANIFEST, sha256_digest, verify_blob
 from bsr_team_cache.oci.credentials import Credentials, credentials_for
+from bsr_team_cache.oci.url import parse_http_registry_url
 
 MANIFEST_ACCEPT = ", ".join(
     (
@@ -130,20 +129,11 @@ class HTTPRegistry:
         verify: ssl.SSLContext | bool | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("https", "http", "oci") or not parts.netloc:
-            raise UsageError(f"registry {url!r}: expected https://HOST[:PORT][/NAMESPACE]")
-        scheme = "https" if parts.scheme == "oci" else parts.scheme
-        if parts.scheme == "oci" and (insecure or is_loopback(parts.netloc)):
-            scheme = "http" if insecure else "https"
-        if scheme == "http" and not (insecure or is_loopback(parts.netloc)):
-            raise UsageError(
-                f"registry {url!r}: plain http is only used for loopback hosts;"
-                " use https, or pass --insecure if this registry really has no TLS"
-            )
-        self.host = parts.netloc
-        self.base = f"{scheme}://{parts.netloc}"
-        self.namespace = parts.path.strip("/")
+        parsed = parse_http_registry_url(url, insecure=insecure)
+        scheme = parsed.scheme
+        self.host = parsed.host
+        self.base = parsed.base
+        self.namespace = parsed.namespace
         self._url = url
         self._credentials = credentials
         self._max_attempts = max(1, max_attempts)

@@ -119,7 +119,7 @@ def fetch(
     namespace: str = "",
     label_ttl: float = DEFAULT_LABEL_TTL,
     on_module: Callable[[ModuleResult, int, int], None] | None = None,
-    parallel: int = 8,
+    parallel: int = 16,
     report: FetchReport | None = None,
 ) -> FetchReport:
     """Fetch a project's deps. Pass ``report`` to keep its warnings if the fetch fails."""
