@@ -83,3 +83,25 @@ def test_wrong_files_fail_b5_verification(tmp_path):
 def test_path_traversal_repo_is_refused(tmp_path):
     with pytest.raises(RegistryError, match="invalid repository name"):
         OCILayoutRegistry(tmp_path).list_tags("../etc")
+
+
+def test_config_is_embedded_and_labels_recorded(tmp_path):
+    import base64
+    import dataclasses
+
+    from bsr_team_cache.oci.artifact import encode_module
+
+    artifact = dataclasses.replace(_artifact(), labels=("v1", "main", "v1"))
+    encoded = encode_module(artifact)
+    manifest = json.loads(encoded.manifest)
+    assert base64.b64decode(manifest["config"]["data"]) == encoded.config
+    assert json.loads(encoded.config)["labels"] == ["main", "v1"]
+    reg = OCILayoutRegistry(tmp_path)
+    push_module(reg, "r", artifact)
+    pulled = pull_module(reg, "r", artifact.commit)
+    assert pulled is not None and set(pulled.labels) == {"main", "v1"}
+    # Embedded config that does not match its digest is refused like a corrupt blob.
+    manifest["config"]["data"] = base64.b64encode(b'{"tampered": true}').decode()
+    reg.push_manifest("r", "bad", json.dumps(manifest).encode(), manifest["mediaType"])
+    with pytest.raises(DigestMismatchError):
+        pull_module(reg, "r", "bad")

@@ -1,7 +1,7 @@
 """One BSR module commit as one OCI artifact (see docs/artifact-format.md).
 
 manifest (``artifactType: application/vnd.buf.module.v1``)
-  config: JSON {name, commit, digest (b5), deps [{name, commit, digest}], create_time}
+  config: JSON {name, commit, digest (b5), deps [{name, commit, digest}], create_time, labels}
   layer:  the module's files as a deterministic tar+gzip (sorted, mtime 0, uid/gid 0, 0644)
 Repository: ``<namespace>/teams/<team>/dependencies/<host>/<owner>/<module>``; tag = commit.
 """
@@ -46,6 +46,9 @@ class ModuleArtifact:
     deps: tuple[ModuleDepRecord, ...]
     files: dict[str, bytes]
     create_time: str = ""
+    # Labels this commit was resolved from when it was published (informational: labels move,
+    # the team label index is the place to look them up).
+    labels: tuple[str, ...] = ()
 
     def verify(self) -> None:
         actual = b5_from_contents(self.files, [d.digest for d in self.deps])
@@ -139,6 +142,7 @@ def encode_module(artifact: ModuleArtifact) -> EncodedArtifact:
             "commit": artifact.commit,
             "digest": str(artifact.digest),
             "create_time": artifact.create_time,
+            "labels": sorted(set(artifact.labels)),
             "deps": [
                 {"name": str(d.module), "commit": d.commit, "digest": str(d.digest)}
                 for d in sorted(artifact.deps, key=lambda d: str(d.module))
@@ -202,6 +206,7 @@ def decode_module(
             ),
             files=read_files_layer(layer, where),
             create_time=config.get("create_time", ""),
+            labels=tuple(config.get("labels", ())),
         )
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise RegistryError(f"{where}: malformed module artifact ({exc})") from None

@@ -86,6 +86,7 @@ class _Run:
     parallel: int
     total: int = 0
     artifacts: dict[str, ModuleArtifact] = field(default_factory=dict)
+    labels: dict[str, list[str]] = field(default_factory=dict)
     registry_down: str | None = None
 
     def found(self, dep: LockedDep, artifact: ModuleArtifact, tier: str, t0: float) -> None:
@@ -137,6 +138,7 @@ def fetch(
         label_ttl=label_ttl,
     )
     run.report.resolved_by = resolution.source
+    run.labels = resolution.labels
     run.report.warnings.extend(resolution.warnings)
     lock = resolution.lock
     if update_lock:  # never rewrite a user's buf.lock unasked
@@ -281,6 +283,7 @@ def _from_bsr(run: _Run, misses: list[LockedDep], bsr: BSRModuleClient) -> None:
             deps,
             content.files,
             content.commit.create_time.isoformat(),
+            tuple(run.labels.get(dep.commit, ())),
         )
         artifact.verify()
         if artifact.digest != dep.digest:

@@ -33,6 +33,8 @@ class Resolution:
     warnings: list[str] = field(default_factory=list)
     # Artifacts read while resolving offline, so the fetch need not read them twice.
     artifacts: dict[str, ModuleArtifact] = field(default_factory=dict)
+    # commit -> the buf.yaml labels that resolved to it (recorded in published artifacts)
+    labels: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -75,6 +77,10 @@ def resolve_project(
         return _resolve_offline(config.deps, team, store, label_ttl, clock, str(exc))
     deps = [LockedDep(c.module, c.commit_id, c.digest) for c in graph.commits.values()]
     resolution = Resolution(BufLock("v2", tuple(sorted(deps, key=lambda d: str(d.module)))), "bsr")
+    roots = {graph.commits[c].module: c for c in graph.roots}
+    for ref in config.deps:
+        if ref.label and ref.module in roots:
+            resolution.labels.setdefault(roots[ref.module], []).append(ref.label)
     _remember_labels(config.deps, graph, team, store, label_ttl, clock, resolution.warnings)
     return resolution
 
