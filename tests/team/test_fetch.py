@@ -412,3 +412,50 @@ def test_labels_resolve_from_the_team_index_when_the_bsr_is_down(
     assert stale.returncode == 1
     assert "TTL" in stale.stderr and "Pin the deps in buf.lock" in stale.stderr
     assert not (project_c / "buf.lock").exists()
+
+
+def test_progress_bar_on_a_terminal_only(sample_data, tmp_path):
+    import pty
+
+    server = start_dev_bsr(sample_data, tmp_path / "bsr")
+    try:
+        project = make_project(tmp_path / "p", server.host)
+        registry = f"oci-layout:{tmp_path / 'reg'}"
+        master, slave = pty.openpty()
+        env = {
+            **os.environ,
+            "SSL_CERT_FILE": str(server.ca_cert),
+            "BUF_CACHE_DIR": str(tmp_path / "c1"),
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "bsr_team_cache",
+            "fetch",
+            str(project),
+            "--team",
+            TEAM,
+            "--registry",
+            registry,
+            "--update-lock",
+        ]
+        done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=slave, timeout=120)
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        os.close(master)
+        assert done.returncode == 0
+        assert b"[####################] 6/6" in seen
+        assert b"6 modules (0 local, 0 team, 6 bsr)" in done.stdout
+        # Not a terminal: no progress output at all.
+        quiet = _fetch(project, registry, tmp_path / "m2", server.ca_cert)
+        assert quiet.stderr == ""
+    finally:
+        server.stop()
