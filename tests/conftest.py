@@ -158,3 +158,8 @@ def distribution(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distribut
 def _isolated_local_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never touch the user's real local store; subprocesses inherit the variable."""
     monkeypatch.setenv("BSR_TEAM_CACHE_DIR", str(tmp_path / "default-local-store"))
+    # ... nor its default registry or config file.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    for name in ("BSR_TEAM_CACHE_REGISTRY", "BSR_TEAM_CACHE_TEAM", "BSR_TEAM_CACHE_CONFIG"):
+        monkeypatch.delenv(name, raising=False)

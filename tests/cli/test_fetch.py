@@ -48,10 +48,30 @@ def test_v1_lock_is_refused_with_what_to_do(tmp_path: Path) -> None:
     assert "buf.lock v1 holds b4 digests" in result.stderr
 
 
-def test_registry_is_required(tmp_path: Path) -> None:
-    result = run_cli("fetch", str(_project(tmp_path)), "--team", "t")
+def test_team_is_required(tmp_path: Path) -> None:
+    result = run_cli("fetch", str(_project(tmp_path)), "--no-buf-cache")
     assert result.returncode == 2
-    assert "--registry" in result.stderr
+    assert "no team given" in result.stderr and "BSR_TEAM_CACHE_TEAM" in result.stderr
+
+
+def test_bad_team_name(tmp_path: Path) -> None:
+    _project(tmp_path)
+    result = run_cli("fetch", str(tmp_path), "--team", "Bad Team", "--no-buf-cache")
+    assert result.returncode == 2
+    assert "invalid team name 'Bad Team'" in result.stderr
+
+
+def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('registry = "oci-layout:/x"\nteem = "typo"\n')
+    result = run_cli(
+        "fetch",
+        str(_project(tmp_path)),
+        "--no-buf-cache",
+        env={"BSR_TEAM_CACHE_CONFIG": str(config)},
+    )
+    assert result.returncode == 2
+    assert f"{config}: teem: unknown setting" in result.stderr
 
 
 def test_empty_dependency_list_is_fine(tmp_path: Path) -> None:

@@ -41,5 +41,7 @@ def test_update_merges_and_pushes_only_on_change(tmp_path: Path) -> None:
 def test_a_foreign_artifact_under_the_tag_is_an_error(tmp_path: Path) -> None:
     reg = OCILayoutRegistry(tmp_path)
     reg.push_manifest(REPO, LABEL_INDEX_TAG, b'{"schemaVersion":2}', OCI_MANIFEST)
-    with pytest.raises(RegistryError, match="not a label index"):
+    with pytest.raises(
+        RegistryError, match=r"expected a application/vnd\.buf\.module\.labels\.v1 artifact"
+    ):
         read_label_index(reg, REPO)

@@ -13,12 +13,19 @@ from bsr_team_cache.errors import BSRTeamCacheError
 # Command name -> module. Modules are imported only when their command runs, so that a
 # warm `fetch` does not pay for the demo's or dev-bsr's imports at start-up.
 COMMANDS = {
+    "bundle": "bundle",
     "check": "check",
+    "clear": "clear",
     "demo": "demo",
     "dev-bsr": "dev_bsr",
     "digest": "digest",
     "fetch": "fetch",
+    "monitor": "monitor",
     "resolve": "resolve",
+    "setup": "setup",
+    "share": "share",
+    "sync": "sync",
+    "warm": "warm",
 }
 
 

@@ -12,7 +12,7 @@ import click
 
 from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.bufcache.v3 import buf_cache_dir, check_buf_layout
-from bsr_team_cache.cli.options import StoreOptions, registry_options, store_options
+from bsr_team_cache.cli.options import TeamOptions, team_options
 from bsr_team_cache.team.fetch import TIERS, FetchReport, ModuleResult, fetch
 from bsr_team_cache.team.resolve import DEFAULT_LABEL_TTL
 
@@ -47,8 +47,7 @@ class _Progress:
 
 @click.command("fetch")
 @click.argument("project_dir", type=click.Path(path_type=Path), default=".")
-@registry_options
-@store_options
+@team_options
 @click.option(
     "--buf-cache-dir",
     "buf_cache_dir_opt",
@@ -73,10 +72,7 @@ class _Progress:
 @click.option("-q", "--quiet", is_flag=True, help="Print only warnings and errors.")
 def command(
     project_dir: Path,
-    team: str,
-    registry: str,
-    insecure: bool,
-    store: StoreOptions,
+    options: TeamOptions,
     buf_cache_dir_opt: Path | None,
     no_buf_cache: bool,
     export: Path | None,
@@ -87,19 +83,19 @@ def command(
 ) -> None:
     """Fetch PROJECT_DIR's dependencies: local store, team registry, then the BSR (published
     back to the team registry). Fills buf's cache so that `buf build` needs no network."""
-    from bsr_team_cache.oci import open_registry
-
     cache = None if no_buf_cache else (buf_cache_dir_opt or buf_cache_dir(dict(os.environ)))
     if cache is not None:
-        check_buf_layout(memo=store.directory / "buf-version.json")
+        check_buf_layout(memo=options.store_dir / "buf-version.json")
     progress = _Progress() if not (as_json or quiet) and sys.stderr.isatty() else None
     report = FetchReport()
-    with BSRModuleClient() as bsr, store.open() as local:
+    team, registry = options.team, options.open_registry()
+    with BSRModuleClient() as bsr, options.open_store() as local:
         try:
             fetch(
                 project_dir,
                 team=team,
-                registry=open_registry(registry, insecure=insecure),
+                registry=registry,
+                namespace=options.settings.namespace,
                 bsr=bsr,
                 store=local,
                 buf_cache=cache,

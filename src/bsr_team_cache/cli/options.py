@@ -1,4 +1,5 @@
-"""Options shared by the commands that talk to a team registry and the local store."""
+"""Options shared by the commands that use a team registry and the local store. Values come
+from the options, else the environment, else the config file, else defaults (settings.py)."""
 
 from __future__ import annotations
 
@@ -9,59 +10,97 @@ from pathlib import Path
 
 import click
 
+from bsr_team_cache.errors import UsageError
+from bsr_team_cache.settings import Settings, load_settings
 from bsr_team_cache.store import LocalStore, default_store_dir
 
 DEFAULT_STORE_MAX_MB = 2048
 
 
 @dataclass(frozen=True)
-class StoreOptions:
-    directory: Path
-    max_mb: int
+class TeamOptions:
+    settings: Settings
+    store_dir: Path
+    store_max_mb: int
 
-    def open(self) -> LocalStore:
-        return LocalStore(self.directory, max_bytes=self.max_mb * 1024 * 1024)
+    @property
+    def team(self) -> str:
+        if not self.settings.team:
+            raise UsageError(
+                'no team given: pass --team, set BSR_TEAM_CACHE_TEAM, or put team = "..." in'
+                " the config file"
+            )
+        return self.settings.team
+
+    @property
+    def registry(self) -> str:
+        return self.settings.registry
+
+    def open_store(self) -> LocalStore:
+        return LocalStore(self.store_dir, max_bytes=self.store_max_mb * 1024 * 1024)
+
+    def open_registry(self):
+        from bsr_team_cache.oci import open_registry
+
+        return open_registry(self.settings.registry, insecure=self.settings.insecure)
+
+    def open_cache(self, bsr=None):
+        from bsr_team_cache.bsr.client import BSRModuleClient
+        from bsr_team_cache.team.cache import TeamCache
+
+        return TeamCache(
+            self.team,
+            registry=self.open_registry(),
+            bsr=bsr or BSRModuleClient(),
+            store=self.open_store(),
+            member=self.settings.member,
+            namespace=self.settings.namespace,
+        )
 
 
-def registry_options(func: Callable) -> Callable:
-    @click.option("--team", required=True, envvar="BSR_TEAM_CACHE_TEAM", help="Team name.")
+def team_options(func: Callable) -> Callable:
+    @click.option("--team", help="Team name [env BSR_TEAM_CACHE_TEAM, config file].")
     @click.option(
         "--registry",
-        required=True,
-        envvar="BSR_TEAM_CACHE_REGISTRY",
-        help="Team registry: oci-layout:PATH, https://HOST[:PORT][/NAMESPACE] or oci://HOST/NS.",
+        help="Team registry: oci-layout:PATH, https://HOST[:PORT][/NAMESPACE] or oci://HOST/NS"
+        " [env BSR_TEAM_CACHE_REGISTRY, config file; default: the embedded on-disk registry].",
     )
     @click.option(
         "--insecure",
         is_flag=True,
-        envvar="BSR_TEAM_CACHE_INSECURE",
-        help="Allow plain http to a registry that is not on loopback.",
+        default=None,
+        help="Allow plain http to a registry that is not on loopback [BSR_TEAM_CACHE_INSECURE].",
     )
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        return func(*args, **kwargs)
-
-    return wrapper
-
-
-def store_options(func: Callable) -> Callable:
+    @click.option("--member", help="Who you are in the team [BSR_TEAM_CACHE_MEMBER; $USER].")
     @click.option(
         "--store-dir",
         type=click.Path(path_type=Path),
-        envvar="BSR_TEAM_CACHE_DIR",
-        help="Local store (default: $XDG_CACHE_HOME/bsr-team-cache or ~/.cache/bsr-team-cache).",
+        help="Local store [BSR_TEAM_CACHE_DIR; default ~/.cache/bsr-team-cache].",
     )
     @click.option(
         "--store-max-mb",
         type=click.IntRange(min=1),
-        default=DEFAULT_STORE_MAX_MB,
-        envvar="BSR_TEAM_CACHE_STORE_MAX_MB",
-        show_default=True,
-        help="Evict least-recently-used modules above this size.",
+        help=f"Evict least-recently-used modules above this size [default {DEFAULT_STORE_MAX_MB}].",
     )
     @functools.wraps(func)
-    def wrapper(*args, store_dir: Path | None, store_max_mb: int, **kwargs):
-        store = StoreOptions(store_dir or default_store_dir(), store_max_mb)
-        return func(*args, store=store, **kwargs)
+    def wrapper(
+        *args,
+        team: str | None,
+        registry: str | None,
+        insecure: bool | None,
+        member: str | None,
+        store_dir: Path | None,
+        store_max_mb: int | None,
+        **kwargs,
+    ):
+        settings = load_settings(
+            registry=registry, team=team, member=member, insecure=insecure or None
+        )
+        options = TeamOptions(
+            settings,
+            store_dir or settings.store_dir or default_store_dir(),
+            store_max_mb or settings.store_max_mb or DEFAULT_STORE_MAX_MB,
+        )
+        return func(*args, options=options, **kwargs)
 
     return wrapper

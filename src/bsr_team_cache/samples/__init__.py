@@ -1,7 +1,8 @@
 """Sample BSR modules for the demo and the tests.
 
-``acme/*`` are small hand-written modules with transitive deps; ``googleapis/googleapis`` is made
-from the .proto files that the ``googleapis-common-protos`` package ships (real protos).
+``acme/*`` are small hand-written modules with transitive deps; ``grpc/grpc`` (labels main and
+v1.5.0) holds a health-checking API written for these samples; ``googleapis/googleapis`` (labels
+main and v1.0.0) is made from the .proto files that ``googleapis-common-protos`` ships.
 """
 
 from __future__ import annotations
@@ -48,5 +49,12 @@ def write_sample_data(dest: Path) -> Path:
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(SAMPLES_DIR / "acme", dest / "acme", dirs_exist_ok=True)
+    shutil.copytree(SAMPLES_DIR / "grpc", dest / "grpc", dirs_exist_ok=True)
     write_googleapis_module(dest / "googleapis" / "googleapis" / "main")
+    # The labels the seed document uses; same content, so the same commit as main.
+    shutil.copytree(
+        dest / "googleapis" / "googleapis" / "main",
+        dest / "googleapis" / "googleapis" / "v1.0.0",
+        dirs_exist_ok=True,
+    )
     return dest

@@ -1,5 +1,25 @@
 """This machine's store of module artifacts (the first tier of every lookup)."""
 
-from bsr_team_cache.store.local import LocalStore, StoreEntry, StoreStats, default_store_dir
+from bsr_team_cache.store.local import (
+    LocalStore,
+    StoreEntry,
+    StoreStats,
+    UsageEvent,
+    default_store_dir,
+    kv_get,
+    kv_put,
+    record_usage,
+    usage_events,
+)
 
-__all__ = ["LocalStore", "StoreEntry", "StoreStats", "default_store_dir"]
+__all__ = [
+    "LocalStore",
+    "StoreEntry",
+    "StoreStats",
+    "UsageEvent",
+    "default_store_dir",
+    "kv_get",
+    "kv_put",
+    "record_usage",
+    "usage_events",
+]

@@ -34,7 +34,7 @@ from bsr_team_cache.errors import DigestMismatchError, RegistryError
 from bsr_team_cache.oci.artifact import ModuleArtifact, decode_module, encode_module
 from bsr_team_cache.oci.base import verify_blob
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _STALE_TMP_SECONDS = 3600
 _BLOB_GRACE_SECONDS = 120
 _SCHEMA = """
@@ -49,6 +49,23 @@ CREATE TABLE IF NOT EXISTS entries (
     PRIMARY KEY (module, commit_id)
 );
 CREATE INDEX IF NOT EXISTS entries_last_used ON entries (last_used);
+CREATE TABLE IF NOT EXISTS usage (
+    fetch_id TEXT NOT NULL,
+    time REAL NOT NULL,
+    project TEXT NOT NULL,
+    module TEXT NOT NULL,
+    commit_id TEXT NOT NULL,
+    tier TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    seconds REAL NOT NULL,
+    bundle TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS usage_time ON usage (time);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS labels (
     module TEXT NOT NULL,
     label TEXT NOT NULL,
@@ -95,7 +112,7 @@ class LocalStore:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 self._db.execute(statement)  # executescript would commit on its own
             (version,) = self._db.execute("PRAGMA user_version").fetchone()
-            if version not in (0, SCHEMA_VERSION):
+            if version > SCHEMA_VERSION:
                 raise RegistryError(
                     f"{self.root}: local store schema {version} is newer than this version"
                     f" understands ({SCHEMA_VERSION}); upgrade bsr-team-cache or use another"
@@ -336,6 +353,12 @@ class LocalStore:
                 (str(module), label, commit, time.time()),
             )
 
+    def labels(self) -> list[tuple[str, str, str, float]]:
+        """Every remembered (module, label, commit, resolved_at)."""
+        return self._db.execute(
+            "SELECT module, label, commit_id, resolved_at FROM labels ORDER BY module, label"
+        ).fetchall()
+
     def label(self, module: ModuleName, label: str) -> tuple[str, float] | None:
         """(commit, resolved_at) last seen for a label, or None."""
         row = self._db.execute(
@@ -343,6 +366,52 @@ class LocalStore:
             (str(module), label),
         ).fetchone()
         return (row[0], row[1]) if row else None
+
+
+# -- usage and small cached values ---------------------------------------------------------
+@dataclass(frozen=True)
+class UsageEvent:
+    fetch_id: str
+    time: float
+    project: str
+    module: str
+    commit: str
+    tier: str
+    bytes: int
+    seconds: float
+    bundle: str = ""
+
+
+def record_usage(store: LocalStore, events: Iterable[UsageEvent]) -> None:
+    rows = [
+        (e.fetch_id, e.time, e.project, e.module, e.commit, e.tier, e.bytes, e.seconds, e.bundle)
+        for e in events
+    ]
+    if not rows:
+        return
+    with store._write():
+        store._db.executemany("INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def usage_events(store: LocalStore, since: float = 0.0) -> list[UsageEvent]:
+    rows = store._db.execute(
+        "SELECT fetch_id, time, project, module, commit_id, tier, bytes, seconds, bundle"
+        " FROM usage WHERE time >= ? ORDER BY time",
+        (since,),
+    ).fetchall()
+    return [UsageEvent(*row) for row in rows]
+
+
+def kv_get(store: LocalStore, key: str, max_age: float | None = None) -> str | None:
+    row = store._db.execute("SELECT value, updated FROM kv WHERE key = ?", (key,)).fetchone()
+    if row is None or (max_age is not None and time.time() - row[1] > max_age):
+        return None
+    return row[0]
+
+
+def kv_put(store: LocalStore, key: str, value: str) -> None:
+    with store._write():
+        store._db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (key, value, time.time()))
 
 
 class _MissingBlob(Exception):

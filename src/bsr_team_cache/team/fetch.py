@@ -9,7 +9,10 @@ so N processes missing the same commit make exactly one upstream download.
 from __future__ import annotations
 
 import contextlib
+import json
+import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -34,7 +37,14 @@ from bsr_team_cache.oci.artifact import (
     push_module,
 )
 from bsr_team_cache.oci.base import RegistryBackend
-from bsr_team_cache.store import LocalStore
+from bsr_team_cache.store import LocalStore, UsageEvent, kv_get, kv_put, record_usage
+from bsr_team_cache.team.bundles import bundle_repository, pull_members, read_bundle
+from bsr_team_cache.team.config import (
+    TeamConfig,
+    config_from_json,
+    read_team_config,
+    validate_team_name,
+)
 from bsr_team_cache.team.resolve import DEFAULT_LABEL_TTL, TeamContext, resolve_project
 
 LOCAL, TEAM, BSR = "local", "team", "bsr"
@@ -49,6 +59,7 @@ class ModuleResult:
     bytes: int
     seconds: float
     published: bool = False
+    bundle: str = ""  # "<name>:<version>" when the module came in a bundle
 
 
 @dataclass
@@ -57,6 +68,7 @@ class FetchReport:
     warnings: list[str] = field(default_factory=list)
     resolved_by: str = "buf.lock"
     seconds: float = 0.0
+    bundles: list[str] = field(default_factory=list)
 
     def count(self, tier: str) -> int:
         return sum(1 for m in self.modules if m.tier == tier)
@@ -70,6 +82,7 @@ class FetchReport:
             "hits": {tier: self.count(tier) for tier in TIERS},
             "bytes": {tier: self.bytes(tier) for tier in TIERS},
             "resolved_by": self.resolved_by,
+            "bundles": self.bundles,
             "seconds": round(self.seconds, 4),
             "warnings": self.warnings,
         }
@@ -88,10 +101,17 @@ class _Run:
     artifacts: dict[str, ModuleArtifact] = field(default_factory=dict)
     labels: dict[str, list[str]] = field(default_factory=dict)
     registry_down: str | None = None
+    use_bundles: bool = True
 
-    def found(self, dep: LockedDep, artifact: ModuleArtifact, tier: str, t0: float) -> None:
+    def found(
+        self, dep: LockedDep, artifact: ModuleArtifact, tier: str, t0: float, bundle: str = ""
+    ) -> None:
         self.artifacts[dep.commit] = artifact
-        self.add(ModuleResult(str(dep.module), dep.commit, tier, artifact.size, time.time() - t0))
+        self.add(
+            ModuleResult(
+                str(dep.module), dep.commit, tier, artifact.size, time.time() - t0, bundle=bundle
+            )
+        )
 
     def add(self, result: ModuleResult) -> None:
         self.report.modules.append(result)
@@ -122,13 +142,14 @@ def fetch(
     on_module: Callable[[ModuleResult, int, int], None] | None = None,
     parallel: int = 16,
     report: FetchReport | None = None,
+    use_bundles: bool = True,
 ) -> FetchReport:
     """Fetch a project's deps. Pass ``report`` to keep its warnings if the fetch fails."""
     started = time.time()
     if not (project / BUF_YAML).is_file():
         raise UsageError(f"{project / BUF_YAML}: file not found (is {project} a buf project?)")
-    context = TeamContext(registry, team, namespace)
-    run = _Run(context, store, report or FetchReport(), on_module, max(1, parallel))
+    context = TeamContext(registry, validate_team_name(team), namespace)
+    report = report if report is not None else FetchReport()
     resolution = resolve_project(
         project,
         bsr=bsr,
@@ -137,36 +158,96 @@ def fetch(
         update_lock=update_lock,
         label_ttl=label_ttl,
     )
-    run.report.resolved_by = resolution.source
-    run.labels = resolution.labels
-    run.report.warnings.extend(resolution.warnings)
+    report.resolved_by = resolution.source
+    report.warnings.extend(resolution.warnings)
     lock = resolution.lock
     if update_lock:  # never rewrite a user's buf.lock unasked
         write_buf_lock(project / BUF_LOCK, lock)
-    keys = [(d.module, d.commit) for d in lock.deps]
+    artifacts = obtain(
+        list(lock.deps),
+        team=context,
+        bsr=bsr,
+        store=store,
+        report=report,
+        labels=resolution.labels,
+        prefetched=resolution.artifacts,
+        on_module=on_module,
+        parallel=parallel,
+        use_bundles=use_bundles,
+    )
+    for dep in lock.deps:
+        artifact = artifacts[dep.commit]
+        if buf_cache is not None:
+            write_module(
+                buf_cache,
+                artifact.module,
+                artifact.commit,
+                artifact.files,
+                [(d.module, d.commit, d.digest) for d in artifact.deps],
+            )
+        if export is not None:
+            write_export(export, artifact.files)
+    report.seconds = time.time() - started
+    if store is not None:
+        _record(store, project, report, started)
+    return report
+
+
+def _record(store: LocalStore, project: Path, report: FetchReport, started: float) -> None:
+    """Usage events for analysis and for the team's hot set; never fails a fetch."""
+    fetch_id = uuid.uuid4().hex
+    try:
+        record_usage(
+            store,
+            (
+                UsageEvent(
+                    fetch_id,
+                    started,
+                    str(project.resolve()),
+                    m.name,
+                    m.commit,
+                    m.tier,
+                    m.bytes,
+                    m.seconds,
+                    m.bundle,
+                )
+                for m in report.modules
+            ),
+        )
+    except sqlite3.Error as exc:
+        report.warnings.append(f"could not record usage: {exc}")
+
+
+def obtain(
+    deps: list[LockedDep],
+    *,
+    team: TeamContext,
+    bsr: BSRModuleClient,
+    store: LocalStore | None,
+    report: FetchReport,
+    labels: dict[str, list[str]] | None = None,
+    prefetched: dict[str, ModuleArtifact] | None = None,
+    on_module: Callable[[ModuleResult, int, int], None] | None = None,
+    parallel: int = 16,
+    use_bundles: bool = True,
+) -> dict[str, ModuleArtifact]:
+    """Verified artifacts of ``deps`` by commit: local store, team registry (bundles first),
+    then the BSR (published back). Results and warnings go to ``report``."""
+    run = _Run(team, store, report, on_module, max(1, parallel))
+    run.labels = labels or {}
+    run.use_bundles = use_bundles
+    keys = [(d.module, d.commit) for d in deps]
     run.total = len(keys)
     with _maybe(store and store.using(keys)):
-        pending = _from_local(run, list(lock.deps), resolution.artifacts)
+        pending = _from_local(run, list(deps), prefetched or {})
         if pending:
             with _maybe(store and store.filling((d.module, d.commit) for d in pending)):
                 pending = _from_local(run, pending, {})  # filled by another process meanwhile?
+                pending = _from_bundles(run, pending)
                 pending = _from_team(run, pending)
                 if pending:
                     _from_bsr(run, pending, bsr)
-        for dep in lock.deps:
-            artifact = run.artifacts[dep.commit]
-            if buf_cache is not None:
-                write_module(
-                    buf_cache,
-                    artifact.module,
-                    artifact.commit,
-                    artifact.files,
-                    [(d.module, d.commit, d.digest) for d in artifact.deps],
-                )
-            if export is not None:
-                write_export(export, artifact.files)
-    run.report.seconds = time.time() - started
-    return run.report
+    return run.artifacts
 
 
 @contextlib.contextmanager
@@ -207,6 +288,52 @@ def _from_local(
         else:
             run.found(dep, artifact, tier, t0)
     return pending
+
+
+def _from_bundles(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
+    """Pull what a team bundle covers in one go (one manifest, parallel blobs)."""
+    if not run.use_bundles or run.registry_down or len(deps) < 2:
+        return deps
+    t0 = time.time()
+    wanted = {f"{d.module}:{d.commit}": d for d in deps}
+    try:
+        config = team_config_cached(run.team, run.store)
+        best = None
+        if config is not None:
+            scored = [
+                (len(set(b.modules) & wanted.keys()), -len(b.modules), b) for b in config.bundles
+            ]
+            scored = [x for x in scored if x[0] >= 2]
+            best = max(scored, key=lambda x: (x[0], x[1]), default=None)
+        if best is None:
+            return deps
+        record = best[2]
+        repo = bundle_repository(run.team.team, record.name, run.team.namespace)
+        found = read_bundle(run.team.registry, repo, record.version)
+        if found is None:
+            run.report.warnings.append(f"bundle {record.name}:{record.version} is missing")
+            return deps
+        bundle = found[0]
+        members = [m for m in bundle.members if m.key in wanted]
+        artifacts = pull_members(run.team.registry, repo, members, run.parallel)
+    except DigestMismatchError as exc:
+        run.report.warnings.append(f"team bundle: {exc}; fetching modules one by one")
+        return deps
+    except RegistryError as exc:
+        run.report.warnings.append(f"team bundle unusable ({exc}); fetching modules one by one")
+        return deps
+    label = f"{bundle.name}:{bundle.version}"
+    run.report.bundles.append(label)
+    got = set()
+    for artifact in artifacts:
+        key = f"{artifact.module}:{artifact.commit}"
+        dep = wanted[key]
+        if artifact.digest != dep.digest:
+            continue
+        run.keep(artifact)
+        run.found(dep, artifact, TEAM, t0, bundle=label)
+        got.add(key)
+    return [d for k, d in wanted.items() if k not in got]
 
 
 def _from_team(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
@@ -325,3 +452,22 @@ def _publish(run: _Run, artifacts: list[ModuleArtifact]) -> set[str]:
                     f" registry: {problem}"
                 )
     return published
+
+
+TEAM_CONFIG_MAX_AGE = 300.0  # seconds a member trusts its copy of the team configuration
+
+
+def team_config_cached(team: TeamContext, store: LocalStore | None) -> TeamConfig | None:
+    """The team configuration, from the local store's copy if recent (saves a round trip per
+    fetch), else from the registry (and remembered)."""
+    key = f"team-config:{team.registry.describe()}:{team.namespace}:{team.team}"
+    if store is not None:
+        cached = kv_get(store, key, TEAM_CONFIG_MAX_AGE)
+        if cached is not None:
+            if cached == "null":
+                return None
+            return config_from_json(json.loads(cached), key)
+    config = read_team_config(team.registry, team.team, team.namespace)
+    if store is not None:
+        kv_put(store, key, json.dumps(config.to_json() if config else None))
+    return config

@@ -71,17 +71,33 @@ def resolve_project(
     config = read_buf_yaml(project / BUF_YAML)
     if not config.deps:
         return Resolution(BufLock("v2", ()), "buf.yaml")
+    return resolve_refs(
+        config.deps, bsr=bsr, team=team, store=store, label_ttl=label_ttl, clock=clock
+    )
+
+
+def resolve_refs(
+    refs: tuple[ModuleRef, ...] | list[ModuleRef],
+    *,
+    bsr: BSRModuleClient,
+    team: TeamContext,
+    store: LocalStore | None,
+    label_ttl: float = DEFAULT_LABEL_TTL,
+    clock: Callable[[], float] = time.time,
+) -> Resolution:
+    """The closure of ``refs`` as locked deps: by the BSR, else by the label indexes."""
+    refs = tuple(refs)
     try:
-        graph = bsr.graph(list(config.deps))
+        graph = bsr.graph(list(refs))
     except UnavailableError as exc:
-        return _resolve_offline(config.deps, team, store, label_ttl, clock, str(exc))
+        return _resolve_offline(refs, team, store, label_ttl, clock, str(exc))
     deps = [LockedDep(c.module, c.commit_id, c.digest) for c in graph.commits.values()]
     resolution = Resolution(BufLock("v2", tuple(sorted(deps, key=lambda d: str(d.module)))), "bsr")
     roots = {graph.commits[c].module: c for c in graph.roots}
-    for ref in config.deps:
+    for ref in refs:
         if ref.label and ref.module in roots:
             resolution.labels.setdefault(roots[ref.module], []).append(ref.label)
-    _remember_labels(config.deps, graph, team, store, label_ttl, clock, resolution.warnings)
+    _remember_labels(refs, graph, team, store, label_ttl, clock, resolution.warnings)
     return resolution
 
 
@@ -161,7 +177,7 @@ def _resolve_offline(
             locked.setdefault(dep.module, LockedDep(dep.module, dep.commit, dep.digest))
     if problems:
         raise BSRTeamCacheError(
-            f"cannot resolve buf.yaml's deps: the BSR is unavailable ({why}) and "
+            f"cannot resolve the deps: the BSR is unavailable ({why}) and "
             + "; ".join(problems)
             + ". Pin the deps in buf.lock (buf dep update, or fetch --update-lock while the"
             " BSR is reachable)"

@@ -1,0 +1,16 @@
+"""``bsr-team-cache clear``: empty this machine's local store (the team registry is untouched)."""
+
+from __future__ import annotations
+
+import click
+
+from bsr_team_cache.cli.options import TeamOptions, team_options
+
+
+@click.command("clear")
+@team_options
+def command(options: TeamOptions) -> None:
+    """Remove every module and label from the local store."""
+    with options.open_store() as store:
+        count = store.clear()
+    click.echo(f"removed {count} modules from {options.store_dir}")

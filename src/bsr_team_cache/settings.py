@@ -1,0 +1,126 @@
+"""Where this machine's team registry, team and local store are: command-line options, then
+environment variables, then the user's config file, then defaults.
+
+Config file: ``$BSR_TEAM_CACHE_CONFIG``, else ``$XDG_CONFIG_HOME/bsr-team-cache/config.toml``
+(``~/.config/...``)::
+
+    registry = "https://registry.example.com/platform"   # or "oci-layout:/shared/team-registry"
+    team = "platform-team"
+    member = "alice"
+    insecure = false
+    store_dir = "~/.cache/bsr-team-cache"
+    store_max_mb = 2048
+
+Environment: ``BSR_TEAM_CACHE_REGISTRY``, ``BSR_TEAM_CACHE_TEAM``, ``BSR_TEAM_CACHE_MEMBER``,
+``BSR_TEAM_CACHE_INSECURE``, ``BSR_TEAM_CACHE_DIR``, ``BSR_TEAM_CACHE_STORE_MAX_MB``.
+Default registry: the embedded on-disk one, ``oci-layout:$XDG_DATA_HOME/bsr-team-cache/registry``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bsr_team_cache.errors import ConfigError
+
+_KEYS = {
+    "registry": str,
+    "team": str,
+    "member": str,
+    "insecure": bool,
+    "store_dir": str,
+    "store_max_mb": int,
+    "namespace": str,
+}
+
+
+def config_file(env: dict[str, str]) -> Path:
+    if env.get("BSR_TEAM_CACHE_CONFIG"):
+        return Path(env["BSR_TEAM_CACHE_CONFIG"]).expanduser()
+    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", str(Path.home()))) / ".config")
+    return Path(base) / "bsr-team-cache" / "config.toml"
+
+
+def default_registry(env: dict[str, str]) -> str:
+    base = env.get("XDG_DATA_HOME") or str(
+        Path(env.get("HOME", str(Path.home()))) / ".local" / "share"
+    )
+    return f"oci-layout:{Path(base) / 'bsr-team-cache' / 'registry'}"
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, f"not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read it ({exc})") from None
+    for key, value in data.items():
+        expected = _KEYS.get(key)
+        if expected is None:
+            raise ConfigError(
+                path, "unknown setting", entry=key, hint=f"known: {', '.join(sorted(_KEYS))}"
+            )
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ConfigError(path, f"expected a {expected.__name__}", entry=key)
+    return data
+
+
+@dataclass(frozen=True)
+class Settings:
+    registry: str
+    team: str | None
+    member: str
+    insecure: bool
+    namespace: str
+    store_dir: Path | None
+    store_max_mb: int | None
+    source: str  # where the registry setting came from, for messages
+
+
+def load_settings(
+    *,
+    registry: str | None = None,
+    team: str | None = None,
+    member: str | None = None,
+    insecure: bool | None = None,
+    env: dict[str, str] | None = None,
+) -> Settings:
+    env = dict(os.environ) if env is None else env
+    path = config_file(env)
+    file = read_config_file(path)
+    source = "option"
+    if registry is None:
+        registry, source = env.get("BSR_TEAM_CACHE_REGISTRY"), "BSR_TEAM_CACHE_REGISTRY"
+    if not registry:
+        registry, source = file.get("registry"), str(path)
+    if not registry:
+        registry, source = default_registry(env), "the embedded default"
+    if insecure is None:
+        flag = env.get("BSR_TEAM_CACHE_INSECURE", "")
+        insecure = flag.lower() in ("1", "true", "yes") if flag else bool(file.get("insecure"))
+    store_dir = env.get("BSR_TEAM_CACHE_DIR") or file.get("store_dir")
+    max_mb = env.get("BSR_TEAM_CACHE_STORE_MAX_MB") or file.get("store_max_mb")
+    return Settings(
+        registry=registry,
+        team=team or env.get("BSR_TEAM_CACHE_TEAM") or file.get("team"),
+        member=member or env.get("BSR_TEAM_CACHE_MEMBER") or file.get("member") or _user(),
+        insecure=bool(insecure),
+        namespace=file.get("namespace", ""),
+        store_dir=Path(store_dir).expanduser() if store_dir else None,
+        store_max_mb=int(max_mb) if max_mb else None,
+        source=source,
+    )
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

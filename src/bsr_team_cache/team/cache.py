@@ -1,0 +1,479 @@
+"""The team layer: setup, bundles, sharing, warming, sync and eviction, metrics — one object over
+a team registry, the BSR client and this machine's local store."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from bsr_team_cache.bsr.client import BSRModuleClient
+from bsr_team_cache.domain.buflock import LockedDep
+from bsr_team_cache.domain.moduleref import ModuleRef, parse_module_name, parse_module_ref
+from bsr_team_cache.errors import BSRTeamCacheError, RegistryError, UnavailableError, UsageError
+from bsr_team_cache.oci.artifact import ModuleArtifact, files_layer, pull_module, push_module
+from bsr_team_cache.oci.base import RegistryBackend, sha256_digest
+from bsr_team_cache.oci.documents import push_document, read_document
+from bsr_team_cache.store import LocalStore, kv_put, usage_events
+from bsr_team_cache.team.bundles import (
+    ANN_OWNER,
+    ANN_PERMISSIONS,
+    ANN_READERS,
+    LATEST,
+    Bundle,
+    bundle_repository,
+    new_bundle,
+    next_version,
+    pull_members,
+    push_bundle,
+    read_bundle,
+    shared_bundle_repository,
+    validate_bundle_name,
+)
+from bsr_team_cache.team.config import (
+    BundleRecord,
+    ShareGrant,
+    TeamConfig,
+    make_config,
+    read_team_config,
+    validate_team_name,
+    write_team_config,
+)
+from bsr_team_cache.team.fetch import LOCAL, TEAM, FetchReport, obtain
+from bsr_team_cache.team.labels import LabelRecord, update_label_index
+from bsr_team_cache.team.resolve import DEFAULT_LABEL_TTL, TeamContext, resolve_refs
+
+PERMISSIONS = ("read-only", "read-write")
+USAGE_TYPE = "application/vnd.bsr-team-cache.usage.v1"
+USAGE_WINDOW = 30 * 24 * 3600.0
+
+
+@dataclass
+class SyncReport:
+    pushed: list[str] = field(default_factory=list)
+    pulled: list[str] = field(default_factory=list)
+    labels_refreshed: int = 0
+    evicted: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CacheMetrics:
+    """What the seed's ``monitor_cache_performance()`` returns (this member's view, plus the
+    team's usage records where members have synced)."""
+
+    team: str
+    fetches: int = 0
+    modules_fetched: int = 0
+    hits: dict[str, int] = field(default_factory=dict)
+    cache_hit_rate: float = 0.0  # served from the local store or the team registry
+    bandwidth_saved_mb: float = 0.0  # bytes that did not come from the BSR
+    shared_cache_efficiency: float = 0.0  # of the modules not local, the share the team served
+    bundle_usage_rate: float = 0.0  # of the team-registry hits, the share bundles served
+    local_store_mb: float = 0.0
+    members_reporting: int = 0
+    team_modules_fetched: int = 0
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+class TeamCache:
+    def __init__(
+        self,
+        team: str,
+        *,
+        registry: RegistryBackend,
+        bsr: BSRModuleClient,
+        store: LocalStore,
+        member: str = "",
+        namespace: str = "",
+        label_ttl: float = DEFAULT_LABEL_TTL,
+    ) -> None:
+        self.team = validate_team_name(team)
+        self.registry = registry
+        self.bsr = bsr
+        self.store = store
+        self.member = member or "unknown"
+        self.namespace = namespace
+        self.label_ttl = label_ttl
+        self.context = TeamContext(registry, self.team, namespace)
+
+    # -- configuration -------------------------------------------------------------------
+    def config(self) -> TeamConfig:
+        return read_team_config(self.registry, self.team, self.namespace) or make_config(self.team)
+
+    def _save(self, config: TeamConfig) -> TeamConfig:
+        saved = write_team_config(self.registry, config, by=self.member, namespace=self.namespace)
+        key = f"team-config:{self.registry.describe()}:{self.namespace}:{self.team}"
+        kv_put(self.store, key, json.dumps(saved.to_json()))
+        return saved
+
+    def setup(
+        self,
+        members: list[str] | tuple[str, ...] = (),
+        *,
+        cache_strategy: str | None = None,
+        shared_cache: bool | None = None,
+        bundle_auto_creation: bool | None = None,
+        max_cache_size_mb: int | None = None,
+        sync_frequency_minutes: int | None = None,
+    ) -> TeamConfig:
+        """Create or update the team configuration; members are added, settings replaced."""
+        current = read_team_config(self.registry, self.team, self.namespace)
+        base = current or make_config(self.team)
+        strategy = cache_strategy or base.cache_strategy
+        strategy_changed = cache_strategy is not None and cache_strategy != base.cache_strategy
+        config = make_config(
+            self.team,
+            members=[*base.members, *members],
+            cache_strategy=strategy,
+            shared_cache=base.shared_cache if shared_cache is None else shared_cache,
+            bundle_auto_creation=(
+                base.bundle_auto_creation if bundle_auto_creation is None else bundle_auto_creation
+            ),
+            # A new strategy brings its own size and frequency unless given explicitly.
+            max_cache_size_mb=max_cache_size_mb
+            if max_cache_size_mb is not None
+            else (None if strategy_changed or current is None else base.max_cache_size_mb),
+            sync_frequency_minutes=sync_frequency_minutes
+            if sync_frequency_minutes is not None
+            else (None if strategy_changed or current is None else base.sync_frequency_minutes),
+            base=base,
+        )
+        return self._save(config)
+
+    # -- modules -------------------------------------------------------------------------
+    def _resolve(self, refs: list[str] | tuple[str, ...]) -> tuple[list[LockedDep], dict, list]:
+        parsed: list[ModuleRef] = [parse_module_ref(r) for r in refs]
+        if not parsed:
+            raise UsageError("no module references given")
+        resolution = resolve_refs(
+            parsed, bsr=self.bsr, team=self.context, store=self.store, label_ttl=self.label_ttl
+        )
+        return list(resolution.lock.deps), resolution.labels, resolution.warnings
+
+    def warm(self, refs: list[str] | tuple[str, ...]) -> FetchReport:
+        """Make sure modules (and their deps) are in the local store and the team registry."""
+        deps, labels, warnings = self._resolve(refs)
+        report = FetchReport(warnings=list(warnings))
+        artifacts = obtain(
+            deps, team=self.context, bsr=self.bsr, store=self.store, report=report, labels=labels
+        )
+        self._publish_missing(list(artifacts.values()), report.warnings)
+        return report
+
+    def _publish_missing(self, artifacts: list[ModuleArtifact], warnings: list[str]) -> list[str]:
+        """Push artifacts the team registry lacks (e.g. found only in this machine's store)."""
+
+        def one(artifact: ModuleArtifact) -> str | None:
+            repo = self.context.repo(artifact.module)
+            if self.registry.read_manifest(repo, artifact.commit) is not None:
+                return None
+            push_module(self.registry, repo, artifact)
+            return f"{artifact.module}:{artifact.commit}"
+
+        pushed: list[str] = []
+        if not artifacts:
+            return pushed
+        with ThreadPoolExecutor(max_workers=min(16, len(artifacts))) as pool:
+            for result in pool.map(one, artifacts):
+                if result:
+                    pushed.append(result)
+        return pushed
+
+    # -- bundles -------------------------------------------------------------------------
+    def create_bundle(
+        self, refs: list[str] | tuple[str, ...], name: str, description: str = ""
+    ) -> str:
+        """Resolve, make sure every module (closure included) is in the team registry, push
+        one bundle artifact tagged ``v<N>`` and ``latest``. Returns ``<repo>:<version>``."""
+        validate_bundle_name(name)
+        deps, labels, warnings = self._resolve(refs)
+        report = FetchReport(warnings=list(warnings))
+        artifacts = list(
+            obtain(
+                deps,
+                team=self.context,
+                bsr=self.bsr,
+                store=self.store,
+                report=report,
+                labels=labels,
+            ).values()
+        )
+        self._publish_missing(artifacts, report.warnings)
+        repo = bundle_repository(self.team, name, self.namespace)
+        version = next_version(self.registry, repo)
+        bundle = new_bundle(name, self.team, description, self.member, version, artifacts)
+        sources = {
+            sha256_digest(files_layer(a.files)): self.context.repo(a.module) for a in artifacts
+        }
+        push_bundle(
+            self.registry,
+            repo,
+            bundle,
+            sources=sources,
+            tags=(version, LATEST),
+            annotations={ANN_OWNER: self.team},
+        )
+        config = self.config()
+        record = BundleRecord(name, version, description, tuple(m.key for m in bundle.members))
+        others = tuple(b for b in config.bundles if b.name != name)
+        self._save(replace(config, bundles=(*others, record)))
+        return f"{repo}:{version}"
+
+    def pull_bundle(self, name: str, *, owner_team: str | None = None) -> tuple[Bundle, list]:
+        """Pull a bundle into the local store: the team's own, or one shared with it."""
+        repo, bundle = self._find_bundle(name, owner_team)
+        artifacts = pull_members(self.registry, repo, bundle.members)
+        for artifact in artifacts:
+            self.store.put(artifact)
+        return bundle, artifacts
+
+    def _find_bundle(self, name: str, owner_team: str | None) -> tuple[str, Bundle]:
+        validate_bundle_name(name)
+        if owner_team in (None, self.team):
+            repo = bundle_repository(self.team, name, self.namespace)
+            found = read_bundle(self.registry, repo)
+            if found is not None:
+                return repo, found[0]
+        shared = shared_bundle_repository(name, self.namespace)
+        found = read_bundle(self.registry, shared)
+        if found is not None:
+            bundle, annotations = found
+            readers = [r for r in annotations.get(ANN_READERS, "").split(",") if r]
+            owner = annotations.get(ANN_OWNER, "")
+            if owner_team is not None and owner != owner_team:
+                raise BSRTeamCacheError(
+                    f"bundle {name}: the shared copy belongs to team {owner!r}, not {owner_team!r}"
+                )
+            if self.team != owner and self.team not in readers:
+                raise BSRTeamCacheError(
+                    f"bundle {name} is shared by team {owner!r} with {', '.join(readers)}, not"
+                    f" with {self.team!r}; ask team {owner!r} to share it with you"
+                )
+            return shared, bundle
+        raise BSRTeamCacheError(
+            f"no bundle named {name!r} for team {self.team!r} (nor shared with it); create it"
+            " with `bundle --name ... --deps ...`"
+        )
+
+    def share_bundle(
+        self, name: str, target_teams: list[str] | tuple[str, ...], permissions: str = "read-only"
+    ) -> str:
+        """Publish a bundle at ``shared/organization/bundles/<name>`` for ``target_teams`` and
+        record the grant. A read-only share owned by another team is never overwritten."""
+        if permissions not in PERMISSIONS:
+            raise UsageError(
+                f"unknown permissions {permissions!r}: expected {' or '.join(PERMISSIONS)}"
+            )
+        targets = [validate_team_name(t) for t in target_teams]
+        if not targets:
+            raise UsageError("share_bundle needs at least one target team")
+        repo = bundle_repository(self.team, name, self.namespace)
+        found = read_bundle(self.registry, repo)
+        if found is None:
+            raise BSRTeamCacheError(
+                f"team {self.team!r} has no bundle named {name!r}; create it first"
+            )
+        bundle = found[0]
+        shared = shared_bundle_repository(name, self.namespace)
+        existing = read_bundle(self.registry, shared)
+        if existing is not None:
+            owner = existing[1].get(ANN_OWNER, "")
+            if owner != self.team and existing[1].get(ANN_PERMISSIONS) != "read-write":
+                raise BSRTeamCacheError(
+                    f"refusing to overwrite {shared}: it is a read-only share owned by team"
+                    f" {owner!r}. Pick another bundle name, or ask team {owner!r} to change it"
+                )
+        sources = {m.layer_digest: repo for m in bundle.members}
+        push_bundle(
+            self.registry,
+            shared,
+            bundle,
+            sources=sources,
+            tags=(bundle.version, LATEST),
+            annotations={
+                ANN_OWNER: self.team,
+                ANN_PERMISSIONS: permissions,
+                ANN_READERS: ",".join(sorted(set(targets))),
+            },
+        )
+        config = self.config()
+        grant = ShareGrant(name, tuple(sorted(set(targets))), permissions, bundle.version, shared)
+        others = tuple(s for s in config.shares if s.bundle != name)
+        self._save(replace(config, shares=(*others, grant)))
+        return f"{shared}:{bundle.version}"
+
+    # -- sync, eviction ------------------------------------------------------------------
+    def sync(self) -> SyncReport:
+        """Push local-only modules, publish this member's usage, pull the team's hot set,
+        refresh label indexes, evict above the team's size limit."""
+        report = SyncReport()
+        config = self.config()
+        artifacts = []
+        for entry in self.store.entries():
+            try:
+                artifact = self.store.get(parse_module_name(entry.module), entry.commit)
+            except BSRTeamCacheError as exc:
+                report.warnings.append(str(exc))
+                continue
+            if artifact is not None:
+                artifacts.append(artifact)
+        try:
+            report.pushed = self._publish_missing(artifacts, report.warnings)
+        except RegistryError as exc:
+            report.warnings.append(f"could not push local modules: {exc}")
+        self._publish_usage(report)
+        report.pulled = self._pull_hot_set(config, report)
+        report.labels_refreshed = self._refresh_labels(report)
+        evicted = self.store.evict(config.max_cache_size_mb * 1024 * 1024)
+        report.evicted = [f"{e.module}:{e.commit}" for e in evicted]
+        return report
+
+    def _usage_repo(self, member: str) -> str:
+        prefix = f"{self.namespace.strip('/')}/" if self.namespace.strip("/") else ""
+        safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in member.lower())
+        return f"{prefix}teams/{self.team}/usage/{safe}"
+
+    def _publish_usage(self, report: SyncReport) -> None:
+        since = time.time() - USAGE_WINDOW
+        counts: Counter[str] = Counter()
+        last: dict[str, float] = {}
+        for event in usage_events(self.store, since):
+            key = f"{event.module}:{event.commit}"
+            counts[key] += 1
+            last[key] = max(last.get(key, 0.0), event.time)
+        document = {
+            "member": self.member,
+            "since": since,
+            "modules": {k: {"count": n, "last": last[k]} for k, n in sorted(counts.items())},
+        }
+        try:
+            push_document(
+                self.registry, self._usage_repo(self.member), LATEST, USAGE_TYPE, document
+            )
+        except RegistryError as exc:
+            report.warnings.append(f"could not publish usage: {exc}")
+
+    def team_usage(self) -> dict[str, dict]:
+        """Each reporting member's usage document (the team's view of what is hot)."""
+        config = self.config()
+        out = {}
+        for member in {*config.members, self.member}:
+            try:
+                found = read_document(self.registry, self._usage_repo(member), LATEST, USAGE_TYPE)
+            except RegistryError:
+                continue
+            if found is not None:
+                out[member] = found[0]
+        return out
+
+    def _pull_hot_set(self, config: TeamConfig, report: SyncReport) -> list[str]:
+        totals: Counter[str] = Counter()
+        for document in self.team_usage().values():
+            for key, value in document.get("modules", {}).items():
+                totals[key] += int(value.get("count", 0))
+        hot = [key for key, _ in totals.most_common(config.preload_top)]
+        missing = []
+        for key in hot:
+            name, _, commit = key.rpartition(":")
+            module = parse_module_name(name)
+            if not self.store.contains(module, commit):
+                missing.append((module, commit))
+        pulled = []
+        for module, commit in missing:
+            try:
+                artifact = pull_module(self.registry, self.context.repo(module), commit)
+            except BSRTeamCacheError as exc:
+                report.warnings.append(f"hot set: {module}:{commit}: {exc}")
+                continue
+            if artifact is not None:
+                self.store.put(artifact)
+                pulled.append(f"{module}:{commit}")
+        return pulled
+
+    def _refresh_labels(self, report: SyncReport) -> int:
+        rows = self.store.labels()
+        if not rows:
+            return 0
+        refs = [parse_module_ref(f"{m}:{label}" if label else m) for m, label, _, _ in rows]
+        try:
+            graph = self.bsr.graph(refs)
+        except UnavailableError as exc:
+            report.warnings.append(f"labels not refreshed: the BSR is unavailable ({exc})")
+            return 0
+        except BSRTeamCacheError as exc:
+            report.warnings.append(f"labels not refreshed: {exc}")
+            return 0
+        roots = {graph.commits[c].module: c for c in graph.roots}
+        now = time.time()
+        refreshed = 0
+        for ref in refs:
+            commit = roots.get(ref.module)
+            if commit is None:
+                continue
+            label = ref.ref or ""
+            self.store.remember_label(ref.module, label, commit)
+            try:
+                update_label_index(
+                    self.registry, self.context.repo(ref.module), {label: LabelRecord(commit, now)}
+                )
+            except RegistryError as exc:
+                report.warnings.append(f"label index of {ref.module}: {exc}")
+            refreshed += 1
+        return refreshed
+
+    def clear(self) -> int:
+        return self.store.clear()
+
+    # -- metrics -------------------------------------------------------------------------
+    def metrics(self) -> CacheMetrics:
+        events = usage_events(self.store, time.time() - USAGE_WINDOW)
+        metrics = CacheMetrics(team=self.team)
+        metrics.fetches = len({e.fetch_id for e in events})
+        metrics.modules_fetched = len(events)
+        metrics.hits = dict(Counter(e.tier for e in events))
+        served = [e for e in events if e.tier in (LOCAL, TEAM)]
+        not_local = [e for e in events if e.tier != LOCAL]
+        team_hits = [e for e in events if e.tier == TEAM]
+        if events:
+            metrics.cache_hit_rate = len(served) / len(events)
+        metrics.bandwidth_saved_mb = sum(e.bytes for e in served) / 1e6
+        if not_local:
+            metrics.shared_cache_efficiency = len(team_hits) / len(not_local)
+        if team_hits:
+            metrics.bundle_usage_rate = sum(1 for e in team_hits if e.bundle) / len(team_hits)
+        metrics.local_store_mb = self.store.stats().bytes / 1e6
+        usage = self.team_usage()
+        metrics.members_reporting = len(usage)
+        metrics.team_modules_fetched = sum(
+            int(v.get("count", 0)) for d in usage.values() for v in d.get("modules", {}).values()
+        )
+        return metrics
+
+
+def open_team_cache(
+    team: str,
+    *,
+    registry: str,
+    store_dir: Path,
+    store_max_mb: int | None = None,
+    member: str = "",
+    insecure: bool = False,
+    namespace: str = "",
+    bsr: BSRModuleClient | None = None,
+) -> TeamCache:
+    from bsr_team_cache.oci import open_registry
+
+    return TeamCache(
+        team,
+        registry=open_registry(registry, insecure=insecure),
+        bsr=bsr or BSRModuleClient(),
+        store=LocalStore(store_dir, max_bytes=store_max_mb * 1024 * 1024 if store_max_mb else None),
+        member=member,
+        namespace=namespace,
+    )

@@ -1,0 +1,218 @@
+"""A team's configuration, kept in the team registry so that every member and CI job sees the
+same: ``teams/<team>/config:latest`` (a JSON document artifact, see oci/documents.py).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from bsr_team_cache.errors import ConfigError, UsageError
+from bsr_team_cache.oci.base import RegistryBackend
+from bsr_team_cache.oci.documents import push_document, read_document
+
+TEAM_CONFIG_TYPE = "application/vnd.bsr-team-cache.team.v1"
+CONFIG_TAG = "latest"
+
+
+@dataclass(frozen=True)
+class Strategy:
+    max_cache_size_mb: int
+    preload_top: int
+    sync_frequency_minutes: int
+
+
+# The seed's strategies: how much each member keeps, how many hot modules sync preloads.
+STRATEGIES = {
+    "aggressive": Strategy(2000, 20, 30),
+    "balanced": Strategy(1000, 10, 60),
+    "conservative": Strategy(500, 5, 120),
+}
+DEFAULT_STRATEGY = "balanced"
+
+# Team names become OCI repository path components: lowercase, digits, separators.
+_TEAM_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+# Members are user names or e-mail addresses, as directories and CI systems spell them.
+_MEMBER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*(?:@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)?$")
+
+
+def validate_team_name(team: str) -> str:
+    if not _TEAM_RE.match(team or "") or len(team) > 64:
+        raise UsageError(
+            f"invalid team name {team!r}: use lowercase letters, digits and single '.', '_' or"
+            " '-' between them (it becomes part of OCI repository names), at most 64 characters"
+        )
+    return team
+
+
+def validate_member(member: str) -> str:
+    if not _MEMBER_RE.match(member or "") or len(member) > 128:
+        raise UsageError(
+            f"invalid member name {member!r}: expected a user name (letters, digits, '.', '_',"
+            " '+', '-') or an e-mail address"
+        )
+    return member
+
+
+@dataclass(frozen=True)
+class ShareGrant:
+    bundle: str
+    teams: tuple[str, ...]
+    permissions: str
+    version: str
+    location: str
+
+
+@dataclass(frozen=True)
+class BundleRecord:
+    name: str
+    version: str
+    description: str
+    modules: tuple[str, ...]  # "<module>:<commit>" of every member (closure included)
+
+
+@dataclass(frozen=True)
+class TeamConfig:
+    team: str
+    members: tuple[str, ...] = ()
+    cache_strategy: str = DEFAULT_STRATEGY
+    shared_cache: bool = True
+    bundle_auto_creation: bool = True
+    max_cache_size_mb: int = STRATEGIES[DEFAULT_STRATEGY].max_cache_size_mb
+    sync_frequency_minutes: int = STRATEGIES[DEFAULT_STRATEGY].sync_frequency_minutes
+    bundles: tuple[BundleRecord, ...] = ()
+    shares: tuple[ShareGrant, ...] = ()
+    updated_at: float = 0.0
+    updated_by: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # keys of newer versions, kept as is
+
+    @property
+    def strategy(self) -> Strategy:
+        return STRATEGIES[self.cache_strategy]
+
+    @property
+    def preload_top(self) -> int:
+        return self.strategy.preload_top
+
+    def bundle(self, name: str) -> BundleRecord | None:
+        return next((b for b in self.bundles if b.name == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        extra = data.pop("extra")
+        data["members"] = list(self.members)
+        return {**extra, **data, "schema": 1}
+
+
+def make_config(
+    team: str,
+    *,
+    members: list[str] | tuple[str, ...] = (),
+    cache_strategy: str = DEFAULT_STRATEGY,
+    shared_cache: bool = True,
+    bundle_auto_creation: bool = True,
+    max_cache_size_mb: int | None = None,
+    sync_frequency_minutes: int | None = None,
+    base: TeamConfig | None = None,
+) -> TeamConfig:
+    """A validated configuration; sizes and sync frequency default to the strategy's."""
+    validate_team_name(team)
+    if cache_strategy not in STRATEGIES:
+        raise UsageError(
+            f"unknown cache strategy {cache_strategy!r}: choose one of"
+            f" {', '.join(sorted(STRATEGIES))}"
+        )
+    strategy = STRATEGIES[cache_strategy]
+    size = strategy.max_cache_size_mb if max_cache_size_mb is None else max_cache_size_mb
+    sync = (
+        strategy.sync_frequency_minutes
+        if sync_frequency_minutes is None
+        else (sync_frequency_minutes)
+    )
+    if not isinstance(size, int) or size <= 0:
+        raise UsageError(f"max_cache_size_mb must be a positive number of MB, not {size!r}")
+    if not isinstance(sync, int) or sync <= 0:
+        raise UsageError(f"sync_frequency_minutes must be a positive number, not {sync!r}")
+    seen: list[str] = []
+    for member in members:
+        if validate_member(member) not in seen:
+            seen.append(member)
+    kept = base or TeamConfig(team)
+    return replace(
+        kept,
+        team=team,
+        members=tuple(seen),
+        cache_strategy=cache_strategy,
+        shared_cache=bool(shared_cache),
+        bundle_auto_creation=bool(bundle_auto_creation),
+        max_cache_size_mb=size,
+        sync_frequency_minutes=sync,
+    )
+
+
+def config_repository(team: str, namespace: str = "") -> str:
+    prefix = f"{namespace.strip('/')}/" if namespace.strip("/") else ""
+    return f"{prefix}teams/{validate_team_name(team)}/config"
+
+
+def config_from_json(data: Any, where: str) -> TeamConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(where, "the team configuration is not a JSON object")
+    try:
+        known = {f for f in TeamConfig.__dataclass_fields__ if f != "extra"}
+        config = make_config(
+            data["team"],
+            members=list(data.get("members", [])),
+            cache_strategy=data.get("cache_strategy", DEFAULT_STRATEGY),
+            shared_cache=data.get("shared_cache", True),
+            bundle_auto_creation=data.get("bundle_auto_creation", True),
+            max_cache_size_mb=data.get("max_cache_size_mb"),
+            sync_frequency_minutes=data.get("sync_frequency_minutes"),
+        )
+        return replace(
+            config,
+            bundles=tuple(
+                BundleRecord(b["name"], b["version"], b.get("description", ""), tuple(b["modules"]))
+                for b in data.get("bundles", [])
+            ),
+            shares=tuple(
+                ShareGrant(
+                    s["bundle"], tuple(s["teams"]), s["permissions"], s["version"], s["location"]
+                )
+                for s in data.get("shares", [])
+            ),
+            updated_at=float(data.get("updated_at", 0.0)),
+            updated_by=str(data.get("updated_by", "")),
+            extra={k: v for k, v in data.items() if k not in known and k != "schema"},
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(where, f"malformed team configuration ({exc})") from None
+    except UsageError as exc:
+        raise ConfigError(where, str(exc)) from None
+
+
+def read_team_config(
+    registry: RegistryBackend, team: str, namespace: str = ""
+) -> TeamConfig | None:
+    repo = config_repository(team, namespace)
+    found = read_document(registry, repo, CONFIG_TAG, TEAM_CONFIG_TYPE)
+    if found is None:
+        return None
+    return config_from_json(found[0], f"{registry.describe()}/{repo}:{CONFIG_TAG}")
+
+
+def write_team_config(
+    registry: RegistryBackend, config: TeamConfig, *, by: str, namespace: str = ""
+) -> TeamConfig:
+    stamped = replace(config, updated_at=time.time(), updated_by=by)
+    push_document(
+        registry,
+        config_repository(config.team, namespace),
+        CONFIG_TAG,
+        TEAM_CONFIG_TYPE,
+        stamped.to_json(),
+        {"org.opencontainers.image.title": f"team {config.team}"},
+    )
+    return stamped
