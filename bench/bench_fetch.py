@@ -34,7 +34,7 @@ from bsr_team_cache.bsr.devbsr import DevBSR, DevBSRServer, ModuleRepository, en
 from bsr_team_cache.demo import DEMO_PROTO, find_buf
 from bsr_team_cache.domain.buflock import read_buf_lock
 from bsr_team_cache.oci.devregistry import DistributionServer
-from bsr_team_cache.samples import write_sample_data
+from bsr_team_cache.samples import write_generated_modules, write_sample_data
 from bsr_team_cache.store import LocalStore
 
 DEPS = [
@@ -46,22 +46,6 @@ DEPS = [
     "googleapis/googleapis",
     *(f"bench/lib{i}" for i in range(4)),
 ]
-
-
-def _generated_modules(data: Path) -> None:
-    """Four modules of 40 messages each (about 20 KB of proto per module)."""
-    for i in range(4):
-        pkg = data / "bench" / f"lib{i}" / "main" / "bench" / f"lib{i}" / "v1"
-        pkg.mkdir(parents=True)
-        for f in range(4):
-            body = "".join(
-                f"message M{f}x{m} {{\n  string id = 1;\n  int64 when = 2;\n"
-                f"  repeated string tags = 3;\n  map<string, string> labels = 4;\n}}\n"
-                for m in range(10)
-            )
-            (pkg / f"file{f}.proto").write_text(
-                f'syntax = "proto3";\npackage bench.lib{i}.v1;\n{body}'
-            )
 
 
 def _percentile(samples: list[float], q: float) -> float:
@@ -81,7 +65,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         data = write_sample_data(tmp / "data")
-        _generated_modules(data)
+        write_generated_modules(data, 4)
         repo = ModuleRepository(data)
         tls = ensure_tls_files(tmp / "tls", ["127.0.0.1"])
         bsr = DevBSRServer(

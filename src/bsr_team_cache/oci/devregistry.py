@@ -280,6 +280,14 @@ class DistributionServer:
         if self.token_service is not None:
             self.token_service.stop()
 
+    def blob_digests(self) -> dict[str, int]:
+        """Every blob stored (digest -> size): Distribution keeps one copy per digest."""
+        root = self.storage / "docker" / "registry" / "v2" / "blobs" / "sha256"
+        if not root.exists():
+            return {}
+        files = [p for p in root.glob("*/*/data") if p.is_file()]
+        return {"sha256:" + p.parent.name: p.stat().st_size for p in files}
+
     def blob_count(self) -> tuple[int, int]:
         """(blobs, bytes) in the storage: every blob is stored once, whatever repos link it."""
         root = self.storage / "docker" / "registry" / "v2" / "blobs"

@@ -58,3 +58,23 @@ def write_sample_data(dest: Path) -> Path:
         dirs_exist_ok=True,
     )
     return dest
+
+
+def write_generated_modules(dest: Path, count: int, owner: str = "bench") -> list[str]:
+    """``count`` synthetic modules ``<owner>/lib<i>`` (4 files x 10 messages, ~20 KB each), for
+    benchmarks and tests that need many modules. Returns their ``owner/name``s."""
+    names = []
+    for i in range(count):
+        pkg = Path(dest) / owner / f"lib{i}" / "main" / owner / f"lib{i}" / "v1"
+        pkg.mkdir(parents=True, exist_ok=True)
+        for f in range(4):
+            body = "".join(
+                f"message M{f}x{m} {{\n  string id = 1;\n  int64 when = 2;\n"
+                f"  repeated string tags = 3;\n  map<string, string> labels = 4;\n}}\n"
+                for m in range(10)
+            )
+            (pkg / f"file{f}.proto").write_text(
+                f'syntax = "proto3";\npackage {owner}.lib{i}.v1;\n{body}'
+            )
+        names.append(f"{owner}/lib{i}")
+    return names

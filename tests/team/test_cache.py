@@ -1,0 +1,315 @@
+"""The team layer against real servers: dev-bsr, CNCF Distribution, real buf."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bsr_team_cache.bsr.client import BSRModuleClient
+from bsr_team_cache.errors import BSRTeamCacheError, UsageError
+from bsr_team_cache.oci.devregistry import DistributionServer
+from bsr_team_cache.oci.http import HTTPRegistry
+from bsr_team_cache.oci.layout import OCILayoutRegistry
+from bsr_team_cache.store import LocalStore
+from bsr_team_cache.team.cache import TeamCache
+from bsr_team_cache.team.config import STRATEGIES, make_config, read_team_config
+from bsr_team_cache.team.fetch import fetch
+from tests.bsr.test_real_buf import make_project
+from tests.conftest import SHOP_DEP_CLOSURE
+
+pytestmark = pytest.mark.slow
+
+
+class _CountingTransport(httpx.HTTPTransport):
+    """The real transport; counts completed blob uploads and mounts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.uploads: list[str] = []
+        self.manifests: list[str] = []
+        self.mounts = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT" and "/blobs/uploads/" in request.url.path:
+            self.uploads.append(request.url.params.get("digest", ""))
+        if request.method == "PUT" and "/manifests/" in request.url.path:
+            self.manifests.append("sha256:" + hashlib.sha256(request.read()).hexdigest())
+        response = super().handle_request(request)
+        if "mount" in request.url.params and response.status_code == 201:
+            self.mounts += 1
+        return response
+
+
+def _cache(team: str, registry, store_dir: Path, member: str, ns: str = "") -> TeamCache:
+    return TeamCache(
+        team,
+        registry=registry,
+        bsr=BSRModuleClient(),
+        store=LocalStore(store_dir),
+        member=member,
+        namespace=ns,
+    )
+
+
+def _ns() -> str:
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
+def test_config_defaults_strategies_and_validation(tmp_path: Path) -> None:
+    config = make_config("platform-team")
+    assert (config.cache_strategy, config.max_cache_size_mb, config.sync_frequency_minutes) == (
+        "balanced",
+        1000,
+        60,
+    )
+    assert config.shared_cache and config.bundle_auto_creation and config.preload_top == 10
+    aggressive = make_config("platform-team", cache_strategy="aggressive")
+    assert (aggressive.max_cache_size_mb, aggressive.preload_top) == (2000, 20)
+    assert STRATEGIES["conservative"].sync_frequency_minutes == 120
+    with pytest.raises(UsageError, match="unknown cache strategy 'fast'"):
+        make_config("t", cache_strategy="fast")
+    with pytest.raises(UsageError, match="positive number of MB"):
+        make_config("t", max_cache_size_mb=-5)
+    with pytest.raises(UsageError, match="invalid member name 'bob smith'"):
+        make_config("t", members=["bob smith"])
+    with pytest.raises(UsageError, match="invalid team name"):
+        make_config("Platform Team")
+    assert make_config("t", members=["alice@company.com", "bob", "bob"]).members == (
+        "alice@company.com",
+        "bob",
+    )
+
+
+def test_setup_is_shared_through_the_registry(bsr_env, tmp_path: Path) -> None:
+    registry = OCILayoutRegistry(tmp_path / "reg")
+    alice = _cache("platform-team", registry, tmp_path / "a", "alice")
+    alice.setup(["alice", "bob"], cache_strategy="aggressive")
+    bob = _cache("platform-team", registry, tmp_path / "b", "bob")
+    config = bob.setup(["charlie"])  # adds a member, keeps the strategy
+    assert config.members == ("alice", "bob", "charlie")
+    assert config.cache_strategy == "aggressive" and config.max_cache_size_mb == 2000
+    stored = read_team_config(registry, "platform-team")
+    assert stored is not None and stored.updated_by == "bob"
+    changed = bob.setup(cache_strategy="conservative")
+    assert (changed.max_cache_size_mb, changed.sync_frequency_minutes) == (500, 120)
+
+
+@pytest.fixture(scope="module")
+def ten_module_bsr(tmp_path_factory: pytest.TempPathFactory):
+    """dev-bsr with the samples plus generated modules: a project of exactly 10 modules."""
+    from bsr_team_cache.samples import write_generated_modules, write_sample_data
+    from tests.conftest import start_dev_bsr
+
+    data = write_sample_data(tmp_path_factory.mktemp("ten") / "data")
+    extra = write_generated_modules(data, 4)
+    server = start_dev_bsr(data, tmp_path_factory.mktemp("ten-bsr"))
+    yield server, ["acme/orders", "acme/notes", "acme/common", *extra]
+    server.stop()
+
+
+def test_bundle_round_trip_without_duplicate_blobs(
+    ten_module_bsr, tmp_path: Path, distribution: DistributionServer, buf_bin: str, monkeypatch
+) -> None:
+    server, modules = ten_module_bsr
+    monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_cert))
+    ns = _ns()
+    counting = _CountingTransport()
+    registry = HTTPRegistry(distribution.url, transport=counting)
+    deps = [f"{server.host}/{m}" for m in modules]
+
+    def project(root: Path) -> Path:
+        root.mkdir(parents=True)
+        (root / "buf.yaml").write_text("version: v2\ndeps:\n" + "".join(f"  - {d}\n" for d in deps))
+        return root
+
+    # Four members fetch the same 10 modules.
+    stored = []
+    for i in range(4):
+        with LocalStore(tmp_path / f"m{i}") as store, BSRModuleClient() as bsr:
+            report = fetch(
+                project(tmp_path / f"p{i}"),
+                team="platform-team",
+                registry=registry,
+                bsr=bsr,
+                store=store,
+                buf_cache=tmp_path / f"c{i}",
+                namespace=ns,
+                update_lock=True,
+            )
+        assert len(report.modules) == 10
+        assert report.count("bsr") == (10 if i == 0 else 0)
+        stored.append(distribution.blob_digests())
+    assert stored[0] == stored[3]  # members 2-4 added no blob at all
+    uploads_after_members = len(counting.uploads)
+
+    # Two bundles over the same modules: no layer is uploaded again, they are mounted.
+    alice = _cache("platform-team", registry, tmp_path / "m0", "alice", ns)
+    first = alice.create_bundle(deps, "platform-apis", "Common platform API dependencies")
+    second = alice.create_bundle(deps[:5], "shop-apis", "A subset")
+    assert first.endswith("/bundles/platform-apis:v1") and second.endswith(":v1")
+    from bsr_team_cache.team.bundles import bundle_repository, read_bundle
+
+    found = read_bundle(registry, bundle_repository("platform-team", "platform-apis", ns))
+    assert found is not None
+    layers = {m.layer_digest for m in found[0].members}
+    assert len(layers) == 10
+    new_uploads = set(counting.uploads[uploads_after_members:])
+    assert not layers & new_uploads  # every layer was mounted, none uploaded again
+    assert counting.mounts >= 10
+    after = distribution.blob_digests()
+    added = set(after) - set(stored[0])
+    assert not added & layers
+    assert added <= new_uploads | set(counting.manifests)
+    assert alice.create_bundle(deps, "platform-apis", "again").endswith(":v2")
+
+    # A fresh member: the fetch uses the bundle (one manifest + parallel layers).
+    fresh = project(tmp_path / "fresh")
+    (fresh / "buf.lock").write_text((tmp_path / "p0" / "buf.lock").read_text())
+    (fresh / "x.proto").write_text('syntax = "proto3";\nimport "bench/lib0/v1/file0.proto";\n')
+    with LocalStore(tmp_path / "fresh-store") as store, BSRModuleClient() as bsr:
+        report = fetch(
+            fresh,
+            team="platform-team",
+            registry=registry,
+            bsr=bsr,
+            store=store,
+            buf_cache=tmp_path / "fresh-cache",
+            namespace=ns,
+        )
+    assert report.count("team") == 10
+    assert report.bundles and report.bundles[0].startswith("platform-apis:")
+    assert all(m.bundle for m in report.modules)
+    env = {**os.environ, "BUF_CACHE_DIR": str(tmp_path / "fresh-cache")}
+    built = subprocess.run(
+        [buf_bin, "build", "-o", os.devnull],
+        cwd=fresh,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert built.returncode == 0, built.stderr
+    config = read_team_config(registry, "platform-team", ns)
+    assert config is not None and {b.name for b in config.bundles} == {"platform-apis", "shop-apis"}
+    raw = subprocess.run(
+        [
+            "skopeo",
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            f"docker://{distribution.url.removeprefix('http://')}/{first}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    manifest = json.loads(raw.stdout)
+    assert manifest["artifactType"] == "application/vnd.buf.module.bundle.v1"
+    assert len(manifest["layers"]) == 10
+
+
+def test_share_pull_and_read_only_refusal(
+    bsr_env, tmp_path: Path, distribution: DistributionServer
+) -> None:
+    ns = _ns()
+    registry = HTTPRegistry(distribution.url)
+    host = bsr_env.host
+    a = _cache("platform-team", registry, tmp_path / "a", "alice", ns)
+    a.create_bundle([f"{host}/acme/pets:v1"], "common-apis", "shared pets")
+    ref = a.share_bundle("common-apis", ["backend-team"], permissions="read-only")
+    assert "shared/organization/bundles/common-apis" in ref
+
+    b = _cache("backend-team", registry, tmp_path / "b", "bob", ns)
+    bundle, artifacts = b.pull_bundle("common-apis", owner_team="platform-team")
+    assert bundle.team == "platform-team" and {
+        str(x.module).split("/", 1)[1] for x in artifacts
+    } >= {"acme/pets"}
+    # Team B makes its own bundle of the same name and tries to share it: refused.
+    b.create_bundle([f"{host}/acme/money"], "common-apis", "B's own")
+    with pytest.raises(
+        BSRTeamCacheError,
+        match=r"refusing to overwrite .*read-only share owned by team 'platform-team'",
+    ):
+        b.share_bundle("common-apis", ["frontend-team"])
+    # A team it was not shared with cannot pull it.
+    c = _cache("frontend-team", registry, tmp_path / "c", "carol", ns)
+    with pytest.raises(BSRTeamCacheError, match="not with 'frontend-team'"):
+        c.pull_bundle("common-apis", owner_team="platform-team")
+    config = read_team_config(registry, "platform-team", ns)
+    assert config is not None and config.shares[0].teams == ("backend-team",)
+    with pytest.raises(UsageError, match="unknown permissions"):
+        a.share_bundle("common-apis", ["x"], permissions="admin")
+
+
+def test_sync_pushes_local_modules_pulls_hot_set_and_evicts(bsr_env, tmp_path: Path) -> None:
+    host = bsr_env.host
+    team_registry = OCILayoutRegistry(tmp_path / "team")
+    # Alice warmed modules while pointed at another registry: they are only in her store.
+    other = _cache(
+        "platform-team", OCILayoutRegistry(tmp_path / "elsewhere"), tmp_path / "a", "alice"
+    )
+    other.warm([f"{host}/acme/orders"])
+    project = make_project(tmp_path / "p", host)
+    with LocalStore(tmp_path / "a") as store, BSRModuleClient() as bsr:
+        fetch(
+            project,
+            team="platform-team",
+            registry=OCILayoutRegistry(tmp_path / "elsewhere"),
+            bsr=bsr,
+            store=store,
+            buf_cache=None,
+            update_lock=True,
+        )
+    alice = _cache("platform-team", team_registry, tmp_path / "a", "alice")
+    alice.setup(["alice", "bob"], cache_strategy="conservative")
+    report = alice.sync()
+    assert len(report.pushed) == len(SHOP_DEP_CLOSURE)
+    assert alice.sync().pushed == []  # idempotent
+
+    # Bob's empty store gets the team's hot set (top 5 for "conservative") from Alice's usage.
+    bob = _cache("platform-team", team_registry, tmp_path / "b", "bob")
+    pulled = bob.sync().pulled
+    assert len(pulled) == STRATEGIES["conservative"].preload_top
+    assert bob.store.stats().entries == 5
+
+    # Eviction to the team's limit, sparing what a running fetch holds.
+    alice.setup(max_cache_size_mb=1)
+    big = max(alice.store.entries(), key=lambda e: e.size)
+    keep = next(e for e in alice.store.entries() if e.module != big.module)
+    from bsr_team_cache.domain.moduleref import parse_module_name
+
+    with alice.store.using([(parse_module_name(keep.module), keep.commit)]):
+        alice.store.evict(0)
+    remaining = {e.module for e in alice.store.entries()}
+    assert remaining == {keep.module}
+
+
+def test_metrics_from_usage(bsr_env, tmp_path: Path) -> None:
+    host = bsr_env.host
+    registry = OCILayoutRegistry(tmp_path / "reg")
+    project = make_project(tmp_path / "p", host)
+    with LocalStore(tmp_path / "s") as store, BSRModuleClient() as bsr:
+        for i in range(3):
+            fetch(
+                project,
+                team="platform-team",
+                registry=registry,
+                bsr=bsr,
+                store=store,
+                buf_cache=tmp_path / f"c{i}",
+                update_lock=i == 0,
+            )
+    cache = _cache("platform-team", registry, tmp_path / "s", "alice")
+    metrics = cache.metrics()
+    n = len(SHOP_DEP_CLOSURE)
+    assert metrics.fetches == 3 and metrics.modules_fetched == 3 * n
+    assert metrics.hits == {"bsr": n, "local": 2 * n}
+    assert metrics.cache_hit_rate == pytest.approx(2 / 3)
+    assert metrics.bandwidth_saved_mb > 0
