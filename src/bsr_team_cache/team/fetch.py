@@ -189,11 +189,11 @@ def fetch(
             write_export(export, artifact.files)
     report.seconds = time.time() - started
     if store is not None:
-        _record(store, project, report, started)
+        record_fetch(store, str(project.resolve()), report, started)
     return report
 
 
-def _record(store: LocalStore, project: Path, report: FetchReport, started: float) -> None:
+def record_fetch(store: LocalStore, origin: str, report: FetchReport, started: float) -> None:
     """Usage events for analysis and for the team's hot set; never fails a fetch."""
     fetch_id = uuid.uuid4().hex
     try:
@@ -203,7 +203,7 @@ def _record(store: LocalStore, project: Path, report: FetchReport, started: floa
                 UsageEvent(
                     fetch_id,
                     started,
-                    str(project.resolve()),
+                    origin,
                     m.name,
                     m.commit,
                     m.tier,
