@@ -1,5 +1,5 @@
 """Dependency bundles: many module commits behind one manifest, pulled with one manifest request
-plus parallel blob transfers.
+plus parallel blob transfers (small layers travel inside the manifest and need none).
 
 A bundle lives at ``[ns/]teams/<team>/bundles/<name>`` with tags ``latest`` and an immutable
 ``v<N>``. Its layers are the member modules' files layers, mounted from the module repositories
@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from bsr_team_cache.domain.digest import B5, parse_digest
 from bsr_team_cache.domain.moduleref import parse_module_name
@@ -36,6 +36,10 @@ BUNDLE_CONFIG_TYPE = "application/vnd.buf.module.bundle.config.v1+json"
 LATEST = "latest"
 _NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 _VERSION_RE = re.compile(r"^v(\d+)$")
+# Layers up to this size ride inside the bundle manifest (OCI 1.1 descriptor data), up to a
+# total that keeps the manifest far below registries' limits (Distribution: 4 MiB).
+EMBED_LAYER_MAX = 64 * 1024
+EMBED_TOTAL_MAX = 1024 * 1024
 
 ANN_OWNER = "dev.bsr-team-cache.owner"
 ANN_PERMISSIONS = "dev.bsr-team-cache.permissions"
@@ -71,6 +75,8 @@ class BundleMember:
     create_time: str
     layer_digest: str
     layer_size: int
+    # The layer itself when it travels inside the bundle manifest (small modules).
+    data: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> str:
@@ -102,6 +108,7 @@ def member_of(artifact: ModuleArtifact) -> BundleMember:
         artifact.create_time,
         sha256_digest(layer),
         len(layer),
+        layer,
     )
 
 
@@ -167,6 +174,14 @@ def push_bundle(
     config = _config(bundle)
     if not registry.blob_exists(repo, sha256_digest(config)):
         registry.push_blob(repo, config, sha256_digest(config))
+    embedded: dict[str, str] = {}
+    budget = EMBED_TOTAL_MAX
+    for m in sorted(bundle.members, key=lambda m: m.layer_size):
+        data = m.data if m.data is not None else (layers or {}).get(m.layer_digest)
+        if data is None or len(data) > EMBED_LAYER_MAX or len(data) > budget:
+            continue
+        embedded[m.layer_digest] = base64.b64encode(data).decode()
+        budget -= len(data)
     manifest = canonical_json(
         {
             "schemaVersion": 2,
@@ -186,6 +201,7 @@ def push_bundle(
                     "annotations": {
                         "org.opencontainers.image.title": f"{m.artifact_module}@{m.commit}.tar.gz"
                     },
+                    **({"data": embedded[m.layer_digest]} if m.layer_digest in embedded else {}),
                 }
                 for m in sorted(bundle.members, key=lambda m: m.key)
             ],
@@ -243,6 +259,20 @@ def read_bundle(
                 for m in config["members"]
             ),
         )
+        inline = {
+            layer["digest"]: layer["data"]
+            for layer in manifest.get("layers", [])
+            if isinstance(layer.get("data"), str)
+        }
+        if inline:
+            members = []
+            for m in bundle.members:
+                raw_layer = inline.get(m.layer_digest)
+                if raw_layer is not None:
+                    data = verify_blob(base64.b64decode(raw_layer), m.layer_digest, where)
+                    m = replace(m, data=data)
+                members.append(m)
+            bundle = replace(bundle, members=tuple(members))
     except (KeyError, TypeError, ValueError) as exc:
         raise RegistryError(f"{where}: malformed bundle ({exc})") from None
     return bundle, dict(manifest.get("annotations") or {})
@@ -259,7 +289,11 @@ def pull_members(
 
     def one(member: BundleMember) -> ModuleArtifact:
         where = f"{registry.describe()}/{repo} {member.key}"
-        layer = registry.read_blob(repo, member.layer_digest)
+        layer = (
+            member.data
+            if member.data is not None
+            else registry.read_blob(repo, member.layer_digest)
+        )
         artifact = ModuleArtifact(
             parse_module_name(member.artifact_module),
             member.commit,
@@ -276,7 +310,10 @@ def pull_members(
 
     if not wanted:
         return []
-    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(wanted)))) as pool:
+    remote = [m for m in wanted if m.data is None]
+    if not remote:
+        return [one(m) for m in wanted]
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(remote)))) as pool:
         return list(pool.map(one, wanted))
 
 
