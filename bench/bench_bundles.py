@@ -14,6 +14,7 @@ vs N private caches (each member's local store).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -52,12 +53,15 @@ def main() -> None:
         names = write_generated_modules(tmp / "data", 30)
         tls = ensure_tls_files(tmp / "tls", ["127.0.0.1"])
         bsr_server = DevBSRServer(
-            DevBSR(ModuleRepository(tmp / "data")), port=0, cert_file=tls.server_cert,
+            DevBSR(ModuleRepository(tmp / "data")),
+            port=0,
+            cert_file=tls.server_cert,
             key_file=tls.server_key,
         ).start()
         registry_server = DistributionServer(tmp / "registry").start()
-        link = ShapingProxy(("127.0.0.1", registry_server.port), rtt_ms=args.rtt_ms,
-                            mbit=args.mbit).start()
+        link = ShapingProxy(
+            ("127.0.0.1", registry_server.port), rtt_ms=args.rtt_ms, mbit=args.mbit
+        ).start()
         ctx = default_ssl_context()
         ctx.load_verify_locations(cafile=str(tls.ca_cert))
         host = f"localhost:{bsr_server.port}"
@@ -77,8 +81,9 @@ def main() -> None:
 
 def _bundles(args, tmp, names, host, bsr, registry_server, proxy_port) -> list[tuple[str, ...]]:
     direct = HTTPRegistry(registry_server.url)
-    cache = TeamCache(TEAM, registry=direct, bsr=bsr, store=LocalStore(tmp / "creator"),
-                      member="bench")
+    cache = TeamCache(
+        TEAM, registry=direct, bsr=bsr, store=LocalStore(tmp / "creator"), member="bench"
+    )
     rows = [("modules", "one by one", "parallel", "bundle", "bundle vs one by one")]
     for count in (8, 30):
         refs = [f"{host}/{n}" for n in names[:count]]
@@ -87,37 +92,49 @@ def _bundles(args, tmp, names, host, bsr, registry_server, proxy_port) -> list[t
         bundle = read_bundle(direct, repo)[0]
         members = list(bundle.members)
 
-        def remote() -> HTTPRegistry:
-            return HTTPRegistry(f"http://127.0.0.1:{proxy_port}")
-
-        def pull(reg: HTTPRegistry, m) -> None:
-            from bsr_team_cache.domain.moduleref import parse_module_name
-
-            module = parse_module_name(m.artifact_module)
-            assert pull_module(reg, module_repository(TEAM, module), m.commit) is not None
-
-        def one_by_one() -> None:
-            with remote() as reg:
-                for m in members:
-                    pull(reg, m)
-
-        def parallel() -> None:
-            with remote() as reg, ThreadPoolExecutor(16) as pool:
-                list(pool.map(lambda m: pull(reg, m), members))
-
-        def via_bundle() -> None:
-            with remote() as reg:
-                found = read_bundle(reg, repo)
-                assert len(pull_members(reg, repo, found[0].members)) == count
-
-        t1 = median_seconds(one_by_one, repeat=args.repeat)
-        tp = median_seconds(parallel, repeat=args.repeat)
-        tb = median_seconds(via_bundle, repeat=args.repeat)
-        rows.append((
-            str(count), f"{t1 * 1000:.0f} ms", f"{tp * 1000:.0f} ms", f"{tb * 1000:.0f} ms",
-            f"{(1 - tb / t1):.0%} less time ({t1 / tb:.1f}x)",
-        ))
+        t1, tp, tb = _measure(args, repo, members, proxy_port)
+        rows.append(
+            (
+                str(count),
+                f"{t1 * 1000:.0f} ms",
+                f"{tp * 1000:.0f} ms",
+                f"{tb * 1000:.0f} ms",
+                f"{(1 - tb / t1):.0%} less time ({t1 / tb:.1f}x)",
+            )
+        )
     return rows
+
+
+def _measure(args, repo: str, members: list, proxy_port: int) -> tuple[float, float, float]:
+    """(one by one, parallel, bundle) median seconds, each with fresh connections."""
+    from bsr_team_cache.domain.moduleref import parse_module_name
+
+    def remote() -> HTTPRegistry:
+        return HTTPRegistry(f"http://127.0.0.1:{proxy_port}")
+
+    def pull(reg: HTTPRegistry, m) -> None:
+        module = parse_module_name(m.artifact_module)
+        assert pull_module(reg, module_repository(TEAM, module), m.commit) is not None
+
+    def one_by_one() -> None:
+        with remote() as reg:
+            for m in members:
+                pull(reg, m)
+
+    def parallel() -> None:
+        with remote() as reg, ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda m: pull(reg, m), members))
+
+    def via_bundle() -> None:
+        with remote() as reg:
+            found = read_bundle(reg, repo)
+            assert len(pull_members(reg, repo, found[0].members)) == len(members)
+
+    return (
+        median_seconds(one_by_one, repeat=args.repeat),
+        median_seconds(parallel, repeat=args.repeat),
+        median_seconds(via_bundle, repeat=args.repeat),
+    )
 
 
 def _storage(args, tmp, names, host, bsr, registry_server) -> list[tuple[str, ...]]:
@@ -134,18 +151,38 @@ def _storage(args, tmp, names, host, bsr, registry_server) -> list[tuple[str, ..
             if i:
                 (project / "buf.lock").write_text((tmp / "member0" / "buf.lock").read_text())
             with LocalStore(tmp / f"store{i}") as store:
-                fetch(project, team=TEAM, registry=registry, bsr=bsr, store=store,
-                      buf_cache=tmp / f"buf{i}", update_lock=i == 0)
+                fetch(
+                    project,
+                    team=TEAM,
+                    registry=registry,
+                    bsr=bsr,
+                    store=store,
+                    buf_cache=tmp / f"buf{i}",
+                    update_lock=i == 0,
+                )
                 private.append(store.stats().bytes)
-        assert len(read_buf_lock(tmp / "member0" / "buf.lock").deps) == len(names)
+        lock = read_buf_lock(tmp / "member0" / "buf.lock")
+        assert len(lock.deps) == len(names)
         _, shared = fresh.blob_count()
+        artifacts = 0  # the module artifacts themselves; the rest is label indexes
+        for dep in lock.deps:
+            raw, _ = registry.read_manifest(module_repository(TEAM, dep.module), dep.commit)
+            manifest = json.loads(raw)
+            artifacts += len(raw) + manifest["config"]["size"]
+            artifacts += sum(layer["size"] for layer in manifest["layers"])
     finally:
         fresh.stop()
     n = args.members
     return [
         (f"storage, {n} members, {len(names)} modules", "bytes", "vs private caches"),
         (f"{n} private caches (local stores)", f"{sum(private):,}", "1.00"),
-        ("team registry (Distribution)", f"{shared:,}", f"{shared / sum(private):.2f} (1/N = {1 / n:.2f})"),
+        (
+            "team registry (Distribution)",
+            f"{shared:,}",
+            f"{shared / sum(private):.2f} (1/N = {1 / n:.2f})",
+        ),
+        ("  of which module artifacts", f"{artifacts:,}", f"{artifacts / sum(private):.2f}"),
+        ("  of which label indexes", f"{shared - artifacts:,}", ""),
     ]
 
 
