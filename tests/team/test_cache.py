@@ -313,3 +313,66 @@ def test_metrics_from_usage(bsr_env, tmp_path: Path) -> None:
     assert metrics.hits == {"bsr": n, "local": 2 * n}
     assert metrics.cache_hit_rate == pytest.approx(2 / 3)
     assert metrics.bandwidth_saved_mb > 0
+
+
+def test_eviction_spares_what_a_running_fetch_uses(sample_data, tmp_path: Path) -> None:
+    """A fetch in another process holds its modules while it waits on a slow BSR; evicting
+    everything meanwhile removes only what it does not hold."""
+    import fcntl
+    import sys
+    import time
+
+    from bsr_team_cache.domain.buflock import read_buf_lock
+    from tests.conftest import start_dev_bsr
+
+    server = start_dev_bsr(sample_data, tmp_path / "bsr", "--delay-ms", "300")
+    store_dir = tmp_path / "store"
+    env = {**os.environ, "SSL_CERT_FILE": str(server.ca_cert), "BSR_TEAM_CACHE_DIR": str(store_dir)}
+    base = [sys.executable, "-m", "bsr_team_cache"]
+    reg = ["--team", "t", "--registry", f"oci-layout:{tmp_path / 'reg'}"]
+    try:
+        project = make_project(tmp_path / "p", server.host)
+        subprocess.run(
+            [*base, "fetch", str(project), *reg, "--update-lock", "--no-buf-cache", "-q"],
+            env=env,
+            check=True,
+        )
+        subprocess.run(
+            [*base, "warm", *reg, "--deps", f"{server.host}/grpc/grpc"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        lock = read_buf_lock(project / "buf.lock")
+        pets = next(d for d in lock.deps if d.module.name == "pets")
+        held = next(d for d in lock.deps if d.module.name == "common")
+        with LocalStore(store_dir) as store:
+            store._drop(pets.module, pets.commit)  # the fetch will have to ask the slow BSR
+            use_lock = store._lock_path(held.module, held.commit, "use")
+        empty_registry = ["--team", "t", "--registry", f"oci-layout:{tmp_path / 'empty'}"]
+        holder = subprocess.Popen(  # pets is neither local nor in this registry: slow BSR
+            [*base, "fetch", str(project), *empty_registry, "--no-buf-cache", "-q"],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:  # until the running fetch holds its modules
+            with open(use_lock, "a+b") as f:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    break
+            assert time.monotonic() < deadline and holder.poll() is None, "fetch never started"
+            time.sleep(0.02)
+        with LocalStore(store_dir) as store:
+            evicted = store.evict(0)
+        _, err = holder.communicate(timeout=60)
+    finally:
+        server.stop()
+    assert [e.module.split("/", 1)[1] for e in evicted] == ["grpc/grpc"]
+    assert holder.returncode == 0, err
+    with LocalStore(store_dir) as store:
+        assert {(e.module, e.commit) for e in store.entries()} == {
+            (str(d.module), d.commit) for d in lock.deps
+        }
