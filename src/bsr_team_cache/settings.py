@@ -38,6 +38,9 @@ _KEYS = {
 }
 
 
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false"}
+
+
 def config_file(env: dict[str, str]) -> Path:
     if env.get("BSR_TEAM_CACHE_CONFIG"):
         return Path(env["BSR_TEAM_CACHE_CONFIG"]).expanduser()
@@ -68,7 +71,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
                 path, "unknown setting", entry=key, hint=f"known: {', '.join(sorted(_KEYS))}"
             )
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise ConfigError(path, f"expected a {expected.__name__}", entry=key)
+            raise ConfigError(path, f"expected {_TYPE_NAMES[expected]}", entry=key)
     return data
 
 

@@ -92,3 +92,21 @@ def test_bundle_and_share_errors(team_env: dict[str, str]) -> None:
     assert missing.returncode == 1 and "has no bundle named 'nope'" in missing.stderr
     pull = run_cli("bundle", "--name", "nope", "--pull", env=team_env)
     assert pull.returncode == 1 and "no bundle named 'nope'" in pull.stderr
+
+
+@pytest.mark.slow
+def test_private_team_does_not_publish_and_sync_if_due(
+    bsr_env, team_env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.bsr.test_real_buf import make_project
+
+    assert run_cli("setup", "--no-shared-cache", env=team_env).returncode == 0
+    project = make_project(tmp_path / "p", bsr_env.host)
+    done = run_cli("fetch", str(project), "--update-lock", "--json", "--no-buf-cache", env=team_env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["hits"]["bsr"] == 6 and not any(m["published"] for m in report["modules"])
+    first = run_cli("sync", "--if-due", "--json", env=team_env)
+    assert first.returncode == 0 and "skipped" not in json.loads(first.stdout)
+    again = run_cli("sync", "--if-due", env=team_env)
+    assert again.returncode == 0 and "not due yet" in again.stdout

@@ -13,9 +13,22 @@ from bsr_team_cache.cli.options import TeamOptions, team_options
 @click.command("sync")
 @team_options
 @click.option("--json", "as_json", is_flag=True)
-def command(options: TeamOptions, as_json: bool) -> None:
+@click.option(
+    "--if-due",
+    is_flag=True,
+    help="Only if the team's sync_frequency_minutes have passed since the last sync (for cron"
+    " or every CI job).",
+)
+def command(options: TeamOptions, as_json: bool, if_due: bool) -> None:
     """Synchronize this machine's store with the team registry."""
-    report = options.open_cache().sync()
+    cache = options.open_cache()
+    if if_due and not cache.sync_due():
+        if not as_json:
+            click.echo("sync not due yet (see the team's sync_frequency_minutes)")
+        else:
+            click.echo(json.dumps({"skipped": True}))
+        return
+    report = cache.sync()
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     if as_json:

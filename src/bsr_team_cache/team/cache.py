@@ -17,7 +17,7 @@ from bsr_team_cache.errors import BSRTeamCacheError, RegistryError, UnavailableE
 from bsr_team_cache.oci.artifact import ModuleArtifact, files_layer, pull_module, push_module
 from bsr_team_cache.oci.base import RegistryBackend, sha256_digest
 from bsr_team_cache.oci.documents import push_document, read_document
-from bsr_team_cache.store import LocalStore, kv_put, usage_events
+from bsr_team_cache.store import LocalStore, kv_get, kv_put, usage_events
 from bsr_team_cache.team.bundles import (
     ANN_OWNER,
     ANN_PERMISSIONS,
@@ -309,11 +309,22 @@ class TeamCache:
         return f"{shared}:{bundle.version}"
 
     # -- sync, eviction ------------------------------------------------------------------
+    def sync_due(self) -> bool:
+        """Whether ``sync_frequency_minutes`` have passed since this machine's last sync."""
+        last = kv_get(self.store, self._sync_key())
+        if last is None:
+            return True
+        return time.time() - float(last) >= self.config().sync_frequency_minutes * 60
+
+    def _sync_key(self) -> str:
+        return f"last-sync:{self.registry.describe()}:{self.namespace}:{self.team}"
+
     def sync(self) -> SyncReport:
         """Push local-only modules, publish this member's usage, pull the team's hot set,
         refresh label indexes, evict above the team's size limit."""
         report = SyncReport()
         config = self.config()
+        kv_put(self.store, self._sync_key(), str(time.time()))
         artifacts = []
         for entry in self.store.entries():
             try:

@@ -430,8 +430,16 @@ def _from_bsr(run: _Run, misses: list[LockedDep], bsr: BSRModuleClient) -> None:
 
 
 def _publish(run: _Run, artifacts: list[ModuleArtifact]) -> set[str]:
-    """Push BSR downloads to the team registry, in parallel; failures are warnings."""
+    """Push BSR downloads to the team registry, in parallel; failures are warnings. A team
+    whose configuration turns ``shared_cache`` off keeps downloads private."""
     if run.registry_down is not None or not artifacts:
+        return set()
+    try:
+        config = team_config_cached(run.team, run.store)
+    except RegistryError as exc:
+        run.report.warnings.append(f"team configuration unreadable ({exc}); not publishing")
+        return set()
+    if config is not None and not config.shared_cache:
         return set()
 
     def push(artifact: ModuleArtifact) -> tuple[ModuleArtifact, str | None]:
