@@ -216,9 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("recommend")
     sub.add_parser("sync")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s"
-    )
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    # --verbose is about this tool's decisions, not the HTTP libraries' internals.
+    log.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         return _run(args)
     except BSRTeamCacheError as exc:
@@ -254,6 +254,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  Bundle Usage Rate: {m.bundle_usage_rate:.1%}")
         if args.verbose:
             print(json.dumps(m.to_json(), indent=2))
+        else:
+            print(f"  Fetches: {m.fetches} ({m.modules_fetched} modules)")
     elif args.command == "recommend":
         print(f"Cache Recommendations for team {args.team}:")
         found = cache.recommend()

@@ -23,10 +23,10 @@ def command(options: TeamOptions, as_json: bool) -> None:
     click.echo(f"  Bandwidth Saved: {metrics.bandwidth_saved_mb:,.1f}MB")
     click.echo(f"  Shared Cache Efficiency: {metrics.shared_cache_efficiency:.1%}")
     click.echo(f"  Bundle Usage Rate: {metrics.bundle_usage_rate:.1%}")
+    tiers = ", ".join(f"{n} {t}" for t, n in sorted(metrics.hits.items()))
     click.echo(
-        f"  Fetches: {metrics.fetches} ({metrics.modules_fetched} modules: "
-        + ", ".join(f"{n} {t}" for t, n in sorted(metrics.hits.items()))
-        + ")"
+        f"  Fetches: {metrics.fetches} ({metrics.modules_fetched} modules"
+        + (f": {tiers})" if tiers else ")")
     )
     click.echo(f"  Local store: {metrics.local_store_mb:,.1f}MB")
     click.echo(
