@@ -74,7 +74,8 @@ def recommendations(cache: TeamCache) -> list[Recommendation]:
         )
     stats = cache.store.stats()
     limit = config.max_cache_size_mb * 1024 * 1024
-    if hit_rate < 0.85 or stats.bytes > 0.9 * limit:
+    # Only a full store is helped by a bigger one; cold misses are what preloading is for.
+    if stats.bytes > 0.9 * limit:
         out.append(
             Recommendation(
                 "MEDIUM",
