@@ -12,14 +12,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from bsr_team_cache.bsr.proto import module_v1_pb2 as mpb
-from bsr_team_cache.bsr.proto import owner_v1_pb2 as opb
+from bsr_team_cache._lazy import lazy_import
 from bsr_team_cache.domain.digest import B5, Digest, b5_from_contents
 from bsr_team_cache.domain.moduleref import ModuleName, ModuleRef, normalize_commit_id
 from bsr_team_cache.errors import BSRError, DigestMismatchError
 
 if TYPE_CHECKING:
     from bsr_team_cache.bsr.connect import ConnectTransport
+    from bsr_team_cache.bsr.proto import module_v1_pb2 as mpb
+    from bsr_team_cache.bsr.proto import owner_v1_pb2 as opb
+else:
+    # Loaded on first use: a fetch served from the local store never needs protobuf.
+    mpb = lazy_import("bsr_team_cache.bsr.proto.module_v1_pb2")
+    opb = lazy_import("bsr_team_cache.bsr.proto.owner_v1_pb2")
 
 MODULE_PKG = "buf.registry.module.v1"
 OWNER_PKG = "buf.registry.owner.v1"
