@@ -225,11 +225,18 @@ def push_module(registry: RegistryBackend, repo: str, artifact: ModuleArtifact) 
     return registry.push_manifest(repo, artifact.commit, encoded.manifest, OCI_MANIFEST)
 
 
-def pull_module(registry: RegistryBackend, repo: str, commit: str) -> ModuleArtifact | None:
-    """Read and verify (sha256 of every blob, then b5 of the files); None if absent."""
+def pull_module(
+    registry: RegistryBackend,
+    repo: str,
+    commit: str,
+    *,
+    proceed: Callable[[], bool] | None = None,
+) -> ModuleArtifact | None:
+    """Read and verify (sha256 of every blob, then b5 of the files); None if absent, or if
+    ``proceed`` (asked once the manifest is in) says the files are no longer wanted."""
     where = f"{registry.describe()}/{repo}:{commit}"
     found = registry.read_manifest(repo, commit)
-    if found is None:
+    if found is None or (proceed is not None and not proceed()):
         return None
     try:
         manifest = json.loads(found[0])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -243,8 +244,7 @@ def obtain(
         if pending:
             with _maybe(store and store.filling((d.module, d.commit) for d in pending)):
                 pending = _from_local(run, pending, {})  # filled by another process meanwhile?
-                pending = _from_bundles(run, pending)
-                pending = _from_team(run, pending)
+                pending = _from_registry(run, pending)
                 if pending:
                     _from_bsr(run, pending, bsr)
     return run.artifacts
@@ -290,74 +290,45 @@ def _from_local(
     return pending
 
 
-def _from_bundles(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
-    """Pull what a team bundle covers in one go (one manifest, parallel blobs)."""
-    if not run.use_bundles or run.registry_down or len(deps) < 2:
-        return deps
-    t0 = time.time()
-    wanted = {f"{d.module}:{d.commit}": d for d in deps}
-    try:
-        config = team_config_cached(run.team, run.store)
-        best = None
-        if config is not None:
-            scored = [
-                (len(set(b.modules) & wanted.keys()), -len(b.modules), b) for b in config.bundles
-            ]
-            scored = [x for x in scored if x[0] >= 2]
-            best = max(scored, key=lambda x: (x[0], x[1]), default=None)
-        if best is None:
-            return deps
-        record = best[2]
-        repo = bundle_repository(run.team.team, record.name, run.team.namespace)
-        found = read_bundle(run.team.registry, repo, record.version)
-        if found is None:
-            run.report.warnings.append(f"bundle {record.name}:{record.version} is missing")
-            return deps
-        bundle = found[0]
-        members = [m for m in bundle.members if m.key in wanted]
-        artifacts = pull_members(run.team.registry, repo, members, run.parallel)
-    except DigestMismatchError as exc:
-        run.report.warnings.append(f"team bundle: {exc}; fetching modules one by one")
-        return deps
-    except RegistryError as exc:
-        run.report.warnings.append(f"team bundle unusable ({exc}); fetching modules one by one")
-        return deps
-    label = f"{bundle.name}:{bundle.version}"
-    run.report.bundles.append(label)
-    got = set()
-    for artifact in artifacts:
-        key = f"{artifact.module}:{artifact.commit}"
-        dep = wanted[key]
-        if artifact.digest != dep.digest:
-            continue
-        run.keep(artifact)
-        run.found(dep, artifact, TEAM, t0, bundle=label)
-        got.add(key)
-    return [d for k, d in wanted.items() if k not in got]
-
-
-def _from_team(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
+def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
+    """The team registry tier. Module manifests are requested at once, in parallel, while the
+    team configuration says whether a bundle covers these modules; each module pull waits for
+    that decision before reading its files layer. So a bundle costs no extra round trip when
+    it exists, and looking for one costs none when it does not."""
     if run.registry_down or not deps:
         return deps
+    decided = threading.Event()
+    covered: set[str] = set()
 
     def pull(dep: LockedDep) -> tuple[LockedDep, ModuleArtifact | None, str | None, bool, float]:
         t0 = time.time()
+
+        def go_on() -> bool:
+            decided.wait()
+            return dep.commit not in covered
+
         try:
-            return (
-                dep,
-                pull_module(run.team.registry, run.team.repo(dep.module), dep.commit),
-                None,
-                False,
-                t0,
+            artifact = pull_module(
+                run.team.registry, run.team.repo(dep.module), dep.commit, proceed=go_on
             )
+            return dep, artifact, None, False, t0
         except DigestMismatchError as exc:
             return dep, None, f"team registry: {exc}; refetching from the BSR", False, t0
         except RegistryError as exc:
             return dep, None, str(exc), True, t0
 
-    pending = []
+    pending: list[LockedDep] = []
     with ThreadPoolExecutor(max_workers=min(run.parallel, len(deps))) as pool:
-        for dep, artifact, problem, down, t0 in pool.map(pull, deps):
+        futures = [pool.submit(pull, dep) for dep in deps]
+        try:
+            if run.use_bundles and len(deps) >= 2:
+                covered.update(_from_bundle(run, deps))
+        finally:
+            decided.set()
+        for future in futures:
+            dep, artifact, problem, down, t0 = future.result()
+            if dep.commit in covered:
+                continue
             if down:
                 if run.registry_down is None:
                     run.registry_down = problem
@@ -380,6 +351,47 @@ def _from_team(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
             run.keep(artifact)
             run.found(dep, artifact, TEAM, t0)
     return pending
+
+
+def _from_bundle(run: _Run, deps: list[LockedDep]) -> set[str]:
+    """Commits obtained from the team bundle that covers most of ``deps`` (none if no bundle
+    covers two or more); problems become warnings and the modules are pulled one by one."""
+    t0 = time.time()
+    wanted = {f"{d.module}:{d.commit}": d for d in deps}
+    try:
+        config = team_config_cached(run.team, run.store)
+        if config is None:
+            return set()
+        scored = [(len(set(b.modules) & wanted.keys()), -len(b.modules), b) for b in config.bundles]
+        best = max((x for x in scored if x[0] >= 2), key=lambda x: x[:2], default=None)
+        if best is None:
+            return set()
+        record = best[2]
+        repo = bundle_repository(run.team.team, record.name, run.team.namespace)
+        found = read_bundle(run.team.registry, repo, record.version)
+        if found is None:
+            run.report.warnings.append(f"bundle {record.name}:{record.version} is missing")
+            return set()
+        bundle = found[0]
+        members = [m for m in bundle.members if m.key in wanted]
+        artifacts = pull_members(run.team.registry, repo, members, run.parallel)
+    except DigestMismatchError as exc:
+        run.report.warnings.append(f"team bundle: {exc}; fetching modules one by one")
+        return set()
+    except RegistryError as exc:
+        run.report.warnings.append(f"team bundle unusable ({exc}); fetching modules one by one")
+        return set()
+    label = f"{bundle.name}:{bundle.version}"
+    run.report.bundles.append(label)
+    got = set()
+    for artifact in artifacts:
+        dep = wanted[f"{artifact.module}:{artifact.commit}"]
+        if artifact.digest != dep.digest:
+            continue
+        run.keep(artifact)
+        run.found(dep, artifact, TEAM, t0, bundle=label)
+        got.add(dep.commit)
+    return got
 
 
 def _from_bsr(run: _Run, misses: list[LockedDep], bsr: BSRModuleClient) -> None:
