@@ -177,6 +177,36 @@ def _measure(args, buf: str, tmp: Path, ca: Path, bsr_port: int, reg_port: int) 
     t_buf = median_seconds(buf_alone, repeat=args.repeat)
     t_ours = median_seconds(ours, repeat=args.repeat)
     t_fetch = median_seconds(ours_fetch_only, repeat=args.repeat)
+    # The same, once the team has a bundle of these deps (made by member A).
+    bundle_env = member_env("member-a")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bsr_team_cache",
+            "bundle",
+            "--team",
+            "bench",
+            "--registry",
+            registry_url,
+            "--name",
+            "bench-deps",
+            "--deps",
+            *(f"{host}/{d}" for d in DEPS),
+        ],
+        env=bundle_env,
+        check=True,
+        capture_output=True,
+    )
+    t_bundle = median_seconds(ours, repeat=args.repeat)
+
+    def ours_named_bundle() -> None:
+        shutil.rmtree(tmp / "member-b", ignore_errors=True)
+        env = member_env("member-b")
+        fetch(env, "--bundle", "bench-deps")
+        buf_build(env)
+
+    t_named = median_seconds(ours_named_bundle, repeat=args.repeat)
 
     ms = 1000.0
     print(
@@ -231,6 +261,16 @@ def _measure(args, buf: str, tmp: Path, ca: Path, bsr_port: int, reg_port: int) 
                     f"{t_buf / t_ours:.2f}x",
                 ),
                 ("  of which fetch", f"{t_fetch * ms:.0f} ms", ""),
+                (
+                    "the same, the team having a bundle of these deps",
+                    f"{t_bundle * ms:.0f} ms",
+                    f"{t_buf / t_bundle:.2f}x",
+                ),
+                (
+                    "the same, with fetch --bundle NAME",
+                    f"{t_named * ms:.0f} ms",
+                    f"{t_buf / t_named:.2f}x",
+                ),
             ]
         )
     )

@@ -62,6 +62,30 @@ def test_a_team_session(bsr_env, team_env: dict[str, str], tmp_path: Path) -> No
     assert pulled.returncode == 0, pulled.stderr
     assert "pulled shop:v1 (5 modules" in pulled.stdout
 
+    # A new machine names the bundle: one bundle request instead of a request per module.
+    from tests.bsr.test_real_buf import make_project
+
+    project = make_project(tmp_path / "p", host)
+    (project / "buf.yaml").write_text(f"version: v2\ndeps:\n  - {host}/acme/orders\n")
+    lock = run_cli("fetch", str(project), "--update-lock", "--no-buf-cache", "-q", env=team_env)
+    assert lock.returncode == 0, lock.stderr
+    fresh = {**team_env, "BSR_TEAM_CACHE_DIR": str(tmp_path / "fresh-store")}
+    named = run_cli(
+        "fetch", str(project), "--bundle", "shop", "--json", "--no-buf-cache", env=fresh
+    )
+    assert named.returncode == 0, named.stderr
+    assert json.loads(named.stdout)["bundles"] == ["shop:v1"]
+    none = run_cli(
+        "fetch",
+        str(project),
+        "--no-bundles",
+        "--json",
+        "--no-buf-cache",
+        env={**team_env, "BSR_TEAM_CACHE_DIR": str(tmp_path / "fresh-2")},
+    )
+    assert none.returncode == 0 and json.loads(none.stdout)["bundles"] == []
+    assert json.loads(none.stdout)["hits"]["team"] == 5
+
     sync = run_cli("sync", "--json", env=team_env)
     assert sync.returncode == 0, sync.stderr
     assert json.loads(sync.stdout)["pushed"] == []  # everything was published already

@@ -68,6 +68,11 @@ class _Progress:
     show_default=True,
     help="Hours a label index entry may be used for when the BSR is unreachable.",
 )
+@click.option(
+    "--bundle",
+    help="Pull this team bundle first (saves asking the team configuration which bundle fits).",
+)
+@click.option("--no-bundles", is_flag=True, help="Never use bundles; pull modules one by one.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only warnings and errors.")
 def command(
@@ -78,6 +83,8 @@ def command(
     export: Path | None,
     update_lock: bool,
     label_ttl: float,
+    bundle: str | None,
+    no_bundles: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -104,6 +111,8 @@ def command(
                 label_ttl=label_ttl * 3600,
                 on_module=progress,
                 report=report,
+                use_bundles=not no_bundles,
+                bundle=bundle,
             )
         finally:
             if progress is not None:

@@ -38,7 +38,7 @@ _NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 _VERSION_RE = re.compile(r"^v(\d+)$")
 # Layers up to this size ride inside the bundle manifest (OCI 1.1 descriptor data), up to a
 # total that keeps the manifest far below registries' limits (Distribution: 4 MiB).
-EMBED_LAYER_MAX = 64 * 1024
+EMBED_LAYER_MAX = 256 * 1024
 EMBED_TOTAL_MAX = 1024 * 1024
 
 ANN_OWNER = "dev.bsr-team-cache.owner"

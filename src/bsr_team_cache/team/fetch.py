@@ -39,7 +39,7 @@ from bsr_team_cache.oci.artifact import (
 )
 from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.store import LocalStore, UsageEvent, kv_get, kv_put, record_usage
-from bsr_team_cache.team.bundles import bundle_repository, pull_members, read_bundle
+from bsr_team_cache.team.bundles import LATEST, bundle_repository, pull_members, read_bundle
 from bsr_team_cache.team.config import (
     TeamConfig,
     config_from_json,
@@ -103,6 +103,7 @@ class _Run:
     labels: dict[str, list[str]] = field(default_factory=dict)
     registry_down: str | None = None
     use_bundles: bool = True
+    bundle: str | None = None
 
     def found(
         self, dep: LockedDep, artifact: ModuleArtifact, tier: str, t0: float, bundle: str = ""
@@ -144,6 +145,7 @@ def fetch(
     parallel: int = 16,
     report: FetchReport | None = None,
     use_bundles: bool = True,
+    bundle: str | None = None,
 ) -> FetchReport:
     """Fetch a project's deps. Pass ``report`` to keep its warnings if the fetch fails."""
     started = time.time()
@@ -175,6 +177,7 @@ def fetch(
         on_module=on_module,
         parallel=parallel,
         use_bundles=use_bundles,
+        bundle=bundle,
     )
     for dep in lock.deps:
         artifact = artifacts[dep.commit]
@@ -231,12 +234,14 @@ def obtain(
     on_module: Callable[[ModuleResult, int, int], None] | None = None,
     parallel: int = 16,
     use_bundles: bool = True,
+    bundle: str | None = None,
 ) -> dict[str, ModuleArtifact]:
     """Verified artifacts of ``deps`` by commit: local store, team registry (bundles first),
     then the BSR (published back). Results and warnings go to ``report``."""
     run = _Run(team, store, report, on_module, max(1, parallel))
     run.labels = labels or {}
     run.use_bundles = use_bundles
+    run.bundle = bundle
     keys = [(d.module, d.commit) for d in deps]
     run.total = len(keys)
     with _maybe(store and store.using(keys)):
@@ -321,7 +326,7 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
     with ThreadPoolExecutor(max_workers=min(run.parallel, len(deps))) as pool:
         futures = [pool.submit(pull, dep) for dep in deps]
         try:
-            if run.use_bundles and len(deps) >= 2:
+            if run.use_bundles and (len(deps) >= 2 or run.bundle):
                 covered.update(_from_bundle(run, deps))
         finally:
             decided.set()
@@ -359,18 +364,23 @@ def _from_bundle(run: _Run, deps: list[LockedDep]) -> set[str]:
     t0 = time.time()
     wanted = {f"{d.module}:{d.commit}": d for d in deps}
     try:
-        config = team_config_cached(run.team, run.store)
-        if config is None:
-            return set()
-        scored = [(len(set(b.modules) & wanted.keys()), -len(b.modules), b) for b in config.bundles]
-        best = max((x for x in scored if x[0] >= 2), key=lambda x: x[:2], default=None)
-        if best is None:
-            return set()
-        record = best[2]
-        repo = bundle_repository(run.team.team, record.name, run.team.namespace)
-        found = read_bundle(run.team.registry, repo, record.version)
+        if run.bundle:  # named by the caller: no need to ask the team configuration
+            name, reference = run.bundle, LATEST
+        else:
+            config = team_config_cached(run.team, run.store)
+            if config is None:
+                return set()
+            scored = [
+                (len(set(b.modules) & wanted.keys()), -len(b.modules), b) for b in config.bundles
+            ]
+            best = max((x for x in scored if x[0] >= 2), key=lambda x: x[:2], default=None)
+            if best is None:
+                return set()
+            name, reference = best[2].name, best[2].version
+        repo = bundle_repository(run.team.team, name, run.team.namespace)
+        found = read_bundle(run.team.registry, repo, reference)
         if found is None:
-            run.report.warnings.append(f"bundle {record.name}:{record.version} is missing")
+            run.report.warnings.append(f"bundle {name}:{reference} is missing")
             return set()
         bundle = found[0]
         members = [m for m in bundle.members if m.key in wanted]
