@@ -27,7 +27,7 @@ from proxy import ShapingProxy
 from bsr_team_cache._http import default_ssl_context
 from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.bsr.connect import ConnectTransport
-from bsr_team_cache.bsr.devbsr import DevBSR, DevBSRServer, ModuleRepository, ensure_tls_files
+from bsr_team_cache.bsr.devbsr import DevBSRServer, ModuleRepository
 from bsr_team_cache.domain.buflock import read_buf_lock
 from bsr_team_cache.oci.artifact import module_repository, pull_module
 from bsr_team_cache.oci.devregistry import DistributionServer
@@ -51,19 +51,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         names = write_generated_modules(tmp / "data", 30)
-        tls = ensure_tls_files(tmp / "tls", ["127.0.0.1"])
-        bsr_server = DevBSRServer(
-            DevBSR(ModuleRepository(tmp / "data")),
-            port=0,
-            cert_file=tls.server_cert,
-            key_file=tls.server_key,
-        ).start()
+        bsr_server, ca_cert = DevBSRServer.with_tls(ModuleRepository(tmp / "data"), tmp / "tls")
+        bsr_server.start()
         registry_server = DistributionServer(tmp / "registry").start()
         link = ShapingProxy(
             ("127.0.0.1", registry_server.port), rtt_ms=args.rtt_ms, mbit=args.mbit
         ).start()
         ctx = default_ssl_context()
-        ctx.load_verify_locations(cafile=str(tls.ca_cert))
+        ctx.load_verify_locations(cafile=str(ca_cert))
         host = f"localhost:{bsr_server.port}"
         try:
             with BSRModuleClient(ConnectTransport(verify=ctx)) as bsr:

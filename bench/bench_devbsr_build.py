@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _util import median_seconds, table
 
-from bsr_team_cache.bsr.devbsr import DevBSR, DevBSRServer, ModuleRepository, ensure_tls_files
+from bsr_team_cache.bsr.devbsr import DevBSRServer, ModuleRepository
 from bsr_team_cache.demo import DEMO_DEPS, DEMO_PROTO, find_buf
 from bsr_team_cache.samples import write_sample_data
 
@@ -36,10 +36,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         repo = ModuleRepository(write_sample_data(tmp / "data"))
-        tls = ensure_tls_files(tmp / "tls", ["127.0.0.1"])
-        server = DevBSRServer(
-            DevBSR(repo), port=0, cert_file=tls.server_cert, key_file=tls.server_key
-        ).start()
+        server, ca_cert = DevBSRServer.with_tls(repo, tmp / "tls")
+        server.start()
         try:
             host = f"localhost:{server.port}"
             project = tmp / "project"
@@ -49,7 +47,7 @@ def main() -> None:
             )
             (project / "shop" / "v1" / "shop.proto").write_text(DEMO_PROTO)
             cache = tmp / "cache"
-            env = {**os.environ, "SSL_CERT_FILE": str(tls.ca_cert), "BUF_CACHE_DIR": str(cache)}
+            env = {**os.environ, "SSL_CERT_FILE": str(ca_cert), "BUF_CACHE_DIR": str(cache)}
 
             def run(*argv: str) -> None:
                 subprocess.run([buf, *argv], cwd=project, env=env, check=True, capture_output=True)

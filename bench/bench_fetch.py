@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _util import median_seconds, table
 from proxy import ShapingProxy
 
-from bsr_team_cache.bsr.devbsr import DevBSR, DevBSRServer, ModuleRepository, ensure_tls_files
+from bsr_team_cache.bsr.devbsr import DevBSRServer, ModuleRepository
 from bsr_team_cache.demo import DEMO_PROTO, find_buf
 from bsr_team_cache.domain.buflock import read_buf_lock
 from bsr_team_cache.oci.devregistry import DistributionServer
@@ -67,17 +67,15 @@ def main() -> None:
         data = write_sample_data(tmp / "data")
         write_generated_modules(data, 4)
         repo = ModuleRepository(data)
-        tls = ensure_tls_files(tmp / "tls", ["127.0.0.1"])
-        bsr = DevBSRServer(
-            DevBSR(repo), port=0, cert_file=tls.server_cert, key_file=tls.server_key
-        ).start()
+        bsr, ca_cert = DevBSRServer.with_tls(repo, tmp / "tls")
+        bsr.start()
         registry = DistributionServer(tmp / "registry").start()
         bsr_link = ShapingProxy(("127.0.0.1", bsr.port), rtt_ms=args.rtt_ms, mbit=args.mbit)
         reg_link = ShapingProxy(("127.0.0.1", registry.port), rtt_ms=args.rtt_ms, mbit=args.mbit)
         bsr_link.start()
         reg_link.start()
         try:
-            _measure(args, buf, tmp, tls.ca_cert, bsr_link.port, reg_link.port)
+            _measure(args, buf, tmp, ca_cert, bsr_link.port, reg_link.port)
         finally:
             bsr.stop()
             registry.stop()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bsr_team_cache._proc import stop_process
 from bsr_team_cache.oci.devregistry import DistributionServer, find_distribution
 from bsr_team_cache.samples import write_sample_data
 
@@ -49,13 +50,7 @@ class DevBSRProcess:
         return sum(1 for r in self.requests() if r["method"] == method and r["status"] == "ok")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def start_dev_bsr(data_dir: Path, workdir: Path, *extra: str) -> DevBSRProcess:

@@ -22,7 +22,7 @@ from pathlib import Path
 from bsr_team_cache._http import default_ssl_context
 from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.bsr.connect import ConnectTransport
-from bsr_team_cache.bsr.devbsr import DevBSR, DevBSRServer, ModuleRepository, ensure_tls_files
+from bsr_team_cache.bsr.devbsr import DevBSRServer, ModuleRepository
 from bsr_team_cache.oci.layout import OCILayoutRegistry
 from bsr_team_cache.samples import write_sample_data
 from bsr_team_cache.store import LocalStore
@@ -83,16 +83,14 @@ def _timed(report: DemoReport, what: str, fn: Callable):
 def _run(root: Path, report: DemoReport, say: Callable[[str], None]) -> None:
     data = write_sample_data(root / "bsr-data")
     repo = _timed(report, "load sample modules, compute digests", lambda: ModuleRepository(data))
-    tls = ensure_tls_files(root / "tls", ["127.0.0.1"])
-    server = DevBSRServer(
-        DevBSR(repo), host="127.0.0.1", port=0, cert_file=tls.server_cert, key_file=tls.server_key
-    ).start()
+    server, ca_cert = DevBSRServer.with_tls(repo, root / "tls")
+    server.start()
     host = f"localhost:{server.port}"
     registry = OCILayoutRegistry(root / "team-registry")
     say(f"dev BSR serving {len(repo.modules)} modules on https://{host}")
     say(f"team registry: {registry.describe()} (the embedded on-disk default)")
     ctx = default_ssl_context()
-    ctx.load_verify_locations(cafile=str(tls.ca_cert))
+    ctx.load_verify_locations(cafile=str(ca_cert))
     buf = find_buf()
     try:
         project_a = _project(root / "member-a", host)
@@ -112,7 +110,7 @@ def _run(root: Path, report: DemoReport, say: Callable[[str], None]) -> None:
                 ),
             )
         if buf is not None:
-            _run_buf(buf, project_a, root / "buf-direct-cache", tls.ca_cert, report)
+            _run_buf(buf, project_a, root / "buf-direct-cache", ca_cert, report)
     finally:
         server.stop()
     say("dev BSR stopped: member B works offline")

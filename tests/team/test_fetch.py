@@ -29,15 +29,29 @@ pytestmark = pytest.mark.slow
 TEAM = "platform-team"
 
 
-def _fetch(project: Path, registry: str, member: Path, ca: Path, *extra: str, **kw):
+def _fetch_argv(project: Path, registry: str, *extra: str) -> list[str]:
+    """`bsr-team-cache fetch` as a separate process would run it."""
+    return [
+        sys.executable,
+        "-m",
+        "bsr_team_cache",
+        "fetch",
+        str(project),
+        "--team",
+        TEAM,
+        "--registry",
+        registry,
+        *extra,
+    ]
+
+
+def _fetch(project: Path, registry: str, member: Path, ca: Path, *extra: str):
     env = {
         "SSL_CERT_FILE": str(ca),
         "BUF_CACHE_DIR": str(member / "buf-cache"),
         "BSR_TEAM_CACHE_DIR": str(member / "store"),
     }
-    return run_cli(
-        "fetch", str(project), "--team", TEAM, "--registry", registry, "--json", *extra, env=env
-    )
+    return run_cli(*_fetch_argv(project, registry, "--json", *extra)[3:], env=env)
 
 
 def _hits(result: subprocess.CompletedProcess) -> dict[str, int]:
@@ -195,18 +209,7 @@ def test_eight_processes_one_download(sample_data, tmp_path, distribution: Distr
         }
         procs = [
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bsr_team_cache",
-                    "fetch",
-                    str(project),
-                    "--team",
-                    TEAM,
-                    "--registry",
-                    f"{distribution.url}/single-flight",
-                    "--json",
-                ],
+                _fetch_argv(project, f"{distribution.url}/single-flight", "--json"),
                 env={**env, "BUF_CACHE_DIR": str(tmp_path / f"buf-cache-{i}")},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -322,18 +325,11 @@ def test_kill_9_leaves_nothing_half_written(sample_data, tmp_path, buf_bin):
         for i in range(8):
             # Kill at points spread over a whole fetch (start-up, download, writes).
             proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bsr_team_cache",
-                    "fetch",
-                    str(project),
-                    "--team",
-                    TEAM,
-                    "--registry",
+                _fetch_argv(
+                    project,
                     f"oci-layout:{tmp_path / f'reg-{i}'}",
                     "--no-buf-cache" if i % 2 else "--json",
-                ],
+                ),
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -427,18 +423,7 @@ def test_progress_bar_on_a_terminal_only(sample_data, tmp_path):
             "SSL_CERT_FILE": str(server.ca_cert),
             "BUF_CACHE_DIR": str(tmp_path / "c1"),
         }
-        cmd = [
-            sys.executable,
-            "-m",
-            "bsr_team_cache",
-            "fetch",
-            str(project),
-            "--team",
-            TEAM,
-            "--registry",
-            registry,
-            "--update-lock",
-        ]
+        cmd = _fetch_argv(project, registry, "--update-lock")
         done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=slave, timeout=120)
         os.close(slave)
         seen = b""

@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from bsr_team_cache._fs import atomic_write
 from bsr_team_cache.domain.digest import Digest
 from bsr_team_cache.domain.moduleref import ModuleName
 from bsr_team_cache.errors import BSRTeamCacheError
@@ -173,12 +174,4 @@ def write_export(export_dir: Path, files: dict[str, bytes]) -> None:
         target = export_dir / rel
         if target.exists() and target.read_bytes() == content:
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(content)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(target, content)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from bsr_team_cache.domain.digest import B5, Digest, b5_from_contents, parse_digest
 from bsr_team_cache.domain.moduleref import ModuleName, parse_module_name
 from bsr_team_cache.errors import DigestMismatchError, RegistryError
-from bsr_team_cache.oci.base import OCI_MANIFEST, RegistryBackend, sha256_digest, verify_blob
+from bsr_team_cache.oci.base import OCI_MANIFEST, RegistryBackend, embedded_data, sha256_digest
 
 ARTIFACT_TYPE = "application/vnd.buf.module.v1"
 CONFIG_MEDIA_TYPE = "application/vnd.buf.module.config.v1+json"
@@ -245,14 +245,9 @@ def pull_module(
     except (KeyError, IndexError, TypeError, ValueError):
         # Malformed: let decode_module report it precisely.
         return decode_module(found[0], lambda d: registry.read_blob(repo, d), commit, where)
-    embedded = manifest["config"].get("data")
-    if isinstance(embedded, str):
-        try:
-            config = base64.b64decode(embedded, validate=True)
-        except ValueError:
-            raise RegistryError(f"{where}: config data is not base64") from None
-        blobs = {config_digest: verify_blob(config, config_digest, f"{where} config")}
-        blobs[layer_digest] = registry.read_blob(repo, layer_digest)
+    config = embedded_data(manifest["config"], f"{where} config")
+    if config is not None:
+        blobs = {config_digest: config, layer_digest: registry.read_blob(repo, layer_digest)}
     else:  # pushed by another tool: config and layer in parallel, one round trip
         with ThreadPoolExecutor(max_workers=1) as side:
             layer = side.submit(registry.read_blob, repo, layer_digest)

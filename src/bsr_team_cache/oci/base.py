@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from pathlib import Path
 from typing import Protocol
 
-from bsr_team_cache.errors import DigestMismatchError
+from bsr_team_cache.errors import DigestMismatchError, RegistryError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -24,6 +25,25 @@ def verify_blob(data: bytes, digest: str, where: str) -> bytes:
             f"{where}: blob {digest} is corrupt (its content hashes to {actual})"
         )
     return data
+
+
+def embedded_data(descriptor: dict, where: str) -> bytes | None:
+    """A descriptor's OCI 1.1 ``data`` (the blob carried inline), verified against its digest;
+    None when the descriptor has none."""
+    encoded = descriptor.get("data")
+    if not isinstance(encoded, str):
+        return None
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except ValueError:
+        raise RegistryError(f"{where}: embedded data is not base64") from None
+    return verify_blob(data, descriptor["digest"], where)
+
+
+def descriptor_bytes(registry: RegistryBackend, repo: str, descriptor: dict, where: str) -> bytes:
+    """The blob a descriptor names: inline if embedded, else read (and verified)."""
+    data = embedded_data(descriptor, where)
+    return data if data is not None else registry.read_blob(repo, descriptor["digest"])
 
 
 class RegistryBackend(Protocol):

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from bsr_team_cache._proc import stop_process
 from bsr_team_cache.errors import BSRTeamCacheError
 
 DISTRIBUTION_BINARIES = ("docker-registry", "registry")
@@ -270,13 +271,7 @@ class DistributionServer:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if self.token_service is not None:
             self.token_service.stop()
 

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from bsr_team_cache.errors import RegistryError
-from bsr_team_cache.oci.base import OCI_MANIFEST, RegistryBackend, sha256_digest, verify_blob
+from bsr_team_cache.oci.base import OCI_MANIFEST, RegistryBackend, descriptor_bytes, sha256_digest
 
 EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY_CONFIG = b"{}"
@@ -81,11 +81,7 @@ def read_document(
                 f"{where}: expected a {artifact_type} artifact, found"
                 f" {manifest.get('artifactType')!r}"
             )
-        layer = manifest["layers"][0]
-        if isinstance(layer.get("data"), str):
-            payload = verify_blob(base64.b64decode(layer["data"]), layer["digest"], where)
-        else:
-            payload = registry.read_blob(repo, layer["digest"])
+        payload = descriptor_bytes(registry, repo, manifest["layers"][0], where)
         return json.loads(payload), dict(manifest.get("annotations") or {})
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise RegistryError(f"{where}: malformed document ({exc})") from None

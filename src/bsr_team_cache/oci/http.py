@@ -16,11 +16,8 @@ simple client does not, and why:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import os
 import ssl
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +25,7 @@ from pathlib import Path
 
 import httpx
 
+from bsr_team_cache._fs import file_chunks, write_verified
 from bsr_team_cache._http import (
     USER_AGENT,
     backoff_delay,
@@ -35,7 +33,7 @@ from bsr_team_cache._http import (
     describe_transport_error,
     retry_after,
 )
-from bsr_team_cache.errors import DigestMismatchError, RegistryError
+from bsr_team_cache.errors import RegistryError
 from bsr_team_cache.oci.base import OCI_INDEX, OCI_MANIFEST, sha256_digest, verify_blob
 from bsr_team_cache.oci.credentials import Credentials, credentials_for
 from bsr_team_cache.oci.url import parse_http_registry_url
@@ -94,19 +92,6 @@ def _oci_error_text(resp: httpx.Response) -> str:
     except (ValueError, AttributeError, httpx.ResponseNotRead):
         pass
     return f"HTTP {resp.status_code}"
-
-
-def _file_chunks(path: Path, start: int = 0, length: int | None = None) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        f.seek(start)
-        remaining = length
-        while remaining is None or remaining > 0:
-            block = f.read(_STREAM_BLOCK if remaining is None else min(_STREAM_BLOCK, remaining))
-            if not block:
-                return
-            if remaining is not None:
-                remaining -= len(block)
-            yield block
 
 
 class HTTPRegistry:
@@ -347,7 +332,6 @@ class HTTPRegistry:
     def read_blob_to(self, repo: str, digest: str, dest: Path) -> int:
         """Stream a blob into ``dest`` (atomic rename), hashing as it arrives. Returns its size."""
         name = self._name(repo)
-        dest.parent.mkdir(parents=True, exist_ok=True)
         resp = self._request(
             "GET", f"/v2/{name}/blobs/{digest}", (self._scope(name, "pull"),), stream=True
         )
@@ -355,25 +339,9 @@ class HTTPRegistry:
             if resp.status_code != 200:
                 resp.read()
                 raise self._fail(resp, f"GET blob {digest} from {name}")
-            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-            try:
-                hasher = hashlib.sha256()
-                size = 0
-                with os.fdopen(fd, "wb") as out:
-                    for block in resp.iter_bytes(_STREAM_BLOCK):
-                        hasher.update(block)
-                        out.write(block)
-                        size += len(block)
-                actual = "sha256:" + hasher.hexdigest()
-                if actual != digest:
-                    raise DigestMismatchError(
-                        f"{self.host}/{name}: blob {digest} is corrupt (its content hashes"
-                        f" to {actual})"
-                    )
-                os.replace(tmp, dest)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            size = write_verified(
+                dest, resp.iter_bytes(_STREAM_BLOCK), digest, f"{self.host}/{name}"
+            )
         except httpx.TransportError as exc:
             raise RegistryError(
                 f"{self.host}: GET blob {digest}: {describe_transport_error(exc)}"
@@ -430,7 +398,7 @@ class HTTPRegistry:
             raise self._fail(resp, f"start upload to {name}")
         location = self._location(resp, "upload")
         if size <= self._chunk_threshold:
-            self._finish_upload(location, scopes, digest, size, lambda: _file_chunks(path))
+            self._finish_upload(location, scopes, digest, size, lambda: file_chunks(path))
             return
         offset = 0
         while offset < size:
@@ -445,7 +413,7 @@ class HTTPRegistry:
                     "Content-Length": str(length),
                     "Content-Range": f"{start}-{start + length - 1}",
                 },
-                content=lambda start=start, length=length: _file_chunks(path, start, length),
+                content=lambda start=start, length=length: file_chunks(path, start, length),
             )
             if resp.status_code != 202:
                 raise self._fail(resp, f"PATCH chunk {start}-{start + length - 1} to {name}")

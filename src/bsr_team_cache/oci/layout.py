@@ -9,33 +9,18 @@ blobs are written to a temp file and renamed, and ``index.json`` is rewritten un
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bsr_team_cache.errors import DigestMismatchError, RegistryError
+from bsr_team_cache._fs import atomic_write, file_chunks, write_verified
+from bsr_team_cache.errors import RegistryError
 from bsr_team_cache.oci.base import OCI_INDEX, sha256_digest, verify_blob
 
 REF_NAME = "org.opencontainers.image.ref.name"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class OCILayoutRegistry:
@@ -59,7 +44,7 @@ class OCILayoutRegistry:
     def _init(self, repo: str) -> Path:
         directory = self._repo_dir(repo)
         if not (directory / "oci-layout").exists():
-            _atomic_write(directory / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+            atomic_write(directory / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
         return directory
 
     @contextmanager
@@ -98,55 +83,19 @@ class OCILayoutRegistry:
         self._init(repo)
         path = self._blob_path(repo, digest)
         if not path.exists():
-            _atomic_write(path, data)
+            atomic_write(path, data)
 
     def read_blob_to(self, repo: str, digest: str, dest: Path) -> int:
         source = self._blob_path(repo, digest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-        try:
-            hasher, size = hashlib.sha256(), 0
-            with open(source, "rb") as src, os.fdopen(fd, "wb") as out:
-                while block := src.read(1 << 20):
-                    hasher.update(block)
-                    out.write(block)
-                    size += len(block)
-            if "sha256:" + hasher.hexdigest() != digest:
-                raise DigestMismatchError(
-                    f"{self.describe()}/{repo}: blob {digest} is corrupt"
-                    f" (its content hashes to sha256:{hasher.hexdigest()})"
-                )
-            os.replace(tmp, dest)
-        except FileNotFoundError:
-            Path(tmp).unlink(missing_ok=True)
-            raise RegistryError(f"{self.describe()}: {repo}: blob {digest} not found") from None
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return size
+        if not source.exists():
+            raise RegistryError(f"{self.describe()}: {repo}: blob {digest} not found")
+        return write_verified(dest, file_chunks(source), digest, f"{self.describe()}/{repo}")
 
     def push_blob_file(self, repo: str, path: Path, digest: str) -> None:
         self._init(repo)
         target = self._blob_path(repo, digest)
-        if target.exists():
-            return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        os.close(fd)
-        try:
-            hasher = hashlib.sha256()
-            with open(path, "rb") as src, open(tmp, "wb") as out:
-                while block := src.read(1 << 20):
-                    hasher.update(block)
-                    out.write(block)
-                out.flush()
-                os.fsync(out.fileno())
-            if "sha256:" + hasher.hexdigest() != digest:
-                raise DigestMismatchError(f"push {path}: content does not hash to {digest}")
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        if not target.exists():
+            write_verified(target, file_chunks(path), digest, f"push {path}")
 
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
         source = self._blob_path(from_repo, digest)
@@ -182,7 +131,7 @@ class OCILayoutRegistry:
                 }
             )
             index["manifests"] = manifests
-            _atomic_write(
+            atomic_write(
                 self._repo_dir(repo) / "index.json",
                 json.dumps(index, indent=2, sort_keys=True).encode(),
             )
@@ -207,7 +156,7 @@ class OCILayoutRegistry:
         with self._index_lock(repo):
             index = self._read_index(repo)
             index["manifests"] = [m for m in index["manifests"] if m.get("digest") != digest]
-            _atomic_write(
+            atomic_write(
                 self._repo_dir(repo) / "index.json",
                 json.dumps(index, indent=2, sort_keys=True).encode(),
             )

@@ -51,12 +51,9 @@ def write_sample_data(dest: Path) -> Path:
     shutil.copytree(SAMPLES_DIR / "acme", dest / "acme", dirs_exist_ok=True)
     shutil.copytree(SAMPLES_DIR / "grpc", dest / "grpc", dirs_exist_ok=True)
     write_googleapis_module(dest / "googleapis" / "googleapis" / "main")
-    # The labels the seed document uses; same content, so the same commit as main.
-    shutil.copytree(
-        dest / "googleapis" / "googleapis" / "main",
-        dest / "googleapis" / "googleapis" / "v1.0.0",
-        dirs_exist_ok=True,
-    )
+    # The labels the design document uses; same content, so the same commit as main.
+    for module, label in (("googleapis/googleapis", "v1.0.0"), ("grpc/grpc", "v1.5.0")):
+        shutil.copytree(dest / module / "main", dest / module / label, dirs_exist_ok=True)
     return dest
 
 

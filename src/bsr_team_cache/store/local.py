@@ -23,12 +23,12 @@ import hashlib
 import json
 import os
 import sqlite3
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bsr_team_cache._fs import atomic_write
 from bsr_team_cache.domain.moduleref import ModuleName
 from bsr_team_cache.errors import DigestMismatchError, RegistryError
 from bsr_team_cache.oci.artifact import ModuleArtifact, decode_module, encode_module
@@ -166,16 +166,8 @@ class LocalStore:
 
     def _write_blob(self, data: bytes, digest: str) -> None:
         path = self._blob_path(digest)
-        if path.exists():
-            return
-        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=digest[7:19])
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        if not path.exists():
+            atomic_write(path, data, tmp_dir=self.root / "tmp")
 
     # -- locks ---------------------------------------------------------------------------
     def _lock_path(self, module: ModuleName | str, commit: str, kind: str) -> Path:

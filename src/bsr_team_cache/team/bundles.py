@@ -28,7 +28,13 @@ from bsr_team_cache.oci.artifact import (
     files_layer,
     read_files_layer,
 )
-from bsr_team_cache.oci.base import OCI_MANIFEST, RegistryBackend, sha256_digest, verify_blob
+from bsr_team_cache.oci.base import (
+    OCI_MANIFEST,
+    RegistryBackend,
+    descriptor_bytes,
+    embedded_data,
+    sha256_digest,
+)
 from bsr_team_cache.oci.documents import canonical_json
 
 BUNDLE_TYPE = "application/vnd.buf.module.bundle.v1"
@@ -233,12 +239,7 @@ def read_bundle(
         manifest = json.loads(found[0])
         if manifest.get("artifactType") != BUNDLE_TYPE:
             raise RegistryError(f"{where}: not a dependency bundle")
-        descriptor = manifest["config"]
-        if isinstance(descriptor.get("data"), str):
-            raw = verify_blob(base64.b64decode(descriptor["data"]), descriptor["digest"], where)
-        else:
-            raw = registry.read_blob(repo, descriptor["digest"])
-        config = json.loads(raw)
+        config = json.loads(descriptor_bytes(registry, repo, manifest["config"], where))
         bundle = Bundle(
             name=config["name"],
             version=config["version"],
@@ -260,19 +261,13 @@ def read_bundle(
             ),
         )
         inline = {
-            layer["digest"]: layer["data"]
+            layer["digest"]: data
             for layer in manifest.get("layers", [])
-            if isinstance(layer.get("data"), str)
+            if (data := embedded_data(layer, where)) is not None
         }
         if inline:
-            members = []
-            for m in bundle.members:
-                raw_layer = inline.get(m.layer_digest)
-                if raw_layer is not None:
-                    data = verify_blob(base64.b64decode(raw_layer), m.layer_digest, where)
-                    m = replace(m, data=data)
-                members.append(m)
-            bundle = replace(bundle, members=tuple(members))
+            members = tuple(replace(m, data=inline.get(m.layer_digest)) for m in bundle.members)
+            bundle = replace(bundle, members=members)
     except (KeyError, TypeError, ValueError) as exc:
         raise RegistryError(f"{where}: malformed bundle ({exc})") from None
     return bundle, dict(manifest.get("annotations") or {})

@@ -282,17 +282,25 @@ def _from_local(
         ):
             tier = TEAM  # read from the team registry while resolving offline
             run.keep(artifact)
-        if artifact is not None and artifact.digest != dep.digest:
-            run.report.warnings.append(
-                f"{dep}: the local copy has digest {artifact.digest}, buf.lock says"
-                f" {dep.digest}; refetching"
-            )
-            artifact = None
+        artifact = _matching(run, dep, artifact, "the local copy")
         if artifact is None:
             pending.append(dep)
         else:
             run.found(dep, artifact, tier, t0)
     return pending
+
+
+def _matching(
+    run: _Run, dep: LockedDep, artifact: ModuleArtifact | None, what: str
+) -> ModuleArtifact | None:
+    """The artifact if its b5 digest is the one buf.lock pins; else None, with a warning."""
+    if artifact is not None and artifact.digest != dep.digest:
+        run.report.warnings.append(
+            f"{dep}: {what} has digest {artifact.digest}, buf.lock says {dep.digest};"
+            " fetching it again from the next tier"
+        )
+        return None
+    return artifact
 
 
 def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
@@ -344,12 +352,7 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
                 continue
             if problem:
                 run.report.warnings.append(problem)
-            if artifact is not None and artifact.digest != dep.digest:
-                run.report.warnings.append(
-                    f"team registry: {dep} has digest {artifact.digest}, buf.lock says"
-                    f" {dep.digest}; refetching from the BSR"
-                )
-                artifact = None
+            artifact = _matching(run, dep, artifact, "the team registry's copy")
             if artifact is None:
                 pending.append(dep)
                 continue

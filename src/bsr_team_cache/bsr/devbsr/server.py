@@ -369,6 +369,20 @@ class DevBSRServer:
         self.port = self.httpd.server_address[1]
         self._thread: threading.Thread | None = None
 
+    @classmethod
+    def with_tls(
+        cls, repo: ModuleRepository, tls_dir: Path, *, host: str = "127.0.0.1", port: int = 0
+    ) -> tuple[DevBSRServer, Path]:
+        """An HTTPS server for ``repo`` with a CA made in ``tls_dir``; returns it (not yet
+        started) and the CA certificate clients must trust."""
+        from bsr_team_cache.bsr.devbsr.tls import ensure_tls_files
+
+        tls = ensure_tls_files(tls_dir, [host])
+        server = cls(
+            DevBSR(repo), host=host, port=port, cert_file=tls.server_cert, key_file=tls.server_key
+        )
+        return server, tls.ca_cert
+
     @property
     def address(self) -> str:
         """The registry host as module names spell it, e.g. ``127.0.0.1:8443``."""
