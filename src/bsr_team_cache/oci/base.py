@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from pathlib import Path
 from typing import Protocol
 
@@ -44,6 +45,25 @@ def descriptor_bytes(registry: RegistryBackend, repo: str, descriptor: dict, whe
     """The blob a descriptor names: inline if embedded, else read (and verified)."""
     data = embedded_data(descriptor, where)
     return data if data is not None else registry.read_blob(repo, descriptor["digest"])
+
+
+def read_typed_manifest(
+    registry: RegistryBackend, repo: str, reference: str, artifact_type: str
+) -> tuple[dict, str] | None:
+    """(parsed manifest, a "registry/repo:ref" label for messages), or None if absent. Raises
+    if the manifest is not JSON or is another kind of artifact."""
+    found = registry.read_manifest(repo, reference)
+    if found is None:
+        return None
+    where = f"{registry.describe()}/{repo}:{reference}"
+    try:
+        manifest = json.loads(found[0])
+    except ValueError as exc:
+        raise RegistryError(f"{where}: manifest is not JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("artifactType") != artifact_type:
+        kind = manifest.get("artifactType") if isinstance(manifest, dict) else None
+        raise RegistryError(f"{where}: expected a {artifact_type} artifact, found {kind!r}")
+    return manifest, where
 
 
 class RegistryBackend(Protocol):

@@ -13,7 +13,13 @@ import json
 from typing import Any
 
 from bsr_team_cache.errors import RegistryError
-from bsr_team_cache.oci.base import OCI_MANIFEST, RegistryBackend, descriptor_bytes, sha256_digest
+from bsr_team_cache.oci.base import (
+    OCI_MANIFEST,
+    RegistryBackend,
+    descriptor_bytes,
+    read_typed_manifest,
+    sha256_digest,
+)
 
 EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY_CONFIG = b"{}"
@@ -70,17 +76,11 @@ def read_document(
     registry: RegistryBackend, repo: str, tag: str, artifact_type: str
 ) -> tuple[Any, dict[str, str]] | None:
     """(document, manifest annotations), or None when the tag does not exist."""
-    found = registry.read_manifest(repo, tag)
+    found = read_typed_manifest(registry, repo, tag, artifact_type)
     if found is None:
         return None
-    where = f"{registry.describe()}/{repo}:{tag}"
+    manifest, where = found
     try:
-        manifest = json.loads(found[0])
-        if manifest.get("artifactType") != artifact_type:
-            raise RegistryError(
-                f"{where}: expected a {artifact_type} artifact, found"
-                f" {manifest.get('artifactType')!r}"
-            )
         payload = descriptor_bytes(registry, repo, manifest["layers"][0], where)
         return json.loads(payload), dict(manifest.get("annotations") or {})
     except (KeyError, IndexError, TypeError, ValueError) as exc:

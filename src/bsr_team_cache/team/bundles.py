@@ -33,6 +33,7 @@ from bsr_team_cache.oci.base import (
     RegistryBackend,
     descriptor_bytes,
     embedded_data,
+    read_typed_manifest,
     sha256_digest,
 )
 from bsr_team_cache.oci.documents import canonical_json
@@ -231,14 +232,11 @@ def read_bundle(
     registry: RegistryBackend, repo: str, reference: str = LATEST
 ) -> tuple[Bundle, dict[str, str]] | None:
     """(bundle, manifest annotations), verified; None if absent."""
-    found = registry.read_manifest(repo, reference)
+    found = read_typed_manifest(registry, repo, reference, BUNDLE_TYPE)
     if found is None:
         return None
-    where = f"{registry.describe()}/{repo}:{reference}"
+    manifest, where = found
     try:
-        manifest = json.loads(found[0])
-        if manifest.get("artifactType") != BUNDLE_TYPE:
-            raise RegistryError(f"{where}: not a dependency bundle")
         config = json.loads(descriptor_bytes(registry, repo, manifest["config"], where))
         bundle = Bundle(
             name=config["name"],
