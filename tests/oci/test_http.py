@@ -304,3 +304,15 @@ def test_bearer_token_flow_with_scopes(token_registry: DistributionServer) -> No
     bad = HTTPRegistry(token_registry.url, credentials=Credentials("search", "bad"))
     with bad, pytest.raises(RegistryError, match="refused the credentials"):
         bad.read_manifest(repo, "v1")
+
+
+def test_a_refused_cached_token_is_replaced(token_registry: DistributionServer) -> None:
+    tokens = token_registry.token_service
+    assert tokens is not None
+    repo = "teams/payments/deps/refresh"
+    with HTTPRegistry(token_registry.url, credentials=Credentials("payments", "pw1")) as reg:
+        _push_artifact(reg, repo, "v1", b"data")
+        key = f"repository:{repo}:pull"
+        reg._tokens[key] = ("not-a-valid-token", float("inf"))  # e.g. revoked server-side
+        assert reg.read_manifest(repo, "v1") is not None
+        assert reg._tokens[key][0] != "not-a-valid-token"

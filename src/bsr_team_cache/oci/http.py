@@ -260,7 +260,10 @@ class HTTPRegistry:
                 failure = f"{self.host}: {what}: {describe_transport_error(exc)}"
             else:
                 if resp.status_code == 401 and not answered_challenge:
+                    resp.close()
                     self._learn_challenge(resp)
+                    with self._auth_lock:  # a cached token was refused: ask for a new one
+                        self._tokens.pop(" ".join(scopes), None)
                     answered_challenge = True
                     continue
                 if resp.status_code not in _RETRY_STATUSES:
