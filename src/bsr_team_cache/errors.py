@@ -74,6 +74,10 @@ class RegistryError(BSRTeamCacheError):
     """A registry (BSR or OCI) answered with an error or could not be reached."""
 
 
+class ConflictError(RegistryError):
+    """Someone else changed a tag between our read and our write; read again and retry."""
+
+
 class BSRError(RegistryError):
     """The Buf Schema Registry answered with a Connect error."""
 

@@ -376,3 +376,59 @@ def test_eviction_spares_what_a_running_fetch_uses(sample_data, tmp_path: Path) 
         assert {(e.module, e.commit) for e in store.entries()} == {
             (str(d.module), d.commit) for d in lock.deps
         }
+
+
+@pytest.mark.parametrize("backend", ["oci-layout", "distribution"])
+def test_concurrent_setups_keep_every_member(
+    backend: str, tmp_path: Path, distribution: DistributionServer
+) -> None:
+    """Eight members add themselves at the same moment, each in its own process: none is lost
+    (read-modify-write retried on the version another member wrote)."""
+    import sys
+
+    if backend == "oci-layout":
+        registry = f"oci-layout:{tmp_path / 'reg'}"
+    else:
+        registry = f"{distribution.url}/{_ns()}"
+    env = {**os.environ, "BSR_TEAM_CACHE_REGISTRY": registry, "BSR_TEAM_CACHE_TEAM": "t"}
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bsr_team_cache",
+                "setup",
+                "--members",
+                f"m{i}",
+                "--store-dir",
+                str(tmp_path / f"s{i}"),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(8)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, errors
+    from bsr_team_cache.oci import open_registry
+
+    config = read_team_config(open_registry(registry), "t")
+    assert config is not None and sorted(config.members) == [f"m{i}" for i in range(8)]
+
+
+def test_conflicting_write_is_detected(tmp_path: Path, distribution: DistributionServer) -> None:
+    from bsr_team_cache.errors import ConflictError
+    from bsr_team_cache.oci.documents import push_document
+
+    for registry in (OCILayoutRegistry(tmp_path / "reg"), HTTPRegistry(distribution.url)):
+        repo = f"{_ns()}/doc"
+        first = push_document(
+            registry, repo, "latest", "application/vnd.test.v1", {"a": 1}, expected=None
+        )
+        with pytest.raises(ConflictError, match="changed meanwhile"):
+            push_document(
+                registry, repo, "latest", "application/vnd.test.v1", {"a": 2}, expected=None
+            )
+        push_document(registry, repo, "latest", "application/vnd.test.v1", {"a": 3}, expected=first)

@@ -59,9 +59,8 @@ def test_bundled_modules_are_not_suggested_again(tmp_path: Path) -> None:
     cache = _cache(tmp_path)
     for i in range(3):
         _fetch(cache.store, f"f{i}", ["a", "b"], "team")
-    config = cache.config()
     record = BundleRecord(
         "ab", "v1", "", ("buf.build/acme/a:" + "a" * 32, "buf.build/acme/b:" + "b" * 32)
     )
-    cache._save(replace(config, bundles=(record,)))
+    cache._update(lambda c: replace(c, bundles=(record,)))
     assert "create_bundle" not in {r.action for r in recommendations(cache)}

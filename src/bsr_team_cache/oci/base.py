@@ -49,9 +49,9 @@ def descriptor_bytes(registry: RegistryBackend, repo: str, descriptor: dict, whe
 
 def read_typed_manifest(
     registry: RegistryBackend, repo: str, reference: str, artifact_type: str
-) -> tuple[dict, str] | None:
-    """(parsed manifest, a "registry/repo:ref" label for messages), or None if absent. Raises
-    if the manifest is not JSON or is another kind of artifact."""
+) -> tuple[dict, str, str] | None:
+    """(parsed manifest, a "registry/repo:ref" label for messages, manifest digest), or None
+    if absent. Raises if the manifest is not JSON or is another kind of artifact."""
     found = registry.read_manifest(repo, reference)
     if found is None:
         return None
@@ -63,7 +63,7 @@ def read_typed_manifest(
     if not isinstance(manifest, dict) or manifest.get("artifactType") != artifact_type:
         kind = manifest.get("artifactType") if isinstance(manifest, dict) else None
         raise RegistryError(f"{where}: expected a {artifact_type} artifact, found {kind!r}")
-    return manifest, where
+    return manifest, where, sha256_digest(found[0])
 
 
 class RegistryBackend(Protocol):
@@ -103,3 +103,10 @@ class RegistryBackend(Protocol):
     def list_tags(self, repo: str) -> list[str]: ...
 
     def delete_manifest(self, repo: str, digest: str) -> None: ...
+
+    def replace_manifest(
+        self, repo: str, tag: str, data: bytes, media_type: str, expected: str | None
+    ) -> str:
+        """Move ``tag`` to these bytes only if it still points at ``expected`` (None: absent);
+        else raise ConflictError. For read-modify-write of shared documents."""
+        ...

@@ -33,7 +33,7 @@ from bsr_team_cache._http import (
     describe_transport_error,
     retry_after,
 )
-from bsr_team_cache.errors import RegistryError
+from bsr_team_cache.errors import ConflictError, RegistryError
 from bsr_team_cache.oci.base import OCI_INDEX, OCI_MANIFEST, sha256_digest, verify_blob
 from bsr_team_cache.oci.credentials import Credentials, credentials_for
 from bsr_team_cache.oci.url import parse_http_registry_url
@@ -466,6 +466,37 @@ class HTTPRegistry:
                 f" {digest} (a proxy rewrote the manifest?)"
             )
         return digest
+
+    def manifest_digest(self, repo: str, reference: str) -> str | None:
+        """The digest a tag points at (HEAD), or None if absent."""
+        name = self._name(repo)
+        resp = self._request(
+            "HEAD",
+            f"/v2/{name}/manifests/{reference}",
+            (self._scope(name, "pull"),),
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise self._fail(resp, f"HEAD manifest {name}:{reference}")
+        digest = resp.headers.get("Docker-Content-Digest")
+        if digest:
+            return digest
+        found = self.read_manifest(repo, reference)
+        return sha256_digest(found[0]) if found else None
+
+    def replace_manifest(
+        self, repo: str, tag: str, data: bytes, media_type: str, expected: str | None
+    ) -> str:
+        # The distribution spec has no conditional PUT: checking right before the PUT narrows
+        # the window to one round trip; callers verify and retry.
+        current = self.manifest_digest(repo, tag)
+        if current != expected:
+            raise ConflictError(
+                f"{self.host}/{self._name(repo)}:{tag} changed meanwhile ({expected} -> {current})"
+            )
+        return self.push_manifest(repo, tag, data, media_type)
 
     def read_manifest(self, repo: str, reference: str) -> tuple[bytes, str] | None:
         name = self._name(repo)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bsr_team_cache._fs import atomic_write, file_chunks, write_verified
-from bsr_team_cache.errors import RegistryError
+from bsr_team_cache.errors import ConflictError, RegistryError
 from bsr_team_cache.oci.base import OCI_INDEX, sha256_digest, verify_blob
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -115,10 +115,41 @@ class OCILayoutRegistry:
         return True
 
     def push_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str:
+        return self._tag(repo, reference, data, media_type, check=False, expected=None)
+
+    def replace_manifest(
+        self, repo: str, tag: str, data: bytes, media_type: str, expected: str | None
+    ) -> str:
+        return self._tag(repo, tag, data, media_type, check=True, expected=expected)
+
+    def _tag(
+        self,
+        repo: str,
+        reference: str,
+        data: bytes,
+        media_type: str,
+        *,
+        check: bool,
+        expected: str | None,
+    ) -> str:
         digest = sha256_digest(data)
         self.push_blob(repo, data, digest)
-        with self._index_lock(repo):
+        with self._index_lock(repo):  # the check and the write are one step for every writer
             index = self._read_index(repo)
+            if check:
+                current = next(
+                    (
+                        m["digest"]
+                        for m in index["manifests"]
+                        if m.get("annotations", {}).get(REF_NAME) == reference
+                    ),
+                    None,
+                )
+                if current != expected:
+                    raise ConflictError(
+                        f"{self.describe()}/{repo}:{reference} changed meanwhile"
+                        f" ({expected} -> {current})"
+                    )
             manifests = [
                 m for m in index["manifests"] if m.get("annotations", {}).get(REF_NAME) != reference
             ]

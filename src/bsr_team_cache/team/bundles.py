@@ -235,7 +235,7 @@ def read_bundle(
     found = read_typed_manifest(registry, repo, reference, BUNDLE_TYPE)
     if found is None:
         return None
-    manifest, where = found
+    manifest, where, _ = found
     try:
         config = json.loads(descriptor_bytes(registry, repo, manifest["config"], where))
         bundle = Bundle(

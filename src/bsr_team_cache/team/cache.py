@@ -39,8 +39,8 @@ from bsr_team_cache.team.config import (
     TeamConfig,
     make_config,
     read_team_config,
+    update_team_config,
     validate_team_name,
-    write_team_config,
 )
 from bsr_team_cache.team.fetch import LOCAL, TEAM, FetchReport, obtain
 from bsr_team_cache.team.labels import LabelRecord, update_label_index
@@ -106,8 +106,10 @@ class TeamCache:
     def config(self) -> TeamConfig:
         return read_team_config(self.registry, self.team, self.namespace) or make_config(self.team)
 
-    def _save(self, config: TeamConfig) -> TeamConfig:
-        saved = write_team_config(self.registry, config, by=self.member, namespace=self.namespace)
+    def _update(self, change) -> TeamConfig:
+        saved = update_team_config(
+            self.registry, self.team, change, by=self.member, namespace=self.namespace
+        )
         key = f"team-config:{self.registry.describe()}:{self.namespace}:{self.team}"
         kv_put(self.store, key, json.dumps(saved.to_json()))
         return saved
@@ -123,28 +125,31 @@ class TeamCache:
         sync_frequency_minutes: int | None = None,
     ) -> TeamConfig:
         """Create or update the team configuration; members are added, settings replaced."""
-        current = read_team_config(self.registry, self.team, self.namespace)
-        base = current or make_config(self.team)
-        strategy = cache_strategy or base.cache_strategy
-        strategy_changed = cache_strategy is not None and cache_strategy != base.cache_strategy
-        config = make_config(
-            self.team,
-            members=[*base.members, *members],
-            cache_strategy=strategy,
-            shared_cache=base.shared_cache if shared_cache is None else shared_cache,
-            bundle_auto_creation=(
-                base.bundle_auto_creation if bundle_auto_creation is None else bundle_auto_creation
-            ),
-            # A new strategy brings its own size and frequency unless given explicitly.
-            max_cache_size_mb=max_cache_size_mb
-            if max_cache_size_mb is not None
-            else (None if strategy_changed or current is None else base.max_cache_size_mb),
-            sync_frequency_minutes=sync_frequency_minutes
-            if sync_frequency_minutes is not None
-            else (None if strategy_changed or current is None else base.sync_frequency_minutes),
-            base=base,
-        )
-        return self._save(config)
+
+        def change(base: TeamConfig) -> TeamConfig:
+            fresh = base.updated_at == 0.0  # nothing stored yet
+            strategy = cache_strategy or base.cache_strategy
+            # A new strategy brings its own size and frequency unless they are given.
+            keep = not fresh and strategy == base.cache_strategy
+            return make_config(
+                self.team,
+                members=[*base.members, *members],
+                cache_strategy=strategy,
+                shared_cache=base.shared_cache if shared_cache is None else shared_cache,
+                bundle_auto_creation=base.bundle_auto_creation
+                if bundle_auto_creation is None
+                else bundle_auto_creation,
+                max_cache_size_mb=max_cache_size_mb
+                if max_cache_size_mb is not None
+                else (base.max_cache_size_mb if keep else None),
+                sync_frequency_minutes=sync_frequency_minutes
+                if sync_frequency_minutes is not None
+                else (base.sync_frequency_minutes if keep else None),
+                base=base,
+            )
+
+        change(make_config(self.team))  # bad input fails here, before touching the registry
+        return self._update(change)
 
     # -- modules -------------------------------------------------------------------------
     def _resolve(self, refs: list[str] | tuple[str, ...]) -> tuple[list[LockedDep], dict, list]:
@@ -219,10 +224,10 @@ class TeamCache:
             tags=(version, LATEST),
             annotations={ANN_OWNER: self.team},
         )
-        config = self.config()
         record = BundleRecord(name, version, description, tuple(m.key for m in bundle.members))
-        others = tuple(b for b in config.bundles if b.name != name)
-        self._save(replace(config, bundles=(*others, record)))
+        self._update(
+            lambda c: replace(c, bundles=(*(b for b in c.bundles if b.name != name), record))
+        )
         return f"{repo}:{version}"
 
     def pull_bundle(self, name: str, *, owner_team: str | None = None) -> tuple[Bundle, list]:
@@ -302,10 +307,10 @@ class TeamCache:
                 ANN_READERS: ",".join(sorted(set(targets))),
             },
         )
-        config = self.config()
         grant = ShareGrant(name, tuple(sorted(set(targets))), permissions, bundle.version, shared)
-        others = tuple(s for s in config.shares if s.bundle != name)
-        self._save(replace(config, shares=(*others, grant)))
+        self._update(
+            lambda c: replace(c, shares=(*(g for g in c.shares if g.bundle != name), grant))
+        )
         return f"{shared}:{bundle.version}"
 
     # -- sync, eviction ------------------------------------------------------------------

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from bsr_team_cache.errors import ConfigError, UsageError
 from bsr_team_cache.oci.base import RegistryBackend
-from bsr_team_cache.oci.documents import push_document, read_document
+from bsr_team_cache.oci.documents import read_document, update_document
 
 TEAM_CONFIG_TYPE = "application/vnd.bsr-team-cache.team.v1"
 CONFIG_TAG = "latest"
@@ -203,16 +204,33 @@ def read_team_config(
     return config_from_json(found[0], f"{registry.describe()}/{repo}:{CONFIG_TAG}")
 
 
-def write_team_config(
-    registry: RegistryBackend, config: TeamConfig, *, by: str, namespace: str = ""
+def update_team_config(
+    registry: RegistryBackend,
+    team: str,
+    change: Callable[[TeamConfig], TeamConfig],
+    *,
+    by: str,
+    namespace: str = "",
 ) -> TeamConfig:
-    stamped = replace(config, updated_at=time.time(), updated_by=by)
-    push_document(
+    """Apply ``change`` to the stored configuration (defaults if none) and store the result;
+    if another member wrote meanwhile, ``change`` is applied again to their version, so
+    concurrent updates (two members added at once) are both kept."""
+    repo = config_repository(team, namespace)
+    where = f"{registry.describe()}/{repo}:{CONFIG_TAG}"
+
+    def apply(current: Any) -> Any:
+        base = make_config(team) if current is None else config_from_json(current, where)
+        changed = change(base)
+        if current is not None and changed == base:
+            return current  # nothing to write: the change is already there
+        return replace(changed, updated_at=time.time(), updated_by=by).to_json()
+
+    written = update_document(
         registry,
-        config_repository(config.team, namespace),
+        repo,
         CONFIG_TAG,
         TEAM_CONFIG_TYPE,
-        stamped.to_json(),
-        {"org.opencontainers.image.title": f"team {config.team}"},
+        apply,
+        {"org.opencontainers.image.title": f"team {team}"},
     )
-    return stamped
+    return config_from_json(written, where)

@@ -11,10 +11,11 @@ tag ``labels`` (commits are 32 hex characters, so the tag cannot clash):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from bsr_team_cache.errors import RegistryError
 from bsr_team_cache.oci.base import RegistryBackend
-from bsr_team_cache.oci.documents import push_document, read_document
+from bsr_team_cache.oci.documents import read_document, update_document
 
 LABEL_INDEX_TAG = "labels"
 LABELS_ARTIFACT_TYPE = "application/vnd.buf.module.labels.v1"
@@ -31,13 +32,16 @@ def read_label_index(registry: RegistryBackend, repo: str) -> dict[str, LabelRec
     found = read_document(registry, repo, LABEL_INDEX_TAG, LABELS_ARTIFACT_TYPE)
     if found is None:
         return {}
+    return _records(found[0], f"{registry.describe()}/{repo}:{LABEL_INDEX_TAG}")
+
+
+def _records(document: Any, where: str) -> dict[str, LabelRecord]:
     try:
         return {
             label: LabelRecord(str(v["commit"]), float(v["resolved_at"]))
-            for label, v in found[0]["labels"].items()
+            for label, v in document["labels"].items()
         }
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        where = f"{registry.describe()}/{repo}:{LABEL_INDEX_TAG}"
         raise RegistryError(f"{where}: malformed label index ({exc})") from None
 
 
@@ -49,27 +53,33 @@ def update_label_index(
     refresh_after: float = 0.0,
 ) -> bool:
     """Merge ``updates``; a label is rewritten when its commit changed or its record is older
-    than ``refresh_after`` seconds (so that steady fetches do not push on every run).
-    Concurrent writers: the last one wins, which is fine for a hint that is re-resolved
-    whenever the BSR answers. Returns whether anything was pushed."""
-    records = read_label_index(registry, repo)
-    changed = False
-    for label, record in updates.items():
-        old = records.get(label)
-        if (
-            old is None
-            or old.commit != record.commit
-            or record.resolved_at - old.resolved_at > refresh_after
-        ):
-            records[label] = record
-            changed = True
-    if not changed:
-        return False
-    document = {
-        "labels": {
-            label: {"commit": r.commit, "resolved_at": round(r.resolved_at, 3)}
-            for label, r in sorted(records.items())
+    than ``refresh_after`` seconds (so that steady fetches do not push on every run). Labels
+    other members wrote meanwhile are kept. Returns whether anything was pushed."""
+    where = f"{registry.describe()}/{repo}:{LABEL_INDEX_TAG}"
+    pushed = False
+
+    def merge(current: Any) -> Any:
+        nonlocal pushed
+        records = {} if current is None else _records(current, where)
+        changed = False
+        for label, record in updates.items():
+            old = records.get(label)
+            if (
+                old is None
+                or old.commit != record.commit
+                or record.resolved_at - old.resolved_at > refresh_after
+            ):
+                records[label] = record
+                changed = True
+        pushed = pushed or changed
+        if not changed:
+            return current
+        return {
+            "labels": {
+                label: {"commit": r.commit, "resolved_at": round(r.resolved_at, 3)}
+                for label, r in sorted(records.items())
+            }
         }
-    }
-    push_document(registry, repo, LABEL_INDEX_TAG, LABELS_ARTIFACT_TYPE, document)
-    return True
+
+    update_document(registry, repo, LABEL_INDEX_TAG, LABELS_ARTIFACT_TYPE, merge)
+    return pushed
