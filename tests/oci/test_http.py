@@ -316,3 +316,57 @@ def test_a_refused_cached_token_is_replaced(token_registry: DistributionServer) 
         reg._tokens[key] = ("not-a-valid-token", float("inf"))  # e.g. revoked server-side
         assert reg.read_manifest(repo, "v1") is not None
         assert reg._tokens[key][0] != "not-a-valid-token"
+
+
+class _CuttingTransport(httpx.HTTPTransport):
+    """The real transport; the first blob GET loses its connection after ``cut`` bytes."""
+
+    def __init__(self, cut: int) -> None:
+        super().__init__()
+        self.cut = cut
+        self.ranges: list[str | None] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if request.method != "GET" or "/blobs/" not in request.url.path:
+            return response
+        self.ranges.append(request.headers.get("Range"))
+        if len(self.ranges) > 1:
+            return response
+        inner, cut = response.stream, self.cut
+
+        class Cut(httpx.SyncByteStream):
+            def __iter__(self):
+                sent = 0
+                for chunk in inner:
+                    if sent + len(chunk) >= cut:
+                        yield chunk[: cut - sent]
+                        raise httpx.ReadError("connection reset by peer")
+                    sent += len(chunk)
+                    yield chunk
+
+            def close(self) -> None:
+                inner.close()
+
+        return httpx.Response(
+            response.status_code, headers=response.headers, stream=Cut(), request=request
+        )
+
+
+def test_interrupted_download_resumes_with_range(
+    distribution: DistributionServer, tmp_path: Path
+) -> None:
+    repo = _repo()
+    blob = os.urandom(3_000_000)
+    digest = sha256_digest(blob)
+    with HTTPRegistry(distribution.url) as reg:
+        reg.push_blob(repo, blob, digest)
+    cutting = _CuttingTransport(1_234_567)
+    with HTTPRegistry(distribution.url, transport=cutting, sleep=lambda s: None) as reg:
+        assert reg.read_blob_to(repo, digest, tmp_path / "blob") == len(blob)
+    assert (tmp_path / "blob").read_bytes() == blob
+    # Resumed from what had been written (whole blocks), not from the start.
+    first, resumed = cutting.ranges
+    assert first is None and resumed is not None
+    offset = int(resumed.removeprefix("bytes=").rstrip("-"))
+    assert 0 < offset <= 1_234_567

@@ -333,25 +333,46 @@ class HTTPRegistry:
         return verify_blob(resp.content, digest, f"{self.host}/{name}")
 
     def read_blob_to(self, repo: str, digest: str, dest: Path) -> int:
-        """Stream a blob into ``dest`` (atomic rename), hashing as it arrives. Returns its size."""
+        """Stream a blob into ``dest`` (atomic rename), hashing as it arrives; a connection
+        lost mid-blob resumes where it stopped (``Range``). Returns the size."""
         name = self._name(repo)
-        resp = self._request(
-            "GET", f"/v2/{name}/blobs/{digest}", (self._scope(name, "pull"),), stream=True
-        )
-        try:
-            if resp.status_code != 200:
-                resp.read()
-                raise self._fail(resp, f"GET blob {digest} from {name}")
-            size = write_verified(
-                dest, resp.iter_bytes(_STREAM_BLOCK), digest, f"{self.host}/{name}"
+        return write_verified(dest, self._blob_stream(name, digest), digest, f"{self.host}/{name}")
+
+    def _blob_stream(self, name: str, digest: str) -> Iterator[bytes]:
+        received = 0
+        for attempt in range(self._max_attempts):
+            headers = {"Range": f"bytes={received}-"} if received else {}
+            resp = self._request(
+                "GET",
+                f"/v2/{name}/blobs/{digest}",
+                (self._scope(name, "pull"),),
+                headers=headers,
+                stream=True,
             )
-        except httpx.TransportError as exc:
-            raise RegistryError(
-                f"{self.host}: GET blob {digest}: {describe_transport_error(exc)}"
-            ) from None
-        finally:
-            resp.close()
-        return size
+            try:
+                if resp.status_code not in (200, 206):
+                    resp.read()
+                    raise self._fail(resp, f"GET blob {digest} from {name}")
+                # A server that ignores Range sends everything again: skip what we have.
+                skip = received if resp.status_code == 200 else 0
+                for block in resp.iter_bytes(_STREAM_BLOCK):
+                    if skip:
+                        cut = min(skip, len(block))
+                        block, skip = block[cut:], skip - cut
+                        if not block:
+                            continue
+                    received += len(block)
+                    yield block
+                return
+            except httpx.TransportError as exc:
+                problem = describe_transport_error(exc)
+            finally:
+                resp.close()
+            self._sleep(backoff_delay(attempt, self._backoff, self._max_backoff))
+        raise RegistryError(
+            f"{self.host}: GET blob {digest}: {problem} (gave up after {self._max_attempts}"
+            f" attempts, {received} bytes in)"
+        )
 
     def _start_upload(
         self, name: str, scopes: tuple[str, ...], params: dict[str, str] | None = None
