@@ -432,3 +432,29 @@ def test_conflicting_write_is_detected(tmp_path: Path, distribution: Distributio
                 registry, repo, "latest", "application/vnd.test.v1", {"a": 2}, expected=None
             )
         push_document(registry, repo, "latest", "application/vnd.test.v1", {"a": 3}, expected=first)
+
+
+def test_sync_creates_a_bundle_from_co_fetched_modules(bsr_env, tmp_path: Path) -> None:
+    registry = OCILayoutRegistry(tmp_path / "reg")
+    project = make_project(tmp_path / "p", bsr_env.host)
+    with LocalStore(tmp_path / "s") as store, BSRModuleClient() as bsr:
+        for i in range(3):  # three builds needing the same modules
+            fetch(
+                project,
+                team="platform-team",
+                registry=registry,
+                bsr=bsr,
+                store=store,
+                buf_cache=tmp_path / f"c{i}",
+                update_lock=i == 0,
+            )
+    alice = _cache("platform-team", registry, tmp_path / "s", "alice")
+    created = alice.sync().bundle_created
+    assert "/bundles/auto-" in created
+    config = read_team_config(registry, "platform-team")
+    assert config is not None and len(config.bundles[0].modules) == len(SHOP_DEP_CLOSURE)
+    assert alice.sync().bundle_created == ""  # covered now: nothing new
+    # Turned off: nothing is created.
+    bob = _cache("platform-team", OCILayoutRegistry(tmp_path / "reg2"), tmp_path / "s", "bob")
+    bob.setup(bundle_auto_creation=False)
+    assert bob.sync().bundle_created == ""

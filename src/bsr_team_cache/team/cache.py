@@ -3,6 +3,7 @@ a team registry, the BSR client and this machine's local store."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import Counter
@@ -53,6 +54,7 @@ USAGE_WINDOW = 30 * 24 * 3600.0
 
 @dataclass
 class SyncReport:
+    bundle_created: str = ""
     pushed: list[str] = field(default_factory=list)
     pulled: list[str] = field(default_factory=list)
     labels_refreshed: int = 0
@@ -346,9 +348,27 @@ class TeamCache:
         self._publish_usage(report)
         report.pulled = self._pull_hot_set(config, report)
         report.labels_refreshed = self._refresh_labels(report)
+        if config.bundle_auto_creation:
+            report.bundle_created = self._auto_bundle(report)
         evicted = self.store.evict(config.max_cache_size_mb * 1024 * 1024)
         report.evicted = [f"{e.module}:{e.commit}" for e in evicted]
         return report
+
+    def _auto_bundle(self, report: SyncReport) -> str:
+        """With ``bundle_auto_creation``: bundle the modules this member's builds keep
+        fetching together that no bundle covers yet (named after its content, so every member
+        arrives at the same bundle for the same set)."""
+        from bsr_team_cache.team.recommend import auto_bundle_candidates
+
+        keys = auto_bundle_candidates(self)
+        if len(keys) < 2:
+            return ""
+        name = "auto-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:12]
+        try:  # module:commit refs pin the exact commits
+            return self.create_bundle(keys, name, "created by sync from co-fetched modules")
+        except BSRTeamCacheError as exc:
+            report.warnings.append(f"automatic bundle not created: {exc}")
+            return ""
 
     def _usage_repo(self, member: str) -> str:
         prefix = f"{self.namespace.strip('/')}/" if self.namespace.strip("/") else ""

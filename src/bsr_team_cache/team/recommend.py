@@ -48,14 +48,7 @@ def recommendations(cache: TeamCache) -> list[Recommendation]:
                 f"{len(missing)} fewer remote fetches on the next cold build",
             )
         )
-    fetches: dict[str, set[str]] = {}
-    for e in events:
-        fetches.setdefault(e.fetch_id, set()).add(f"{e.module}:{e.commit}")
-    together: Counter[frozenset[str]] = Counter()
-    for modules in fetches.values():
-        for pair in combinations(sorted(modules), 2):
-            together[frozenset(pair)] += 1
-    frequent = {m for pair, n in together.items() if n >= MIN_FETCHES_TOGETHER for m in pair}
+    frequent = co_fetched(events)
     bundled = {m for b in config.bundles for m in b.modules}
     candidates = sorted(frequent - bundled)
     if len(candidates) >= 2:
@@ -86,6 +79,26 @@ def recommendations(cache: TeamCache) -> list[Recommendation]:
             )
         )
     return out
+
+
+def co_fetched(events: list, minimum: int = MIN_FETCHES_TOGETHER) -> set[str]:
+    """``module:commit``s that were fetched together with another one in >= ``minimum``
+    builds (the candidates for a bundle)."""
+    fetches: dict[str, set[str]] = {}
+    for e in events:
+        fetches.setdefault(e.fetch_id, set()).add(f"{e.module}:{e.commit}")
+    together: Counter[frozenset[str]] = Counter()
+    for modules in fetches.values():
+        for pair in combinations(sorted(modules), 2):
+            together[frozenset(pair)] += 1
+    return {m for pair, n in together.items() if n >= minimum for m in pair}
+
+
+def auto_bundle_candidates(cache: TeamCache) -> list[str]:
+    """What an automatic bundle would hold: co-fetched modules no bundle covers yet."""
+    events = usage_events(cache.store, time.time() - WINDOW)
+    bundled = {m for b in cache.config().bundles for m in b.modules}
+    return sorted(co_fetched(events) - bundled)
 
 
 def _in_store(cache: TeamCache, key: str) -> bool:
