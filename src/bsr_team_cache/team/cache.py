@@ -43,7 +43,7 @@ from bsr_team_cache.team.config import (
     update_team_config,
     validate_team_name,
 )
-from bsr_team_cache.team.fetch import LOCAL, TEAM, FetchReport, obtain
+from bsr_team_cache.team.fetch import LOCAL, TEAM, FetchReport, obtain, team_config_key
 from bsr_team_cache.team.labels import LabelRecord, update_label_index
 from bsr_team_cache.team.resolve import DEFAULT_LABEL_TTL, TeamContext, resolve_refs
 
@@ -112,8 +112,7 @@ class TeamCache:
         saved = update_team_config(
             self.registry, self.team, change, by=self.member, namespace=self.namespace
         )
-        key = f"team-config:{self.registry.describe()}:{self.namespace}:{self.team}"
-        kv_put(self.store, key, json.dumps(saved.to_json()))
+        kv_put(self.store, team_config_key(self.context), json.dumps(saved.to_json()))
         return saved
 
     def setup(

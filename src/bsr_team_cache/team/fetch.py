@@ -490,10 +490,15 @@ def _publish(run: _Run, artifacts: list[ModuleArtifact]) -> set[str]:
 TEAM_CONFIG_MAX_AGE = 300.0  # seconds a member trusts its copy of the team configuration
 
 
+def team_config_key(team: TeamContext) -> str:
+    """Where the local store keeps its copy of a team's configuration."""
+    return f"team-config:{team.registry.describe()}:{team.namespace}:{team.team}"
+
+
 def team_config_cached(team: TeamContext, store: LocalStore | None) -> TeamConfig | None:
     """The team configuration, from the local store's copy if recent (saves a round trip per
     fetch), else from the registry (and remembered)."""
-    key = f"team-config:{team.registry.describe()}:{team.namespace}:{team.team}"
+    key = team_config_key(team)
     if store is not None:
         cached = kv_get(store, key, TEAM_CONFIG_MAX_AGE)
         if cached is not None:
