@@ -213,6 +213,30 @@ def test_bundle_round_trip_without_duplicate_blobs(
     manifest = json.loads(raw.stdout)
     assert manifest["artifactType"] == "application/vnd.buf.module.bundle.v1"
     assert len(manifest["layers"]) == 10
+    # skopeo copies every kind of artifact we push: a bundle, the team configuration, a label
+    # index (module artifacts are covered in test_fetch.py).
+    host = distribution.url.removeprefix("http://")
+    first_module = found[0].members[0].artifact_module
+    from bsr_team_cache.domain.moduleref import parse_module_name
+    from bsr_team_cache.oci.artifact import module_repository
+
+    label_repo = module_repository("platform-team", parse_module_name(first_module), ns)
+    for i, ref in enumerate(
+        [first, f"{ns}/teams/platform-team/config:latest", f"{label_repo}:labels"]
+    ):
+        copied = subprocess.run(
+            [
+                "skopeo",
+                "copy",
+                "--src-tls-verify=false",
+                f"docker://{host}/{ref}",
+                f"dir:{tmp_path / f'copy{i}'}",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert copied.returncode == 0, (ref, copied.stderr)
+        assert (tmp_path / f"copy{i}" / "manifest.json").is_file()
 
 
 def test_share_pull_and_read_only_refusal(
