@@ -104,6 +104,20 @@ def test_member_b_builds_offline_from_the_team_registry(
     assert (tmp_path / "include" / "acme" / "pets" / "v1" / "pet.proto").is_file()
     built = _buf_build(buf_bin, project_b, member_b, ca)
     assert built.returncode == 0, built.stderr
+    # Other buf commands that read dependencies work offline on the same cache.
+    env = {**os.environ, "BUF_CACHE_DIR": str(member_b / "buf-cache"), "SSL_CERT_FILE": str(ca)}
+    graph = subprocess.run(
+        [buf_bin, "dep", "graph"],
+        cwd=project_b,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert graph.returncode == 0, graph.stderr
+    assert graph.stdout.count("->") >= len(SHOP_DEP_CLOSURE)
+    # buf itself writes no commit records for such a build, and neither does fetch.
+    assert not any((member_b / "buf-cache" / "v3" / "commits").glob("*/*/*.json"))
 
     # Again with a fresh buf cache: everything from member B's local store.
     (member_b / "buf-cache").rename(tmp_path / "old-cache")
