@@ -169,3 +169,17 @@ def test_index_row_names_all_blobs(tmp_path: Path) -> None:
         store.put(_artifact("pets", "a"))
         (blobs,) = store._db.execute("SELECT blobs FROM entries").fetchone()
     assert len(json.loads(blobs)) == 3  # config, layer, manifest
+
+
+def test_unusable_directories_and_corrupt_index_are_clear_errors(tmp_path: Path) -> None:
+    from bsr_team_cache.errors import UsageError
+
+    a_file = tmp_path / "file"
+    a_file.write_text("not a directory")
+    with pytest.raises(UsageError, match=r"cannot use it .*BSR_TEAM_CACHE_DIR"):
+        LocalStore(a_file / "store")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "store.db").write_bytes(b"this is not an SQLite database" * 100)
+    with pytest.raises(RegistryError, match=r"store\.db is unreadable .*only a cache"):
+        LocalStore(broken)

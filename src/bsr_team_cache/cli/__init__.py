@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     except BSRTeamCacheError as exc:
         click.echo(f"bsr-team-cache: error: {exc}", err=True)
         return exc.exit_code
+    except OSError as exc:  # a file or directory we were given cannot be used
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"bsr-team-cache: error: {where}{exc.strerror or exc}", err=True)
+        return 1
     except click.exceptions.Abort:
         click.echo("bsr-team-cache: aborted", err=True)
         return 130

@@ -9,18 +9,38 @@ blobs are written to a temp file and renamed, and ``index.json`` is rewritten un
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 from bsr_team_cache._fs import atomic_write, file_chunks, write_verified
 from bsr_team_cache.errors import ConflictError, RegistryError
 from bsr_team_cache.oci.base import OCI_INDEX, sha256_digest, verify_blob
 
 REF_NAME = "org.opencontainers.image.ref.name"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _filesystem_errors(method: F) -> F:
+    """A directory that cannot be used is a registry problem (the fetch falls back to the
+    next tier and says why), not a crash."""
+
+    @functools.wraps(method)
+    def wrapper(self: OCILayoutRegistry, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as exc:
+            where = exc.filename or self.root
+            raise RegistryError(f"{self.describe()}: {where}: {exc.strerror or exc}") from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 class OCILayoutRegistry:
@@ -67,9 +87,11 @@ class OCILayoutRegistry:
             raise RegistryError(f"{path}: corrupt index.json ({exc})") from None
 
     # -- RegistryBackend -----------------------------------------------------------------
+    @_filesystem_errors
     def blob_exists(self, repo: str, digest: str) -> bool:
         return self._blob_path(repo, digest).exists()
 
+    @_filesystem_errors
     def read_blob(self, repo: str, digest: str) -> bytes:
         path = self._blob_path(repo, digest)
         try:
@@ -78,6 +100,7 @@ class OCILayoutRegistry:
             raise RegistryError(f"{self.describe()}: {repo}: blob {digest} not found") from None
         return verify_blob(data, digest, f"{self.describe()}/{repo}")
 
+    @_filesystem_errors
     def push_blob(self, repo: str, data: bytes, digest: str) -> None:
         verify_blob(data, digest, "push")
         self._init(repo)
@@ -85,18 +108,21 @@ class OCILayoutRegistry:
         if not path.exists():
             atomic_write(path, data)
 
+    @_filesystem_errors
     def read_blob_to(self, repo: str, digest: str, dest: Path) -> int:
         source = self._blob_path(repo, digest)
         if not source.exists():
             raise RegistryError(f"{self.describe()}: {repo}: blob {digest} not found")
         return write_verified(dest, file_chunks(source), digest, f"{self.describe()}/{repo}")
 
+    @_filesystem_errors
     def push_blob_file(self, repo: str, path: Path, digest: str) -> None:
         self._init(repo)
         target = self._blob_path(repo, digest)
         if not target.exists():
             write_verified(target, file_chunks(path), digest, f"push {path}")
 
+    @_filesystem_errors
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
         source = self._blob_path(from_repo, digest)
         if not source.exists():
@@ -114,9 +140,11 @@ class OCILayoutRegistry:
         os.replace(tmp, target)
         return True
 
+    @_filesystem_errors
     def push_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str:
         return self._tag(repo, reference, data, media_type, check=False, expected=None)
 
+    @_filesystem_errors
     def replace_manifest(
         self, repo: str, tag: str, data: bytes, media_type: str, expected: str | None
     ) -> str:
@@ -168,6 +196,7 @@ class OCILayoutRegistry:
             )
         return digest
 
+    @_filesystem_errors
     def read_manifest(self, repo: str, reference: str) -> tuple[bytes, str] | None:
         if reference.startswith("sha256:"):
             if not self.blob_exists(repo, reference):
@@ -179,10 +208,12 @@ class OCILayoutRegistry:
                 return self.read_blob(repo, entry["digest"]), entry["mediaType"]
         return None
 
+    @_filesystem_errors
     def list_tags(self, repo: str) -> list[str]:
         tags = {m.get("annotations", {}).get(REF_NAME) for m in self._read_index(repo)["manifests"]}
         return sorted(t for t in tags if t)
 
+    @_filesystem_errors
     def delete_manifest(self, repo: str, digest: str) -> None:
         with self._index_lock(repo):
             index = self._read_index(repo)

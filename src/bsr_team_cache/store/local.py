@@ -30,7 +30,7 @@ from pathlib import Path
 
 from bsr_team_cache._fs import atomic_write
 from bsr_team_cache.domain.moduleref import ModuleName
-from bsr_team_cache.errors import DigestMismatchError, RegistryError
+from bsr_team_cache.errors import DigestMismatchError, RegistryError, UsageError
 from bsr_team_cache.oci.artifact import ModuleArtifact, decode_module, encode_module
 from bsr_team_cache.oci.base import verify_blob
 
@@ -103,9 +103,24 @@ class LocalStore:
     def __init__(self, root: Path | str, *, max_bytes: int | None = None) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
-        for sub in ("blobs/sha256", "locks", "tmp"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.root / "store.db", timeout=60, isolation_level=None)
+        try:
+            for sub in ("blobs/sha256", "locks", "tmp"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.root / "store.db", timeout=60, isolation_level=None)
+            self._open()
+        except OSError as exc:
+            raise UsageError(
+                f"local store {self.root}: cannot use it ({exc.strerror or exc}); point"
+                " --store-dir or BSR_TEAM_CACHE_DIR at a writable directory"
+            ) from None
+        except sqlite3.DatabaseError as exc:
+            raise RegistryError(
+                f"local store {self.root}: its index {self.root / 'store.db'} is unreadable"
+                f" ({exc}); remove the directory (it is only a cache) or use another --store-dir"
+            ) from None
+        self._remove_stale_temp_files()
+
+    def _open(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         with self._write():
@@ -119,7 +134,6 @@ class LocalStore:
                     " --store-dir"
                 )
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        self._remove_stale_temp_files()
 
     def close(self) -> None:
         self._db.close()
