@@ -134,3 +134,25 @@ def test_private_team_does_not_publish_and_sync_if_due(
     assert first.returncode == 0 and "skipped" not in json.loads(first.stdout)
     again = run_cli("sync", "--if-due", env=team_env)
     assert again.returncode == 0 and "not due yet" in again.stdout
+
+
+def test_unwritable_buf_cache_is_a_clear_error(bsr_env, team_env: dict[str, str], tmp_path: Path):
+    from tests.bsr.test_real_buf import make_project
+
+    project = make_project(tmp_path / "p", bsr_env.host)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    done = run_cli(
+        "fetch",
+        str(project),
+        "--update-lock",
+        "--buf-cache-dir",
+        str(blocker / "cache"),
+        env=team_env,
+    )
+    assert done.returncode == 1
+    assert "bsr-team-cache: error:" in done.stderr and "Not a directory" in done.stderr
+    assert "Traceback" not in done.stderr
+    # Nothing half-written: the modules reached the local store and the next fetch is local.
+    again = run_cli("fetch", str(project), "--json", "--no-buf-cache", env=team_env)
+    assert again.returncode == 0 and json.loads(again.stdout)["hits"]["local"] == 6
