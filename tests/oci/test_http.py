@@ -370,3 +370,53 @@ def test_interrupted_download_resumes_with_range(
     assert first is None and resumed is not None
     offset = int(resumed.removeprefix("bytes=").rstrip("-"))
     assert 0 < offset <= 1_234_567
+
+
+class _LostAnswerTransport(httpx.HTTPTransport):
+    """The real transport; the registry takes the second chunk but its answer is lost (502),
+    so the client sends the chunk again and the registry refuses it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patches = 0
+        self.statuses: list[int] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if request.method == "PATCH":
+            self.patches += 1
+            if self.patches == 2:
+                response.read()
+                return httpx.Response(502, request=request)
+            self.statuses.append(response.status_code)
+        return response
+
+
+def test_chunked_upload_recovers_from_a_lost_answer(
+    distribution: DistributionServer, tmp_path: Path
+) -> None:
+    repo = _repo()
+    source = tmp_path / "big"
+    source.write_bytes(os.urandom(4 * (1 << 20) + 99))
+    digest = sha256_digest(source.read_bytes())
+    lost = _LostAnswerTransport()
+    with HTTPRegistry(
+        distribution.url,
+        transport=lost,
+        chunk_threshold=1 << 20,
+        chunk_size=1 << 20,
+        sleep=lambda s: None,
+    ) as reg:
+        reg.push_blob_file(repo, source, digest)
+    # The repeated chunk was refused; the upload went on (Distribution: in a new session).
+    assert any(status >= 400 for status in lost.statuses)
+    with HTTPRegistry(distribution.url) as reg:
+        assert reg.read_blob(repo, digest) == source.read_bytes()
+
+
+def test_upload_offset_from_the_range_header() -> None:
+    from bsr_team_cache.oci.http import _upload_offset
+
+    assert _upload_offset(httpx.Response(204, headers={"Range": "0-1048575"})) == 1048576
+    assert _upload_offset(httpx.Response(204, headers={"Range": "bytes=0-9"})) == 10
+    assert _upload_offset(httpx.Response(204)) == 0

@@ -94,6 +94,13 @@ def _oci_error_text(resp: httpx.Response) -> str:
     return f"HTTP {resp.status_code}"
 
 
+def _upload_offset(status: httpx.Response) -> int:
+    """The next byte an upload session expects, from its ``Range: 0-<last>`` header."""
+    value = status.headers.get("Range", "")
+    _, _, last = value.partition("-")
+    return int(last) + 1 if last.strip().isdigit() else 0
+
+
 class HTTPRegistry:
     """``https://host[:port][/namespace]``; repositories live under the namespace."""
 
@@ -424,7 +431,7 @@ class HTTPRegistry:
         if size <= self._chunk_threshold:
             self._finish_upload(location, scopes, digest, size, lambda: file_chunks(path))
             return
-        offset = 0
+        offset, setbacks = 0, 0
         while offset < size:
             length = min(self._chunk_size, size - offset)
             start = offset
@@ -439,10 +446,25 @@ class HTTPRegistry:
                 },
                 content=lambda start=start, length=length: file_chunks(path, start, length),
             )
-            if resp.status_code != 202:
+            if resp.status_code == 202:
+                location = self._location(resp, "chunk upload")
+                offset += length
+                continue
+            # A chunk answered with an error, e.g. after a retry of one the registry had taken
+            # (its answer lost): ask the session how far it got and go on from there; if the
+            # session is gone (Distribution keeps its state in the URL), start a new one.
+            setbacks += 1
+            if setbacks > self._max_attempts:
                 raise self._fail(resp, f"PATCH chunk {start}-{start + length - 1} to {name}")
-            location = self._location(resp, "chunk upload")
-            offset += length
+            status = self._request("GET", location, scopes)
+            if status.status_code == 204:
+                location = self._location(status, "upload status")
+                offset = _upload_offset(status)
+                continue
+            restart = self._start_upload(name, scopes)
+            if restart.status_code != 202:
+                raise self._fail(restart, f"restart upload to {name}")
+            location, offset = self._location(restart, "upload"), 0
         self._finish_upload(location, scopes, digest, 0, None)
 
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
