@@ -315,10 +315,8 @@ def test_sync_pushes_local_modules_pulls_hot_set_and_evicts(bsr_env, tmp_path: P
     assert remaining == {keep.module}
 
 
-def test_metrics_from_usage(bsr_env, tmp_path: Path) -> None:
-    host = bsr_env.host
-    registry = OCILayoutRegistry(tmp_path / "reg")
-    project = make_project(tmp_path / "p", host)
+def _build_three_times(project: Path, registry, tmp_path: Path) -> None:
+    """Three fetches of one project into one local store (fresh buf caches each time)."""
     with LocalStore(tmp_path / "s") as store, BSRModuleClient() as bsr:
         for i in range(3):
             fetch(
@@ -330,6 +328,13 @@ def test_metrics_from_usage(bsr_env, tmp_path: Path) -> None:
                 buf_cache=tmp_path / f"c{i}",
                 update_lock=i == 0,
             )
+
+
+def test_metrics_from_usage(bsr_env, tmp_path: Path) -> None:
+    host = bsr_env.host
+    registry = OCILayoutRegistry(tmp_path / "reg")
+    project = make_project(tmp_path / "p", host)
+    _build_three_times(project, registry, tmp_path)
     cache = _cache("platform-team", registry, tmp_path / "s", "alice")
     metrics = cache.metrics()
     n = len(SHOP_DEP_CLOSURE)
@@ -461,17 +466,7 @@ def test_conflicting_write_is_detected(tmp_path: Path, distribution: Distributio
 def test_sync_creates_a_bundle_from_co_fetched_modules(bsr_env, tmp_path: Path) -> None:
     registry = OCILayoutRegistry(tmp_path / "reg")
     project = make_project(tmp_path / "p", bsr_env.host)
-    with LocalStore(tmp_path / "s") as store, BSRModuleClient() as bsr:
-        for i in range(3):  # three builds needing the same modules
-            fetch(
-                project,
-                team="platform-team",
-                registry=registry,
-                bsr=bsr,
-                store=store,
-                buf_cache=tmp_path / f"c{i}",
-                update_lock=i == 0,
-            )
+    _build_three_times(project, registry, tmp_path)  # three builds, same modules
     alice = _cache("platform-team", registry, tmp_path / "s", "alice")
     created = alice.sync().bundle_created
     assert "/bundles/auto-" in created

@@ -510,11 +510,11 @@ class HTTPRegistry:
             )
         return digest
 
-    def manifest_digest(self, repo: str, reference: str) -> str | None:
-        """The digest a tag points at (HEAD), or None if absent."""
+    def _manifest_request(self, method: str, repo: str, reference: str) -> httpx.Response | None:
+        """HEAD or GET of a manifest: the 200 answer, None for 404, else an error."""
         name = self._name(repo)
         resp = self._request(
-            "HEAD",
+            method,
             f"/v2/{name}/manifests/{reference}",
             (self._scope(name, "pull"),),
             headers={"Accept": MANIFEST_ACCEPT},
@@ -522,7 +522,14 @@ class HTTPRegistry:
         if resp.status_code == 404:
             return None
         if resp.status_code != 200:
-            raise self._fail(resp, f"HEAD manifest {name}:{reference}")
+            raise self._fail(resp, f"{method} manifest {name}:{reference}")
+        return resp
+
+    def manifest_digest(self, repo: str, reference: str) -> str | None:
+        """The digest a tag points at (HEAD), or None if absent."""
+        resp = self._manifest_request("HEAD", repo, reference)
+        if resp is None:
+            return None
         digest = resp.headers.get("Docker-Content-Digest")
         if digest:
             return digest
@@ -543,16 +550,9 @@ class HTTPRegistry:
 
     def read_manifest(self, repo: str, reference: str) -> tuple[bytes, str] | None:
         name = self._name(repo)
-        resp = self._request(
-            "GET",
-            f"/v2/{name}/manifests/{reference}",
-            (self._scope(name, "pull"),),
-            headers={"Accept": MANIFEST_ACCEPT},
-        )
-        if resp.status_code == 404:
+        resp = self._manifest_request("GET", repo, reference)
+        if resp is None:
             return None
-        if resp.status_code != 200:
-            raise self._fail(resp, f"GET manifest {name}:{reference}")
         data = resp.content
         expected = reference if reference.startswith("sha256:") else None
         echoed = resp.headers.get("Docker-Content-Digest", "")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from bsr_team_cache.domain.digest import B5, parse_digest
 from bsr_team_cache.domain.moduleref import parse_module_name
-from bsr_team_cache.errors import BSRTeamCacheError, RegistryError, UsageError
+from bsr_team_cache.errors import BSRTeamCacheError, RegistryError
 from bsr_team_cache.oci.artifact import (
     LAYER_MEDIA_TYPE,
     ModuleArtifact,
@@ -37,11 +37,11 @@ from bsr_team_cache.oci.base import (
     sha256_digest,
 )
 from bsr_team_cache.oci.documents import canonical_json
+from bsr_team_cache.team.config import validate_repository_name
 
 BUNDLE_TYPE = "application/vnd.buf.module.bundle.v1"
 BUNDLE_CONFIG_TYPE = "application/vnd.buf.module.bundle.config.v1+json"
 LATEST = "latest"
-_NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 _VERSION_RE = re.compile(r"^v(\d+)$")
 # Layers up to this size ride inside the bundle manifest (OCI 1.1 descriptor data), up to a
 # total that keeps the manifest far below registries' limits (Distribution: 4 MiB).
@@ -54,12 +54,7 @@ ANN_READERS = "dev.bsr-team-cache.readers"
 
 
 def validate_bundle_name(name: str) -> str:
-    if not _NAME_RE.match(name or "") or len(name) > 100:
-        raise UsageError(
-            f"invalid bundle name {name!r}: use lowercase letters, digits and single '.', '_'"
-            " or '-' between them"
-        )
-    return name
+    return validate_repository_name("bundle", name, 100)
 
 
 def bundle_repository(team: str, name: str, namespace: str = "") -> str:

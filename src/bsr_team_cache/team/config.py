@@ -33,19 +33,25 @@ STRATEGIES = {
 }
 DEFAULT_STRATEGY = "balanced"
 
-# Team names become OCI repository path components: lowercase, digits, separators.
-_TEAM_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+# Team and bundle names become OCI repository path components: lowercase, digits, separators.
+_REPO_NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 # Members are user names or e-mail addresses, as directories and CI systems spell them.
 _MEMBER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*(?:@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)?$")
 
 
-def validate_team_name(team: str) -> str:
-    if not _TEAM_RE.match(team or "") or len(team) > 64:
+def validate_repository_name(what: str, value: str, max_length: int) -> str:
+    """A name that becomes part of OCI repository names (a team's, a bundle's)."""
+    if not _REPO_NAME_RE.match(value or "") or len(value) > max_length:
         raise UsageError(
-            f"invalid team name {team!r}: use lowercase letters, digits and single '.', '_' or"
-            " '-' between them (it becomes part of OCI repository names), at most 64 characters"
+            f"invalid {what} name {value!r}: use lowercase letters, digits and single '.', '_'"
+            f" or '-' between them (it becomes part of OCI repository names), at most"
+            f" {max_length} characters"
         )
-    return team
+    return value
+
+
+def validate_team_name(team: str) -> str:
+    return validate_repository_name("team", team, 64)
 
 
 def validate_member(member: str) -> str:
