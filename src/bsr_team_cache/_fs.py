@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from bsr_team_cache.errors import DigestMismatchError
+from bsr_team_cache.errors import (
+    ContentTooLargeError,
+    DigestMismatchError,
+    InvalidContentError,
+    UsageError,
+)
 
 
 def atomic_write(
@@ -65,3 +71,39 @@ def file_chunks(path: Path, start: int = 0, length: int | None = None) -> Iterab
             if remaining is not None:
                 remaining -= len(block)
             yield block
+
+
+def inside(root: Path, path: Path, error: type[Exception] = UsageError) -> Path:
+    """``path`` if it lies under ``root`` (lexically) and no directory between them is a
+    symbolic link; else UsageError. Paths we write are built from validated parts: this is
+    the second line, so that no mistake and no planted link sends a write elsewhere."""
+    root_text = os.path.normpath(os.path.abspath(root))
+    path_text = os.path.normpath(os.path.abspath(path))
+    if os.path.commonpath([root_text, path_text]) != root_text:
+        raise error(f"refusing to use {path}: it is outside {root}")
+    current = root_text
+    for part in os.path.relpath(path_text, root_text).split(os.sep):
+        if part in ("", "."):
+            continue
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            raise error(f"refusing to use {current}: it is a symbolic link")
+    return Path(path_text)
+
+
+def read_regular_file(path: Path, max_bytes: int) -> bytes:
+    """A regular file's bytes (never a link, FIFO or device), refused beyond ``max_bytes``."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidContentError(f"{path}: not a regular file")
+        if info.st_size > max_bytes:
+            raise ContentTooLargeError(f"{path}: {info.st_size} bytes exceeds {max_bytes}")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise ContentTooLargeError(f"{path}: grew beyond {max_bytes} bytes while read")
+    return data

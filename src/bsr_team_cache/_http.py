@@ -1,16 +1,245 @@
-"""HTTP pieces shared by the BSR (Connect) and OCI registry clients: TLS trust, retry timing."""
+"""HTTP pieces shared by the BSR (Connect) and OCI registry clients: TLS trust, retry timing,
+deadlines, and reading answers against a size cap.
+
+Deadlines: httpx's timeouts bound each read, so a server sending one byte every few seconds
+would hold a request forever. Every connection our clients open goes through a guarded stream
+that also enforces (1) the deadline of the current request and command (a context variable,
+set with ``deadline_scope``) and (2) a minimum transfer rate (``Limits.low_speed_*``).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import math
 import os
 import random
 import ssl
+import tempfile
+import time
+import zlib
+from collections.abc import Iterable, Iterator
+from typing import Any
 
+import httpcore
 import httpx
 
 from bsr_team_cache import __version__
+from bsr_team_cache.errors import ContentTooLargeError, InvalidContentError, remote_text
+from bsr_team_cache.limits import limits
 
 USER_AGENT = f"bsr-team-cache/{__version__}"
+SPILL_BYTES = 16 << 20  # answers larger than this wait in a temporary file, not in memory
+
+_deadline: contextvars.ContextVar[float] = contextvars.ContextVar(
+    "bsr_team_cache_deadline", default=math.inf
+)
+
+
+@contextlib.contextmanager
+def deadline_scope(seconds: float | None) -> Iterator[float]:
+    """Everything inside must finish within ``seconds`` (and within any enclosing scope); the
+    requests made in this thread (and in workers started by ``_threads``) are cut off then."""
+    until = _deadline.get()
+    if seconds is not None:
+        until = min(until, time.monotonic() + seconds)
+    token = _deadline.set(until)
+    try:
+        yield until
+    finally:
+        _deadline.reset(token)
+
+
+def deadline_passed() -> bool:
+    return time.monotonic() >= _deadline.get()
+
+
+class _GuardedStream(httpcore.NetworkStream):
+    """A connection that enforces the current deadline and a minimum transfer rate."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+        self._window_start = time.monotonic()
+        self._window_bytes = 0
+
+    def _bound(self, timeout: float | None, *, reading: bool) -> float:
+        now = time.monotonic()
+        left = _deadline.get() - now
+        if left <= 0:
+            raise httpcore.ReadTimeout("the deadline passed")
+        if reading:
+            lim = limits()
+            if now - self._window_start >= lim.low_speed_seconds:
+                if self._window_bytes < lim.low_speed_bytes:
+                    raise httpcore.ReadTimeout(self._too_slow())
+                self._window_start, self._window_bytes = now, 0
+            if self._window_bytes < lim.low_speed_bytes:
+                left = min(left, self._window_start + lim.low_speed_seconds - now)
+        return left if timeout is None else min(timeout, left)
+
+    def _too_slow(self) -> str:
+        lim = limits()
+        return (
+            f"the server sent less than {lim.low_speed_bytes} bytes in"
+            f" {lim.low_speed_seconds:g} s: abandoned"
+        )
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        bound = self._bound(timeout, reading=True)
+        try:
+            data = self._stream.read(max_bytes, max(bound, 0.001))
+        except httpcore.ReadTimeout:
+            if deadline_passed():
+                raise httpcore.ReadTimeout("the deadline passed") from None
+            if self._window_bytes < limits().low_speed_bytes and (
+                time.monotonic() - self._window_start >= limits().low_speed_seconds
+            ):
+                raise httpcore.ReadTimeout(self._too_slow()) from None
+            raise
+        self._window_bytes += len(data)
+        return data
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        # A write starts (or continues) a request: the answer's rate is measured from here.
+        self._window_start, self._window_bytes = time.monotonic(), 0
+        self._stream.write(buffer, max(self._bound(timeout, reading=False), 0.001))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        bound = self._bound(timeout, reading=False)
+        return _GuardedStream(self._stream.start_tls(ssl_context, server_hostname, bound))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _GuardedBackend(httpcore.NetworkBackend):
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        left = _deadline.get() - time.monotonic()
+        if left <= 0:
+            raise httpcore.ConnectTimeout("the deadline passed")
+        timeout = left if timeout is None else min(timeout, left)
+        stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _GuardedStream(stream)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
+        return _GuardedStream(self._inner.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def guarded_client(**kwargs: Any) -> httpx.Client:
+    """An ``httpx.Client`` whose connections honour deadlines and the minimum rate. httpx has
+    no public way to give its pool a network backend, so the pool's backend is wrapped in place
+    (httpx and httpcore are pinned; tests/test_http_deadlines.py fails if this stops working);
+    transports passed in by tests and benchmarks are left as they are."""
+    client = httpx.Client(**kwargs)
+    for transport in [client._transport, *client._mounts.values()]:
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if backend is not None and not isinstance(backend, _GuardedBackend):
+            pool._network_backend = _GuardedBackend(backend)  # type: ignore[union-attr]
+    return client
+
+
+_INFLATE_STEP = 1 << 20
+
+
+def _gunzip(chunks: Iterable[bytes], what: str) -> Iterator[bytes]:
+    """Decompress in steps of at most 1 MiB of output: a small gzip bomb never expands in one
+    go (httpx's own decoder inflates each network chunk whole)."""
+    inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header
+    try:
+        for chunk in chunks:
+            data = chunk
+            while data:
+                out = inflater.decompress(data, _INFLATE_STEP)
+                data = inflater.unconsumed_tail
+                if out:
+                    yield out
+        rest = inflater.flush()
+        if rest:
+            yield rest
+    except zlib.error as exc:
+        raise InvalidContentError(f"{what}: the answer's gzip encoding is broken ({exc})") from None
+
+
+def body_chunks(resp: httpx.Response, what: str) -> Iterator[bytes]:
+    """A streamed response's body, decoded (identity or gzip) in bounded steps."""
+    try:
+        return iter([resp.content])  # already read (made in memory, e.g. by a test transport)
+    except httpx.ResponseNotRead:
+        pass
+    encoding = resp.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return resp.iter_raw()
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        return _gunzip(resp.iter_raw(), what)
+    raise InvalidContentError(f"{what}: unsupported Content-Encoding {remote_text(encoding, 40)!r}")
+
+
+def read_body(resp: httpx.Response, cap: int, what: str) -> bytes:
+    """A streamed response's (decoded) body, refused as soon as it exceeds ``cap`` bytes.
+    Beyond ``SPILL_BYTES`` the body waits in a temporary file, so an endless answer costs
+    memory only up to that size."""
+    declared = resp.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise ContentTooLargeError(
+            f"{what}: the answer is {int(declared)} bytes, over the {cap} limit"
+        )
+    held = bytearray()
+    spill = None
+    size = 0
+    try:
+        for chunk in body_chunks(resp, what):
+            size += len(chunk)
+            if size > cap:
+                raise ContentTooLargeError(f"{what}: the answer exceeds the {cap} byte limit")
+            if spill is None and size > SPILL_BYTES:
+                spill = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
+                spill.write(held)
+                held = bytearray()
+            if spill is not None:
+                spill.write(chunk)
+            else:
+                held += chunk
+        if spill is None:
+            return bytes(held)
+        spill.seek(0)
+        return spill.read()
+    finally:
+        if spill is not None:
+            spill.close()
+
+
+def same_origin(a: httpx.URL, b: httpx.URL) -> bool:
+    """Scheme, host and port all equal (default ports made explicit)."""
+
+    def origin(url: httpx.URL) -> tuple[str, str, int]:
+        port = url.port or {"http": 80, "https": 443}.get(url.scheme, 0)
+        return url.scheme, url.host.lower(), port
+
+    return origin(a) == origin(b)
 
 
 def default_ssl_context() -> ssl.SSLContext:
@@ -35,14 +264,16 @@ def retry_after(resp: httpx.Response) -> float | None:
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def backoff_delay(attempt: int, base: float, cap: float, server_hint: float | None = None) -> float:
-    """Exponential backoff with jitter; a server's Retry-After wins (bounded to a minute)."""
+    """Exponential backoff with jitter; a server's Retry-After wins (bounded to a minute), and
+    no wait outlasts the current deadline."""
     delay = min(cap, base * (2**attempt)) * (0.5 + random.random() / 2)
     if server_hint is not None:
         delay = min(max(delay, server_hint), 60.0)
-    return delay
+    return max(0.0, min(delay, _deadline.get() - time.monotonic()))

@@ -66,8 +66,27 @@ class InvalidDigestError(BSRTeamCacheError):
     exit_code = 2
 
 
-class DigestMismatchError(BSRTeamCacheError):
+class InvalidContentError(BSRTeamCacheError):
+    """Content from the team registry, the BSR or the local store failed validation: a corrupt
+    or hostile artifact, document or response. On the fetch path it is reported as a warning
+    and the next tier is asked; it is never stored, published or written."""
+
+
+class DigestMismatchError(InvalidContentError):
     """Content does not hash to the digest it was promised to have."""
+
+
+class ContentTooLargeError(InvalidContentError):
+    """Content exceeds a size limit (a manifest, a document, a response, a module's files)."""
+
+
+class MissingBlobError(InvalidContentError):
+    """A manifest names a blob that its repository does not have."""
+
+
+class StoreError(BSRTeamCacheError):
+    """The local store cannot be used (full disk, unreadable index, permissions). The fetch
+    goes on without it, with a warning."""
 
 
 class RegistryError(BSRTeamCacheError):
@@ -101,3 +120,12 @@ class PermissionDeniedError(BSRError):
 
 class UnavailableError(BSRError):
     """The BSR could not be reached, or kept failing after retries."""
+
+
+def remote_text(text: object, limit: int = 300) -> str:
+    """Text a server sent (an error message), made safe to print: control characters escaped
+    (no terminal escape sequences), at most ``limit`` characters."""
+    value = str(text)
+    if len(value) > limit:
+        value = value[:limit] + "…"
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in value)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bsr_team_cache._hosts import is_loopback
 from bsr_team_cache.bsr.client import BSRModuleClient
-from bsr_team_cache.bufcache.v3 import write_export
+from bsr_team_cache.bufcache.export import export_files
 from bsr_team_cache.domain.bufyaml import read_buf_yaml
 from bsr_team_cache.domain.moduleref import parse_module_ref
 from bsr_team_cache.errors import BSRTeamCacheError
@@ -128,7 +128,7 @@ class BSRClient:
                 f"{ref}: digest {artifact.digest} differs from the expected {dep.digest}"
             )
         target = Path(output_dir) / dep.name
-        write_export(target, artifact.files)
+        export_files(target, artifact.files, f"{artifact.module}:{artifact.commit}")
         return target
 
 

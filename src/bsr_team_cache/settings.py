@@ -10,9 +10,12 @@ Config file: ``$BSR_TEAM_CACHE_CONFIG``, else ``$XDG_CONFIG_HOME/bsr-team-cache/
     insecure = false
     store_dir = "~/.cache/bsr-team-cache"
     store_max_mb = 2048
+    max_module_mb = 256        # largest module accepted from the registry or the BSR
+    timeout = 900              # seconds a command (a fetch, a sync) may take
 
 Environment: ``BSR_TEAM_CACHE_REGISTRY``, ``BSR_TEAM_CACHE_TEAM``, ``BSR_TEAM_CACHE_MEMBER``,
-``BSR_TEAM_CACHE_INSECURE``, ``BSR_TEAM_CACHE_DIR``, ``BSR_TEAM_CACHE_STORE_MAX_MB``.
+``BSR_TEAM_CACHE_INSECURE``, ``BSR_TEAM_CACHE_DIR``, ``BSR_TEAM_CACHE_STORE_MAX_MB``,
+``BSR_TEAM_CACHE_MAX_MODULE_MB``, ``BSR_TEAM_CACHE_TIMEOUT``.
 Default registry: the embedded on-disk one, ``oci-layout:$XDG_DATA_HOME/bsr-team-cache/registry``.
 """
 
@@ -35,6 +38,8 @@ _KEYS = {
     "store_dir": str,
     "store_max_mb": int,
     "namespace": str,
+    "max_module_mb": int,
+    "timeout": int,
 }
 
 
@@ -85,6 +90,8 @@ class Settings:
     store_dir: Path | None
     store_max_mb: int | None
     source: str  # where the registry setting came from, for messages
+    max_module_mb: int | None = None
+    timeout: int | None = None
 
 
 def load_settings(
@@ -109,7 +116,7 @@ def load_settings(
         flag = env.get("BSR_TEAM_CACHE_INSECURE", "")
         insecure = flag.lower() in ("1", "true", "yes") if flag else bool(file.get("insecure"))
     store_dir = env.get("BSR_TEAM_CACHE_DIR") or file.get("store_dir")
-    max_mb = env.get("BSR_TEAM_CACHE_STORE_MAX_MB") or file.get("store_max_mb")
+    max_mb = _positive(env, "BSR_TEAM_CACHE_STORE_MAX_MB", file, "store_max_mb", path)
     return Settings(
         registry=registry,
         team=team or env.get("BSR_TEAM_CACHE_TEAM") or file.get("team"),
@@ -117,9 +124,28 @@ def load_settings(
         insecure=bool(insecure),
         namespace=file.get("namespace", ""),
         store_dir=Path(store_dir).expanduser() if store_dir else None,
-        store_max_mb=int(max_mb) if max_mb else None,
+        store_max_mb=max_mb,
         source=source,
+        max_module_mb=_positive(env, "BSR_TEAM_CACHE_MAX_MODULE_MB", file, "max_module_mb", path),
+        timeout=_positive(env, "BSR_TEAM_CACHE_TIMEOUT", file, "timeout", path),
     )
+
+
+def _positive(
+    env: dict[str, str], var: str, file: dict[str, Any], key: str, path: Path
+) -> int | None:
+    """A positive integer from the environment, else the config file, else None."""
+    raw = env.get(var)
+    if raw:
+        if not raw.strip().isdigit() or int(raw) <= 0:
+            raise ConfigError(var, f"{raw!r} is not a positive whole number")
+        return int(raw)
+    value = file.get(key)
+    if value is None:
+        return None
+    if value <= 0:
+        raise ConfigError(path, "expected a positive number", entry=key)
+    return value
 
 
 def _user() -> str:

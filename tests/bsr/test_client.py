@@ -163,5 +163,5 @@ def test_buf_token_forms(tmp_path):
     env = {"BUF_TOKEN": "t1@buf.build", "NETRC": str(tmp_path / "none")}
     assert token_for_host("buf.build", env) == "t1"
     assert token_for_host("other.host", env) is None
-    with pytest.raises(ConfigError, match="BUF_TOKEN: invalid entry '@host'"):
+    with pytest.raises(ConfigError, match="BUF_TOKEN: entry 1 is not token@host"):
         parse_buf_token("@host")

@@ -6,7 +6,7 @@ import pytest
 
 from bsr_team_cache.domain.digest import b5_from_contents
 from bsr_team_cache.domain.moduleref import parse_module_name
-from bsr_team_cache.errors import DigestMismatchError, RegistryError
+from bsr_team_cache.errors import DigestMismatchError, InvalidContentError, RegistryError
 from bsr_team_cache.oci.artifact import (
     ARTIFACT_TYPE,
     ModuleArtifact,
@@ -18,6 +18,7 @@ from bsr_team_cache.oci.artifact import (
 from bsr_team_cache.oci.layout import OCILayoutRegistry
 
 FILES = {"a/v1/a.proto": b'syntax = "proto3";\n', "LICENSE": b"MIT\n"}
+PETS = parse_module_name("localhost:8443/acme/pets")
 
 
 def _artifact() -> ModuleArtifact:
@@ -49,11 +50,11 @@ def test_push_pull_round_trip_and_tags(tmp_path):
     digest = push_module(registry, repo, artifact)
     assert push_module(registry, repo, artifact) == digest  # idempotent, same bytes
     assert registry.list_tags(repo) == [artifact.commit]
-    pulled = pull_module(registry, repo, artifact.commit)
+    pulled = pull_module(registry, repo, artifact.module, artifact.commit)
     assert pulled == artifact
     manifest = json.loads(registry.read_manifest(repo, artifact.commit)[0])
     assert manifest["artifactType"] == ARTIFACT_TYPE
-    assert pull_module(registry, repo, "cd" * 16) is None
+    assert pull_module(registry, repo, artifact.module, "cd" * 16) is None
 
 
 def test_tampering_is_detected(tmp_path):
@@ -63,7 +64,7 @@ def test_tampering_is_detected(tmp_path):
     blobs = sorted((tmp_path / repo / "blobs" / "sha256").iterdir(), key=lambda p: p.stat().st_size)
     blobs[-1].write_bytes(b"garbage")
     with pytest.raises(DigestMismatchError, match="is corrupt"):
-        pull_module(registry, repo, "ab" * 16)
+        pull_module(registry, repo, PETS, "ab" * 16)
 
 
 def test_wrong_files_fail_b5_verification(tmp_path):
@@ -77,7 +78,7 @@ def test_wrong_files_fail_b5_verification(tmp_path):
     )
     push_module(registry, "r/x", bad)
     with pytest.raises(DigestMismatchError, match="files hash to"):
-        pull_module(registry, "r/x", "ab" * 16)
+        pull_module(registry, "r/x", PETS, "ab" * 16)
 
 
 def test_path_traversal_repo_is_refused(tmp_path):
@@ -98,10 +99,15 @@ def test_config_is_embedded_and_labels_recorded(tmp_path):
     assert json.loads(encoded.config)["labels"] == ["main", "v1"]
     reg = OCILayoutRegistry(tmp_path)
     push_module(reg, "r", artifact)
-    pulled = pull_module(reg, "r", artifact.commit)
+    pulled = pull_module(reg, "r", artifact.module, artifact.commit)
     assert pulled is not None and set(pulled.labels) == {"main", "v1"}
-    # Embedded config that does not match its digest is refused like a corrupt blob.
+    # Embedded config that does not match its descriptor is refused like a corrupt blob.
     manifest["config"]["data"] = base64.b64encode(b'{"tampered": true}').decode()
     reg.push_manifest("r", "bad", json.dumps(manifest).encode(), manifest["mediaType"])
+    with pytest.raises(InvalidContentError, match="embedded data does not match size"):
+        pull_module(reg, "r", artifact.module, "bad")
+    same_size = b"x" * len(encoded.config)
+    manifest["config"]["data"] = base64.b64encode(same_size).decode()
+    reg.push_manifest("r", "bad", json.dumps(manifest).encode(), manifest["mediaType"])
     with pytest.raises(DigestMismatchError):
-        pull_module(reg, "r", "bad")
+        pull_module(reg, "r", artifact.module, "bad")

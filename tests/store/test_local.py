@@ -14,7 +14,7 @@ import pytest
 
 from bsr_team_cache.domain.digest import b5_from_contents
 from bsr_team_cache.domain.moduleref import parse_module_name
-from bsr_team_cache.errors import DigestMismatchError, RegistryError
+from bsr_team_cache.errors import DigestMismatchError, StoreError
 from bsr_team_cache.oci.artifact import ModuleArtifact
 from bsr_team_cache.store import LocalStore, default_store_dir
 
@@ -160,7 +160,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "store.db")
     db.execute("PRAGMA user_version=99")
     db.close()
-    with pytest.raises(RegistryError, match="schema 99 is newer"):
+    with pytest.raises(StoreError, match="schema 99 is newer"):
         LocalStore(tmp_path)
 
 
@@ -172,14 +172,12 @@ def test_index_row_names_all_blobs(tmp_path: Path) -> None:
 
 
 def test_unusable_directories_and_corrupt_index_are_clear_errors(tmp_path: Path) -> None:
-    from bsr_team_cache.errors import UsageError
-
     a_file = tmp_path / "file"
     a_file.write_text("not a directory")
-    with pytest.raises(UsageError, match=r"cannot use it .*BSR_TEAM_CACHE_DIR"):
+    with pytest.raises(StoreError, match=r"cannot use it .*BSR_TEAM_CACHE_DIR"):
         LocalStore(a_file / "store")
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "store.db").write_bytes(b"this is not an SQLite database" * 100)
-    with pytest.raises(RegistryError, match=r"store\.db is unreadable .*only a cache"):
+    with pytest.raises(StoreError, match=r"store\.db is unreadable .*only a cache"):
         LocalStore(broken)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bsr_team_cache.errors import RegistryError
+from bsr_team_cache.errors import InvalidContentError
 from bsr_team_cache.oci.base import OCI_MANIFEST
 from bsr_team_cache.oci.layout import OCILayoutRegistry
 from bsr_team_cache.team.labels import (
@@ -42,6 +42,6 @@ def test_a_foreign_artifact_under_the_tag_is_an_error(tmp_path: Path) -> None:
     reg = OCILayoutRegistry(tmp_path)
     reg.push_manifest(REPO, LABEL_INDEX_TAG, b'{"schemaVersion":2}', OCI_MANIFEST)
     with pytest.raises(
-        RegistryError, match=r"expected a application/vnd\.buf\.module\.labels\.v1 artifact"
+        InvalidContentError, match=r"expected a application/vnd\.buf\.module\.labels\.v1 artifact"
     ):
         read_label_index(reg, REPO)

@@ -22,13 +22,14 @@ def parse_buf_token(value: str) -> tuple[str | None, dict[str, str]]:
     if "@" not in value:
         return value, {}
     per_host: dict[str, str] = {}
-    for part in value.split(","):
+    for number, part in enumerate(value.split(","), start=1):
         part = part.strip()
         token, sep, host = part.rpartition("@")
         if not sep or not token or not host:
+            # Never echo the entry: it may hold a token.
             raise ConfigError(
                 "BUF_TOKEN",
-                f"invalid entry {part!r}",
+                f"entry {number} is not token@host",
                 hint="use a single token, or token1@host1,token2@host2",
             )
         per_host[host] = token
@@ -54,8 +55,11 @@ def token_for_host(host: str, env: Mapping[str, str] | None = None) -> str | Non
         return None
     try:
         entries = netrc.netrc(str(path))
-    except (netrc.NetrcParseError, OSError) as exc:
-        raise ConfigError(path, f"cannot parse: {exc}") from None
+    except netrc.NetrcParseError as exc:
+        # The parser's message quotes the offending token, which may be a password.
+        raise ConfigError(path, "cannot parse it", line=exc.lineno) from None
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read it ({exc.strerror})") from None
     hostname = host.split(":")[0] if host.count(":") == 1 else host
     for candidate in (host, hostname):
         found = entries.authenticators(candidate)

@@ -14,8 +14,20 @@ from typing import TYPE_CHECKING
 
 from bsr_team_cache._lazy import lazy_import
 from bsr_team_cache.domain.digest import B5, Digest, b5_from_contents
-from bsr_team_cache.domain.moduleref import ModuleName, ModuleRef, normalize_commit_id
-from bsr_team_cache.errors import BSRError, DigestMismatchError
+from bsr_team_cache.domain.files import validate_file_set
+from bsr_team_cache.domain.moduleref import (
+    ModuleName,
+    ModuleRef,
+    normalize_commit_id,
+    parse_module_name,
+)
+from bsr_team_cache.errors import (
+    BSRTeamCacheError,
+    ContentTooLargeError,
+    DigestMismatchError,
+    InvalidContentError,
+)
+from bsr_team_cache.limits import limits
 
 if TYPE_CHECKING:
     from bsr_team_cache.bsr.connect import ConnectTransport
@@ -90,8 +102,30 @@ def _resource_ref(ref: ModuleRef) -> mpb.ResourceRef:
 
 def _digest_from_proto(d: mpb.Digest, what: str) -> Digest:
     if d.type != mpb.DIGEST_TYPE_B5 or len(d.value) != 64:
-        raise BSRError(f"{what}: the registry returned an unsupported digest (type {d.type})")
+        raise InvalidContentError(
+            f"{what}: the registry returned an unsupported digest (type {d.type})"
+        )
     return Digest(B5, bytes(d.value))
+
+
+def _commit_id(value: str, host: str) -> str:
+    """A commit id from the BSR (dashed or not), or an InvalidContentError."""
+    try:
+        return normalize_commit_id(value)
+    except BSRTeamCacheError:
+        raise InvalidContentError(
+            f"{host}: the registry sent an invalid commit id {value!r}"
+        ) from None
+
+
+def _module_name(host: str, owner: str, name: str) -> ModuleName:
+    """A module name from the BSR, checked as buf.yaml names are (no newlines, no '/')."""
+    try:
+        return parse_module_name(f"{host}/{owner}/{name}")
+    except BSRTeamCacheError:
+        raise InvalidContentError(
+            f"{host}: the registry sent an invalid module name {owner!r}/{name!r}"
+        ) from None
 
 
 def _time(ts) -> datetime:
@@ -138,10 +172,9 @@ class BSRModuleClient:
                     host, MODULE_PKG, "CommitService", "GetCommits", req, mpb.GetCommitsResponse
                 )
                 if len(resp.commits) != len(batch):
-                    raise BSRError(
+                    raise InvalidContentError(
                         f"GetCommits on {host}: asked for {len(batch)} refs,"
-                        f" got {len(resp.commits)} commits",
-                        host=host,
+                        f" got {len(resp.commits)} commits"
                     )
                 for (index, ref), commit in zip(batch, resp.commits, strict=True):
                     out[index] = self._commit_info(ref.module, commit)
@@ -150,7 +183,7 @@ class BSRModuleClient:
     def _commit_info(self, module: ModuleName, commit: mpb.Commit) -> CommitInfo:
         return CommitInfo(
             module=module,
-            commit_id=normalize_commit_id(commit.id),
+            commit_id=_commit_id(commit.id, module.registry),
             digest=_digest_from_proto(commit.digest, f"commit {commit.id} of {module}"),
             create_time=_time(commit.create_time),
             owner_id=commit.owner_id,
@@ -169,13 +202,19 @@ class BSRModuleClient:
                 )
                 names = self._names(host, resp.graph.commits)
                 for commit in resp.graph.commits:
+                    if commit.module_id not in names:
+                        raise InvalidContentError(f"GetGraph on {host}: a commit has no module")
                     info = self._commit_info(names[commit.module_id], commit)
                     graph.commits[info.commit_id] = info
                     graph.deps.setdefault(info.commit_id, [])
                 for edge in resp.graph.edges:
-                    src = normalize_commit_id(edge.from_node.commit_id)
-                    dst = normalize_commit_id(edge.to_node.commit_id)
-                    if dst not in graph.deps.setdefault(src, []):
+                    src = _commit_id(edge.from_node.commit_id, host)
+                    dst = _commit_id(edge.to_node.commit_id, host)
+                    if src not in graph.commits or dst not in graph.commits:
+                        raise InvalidContentError(
+                            f"GetGraph on {host}: an edge names a commit the graph lacks"
+                        )
+                    if dst not in graph.deps[src]:
                         graph.deps[src].append(dst)
                 # A graph holds one commit per module, so the requested modules name the roots.
                 wanted = {r.module for _, r in batch}
@@ -209,44 +248,67 @@ class BSRModuleClient:
         for module_id in module_ids:
             module = modules.get(module_id)
             if module is None or module.owner_id not in owners:
-                raise BSRError(f"{host}: the registry did not name module {module_id}", host=host)
-            names[module_id] = ModuleName(host, owners[module.owner_id], module.name)
+                raise InvalidContentError(f"{host}: the registry did not name module {module_id!r}")
+            names[module_id] = _module_name(host, owners[module.owner_id], module.name)
         return names
 
     # -- DownloadService -----------------------------------------------------------------
     def download(self, commits: Sequence[CommitInfo]) -> list[ModuleContent]:
-        """Download the files of each commit (by commit id), in order."""
+        """Download the files of each commit (by commit id), in order; every path and size is
+        checked before anything is stored, published or written."""
         out: list[ModuleContent | None] = [None] * len(commits)
         by_host: dict[str, list[tuple[int, CommitInfo]]] = {}
         for index, commit in enumerate(commits):
             by_host.setdefault(commit.module.registry, []).append((index, commit))
         for host, indexed in by_host.items():
             for batch in _batches(indexed):
-                req = mpb.DownloadRequest(
-                    values=[
-                        mpb.DownloadRequest.Value(resource_ref=mpb.ResourceRef(id=c.commit_id))
-                        for _, c in batch
-                    ]
-                )
-                resp = self._call(
-                    host, MODULE_PKG, "DownloadService", "Download", req, mpb.DownloadResponse
-                )
-                if len(resp.contents) != len(batch):
-                    raise BSRError(
-                        f"Download on {host}: asked for {len(batch)} commits,"
-                        f" got {len(resp.contents)}",
-                        host=host,
-                    )
-                for (index, commit), content in zip(batch, resp.contents, strict=True):
-                    got = normalize_commit_id(content.commit.id)
-                    if got != commit.commit_id:
-                        raise BSRError(
-                            f"Download on {host}: asked for commit {commit.commit_id}, got {got}",
-                            host=host,
-                        )
-                    files = {f.path: bytes(f.content) for f in content.files}
-                    out[index] = ModuleContent(commit, files)
+                for index, content in self._download_batch(host, batch):
+                    out[index] = content
         return [c for c in out if c is not None]
+
+    def _download_batch(
+        self, host: str, batch: Sequence[tuple[int, CommitInfo]]
+    ) -> list[tuple[int, ModuleContent]]:
+        req = mpb.DownloadRequest(
+            values=[
+                mpb.DownloadRequest.Value(resource_ref=mpb.ResourceRef(id=c.commit_id))
+                for _, c in batch
+            ]
+        )
+        try:
+            resp = self._call(
+                host, MODULE_PKG, "DownloadService", "Download", req, mpb.DownloadResponse
+            )
+        except ContentTooLargeError:
+            if len(batch) == 1:
+                raise
+            half = len(batch) // 2  # a large answer: ask for fewer modules at a time
+            return self._download_batch(host, batch[:half]) + self._download_batch(
+                host, batch[half:]
+            )
+        if len(resp.contents) != len(batch):
+            raise InvalidContentError(
+                f"Download on {host}: asked for {len(batch)} commits, got {len(resp.contents)}"
+            )
+        lim = limits()
+        out = []
+        for (index, commit), content in zip(batch, resp.contents, strict=True):
+            where = f"Download on {host}: {commit.module}:{commit.commit_id}"
+            got = _commit_id(content.commit.id, host)
+            if got != commit.commit_id:
+                raise InvalidContentError(f"{where}: the registry sent commit {got} instead")
+            paths = [f.path for f in content.files]
+            validate_file_set(paths, where)
+            if len(paths) > lim.max_module_files:
+                raise ContentTooLargeError(f"{where}: more than {lim.max_module_files} files")
+            files = {f.path: bytes(f.content) for f in content.files}
+            if sum(map(len, files.values())) > lim.max_module_bytes:
+                raise ContentTooLargeError(
+                    f"{where}: the module's files exceed {lim.max_module_bytes} bytes"
+                    " (raise --max-module-mb if this module is really that large)"
+                )
+            out.append((index, ModuleContent(commit, files)))
+        return out
 
     def download_graph(self, graph: ModuleGraph) -> dict[str, ModuleContent]:
         """Download every commit of ``graph`` and verify each one's b5 digest."""

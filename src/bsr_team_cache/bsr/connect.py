@@ -22,18 +22,25 @@ from bsr_team_cache import __version__
 from bsr_team_cache._http import (
     USER_AGENT,
     backoff_delay,
+    deadline_scope,
     default_ssl_context,
     describe_transport_error,
+    guarded_client,
+    read_body,
 )
 from bsr_team_cache._http import retry_after as retry_after_header
 from bsr_team_cache.bsr.auth import token_for_host
 from bsr_team_cache.errors import (
     BSRError,
+    ContentTooLargeError,
+    InvalidContentError,
     NotFoundError,
     PermissionDeniedError,
     UnauthenticatedError,
     UnavailableError,
+    remote_text,
 )
+from bsr_team_cache.limits import limits
 
 M = TypeVar("M", bound=Message)
 
@@ -82,7 +89,7 @@ class ConnectTransport:
         self._insecure_hosts = frozenset(insecure_hosts)
         self._token_provider = token_provider
         self._sleep = sleep
-        self._client = httpx.Client(
+        self._client = guarded_client(
             transport=transport,
             verify=default_ssl_context() if verify is None else verify,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
@@ -104,9 +111,19 @@ class ConnectTransport:
         return f"{scheme}://{host}/{service}/{method}"
 
     def call(
-        self, host: str, service: str, method: str, request: Message, response_type: type[M]
+        self,
+        host: str,
+        service: str,
+        method: str,
+        request: Message,
+        response_type: type[M],
+        *,
+        max_bytes: int | None = None,
     ) -> M:
+        """One unary call; the answer is refused beyond ``max_bytes`` (default: the response
+        limit) as it arrives, and the call is bounded by the request deadline."""
         body = request.SerializeToString()
+        cap = limits().max_response_bytes if max_bytes is None else max_bytes
         headers = {
             "Content-Type": "application/proto",
             "Connect-Protocol-Version": "1",
@@ -122,10 +139,19 @@ class ConnectTransport:
         for attempt in range(self._max_attempts):
             retry_after: float | None = None
             try:
-                resp = self._client.post(url, content=body, headers=headers)
-            except httpx.TimeoutException:
+                with deadline_scope(limits().request_seconds):
+                    request_ = self._client.build_request(
+                        "POST", url, content=body, headers=headers
+                    )
+                    resp = self._client.send(request_, stream=True)
+                    try:
+                        limit = cap if resp.status_code == 200 else 1 << 20
+                        content = read_body(resp, limit, what)
+                    finally:
+                        resp.close()
+            except httpx.TimeoutException as exc:
                 last_error = UnavailableError(
-                    f"{what}: timed out", code="deadline_exceeded", host=host
+                    f"{what}: timed out ({exc})", code="deadline_exceeded", host=host
                 )
             except httpx.TransportError as exc:
                 last_error = UnavailableError(
@@ -133,15 +159,21 @@ class ConnectTransport:
                     code="unavailable",
                     host=host,
                 )
+            except ContentTooLargeError as exc:
+                raise ContentTooLargeError(
+                    f"{exc} (raise the limit if this BSR really sends such answers)"
+                ) from None
             else:
                 if resp.status_code == 200:
                     message = response_type()
                     try:
-                        message.ParseFromString(resp.content)
-                    except DecodeError as exc:
-                        raise BSRError(f"{what}: malformed response: {exc}", host=host) from None
+                        message.ParseFromString(content)
+                    except (DecodeError, RecursionError) as exc:
+                        raise InvalidContentError(
+                            f"{what}: malformed response ({remote_text(exc, 200)})"
+                        ) from None
                     return message
-                last_error = _error_from_response(resp, what, host)
+                last_error = _error_from_response(resp, content, what, host)
                 retry_after = retry_after_header(resp)
                 if last_error.code not in _RETRYABLE_CODES and resp.status_code != 429:
                     raise last_error
@@ -157,15 +189,15 @@ class ConnectTransport:
         raise last_error
 
 
-def _error_from_response(resp: httpx.Response, what: str, host: str) -> BSRError:
+def _error_from_response(resp: httpx.Response, content: bytes, what: str, host: str) -> BSRError:
     code = _HTTP_TO_CODE.get(resp.status_code, "unknown")
     message = ""
     if resp.headers.get("content-type", "").startswith("application/json"):
         try:
-            payload = json.loads(resp.content)
-            code = str(payload.get("code", code))
-            message = str(payload.get("message", ""))
-        except (ValueError, AttributeError):
+            payload = json.loads(content)
+            code = remote_text(payload.get("code", code), 40)
+            message = remote_text(payload.get("message", ""))
+        except (ValueError, AttributeError, RecursionError):
             pass
     if resp.status_code == 429:
         code = "resource_exhausted" if code == "unavailable" else code

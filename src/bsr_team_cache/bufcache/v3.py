@@ -21,9 +21,11 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from bsr_team_cache._fs import atomic_write
+from bsr_team_cache._fs import inside
+from bsr_team_cache.domain._yamlnodes import scalar_text
 from bsr_team_cache.domain.digest import Digest
-from bsr_team_cache.domain.moduleref import ModuleName
+from bsr_team_cache.domain.files import validate_file_set
+from bsr_team_cache.domain.moduleref import ModuleName, validate_commit_id
 from bsr_team_cache.errors import BSRTeamCacheError
 
 KNOWN_LAYOUTS = ("v3",)
@@ -102,18 +104,30 @@ def buf_cache_dir(env: dict[str, str] | None = None) -> Path:
 
 
 def module_entry_dir(cache_dir: Path, module: ModuleName, commit: str) -> Path:
+    """The entry's directory, built from a validated name and commit and checked to stay
+    inside ``cache_dir`` (nothing outside an entry is ever written or removed)."""
+    validate_commit_id(commit)
+    parts = (module.registry, module.owner, module.name)
+    if any(not p or "/" in p or p in (".", "..") for p in parts):
+        raise BSRTeamCacheError(f"refusing to write module {str(module)!r} into buf's cache")
     return (
         cache_dir / "v3" / "modules" / "b5" / module.registry / module.owner / module.name / commit
     )
 
 
 def _module_yaml(deps: Iterable[tuple[ModuleName, str, Digest]]) -> str:
+    """buf's module.yaml; every value is emitted as a YAML scalar that reads back as itself,
+    so no value can add keys."""
     lines = ["version: v1", "files_dir: files"]
     ordered = sorted(deps, key=lambda d: str(d[0]))
     if ordered:
         lines.append("deps:")
         for name, commit, digest in ordered:
-            lines += [f"  - name: {name}", f"    commit: {commit}", f"    digest: {digest}"]
+            lines += [
+                f"  - name: {scalar_text(str(name))}",
+                f"    commit: {scalar_text(validate_commit_id(commit))}",
+                f"    digest: {scalar_text(str(digest))}",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -128,7 +142,10 @@ def write_module(
     entry = module_entry_dir(cache_dir, module, commit)
     if (entry / "module.yaml").exists():
         return False
-    lock_path = (
+    validate_file_set(files, f"{module}:{commit}")
+    entry = inside(cache_dir, entry)
+    lock_path = inside(
+        cache_dir,
         cache_dir
         / "v3"
         / "modulelocks"
@@ -136,7 +153,7 @@ def write_module(
         / module.registry
         / module.owner
         / module.name
-        / f"{commit}.lock"
+        / f"{commit}.lock",
     )
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+b") as lock:
@@ -147,14 +164,16 @@ def write_module(
             entry.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{commit}."))
             try:
+                # Paths are validated (relative, normalized) and staging is a new directory
+                # of ours: nothing here can land outside it.
                 for rel, content in files.items():
-                    if rel.startswith("/") or ".." in rel.split("/"):
-                        raise BSRTeamCacheError(f"{module}:{commit}: unsafe file path {rel!r}")
                     target = staging / "files" / rel
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(content)
                 (staging / "module.yaml").write_text(_module_yaml(deps))
-                if entry.exists():  # a half-written entry without module.yaml: replace it
+                if entry.is_symlink():  # never follow it: remove the link itself
+                    entry.unlink()
+                elif entry.exists():  # a half-written entry without module.yaml: replace it
                     shutil.rmtree(entry)
                 os.rename(staging, entry)
             except BaseException:
@@ -163,15 +182,3 @@ def write_module(
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return True
-
-
-def write_export(export_dir: Path, files: dict[str, bytes]) -> None:
-    """Add a module's files to an include tree for ``protoc -I export_dir``; each file is
-    written to a temp name and renamed, so no reader sees half a file."""
-    for rel, content in files.items():
-        if rel.startswith("/") or ".." in rel.split("/"):
-            raise BSRTeamCacheError(f"unsafe file path {rel!r} in export")
-        target = export_dir / rel
-        if target.exists() and target.read_bytes() == content:
-            continue
-        atomic_write(target, content)

@@ -3,6 +3,7 @@ the BSR, fill buf's cache, optionally export them for protoc."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -13,6 +14,7 @@ import click
 from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.bufcache.v3 import buf_cache_dir, check_buf_layout
 from bsr_team_cache.cli.options import TeamOptions, team_options
+from bsr_team_cache.errors import StoreError
 from bsr_team_cache.team.fetch import TIERS, FetchReport, ModuleResult, fetch
 from bsr_team_cache.team.resolve import DEFAULT_LABEL_TTL
 
@@ -24,6 +26,9 @@ def _summary(report: FetchReport) -> str:
         f"{len(report.modules)} modules ({', '.join(parts)}), {total / 1024:.0f} KiB,"
         f" {report.seconds * 1000:.0f} ms"
     )
+
+
+_nothing = contextlib.nullcontext
 
 
 class _Progress:
@@ -56,7 +61,10 @@ class _Progress:
 )
 @click.option("--no-buf-cache", is_flag=True, help="Do not write buf's cache.")
 @click.option(
-    "--export", type=click.Path(path_type=Path), help="Also write an include tree for protoc -I."
+    "--export",
+    type=click.Path(path_type=Path),
+    help="Also write the deps' .proto files, for protoc -I, into this directory (never"
+    " overwriting files it did not write).",
 )
 @click.option(
     "--update-lock", is_flag=True, help="Resolve buf.yaml's deps and write a v2 buf.lock."
@@ -96,7 +104,12 @@ def command(
     progress = _Progress() if not (as_json or quiet) and sys.stderr.isatty() else None
     report = FetchReport()
     team, registry = options.team, options.open_registry()
-    with BSRModuleClient() as bsr, options.open_store() as local:
+    try:
+        local = options.open_store()
+    except StoreError as exc:  # the store is an optimisation: fetch without it
+        report.warnings.append(f"{exc}; going on without the local store")
+        local = None
+    with BSRModuleClient() as bsr, contextlib.closing(local) if local else _nothing():
         try:
             fetch(
                 project_dir,
@@ -113,6 +126,7 @@ def command(
                 report=report,
                 use_bundles=not no_bundles,
                 bundle=bundle,
+                timeout=options.timeout,
             )
         finally:
             if progress is not None:

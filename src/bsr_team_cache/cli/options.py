@@ -10,7 +10,9 @@ from pathlib import Path
 
 import click
 
+from bsr_team_cache._http import deadline_scope
 from bsr_team_cache.errors import UsageError
+from bsr_team_cache.limits import MiB, configure, limits
 from bsr_team_cache.settings import Settings, load_settings
 from bsr_team_cache.store import LocalStore, default_store_dir
 
@@ -22,6 +24,7 @@ class TeamOptions:
     settings: Settings
     store_dir: Path
     store_max_mb: int
+    timeout: float
 
     @property
     def team(self) -> str:
@@ -82,6 +85,18 @@ def team_options(func: Callable) -> Callable:
         type=click.IntRange(min=1),
         help=f"Evict least-recently-used modules above this size [default {DEFAULT_STORE_MAX_MB}].",
     )
+    @click.option(
+        "--max-module-mb",
+        type=click.IntRange(min=1),
+        help="Refuse modules larger than this (decompressed) from the registry or the BSR"
+        f" [BSR_TEAM_CACHE_MAX_MODULE_MB; default {limits().max_module_bytes // MiB}].",
+    )
+    @click.option(
+        "--timeout",
+        type=click.IntRange(min=1),
+        help="Give up after this many seconds [BSR_TEAM_CACHE_TIMEOUT;"
+        f" default {limits().command_seconds:g}].",
+    )
     @functools.wraps(func)
     def wrapper(
         *args,
@@ -91,16 +106,24 @@ def team_options(func: Callable) -> Callable:
         member: str | None,
         store_dir: Path | None,
         store_max_mb: int | None,
+        max_module_mb: int | None,
+        timeout: int | None,
         **kwargs,
     ):
         settings = load_settings(
             registry=registry, team=team, member=member, insecure=insecure or None
         )
+        module_mb = max_module_mb or settings.max_module_mb
+        if module_mb:
+            configure(max_module_bytes=module_mb * MiB)
         options = TeamOptions(
             settings,
             store_dir or settings.store_dir or default_store_dir(),
             store_max_mb or settings.store_max_mb or DEFAULT_STORE_MAX_MB,
+            float(timeout or settings.timeout or limits().command_seconds),
         )
-        return func(*args, options=options, **kwargs)
+        # Every request the command makes ends by then, in every thread it starts.
+        with deadline_scope(options.timeout):
+            return func(*args, options=options, **kwargs)
 
     return wrapper

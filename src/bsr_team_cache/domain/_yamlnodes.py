@@ -2,11 +2,43 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
 
 from bsr_team_cache.errors import ConfigError
+
+# Strings that YAML reads back as the same string when written plain: a letter first (so not a
+# number, and not a YAML indicator), then name-like characters. Module names, commits that begin
+# with a letter, and digests are of this kind; anything else goes through the full check.
+_PLAIN_SAFE = re.compile(r"[A-Za-z][A-Za-z0-9._/-]*(?::[A-Za-z0-9._/-]+)*")
+_PLAIN_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "nan", "inf"}
+# YAML 1.2 numbers (what buf's Go YAML reads), which PyYAML's 1.1 rules read as strings.
+_YAML12_NUMBER = re.compile(
+    r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|0x[0-9a-fA-F]+|0o[0-7]+"
+)
+
+
+def scalar_text(value: str) -> str:
+    """``value`` as a YAML scalar: plain when YAML would read it back unchanged, else a
+    double-quoted string with every special character escaped (so no value can add keys)."""
+    if _PLAIN_SAFE.fullmatch(value) and value.lower() not in _PLAIN_WORDS:
+        return value
+    try:
+        plain_ok = (
+            value.isprintable()
+            and "#" not in value
+            and not _YAML12_NUMBER.fullmatch(value)
+            and yaml.safe_load(value) == value
+            and value == value.strip()
+        )
+    except yaml.YAMLError:
+        plain_ok = False
+    if plain_ok:
+        return value
+    escaped = value.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+    return f'"{escaped}"'
 
 
 def line_of(node: yaml.Node) -> int:
@@ -16,6 +48,8 @@ def line_of(node: yaml.Node) -> int:
 def compose(path: Path, text: str) -> yaml.Node | None:
     try:
         return yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise ConfigError(path, "invalid YAML: nested too deeply") from None
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         raise ConfigError(path, f"invalid YAML: {exc.problem}", line=line) from None

@@ -134,17 +134,6 @@ def read_buf_lock(path: Path | str) -> BufLock:
     return parse_buf_lock(yn.read_text(path), path)
 
 
-def _yaml_scalar(value: str) -> str:
-    """A plain scalar unless YAML would read it as something other than this string."""
-    try:
-        plain_ok = yaml.safe_load(value) == value and "\n" not in value
-    except yaml.YAMLError:
-        plain_ok = False
-    if plain_ok:
-        return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def format_buf_lock(lock: BufLock) -> str:
     """Serialize as buf does: header, version, deps sorted by module name, buf's field order."""
     out = [HEADER, f"version: {lock.version}\n"]
@@ -165,7 +154,7 @@ def format_buf_lock(lock: BufLock) -> str:
             fields.append(("digest", str(dep.digest)))
         for i, (key, value) in enumerate(fields):
             prefix = "  - " if i == 0 else "    "
-            out.append(f"{prefix}{key}: {_yaml_scalar(value)}\n")
+            out.append(f"{prefix}{key}: {yn.scalar_text(value)}\n")
     return "".join(out)
 
 

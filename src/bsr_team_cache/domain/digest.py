@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ B5 = "b5"
 SHAKE256 = "shake256"
 _CHUNK = 1 << 20
 _THREADED_MEAN_FILE_SIZE = 6 * 1024
+_HEX_DIGEST_RE = re.compile(r"[0-9a-fA-F]{128}")
 # Only one doc file counts, the first that exists, in this order (buf's getStorageMatcher).
 DOC_FILE_NAMES = ("buf.md", "README.md", "README.markdown")
 LICENSE_FILE_NAME = "LICENSE"
@@ -77,11 +79,10 @@ def parse_digest(text: str, *, expected_type: str | None = None) -> Digest:
             f"invalid digest {text!r}: expected {2 * DIGEST_LENGTH} hex characters"
             f" after '{kind}:', got {len(hex_value)}"
         )
-    try:
-        value = bytes.fromhex(hex_value)
-    except ValueError:
-        raise InvalidDigestError(f"invalid digest {text!r}: not hexadecimal") from None
-    return Digest(kind, value)
+    # fullmatch, not bytes.fromhex alone: fromhex skips blanks between bytes.
+    if not _HEX_DIGEST_RE.fullmatch(hex_value):
+        raise InvalidDigestError(f"invalid digest {text!r}: not hexadecimal")
+    return Digest(kind, bytes.fromhex(hex_value))
 
 
 def shake256_bytes(data: bytes) -> bytes:
@@ -122,7 +123,13 @@ def module_file_paths(root: Path | str) -> dict[str, str]:
 
 
 def manifest_text(file_digests: Mapping[str, bytes]) -> bytes:
-    """buf's CAS manifest: ``shake256:<hex>  <path>\\n`` per file, sorted by path bytes."""
+    """buf's CAS manifest: ``shake256:<hex>  <path>\\n`` per file, sorted by path bytes.
+
+    The manifest is line-based, so a path holding a newline could pose as several files: such
+    paths are refused here too, whatever the caller validated."""
+    if any("\n" in path for path in file_digests):
+        bad = next(p for p in file_digests if "\n" in p)
+        raise InvalidDigestError(f"file path {bad!r} contains a newline: it cannot be digested")
     lines = [
         f"{SHAKE256}:{file_digests[path].hex()}  {path}\n"
         for path in sorted(file_digests, key=lambda p: p.encode())

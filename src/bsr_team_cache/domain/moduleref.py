@@ -13,28 +13,52 @@ from dataclasses import dataclass
 from bsr_team_cache.errors import InvalidModuleRefError
 
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_REGISTRY_RE = re.compile(rf"^(?:{_HOST_LABEL})(?:\.{_HOST_LABEL})*(?::(?P<port>[0-9]{{1,5}}))?$")
-_IPV6_REGISTRY_RE = re.compile(r"^\[[0-9A-Fa-f:.]+\](?::(?P<port>[0-9]{1,5}))?$")
+# Every pattern is used with fullmatch: ``$`` would also accept a trailing newline.
+_REGISTRY_RE = re.compile(rf"(?:{_HOST_LABEL})(?:\.{_HOST_LABEL})*(?::(?P<port>[0-9]{{1,5}}))?")
+_IPV6_REGISTRY_RE = re.compile(r"\[[0-9A-Fa-f:.]+\](?::(?P<port>[0-9]{1,5}))?")
 # The BSR allows letters, digits and '-' in owner and module names; '_' and '.' are accepted
-# because older registries and self-hosted instances use them.
-_COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_COMMIT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
-_LABEL_RE = re.compile(r"^[^\s:/]{1,250}$")
+# because older registries and self-hosted instances use them. Lengths are the BSR API's.
+_COMPONENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MAX_OWNER_LENGTH = 32
+MAX_MODULE_NAME_LENGTH = 100
+MAX_REGISTRY_LENGTH = 253 + 6
+_COMMIT_ID_RE = re.compile(r"[0-9a-f]{32}")
+_DASHED_COMMIT_ID_RE = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+# Labels: no whitespace, ':' or '/', no control characters; at most the BSR's 250 characters.
+_LABEL_RE = re.compile(r"[^\s:/\x00-\x1f\x7f]{1,250}")
 
 
 def is_commit_id(ref: str) -> bool:
     """True when ``ref`` is a dashless commit id (32 lowercase hex), as in buf.lock."""
-    return bool(_COMMIT_ID_RE.match(ref))
+    return isinstance(ref, str) and _COMMIT_ID_RE.fullmatch(ref) is not None
+
+
+def is_label(text: str) -> bool:
+    return isinstance(text, str) and _LABEL_RE.fullmatch(text) is not None
 
 
 def normalize_commit_id(commit: str) -> str:
-    """Accept a dashed or dashless UUID and return the dashless lowercase form buf writes."""
-    dashless = commit.replace("-", "").lower()
-    if not is_commit_id(dashless):
+    """Accept a dashed UUID or a dashless commit id and return the dashless lowercase form buf
+    writes; anything else (a path, a trailing newline) is refused."""
+    if isinstance(commit, str) and _DASHED_COMMIT_ID_RE.fullmatch(commit):
+        commit = commit.replace("-", "")
+    dashless = commit.lower() if isinstance(commit, str) else ""
+    if not _COMMIT_ID_RE.fullmatch(dashless) or len(commit) != 32:
         raise InvalidModuleRefError(
             f"invalid commit id {commit!r}: expected 32 hexadecimal characters"
         )
     return dashless
+
+
+def validate_commit_id(commit: object) -> str:
+    """A commit id exactly as buf.lock and our artifacts spell it (32 lowercase hex)."""
+    if not isinstance(commit, str) or not is_commit_id(commit):
+        raise InvalidModuleRefError(
+            f"invalid commit id {commit!r}: expected 32 lowercase hexadecimal characters"
+        )
+    return commit
 
 
 @dataclass(frozen=True, order=True)
@@ -75,8 +99,8 @@ class ModuleRef:
 
 
 def _validate_registry(registry: str, original: str) -> None:
-    match = _REGISTRY_RE.match(registry) or _IPV6_REGISTRY_RE.match(registry)
-    if not match:
+    match = _REGISTRY_RE.fullmatch(registry) or _IPV6_REGISTRY_RE.fullmatch(registry)
+    if not match or len(registry) > MAX_REGISTRY_LENGTH:
         raise InvalidModuleRefError(
             f"invalid module reference {original!r}: {registry!r} is not a host name"
             " (expected e.g. buf.build or localhost:8443)"
@@ -90,6 +114,8 @@ def _validate_registry(registry: str, original: str) -> None:
 
 def parse_module_ref(text: str) -> ModuleRef:
     """Parse ``registry/owner/name[:ref]``; raise :class:`InvalidModuleRefError` if malformed."""
+    if not isinstance(text, str):
+        raise InvalidModuleRefError(f"invalid module reference {text!r}: not a string")
     original = text
     text = text.strip()
     if not text:
@@ -106,7 +132,7 @@ def parse_module_ref(text: str) -> ModuleRef:
             raise InvalidModuleRefError(
                 f"invalid module reference {original!r}: empty ref after ':'"
             )
-        if ":" in ref or not _LABEL_RE.match(ref):
+        if not is_label(ref):
             raise InvalidModuleRefError(
                 f"invalid module reference {original!r}: {ref!r} is not a label or commit id"
             )
@@ -121,17 +147,27 @@ def parse_module_ref(text: str) -> ModuleRef:
             f"invalid module reference {original!r}: expected registry/owner/name[:ref]"
         )
     owner, name = parts
-    for what, value in (("owner", owner), ("module name", name)):
-        if not _COMPONENT_RE.match(value):
+    for what, value, low, high in (
+        ("owner", owner, 1, MAX_OWNER_LENGTH),
+        ("module name", name, 1, MAX_MODULE_NAME_LENGTH),
+    ):
+        if not _COMPONENT_RE.fullmatch(value):
             raise InvalidModuleRefError(
                 f"invalid module reference {original!r}: invalid {what} {value!r}"
+            )
+        if not low <= len(value) <= high:
+            raise InvalidModuleRefError(
+                f"invalid module reference {original!r}: {what} {value!r} is longer than"
+                f" {high} characters"
             )
     return ModuleRef(ModuleName(registry, owner, name), ref)
 
 
 def parse_module_name(text: str) -> ModuleName:
-    """Parse ``registry/owner/name`` (no ref allowed)."""
+    """Parse ``registry/owner/name`` (no ref allowed, no surrounding blanks)."""
     ref = parse_module_ref(text)
     if ref.ref is not None:
         raise InvalidModuleRefError(f"invalid module name {text!r}: a module name takes no ':ref'")
+    if str(ref.module) != text:
+        raise InvalidModuleRefError(f"invalid module name {text!r}: not in canonical form")
     return ref.module

@@ -11,7 +11,7 @@ from typing import Any
 from bsr_team_cache.errors import UsageError
 from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.oci.layout import OCILayoutRegistry
-from bsr_team_cache.oci.url import parse_http_registry_url
+from bsr_team_cache.oci.url import parse_http_registry_url, redact
 
 
 class _OnFirstUse:
@@ -19,7 +19,7 @@ class _OnFirstUse:
     never pays for importing and setting up the HTTP stack."""
 
     def __init__(self, url: str, factory: Callable[[], RegistryBackend]) -> None:
-        self._url = url
+        self._url = redact(url)
         self._factory = factory
         self._backend: RegistryBackend | None = None
         self._lock = threading.Lock()  # fetch threads may all touch it at once
@@ -50,7 +50,7 @@ def open_registry(url: str, *, insecure: bool = False) -> RegistryBackend:
         return _OnFirstUse(url, connect)  # type: ignore[return-value]
     if "://" in url:
         raise UsageError(
-            f"registry {url!r}: unknown scheme (expected oci-layout:PATH, https://HOST/NAMESPACE"
+            f"registry {redact(url)!r}: unknown scheme (expected oci-layout:PATH, https://HOST/NAMESPACE"
             " or oci://HOST/NAMESPACE)"
         )
     return OCILayoutRegistry(Path(url).expanduser())

@@ -9,19 +9,36 @@ Repository: ``<namespace>/teams/<team>/dependencies/<host>/<owner>/<module>``; t
 from __future__ import annotations
 
 import base64
-import gzip
-import io
 import json
 import re
-import tarfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from bsr_team_cache.domain.digest import B5, Digest, b5_from_contents, parse_digest
-from bsr_team_cache.domain.moduleref import ModuleName, parse_module_name
-from bsr_team_cache.errors import DigestMismatchError, RegistryError
-from bsr_team_cache.oci.base import OCI_MANIFEST, RegistryBackend, embedded_data, sha256_digest
+from bsr_team_cache.domain.moduleref import (
+    ModuleName,
+    is_label,
+    parse_module_name,
+    validate_commit_id,
+)
+from bsr_team_cache.errors import (
+    DigestMismatchError,
+    InvalidContentError,
+    InvalidDigestError,
+    InvalidModuleRefError,
+)
+from bsr_team_cache.limits import limits
+from bsr_team_cache.oci.base import (
+    OCI_MANIFEST,
+    Descriptor,
+    RegistryBackend,
+    descriptor_bytes,
+    parse_descriptor,
+    parse_json,
+    parse_manifest,
+    sha256_digest,
+)
+from bsr_team_cache.oci.layer import files_layer, read_files_layer
 
 ARTIFACT_TYPE = "application/vnd.buf.module.v1"
 CONFIG_MEDIA_TYPE = "application/vnd.buf.module.config.v1+json"
@@ -83,40 +100,6 @@ def module_repository(team: str, module: ModuleName, namespace: str = "") -> str
 
 def _canonical_json(value: object) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-
-
-def files_layer(files: dict[str, bytes]) -> bytes:
-    """A byte-for-byte reproducible tar+gzip of the files."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(files, key=str.encode):
-            info = tarfile.TarInfo(path)
-            info.size = len(files[path])
-            info.mtime = 0
-            info.mode = 0o644
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            tar.addfile(info, io.BytesIO(files[path]))
-    return gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)
-
-
-def read_files_layer(data: bytes, where: str) -> dict[str, bytes]:
-    files: dict[str, bytes] = {}
-    try:
-        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data)), mode="r:") as tar:
-            for member in tar:
-                if (
-                    not member.isfile()
-                    or member.name.startswith("/")
-                    or ".." in member.name.split("/")
-                ):
-                    raise RegistryError(f"{where}: unsafe entry {member.name!r} in the files layer")
-                extracted = tar.extractfile(member)
-                assert extracted is not None
-                files[member.name] = extracted.read()
-    except (OSError, EOFError, tarfile.TarError) as exc:
-        raise RegistryError(f"{where}: unreadable files layer ({exc})") from None
-    return files
 
 
 @dataclass(frozen=True)
@@ -182,36 +165,88 @@ def encode_module(artifact: ModuleArtifact) -> EncodedArtifact:
     return EncodedArtifact(manifest, config, layer)
 
 
-def decode_module(
-    manifest_bytes: bytes, read_blob: Callable[[str], bytes], commit: str, where: str
-) -> ModuleArtifact:
-    """Parse an artifact whose blobs ``read_blob`` returns verified; check commit and b5."""
-    try:
-        manifest = json.loads(manifest_bytes)
-        if manifest.get("artifactType") != ARTIFACT_TYPE:
-            raise RegistryError(f"{where}: not a buf module artifact")
-        config = json.loads(read_blob(manifest["config"]["digest"]))
-        layer = read_blob(manifest["layers"][0]["digest"])
-        artifact = ModuleArtifact(
-            module=parse_module_name(config["name"]),
-            commit=config["commit"],
-            digest=parse_digest(config["digest"], expected_type=B5),
-            deps=tuple(
-                ModuleDepRecord(
-                    parse_module_name(d["name"]),
-                    d["commit"],
-                    parse_digest(d["digest"], expected_type=B5),
-                )
-                for d in config["deps"]
-            ),
-            files=read_files_layer(layer, where),
-            create_time=config.get("create_time", ""),
-            labels=tuple(config.get("labels", ())),
+def _dep_records(value: object, where: str) -> tuple[ModuleDepRecord, ...]:
+    if not isinstance(value, list):
+        raise InvalidContentError(f"{where}: config deps is not a list")
+    deps = []
+    seen = set()
+    for item in value:
+        if not isinstance(item, dict):
+            raise InvalidContentError(f"{where}: a dependency record is not an object")
+        dep = ModuleDepRecord(
+            parse_module_name(item.get("name")),
+            validate_commit_id(item.get("commit")),
+            parse_digest(item.get("digest"), expected_type=B5),
         )
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise RegistryError(f"{where}: malformed module artifact ({exc})") from None
-    if artifact.commit != commit:
-        raise RegistryError(f"{where}: artifact is for commit {artifact.commit}")
+        if dep.module in seen:
+            raise InvalidContentError(f"{where}: dependency {dep.module} is listed twice")
+        seen.add(dep.module)
+        deps.append(dep)
+    return tuple(deps)
+
+
+def _config_fields(config: object, module: ModuleName, commit: str, where: str) -> dict:
+    """The config's fields, checked: it must describe exactly the module and commit asked for
+    (the repository and the tag), so no artifact can stand in for another."""
+    if not isinstance(config, dict):
+        raise InvalidContentError(f"{where}: config is not a JSON object")
+    try:
+        name = parse_module_name(config.get("name"))
+        if name != module:
+            raise InvalidContentError(f"{where}: the artifact is for module {str(name)!r}")
+        if config.get("commit") != commit:
+            raise InvalidContentError(
+                f"{where}: the artifact is for commit {config.get('commit')!r}"
+            )
+        create_time = config.get("create_time", "")
+        labels = config.get("labels", [])
+        if not isinstance(create_time, str) or len(create_time) > 64:
+            raise InvalidContentError(f"{where}: config create_time is not a short string")
+        if not isinstance(labels, list) or not all(is_label(x) for x in labels):
+            raise InvalidContentError(f"{where}: config labels are not label names")
+        return {
+            "digest": parse_digest(config.get("digest"), expected_type=B5),
+            "deps": _dep_records(config.get("deps"), where),
+            "create_time": create_time,
+            "labels": tuple(labels),
+        }
+    except (InvalidModuleRefError, InvalidDigestError) as exc:
+        raise InvalidContentError(f"{where}: {exc}") from None
+
+
+ReadBlob = Callable[[Descriptor], bytes]
+
+
+def decode_module(
+    manifest_bytes: bytes, read_blob: ReadBlob, module: ModuleName, commit: str, where: str
+) -> ModuleArtifact:
+    """Check and parse an artifact whose blobs ``read_blob`` returns (bounded, verified):
+    media types, sizes, config (module, commit, digest, deps), files (paths, limits), b5."""
+    manifest = parse_manifest(manifest_bytes, where, ARTIFACT_TYPE)
+    lim = limits()
+    config_desc = parse_descriptor(
+        manifest.get("config"),
+        f"{where} config",
+        media_types=(CONFIG_MEDIA_TYPE,),
+        max_size=lim.max_document_bytes,
+    )
+    if len(manifest["layers"]) != 1:
+        raise InvalidContentError(f"{where}: expected one files layer")
+    layer_desc = parse_descriptor(
+        manifest["layers"][0],
+        f"{where} layer",
+        media_types=(LAYER_MEDIA_TYPE,),
+        max_size=lim.max_module_bytes,
+    )
+    fields = _config_fields(
+        parse_json(read_blob(config_desc), where, "config"), module, commit, where
+    )
+    artifact = ModuleArtifact(
+        module=module,
+        commit=commit,
+        files=read_files_layer(read_blob(layer_desc), where),
+        **fields,
+    )
     artifact.verify()
     return artifact
 
@@ -228,29 +263,20 @@ def push_module(registry: RegistryBackend, repo: str, artifact: ModuleArtifact) 
 def pull_module(
     registry: RegistryBackend,
     repo: str,
+    module: ModuleName,
     commit: str,
     *,
     proceed: Callable[[], bool] | None = None,
 ) -> ModuleArtifact | None:
-    """Read and verify (sha256 of every blob, then b5 of the files); None if absent, or if
+    """Read and check the artifact of ``module`` at ``commit`` (sha256 of every blob, the
+    config against what was asked, paths and limits, then b5); None if absent, or if
     ``proceed`` (asked once the manifest is in) says the files are no longer wanted."""
     where = f"{registry.describe()}/{repo}:{commit}"
     found = registry.read_manifest(repo, commit)
     if found is None or (proceed is not None and not proceed()):
         return None
-    try:
-        manifest = json.loads(found[0])
-        config_digest = manifest["config"]["digest"]
-        layer_digest = manifest["layers"][0]["digest"]
-    except (KeyError, IndexError, TypeError, ValueError):
-        # Malformed: let decode_module report it precisely.
-        return decode_module(found[0], lambda d: registry.read_blob(repo, d), commit, where)
-    config = embedded_data(manifest["config"], f"{where} config")
-    if config is not None:
-        blobs = {config_digest: config, layer_digest: registry.read_blob(repo, layer_digest)}
-    else:  # pushed by another tool: config and layer in parallel, one round trip
-        with ThreadPoolExecutor(max_workers=1) as side:
-            layer = side.submit(registry.read_blob, repo, layer_digest)
-            blobs = {config_digest: registry.read_blob(repo, config_digest)}
-            blobs[layer_digest] = layer.result()
-    return decode_module(found[0], blobs.__getitem__, commit, where)
+
+    def read(descriptor: Descriptor) -> bytes:
+        return descriptor_bytes(registry, repo, descriptor, where)
+
+    return decode_module(found[0], read, module, commit, where)

@@ -1,21 +1,40 @@
-"""The one small interface every team registry backend implements (on-disk layout, HTTP)."""
+"""The one small interface every team registry backend implements (on-disk layout, HTTP), and
+the checks every byte read from a registry passes: a digest of the right form, content that
+hashes to it, descriptors of the expected media type and size, JSON documents within bounds.
+Whatever fails is an InvalidContentError: the caller warns and asks the next tier."""
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from bsr_team_cache.errors import DigestMismatchError, RegistryError
+from bsr_team_cache.errors import DigestMismatchError, InvalidContentError
+from bsr_team_cache.limits import limits
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+_SHA256_RE = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def is_oci_digest(digest: object) -> bool:
+    return isinstance(digest, str) and _SHA256_RE.fullmatch(digest) is not None
+
+
+def validate_oci_digest(digest: object, where: str) -> str:
+    """``sha256:<64 lowercase hex>``: the only form we read (it also names files on disk)."""
+    if not is_oci_digest(digest):
+        raise InvalidContentError(f"{where}: invalid digest {digest!r} (expected sha256:<hex>)")
+    return digest  # type: ignore[return-value]
 
 
 def verify_blob(data: bytes, digest: str, where: str) -> bytes:
@@ -28,53 +47,132 @@ def verify_blob(data: bytes, digest: str, where: str) -> bytes:
     return data
 
 
-def embedded_data(descriptor: dict, where: str) -> bytes | None:
-    """A descriptor's OCI 1.1 ``data`` (the blob carried inline), verified against its digest;
-    None when the descriptor has none."""
-    encoded = descriptor.get("data")
-    if not isinstance(encoded, str):
-        return None
+def parse_json(data: bytes, where: str, what: str) -> Any:
+    """A JSON document from a registry (bounded by its reader); never more than our errors."""
     try:
-        data = base64.b64decode(encoded, validate=True)
-    except ValueError:
-        raise RegistryError(f"{where}: embedded data is not base64") from None
-    return verify_blob(data, descriptor["digest"], where)
+        return json.loads(data)
+    except RecursionError:
+        raise InvalidContentError(f"{where}: {what} is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidContentError(f"{where}: {what} is not JSON ({exc})") from None
 
 
-def descriptor_bytes(registry: RegistryBackend, repo: str, descriptor: dict, where: str) -> bytes:
-    """The blob a descriptor names: inline if embedded, else read (and verified)."""
-    data = embedded_data(descriptor, where)
-    return data if data is not None else registry.read_blob(repo, descriptor["digest"])
+@dataclass(frozen=True)
+class Descriptor:
+    """An OCI descriptor whose fields have been checked."""
+
+    media_type: str
+    digest: str
+    size: int
+    data: bytes | None = field(default=None, repr=False)  # OCI 1.1 embedded data, verified
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+def parse_descriptor(
+    value: object, where: str, *, media_types: tuple[str, ...], max_size: int
+) -> Descriptor:
+    """A descriptor of one of ``media_types`` naming at most ``max_size`` bytes; embedded data,
+    when present, must be base64 of exactly those bytes."""
+    if not isinstance(value, dict):
+        raise InvalidContentError(f"{where}: a descriptor is not a JSON object")
+    media_type = value.get("mediaType")
+    if media_type not in media_types:
+        raise InvalidContentError(
+            f"{where}: unexpected media type {media_type!r} (expected {', '.join(media_types)})"
+        )
+    digest = validate_oci_digest(value.get("digest"), where)
+    size = value.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise InvalidContentError(f"{where}: descriptor size {size!r} is not a byte count")
+    if size > max_size:
+        raise InvalidContentError(f"{where}: {media_type} of {size} bytes exceeds {max_size}")
+    annotations = value.get("annotations") or {}
+    if not isinstance(annotations, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
+    ):
+        raise InvalidContentError(f"{where}: descriptor annotations are not strings")
+    data = None
+    encoded = value.get("data")
+    if encoded is not None:
+        if not isinstance(encoded, str) or len(encoded) > 4 * (size // 3 + 1):
+            raise InvalidContentError(f"{where}: embedded data does not match size {size}")
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidContentError(f"{where}: embedded data is not base64") from None
+        if len(data) != size:
+            raise InvalidContentError(f"{where}: embedded data does not match size {size}")
+        verify_blob(data, digest, where)
+    return Descriptor(media_type, digest, size, data, annotations)
+
+
+def parse_manifest(data: bytes, where: str, artifact_type: str) -> dict[str, Any]:
+    """An OCI image manifest of ``artifact_type`` (a JSON object; its fields checked by the
+    caller with ``parse_descriptor``)."""
+    manifest = parse_json(data, where, "manifest")
+    if not isinstance(manifest, dict):
+        raise InvalidContentError(f"{where}: manifest is not a JSON object")
+    if manifest.get("mediaType", OCI_MANIFEST) != OCI_MANIFEST:
+        raise InvalidContentError(
+            f"{where}: expected an OCI image manifest, found {manifest.get('mediaType')!r}"
+        )
+    if manifest.get("artifactType") != artifact_type:
+        raise InvalidContentError(
+            f"{where}: expected a {artifact_type} artifact, found {manifest.get('artifactType')!r}"
+        )
+    if not isinstance(manifest.get("layers"), list):
+        raise InvalidContentError(f"{where}: manifest has no list of layers")
+    return manifest
+
+
+def manifest_annotations(manifest: dict[str, Any], where: str) -> dict[str, str]:
+    annotations = manifest.get("annotations") or {}
+    if not isinstance(annotations, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
+    ):
+        raise InvalidContentError(f"{where}: manifest annotations are not strings")
+    return dict(annotations)
+
+
+def descriptor_bytes(
+    registry: RegistryBackend, repo: str, descriptor: Descriptor, where: str
+) -> bytes:
+    """The blob a descriptor names: inline if embedded, else read (bounded and verified)."""
+    if descriptor.data is not None:
+        return descriptor.data
+    data = registry.read_blob(repo, descriptor.digest, max_bytes=descriptor.size)
+    if len(data) != descriptor.size:
+        raise InvalidContentError(f"{where}: blob {descriptor.digest} is not {descriptor.size} B")
+    return data
 
 
 def read_typed_manifest(
     registry: RegistryBackend, repo: str, reference: str, artifact_type: str
 ) -> tuple[dict, str, str] | None:
-    """(parsed manifest, a "registry/repo:ref" label for messages, manifest digest), or None
-    if absent. Raises if the manifest is not JSON or is another kind of artifact."""
+    """(checked manifest, a "registry/repo:ref" label for messages, manifest digest), or None
+    if absent. Raises InvalidContentError for anything but a manifest of ``artifact_type``."""
     found = registry.read_manifest(repo, reference)
     if found is None:
         return None
     where = f"{registry.describe()}/{repo}:{reference}"
-    try:
-        manifest = json.loads(found[0])
-    except ValueError as exc:
-        raise RegistryError(f"{where}: manifest is not JSON ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("artifactType") != artifact_type:
-        kind = manifest.get("artifactType") if isinstance(manifest, dict) else None
-        raise RegistryError(f"{where}: expected a {artifact_type} artifact, found {kind!r}")
-    return manifest, where, sha256_digest(found[0])
+    return parse_manifest(found[0], where, artifact_type), where, sha256_digest(found[0])
+
+
+def document_limit() -> int:
+    return limits().max_document_bytes
 
 
 class RegistryBackend(Protocol):
-    """Repositories of blobs and manifests, as in the OCI distribution spec."""
+    """Repositories of blobs and manifests, as in the OCI distribution spec. Reads are bounded:
+    manifests by ``Limits.max_document_bytes``, blobs by ``max_bytes``."""
 
     def describe(self) -> str: ...
 
     def blob_exists(self, repo: str, digest: str) -> bool: ...
 
-    def read_blob(self, repo: str, digest: str) -> bytes:
-        """The blob's bytes, verified against ``digest``."""
+    def read_blob(self, repo: str, digest: str, max_bytes: int | None = None) -> bytes:
+        """The blob's bytes, verified against ``digest``; more than ``max_bytes`` (default:
+        the module limit) is refused. A blob the repository lacks is a MissingBlobError."""
         ...
 
     def read_blob_to(self, repo: str, digest: str, dest: Path) -> int:

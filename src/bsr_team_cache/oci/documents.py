@@ -15,11 +15,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bsr_team_cache.errors import ConflictError, RegistryError
+from bsr_team_cache.errors import ConflictError, InvalidContentError
 from bsr_team_cache.oci.base import (
     OCI_MANIFEST,
     RegistryBackend,
     descriptor_bytes,
+    document_limit,
+    manifest_annotations,
+    parse_descriptor,
+    parse_json,
     read_typed_manifest,
     sha256_digest,
 )
@@ -87,16 +91,35 @@ def push_document(
 def read_versioned_document(
     registry: RegistryBackend, repo: str, tag: str, artifact_type: str
 ) -> tuple[Any, dict[str, str], str] | None:
-    """(document, manifest annotations, manifest digest), or None when the tag is absent."""
+    """(document, manifest annotations, manifest digest), or None when the tag is absent.
+    A document that is not what it should be is an InvalidContentError."""
     found = read_typed_manifest(registry, repo, tag, artifact_type)
     if found is None:
         return None
     manifest, where, digest = found
+    if len(manifest["layers"]) != 1:
+        raise InvalidContentError(f"{where}: expected one document layer")
+    layer = parse_descriptor(
+        manifest["layers"][0],
+        where,
+        media_types=(artifact_type + "+json",),
+        max_size=document_limit(),
+    )
+    payload = descriptor_bytes(registry, repo, layer, where)
+    return parse_json(payload, where, "document"), manifest_annotations(manifest, where), digest
+
+
+def _current(
+    registry: RegistryBackend, repo: str, tag: str, artifact_type: str
+) -> tuple[Any, str | None]:
+    """(document or None, digest of what the tag holds or None). A malformed document reads
+    as None with its digest, so that the next write replaces it (and checks it is still it)."""
     try:
-        payload = descriptor_bytes(registry, repo, manifest["layers"][0], where)
-        return json.loads(payload), dict(manifest.get("annotations") or {}), digest
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise RegistryError(f"{where}: malformed document ({exc})") from None
+        found = read_versioned_document(registry, repo, tag, artifact_type)
+    except InvalidContentError:
+        raw = registry.read_manifest(repo, tag)
+        return None, sha256_digest(raw[0]) if raw else None
+    return (found[0], found[2]) if found else (None, None)
 
 
 def read_document(
@@ -124,10 +147,12 @@ def update_document(
     back. Returns the document that holds our change."""
     wrote = False
     for attempt in range(attempts):
-        found = read_versioned_document(registry, repo, tag, artifact_type)
-        current, digest = (found[0], found[2]) if found else (None, None)
-        new = change(current)
-        if found is not None and canonical_json(new) == canonical_json(current):
+        current, digest = _current(registry, repo, tag, artifact_type)
+        try:
+            new = change(current)
+        except InvalidContentError:
+            current, new = None, change(None)  # a malformed document is replaced, not kept
+        if current is not None and canonical_json(new) == canonical_json(current):
             return current  # our change is there (already, or written by us and still current)
         if wrote and attempt + 1 == attempts:
             break

@@ -10,14 +10,21 @@ simple client does not, and why:
 * uploads above ``chunk_threshold`` go in PATCH chunks, each retried on its own;
 * ``mount_blob`` lets bundles reference blobs across repositories without re-uploading;
 * one pooled ``httpx.Client`` (thread-safe) serves parallel transfers;
-* 5xx/429 and connection errors are retried with backoff, honouring ``Retry-After``.
+* 5xx/429 and connection errors are retried with backoff, honouring ``Retry-After``;
+* what the registry sends is bounded (manifests by the document limit, blobs by their declared
+  size) and every request by a deadline and a minimum rate (see _http.py);
+* credentials (basic, or a bearer token) go only to the registry's own origin: never to a
+  host named by a redirect (object storage), an upload ``Location`` or a tags ``Link``; a token
+  realm must be https (plain http only on loopback).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,17 +33,37 @@ from pathlib import Path
 import httpx
 
 from bsr_team_cache._fs import file_chunks, write_verified
+from bsr_team_cache._hosts import is_loopback
 from bsr_team_cache._http import (
+    SPILL_BYTES,
     USER_AGENT,
     backoff_delay,
+    deadline_scope,
     default_ssl_context,
     describe_transport_error,
+    guarded_client,
+    read_body,
     retry_after,
+    same_origin,
 )
-from bsr_team_cache.errors import ConflictError, RegistryError
-from bsr_team_cache.oci.base import OCI_INDEX, OCI_MANIFEST, sha256_digest, verify_blob
+from bsr_team_cache.errors import (
+    ConflictError,
+    ContentTooLargeError,
+    DigestMismatchError,
+    MissingBlobError,
+    RegistryError,
+    remote_text,
+)
+from bsr_team_cache.limits import limits
+from bsr_team_cache.oci.base import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    sha256_digest,
+    validate_oci_digest,
+    verify_blob,
+)
 from bsr_team_cache.oci.credentials import Credentials, credentials_for
-from bsr_team_cache.oci.url import parse_http_registry_url
+from bsr_team_cache.oci.url import parse_http_registry_url, redact
 
 MANIFEST_ACCEPT = ", ".join(
     (
@@ -48,6 +75,9 @@ MANIFEST_ACCEPT = ", ".join(
 )
 _STREAM_BLOCK = 1 << 20
 _RETRY_STATUSES = {429, 500, 502, 503, 504}
+_REDIRECTS = {301, 302, 303, 307, 308}
+_MAX_REDIRECTS = 5
+_SMALL_ANSWER = 1 << 20  # token answers, error bodies, tag lists (per page)
 
 ContentFactory = Callable[[], bytes | Iterator[bytes]]
 
@@ -83,15 +113,24 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
+def _error_text(status: int, body: bytes) -> str:
+    """The registry's error codes and messages (what it sent, made printable and short)."""
+    try:
+        errors = json.loads(body[:_SMALL_ANSWER]).get("errors") or []
+        parts = [f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors[:5]]
+        if parts:
+            return remote_text("; ".join(parts))
+    except (ValueError, AttributeError, TypeError, RecursionError):
+        pass
+    return f"HTTP {status}"
+
+
 def _oci_error_text(resp: httpx.Response) -> str:
     try:
-        errors = json.loads(resp.content).get("errors") or []
-        parts = [f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors]
-        if parts:
-            return "; ".join(parts)
-    except (ValueError, AttributeError, httpx.ResponseNotRead):
-        pass
-    return f"HTTP {resp.status_code}"
+        body = resp.content
+    except httpx.ResponseNotRead:
+        body = b""
+    return _error_text(resp.status_code, body)
 
 
 def _upload_offset(status: httpx.Response) -> int:
@@ -125,8 +164,11 @@ class HTTPRegistry:
         scheme = parsed.scheme
         self.host = parsed.host
         self.base = parsed.base
+        self._origin = httpx.URL(parsed.base)
         self.namespace = parsed.namespace
-        self._url = url
+        self._url = redact(url)
+        if credentials is None and parsed.username:
+            credentials = Credentials(parsed.username, parsed.password)
         self._credentials = credentials
         self._max_attempts = max(1, max_attempts)
         self._backoff, self._max_backoff = backoff, max_backoff
@@ -135,7 +177,7 @@ class HTTPRegistry:
         self._challenge: tuple[str, dict[str, str]] | None = None
         self._tokens: dict[str, tuple[str, float]] = {}
         self._auth_lock = threading.Lock()
-        self._client = httpx.Client(
+        self._client = guarded_client(
             transport=transport,
             verify=(default_ssl_context() if verify is None else verify)
             if scheme == "https"
@@ -144,8 +186,11 @@ class HTTPRegistry:
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
-            headers={"User-Agent": USER_AGENT},
-            follow_redirects=True,  # blob GETs may redirect to object storage
+            # Digests name the bytes as stored: no transparent decompression.
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+            # Redirects (blob GETs to object storage) are followed by _request, which decides
+            # what each hop may receive.
+            follow_redirects=False,
         )
 
     def close(self) -> None:
@@ -181,45 +226,71 @@ class HTTPRegistry:
         realm = params.get("realm")
         if not realm:
             raise RegistryError(f"{self.host}: bearer challenge without a realm")
+        try:
+            realm_url = httpx.URL(realm)
+        except httpx.InvalidURL:
+            raise RegistryError(f"{self.host}: bearer realm {realm!r} is not a URL") from None
+        if realm_url.scheme != "https" and not (
+            realm_url.scheme == "http" and is_loopback(realm_url.host)
+        ):
+            # The realm receives the registry credentials: never in clear text over a network.
+            raise RegistryError(
+                f"{self.host}: refusing to send credentials to the token service {realm!r}:"
+                " it is not https"
+            )
         query: list[tuple[str, str]] = [("scope", s) for s in scopes]
         if params.get("service"):
             query.append(("service", params["service"]))
         creds = self.credentials
+        if creds.identity_token:
+            request = self._client.build_request(
+                "POST",
+                realm_url,
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": creds.identity_token,
+                    "service": params.get("service", ""),
+                    "scope": " ".join(scopes),
+                    "client_id": "bsr-team-cache",
+                },
+            )
+        else:
+            basic = creds.basic()
+            request = self._client.build_request(
+                "GET", realm_url, params=query, headers={"Authorization": basic} if basic else {}
+            )
         try:
-            if creds.identity_token:
-                resp = self._client.post(
-                    realm,
-                    data={
-                        "grant_type": "refresh_token",
-                        "refresh_token": creds.identity_token,
-                        "service": params.get("service", ""),
-                        "scope": " ".join(scopes),
-                        "client_id": "bsr-team-cache",
-                    },
-                )
-            else:
-                basic = creds.basic()
-                resp = self._client.get(
-                    realm, params=query, headers={"Authorization": basic} if basic else {}
-                )
+            with deadline_scope(limits().request_seconds):
+                resp = self._client.send(request, stream=True)
+                try:
+                    body = read_body(resp, _SMALL_ANSWER, f"{self.host}: token service")
+                finally:
+                    resp.close()
         except httpx.TransportError as exc:
             raise RegistryError(
                 f"{self.host}: token service {realm} unreachable ({describe_transport_error(exc)})"
             ) from None
+        except ContentTooLargeError as exc:
+            raise RegistryError(str(exc)) from None
         if resp.status_code in (401, 403):
             raise RegistryError(
                 f"{self.host}: the token service refused the credentials"
-                f" ({_oci_error_text(resp)}); check `docker login {self.host}` or"
+                f" ({_error_text(resp.status_code, body)}); check `docker login {self.host}` or"
                 " BSR_TEAM_CACHE_REGISTRY_USERNAME/_PASSWORD"
             )
         if resp.status_code != 200:
-            raise RegistryError(f"{self.host}: token service: {_oci_error_text(resp)}")
+            raise RegistryError(
+                f"{self.host}: token service: {_error_text(resp.status_code, body)}"
+            )
         try:
-            payload = resp.json()
+            payload = json.loads(body)
             token = payload.get("token") or payload["access_token"]
             lifetime = float(payload.get("expires_in", 60))
-        except (ValueError, KeyError, TypeError):
+            if not isinstance(token, str) or not token.isprintable() or not lifetime > 0:
+                raise ValueError("not a token")
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             raise RegistryError(f"{self.host}: token service returned no token") from None
+        lifetime = min(lifetime, 24 * 3600.0)
         with self._auth_lock:
             self._tokens[key] = (token, time.monotonic() + max(10.0, lifetime - 10.0))
         return token
@@ -246,50 +317,108 @@ class HTTPRegistry:
         content: ContentFactory | None = None,
         params: dict[str, str] | None = None,
         stream: bool = False,
+        max_body: int | None = None,
     ) -> httpx.Response:
-        """One logical request: answers a 401 challenge once, retries transient failures."""
+        """One logical request: answers a 401 challenge once, follows redirects of reads,
+        retries transient failures. Credentials go only to the registry's own origin. Unless
+        ``stream``, the body is read here, refused beyond ``max_body`` (default: the document
+        limit)."""
         target = url if isinstance(url, httpx.URL) else httpx.URL(self.base + url)
         what = f"{method} {target.path}"
         answered_challenge = False
-        attempt = 0
-        while True:
-            hint: float | None = None
-            request = self._client.build_request(
-                method,
-                target,
-                params=params,
-                headers={**(headers or {}), **self._auth_header(scopes)},
-                content=content() if content is not None else None,
+        attempt = redirects = 0
+        with deadline_scope(limits().request_seconds):
+            while True:
+                hint: float | None = None
+                own = same_origin(target, self._origin)
+                request = self._client.build_request(
+                    method,
+                    target,
+                    params=params,
+                    headers={**(headers or {}), **(self._auth_header(scopes) if own else {})},
+                    content=content() if content is not None else None,
+                )
+                try:
+                    resp = self._client.send(request, stream=True)
+                except httpx.TransportError as exc:
+                    failure = f"{self.host}: {what}: {describe_transport_error(exc)}"
+                else:
+                    if resp.status_code == 401 and own and not answered_challenge:
+                        resp.close()
+                        self._learn_challenge(resp)
+                        with self._auth_lock:  # a cached token was refused: ask for a new one
+                            self._tokens.pop(" ".join(scopes), None)
+                        answered_challenge = True
+                        continue
+                    if resp.status_code in _REDIRECTS and method in ("GET", "HEAD"):
+                        target = self._redirect_target(resp, target, redirects)
+                        redirects += 1
+                        params = None  # the new location carries its own query
+                        continue
+                    if resp.status_code not in _RETRY_STATUSES:
+                        return resp if stream else self._bounded(resp, max_body, what)
+                    resp = self._bounded(resp, _SMALL_ANSWER, what, keep_partial=True)
+                    failure = f"{self.host}: {what}: {_oci_error_text(resp)}"
+                    hint = retry_after(resp)
+                attempt += 1
+                if attempt >= self._max_attempts:
+                    raise RegistryError(f"{failure} (gave up after {attempt} attempts)")
+                self._sleep(backoff_delay(attempt - 1, self._backoff, self._max_backoff, hint))
+
+    def _redirect_target(self, resp: httpx.Response, current: httpx.URL, count: int) -> httpx.URL:
+        """Where a redirect of a read leads (object storage, typically). Plain http only on
+        loopback or when this registry itself is plain http; never more than a few hops."""
+        resp.close()
+        location = resp.headers.get("Location", "")
+        if count >= _MAX_REDIRECTS or not location:
+            raise RegistryError(f"{self.host}: {current.path}: too many or empty redirects")
+        try:
+            target = current.join(location)
+        except httpx.InvalidURL:
+            raise RegistryError(f"{self.host}: redirect to an invalid URL") from None
+        if target.scheme not in ("https", "http") or (
+            target.scheme == "http"
+            and self._origin.scheme == "https"
+            and not is_loopback(target.host)
+        ):
+            raise RegistryError(
+                f"{self.host}: {current.path}: refusing a redirect to {target.scheme}://"
+                f"{target.host} (https is required)"
             )
-            try:
-                resp = self._client.send(request, stream=stream)
-            except httpx.TransportError as exc:
-                failure = f"{self.host}: {what}: {describe_transport_error(exc)}"
-            else:
-                if resp.status_code == 401 and not answered_challenge:
-                    resp.close()
-                    self._learn_challenge(resp)
-                    with self._auth_lock:  # a cached token was refused: ask for a new one
-                        self._tokens.pop(" ".join(scopes), None)
-                    answered_challenge = True
-                    continue
-                if resp.status_code not in _RETRY_STATUSES:
-                    return resp
-                if stream:
-                    resp.read()
-                failure = f"{self.host}: {what}: {_oci_error_text(resp)}"
-                hint = retry_after(resp)
-            attempt += 1
-            if attempt >= self._max_attempts:
-                raise RegistryError(f"{failure} (gave up after {attempt} attempts)")
-            self._sleep(backoff_delay(attempt - 1, self._backoff, self._max_backoff, hint))
+        return target
+
+    @staticmethod
+    def _bounded(
+        resp: httpx.Response, cap: int | None, what: str, *, keep_partial: bool = False
+    ) -> httpx.Response:
+        """The response with its body read (at most ``cap`` bytes)."""
+        cap = limits().max_document_bytes if cap is None else cap
+        try:
+            body = read_body(resp, cap, what)
+        except ContentTooLargeError:
+            if not keep_partial:
+                raise
+            body = b""
+        except httpx.TransportError:
+            if not keep_partial:
+                raise
+            body = b""
+        finally:
+            resp.close()
+        headers = [
+            (k, v)
+            for k, v in resp.headers.multi_items()
+            if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(resp.status_code, headers=headers, content=body, request=resp.request)
 
     def _learn_challenge(self, resp: httpx.Response) -> None:
         header = resp.headers.get("WWW-Authenticate", "")
         scheme, params = parse_challenge(header) if header else ("", {})
         if scheme not in ("basic", "bearer"):
             raise RegistryError(
-                f"{self.host}: authentication required with an unsupported scheme {header!r}"
+                f"{self.host}: authentication required with an unsupported scheme"
+                f" {remote_text(header, 80)!r}"
             )
         if scheme == "basic" and not self.credentials.basic():
             raise RegistryError(
@@ -325,6 +454,7 @@ class HTTPRegistry:
     # -- blobs ---------------------------------------------------------------------------
     def blob_exists(self, repo: str, digest: str) -> bool:
         name = self._name(repo)
+        validate_oci_digest(digest, f"{self.host}/{name}")
         resp = self._request("HEAD", f"/v2/{name}/blobs/{digest}", (self._scope(name, "pull"),))
         if resp.status_code == 200:
             return True
@@ -332,50 +462,73 @@ class HTTPRegistry:
             return False
         raise self._fail(resp, f"HEAD blob {digest} in {name}")
 
-    def read_blob(self, repo: str, digest: str) -> bytes:
+    def read_blob(self, repo: str, digest: str, max_bytes: int | None = None) -> bytes:
+        """The blob, verified; more than ``max_bytes`` (default: the module limit) is refused
+        as it arrives, and what exceeds SPILL_BYTES waits on disk, not in memory."""
         name = self._name(repo)
-        resp = self._request("GET", f"/v2/{name}/blobs/{digest}", (self._scope(name, "pull"),))
-        if resp.status_code != 200:
-            raise self._fail(resp, f"GET blob {digest} from {name}")
-        return verify_blob(resp.content, digest, f"{self.host}/{name}")
+        cap = limits().max_module_bytes if max_bytes is None else max_bytes
+        where = f"{self.host}/{name}"
+        with tempfile.SpooledTemporaryFile(max_size=SPILL_BYTES) as held:
+            hasher = hashlib.sha256()
+            for block in self._blob_stream(name, digest, cap):
+                hasher.update(block)
+                held.write(block)
+            actual = "sha256:" + hasher.hexdigest()
+            if actual != digest:
+                raise DigestMismatchError(
+                    f"{where}: blob {digest} is corrupt (its content hashes to {actual})"
+                )
+            held.seek(0)
+            return held.read()
 
-    def read_blob_to(self, repo: str, digest: str, dest: Path) -> int:
+    def read_blob_to(self, repo: str, digest: str, dest: Path, max_bytes: int | None = None) -> int:
         """Stream a blob into ``dest`` (atomic rename), hashing as it arrives; a connection
         lost mid-blob resumes where it stopped (``Range``). Returns the size."""
         name = self._name(repo)
-        return write_verified(dest, self._blob_stream(name, digest), digest, f"{self.host}/{name}")
+        cap = limits().max_module_bytes if max_bytes is None else max_bytes
+        stream = self._blob_stream(name, digest, cap)
+        return write_verified(dest, stream, digest, f"{self.host}/{name}")
 
-    def _blob_stream(self, name: str, digest: str) -> Iterator[bytes]:
+    def _blob_stream(self, name: str, digest: str, cap: int) -> Iterator[bytes]:
+        validate_oci_digest(digest, f"{self.host}/{name}")
         received = 0
-        for attempt in range(self._max_attempts):
-            headers = {"Range": f"bytes={received}-"} if received else {}
-            resp = self._request(
-                "GET",
-                f"/v2/{name}/blobs/{digest}",
-                (self._scope(name, "pull"),),
-                headers=headers,
-                stream=True,
-            )
-            try:
-                if resp.status_code not in (200, 206):
-                    resp.read()
-                    raise self._fail(resp, f"GET blob {digest} from {name}")
-                # A server that ignores Range sends everything again: skip what we have.
-                skip = received if resp.status_code == 200 else 0
-                for block in resp.iter_bytes(_STREAM_BLOCK):
-                    if skip:
-                        cut = min(skip, len(block))
-                        block, skip = block[cut:], skip - cut
-                        if not block:
-                            continue
-                    received += len(block)
-                    yield block
-                return
-            except httpx.TransportError as exc:
-                problem = describe_transport_error(exc)
-            finally:
-                resp.close()
-            self._sleep(backoff_delay(attempt, self._backoff, self._max_backoff))
+        problem = ""
+        with deadline_scope(limits().request_seconds):
+            for attempt in range(self._max_attempts):
+                headers = {"Range": f"bytes={received}-"} if received else {}
+                resp = self._request(
+                    "GET",
+                    f"/v2/{name}/blobs/{digest}",
+                    (self._scope(name, "pull"),),
+                    headers=headers,
+                    stream=True,
+                )
+                try:
+                    if resp.status_code not in (200, 206):
+                        resp = self._bounded(resp, _SMALL_ANSWER, "blob", keep_partial=True)
+                        if resp.status_code == 404:
+                            raise MissingBlobError(f"{self.host}/{name}: blob {digest} not found")
+                        raise self._fail(resp, f"GET blob {digest} from {name}")
+                    # A server that ignores Range sends everything again: skip what we have.
+                    skip = received if resp.status_code == 200 else 0
+                    for block in resp.iter_raw(_STREAM_BLOCK):
+                        if skip:
+                            cut = min(skip, len(block))
+                            block, skip = block[cut:], skip - cut
+                            if not block:
+                                continue
+                        received += len(block)
+                        if received > cap:
+                            raise ContentTooLargeError(
+                                f"{self.host}/{name}: blob {digest} is larger than {cap} bytes"
+                            )
+                        yield block
+                    return
+                except httpx.TransportError as exc:
+                    problem = describe_transport_error(exc)
+                finally:
+                    resp.close()
+                self._sleep(backoff_delay(attempt, self._backoff, self._max_backoff))
         raise RegistryError(
             f"{self.host}: GET blob {digest}: {problem} (gave up after {self._max_attempts}"
             f" attempts, {received} bytes in)"
@@ -476,10 +629,8 @@ class HTTPRegistry:
             return True
         if resp.status_code == 202:
             # The registry opened an ordinary upload session instead; close it politely.
-            with contextlib.suppress(httpx.TransportError):
-                self._client.delete(
-                    self._location(resp, "mount"), headers=self._auth_header(scopes)
-                )
+            with contextlib.suppress(RegistryError):
+                self._request("DELETE", self._location(resp, "mount"), scopes)
             return False
         raise self._fail(resp, f"mount {digest} from {source} into {name}")
 
@@ -563,8 +714,8 @@ class HTTPRegistry:
         media_type = resp.headers.get("Content-Type", "").split(";", 1)[0].strip()
         if not media_type or media_type == "application/octet-stream":
             try:
-                media_type = json.loads(data).get("mediaType", "")
-            except (ValueError, AttributeError):
+                media_type = str(json.loads(data).get("mediaType", ""))
+            except (ValueError, AttributeError, RecursionError):
                 media_type = ""
         return data, media_type
 
@@ -576,21 +727,42 @@ class HTTPRegistry:
         if resp.status_code not in (202, 404):
             raise self._fail(resp, f"DELETE manifest {name}@{digest}")
 
-    def list_tags(self, repo: str, page_size: int = 1000) -> list[str]:
+    def list_tags(self, repo: str, page_size: int = 1000, max_pages: int = 1000) -> list[str]:
+        """Every tag, page by page. A ``Link`` to the next page must stay on this registry
+        (it is asked with our credentials); a registry that never stops paging is cut off."""
         name = self._name(repo)
         scopes = (self._scope(name, "pull"),)
         url: httpx.URL = httpx.URL(f"{self.base}/v2/{name}/tags/list").copy_merge_params(
             {"n": str(page_size)}
         )
         tags: list[str] = []
-        while True:
+        seen: set[str] = set()
+        for _ in range(max_pages):
+            seen.add(str(url))
             resp = self._request("GET", url, scopes)
             if resp.status_code == 404:
                 return tags
             if resp.status_code != 200:
                 raise self._fail(resp, f"list tags of {name}")
-            tags.extend(resp.json().get("tags") or [])
+            try:
+                page = json.loads(resp.content).get("tags") or []
+                if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
+                    raise ValueError("tags is not a list of strings")
+            except (ValueError, AttributeError, RecursionError) as exc:
+                raise RegistryError(
+                    f"{self.host}: list tags of {name}: bad answer ({exc})"
+                ) from None
+            tags.extend(page)
             link = resp.headers.get("Link", "")
             if 'rel="next"' not in link:
                 return tags
-            url = resp.url.join(link.split(";", 1)[0].strip().strip("<>"))
+            try:
+                url = resp.url.join(link.split(";", 1)[0].strip().strip("<>"))
+            except httpx.InvalidURL:
+                raise RegistryError(f"{self.host}: list tags of {name}: bad Link header") from None
+            if not same_origin(url, self._origin) or str(url) in seen:
+                raise RegistryError(
+                    f"{self.host}: list tags of {name}: the next page is not on this registry"
+                    " or repeats a page; refusing to follow it"
+                )
+        raise RegistryError(f"{self.host}: list tags of {name}: more than {max_pages} pages")

@@ -18,11 +18,31 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bsr_team_cache._fs import atomic_write, file_chunks, write_verified
-from bsr_team_cache.errors import ConflictError, RegistryError
-from bsr_team_cache.oci.base import OCI_INDEX, sha256_digest, verify_blob
+from bsr_team_cache._fs import (
+    atomic_write,
+    file_chunks,
+    inside,
+    read_regular_file,
+    write_verified,
+)
+from bsr_team_cache.errors import (
+    ConflictError,
+    InvalidContentError,
+    MissingBlobError,
+    RegistryError,
+)
+from bsr_team_cache.limits import limits
+from bsr_team_cache.oci.base import (
+    OCI_INDEX,
+    parse_json,
+    sha256_digest,
+    validate_oci_digest,
+    verify_blob,
+)
 
 REF_NAME = "org.opencontainers.image.ref.name"
+# index.json holds one entry (~250 B) per tag; this allows ~250,000 tags in one repository.
+MAX_INDEX_BYTES = 64 << 20
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,15 +71,17 @@ class OCILayoutRegistry:
         return f"oci-layout:{self.root}"
 
     def _repo_dir(self, repo: str) -> Path:
-        if repo.startswith("/") or ".." in repo.split("/"):
+        parts = repo.split("/")
+        if any(p in ("", ".", "..") or "\x00" in p for p in parts):
             raise RegistryError(f"invalid repository name {repo!r}")
-        return self.root / repo
+        # Members share this directory: a planted link must not send reads or writes elsewhere.
+        return inside(self.root, self.root / repo, InvalidContentError)
 
     def _blob_path(self, repo: str, digest: str) -> Path:
-        algo, _, hex_value = digest.partition(":")
-        if algo != "sha256" or len(hex_value) != 64:
-            raise RegistryError(f"unsupported digest {digest!r}")
-        return self._repo_dir(repo) / "blobs" / "sha256" / hex_value
+        hex_value = validate_oci_digest(digest, f"{self.describe()}/{repo}")[len("sha256:") :]
+        return inside(
+            self.root, self._repo_dir(repo) / "blobs" / "sha256" / hex_value, InvalidContentError
+        )
 
     def _init(self, repo: str) -> Path:
         directory = self._repo_dir(repo)
@@ -81,10 +103,16 @@ class OCILayoutRegistry:
         path = self._repo_dir(repo) / "index.json"
         if not path.exists():
             return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
-        try:
-            return json.loads(path.read_bytes())
-        except ValueError as exc:
-            raise RegistryError(f"{path}: corrupt index.json ({exc})") from None
+        index = parse_json(read_regular_file(path, MAX_INDEX_BYTES), str(path), "index.json")
+        entries = index.get("manifests") if isinstance(index, dict) else None
+        if not isinstance(entries, list) or not all(
+            isinstance(m, dict)
+            and isinstance(m.get("annotations", {}), dict)
+            and isinstance(m.get("mediaType", ""), str)
+            for m in entries
+        ):
+            raise InvalidContentError(f"{path}: corrupt index.json (no list of manifests)")
+        return index
 
     # -- RegistryBackend -----------------------------------------------------------------
     @_filesystem_errors
@@ -92,12 +120,13 @@ class OCILayoutRegistry:
         return self._blob_path(repo, digest).exists()
 
     @_filesystem_errors
-    def read_blob(self, repo: str, digest: str) -> bytes:
+    def read_blob(self, repo: str, digest: str, max_bytes: int | None = None) -> bytes:
         path = self._blob_path(repo, digest)
+        limit = limits().max_module_bytes if max_bytes is None else max_bytes
         try:
-            data = path.read_bytes()
+            data = read_regular_file(path, limit)
         except FileNotFoundError:
-            raise RegistryError(f"{self.describe()}: {repo}: blob {digest} not found") from None
+            raise MissingBlobError(f"{self.describe()}: {repo}: blob {digest} not found") from None
         return verify_blob(data, digest, f"{self.describe()}/{repo}")
 
     @_filesystem_errors
@@ -111,8 +140,8 @@ class OCILayoutRegistry:
     @_filesystem_errors
     def read_blob_to(self, repo: str, digest: str, dest: Path) -> int:
         source = self._blob_path(repo, digest)
-        if not source.exists():
-            raise RegistryError(f"{self.describe()}: {repo}: blob {digest} not found")
+        if not source.is_file():
+            raise MissingBlobError(f"{self.describe()}: {repo}: blob {digest} not found")
         return write_verified(dest, file_chunks(source), digest, f"{self.describe()}/{repo}")
 
     @_filesystem_errors
@@ -198,14 +227,24 @@ class OCILayoutRegistry:
 
     @_filesystem_errors
     def read_manifest(self, repo: str, reference: str) -> tuple[bytes, str] | None:
+        cap = limits().max_document_bytes
         if reference.startswith("sha256:"):
             if not self.blob_exists(repo, reference):
                 return None
-            data = self.read_blob(repo, reference)
-            return data, json.loads(data).get("mediaType", "")
+            data = self.read_blob(repo, reference, cap)
+            found = parse_json(data, f"{self.describe()}/{repo}@{reference}", "manifest")
+            media_type = found.get("mediaType", "") if isinstance(found, dict) else ""
+            return data, media_type if isinstance(media_type, str) else ""
         for entry in self._read_index(repo)["manifests"]:
             if entry.get("annotations", {}).get(REF_NAME) == reference:
-                return self.read_blob(repo, entry["digest"]), entry["mediaType"]
+                try:
+                    return self.read_blob(repo, entry.get("digest"), cap), entry.get(
+                        "mediaType", ""
+                    )
+                except MissingBlobError:
+                    raise InvalidContentError(
+                        f"{self.describe()}/{repo}:{reference}: the tagged manifest is missing"
+                    ) from None
         return None
 
     @_filesystem_errors

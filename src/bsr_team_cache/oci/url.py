@@ -1,9 +1,12 @@
-"""Registry URLs: which backend, and whether plain http is allowed (no network imports here)."""
+"""Registry URLs: which backend, and whether plain http is allowed (no network imports here).
+
+A URL may carry ``user:password@`` (as git allows); those credentials are used for that host
+only and never appear in any message: ``redact`` is what ``describe()`` shows."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from urllib.parse import urlsplit
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 from bsr_team_cache._hosts import is_loopback
 from bsr_team_cache.errors import UsageError
@@ -12,26 +15,55 @@ from bsr_team_cache.errors import UsageError
 @dataclass(frozen=True)
 class HTTPRegistryURL:
     scheme: str  # "https" or "http"
-    host: str  # host[:port]
+    host: str  # host[:port], without credentials
     namespace: str  # repositories live under it ("" for none)
+    username: str = ""
+    password: str = field(default="", repr=False)
 
     @property
     def base(self) -> str:
         return f"{self.scheme}://{self.host}"
 
 
+def redact(url: str) -> str:
+    """``url`` without the ``user:password@`` part, for messages."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = authority.rpartition("@")[2]
+    return f"{scheme}://{authority}{slash}{path}"
+
+
 def parse_http_registry_url(url: str, *, insecure: bool = False) -> HTTPRegistryURL:
     """``https://HOST[:PORT][/NS]``, ``oci://HOST/NS`` (https) or ``http://`` (loopback, or
     with ``insecure``)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http", "oci") or not parts.netloc:
-        raise UsageError(f"registry {url!r}: expected https://HOST[:PORT][/NAMESPACE]")
+    shown = redact(url)
+    try:
+        parts = urlsplit(url)
+        hostname, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise UsageError(f"registry {shown!r}: not a URL ({exc})") from None
+    if parts.scheme not in ("https", "http", "oci") or not hostname:
+        raise UsageError(f"registry {shown!r}: expected https://HOST[:PORT][/NAMESPACE]")
+    if parts.query or parts.fragment:
+        raise UsageError(f"registry {shown!r}: a registry URL takes no '?' or '#' part")
+    host = f"[{hostname}]" if ":" in hostname else hostname
+    if port is not None:
+        host += f":{port}"
     scheme = parts.scheme
     if scheme == "oci":
         scheme = "http" if insecure else "https"
-    if scheme == "http" and not (insecure or is_loopback(parts.netloc)):
+    if scheme == "http" and not (insecure or is_loopback(host)):
         raise UsageError(
-            f"registry {url!r}: plain http is only used for loopback hosts;"
+            f"registry {shown!r}: plain http is only used for loopback hosts;"
             " use https, or pass --insecure if this registry really has no TLS"
         )
-    return HTTPRegistryURL(scheme, parts.netloc, parts.path.strip("/"))
+    return HTTPRegistryURL(
+        scheme,
+        host,
+        parts.path.strip("/"),
+        unquote(parts.username or ""),
+        unquote(parts.password or ""),
+    )

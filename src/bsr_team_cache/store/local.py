@@ -19,24 +19,50 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
-from bsr_team_cache._fs import atomic_write
+from bsr_team_cache._fs import atomic_write, read_regular_file
 from bsr_team_cache.domain.moduleref import ModuleName
-from bsr_team_cache.errors import DigestMismatchError, RegistryError, UsageError
+from bsr_team_cache.errors import InvalidContentError, StoreError
+from bsr_team_cache.limits import limits
 from bsr_team_cache.oci.artifact import ModuleArtifact, decode_module, encode_module
-from bsr_team_cache.oci.base import verify_blob
+from bsr_team_cache.oci.base import Descriptor, validate_oci_digest, verify_blob
 
 SCHEMA_VERSION = 2
 _STALE_TMP_SECONDS = 3600
 _BLOB_GRACE_SECONDS = 120
+# "use" locks are striped: a fetch of thousands of deps holds at most this many files open.
+USE_LOCK_STRIPES = 64
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _store_errors(method: F) -> F:
+    """A full disk, a broken index or a permission problem is a StoreError: the fetch goes on
+    without the store (with a warning) instead of failing or showing a traceback."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StoreError(f"local store: its index failed ({exc})") from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise StoreError(f"local store: {where}{exc.strerror or exc}") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     module TEXT NOT NULL,
@@ -104,17 +130,19 @@ class LocalStore:
         self.root = Path(root)
         self.max_bytes = max_bytes
         try:
+            # Only this user: the store is trusted after verification, but need not be shared.
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             for sub in ("blobs/sha256", "locks", "tmp"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.root / "store.db", timeout=60, isolation_level=None)
             self._open()
         except OSError as exc:
-            raise UsageError(
+            raise StoreError(
                 f"local store {self.root}: cannot use it ({exc.strerror or exc}); point"
                 " --store-dir or BSR_TEAM_CACHE_DIR at a writable directory"
             ) from None
         except sqlite3.DatabaseError as exc:
-            raise RegistryError(
+            raise StoreError(
                 f"local store {self.root}: its index {self.root / 'store.db'} is unreadable"
                 f" ({exc}); remove the directory (it is only a cache) or use another --store-dir"
             ) from None
@@ -128,7 +156,7 @@ class LocalStore:
                 self._db.execute(statement)  # executescript would commit on its own
             (version,) = self._db.execute("PRAGMA user_version").fetchone()
             if version > SCHEMA_VERSION:
-                raise RegistryError(
+                raise StoreError(
                     f"{self.root}: local store schema {version} is newer than this version"
                     f" understands ({SCHEMA_VERSION}); upgrade bsr-team-cache or use another"
                     " --store-dir"
@@ -166,17 +194,20 @@ class LocalStore:
 
     # -- blobs ---------------------------------------------------------------------------
     def _blob_path(self, digest: str) -> Path:
-        algo, _, hex_value = digest.partition(":")
-        if algo != "sha256" or len(hex_value) != 64:
-            raise RegistryError(f"{self.describe()}: unsupported digest {digest!r}")
+        hex_value = validate_oci_digest(digest, self.describe())[len("sha256:") :]
         return self.root / "blobs" / "sha256" / hex_value
 
-    def _read_blob(self, digest: str) -> bytes:
+    def _read_blob(self, digest: str, max_bytes: int) -> bytes:
         try:
-            data = self._blob_path(digest).read_bytes()
+            data = read_regular_file(self._blob_path(digest), max_bytes)
         except FileNotFoundError:
             raise _MissingBlob(digest) from None
         return verify_blob(data, digest, self.describe())
+
+    def _read_descriptor(self, descriptor: Descriptor) -> bytes:
+        if descriptor.data is not None:
+            return descriptor.data
+        return self._read_blob(descriptor.digest, descriptor.size)
 
     def _write_blob(self, data: bytes, digest: str) -> None:
         path = self._blob_path(digest)
@@ -186,6 +217,8 @@ class LocalStore:
     # -- locks ---------------------------------------------------------------------------
     def _lock_path(self, module: ModuleName | str, commit: str, kind: str) -> Path:
         key = hashlib.sha256(f"{module}:{commit}".encode()).hexdigest()[:32]
+        if kind == "use":
+            return self.root / "locks" / f"stripe-{int(key[:8], 16) % USE_LOCK_STRIPES:02d}.use"
         return self.root / "locks" / f"{key}.{kind}"
 
     @contextlib.contextmanager
@@ -193,24 +226,32 @@ class LocalStore:
         # Sorted order: two processes locking overlapping sets cannot deadlock.
         held = []
         try:
-            for path in sorted(set(paths)):
-                f = open(path, "a+b")  # noqa: SIM115 - closed in finally
-                held.append(f)
-                fcntl.flock(f, mode)
+            try:
+                for path in sorted(set(paths)):
+                    f = open(path, "a+b")  # noqa: SIM115 - closed in finally
+                    held.append(f)
+                    fcntl.flock(f, mode)
+            except OSError as exc:
+                raise StoreError(
+                    f"local store: cannot lock {path}: {exc.strerror or exc}"
+                ) from None
             yield
         finally:
             for f in held:
                 f.close()  # closing releases the lock
 
     def filling(self, keys: Iterable[tuple[ModuleName, str]]) -> contextlib.AbstractContextManager:
-        """Exclusive: one process at a time fetches a given commit from upstream."""
+        """Exclusive: one process at a time fetches a given commit from upstream. One file
+        per key: callers hold these for a bounded batch of keys at a time."""
         return self._flocks((self._lock_path(m, c, "fill") for m, c in keys), fcntl.LOCK_EX)
 
     def using(self, keys: Iterable[tuple[ModuleName, str]]) -> contextlib.AbstractContextManager:
-        """Shared: eviction leaves these entries alone while held."""
+        """Shared: eviction leaves these entries alone while held (and, lock files being
+        striped, some others too: it only ever spares more)."""
         return self._flocks((self._lock_path(m, c, "use") for m, c in keys), fcntl.LOCK_SH)
 
     # -- entries -------------------------------------------------------------------------
+    @_store_errors
     def get(self, module: ModuleName, commit: str) -> ModuleArtifact | None:
         """The verified artifact, or None. A corrupt entry is dropped and reported."""
         row = self._db.execute(
@@ -221,21 +262,24 @@ class LocalStore:
             return None
         where = f"{self.describe()}: {module}:{commit}"
         try:
-            artifact = decode_module(self._read_blob(row[0]), self._read_blob, commit, where)
+            manifest = self._read_blob(row[0], limits().max_document_bytes)
+            artifact = decode_module(manifest, self._read_descriptor, module, commit, where)
         except _MissingBlob:
             self._drop(module, commit)  # evicted underneath us: a plain miss
             return None
-        except (DigestMismatchError, RegistryError) as exc:
+        except InvalidContentError as exc:
             self._drop(module, commit)
             for digest in json.loads(row[1]):  # even if shared: a refetch rewrites them
-                self._blob_path(digest).unlink(missing_ok=True)
-            raise DigestMismatchError(f"{exc} (entry removed from the local store)") from None
+                with contextlib.suppress(InvalidContentError):
+                    self._blob_path(digest).unlink(missing_ok=True)
+            raise type(exc)(f"{exc} (entry removed from the local store)") from None
         self._db.execute(
             "UPDATE entries SET last_used = ? WHERE module = ? AND commit_id = ?",
             (time.time(), str(module), commit),
         )
         return artifact
 
+    @_store_errors
     def contains(self, module: ModuleName, commit: str) -> bool:
         return (
             self._db.execute(
@@ -244,6 +288,7 @@ class LocalStore:
             is not None
         )
 
+    @_store_errors
     def put(self, artifact: ModuleArtifact) -> None:
         encoded = encode_module(artifact)
         blobs = [*encoded.blobs(), (encoded.manifest, encoded.manifest_digest)]
@@ -267,12 +312,14 @@ class LocalStore:
         if self.max_bytes is not None:
             self.evict(self.max_bytes)
 
+    @_store_errors
     def entries(self) -> list[StoreEntry]:
         rows = self._db.execute(
             "SELECT module, commit_id, size, last_used FROM entries ORDER BY last_used DESC"
         ).fetchall()
         return [StoreEntry(*row) for row in rows]
 
+    @_store_errors
     def stats(self) -> StoreStats:
         query = "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM entries"
         count, total = self._db.execute(query).fetchone()
@@ -315,6 +362,7 @@ class LocalStore:
                     if path.stat().st_mtime < young:
                         path.unlink()
 
+    @_store_errors
     def evict(self, max_bytes: int) -> list[StoreEntry]:
         """Remove least-recently-used entries until at most ``max_bytes`` remain; entries
         that a running fetch holds are skipped."""
@@ -340,6 +388,7 @@ class LocalStore:
                 lock.close()
         return evicted
 
+    @_store_errors
     def clear(self) -> int:
         """Remove every entry (and label); returns how many entries there were."""
         count = self.stats().entries
@@ -352,6 +401,7 @@ class LocalStore:
         return count
 
     # -- labels --------------------------------------------------------------------------
+    @_store_errors
     def remember_label(self, module: ModuleName, label: str, commit: str) -> None:
         with self._write():
             self._db.execute(
@@ -359,12 +409,14 @@ class LocalStore:
                 (str(module), label, commit, time.time()),
             )
 
+    @_store_errors
     def labels(self) -> list[tuple[str, str, str, float]]:
         """Every remembered (module, label, commit, resolved_at)."""
         return self._db.execute(
             "SELECT module, label, commit_id, resolved_at FROM labels ORDER BY module, label"
         ).fetchall()
 
+    @_store_errors
     def label(self, module: ModuleName, label: str) -> tuple[str, float] | None:
         """(commit, resolved_at) last seen for a label, or None."""
         row = self._db.execute(
@@ -372,6 +424,51 @@ class LocalStore:
             (str(module), label),
         ).fetchone()
         return (row[0], row[1]) if row else None
+
+    # -- usage and small cached values -------------------------------------------------
+    @_store_errors
+    def record_usage(self, events: Iterable[UsageEvent]) -> None:
+        rows = [
+            (
+                e.fetch_id,
+                e.time,
+                e.project,
+                e.module,
+                e.commit,
+                e.tier,
+                e.bytes,
+                e.seconds,
+                e.bundle,
+            )
+            for e in events
+        ]
+        if not rows:
+            return
+        with self._write():
+            self._db.executemany("INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    @_store_errors
+    def usage_events(self, since: float = 0.0) -> list[UsageEvent]:
+        rows = self._db.execute(
+            "SELECT fetch_id, time, project, module, commit_id, tier, bytes, seconds, bundle"
+            " FROM usage WHERE time >= ? ORDER BY time",
+            (since,),
+        ).fetchall()
+        return [UsageEvent(*row) for row in rows]
+
+    @_store_errors
+    def kv_get(self, key: str, max_age: float | None = None) -> str | None:
+        row = self._db.execute("SELECT value, updated FROM kv WHERE key = ?", (key,)).fetchone()
+        if row is None or (max_age is not None and time.time() - row[1] > max_age):
+            return None
+        return row[0]
+
+    @_store_errors
+    def kv_put(self, key: str, value: str) -> None:
+        with self._write():
+            self._db.execute(
+                "INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (key, value, time.time())
+            )
 
 
 # -- usage and small cached values ---------------------------------------------------------
@@ -389,35 +486,19 @@ class UsageEvent:
 
 
 def record_usage(store: LocalStore, events: Iterable[UsageEvent]) -> None:
-    rows = [
-        (e.fetch_id, e.time, e.project, e.module, e.commit, e.tier, e.bytes, e.seconds, e.bundle)
-        for e in events
-    ]
-    if not rows:
-        return
-    with store._write():
-        store._db.executemany("INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    store.record_usage(events)
 
 
 def usage_events(store: LocalStore, since: float = 0.0) -> list[UsageEvent]:
-    rows = store._db.execute(
-        "SELECT fetch_id, time, project, module, commit_id, tier, bytes, seconds, bundle"
-        " FROM usage WHERE time >= ? ORDER BY time",
-        (since,),
-    ).fetchall()
-    return [UsageEvent(*row) for row in rows]
+    return store.usage_events(since)
 
 
 def kv_get(store: LocalStore, key: str, max_age: float | None = None) -> str | None:
-    row = store._db.execute("SELECT value, updated FROM kv WHERE key = ?", (key,)).fetchone()
-    if row is None or (max_age is not None and time.time() - row[1] > max_age):
-        return None
-    return row[0]
+    return store.kv_get(key, max_age)
 
 
 def kv_put(store: LocalStore, key: str, value: str) -> None:
-    with store._write():
-        store._db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (key, value, time.time()))
+    store.kv_put(key, value)
 
 
 class _MissingBlob(Exception):

@@ -11,32 +11,35 @@ module repositories.
 from __future__ import annotations
 
 import base64
-import json
 import re
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+from bsr_team_cache._threads import ContextThreadPool
 from bsr_team_cache.domain.digest import B5, parse_digest
-from bsr_team_cache.domain.moduleref import parse_module_name
-from bsr_team_cache.errors import BSRTeamCacheError, RegistryError
+from bsr_team_cache.domain.moduleref import parse_module_name, validate_commit_id
+from bsr_team_cache.errors import BSRTeamCacheError, InvalidContentError, RegistryError
+from bsr_team_cache.limits import limits
 from bsr_team_cache.oci.artifact import (
     LAYER_MEDIA_TYPE,
     ModuleArtifact,
     ModuleDepRecord,
-    files_layer,
-    read_files_layer,
 )
 from bsr_team_cache.oci.base import (
     OCI_MANIFEST,
     RegistryBackend,
     descriptor_bytes,
-    embedded_data,
+    manifest_annotations,
+    parse_descriptor,
+    parse_json,
     read_typed_manifest,
     sha256_digest,
+    validate_oci_digest,
 )
 from bsr_team_cache.oci.documents import canonical_json
+from bsr_team_cache.oci.layer import files_layer, read_files_layer
 from bsr_team_cache.team.config import validate_repository_name
 
 BUNDLE_TYPE = "application/vnd.buf.module.bundle.v1"
@@ -166,12 +169,12 @@ def push_bundle(
             return
         data = (layers or {}).get(digest)
         if data is None and source:
-            data = registry.read_blob(source, digest)
+            data = registry.read_blob(source, digest, max_bytes=member.layer_size)
         if data is None:
             raise RegistryError(f"bundle {bundle.name}: no copy of {member.key}'s files layer")
         registry.push_blob(repo, data, digest)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(bundle.members)))) as pool:
+    with ContextThreadPool(max_workers=max(1, min(parallel, len(bundle.members)))) as pool:
         list(pool.map(place, bundle.members))
     config = _config(bundle)
     if not registry.blob_exists(repo, sha256_digest(config)):
@@ -223,47 +226,87 @@ def push_bundle(
     return digest
 
 
+def _text(value: Any, what: str, limit: int = 1000) -> str:
+    if not isinstance(value, str) or len(value) > limit:
+        raise ValueError(f"{what} is not a string of at most {limit} characters")
+    return value
+
+
+def _member(m: Any, where: str) -> BundleMember:
+    """A member record, every field checked and in canonical form."""
+    if not isinstance(m, dict) or not isinstance(m.get("layer"), dict):
+        raise ValueError("a member is not an object with a layer")
+    deps = m["deps"]
+    if not isinstance(deps, list) or not all(isinstance(d, dict) for d in deps):
+        raise ValueError("member deps are not a list of objects")
+    size = m["layer"]["size"]
+    if (
+        not isinstance(size, int)
+        or isinstance(size, bool)
+        or not 0 < size <= limits().max_module_bytes
+    ):
+        raise ValueError(f"member layer size {size!r} is out of bounds")
+    return BundleMember(
+        str(parse_module_name(m["name"])),
+        validate_commit_id(m["commit"]),
+        str(parse_digest(m["digest"], expected_type=B5)),
+        tuple(
+            (
+                str(parse_module_name(d["name"])),
+                validate_commit_id(d["commit"]),
+                str(parse_digest(d["digest"], expected_type=B5)),
+            )
+            for d in deps
+        ),
+        _text(m.get("create_time", ""), "create_time", 64),
+        validate_oci_digest(m["layer"]["digest"], where),
+        size,
+    )
+
+
 def read_bundle(
     registry: RegistryBackend, repo: str, reference: str = LATEST
 ) -> tuple[Bundle, dict[str, str]] | None:
-    """(bundle, manifest annotations), verified; None if absent."""
+    """(bundle, manifest annotations), every field checked; None if absent. A malformed
+    bundle is an InvalidContentError."""
     found = read_typed_manifest(registry, repo, reference, BUNDLE_TYPE)
     if found is None:
         return None
     manifest, where, _ = found
-    try:
-        config = json.loads(descriptor_bytes(registry, repo, manifest["config"], where))
-        bundle = Bundle(
-            name=config["name"],
-            version=config["version"],
-            team=config["team"],
-            description=config.get("description", ""),
-            creator=config.get("creator", ""),
-            created=config.get("created", ""),
-            members=tuple(
-                BundleMember(
-                    m["name"],
-                    m["commit"],
-                    m["digest"],
-                    tuple((d["name"], d["commit"], d["digest"]) for d in m["deps"]),
-                    m.get("create_time", ""),
-                    m["layer"]["digest"],
-                    int(m["layer"]["size"]),
-                )
-                for m in config["members"]
-            ),
+    lim = limits()
+    config_desc = parse_descriptor(
+        manifest.get("config"),
+        f"{where} config",
+        media_types=(BUNDLE_CONFIG_TYPE,),
+        max_size=lim.max_document_bytes,
+    )
+    layers = [
+        parse_descriptor(
+            layer, where, media_types=(LAYER_MEDIA_TYPE,), max_size=lim.max_module_bytes
         )
-        inline = {
-            layer["digest"]: data
-            for layer in manifest.get("layers", [])
-            if (data := embedded_data(layer, where)) is not None
-        }
-        if inline:
-            members = tuple(replace(m, data=inline.get(m.layer_digest)) for m in bundle.members)
-            bundle = replace(bundle, members=members)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RegistryError(f"{where}: malformed bundle ({exc})") from None
-    return bundle, dict(manifest.get("annotations") or {})
+        for layer in manifest["layers"]
+    ]
+    config = parse_json(descriptor_bytes(registry, repo, config_desc, where), where, "config")
+    try:
+        if not isinstance(config, dict) or not isinstance(config.get("members"), list):
+            raise ValueError("the config has no list of members")
+        members = tuple(_member(m, where) for m in config["members"])
+        bundle = Bundle(
+            name=validate_bundle_name(config["name"]),
+            version=_text(config["version"], "version", 64),
+            team=validate_repository_name("team", config["team"], 64),
+            description=_text(config.get("description", ""), "description"),
+            creator=_text(config.get("creator", ""), "creator", 200),
+            created=_text(config.get("created", ""), "created", 64),
+            members=members,
+        )
+    except (KeyError, TypeError, ValueError, BSRTeamCacheError) as exc:
+        raise InvalidContentError(f"{where}: malformed bundle ({exc})") from None
+    inline = {layer.digest: layer.data for layer in layers if layer.data is not None}
+    if inline:
+        members = tuple(replace(m, data=inline.get(m.layer_digest)) for m in bundle.members)
+        bundle = replace(bundle, members=members)
+    return bundle, manifest_annotations(manifest, where)
 
 
 def pull_members(
@@ -272,7 +315,7 @@ def pull_members(
     members: Iterable[BundleMember],
     parallel: int = 16,
 ) -> list[ModuleArtifact]:
-    """Read members' layers in parallel; each is verified (sha256, then b5)."""
+    """Read members' layers in parallel; each is checked (sha256, paths and limits, b5)."""
     wanted = list(members)
 
     def one(member: BundleMember) -> ModuleArtifact:
@@ -280,7 +323,7 @@ def pull_members(
         layer = (
             member.data
             if member.data is not None
-            else registry.read_blob(repo, member.layer_digest)
+            else registry.read_blob(repo, member.layer_digest, max_bytes=member.layer_size)
         )
         artifact = ModuleArtifact(
             parse_module_name(member.artifact_module),
@@ -301,7 +344,7 @@ def pull_members(
     remote = [m for m in wanted if m.data is None]
     if not remote:
         return [one(m) for m in wanted]
-    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(remote)))) as pool:
+    with ContextThreadPool(max_workers=max(1, min(parallel, len(remote)))) as pool:
         return list(pool.map(one, wanted))
 
 

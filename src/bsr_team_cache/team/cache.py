@@ -7,14 +7,25 @@ import hashlib
 import json
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bsr_team_cache._threads import ContextThreadPool
 from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.domain.buflock import LockedDep
-from bsr_team_cache.domain.moduleref import ModuleRef, parse_module_name, parse_module_ref
-from bsr_team_cache.errors import BSRTeamCacheError, RegistryError, UnavailableError, UsageError
+from bsr_team_cache.domain.moduleref import (
+    ModuleRef,
+    is_commit_id,
+    parse_module_name,
+    parse_module_ref,
+)
+from bsr_team_cache.errors import (
+    BSRTeamCacheError,
+    InvalidContentError,
+    RegistryError,
+    UnavailableError,
+    UsageError,
+)
 from bsr_team_cache.oci.artifact import ModuleArtifact, files_layer, pull_module, push_module
 from bsr_team_cache.oci.base import RegistryBackend, sha256_digest
 from bsr_team_cache.oci.documents import push_document, read_document
@@ -105,8 +116,17 @@ class TeamCache:
         self.context = TeamContext(registry, self.team, namespace)
 
     # -- configuration -------------------------------------------------------------------
-    def config(self) -> TeamConfig:
-        return read_team_config(self.registry, self.team, self.namespace) or make_config(self.team)
+    def config(self, warnings: list[str] | None = None) -> TeamConfig:
+        """The team configuration (defaults when there is none). With ``warnings``, a
+        malformed configuration is reported there and the defaults apply."""
+        try:
+            found = read_team_config(self.registry, self.team, self.namespace)
+        except InvalidContentError as exc:
+            if warnings is None:
+                raise
+            warnings.append(f"team configuration ignored ({exc}); using the defaults")
+            found = None
+        return found or make_config(self.team)
 
     def _update(self, change) -> TeamConfig:
         saved = update_team_config(
@@ -185,7 +205,7 @@ class TeamCache:
         pushed: list[str] = []
         if not artifacts:
             return pushed
-        with ThreadPoolExecutor(max_workers=min(16, len(artifacts))) as pool:
+        with ContextThreadPool(max_workers=min(16, len(artifacts))) as pool:
             for result in pool.map(one, artifacts):
                 if result:
                     pushed.append(result)
@@ -320,7 +340,7 @@ class TeamCache:
         last = kv_get(self.store, self._sync_key())
         if last is None:
             return True
-        return time.time() - float(last) >= self.config().sync_frequency_minutes * 60
+        return time.time() - float(last) >= self.config([]).sync_frequency_minutes * 60
 
     def _sync_key(self) -> str:
         return f"last-sync:{self.registry.describe()}:{self.namespace}:{self.team}"
@@ -329,7 +349,7 @@ class TeamCache:
         """Push local-only modules, publish this member's usage, pull the team's hot set,
         refresh label indexes, evict above the team's size limit."""
         report = SyncReport()
-        config = self.config()
+        config = self.config(report.warnings)
         kv_put(self.store, self._sync_key(), str(time.time()))
         artifacts = []
         for entry in self.store.entries():
@@ -342,7 +362,7 @@ class TeamCache:
                 artifacts.append(artifact)
         try:
             report.pushed = self._publish_missing(artifacts, report.warnings)
-        except RegistryError as exc:
+        except (RegistryError, InvalidContentError) as exc:
             report.warnings.append(f"could not push local modules: {exc}")
         self._publish_usage(report)
         report.pulled = self._pull_hot_set(config, report)
@@ -401,17 +421,17 @@ class TeamCache:
         for member in {*config.members, self.member}:
             try:
                 found = read_document(self.registry, self._usage_repo(member), LATEST, USAGE_TYPE)
-            except RegistryError:
+            except (RegistryError, InvalidContentError):
                 continue
             if found is not None:
-                out[member] = found[0]
+                out[member] = _usage_counts(found[0])
         return out
 
     def _pull_hot_set(self, config: TeamConfig, report: SyncReport) -> list[str]:
         totals: Counter[str] = Counter()
         for document in self.team_usage().values():
-            for key, value in document.get("modules", {}).items():
-                totals[key] += int(value.get("count", 0))
+            for key, value in document["modules"].items():
+                totals[key] += value["count"]
         hot = [key for key, _ in totals.most_common(config.preload_top)]
         missing = []
         for key in hot:
@@ -422,7 +442,7 @@ class TeamCache:
         pulled = []
         for module, commit in missing:
             try:
-                artifact = pull_module(self.registry, self.context.repo(module), commit)
+                artifact = pull_module(self.registry, self.context.repo(module), module, commit)
             except BSRTeamCacheError as exc:
                 report.warnings.append(f"hot set: {module}:{commit}: {exc}")
                 continue
@@ -486,9 +506,28 @@ class TeamCache:
         usage = self.team_usage()
         metrics.members_reporting = len(usage)
         metrics.team_modules_fetched = sum(
-            int(v.get("count", 0)) for d in usage.values() for v in d.get("modules", {}).values()
+            v["count"] for d in usage.values() for v in d["modules"].values()
         )
         return metrics
+
+
+def _usage_counts(document: object) -> dict:
+    """A member's usage document with only its well-formed entries (``module:commit`` keys,
+    non-negative integer counts): members write these, so they are checked like any."""
+    modules = document.get("modules") if isinstance(document, dict) else None
+    kept: dict[str, dict] = {}
+    for key, value in (modules or {}).items() if isinstance(modules, dict) else ():
+        name, _, commit = str(key).rpartition(":")
+        count = value.get("count") if isinstance(value, dict) else None
+        if not is_commit_id(commit) or not isinstance(count, int) or isinstance(count, bool):
+            continue
+        try:
+            parse_module_name(name)
+        except BSRTeamCacheError:
+            continue
+        if 0 <= count <= 1 << 40:
+            kept[key] = {"count": count, "last": value.get("last", 0)}
+    return {**(document if isinstance(document, dict) else {}), "modules": kept}
 
 
 def open_team_cache(

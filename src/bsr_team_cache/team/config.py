@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from bsr_team_cache.errors import ConfigError, UsageError
+from bsr_team_cache.errors import BSRTeamCacheError, InvalidContentError, UsageError
 from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.oci.documents import read_document, update_document
 
@@ -164,40 +164,76 @@ def config_repository(team: str, namespace: str = "") -> str:
     return f"{prefix}teams/{validate_team_name(team)}/config"
 
 
+def _strings(value: Any, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{what} is not a list of strings")
+    return tuple(value)
+
+
+def _bundle_record(b: Any) -> BundleRecord:
+    from bsr_team_cache.domain.moduleref import parse_module_name, validate_commit_id
+
+    if not isinstance(b, dict):
+        raise ValueError("a bundle record is not an object")
+    modules = _strings(b["modules"], "bundle modules")
+    for key in modules:
+        name, _, commit = key.rpartition(":")
+        parse_module_name(name)
+        validate_commit_id(commit)
+    description = b.get("description", "")
+    if not isinstance(description, str) or not isinstance(b["version"], str):
+        raise ValueError("bundle description and version must be strings")
+    return BundleRecord(
+        validate_repository_name("bundle", b["name"], 100), b["version"], description, modules
+    )
+
+
+def _share_grant(g: Any) -> ShareGrant:
+    if not isinstance(g, dict):
+        raise ValueError("a share grant is not an object")
+    teams = tuple(validate_team_name(t) for t in _strings(g["teams"], "share teams"))
+    fields = (g["permissions"], g["version"], g["location"])
+    if not all(isinstance(f, str) for f in fields):
+        raise ValueError("share permissions, version and location must be strings")
+    return ShareGrant(validate_repository_name("bundle", g["bundle"], 100), teams, *fields)
+
+
 def config_from_json(data: Any, where: str) -> TeamConfig:
+    """A team configuration read from the registry (or this machine's copy), every field
+    checked; anything malformed is an InvalidContentError (callers fall back to defaults)."""
     if not isinstance(data, dict):
-        raise ConfigError(where, "the team configuration is not a JSON object")
+        raise InvalidContentError(f"{where}: the team configuration is not a JSON object")
     try:
         known = {f for f in TeamConfig.__dataclass_fields__ if f != "extra"}
+        for flag in ("shared_cache", "bundle_auto_creation"):
+            if not isinstance(data.get(flag, True), bool):
+                raise ValueError(f"{flag} is not true or false")
         config = make_config(
             data["team"],
-            members=list(data.get("members", [])),
+            members=list(_strings(data.get("members", []), "members")),
             cache_strategy=data.get("cache_strategy", DEFAULT_STRATEGY),
             shared_cache=data.get("shared_cache", True),
             bundle_auto_creation=data.get("bundle_auto_creation", True),
             max_cache_size_mb=data.get("max_cache_size_mb"),
             sync_frequency_minutes=data.get("sync_frequency_minutes"),
         )
+        updated_at = float(data.get("updated_at", 0.0))
         return replace(
             config,
-            bundles=tuple(
-                BundleRecord(b["name"], b["version"], b.get("description", ""), tuple(b["modules"]))
-                for b in data.get("bundles", [])
-            ),
-            shares=tuple(
-                ShareGrant(
-                    s["bundle"], tuple(s["teams"]), s["permissions"], s["version"], s["location"]
-                )
-                for s in data.get("shares", [])
-            ),
-            updated_at=float(data.get("updated_at", 0.0)),
-            updated_by=str(data.get("updated_by", "")),
+            bundles=tuple(_bundle_record(b) for b in _list(data.get("bundles", []))),
+            shares=tuple(_share_grant(g) for g in _list(data.get("shares", []))),
+            updated_at=updated_at if updated_at == updated_at else 0.0,
+            updated_by=str(data.get("updated_by", ""))[:200],
             extra={k: v for k, v in data.items() if k not in known and k != "schema"},
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(where, f"malformed team configuration ({exc})") from None
-    except UsageError as exc:
-        raise ConfigError(where, str(exc)) from None
+    except (KeyError, TypeError, ValueError, OverflowError, BSRTeamCacheError) as exc:
+        raise InvalidContentError(f"{where}: malformed team configuration ({exc})") from None
+
+
+def _list(value: Any) -> list:
+    if not isinstance(value, list):
+        raise ValueError("expected a list")
+    return value
 
 
 def read_team_config(
@@ -207,7 +243,11 @@ def read_team_config(
     found = read_document(registry, repo, CONFIG_TAG, TEAM_CONFIG_TYPE)
     if found is None:
         return None
-    return config_from_json(found[0], f"{registry.describe()}/{repo}:{CONFIG_TAG}")
+    where = f"{registry.describe()}/{repo}:{CONFIG_TAG}"
+    config = config_from_json(found[0], where)
+    if config.team != team:
+        raise InvalidContentError(f"{where}: the configuration is for team {config.team!r}")
+    return config
 
 
 def update_team_config(

@@ -10,27 +10,31 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bsr_team_cache._http import deadline_passed, deadline_scope
+from bsr_team_cache._threads import ContextThreadPool
 from bsr_team_cache.bsr.client import BSRModuleClient
-from bsr_team_cache.bufcache.v3 import write_export, write_module
+from bsr_team_cache.bufcache.export import Exporter
+from bsr_team_cache.bufcache.v3 import write_module
 from bsr_team_cache.domain.buflock import BUF_LOCK, LockedDep, write_buf_lock
 from bsr_team_cache.domain.bufyaml import BUF_YAML
 from bsr_team_cache.domain.moduleref import parse_module_ref
 from bsr_team_cache.errors import (
+    BSRError,
     BSRTeamCacheError,
     DigestMismatchError,
+    InvalidContentError,
     RegistryError,
     UnavailableError,
     UsageError,
 )
+from bsr_team_cache.limits import limits
 from bsr_team_cache.oci.artifact import (
     ModuleArtifact,
     ModuleDepRecord,
@@ -38,7 +42,8 @@ from bsr_team_cache.oci.artifact import (
     push_module,
 )
 from bsr_team_cache.oci.base import RegistryBackend
-from bsr_team_cache.store import LocalStore, UsageEvent, kv_get, kv_put, record_usage
+from bsr_team_cache.store import LocalStore, UsageEvent
+from bsr_team_cache.store.fallible import FallibleStore
 from bsr_team_cache.team.bundles import LATEST, bundle_repository, pull_members, read_bundle
 from bsr_team_cache.team.config import (
     TeamConfig,
@@ -50,6 +55,9 @@ from bsr_team_cache.team.resolve import DEFAULT_LABEL_TTL, TeamContext, resolve_
 
 LOCAL, TEAM, BSR = "local", "team", "bsr"
 TIERS = (LOCAL, TEAM, BSR)
+# Misses are filled in batches, each under its commits' fill locks: open files stay bounded
+# however many deps a project has.
+FILL_BATCH = 128
 
 
 @dataclass
@@ -94,7 +102,7 @@ class _Run:
     """State of one fetch: what was found so far, and where to report it."""
 
     team: TeamContext
-    store: LocalStore | None
+    store: FallibleStore | None
     report: FetchReport
     on_module: Callable[[ModuleResult, int, int], None] | None
     parallel: int
@@ -121,12 +129,15 @@ class _Run:
             self.on_module(result, len(self.report.modules), self.total)
 
     def keep(self, artifact: ModuleArtifact) -> None:
-        if self.store is None:
-            return
-        try:
+        if self.store is not None:  # a full disk: a warning, and the fetch goes on
             self.store.put(artifact)
-        except OSError as exc:  # e.g. disk full: the fetch still succeeds
-            self.report.warnings.append(f"could not save {artifact.module} locally: {exc}")
+
+
+def fallible(store: LocalStore | FallibleStore | None, report: FetchReport) -> FallibleStore | None:
+    """The store as the fetch path uses it: its failures become warnings in ``report``."""
+    if store is None or isinstance(store, FallibleStore):
+        return store
+    return FallibleStore(store, report.warnings)
 
 
 def fetch(
@@ -146,13 +157,75 @@ def fetch(
     report: FetchReport | None = None,
     use_bundles: bool = True,
     bundle: str | None = None,
+    timeout: float | None = None,
 ) -> FetchReport:
-    """Fetch a project's deps. Pass ``report`` to keep its warnings if the fetch fails."""
+    """Fetch a project's deps within ``timeout`` seconds (default: the command limit). Pass
+    ``report`` to keep its warnings if the fetch fails."""
     started = time.time()
     if not (project / BUF_YAML).is_file():
         raise UsageError(f"{project / BUF_YAML}: file not found (is {project} a buf project?)")
     context = TeamContext(registry, validate_team_name(team), namespace)
     report = report if report is not None else FetchReport()
+    local = fallible(store, report)
+    seconds = limits().command_seconds if timeout is None else timeout
+    with deadline_scope(seconds):
+        try:
+            artifacts, lock = _resolve_and_obtain(
+                project,
+                context,
+                bsr,
+                local,
+                report,
+                update_lock=update_lock,
+                label_ttl=label_ttl,
+                on_module=on_module,
+                parallel=parallel,
+                use_bundles=use_bundles,
+                bundle=bundle,
+            )
+        except BSRTeamCacheError as exc:
+            if deadline_passed():
+                raise BSRTeamCacheError(
+                    f"the fetch did not finish within {seconds:g} s (--timeout): {exc}"
+                ) from None
+            raise
+    exporter = Exporter(export) if export is not None else None
+    try:
+        for dep in lock.deps:
+            artifact = artifacts[dep.commit]
+            if buf_cache is not None:
+                write_module(
+                    buf_cache,
+                    artifact.module,
+                    artifact.commit,
+                    artifact.files,
+                    [(d.module, d.commit, d.digest) for d in artifact.deps],
+                )
+            if exporter is not None:
+                exporter.add(artifact.files, f"{artifact.module}:{artifact.commit}")
+    finally:
+        if exporter is not None:
+            exporter.close()
+    report.seconds = time.time() - started
+    if local is not None:
+        record_fetch(local, str(project.resolve()), report, started)
+    return report
+
+
+def _resolve_and_obtain(
+    project: Path,
+    context: TeamContext,
+    bsr: BSRModuleClient,
+    store: FallibleStore | None,
+    report: FetchReport,
+    *,
+    update_lock: bool,
+    label_ttl: float,
+    on_module: Callable[[ModuleResult, int, int], None] | None,
+    parallel: int,
+    use_bundles: bool,
+    bundle: str | None,
+):
     resolution = resolve_project(
         project,
         bsr=bsr,
@@ -179,47 +252,20 @@ def fetch(
         use_bundles=use_bundles,
         bundle=bundle,
     )
-    for dep in lock.deps:
-        artifact = artifacts[dep.commit]
-        if buf_cache is not None:
-            write_module(
-                buf_cache,
-                artifact.module,
-                artifact.commit,
-                artifact.files,
-                [(d.module, d.commit, d.digest) for d in artifact.deps],
-            )
-        if export is not None:
-            write_export(export, artifact.files)
-    report.seconds = time.time() - started
-    if store is not None:
-        record_fetch(store, str(project.resolve()), report, started)
-    return report
+    return artifacts, lock
 
 
-def record_fetch(store: LocalStore, origin: str, report: FetchReport, started: float) -> None:
+def record_fetch(
+    store: LocalStore | FallibleStore, origin: str, report: FetchReport, started: float
+) -> None:
     """Usage events for analysis and for the team's hot set; never fails a fetch."""
     fetch_id = uuid.uuid4().hex
-    try:
-        record_usage(
-            store,
-            (
-                UsageEvent(
-                    fetch_id,
-                    started,
-                    origin,
-                    m.name,
-                    m.commit,
-                    m.tier,
-                    m.bytes,
-                    m.seconds,
-                    m.bundle,
-                )
-                for m in report.modules
-            ),
+    store.record_usage(
+        UsageEvent(
+            fetch_id, started, origin, m.name, m.commit, m.tier, m.bytes, m.seconds, m.bundle
         )
-    except sqlite3.Error as exc:
-        report.warnings.append(f"could not record usage: {exc}")
+        for m in report.modules
+    )
 
 
 def obtain(
@@ -227,7 +273,7 @@ def obtain(
     *,
     team: TeamContext,
     bsr: BSRModuleClient,
-    store: LocalStore | None,
+    store: LocalStore | FallibleStore | None,
     report: FetchReport,
     labels: dict[str, list[str]] | None = None,
     prefetched: dict[str, ModuleArtifact] | None = None,
@@ -238,20 +284,22 @@ def obtain(
 ) -> dict[str, ModuleArtifact]:
     """Verified artifacts of ``deps`` by commit: local store, team registry (bundles first),
     then the BSR (published back). Results and warnings go to ``report``."""
-    run = _Run(team, store, report, on_module, max(1, parallel))
+    local = fallible(store, report)
+    run = _Run(team, local, report, on_module, max(1, parallel))
     run.labels = labels or {}
     run.use_bundles = use_bundles
     run.bundle = bundle
     keys = [(d.module, d.commit) for d in deps]
     run.total = len(keys)
-    with _maybe(store and store.using(keys)):
+    with _maybe(local and local.using(keys)):
         pending = _from_local(run, list(deps), prefetched or {})
-        if pending:
-            with _maybe(store and store.filling((d.module, d.commit) for d in pending)):
-                pending = _from_local(run, pending, {})  # filled by another process meanwhile?
-                pending = _from_registry(run, pending)
-                if pending:
-                    _from_bsr(run, pending, bsr)
+        for start in range(0, len(pending), FILL_BATCH):
+            batch = pending[start : start + FILL_BATCH]
+            with _maybe(local and local.filling((d.module, d.commit) for d in batch)):
+                batch = _from_local(run, batch, {})  # filled by another process meanwhile?
+                batch = _from_registry(run, batch)
+                if batch:
+                    _from_bsr(run, batch, bsr)
     return run.artifacts
 
 
@@ -275,7 +323,7 @@ def _from_local(
         if artifact is None and run.store is not None:
             try:
                 artifact = run.store.get(dep.module, dep.commit)
-            except DigestMismatchError as exc:
+            except InvalidContentError as exc:
                 run.report.warnings.append(f"{exc}; refetching")
         elif artifact is not None and (
             run.store is None or not run.store.contains(dep.module, dep.commit)
@@ -322,16 +370,16 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
 
         try:
             artifact = pull_module(
-                run.team.registry, run.team.repo(dep.module), dep.commit, proceed=go_on
+                run.team.registry, run.team.repo(dep.module), dep.module, dep.commit, proceed=go_on
             )
             return dep, artifact, None, False, t0
-        except DigestMismatchError as exc:
-            return dep, None, f"team registry: {exc}; refetching from the BSR", False, t0
-        except RegistryError as exc:
+        except InvalidContentError as exc:  # this artifact only: the next tier has it
+            return dep, None, f"team registry: {exc}; fetching it from the BSR", False, t0
+        except RegistryError as exc:  # the registry itself: unreachable, refusing us
             return dep, None, str(exc), True, t0
 
     pending: list[LockedDep] = []
-    with ThreadPoolExecutor(max_workers=min(run.parallel, len(deps))) as pool:
+    with ContextThreadPool(max_workers=min(run.parallel, len(deps))) as pool:
         futures = [pool.submit(pull, dep) for dep in deps]
         try:
             if run.use_bundles and (len(deps) >= 2 or run.bundle):
@@ -370,7 +418,7 @@ def _from_bundle(run: _Run, deps: list[LockedDep]) -> set[str]:
         if run.bundle:  # named by the caller: no need to ask the team configuration
             name, reference = run.bundle, LATEST
         else:
-            config = team_config_cached(run.team, run.store)
+            config = _team_config_or_defaults(run)
             if config is None:
                 return set()
             scored = [
@@ -388,7 +436,7 @@ def _from_bundle(run: _Run, deps: list[LockedDep]) -> set[str]:
         bundle = found[0]
         members = [m for m in bundle.members if m.key in wanted]
         artifacts = pull_members(run.team.registry, repo, members, run.parallel)
-    except DigestMismatchError as exc:
+    except InvalidContentError as exc:
         run.report.warnings.append(f"team bundle: {exc}; fetching modules one by one")
         return set()
     except RegistryError as exc:
@@ -412,6 +460,12 @@ def _from_bsr(run: _Run, misses: list[LockedDep], bsr: BSRModuleClient) -> None:
     refs = [parse_module_ref(f"{d.module}:{d.commit}") for d in misses]
     try:
         graph = bsr.graph(refs)
+        lacking = [str(d) for d in misses if d.commit not in graph.commits]
+        if lacking:
+            raise BSRError(
+                f"the BSR's dependency graph lacks the pinned commit(s) {', '.join(lacking)};"
+                " check buf.lock (buf dep update) or the BSR"
+            )
         contents = bsr.download([graph.commits[d.commit] for d in misses])
     except UnavailableError as exc:
         names = ", ".join(str(d) for d in misses)
@@ -460,7 +514,7 @@ def _publish(run: _Run, artifacts: list[ModuleArtifact]) -> set[str]:
     if run.registry_down is not None or not artifacts:
         return set()
     try:
-        config = team_config_cached(run.team, run.store)
+        config = _team_config_or_defaults(run)
     except RegistryError as exc:
         run.report.warnings.append(f"team configuration unreadable ({exc}); not publishing")
         return set()
@@ -475,7 +529,7 @@ def _publish(run: _Run, artifacts: list[ModuleArtifact]) -> set[str]:
             return artifact, str(exc)
 
     published = set()
-    with ThreadPoolExecutor(max_workers=min(run.parallel, len(artifacts))) as pool:
+    with ContextThreadPool(max_workers=min(run.parallel, len(artifacts))) as pool:
         for artifact, problem in pool.map(push, artifacts):
             if problem is None:
                 published.add(artifact.commit)
@@ -495,17 +549,30 @@ def team_config_key(team: TeamContext) -> str:
     return f"team-config:{team.registry.describe()}:{team.namespace}:{team.team}"
 
 
-def team_config_cached(team: TeamContext, store: LocalStore | None) -> TeamConfig | None:
+def team_config_cached(
+    team: TeamContext, store: LocalStore | FallibleStore | None
+) -> TeamConfig | None:
     """The team configuration, from the local store's copy if recent (saves a round trip per
-    fetch), else from the registry (and remembered)."""
+    fetch), else from the registry (and remembered). A malformed configuration in the
+    registry is an InvalidContentError; a malformed local copy is read again."""
     key = team_config_key(team)
     if store is not None:
-        cached = kv_get(store, key, TEAM_CONFIG_MAX_AGE)
+        cached = store.kv_get(key, TEAM_CONFIG_MAX_AGE)
+        if cached == "null":
+            return None
         if cached is not None:
-            if cached == "null":
-                return None
-            return config_from_json(json.loads(cached), key)
+            with contextlib.suppress(ValueError, RecursionError, InvalidContentError):
+                return config_from_json(json.loads(cached), key)
     config = read_team_config(team.registry, team.team, team.namespace)
     if store is not None:
-        kv_put(store, key, json.dumps(config.to_json() if config else None))
+        store.kv_put(key, json.dumps(config.to_json() if config else None))
     return config
+
+
+def _team_config_or_defaults(run: _Run) -> TeamConfig | None:
+    """The team configuration; a malformed one is a warning, and the defaults apply."""
+    try:
+        return team_config_cached(run.team, run.store)
+    except InvalidContentError as exc:
+        run.report.warnings.append(f"team configuration ignored ({exc}); using the defaults")
+        return None

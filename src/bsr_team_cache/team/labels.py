@@ -10,10 +10,12 @@ tag ``labels`` (commits are 32 hex characters, so the tag cannot clash):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
-from bsr_team_cache.errors import RegistryError
+from bsr_team_cache.domain.moduleref import is_commit_id, is_label
+from bsr_team_cache.errors import InvalidContentError
 from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.oci.documents import read_document, update_document
 
@@ -36,13 +38,22 @@ def read_label_index(registry: RegistryBackend, repo: str) -> dict[str, LabelRec
 
 
 def _records(document: Any, where: str) -> dict[str, LabelRecord]:
-    try:
-        return {
-            label: LabelRecord(str(v["commit"]), float(v["resolved_at"]))
-            for label, v in document["labels"].items()
-        }
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise RegistryError(f"{where}: malformed label index ({exc})") from None
+    """The index's records, each checked: a label name, a commit id, a finite time."""
+    labels = document.get("labels") if isinstance(document, dict) else None
+    if not isinstance(labels, dict):
+        raise InvalidContentError(f"{where}: malformed label index (no labels object)")
+    records = {}
+    for label, value in labels.items():
+        commit = value.get("commit") if isinstance(value, dict) else None
+        when = value.get("resolved_at") if isinstance(value, dict) else None
+        if not (label == DEFAULT_LABEL or is_label(label)) or not is_commit_id(commit):
+            raise InvalidContentError(
+                f"{where}: malformed label index entry {label!r}: {commit!r} is not a commit id"
+            )
+        if isinstance(when, bool) or not isinstance(when, int | float) or not math.isfinite(when):
+            raise InvalidContentError(f"{where}: label index entry {label!r} has no valid time")
+        records[label] = LabelRecord(commit, float(when))
+    return records
 
 
 def update_label_index(

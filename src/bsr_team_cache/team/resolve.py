@@ -11,8 +11,14 @@ from pathlib import Path
 from bsr_team_cache.bsr.client import BSRModuleClient, ModuleGraph
 from bsr_team_cache.domain.buflock import BUF_LOCK, BufLock, LockedDep, read_buf_lock
 from bsr_team_cache.domain.bufyaml import BUF_YAML, read_buf_yaml
-from bsr_team_cache.domain.moduleref import ModuleName, ModuleRef
-from bsr_team_cache.errors import BSRTeamCacheError, RegistryError, UnavailableError, UsageError
+from bsr_team_cache.domain.moduleref import ModuleName, ModuleRef, is_commit_id
+from bsr_team_cache.errors import (
+    BSRTeamCacheError,
+    InvalidContentError,
+    RegistryError,
+    UnavailableError,
+    UsageError,
+)
 from bsr_team_cache.oci.artifact import ModuleArtifact, module_repository, pull_module
 from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.store import LocalStore
@@ -129,7 +135,7 @@ def _remember_labels(
                 {_label_of(ref): LabelRecord(commit, now)},
                 refresh_after=label_ttl / 4,
             )
-        except RegistryError as exc:
+        except (RegistryError, InvalidContentError) as exc:
             warnings.append(f"could not update the team label index for {ref}: {exc}")
             return  # the registry is likely down: do not retry for every module
 
@@ -166,7 +172,7 @@ def _resolve_offline(
             resolution.warnings.append(
                 f"{ref} resolved to {commit} from the label index ({age / 60:.0f} min old)"
             )
-        artifact = _artifact(ref.module, commit, team, store)
+        artifact = _artifact(ref.module, commit, team, store, resolution.warnings)
         if artifact is None:
             problems.append(f"{ref.module}:{commit}: not in the local store or the team registry")
             continue
@@ -195,26 +201,34 @@ def _newest_label_record(
         team_record = read_label_index(team.registry, team.repo(ref.module)).get(_label_of(ref))
         if team_record is not None:
             candidates.append(team_record)
-    except RegistryError as exc:
-        warnings.append(f"team label index unreadable for {ref.module}: {exc}")
+    except (RegistryError, InvalidContentError) as exc:
+        warnings.append(f"team label index unusable for {ref.module}: {exc}")
     if store is not None:
         local = store.label(ref.module, _label_of(ref))
-        if local is not None:
+        if local is not None and is_commit_id(local[0]):
             candidates.append(LabelRecord(*local))
     return max(candidates, key=lambda r: r.resolved_at, default=None)
 
 
 def _artifact(
-    module: ModuleName, commit: str, team: TeamContext, store: LocalStore | None
+    module: ModuleName,
+    commit: str,
+    team: TeamContext,
+    store: LocalStore | None,
+    warnings: list[str],
 ) -> ModuleArtifact | None:
     if store is not None:
         try:
             found = store.get(module, commit)
-        except BSRTeamCacheError:
+        except InvalidContentError as exc:
+            warnings.append(str(exc))
             found = None
         if found is not None:
             return found
     try:
-        return pull_module(team.registry, team.repo(module), commit)
-    except BSRTeamCacheError:
-        return None
+        return pull_module(team.registry, team.repo(module), module, commit)
+    except InvalidContentError as exc:
+        warnings.append(f"team registry: {exc}")
+    except RegistryError:
+        pass  # said by the caller: not in the local store or the team registry
+    return None

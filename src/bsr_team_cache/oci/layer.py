@@ -1,0 +1,233 @@
+"""The files layer of a module artifact: its files as a deterministic tar+gzip, and the one
+reader that turns such a layer (from the team registry, a bundle or the local store) back into
+files, strictly and within bounds.
+
+The reader accepts only what the writer makes: regular-file members (with PAX records for long
+paths), gzip-compressed. It checks each member's declared size against what is left of the
+module limit before reading it, stops decompressing as soon as the output outgrows the input by
+more than any real text does (a gzip bomb is refused after a few MiB, not after GiBs), and
+validates every path (domain/files.py). Anything else is an InvalidContentError.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+import zlib
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from bsr_team_cache.domain.files import validate_file_set
+from bsr_team_cache.errors import ContentTooLargeError, InvalidContentError
+from bsr_team_cache.limits import limits
+
+BLOCK = 512
+_STEP = 1 << 20  # at most this much output per decompression step
+_INPUT_STEP = 64 << 10
+# Proto text compresses 4-10x with gzip; long runs of zeros (a bomb) ~1000x. Past the floor,
+# output more than RATIO times the input read so far is refused.
+RATIO = 200
+RATIO_FLOOR = 16 << 20
+MAX_PAX_BYTES = 64 << 10  # one PAX header (a long path needs a few hundred bytes)
+MAX_METADATA_BYTES = 32 << 20  # all headers and PAX records of one layer
+
+
+def files_layer(files: dict[str, bytes]) -> bytes:
+    """A byte-for-byte reproducible tar+gzip of the files."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(files, key=str.encode):
+            info = tarfile.TarInfo(path)
+            info.size = len(files[path])
+            info.mtime = 0
+            info.mode = 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(files[path]))
+    return gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)
+
+
+class _Inflater:
+    """Decompressed bytes on demand, counted against the limits as they are produced."""
+
+    def __init__(self, source: BinaryIO, where: str, max_output: int) -> None:
+        self._source = source
+        self._where = where
+        self._max_output = max_output
+        self._zlib = zlib.decompressobj(wbits=31)  # gzip only
+        self._input = b""
+        self._buf = bytearray()
+        self._pos = 0
+        self.consumed = 0  # compressed bytes zlib has taken in
+        self.produced = 0
+
+    def _more(self) -> bool:
+        if self._zlib.eof:
+            return False  # what follows the gzip stream is never read
+        if not self._input:
+            self._input = self._source.read(_INPUT_STEP)
+            if not self._input:
+                raise InvalidContentError(f"{self._where}: the files layer ends early")
+        fed = len(self._input)
+        try:
+            out = self._zlib.decompress(self._input, _STEP)
+        except zlib.error as exc:
+            raise InvalidContentError(
+                f"{self._where}: the files layer is not gzip ({exc})"
+            ) from None
+        self._input = self._zlib.unconsumed_tail
+        self.consumed += fed - len(self._input)
+        self.produced += len(out)
+        if self.produced > self._max_output:
+            raise ContentTooLargeError(
+                f"{self._where}: the files layer expands beyond {self._max_output} bytes"
+            )
+        if self.produced > RATIO_FLOOR and self.produced > RATIO * max(1, self.consumed):
+            raise ContentTooLargeError(
+                f"{self._where}: the files layer expands {self.produced // max(1, self.consumed)}"
+                " times its compressed size (a decompression bomb)"
+            )
+        if self._pos > len(self._buf) // 2:
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += out
+        return True
+
+    def take(self, n: int) -> bytes:
+        while len(self._buf) - self._pos < n:
+            if not self._more():
+                raise InvalidContentError(f"{self._where}: the files layer ends early")
+        data = bytes(self._buf[self._pos : self._pos + n])
+        self._pos += n
+        return data
+
+
+def _octal(field: bytes, where: str) -> int:
+    if field[:1] and field[0] & 0x80:
+        raise InvalidContentError(f"{where}: a tar header uses a base-256 number")
+    text = field.rstrip(b"\0 ").lstrip(b" ")
+    if not text:
+        return 0
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise InvalidContentError(f"{where}: a tar header holds a bad number") from None
+
+
+def _checksum_ok(header: bytes) -> bool:
+    stored = header[148:156].rstrip(b"\0 ").lstrip(b" ")
+    try:
+        expected = int(stored, 8)
+    except ValueError:
+        return False
+    blanked = header[:148] + b" " * 8 + header[156:]
+    unsigned = sum(blanked)
+    if expected == unsigned:
+        return True
+    # Some old tars sum signed bytes.
+    return expected == unsigned - 256 * sum(1 for b in blanked if b > 127)
+
+
+def _pax_records(data: bytes, where: str) -> dict[str, str]:
+    """``"<len> <key>=<value>\\n"`` records."""
+    records: dict[str, str] = {}
+    pos = 0
+    while pos < len(data):
+        space = data.find(b" ", pos, pos + 20)
+        if space < 0:
+            raise InvalidContentError(f"{where}: malformed PAX record")
+        try:
+            length = int(data[pos:space])
+        except ValueError:
+            raise InvalidContentError(f"{where}: malformed PAX record length") from None
+        record = data[space + 1 : pos + length]
+        if length <= space - pos or pos + length > len(data) or not record.endswith(b"\n"):
+            raise InvalidContentError(f"{where}: malformed PAX record")
+        key, eq, value = record[:-1].partition(b"=")
+        if not eq:
+            raise InvalidContentError(f"{where}: malformed PAX record")
+        try:
+            records[key.decode("utf-8")] = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidContentError(f"{where}: a PAX record is not UTF-8") from None
+        pos += length
+    return records
+
+
+def _members(inflater: _Inflater, where: str) -> Iterator[tuple[str, int]]:
+    """(path, size) of each regular-file member; the caller reads ``size`` bytes next."""
+    pax: dict[str, str] = {}
+    metadata = 0
+    while True:
+        header = inflater.take(BLOCK)
+        metadata += BLOCK
+        if header == bytes(BLOCK):
+            return  # end of archive: what follows (padding) is not read
+        if not _checksum_ok(header):
+            raise InvalidContentError(f"{where}: a tar header's checksum is wrong")
+        kind = header[156:157]
+        size = _octal(header[124:136], where)
+        if kind in (b"x", b"g"):
+            if size > MAX_PAX_BYTES:
+                raise InvalidContentError(f"{where}: a PAX header of {size} bytes")
+            data = inflater.take(-(-size // BLOCK) * BLOCK)[:size]
+            metadata += len(data)
+            if kind == b"x":
+                pax = _pax_records(data, where)
+        elif kind in (b"0", b"\0"):
+            if "path" in pax:
+                path = pax["path"]
+            else:
+                name = header[0:100].split(b"\0", 1)[0]
+                if header[257:262] == b"ustar":
+                    prefix = header[345:500].split(b"\0", 1)[0]
+                    name = prefix + b"/" + name if prefix else name
+                try:
+                    path = name.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise InvalidContentError(f"{where}: a file name is not UTF-8") from None
+            if "size" in pax:
+                try:
+                    size = int(pax["size"])
+                except ValueError:
+                    raise InvalidContentError(f"{where}: a PAX size is not a number") from None
+            pax = {}
+            yield path, size
+        else:
+            raise InvalidContentError(
+                f"{where}: the files layer holds a member of type {kind!r} (only regular files)"
+            )
+        if metadata > MAX_METADATA_BYTES:
+            raise ContentTooLargeError(f"{where}: the files layer's headers exceed bounds")
+
+
+def read_files_layer(data: bytes | BinaryIO, where: str) -> dict[str, bytes]:
+    """The files of a layer, checked: regular files only, valid and unique paths, within the
+    module limits (``limits()``)."""
+    lim = limits()
+    source = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+    # Headers and padding come on top of the files' bytes: allow for them in the output bound.
+    inflater = _Inflater(source, where, lim.max_module_bytes + MAX_METADATA_BYTES)
+    files: dict[str, bytes] = {}
+    total = 0
+    for path, size in _members(inflater, where):
+        if size < 0 or total + size > lim.max_module_bytes:
+            raise ContentTooLargeError(
+                f"{where}: the module's files exceed {lim.max_module_bytes} bytes"
+                " (raise --max-module-mb if this module is really that large)"
+            )
+        if len(files) >= lim.max_module_files:
+            raise ContentTooLargeError(
+                f"{where}: the module has more than {lim.max_module_files} files"
+            )
+        if path in files:
+            raise InvalidContentError(f"{where}: file {path!r} appears twice")
+        total += size
+        content = inflater.take(size)
+        padding = -size % BLOCK
+        if padding:
+            inflater.take(padding)
+        files[path] = content
+    validate_file_set(files, where)
+    return files
