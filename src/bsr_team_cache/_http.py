@@ -54,6 +54,22 @@ def deadline_passed() -> bool:
     return time.monotonic() >= _deadline.get()
 
 
+class TransferAbandoned(httpcore.ReadTimeout):
+    """A transfer given up by the guard (too slow, or past the deadline): not worth a retry."""
+
+
+def abandoned(exc: BaseException) -> bool:
+    """Whether ``exc`` (an httpx error) comes from the guard giving up on a transfer."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 8:
+        if isinstance(current, TransferAbandoned):
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
+
+
 class _GuardedStream(httpcore.NetworkStream):
     """A connection that enforces the current deadline and a minimum transfer rate."""
 
@@ -66,12 +82,12 @@ class _GuardedStream(httpcore.NetworkStream):
         now = time.monotonic()
         left = _deadline.get() - now
         if left <= 0:
-            raise httpcore.ReadTimeout("the deadline passed")
+            raise TransferAbandoned("the deadline passed")
         if reading:
             lim = limits()
             if now - self._window_start >= lim.low_speed_seconds:
                 if self._window_bytes < lim.low_speed_bytes:
-                    raise httpcore.ReadTimeout(self._too_slow())
+                    raise TransferAbandoned(self._too_slow())
                 self._window_start, self._window_bytes = now, 0
             if self._window_bytes < lim.low_speed_bytes:
                 left = min(left, self._window_start + lim.low_speed_seconds - now)
@@ -90,11 +106,11 @@ class _GuardedStream(httpcore.NetworkStream):
             data = self._stream.read(max_bytes, max(bound, 0.001))
         except httpcore.ReadTimeout:
             if deadline_passed():
-                raise httpcore.ReadTimeout("the deadline passed") from None
+                raise TransferAbandoned("the deadline passed") from None
             if self._window_bytes < limits().low_speed_bytes and (
                 time.monotonic() - self._window_start >= limits().low_speed_seconds
             ):
-                raise httpcore.ReadTimeout(self._too_slow()) from None
+                raise TransferAbandoned(self._too_slow()) from None
             raise
         self._window_bytes += len(data)
         return data
@@ -134,7 +150,7 @@ class _GuardedBackend(httpcore.NetworkBackend):
     ) -> httpcore.NetworkStream:
         left = _deadline.get() - time.monotonic()
         if left <= 0:
-            raise httpcore.ConnectTimeout("the deadline passed")
+            raise TransferAbandoned("the deadline passed")
         timeout = left if timeout is None else min(timeout, left)
         stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
         return _GuardedStream(stream)

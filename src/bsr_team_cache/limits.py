@@ -23,7 +23,7 @@ class Limits:
     max_document_bytes: int = 4 * MiB
     # One Connect response. Bodies past SPILL_BYTES go to a temporary file while they arrive,
     # so an endless body costs disk up to this bound, not memory.
-    max_response_bytes: int = 1024 * MiB
+    max_response_bytes: int = 512 * MiB
     # A transfer slower than low_speed_bytes over low_speed_seconds is abandoned (git's
     # http.lowSpeedLimit/lowSpeedTime), so a trickling server cannot hold a fetch.
     low_speed_bytes: int = 1024

@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError, Message
 from bsr_team_cache import __version__
 from bsr_team_cache._http import (
     USER_AGENT,
+    abandoned,
     backoff_delay,
     deadline_scope,
     default_ssl_context,
@@ -153,6 +154,8 @@ class ConnectTransport:
                 last_error = UnavailableError(
                     f"{what}: timed out ({exc})", code="deadline_exceeded", host=host
                 )
+                if abandoned(exc):  # too slow, or out of time: another try would be too
+                    raise last_error from None
             except httpx.TransportError as exc:
                 last_error = UnavailableError(
                     f"{what}: cannot connect ({describe_transport_error(exc)})",

@@ -37,6 +37,7 @@ from bsr_team_cache._hosts import is_loopback
 from bsr_team_cache._http import (
     SPILL_BYTES,
     USER_AGENT,
+    abandoned,
     backoff_delay,
     deadline_scope,
     default_ssl_context,
@@ -342,6 +343,8 @@ class HTTPRegistry:
                     resp = self._client.send(request, stream=True)
                 except httpx.TransportError as exc:
                     failure = f"{self.host}: {what}: {describe_transport_error(exc)}"
+                    if abandoned(exc):  # too slow, or out of time: another try would be too
+                        raise RegistryError(failure) from None
                 else:
                     if resp.status_code == 401 and own and not answered_challenge:
                         resp.close()
@@ -526,11 +529,13 @@ class HTTPRegistry:
                     return
                 except httpx.TransportError as exc:
                     problem = describe_transport_error(exc)
+                    if abandoned(exc):
+                        break
                 finally:
                     resp.close()
                 self._sleep(backoff_delay(attempt, self._backoff, self._max_backoff))
         raise RegistryError(
-            f"{self.host}: GET blob {digest}: {problem} (gave up after {self._max_attempts}"
+            f"{self.host}: GET blob {digest}: {problem} (gave up after {attempt + 1}"
             f" attempts, {received} bytes in)"
         )
 

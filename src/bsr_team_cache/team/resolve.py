@@ -157,9 +157,12 @@ def _resolve_offline(
             assert ref.ref is not None
             commit = ref.ref
         else:
-            record = _newest_label_record(ref, team, store, resolution.warnings)
+            unusable: list[str] = []
+            record = _newest_label_record(ref, team, store, unusable)
+            resolution.warnings.extend(unusable)
             if record is None:
-                problems.append(f"{ref}: no label index entry")
+                why = f" ({'; '.join(unusable)})" if unusable else ""
+                problems.append(f"{ref}: no label index entry{why}")
                 continue
             age = now - record.resolved_at
             if age > label_ttl:
@@ -172,9 +175,14 @@ def _resolve_offline(
             resolution.warnings.append(
                 f"{ref} resolved to {commit} from the label index ({age / 60:.0f} min old)"
             )
-        artifact = _artifact(ref.module, commit, team, store, resolution.warnings)
+        unusable = []
+        artifact = _artifact(ref.module, commit, team, store, unusable)
+        resolution.warnings.extend(unusable)
         if artifact is None:
-            problems.append(f"{ref.module}:{commit}: not in the local store or the team registry")
+            why = f" ({'; '.join(unusable)})" if unusable else ""
+            problems.append(
+                f"{ref.module}:{commit}: not in the local store or the team registry{why}"
+            )
             continue
         resolution.artifacts[commit] = artifact
         locked[ref.module] = LockedDep(ref.module, commit, artifact.digest)
