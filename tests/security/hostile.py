@@ -129,6 +129,8 @@ class HostileRegistry:
     ``endless-blob``      a blob GET answers 200 and never stops sending
     ``huge-manifest``     a module manifest GET answers with 100 MB (chunked, no length)
     ``trickle``           every answer comes one byte every ``interval`` seconds
+    ``http-realm``        every request is challenged for a bearer token from a plain-http realm
+                          on another host
 
     With ``basic=(user, password)`` it wants HTTP basic auth (and checks it) itself.
     """
@@ -172,6 +174,10 @@ class HostileRegistry:
                     self._send(401, {"WWW-Authenticate": 'Basic realm="hostile"'}, b"")
                     return
                 path = urlsplit(self.path).path
+                if front.mode == "http-realm":
+                    challenge = 'Bearer realm="http://token.example.test/token",service="hostile"'
+                    self._send(401, {"WWW-Authenticate": challenge}, b"")
+                    return
                 if front.mode == "trickle":
                     self._trickle()
                     return
@@ -435,7 +441,9 @@ class Machine:
             here = Path(directory)
             dirs[:] = [d for d in dirs if here / d not in skip]
             for name in dirs:
-                seen[str((here / name).relative_to(self.root))] = "dir"
+                path = here / name
+                rel = str(path.relative_to(self.root))
+                seen[rel] = "link:" + os.readlink(path) if path.is_symlink() else "dir"
             for name in files:
                 path = here / name
                 rel = str(path.relative_to(self.root))

@@ -75,7 +75,7 @@ class Exporter:
         """A descriptor of root/parts..., made as needed, never through a symbolic link."""
         fd = os.dup(self._root_fd)
         try:
-            for part in parts:
+            for depth, part in enumerate(parts, start=1):
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(part, 0o755, dir_fd=fd)
                 try:
@@ -83,7 +83,7 @@ class Exporter:
                 except OSError as exc:
                     if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                         raise ExportError(
-                            f"--export {self.root}: {'/'.join(parts)} is a symbolic link or a"
+                            f"--export {self.root}: {'/'.join(parts[:depth])} is a symbolic link or a"
                             " file, not a directory of ours; remove it or export elsewhere"
                         ) from None
                     raise

@@ -141,6 +141,11 @@ class LocalStore:
                 f"local store {self.root}: cannot use it ({exc.strerror or exc}); point"
                 " --store-dir or BSR_TEAM_CACHE_DIR at a writable directory"
             ) from None
+        except sqlite3.OperationalError as exc:
+            raise StoreError(
+                f"local store {self.root}: cannot use its index {self.root / 'store.db'} ({exc});"
+                " is the disk full, or the directory read-only?"
+            ) from None
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"local store {self.root}: its index {self.root / 'store.db'} is unreadable"
