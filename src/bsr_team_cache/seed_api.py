@@ -21,6 +21,7 @@ from bsr_team_cache.domain.moduleref import parse_module_ref
 from bsr_team_cache.errors import BSRTeamCacheError
 from bsr_team_cache.oci import open_registry
 from bsr_team_cache.oci.base import RegistryBackend
+from bsr_team_cache.oci.url import redact
 from bsr_team_cache.settings import load_settings
 from bsr_team_cache.store import LocalStore
 from bsr_team_cache.team.cache import CacheMetrics, TeamCache
@@ -236,7 +237,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     if args.command == "setup":
         config = cache.enable_shared_cache(args.members, args.strategy)
-        print(f"Team {config.team} set up in {settings.registry}")
+        print(f"Team {config.team} set up in {redact(settings.registry)}")
         print(f"  Members: {', '.join(config.members) or '(none)'}")
         print(
             f"  Strategy: {config.cache_strategy} ({config.max_cache_size_mb} MB,"

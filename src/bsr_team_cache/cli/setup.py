@@ -7,6 +7,7 @@ import json
 import click
 
 from bsr_team_cache.cli.options import TeamOptions, team_options
+from bsr_team_cache.oci.url import redact
 from bsr_team_cache.team.config import STRATEGIES
 
 
@@ -45,7 +46,7 @@ def command(
     if as_json:
         click.echo(json.dumps(config.to_json(), indent=2))
         return
-    click.echo(f"team {config.team} in {options.registry}")
+    click.echo(f"team {config.team} in {redact(options.registry)}")
     click.echo(f"  members: {', '.join(config.members) or '(none)'}")
     click.echo(
         f"  strategy: {config.cache_strategy} (max {config.max_cache_size_mb} MB per member,"
