@@ -82,9 +82,10 @@ class Exporter:
                     child = os.open(part, _DIR_FLAGS, dir_fd=fd)
                 except OSError as exc:
                     if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        where = "/".join(parts[:depth])
                         raise ExportError(
-                            f"--export {self.root}: {'/'.join(parts[:depth])} is a symbolic link or a"
-                            " file, not a directory of ours; remove it or export elsewhere"
+                            f"--export {self.root}: {where} is a symbolic link or a file, not a"
+                            " directory of ours; remove it or export elsewhere"
                         ) from None
                     raise
                 os.close(fd)
