@@ -28,9 +28,6 @@ def _summary(report: FetchReport) -> str:
     )
 
 
-_nothing = contextlib.nullcontext
-
-
 class _Progress:
     """A one-line progress bar on stderr (used only when stderr is a terminal)."""
 
@@ -109,7 +106,7 @@ def command(
     except StoreError as exc:  # the store is an optimisation: fetch without it
         report.warnings.append(f"{exc}; going on without the local store")
         local = None
-    with BSRModuleClient() as bsr, contextlib.closing(local) if local else _nothing():
+    with BSRModuleClient() as bsr, contextlib.closing(local) if local else contextlib.nullcontext():
         try:
             fetch(
                 project_dir,

@@ -26,13 +26,6 @@ class FallibleStore:
         self._warnings = warnings
         self.broken = False
 
-    @property
-    def root(self):
-        return self._store.root
-
-    def describe(self) -> str:
-        return self._store.describe()
-
     def fail(self, exc: StoreError) -> None:
         if not self.broken:
             self.broken = True
@@ -56,6 +49,8 @@ class FallibleStore:
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._store, name)
+        if not callable(method):
+            return method
         missing = _MISSING.get(name, lambda: None)
 
         def call(*args: Any, **kwargs: Any) -> Any:

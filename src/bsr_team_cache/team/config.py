@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from bsr_team_cache.domain.moduleref import parse_module_name, validate_commit_id
 from bsr_team_cache.errors import BSRTeamCacheError, InvalidContentError, UsageError
 from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.oci.documents import read_document, update_document
@@ -171,8 +172,6 @@ def _strings(value: Any, what: str) -> tuple[str, ...]:
 
 
 def _bundle_record(b: Any) -> BundleRecord:
-    from bsr_team_cache.domain.moduleref import parse_module_name, validate_commit_id
-
     if not isinstance(b, dict):
         raise ValueError("a bundle record is not an object")
     modules = _strings(b["modules"], "bundle modules")
