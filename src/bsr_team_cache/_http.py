@@ -9,8 +9,6 @@ set with ``deadline_scope``) and (2) a minimum transfer rate (``Limits.low_speed
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import math
 import os
 import random
@@ -25,34 +23,12 @@ import httpcore
 import httpx
 
 from bsr_team_cache import __version__
+from bsr_team_cache._deadline import _deadline, deadline_passed
 from bsr_team_cache.errors import ContentTooLargeError, InvalidContentError, remote_text
 from bsr_team_cache.limits import limits
 
 USER_AGENT = f"bsr-team-cache/{__version__}"
 SPILL_BYTES = 16 << 20  # answers larger than this wait in a temporary file, not in memory
-
-_deadline: contextvars.ContextVar[float] = contextvars.ContextVar(
-    "bsr_team_cache_deadline", default=math.inf
-)
-
-
-@contextlib.contextmanager
-def deadline_scope(seconds: float | None) -> Iterator[float]:
-    """Everything inside must finish within ``seconds`` (and within any enclosing scope); the
-    requests made in this thread (and in workers started by ``_threads``) are cut off then."""
-    until = _deadline.get()
-    if seconds is not None:
-        until = min(until, time.monotonic() + seconds)
-    token = _deadline.set(until)
-    try:
-        yield until
-    finally:
-        _deadline.reset(token)
-
-
-def deadline_passed() -> bool:
-    return time.monotonic() >= _deadline.get()
-
 
 class TransferAbandoned(httpcore.ReadTimeout):
     """A transfer given up by the guard (too slow, or past the deadline): not worth a retry."""

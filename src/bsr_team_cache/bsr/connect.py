@@ -19,11 +19,11 @@ import httpx
 from google.protobuf.message import DecodeError, Message
 
 from bsr_team_cache import __version__
+from bsr_team_cache._deadline import deadline_scope
 from bsr_team_cache._http import (
     USER_AGENT,
     abandoned,
     backoff_delay,
-    deadline_scope,
     default_ssl_context,
     describe_transport_error,
     guarded_client,

@@ -18,7 +18,6 @@ import errno
 import hashlib
 import json
 import os
-import secrets
 from pathlib import Path
 
 from bsr_team_cache.domain.files import path_problem
@@ -127,7 +126,7 @@ class Exporter:
                 if current == digest:
                     self._written[rel] = self._this_run[rel] = digest
                     return
-            tmp = f".{name}.{secrets.token_hex(6)}.tmp"
+            tmp = f".{name}.{os.urandom(6).hex()}.tmp"
             fd = os.open(
                 tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd
             )
@@ -172,7 +171,7 @@ class Exporter:
         """Save the record of what the export holds (atomically)."""
         try:
             data = json.dumps({"files": dict(sorted(self._written.items()))}, indent=1).encode()
-            tmp = f".{RECORD}.{secrets.token_hex(6)}.tmp"
+            tmp = f".{RECORD}.{os.urandom(6).hex()}.tmp"
             fd = os.open(
                 tmp,
                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from bsr_team_cache._http import deadline_scope
+from bsr_team_cache._deadline import deadline_scope
 from bsr_team_cache.errors import UsageError
 from bsr_team_cache.limits import MiB, configure, limits
 from bsr_team_cache.settings import Settings, load_settings

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import httpx
 
+from bsr_team_cache._deadline import deadline_scope
 from bsr_team_cache._fs import file_chunks, write_verified
 from bsr_team_cache._hosts import is_loopback
 from bsr_team_cache._http import (
@@ -39,7 +40,6 @@ from bsr_team_cache._http import (
     USER_AGENT,
     abandoned,
     backoff_delay,
-    deadline_scope,
     default_ssl_context,
     describe_transport_error,
     guarded_client,

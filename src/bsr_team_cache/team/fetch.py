@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bsr_team_cache._http import deadline_passed, deadline_scope
+from bsr_team_cache._deadline import deadline_passed, deadline_scope
 from bsr_team_cache._threads import ContextThreadPool
 from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.bufcache.export import Exporter
