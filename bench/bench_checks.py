@@ -148,9 +148,7 @@ def _measure(args, buf: str, tmp: Path, ca: Path, bsr_port: int, reg_port: int, 
     def warm(tree: str) -> Callable[[], None]:
         return lambda: fetch(env(tree, f"warm-{tree}"))
 
-    cold = _alternating(
-        {"buf alone": buf_alone, **{t: new_machine(t) for t in trees}}, args.repeat
-    )
+    cold = _alternating({"buf alone": buf_alone, **{t: new_machine(t) for t in trees}}, args.repeat)
     hot = _alternating({t: warm(t) for t in trees}, args.repeat)
     python = _alternating(
         {"python": lambda: subprocess.run([sys.executable, "-c", "pass"], check=True)},

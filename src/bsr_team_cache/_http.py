@@ -30,6 +30,7 @@ from bsr_team_cache.limits import limits
 USER_AGENT = f"bsr-team-cache/{__version__}"
 SPILL_BYTES = 16 << 20  # answers larger than this wait in a temporary file, not in memory
 
+
 class TransferAbandoned(httpcore.ReadTimeout):
     """A transfer given up by the guard (too slow, or past the deadline): not worth a retry."""
 
