@@ -411,7 +411,7 @@ class TeamCache:
             push_document(
                 self.registry, self._usage_repo(self.member), LATEST, USAGE_TYPE, document
             )
-        except RegistryError as exc:
+        except (RegistryError, InvalidContentError) as exc:
             report.warnings.append(f"could not publish usage: {exc}")
 
     def team_usage(self) -> dict[str, dict]:
@@ -477,7 +477,7 @@ class TeamCache:
                 update_label_index(
                     self.registry, self.context.repo(ref.module), {label: LabelRecord(commit, now)}
                 )
-            except RegistryError as exc:
+            except (RegistryError, InvalidContentError) as exc:
                 report.warnings.append(f"label index of {ref.module}: {exc}")
             refreshed += 1
         return refreshed

@@ -525,7 +525,7 @@ def _publish(run: _Run, artifacts: list[ModuleArtifact]) -> set[str]:
         try:
             push_module(run.team.registry, run.team.repo(artifact.module), artifact)
             return artifact, None
-        except RegistryError as exc:
+        except (RegistryError, InvalidContentError) as exc:
             return artifact, str(exc)
 
     published = set()
