@@ -144,7 +144,7 @@ class _GuardedBackend(httpcore.NetworkBackend):
 def guarded_client(**kwargs: Any) -> httpx.Client:
     """An ``httpx.Client`` whose connections honour deadlines and the minimum rate. httpx has
     no public way to give its pool a network backend, so the pool's backend is wrapped in place
-    (httpx and httpcore are pinned; tests/test_http_deadlines.py fails if this stops working);
+    (httpx and httpcore are pinned; tests/test_http.py fails if this stops working);
     transports passed in by tests and benchmarks are left as they are."""
     client = httpx.Client(**kwargs)
     for transport in [client._transport, *client._mounts.values()]:
