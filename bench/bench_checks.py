@@ -30,22 +30,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _util import table
-from proxy import ShapingProxy
+from bench_fetch import DEPS, shaped_servers, write_project
 
-from bsr_team_cache.bsr.devbsr import DevBSRServer, ModuleRepository
-from bsr_team_cache.demo import DEMO_PROTO, find_buf
-from bsr_team_cache.oci.devregistry import DistributionServer
-from bsr_team_cache.samples import write_generated_modules, write_sample_data
+from bsr_team_cache.demo import find_buf
 
-DEPS = [
-    "acme/orders",
-    "acme/notes",
-    "acme/common",
-    "acme/pets",
-    "acme/money",
-    "googleapis/googleapis",
-    *(f"bench/lib{i}" for i in range(4)),
-]
 THIS_TREE = Path(__file__).resolve().parent.parent
 
 
@@ -79,35 +67,18 @@ def main() -> None:
     trees = {"baseline": baseline_src, "this tree": THIS_TREE / "src"}
     for src in trees.values():  # as an install would: no tree pays for compiling at start-up
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(src)], check=True)
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        data = write_sample_data(tmp / "data")
-        write_generated_modules(data, 4)
-        bsr, ca = DevBSRServer.with_tls(ModuleRepository(data), tmp / "tls")
-        bsr.start()
-        registry = DistributionServer(tmp / "registry").start()
-        bsr_link = ShapingProxy(("127.0.0.1", bsr.port), rtt_ms=args.rtt_ms, mbit=args.mbit)
-        reg_link = ShapingProxy(("127.0.0.1", registry.port), rtt_ms=args.rtt_ms, mbit=args.mbit)
-        bsr_link.start()
-        reg_link.start()
-        try:
-            _measure(args, buf, tmp, ca, bsr_link.port, reg_link.port, trees)
-        finally:
-            bsr.stop()
-            registry.stop()
-            bsr_link.stop()
-            reg_link.stop()
+    with (
+        tempfile.TemporaryDirectory() as tmp_name,
+        shaped_servers(Path(tmp_name), args.rtt_ms, args.mbit) as (ca, bsr_port, reg_port),
+    ):
+        _measure(args, buf, Path(tmp_name), ca, bsr_port, reg_port, trees)
 
 
 def _measure(args, buf: str, tmp: Path, ca: Path, bsr_port: int, reg_port: int, trees) -> None:
     host = f"localhost:{bsr_port}"
     registry_url = f"http://127.0.0.1:{reg_port}/bench"
     project = tmp / "project"
-    (project / "shop" / "v1").mkdir(parents=True)
-    (project / "buf.yaml").write_text(
-        "version: v2\ndeps:\n" + "".join(f"  - {host}/{d}\n" for d in DEPS)
-    )
-    (project / "shop" / "v1" / "shop.proto").write_text(DEMO_PROTO)
+    write_project(project, host)
     base_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     base_env["SSL_CERT_FILE"] = str(ca)
 

@@ -17,6 +17,7 @@ ones). Then measures:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -53,6 +55,37 @@ def _percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+@contextlib.contextmanager
+def shaped_servers(tmp: Path, rtt_ms: float, mbit: float) -> Iterator[tuple[Path, int, int]]:
+    """dev-bsr (TLS; the samples and 4 generated modules) and Distribution, each behind a
+    shaping proxy: yields (the CA to trust, the BSR's port, the registry's port)."""
+    data = write_sample_data(tmp / "data")
+    write_generated_modules(data, 4)
+    bsr, ca_cert = DevBSRServer.with_tls(ModuleRepository(data), tmp / "tls")
+    bsr.start()
+    registry = DistributionServer(tmp / "registry").start()
+    bsr_link = ShapingProxy(("127.0.0.1", bsr.port), rtt_ms=rtt_ms, mbit=mbit)
+    reg_link = ShapingProxy(("127.0.0.1", registry.port), rtt_ms=rtt_ms, mbit=mbit)
+    bsr_link.start()
+    reg_link.start()
+    try:
+        yield ca_cert, bsr_link.port, reg_link.port
+    finally:
+        bsr.stop()
+        registry.stop()
+        bsr_link.stop()
+        reg_link.stop()
+
+
+def write_project(project: Path, host: str) -> None:
+    """The benchmarks' project: a buf.yaml with DEPS on ``host`` and one proto of its own."""
+    (project / "shop" / "v1").mkdir(parents=True)
+    (project / "buf.yaml").write_text(
+        "version: v2\ndeps:\n" + "".join(f"  - {host}/{d}\n" for d in DEPS)
+    )
+    (project / "shop" / "v1" / "shop.proto").write_text(DEMO_PROTO)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
@@ -62,36 +95,18 @@ def main() -> None:
     buf = find_buf()
     if buf is None:
         sys.exit("buf not found: pip install -e '.[test]'")
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        data = write_sample_data(tmp / "data")
-        write_generated_modules(data, 4)
-        repo = ModuleRepository(data)
-        bsr, ca_cert = DevBSRServer.with_tls(repo, tmp / "tls")
-        bsr.start()
-        registry = DistributionServer(tmp / "registry").start()
-        bsr_link = ShapingProxy(("127.0.0.1", bsr.port), rtt_ms=args.rtt_ms, mbit=args.mbit)
-        reg_link = ShapingProxy(("127.0.0.1", registry.port), rtt_ms=args.rtt_ms, mbit=args.mbit)
-        bsr_link.start()
-        reg_link.start()
-        try:
-            _measure(args, buf, tmp, ca_cert, bsr_link.port, reg_link.port)
-        finally:
-            bsr.stop()
-            registry.stop()
-            bsr_link.stop()
-            reg_link.stop()
+    with (
+        tempfile.TemporaryDirectory() as tmp_name,
+        shaped_servers(Path(tmp_name), args.rtt_ms, args.mbit) as (ca, bsr_port, reg_port),
+    ):
+        _measure(args, buf, Path(tmp_name), ca, bsr_port, reg_port)
 
 
 def _measure(args, buf: str, tmp: Path, ca: Path, bsr_port: int, reg_port: int) -> None:
     host = f"localhost:{bsr_port}"
     registry_url = f"http://127.0.0.1:{reg_port}/bench"
     project = tmp / "project"
-    (project / "shop" / "v1").mkdir(parents=True)
-    (project / "buf.yaml").write_text(
-        "version: v2\ndeps:\n" + "".join(f"  - {host}/{d}\n" for d in DEPS)
-    )
-    (project / "shop" / "v1" / "shop.proto").write_text(DEMO_PROTO)
+    write_project(project, host)
     base_env = {**os.environ, "SSL_CERT_FILE": str(ca)}
 
     def member_env(name: str) -> dict[str, str]:

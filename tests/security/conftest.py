@@ -127,22 +127,18 @@ def run_cli(machine: Machine, *args: str, env: dict[str, str] | None = None, tim
     )
 
 
+def fetch_args(machine: Machine, registry: str, *extra: str) -> list[str]:
+    """``fetch --json`` of the machine's project (what follows ``bsr-team-cache``)."""
+    project = str(machine.project)
+    return ["fetch", project, "--team", TEAM, "--registry", registry, "--json", *extra]
+
+
 def fetch(
     machine: Machine, registry: str, ca: Path, *extra: str, env: dict[str, str] | None = None
 ):
     """``bsr-team-cache fetch --json`` of the machine's project, as the member runs it."""
-    return run_cli(
-        machine,
-        "fetch",
-        str(machine.project),
-        "--team",
-        TEAM,
-        "--registry",
-        registry,
-        "--json",
-        *extra,
-        env={"SSL_CERT_FILE": str(ca), **(env or {})},
-    )
+    env = {"SSL_CERT_FILE": str(ca), **(env or {})}
+    return run_cli(machine, *fetch_args(machine, registry, *extra), env=env)
 
 
 def hits(result: subprocess.CompletedProcess) -> dict[str, int]:

@@ -36,6 +36,13 @@ from bsr_team_cache.bsr.devbsr.server import _make_handler
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
+class _Quiet(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 def _serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
@@ -59,12 +66,9 @@ def _read_request_body(handler: BaseHTTPRequestHandler) -> bytes:
     return handler.rfile.read(length) if length else b""
 
 
-@dataclass
-class Recorder:
-    """Another host: answers everything (201 for PUT, 202 for POST/PATCH, else 200 with an
-    empty tag list) and records each request."""
+class _Served:
+    """A server of these tests on a free loopback port (``self.server`` once started)."""
 
-    requests: list[dict] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
 
     @property
@@ -72,15 +76,23 @@ class Recorder:
         assert self.server is not None
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+@dataclass
+class Recorder(_Served):
+    """Another host: answers everything (201 for PUT, 202 for POST/PATCH, else 200 with an
+    empty tag list) and records each request."""
+
+    requests: list[dict] = field(default_factory=list)
+
     def start(self) -> Recorder:
         recorder = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(_Quiet):
             def _any(self) -> None:
                 body = _read_request_body(self)
                 recorder.requests.append(
@@ -104,11 +116,6 @@ class Recorder:
         self.server = _serve(Handler)
         return self
 
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-
     def credentials_seen(self, *secrets: str) -> list[dict]:
         """Requests that carried an Authorization header or any of ``secrets``."""
         found = []
@@ -121,7 +128,7 @@ class Recorder:
         return found
 
 
-class HostileRegistry:
+class HostileRegistry(_Served):
     """Forwards to ``upstream`` (a registry URL), except as ``mode`` says:
 
     ``foreign-location``  an upload's Location names ``foreign`` (another host)
@@ -151,22 +158,11 @@ class HostileRegistry:
         self.interval = interval
         self.served = 0
         self._client = httpx.Client(timeout=60)
-        self.server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def start(self) -> HostileRegistry:
         front = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(_Quiet):
             def _any(self) -> None:
                 body = _read_request_body(self)
                 front.served += 1
@@ -286,9 +282,7 @@ class HostileRegistry:
         return self
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+        super().stop()
         self._client.close()
 
 

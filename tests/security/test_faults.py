@@ -15,7 +15,7 @@ from bsr_team_cache.bufcache.v3 import module_entry_dir
 from bsr_team_cache.domain.buflock import format_buf_lock
 from bsr_team_cache.samples import write_generated_modules, write_sample_data
 from tests.conftest import start_dev_bsr
-from tests.security.conftest import TEAM, Legit, _base_env, fetch, hits, legit_closure
+from tests.security.conftest import Legit, _base_env, fetch, fetch_args, hits, legit_closure
 from tests.security.hostile import Machine
 
 pytestmark = pytest.mark.slow
@@ -27,7 +27,7 @@ def _fetch_on_full_disk(machine: Machine, registry: str, ca: Path, size_kb: int)
     store = machine.root / "store"
     script = f'mount -t tmpfs -o size={size_kb}k tmpfs "{store}" && exec "$@"'
     argv = ["unshare", "-rm", "sh", "-c", script, "sh", sys.executable, "-m", "bsr_team_cache"]
-    argv += ["fetch", str(machine.project), "--team", TEAM, "--registry", registry, "--json"]
+    argv += fetch_args(machine, registry)
     env = {**_base_env(), **machine.env(SSL_CERT_FILE=str(ca))}
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
 
@@ -83,8 +83,8 @@ def test_hundreds_of_deps_within_a_small_open_files_limit(tmp_path: Path) -> Non
         def small_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 
-        argv = [sys.executable, "-m", "bsr_team_cache", "fetch", str(machine.project)]
-        argv += ["--team", TEAM, "--registry", f"oci-layout:{tmp_path / 'registry'}", "--json"]
+        registry = f"oci-layout:{tmp_path / 'registry'}"
+        argv = [sys.executable, "-m", "bsr_team_cache", *fetch_args(machine, registry)]
         env = {**_base_env(), **machine.env(SSL_CERT_FILE=str(server.ca_cert))}
         cold = subprocess.run(
             argv, capture_output=True, text=True, env=env, timeout=600, preexec_fn=small_limit

@@ -17,7 +17,16 @@ from bsr_team_cache.oci import open_registry
 from bsr_team_cache.oci.artifact import encode_module, module_repository
 from bsr_team_cache.oci.base import OCI_MANIFEST, sha256_digest
 from bsr_team_cache.oci.devregistry import DistributionServer
-from tests.security.conftest import TEAM, Legit, _base_env, fetch, hits, one_line_error, publish
+from tests.security.conftest import (
+    TEAM,
+    Legit,
+    _base_env,
+    fetch,
+    fetch_args,
+    hits,
+    one_line_error,
+    publish,
+)
 from tests.security.hostile import HostileRegistry, Machine, peak_rss_mb
 
 pytestmark = pytest.mark.slow
@@ -27,19 +36,7 @@ GiB = 1 << 30
 
 
 def _fetch_rss(machine: Machine, registry: str, ca: Path, *extra: str):
-    argv = [
-        sys.executable,
-        "-m",
-        "bsr_team_cache",
-        "fetch",
-        str(machine.project),
-        "--team",
-        TEAM,
-        "--registry",
-        registry,
-        "--json",
-        *extra,
-    ]
+    argv = [sys.executable, "-m", "bsr_team_cache", *fetch_args(machine, registry, *extra)]
     env = {**_base_env(), **machine.env(SSL_CERT_FILE=str(ca))}
     return peak_rss_mb(argv, env)
 
