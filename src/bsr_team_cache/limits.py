@@ -7,13 +7,15 @@ limits are set once (the CLI does it from its settings); library callers may cal
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import copy
 
 MiB = 1 << 20
 
 
-@dataclass(frozen=True)
 class Limits:
+    """The bounds, as class defaults; ``replace`` makes a changed copy. (A plain class: it is
+    made at every start-up, and a dataclass would compile its methods each time.)"""
+
     # The files of one module, decompressed. googleapis' whole tree is ~63 MB; the BSR's
     # googleapis module a few MB. Layers (compressed) are held to the same bound.
     max_module_bytes: int = 256 * MiB
@@ -33,6 +35,14 @@ class Limits:
     # One command (a fetch, a sync): the CLI's --timeout.
     command_seconds: float = 900.0
 
+    def replace(self, **changes: float | int) -> Limits:
+        changed = copy.copy(self)
+        for name, value in changes.items():
+            if name.startswith("_") or not hasattr(Limits, name) or callable(getattr(Limits, name)):
+                raise TypeError(f"unknown limit {name!r}")
+            setattr(changed, name, value)
+        return changed
+
 
 _current = Limits()
 
@@ -44,5 +54,5 @@ def limits() -> Limits:
 def configure(**changes: float | int) -> Limits:
     """Set some limits for this process (e.g. ``configure(max_module_bytes=512 * MiB)``)."""
     global _current
-    _current = replace(_current, **changes)  # type: ignore[arg-type]
+    _current = _current.replace(**changes)
     return _current

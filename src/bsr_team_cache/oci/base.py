@@ -10,7 +10,6 @@ import binascii
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -57,15 +56,25 @@ def parse_json(data: bytes, where: str, what: str) -> Any:
         raise InvalidContentError(f"{where}: {what} is not JSON ({exc})") from None
 
 
-@dataclass(frozen=True)
 class Descriptor:
-    """An OCI descriptor whose fields have been checked."""
+    """An OCI descriptor whose fields have been checked (``data``: OCI 1.1 embedded data,
+    verified). A plain class: start-up need not compile dataclass methods for it."""
 
-    media_type: str
-    digest: str
-    size: int
-    data: bytes | None = field(default=None, repr=False)  # OCI 1.1 embedded data, verified
-    annotations: dict[str, str] = field(default_factory=dict)
+    __slots__ = ("annotations", "data", "digest", "media_type", "size")
+
+    def __init__(
+        self,
+        media_type: str,
+        digest: str,
+        size: int,
+        data: bytes | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> None:
+        self.media_type = media_type
+        self.digest = digest
+        self.size = size
+        self.data = data
+        self.annotations = annotations or {}
 
 
 def parse_descriptor(

@@ -471,6 +471,9 @@ class HTTPRegistry:
         name = self._name(repo)
         cap = limits().max_module_bytes if max_bytes is None else max_bytes
         where = f"{self.host}/{name}"
+        if cap <= SPILL_BYTES:  # small enough to hold (most blobs: their size is declared)
+            data = b"".join(self._blob_stream(name, digest, cap))
+            return verify_blob(data, digest, where)
         with tempfile.SpooledTemporaryFile(max_size=SPILL_BYTES) as held:
             hasher = hashlib.sha256()
             for block in self._blob_stream(name, digest, cap):

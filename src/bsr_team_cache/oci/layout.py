@@ -66,6 +66,7 @@ def _filesystem_errors(method: F) -> F:
 class OCILayoutRegistry:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+        self._checked: dict[str, Path] = {}  # repository -> its directory, links checked
 
     def describe(self) -> str:
         return f"oci-layout:{self.root}"

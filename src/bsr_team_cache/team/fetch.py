@@ -20,7 +20,6 @@ from pathlib import Path
 from bsr_team_cache._deadline import deadline_passed, deadline_scope
 from bsr_team_cache._threads import ContextThreadPool
 from bsr_team_cache.bsr.client import BSRModuleClient
-from bsr_team_cache.bufcache.export import Exporter
 from bsr_team_cache.bufcache.v3 import write_module
 from bsr_team_cache.domain.buflock import BUF_LOCK, LockedDep, write_buf_lock
 from bsr_team_cache.domain.bufyaml import BUF_YAML
@@ -189,7 +188,11 @@ def fetch(
                     f"the fetch did not finish within {seconds:g} s (--timeout): {exc}"
                 ) from None
             raise
-    exporter = Exporter(export) if export is not None else None
+    exporter = None
+    if export is not None:
+        from bsr_team_cache.bufcache.export import Exporter  # only for --export
+
+        exporter = Exporter(export)
     try:
         for dep in lock.deps:
             artifact = artifacts[dep.commit]
