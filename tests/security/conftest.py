@@ -118,13 +118,23 @@ def plant(url: str, artifact: ModuleArtifact, *, tag: str | None = None) -> None
 
 
 def run_cli(machine: Machine, *args: str, env: dict[str, str] | None = None, timeout: float = 300):
-    return subprocess.run(
+    """The CLI as the member runs it; and, whatever the attack, nothing outside buf's cache,
+    the store and the export directory changed on the machine."""
+    writable = ["buf-cache", "store", "export"]
+    if "--export" in args:
+        export = Path(args[args.index("--export") + 1])
+        if export.is_relative_to(machine.root):
+            writable.append(str(export.relative_to(machine.root)))
+    before = machine.snapshot_outside(*writable)
+    result = subprocess.run(
         [sys.executable, "-m", "bsr_team_cache", *args],
         capture_output=True,
         text=True,
         env={**_base_env(), **machine.env(**(env or {}))},
         timeout=timeout,
     )
+    assert machine.snapshot_outside(*writable) == before, "written outside its roots"
+    return result
 
 
 def fetch_args(machine: Machine, registry: str, *extra: str) -> list[str]:

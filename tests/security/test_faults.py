@@ -29,7 +29,10 @@ def _fetch_on_full_disk(machine: Machine, registry: str, ca: Path, size_kb: int)
     argv = ["unshare", "-rm", "sh", "-c", script, "sh", sys.executable, "-m", "bsr_team_cache"]
     argv += fetch_args(machine, registry)
     env = {**_base_env(), **machine.env(SSL_CERT_FILE=str(ca))}
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    before = machine.snapshot_outside()
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert machine.snapshot_outside() == before, "written outside its roots"
+    return result
 
 
 @pytest.mark.parametrize(("size_kb", "where"), [(16, "open"), (160, "put")])

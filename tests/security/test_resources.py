@@ -38,7 +38,10 @@ GiB = 1 << 30
 def _fetch_rss(machine: Machine, registry: str, ca: Path, *extra: str):
     argv = [sys.executable, "-m", "bsr_team_cache", *fetch_args(machine, registry, *extra)]
     env = {**_base_env(), **machine.env(SSL_CERT_FILE=str(ca))}
-    return peak_rss_mb(argv, env)
+    before = machine.snapshot_outside()
+    measured = peak_rss_mb(argv, env)
+    assert machine.snapshot_outside() == before, "written outside its roots"
+    return measured
 
 
 @pytest.fixture(scope="module")
