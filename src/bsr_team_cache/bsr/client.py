@@ -8,12 +8,12 @@ names (ModuleService.GetModules, OwnerService.GetOwners): the calls buf makes on
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from bsr_team_cache._lazy import lazy_import
-from bsr_team_cache.domain.digest import B5, Digest, b5_from_contents
+from bsr_team_cache.domain.digest import B5, SHAKE256, Digest, b5_from_contents
 from bsr_team_cache.domain.files import validate_file_set
 from bsr_team_cache.domain.moduleref import (
     ModuleName,
@@ -32,20 +32,26 @@ from bsr_team_cache.limits import limits
 if TYPE_CHECKING:
     from bsr_team_cache.bsr.connect import ConnectTransport
     from bsr_team_cache.bsr.proto import module_v1_pb2 as mpb
+    from bsr_team_cache.bsr.proto import module_v1beta1_pb2 as bpb
     from bsr_team_cache.bsr.proto import owner_v1_pb2 as opb
 else:
     # Loaded on first use: a fetch served from the local store never needs protobuf.
     mpb = lazy_import("bsr_team_cache.bsr.proto.module_v1_pb2")
+    bpb = lazy_import("bsr_team_cache.bsr.proto.module_v1beta1_pb2")
     opb = lazy_import("bsr_team_cache.bsr.proto.owner_v1_pb2")
 
 MODULE_PKG = "buf.registry.module.v1"
+# b4 digests (v1 buf.lock projects) come from v1beta1, as buf asks for them.
+MODULE_V1BETA1_PKG = "buf.registry.module.v1beta1"
 OWNER_PKG = "buf.registry.owner.v1"
 MAX_BATCH = 250  # the API's repeated.max_items on every request
+MAX_V1_FILE_BYTES = 1 << 20
+_V1_FIELDS = (("buf.yaml", "v1_buf_yaml_file"), ("buf.lock", "v1_buf_lock_file"))
 
 
 @dataclass(frozen=True)
 class CommitInfo:
-    """A BSR commit of one module, with its b5 digest."""
+    """A BSR commit of one module, with its b5 digest (or its b4 one, when asked for)."""
 
     module: ModuleName
     commit_id: str
@@ -82,6 +88,7 @@ class ModuleContent:
 
     commit: CommitInfo
     files: dict[str, bytes]
+    v1_files: dict[str, bytes] = field(default_factory=dict)  # v1beta1: buf.yaml, buf.lock
 
     @property
     def size(self) -> int:
@@ -93,19 +100,27 @@ def _batches(items: Sequence, size: int = MAX_BATCH) -> Iterable[Sequence]:
         yield items[start : start + size]
 
 
-def _resource_ref(ref: ModuleRef) -> mpb.ResourceRef:
-    name = mpb.ResourceRef.Name(owner=ref.module.owner, module=ref.module.name)
+def _resource_ref(ref: ModuleRef, pb=None):
+    """A ResourceRef by name (``pb``: the v1 messages, or v1beta1's, which are the same)."""
+    pb = pb or mpb
+    name = pb.ResourceRef.Name(owner=ref.module.owner, module=ref.module.name)
     if ref.ref is not None:
         name.ref = ref.ref
-    return mpb.ResourceRef(name=name)
+    return pb.ResourceRef(name=name)
 
 
-def _digest_from_proto(d: mpb.Digest, what: str) -> Digest:
-    if d.type != mpb.DIGEST_TYPE_B5 or len(d.value) != 64:
+def _digest_from_proto(d, what: str, b4: bool = False) -> Digest:
+    """The digest a Commit carries: b5 from v1 (type 1); from v1beta1, b4 (type 1) when asked
+    for, else b5 (type 2)."""
+    if b4:
+        expected, kind = bpb.DIGEST_TYPE_B4, SHAKE256
+    else:
+        expected, kind = mpb.DIGEST_TYPE_B5, B5
+    if d.type != expected or len(d.value) != 64:
         raise InvalidContentError(
             f"{what}: the registry returned an unsupported digest (type {d.type})"
         )
-    return Digest(B5, bytes(d.value))
+    return Digest(kind, bytes(d.value))
 
 
 def _commit_id(value: str, host: str) -> str:
@@ -162,14 +177,19 @@ class BSRModuleClient:
         return self.transport.call(host, f"{pkg}.{service}", method, req, resp_type)
 
     # -- CommitService -------------------------------------------------------------------
-    def resolve(self, refs: Sequence[ModuleRef]) -> list[CommitInfo]:
-        """Resolve each ref (label, commit or default label) to a commit, in order."""
+    def resolve(self, refs: Sequence[ModuleRef], *, b4: bool = False) -> list[CommitInfo]:
+        """Resolve each ref (label, commit or default label) to a commit, in order; the same
+        module may come several times (under different labels). With ``b4``, the commits
+        carry b4 digests."""
         out: list[CommitInfo | None] = [None] * len(refs)
+        pkg, pb = (MODULE_V1BETA1_PKG, bpb) if b4 else (MODULE_PKG, mpb)
         for host, indexed in _by_host(refs).items():
             for batch in _batches(indexed):
-                req = mpb.GetCommitsRequest(resource_refs=[_resource_ref(r) for _, r in batch])
+                req = pb.GetCommitsRequest(resource_refs=[_resource_ref(r, pb) for _, r in batch])
+                if b4:
+                    req.digest_type = bpb.DIGEST_TYPE_B4
                 resp = self._call(
-                    host, MODULE_PKG, "CommitService", "GetCommits", req, mpb.GetCommitsResponse
+                    host, pkg, "CommitService", "GetCommits", req, pb.GetCommitsResponse
                 )
                 if len(resp.commits) != len(batch):
                     raise InvalidContentError(
@@ -177,37 +197,69 @@ class BSRModuleClient:
                         f" got {len(resp.commits)} commits"
                     )
                 for (index, ref), commit in zip(batch, resp.commits, strict=True):
-                    out[index] = self._commit_info(ref.module, commit)
+                    out[index] = self._commit_info(ref.module, commit, b4)
         return [c for c in out if c is not None]
 
-    def _commit_info(self, module: ModuleName, commit: mpb.Commit) -> CommitInfo:
+    def _commit_info(self, module: ModuleName, commit, b4: bool = False) -> CommitInfo:
         return CommitInfo(
             module=module,
             commit_id=_commit_id(commit.id, module.registry),
-            digest=_digest_from_proto(commit.digest, f"commit {commit.id} of {module}"),
+            digest=_digest_from_proto(commit.digest, f"commit {commit.id} of {module}", b4),
             create_time=_time(commit.create_time),
             owner_id=commit.owner_id,
             module_id=commit.module_id,
         )
 
     # -- GraphService + names ------------------------------------------------------------
-    def graph(self, refs: Sequence[ModuleRef]) -> ModuleGraph:
-        """The transitive dependency graph of ``refs`` (labels, commits or default labels)."""
+    def graph(self, refs: Sequence[ModuleRef], *, b4: bool = False) -> ModuleGraph:
+        """The transitive dependency graph of ``refs`` (labels, commits or default labels;
+        one ref per module, as the API requires). With ``b4``, commits carry b4 digests."""
+        modules = [r.module for r in refs]
+        if len(set(modules)) != len(modules):
+            raise BSRTeamCacheError("a graph request names a module twice (one ref per module)")
         graph = ModuleGraph()
         for host, indexed in _by_host(refs).items():
             for batch in _batches(indexed):
-                req = mpb.GetGraphRequest(resource_refs=[_resource_ref(r) for _, r in batch])
-                resp = self._call(
-                    host, MODULE_PKG, "GraphService", "GetGraph", req, mpb.GetGraphResponse
-                )
-                names = self._names(host, resp.graph.commits)
-                for commit in resp.graph.commits:
+                if b4:
+                    req = bpb.GetGraphRequest(
+                        resource_refs=[
+                            bpb.GetGraphRequest.ResourceRef(
+                                resource_ref=_resource_ref(r, bpb), registry=host
+                            )
+                            for _, r in batch
+                        ],
+                        digest_type=bpb.DIGEST_TYPE_B4,
+                    )
+                    resp = self._call(
+                        host,
+                        MODULE_V1BETA1_PKG,
+                        "GraphService",
+                        "GetGraph",
+                        req,
+                        bpb.GetGraphResponse,
+                    )
+                    commits = []
+                    for node in resp.graph.commits:
+                        if node.registry != host:
+                            raise _federated(host, node.registry)
+                        commits.append(node.commit)
+                else:
+                    req = mpb.GetGraphRequest(resource_refs=[_resource_ref(r) for _, r in batch])
+                    resp = self._call(
+                        host, MODULE_PKG, "GraphService", "GetGraph", req, mpb.GetGraphResponse
+                    )
+                    commits = list(resp.graph.commits)
+                names = self._names(host, commits)
+                for commit in commits:
                     if commit.module_id not in names:
                         raise InvalidContentError(f"GetGraph on {host}: a commit has no module")
-                    info = self._commit_info(names[commit.module_id], commit)
+                    info = self._commit_info(names[commit.module_id], commit, b4)
                     graph.commits[info.commit_id] = info
                     graph.deps.setdefault(info.commit_id, [])
                 for edge in resp.graph.edges:
+                    for node in (edge.from_node, edge.to_node) if b4 else ():
+                        if node.registry != host:
+                            raise _federated(host, node.registry)
                     src = _commit_id(edge.from_node.commit_id, host)
                     dst = _commit_id(edge.to_node.commit_id, host)
                     if src not in graph.commits or dst not in graph.commits:
@@ -253,38 +305,40 @@ class BSRModuleClient:
         return names
 
     # -- DownloadService -----------------------------------------------------------------
-    def download(self, commits: Sequence[CommitInfo]) -> list[ModuleContent]:
+    def download(self, commits: Sequence[CommitInfo], *, b4: bool = False) -> list[ModuleContent]:
         """Download the files of each commit (by commit id), in order; every path and size is
-        checked before anything is stored, published or written."""
+        checked before anything is stored, published or written. With ``b4`` (v1beta1), the
+        commits carry b4 digests and a v1 module's own buf.yaml/buf.lock come along."""
         out: list[ModuleContent | None] = [None] * len(commits)
         by_host: dict[str, list[tuple[int, CommitInfo]]] = {}
         for index, commit in enumerate(commits):
             by_host.setdefault(commit.module.registry, []).append((index, commit))
         for host, indexed in by_host.items():
             for batch in _batches(indexed):
-                for index, content in self._download_batch(host, batch):
+                for index, content in self._download_batch(host, batch, b4):
                     out[index] = content
         return [c for c in out if c is not None]
 
     def _download_batch(
-        self, host: str, batch: Sequence[tuple[int, CommitInfo]]
+        self, host: str, batch: Sequence[tuple[int, CommitInfo]], b4: bool
     ) -> list[tuple[int, ModuleContent]]:
-        req = mpb.DownloadRequest(
+        pkg, pb = (MODULE_V1BETA1_PKG, bpb) if b4 else (MODULE_PKG, mpb)
+        req = pb.DownloadRequest(
             values=[
-                mpb.DownloadRequest.Value(resource_ref=mpb.ResourceRef(id=c.commit_id))
+                pb.DownloadRequest.Value(resource_ref=pb.ResourceRef(id=c.commit_id))
                 for _, c in batch
             ]
         )
+        if b4:
+            req.digest_type = bpb.DIGEST_TYPE_B4
         try:
-            resp = self._call(
-                host, MODULE_PKG, "DownloadService", "Download", req, mpb.DownloadResponse
-            )
+            resp = self._call(host, pkg, "DownloadService", "Download", req, pb.DownloadResponse)
         except ContentTooLargeError:
             if len(batch) == 1:
                 raise
             half = len(batch) // 2  # a large answer: ask for fewer modules at a time
-            return self._download_batch(host, batch[:half]) + self._download_batch(
-                host, batch[half:]
+            return self._download_batch(host, batch[:half], b4) + self._download_batch(
+                host, batch[half:], b4
             )
         if len(resp.contents) != len(batch):
             raise InvalidContentError(
@@ -307,7 +361,19 @@ class BSRModuleClient:
                     f"{where}: the module's files exceed {lim.max_module_bytes} bytes"
                     " (raise --max-module-mb if this module is really that large)"
                 )
-            out.append((index, ModuleContent(commit, files)))
+            v1_files = {}
+            if b4:
+                digest = _digest_from_proto(content.commit.digest, where, b4=True)
+                commit = replace(commit, digest=digest)
+                for name, field_ in (
+                    ("buf.yaml", "v1_buf_yaml_file"),
+                    ("buf.lock", "v1_buf_lock_file"),
+                ):
+                    if content.HasField(field_):
+                        v1_files[name] = bytes(getattr(content, field_).content)
+                        if len(v1_files[name]) > MAX_V1_FILE_BYTES:
+                            raise ContentTooLargeError(f"{where}: a v1 {name} over 1 MiB")
+            out.append((index, ModuleContent(commit, files, v1_files)))
         return out
 
     def download_graph(self, graph: ModuleGraph) -> dict[str, ModuleContent]:
@@ -327,6 +393,13 @@ def verify_content(content: ModuleContent, dep_digests: Iterable[Digest]) -> Non
             f"digest verification failed for {content.commit.module}:{content.commit.commit_id}:"
             f" expected {content.commit.digest}, got {actual}"
         )
+
+
+def _federated(host: str, other: str) -> InvalidContentError:
+    return InvalidContentError(
+        f"{host}: the graph holds modules of another registry ({other!r}); federated graphs"
+        " are not supported: fetch with that registry's buf.lock entries pinned instead"
+    )
 
 
 def _by_host(refs: Sequence[ModuleRef]) -> dict[str, list[tuple[int, ModuleRef]]]:

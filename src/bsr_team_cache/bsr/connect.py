@@ -9,6 +9,7 @@ one seam (``httpx.BaseTransport``) that tests and benchmarks can use.
 
 from __future__ import annotations
 
+import base64
 import json
 import ssl
 import time
@@ -18,7 +19,6 @@ from typing import TypeVar
 import httpx
 from google.protobuf.message import DecodeError, Message
 
-from bsr_team_cache import __version__
 from bsr_team_cache._deadline import deadline_scope
 from bsr_team_cache._http import (
     USER_AGENT,
@@ -90,6 +90,7 @@ class ConnectTransport:
         self._insecure_hosts = frozenset(insecure_hosts)
         self._token_provider = token_provider
         self._sleep = sleep
+        self.warnings: list[str] = []  # what servers said in buf-warning-bin, once each
         self._client = guarded_client(
             transport=transport,
             verify=default_ssl_context() if verify is None else verify,
@@ -106,6 +107,20 @@ class ConnectTransport:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _note_warning(self, resp: httpx.Response, host: str) -> None:
+        """The BSR's ``buf-warning-bin`` header (base64, as Connect sends binary headers)."""
+        encoded = resp.headers.get("buf-warning-bin")
+        if not encoded:
+            return
+        try:
+            padded = encoded + "=" * (-len(encoded) % 4)
+            text = base64.b64decode(padded).decode("utf-8", "replace")
+        except ValueError:
+            return
+        warning = f"{host}: {remote_text(text)}"
+        if warning not in self.warnings:
+            self.warnings.append(warning)
 
     def url(self, host: str, service: str, method: str) -> str:
         scheme = "http" if host in self._insecure_hosts else "https"
@@ -125,11 +140,12 @@ class ConnectTransport:
         limit) as it arrives, and the call is bounded by the request deadline."""
         body = request.SerializeToString()
         cap = limits().max_response_bytes if max_bytes is None else max_bytes
+        # As buf sends them: no Connect-Timeout-Ms (our deadlines are our own; a server-side
+        # timeout would cut a large Download over a slow link), no buf-version (we are not buf).
         headers = {
             "Content-Type": "application/proto",
             "Connect-Protocol-Version": "1",
-            "Connect-Timeout-Ms": str(int(self._timeout * 1000)),
-            "buf-version": __version__,
+            "Accept-Encoding": "gzip",
         }
         token = self._token_provider(host)
         if token:
@@ -167,7 +183,15 @@ class ConnectTransport:
                     f"{exc} (raise the limit if this BSR really sends such answers)"
                 ) from None
             else:
+                self._note_warning(resp, host)
                 if resp.status_code == 200:
+                    content_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
+                    if content_type.lower() != "application/proto":
+                        # As connect-go: an answer in another codec is not ours to parse.
+                        raise InvalidContentError(
+                            f"{what}: the answer is {remote_text(content_type, 60)!r},"
+                            " not application/proto"
+                        )
                     message = response_type()
                     try:
                         message.ParseFromString(content)

@@ -1,11 +1,13 @@
 """buf's v3 cache layout (buf >= 1.32), as buf's bufmodulestore writes it.
 
 ``$BUF_CACHE_DIR/v3/modules/b5/<registry>/<owner>/<name>/<commit>/`` holds ``files/…`` and
-``module.yaml``; buf treats the presence of ``module.yaml`` as "entry valid" and takes a file
-lock at ``v3/modulelocks/b5/<registry>/<owner>/<name>/<commit>.lock``. We take the same lock,
-build the entry in a temp directory, write ``module.yaml`` last and rename the directory into
-place, so neither buf nor a killed fetch ever sees half an entry. buf calls this layout internal,
-so the layouts we know are listed in KNOWN_LAYOUTS and anything else is refused.
+``module.yaml`` (b4 entries, for v1 buf.lock projects, live under ``shake256/`` and also hold a
+v1 module's own ``v1_buf_yaml/buf.yaml`` and ``v1_buf_lock/buf.lock``). buf treats the presence
+of ``module.yaml`` as "entry valid" and takes a file lock at
+``v3/modulelocks/b5/<registry>/<owner>/<name>/<commit>.lock``. We take the same lock, build the
+entry in a temp directory, write ``module.yaml`` last and rename the directory into place, so
+neither buf nor a killed fetch ever sees half an entry. buf calls this layout internal, so the
+layouts we know are listed in KNOWN_LAYOUTS and anything else is refused.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from pathlib import Path
 
 from bsr_team_cache._fs import inside
 from bsr_team_cache.domain._yamlnodes import scalar_text
-from bsr_team_cache.domain.digest import Digest
+from bsr_team_cache.domain.digest import B5, SHAKE256, Digest
 from bsr_team_cache.domain.files import validate_file_set
 from bsr_team_cache.domain.moduleref import ModuleName, validate_commit_id
 from bsr_team_cache.errors import BSRTeamCacheError
 
 KNOWN_LAYOUTS = ("v3",)
+V1_FILES = ("buf.yaml", "buf.lock")
 # buf wrote v1 (<1.17), v2 (1.17-1.31) and v3 (>=1.32) caches; only v3 holds b5 module entries.
 FIRST_V3_VERSION = (1, 32, 0)
 
@@ -103,21 +106,30 @@ def buf_cache_dir(env: dict[str, str] | None = None) -> Path:
     return Path(env.get("HOME", str(Path.home()))) / ".cache" / "buf"
 
 
-def module_entry_dir(cache_dir: Path, module: ModuleName, commit: str) -> Path:
+def _digest_dir(digest_type: str) -> str:
+    if digest_type not in (B5, SHAKE256):
+        raise BSRTeamCacheError(f"no buf cache layout for digest type {digest_type!r}")
+    return digest_type  # "b5", or "shake256" for b4 (v1 buf.lock projects)
+
+
+def module_entry_dir(
+    cache_dir: Path, module: ModuleName, commit: str, digest_type: str = B5
+) -> Path:
     """The entry's directory, built from a validated name and commit and checked to stay
     inside ``cache_dir`` (nothing outside an entry is ever written or removed)."""
     validate_commit_id(commit)
     parts = (module.registry, module.owner, module.name)
     if any(not p or "/" in p or p in (".", "..") for p in parts):
         raise BSRTeamCacheError(f"refusing to write module {str(module)!r} into buf's cache")
+    kind = _digest_dir(digest_type)
     return (
-        cache_dir / "v3" / "modules" / "b5" / module.registry / module.owner / module.name / commit
+        cache_dir / "v3" / "modules" / kind / module.registry / module.owner / module.name / commit
     )
 
 
-def _module_yaml(deps: Iterable[tuple[ModuleName, str, Digest]]) -> str:
+def _module_yaml(deps: Iterable[tuple[ModuleName, str, Digest]], v1_files: Iterable[str]) -> str:
     """buf's module.yaml; every value is emitted as a YAML scalar that reads back as itself,
-    so no value can add keys."""
+    so no value can add keys. A b4 entry of a v1 module also names its v1 buf.yaml/buf.lock."""
     lines = ["version: v1", "files_dir: files"]
     ordered = sorted(deps, key=lambda d: str(d[0]))
     if ordered:
@@ -128,7 +140,15 @@ def _module_yaml(deps: Iterable[tuple[ModuleName, str, Digest]]) -> str:
                 f"    commit: {scalar_text(validate_commit_id(commit))}",
                 f"    digest: {scalar_text(str(digest))}",
             ]
+    for name in V1_FILES:
+        if name in v1_files:
+            key = "v1_buf_yaml_file" if name == "buf.yaml" else "v1_buf_lock_file"
+            lines.append(f"{key}: {_v1_path(name)}")
     return "\n".join(lines) + "\n"
+
+
+def _v1_path(name: str) -> str:
+    return f"v1_{name.replace('.', '_')}/{name}"  # v1_buf_yaml/buf.yaml, v1_buf_lock/buf.lock
 
 
 def write_module(
@@ -137,19 +157,26 @@ def write_module(
     commit: str,
     files: dict[str, bytes],
     deps: Iterable[tuple[ModuleName, str, Digest]],
+    *,
+    digest_type: str = B5,
+    v1_files: dict[str, bytes] | None = None,
 ) -> bool:
-    """Write one entry; False if a valid entry (with module.yaml) was already there."""
-    entry = module_entry_dir(cache_dir, module, commit)
+    """Write one entry (b5, or with ``digest_type`` "shake256" a b4 entry, with the v1 module's
+    own buf.yaml/buf.lock); False if a valid entry (with module.yaml) was already there."""
+    v1_files = v1_files or {}
+    entry = module_entry_dir(cache_dir, module, commit, digest_type)
     if (entry / "module.yaml").exists():
         return False
     validate_file_set(files, f"{module}:{commit}")
+    if not set(v1_files) <= set(V1_FILES):
+        raise BSRTeamCacheError(f"{module}:{commit}: unexpected v1 files {sorted(v1_files)}")
     entry = inside(cache_dir, entry)
     lock_path = inside(
         cache_dir,
         cache_dir
         / "v3"
         / "modulelocks"
-        / "b5"
+        / _digest_dir(digest_type)
         / module.registry
         / module.owner
         / module.name
@@ -170,7 +197,11 @@ def write_module(
                     target = staging / "files" / rel
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(content)
-                (staging / "module.yaml").write_text(_module_yaml(deps))
+                for name, content in v1_files.items():
+                    target = staging / _v1_path(name)
+                    target.parent.mkdir()
+                    target.write_bytes(content)
+                (staging / "module.yaml").write_text(_module_yaml(deps, v1_files))
                 if entry.is_symlink():  # never follow it: remove the link itself
                     entry.unlink()
                 elif entry.exists():  # a half-written entry without module.yaml: replace it

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import signal
+import tempfile
 from pathlib import Path
 
 import click
@@ -15,6 +18,7 @@ from bsr_team_cache.bsr.devbsr import (
     ServerOptions,
     ensure_tls_files,
 )
+from bsr_team_cache.errors import UsageError
 from bsr_team_cache.samples import write_sample_data
 
 
@@ -27,8 +31,12 @@ def _interrupt(*_: object) -> None:
     "--data",
     "data_dir",
     type=click.Path(path_type=Path),
-    required=True,
-    help="Modules as DATA/<owner>/<module>/<label>/ (see --init-samples).",
+    help="Modules as DATA/<owner>/<module>/<label>/ (see --init-samples, --samples).",
+)
+@click.option(
+    "--samples",
+    is_flag=True,
+    help="Serve the packaged sample modules (from a temporary directory; no --data needed).",
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8443, show_default=True, type=int, help="0 picks a free port.")
@@ -69,8 +77,20 @@ def _interrupt(*_: object) -> None:
     default=0,
     help="Answer every RPC this much later (a slow BSR, for tests and trials).",
 )
+@click.option(
+    "--compress",
+    is_flag=True,
+    help="Answer gzip-compressed when the client accepts it (Connect compression).",
+)
+@click.option(
+    "--warning",
+    metavar="TEXT",
+    default="",
+    help="Send TEXT in the buf-warning-bin header of every answer, as the BSR warns buf.",
+)
 def command(
-    data_dir: Path,
+    data_dir: Path | None,
+    samples: bool,
     host: str,
     port: int,
     tls_dir: Path | None,
@@ -83,28 +103,80 @@ def command(
     fail_first: int,
     rate_limit_first: int,
     delay_ms: int,
+    compress: bool,
+    warning: str,
 ) -> None:
-    """Serve the modules under DATA as a BSR on HOST:PORT (https)."""
-    if init_samples:
-        write_sample_data(data_dir)
+    """Serve the modules under DATA as a BSR on HOST:PORT (https). Modules are named
+    localhost:PORT/<owner>/<module> in buf.yaml."""
+    with contextlib.ExitStack() as cleanup:
+        if samples and data_dir is None:
+            data_dir = Path(cleanup.enter_context(tempfile.TemporaryDirectory())) / "data"
+        if data_dir is None:
+            raise UsageError("dev-bsr needs --data DIR (or --samples to serve the samples)")
+        if init_samples or samples:
+            write_sample_data(data_dir)
+        _serve(
+            data_dir,
+            host,
+            port,
+            tls_dir,
+            insecure_http,
+            ready_file,
+            ServerOptions(
+                request_log=request_log,
+                fail_first=fail_first,
+                rate_limit_first=rate_limit_first,
+                require_token=require_token,
+                deny_owners=set(deny_owner),
+                delay_seconds=delay_ms / 1000,
+                compress=compress,
+                warning=warning,
+            ),
+        )
+
+
+def _serve(
+    data_dir: Path,
+    host: str,
+    port: int,
+    tls_dir: Path | None,
+    insecure_http: bool,
+    ready_file: Path | None,
+    options: ServerOptions,
+) -> None:
     repo = ModuleRepository(data_dir)
-    options = ServerOptions(
-        request_log=request_log,
-        fail_first=fail_first,
-        rate_limit_first=rate_limit_first,
-        require_token=require_token,
-        deny_owners=set(deny_owner),
-        delay_seconds=delay_ms / 1000,
-    )
+    if not repo.modules:
+        click.echo(
+            f"dev-bsr: warning: {data_dir} holds no modules (expected"
+            " DATA/<owner>/<module>/<label>/*.proto; --init-samples writes some)",
+            err=True,
+        )
     cert = key = ca = None
     if not insecure_http:
         tls = ensure_tls_files(tls_dir or data_dir / ".tls", [host])
         cert, key, ca = tls.server_cert, tls.server_key, tls.ca_cert
-    server = DevBSRServer(DevBSR(repo, options), host=host, port=port, cert_file=cert, key_file=key)
+    try:
+        server = DevBSRServer(
+            DevBSR(repo, options), host=host, port=port, cert_file=cert, key_file=key
+        )
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise UsageError(
+                f"port {port} on {host} is in use: pick another with --port (0: any free port)"
+            ) from None
+        raise
     scheme = "https" if cert else "http"
     url = f"{scheme}://{server.address}"
+    module_host = (
+        f"localhost:{server.port}" if host in ("127.0.0.1", "localhost") else (server.address)
+    )
     click.echo(
         f"dev-bsr: serving {len(repo.modules)} modules ({len(repo.commits)} commits) on {url}",
+        err=True,
+    )
+    click.echo(
+        f"dev-bsr: name them in buf.yaml as {module_host}/<owner>/<module>"
+        f" (e.g. {module_host}/acme/pets)",
         err=True,
     )
     if ca is not None:

@@ -37,6 +37,9 @@ class LockedDep:
 class BufLock:
     version: str
     deps: tuple[LockedDep, ...]
+    # A v2 lock's other top-level sections (plugins:, policies:) as written: a rewrite of the
+    # deps keeps them byte for byte.
+    extra: str = ""
 
     def dep(self, module: ModuleName) -> LockedDep | None:
         for dep in self.deps:
@@ -65,7 +68,8 @@ def _required(path: Path, entry: dict, key: str, what: str, line: int) -> yaml.N
 
 def parse_buf_lock(text: str, path: Path | str = BUF_LOCK) -> BufLock:
     path = Path(path)
-    root = yn.mapping(path, yn.compose(path, text), "buf.lock")
+    node = yn.compose(path, text)
+    root = yn.mapping(path, node, "buf.lock")
     version = "v1beta1"
     if "version" in root:
         version = yn.scalar(path, root["version"], "version")
@@ -116,7 +120,22 @@ def parse_buf_lock(text: str, path: Path | str = BUF_LOCK) -> BufLock:
             )
         seen[module] = line
         deps.append(LockedDep(module, commit, digest))
-    return BufLock(version=version, deps=tuple(deps))
+    extra = _extra_sections(text, node) if set(root) - {"version", "deps"} else ""
+    return BufLock(version=version, deps=tuple(deps), extra=extra)
+
+
+def _extra_sections(text: str, node: yaml.MappingNode) -> str:
+    """The raw text of top-level sections other than version and deps, from each key to the
+    end of its value (through the end of that line)."""
+    out = []
+    for key_node, value_node in node.value:
+        if key_node.value in ("version", "deps"):
+            continue
+        start = text.rfind("\n", 0, key_node.start_mark.index) + 1
+        end = text.find("\n", max(value_node.end_mark.index - 1, key_node.end_mark.index))
+        end = len(text) if end < 0 else end + 1
+        out.append(text[start:end])
+    return "".join(out)
 
 
 def _digest(path: Path, node, what: str, expected: str) -> Digest:
@@ -155,6 +174,7 @@ def format_buf_lock(lock: BufLock) -> str:
         for i, (key, value) in enumerate(fields):
             prefix = "  - " if i == 0 else "    "
             out.append(f"{prefix}{key}: {yn.scalar_text(value)}\n")
+    out.append(lock.extra)
     return "".join(out)
 
 

@@ -148,7 +148,7 @@ def b5_from_file_digests(
         if parsed.type != B5:
             raise InvalidDigestError(f"dependency digest {parsed} is not a b5 digest")
         dep_strings.append(str(parsed))
-    dep_strings = sorted(set(dep_strings))
+    dep_strings.sort()  # duplicates stay, as buf keeps them (two deps with the same content)
     joined = "\n".join([f"{SHAKE256}:{files_digest.hex()}", *dep_strings])
     return Digest(B5, shake256_bytes(joined.encode()))
 
@@ -215,6 +215,24 @@ def b5_digest(module_dir: Path | str, dep_digests: Iterable[Digest | str] = ()) 
     return b5_from_file_digests(hash_files(module_file_paths(module_dir)), dep_digests)
 
 
+def b4_from_file_digests(
+    file_digests: Mapping[str, bytes], v1_files: Mapping[str, bytes] | None = None
+) -> Digest:
+    """b4 (``shake256:``) from per-file digests and the module's v1 ``buf.yaml``/``buf.lock``
+    contents (keyed by those names), which join the manifest as entries of their own."""
+    entries = dict(file_digests)
+    for name, content in (v1_files or {}).items():
+        entries[name] = shake256_bytes(content)
+    return Digest(SHAKE256, shake256_bytes(manifest_text(entries)))
+
+
+def b4_from_contents(
+    files: Mapping[str, bytes], v1_files: Mapping[str, bytes] | None = None
+) -> Digest:
+    """b4 of an in-memory module (e.g. a v1beta1 download)."""
+    return b4_from_file_digests({p: shake256_bytes(c) for p, c in files.items()}, v1_files)
+
+
 def b4_digest(
     module_dir: Path | str,
     *,
@@ -222,9 +240,9 @@ def b4_digest(
     v1_buf_lock: bytes | None = None,
 ) -> Digest:
     """The legacy b4 digest (``shake256:``): files plus the module's v1 buf.yaml and buf.lock."""
-    digests = hash_files(module_file_paths(module_dir))
+    v1_files = {}
     if v1_buf_yaml is not None:
-        digests["buf.yaml"] = shake256_bytes(v1_buf_yaml)
+        v1_files["buf.yaml"] = v1_buf_yaml
     if v1_buf_lock is not None:
-        digests["buf.lock"] = shake256_bytes(v1_buf_lock)
-    return Digest(SHAKE256, shake256_bytes(manifest_text(digests)))
+        v1_files["buf.lock"] = v1_buf_lock
+    return b4_from_file_digests(hash_files(module_file_paths(module_dir)), v1_files)

@@ -12,9 +12,16 @@ import base64
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from bsr_team_cache.domain.digest import B5, Digest, b5_from_contents, parse_digest
+from bsr_team_cache.domain.digest import (
+    B5,
+    SHAKE256,
+    Digest,
+    b4_from_contents,
+    b5_from_contents,
+    parse_digest,
+)
 from bsr_team_cache.domain.moduleref import (
     ModuleName,
     is_label,
@@ -46,16 +53,23 @@ LAYER_MEDIA_TYPE = "application/vnd.buf.module.files.v1.tar+gzip"
 _REPO_COMPONENT = re.compile(r"[^a-z0-9._-]+")
 
 
+V1_FILES = ("buf.yaml", "buf.lock")  # a v1 module's own config, part of its b4 digest
+MAX_V1_FILE_BYTES = 1 << 20
+
+
 @dataclass(frozen=True)
 class ModuleDepRecord:
     module: ModuleName
     commit: str
-    digest: Digest
+    digest: Digest  # b5
+    b4: Digest | None = None  # the dep's b4 (shake256), when known: for b4 entries of buf's cache
 
 
 @dataclass(frozen=True)
 class ModuleArtifact:
-    """A module commit's files plus what buf needs to trust and place them."""
+    """A module commit's files plus what buf needs to trust and place them. One artifact
+    serves both digest types: b5 always, b4 (for v1 buf.lock projects) when it was fetched
+    that way, with the module's v1 ``buf.yaml``/``buf.lock`` that b4 covers."""
 
     module: ModuleName
     commit: str
@@ -66,6 +80,13 @@ class ModuleArtifact:
     # Labels this commit was resolved from when it was published (informational: labels move,
     # the team label index is the place to look them up).
     labels: tuple[str, ...] = ()
+    b4: Digest | None = None
+    v1_files: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def has_b4(self) -> bool:
+        """b4 entries can be written: the b4 digest and every dep's are known."""
+        return self.b4 is not None and all(d.b4 is not None for d in self.deps)
 
     def verify(self) -> None:
         actual = b5_from_contents(self.files, [d.digest for d in self.deps])
@@ -73,6 +94,12 @@ class ModuleArtifact:
             raise DigestMismatchError(
                 f"{self.module}:{self.commit}: files hash to {actual}, expected {self.digest}"
             )
+        if self.b4 is not None:
+            b4 = b4_from_contents(self.files, self.v1_files)
+            if b4 != self.b4:
+                raise DigestMismatchError(
+                    f"{self.module}:{self.commit}: files hash to {b4}, expected {self.b4}"
+                )
 
     @property
     def size(self) -> int:
@@ -118,20 +145,29 @@ class EncodedArtifact:
         return [(self.config, sha256_digest(self.config)), (self.layer, sha256_digest(self.layer))]
 
 
+def _dep_json(dep: ModuleDepRecord) -> dict[str, str]:
+    record = {"name": str(dep.module), "commit": dep.commit, "digest": str(dep.digest)}
+    if dep.b4 is not None:
+        record["b4"] = str(dep.b4)
+    return record
+
+
 def encode_module(artifact: ModuleArtifact) -> EncodedArtifact:
-    config = _canonical_json(
-        {
-            "name": str(artifact.module),
-            "commit": artifact.commit,
-            "digest": str(artifact.digest),
-            "create_time": artifact.create_time,
-            "labels": sorted(set(artifact.labels)),
-            "deps": [
-                {"name": str(d.module), "commit": d.commit, "digest": str(d.digest)}
-                for d in sorted(artifact.deps, key=lambda d: str(d.module))
-            ],
+    fields: dict[str, object] = {
+        "name": str(artifact.module),
+        "commit": artifact.commit,
+        "digest": str(artifact.digest),
+        "create_time": artifact.create_time,
+        "labels": sorted(set(artifact.labels)),
+        "deps": [_dep_json(d) for d in sorted(artifact.deps, key=lambda d: str(d.module))],
+    }
+    if artifact.b4 is not None:
+        fields["b4"] = str(artifact.b4)
+        fields["v1_files"] = {
+            name: base64.b64encode(data).decode()
+            for name, data in sorted(artifact.v1_files.items())
         }
-    )
+    config = _canonical_json(fields)
     layer = files_layer(artifact.files)
     manifest = _canonical_json(
         {
@@ -173,10 +209,12 @@ def _dep_records(value: object, where: str) -> tuple[ModuleDepRecord, ...]:
     for item in value:
         if not isinstance(item, dict):
             raise InvalidContentError(f"{where}: a dependency record is not an object")
+        b4 = item.get("b4")
         dep = ModuleDepRecord(
             parse_module_name(item.get("name")),
             validate_commit_id(item.get("commit")),
             parse_digest(item.get("digest"), expected_type=B5),
+            None if b4 is None else parse_digest(b4, expected_type=SHAKE256),
         )
         if dep.module in seen:
             raise InvalidContentError(f"{where}: dependency {dep.module} is listed twice")
@@ -204,14 +242,32 @@ def _config_fields(config: object, module: ModuleName, commit: str, where: str) 
             raise InvalidContentError(f"{where}: config create_time is not a short string")
         if not isinstance(labels, list) or not all(is_label(x) for x in labels):
             raise InvalidContentError(f"{where}: config labels are not label names")
+        b4 = config.get("b4")
         return {
             "digest": parse_digest(config.get("digest"), expected_type=B5),
             "deps": _dep_records(config.get("deps"), where),
             "create_time": create_time,
             "labels": tuple(labels),
+            "b4": None if b4 is None else parse_digest(b4, expected_type=SHAKE256),
+            "v1_files": _v1_files(config.get("v1_files", {}), where),
         }
     except (InvalidModuleRefError, InvalidDigestError) as exc:
         raise InvalidContentError(f"{where}: {exc}") from None
+
+
+def _v1_files(value: object, where: str) -> dict[str, bytes]:
+    """A v1 module's own buf.yaml/buf.lock (base64 in the config), bounded."""
+    if not isinstance(value, dict) or not set(value) <= set(V1_FILES):
+        raise InvalidContentError(f"{where}: config v1_files must name only buf.yaml, buf.lock")
+    files = {}
+    for name, encoded in value.items():
+        if not isinstance(encoded, str) or len(encoded) > 2 * MAX_V1_FILE_BYTES:
+            raise InvalidContentError(f"{where}: config v1_files.{name} is not a short string")
+        try:
+            files[name] = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            raise InvalidContentError(f"{where}: config v1_files.{name} is not base64") from None
+    return files
 
 
 ReadBlob = Callable[[Descriptor], bytes]

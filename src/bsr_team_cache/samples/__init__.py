@@ -1,6 +1,7 @@
 """Sample BSR modules for the demo and the tests.
 
-``acme/*`` are small hand-written modules with transitive deps; ``grpc/grpc`` (labels main and
+``acme/*`` are small hand-written modules with transitive deps (``acme/legacy`` keeps the v1
+buf.yaml and buf.lock of a module pushed from a v1 workspace); ``grpc/grpc`` (labels main and
 v1.5.0) holds a health-checking API written for these samples; ``googleapis/googleapis`` (labels
 main and v1.0.0) is made from the .proto files that ``googleapis-common-protos`` ships.
 """
@@ -54,7 +55,26 @@ def write_sample_data(dest: Path) -> Path:
     # The labels the design document uses; same content, so the same commit as main.
     for module, label in (("googleapis/googleapis", "v1.0.0"), ("grpc/grpc", "v1.5.0")):
         shutil.copytree(dest / module / "main", dest / module / label, dirs_exist_ok=True)
+    _write_legacy_lock(dest)
     return dest
+
+
+def _write_legacy_lock(data: Path) -> None:
+    """acme/legacy was pushed from a v1 workspace: it keeps a v1 buf.lock (b4 digests) of its
+    deps, as buf wrote it then. Computed from the other samples, which it depends on."""
+    from bsr_team_cache.bsr.devbsr.repository import ModuleRepository, transitive_deps
+    from bsr_team_cache.domain.buflock import BufLock, LockedDep, format_buf_lock
+    from bsr_team_cache.domain.moduleref import ModuleName
+
+    legacy = data / "acme" / "legacy" / "main"
+    (legacy / "buf.lock").unlink(missing_ok=True)
+    money = ModuleRepository(data).resolve("acme", "money", None)
+    assert money is not None
+    deps = [
+        LockedDep(ModuleName("buf.build", c.owner, c.module), c.commit_id, c.b4)
+        for c in [money, *transitive_deps(money)]
+    ]
+    (legacy / "buf.lock").write_text(format_buf_lock(BufLock("v1", tuple(deps))))
 
 
 def write_generated_modules(dest: Path, count: int, owner: str = "bench") -> list[str]:

@@ -456,21 +456,18 @@ class TeamCache:
         if not rows:
             return 0
         refs = [parse_module_ref(f"{m}:{label}" if label else m) for m, label, _, _ in rows]
-        try:
-            graph = self.bsr.graph(refs)
+        try:  # GetCommits: one commit per (module, label), however many labels a module has
+            commits = self.bsr.resolve(refs)
         except UnavailableError as exc:
             report.warnings.append(f"labels not refreshed: the BSR is unavailable ({exc})")
             return 0
         except BSRTeamCacheError as exc:
             report.warnings.append(f"labels not refreshed: {exc}")
             return 0
-        roots = {graph.commits[c].module: c for c in graph.roots}
         now = time.time()
         refreshed = 0
-        for ref in refs:
-            commit = roots.get(ref.module)
-            if commit is None:
-                continue
+        for ref, info in zip(refs, commits, strict=True):
+            commit = info.commit_id
             label = ref.ref or ""
             self.store.remember_label(ref.module, label, commit)
             try:

@@ -14,16 +14,17 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from bsr_team_cache._deadline import deadline_passed, deadline_scope
 from bsr_team_cache._threads import ContextThreadPool
 from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.bufcache.v3 import write_module
-from bsr_team_cache.domain.buflock import BUF_LOCK, LockedDep, write_buf_lock
+from bsr_team_cache.domain.buflock import BUF_LOCK, LockedDep, read_buf_lock, write_buf_lock
 from bsr_team_cache.domain.bufyaml import BUF_YAML
-from bsr_team_cache.domain.moduleref import parse_module_ref
+from bsr_team_cache.domain.digest import SHAKE256, Digest
+from bsr_team_cache.domain.moduleref import ModuleRef
 from bsr_team_cache.errors import (
     BSRError,
     BSRTeamCacheError,
@@ -197,13 +198,7 @@ def fetch(
         for dep in lock.deps:
             artifact = artifacts[dep.commit]
             if buf_cache is not None:
-                write_module(
-                    buf_cache,
-                    artifact.module,
-                    artifact.commit,
-                    artifact.files,
-                    [(d.module, d.commit, d.digest) for d in artifact.deps],
-                )
+                write_cache_entry(buf_cache, dep, artifact)
             if exporter is not None:
                 exporter.add(artifact.files, f"{artifact.module}:{artifact.commit}")
     finally:
@@ -213,6 +208,28 @@ def fetch(
     if local is not None:
         record_fetch(local, str(project.resolve()), report, started)
     return report
+
+
+def write_cache_entry(buf_cache: Path, dep: LockedDep, artifact: ModuleArtifact) -> bool:
+    """buf's cache entry of the digest type the lock pins: b5, or b4 with the deps' b4 digests
+    and the module's own v1 buf.yaml/buf.lock."""
+    if dep.digest is not None and dep.digest.type == SHAKE256:
+        return write_module(
+            buf_cache,
+            artifact.module,
+            artifact.commit,
+            artifact.files,
+            [(d.module, d.commit, d.b4) for d in artifact.deps if d.b4 is not None],
+            digest_type=SHAKE256,
+            v1_files=artifact.v1_files,
+        )
+    return write_module(
+        buf_cache,
+        artifact.module,
+        artifact.commit,
+        artifact.files,
+        [(d.module, d.commit, d.digest) for d in artifact.deps],
+    )
 
 
 def _resolve_and_obtain(
@@ -240,8 +257,13 @@ def _resolve_and_obtain(
     report.resolved_by = resolution.source
     report.warnings.extend(resolution.warnings)
     lock = resolution.lock
+    if resolution.source != "buf.lock" and lock.deps and not update_lock:
+        report.warnings.append(
+            f"{project / BUF_LOCK} is missing: buf will not use what this fetch wrote (it"
+            " resolves buf.yaml's deps itself, from the BSR); pass --update-lock to write buf.lock"
+        )
     if update_lock:  # never rewrite a user's buf.lock unasked
-        write_buf_lock(project / BUF_LOCK, lock)
+        write_buf_lock(project / BUF_LOCK, replace(lock, extra=_kept_sections(project)))
     artifacts = obtain(
         list(lock.deps),
         team=context,
@@ -256,6 +278,14 @@ def _resolve_and_obtain(
         bundle=bundle,
     )
     return artifacts, lock
+
+
+def _kept_sections(project: Path) -> str:
+    """The plugins:/policies: sections of the current buf.lock, which --update-lock keeps."""
+    with contextlib.suppress(BSRTeamCacheError):
+        if (project / BUF_LOCK).is_file():
+            return read_buf_lock(project / BUF_LOCK).extra
+    return ""
 
 
 def record_fetch(
@@ -341,13 +371,26 @@ def _from_local(
     return pending
 
 
+def pinned_digest(dep: LockedDep, artifact: ModuleArtifact) -> Digest | None:
+    """The artifact's digest of the type buf.lock pins (b4 for v1 locks, else b5)."""
+    if dep.digest is not None and dep.digest.type == SHAKE256:
+        return artifact.b4 if artifact.has_b4 else None
+    return artifact.digest
+
+
 def _matching(
     run: _Run, dep: LockedDep, artifact: ModuleArtifact | None, what: str
 ) -> ModuleArtifact | None:
-    """The artifact if its b5 digest is the one buf.lock pins; else None, with a warning."""
-    if artifact is not None and artifact.digest != dep.digest:
+    """The artifact if its digest is the one buf.lock pins; else None (with a warning, unless
+    it only lacks the b4 digest a v1 lock asks for: made for v2 projects, it is not wrong)."""
+    if artifact is None:
+        return None
+    digest = pinned_digest(dep, artifact)
+    if digest is None:
+        return None
+    if digest != dep.digest:
         run.report.warnings.append(
-            f"{dep}: {what} has digest {artifact.digest}, buf.lock says {dep.digest};"
+            f"{dep}: {what} has digest {digest}, buf.lock says {dep.digest};"
             " fetching it again from the next tier"
         )
         return None
@@ -450,7 +493,7 @@ def _from_bundle(run: _Run, deps: list[LockedDep]) -> set[str]:
     got = set()
     for artifact in artifacts:
         dep = wanted[f"{artifact.module}:{artifact.commit}"]
-        if artifact.digest != dep.digest:
+        if pinned_digest(dep, artifact) != dep.digest:
             continue
         run.keep(artifact)
         run.found(dep, artifact, TEAM, t0, bundle=label)
@@ -459,17 +502,25 @@ def _from_bundle(run: _Run, deps: list[LockedDep]) -> set[str]:
 
 
 def _from_bsr(run: _Run, misses: list[LockedDep], bsr: BSRModuleClient) -> None:
+    """One batched download. For a v1 lock (b4 digests) also the b4 graph and the v1beta1
+    download (a v1 module's own buf.yaml/buf.lock): the artifact then serves both types."""
     t0 = time.time()
-    refs = [parse_module_ref(f"{d.module}:{d.commit}") for d in misses]
+    refs = [ModuleRef(d.module, d.commit) for d in misses]
+    b4 = any(d.digest is not None and d.digest.type == SHAKE256 for d in misses)
     try:
         graph = bsr.graph(refs)
-        lacking = [str(d) for d in misses if d.commit not in graph.commits]
+        graph4 = bsr.graph(refs, b4=True) if b4 else None
+        lacking = [
+            str(d)
+            for d in misses
+            if d.commit not in graph.commits or (graph4 and d.commit not in graph4.commits)
+        ]
         if lacking:
             raise BSRError(
                 f"the BSR's dependency graph lacks the pinned commit(s) {', '.join(lacking)};"
                 " check buf.lock (buf dep update) or the BSR"
             )
-        contents = bsr.download([graph.commits[d.commit] for d in misses])
+        contents = bsr.download([graph.commits[d.commit] for d in misses], b4=b4)
     except UnavailableError as exc:
         names = ", ".join(str(d) for d in misses)
         where = "the local store or the team registry"
@@ -482,22 +533,30 @@ def _from_bsr(run: _Run, misses: list[LockedDep], bsr: BSRModuleClient) -> None:
     fetched = []
     for dep, content in zip(misses, contents, strict=True):
         deps = tuple(
-            ModuleDepRecord(c.module, c.commit_id, c.digest)
+            ModuleDepRecord(
+                c.module,
+                c.commit_id,
+                c.digest,
+                graph4.commits[c.commit_id].digest if graph4 else None,
+            )
             for c in graph.transitive_deps(dep.commit)
         )
         artifact = ModuleArtifact(
             dep.module,
             dep.commit,
-            content.commit.digest,
+            graph.commits[dep.commit].digest,
             deps,
             content.files,
             content.commit.create_time.isoformat(),
             tuple(run.labels.get(dep.commit, ())),
+            b4=content.commit.digest if b4 else None,
+            v1_files=content.v1_files,
         )
         artifact.verify()
-        if artifact.digest != dep.digest:
+        digest = pinned_digest(dep, artifact)
+        if digest != dep.digest:
             raise DigestMismatchError(
-                f"{dep}: the BSR serves digest {artifact.digest}, buf.lock says {dep.digest}"
+                f"{dep}: the BSR serves digest {digest}, buf.lock says {dep.digest}"
             )
         run.keep(artifact)
         run.artifacts[dep.commit] = artifact

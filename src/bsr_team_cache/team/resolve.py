@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bsr_team_cache.bsr.client import BSRModuleClient, ModuleGraph
+from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.domain.buflock import BUF_LOCK, BufLock, LockedDep, read_buf_lock
 from bsr_team_cache.domain.bufyaml import BUF_YAML, read_buf_yaml
 from bsr_team_cache.domain.moduleref import ModuleName, ModuleRef, is_commit_id
@@ -17,7 +17,6 @@ from bsr_team_cache.errors import (
     InvalidContentError,
     RegistryError,
     UnavailableError,
-    UsageError,
 )
 from bsr_team_cache.oci.artifact import ModuleArtifact, module_repository, pull_module
 from bsr_team_cache.oci.base import RegistryBackend
@@ -65,20 +64,46 @@ def resolve_project(
     label_ttl: float = DEFAULT_LABEL_TTL,
     clock: Callable[[], float] = time.time,
 ) -> Resolution:
+    """The commits a project pins: its buf.lock (v1beta1/v1: b4 digests, v2: b5), else its
+    buf.yaml's refs resolved, with digests of the type its buf.yaml version's lock holds."""
     lock_path = project / BUF_LOCK
     if lock_path.is_file() and not update_lock:
         lock = read_buf_lock(lock_path)
-        if lock.version != "v2":
-            raise UsageError(
-                f"{lock_path}: buf.lock {lock.version} holds b4 digests; run"
-                " `buf dep update` (or fetch --update-lock) to write a v2 lock"
-            )
-        return Resolution(lock, "buf.lock")
+        return Resolution(_with_digests(lock, lock_path, bsr), "buf.lock")
     config = read_buf_yaml(project / BUF_YAML)
+    version = "v2" if config.version == "v2" else config.version  # the lock buf would write
     if not config.deps:
-        return Resolution(BufLock("v2", ()), "buf.yaml")
+        return Resolution(BufLock(version, ()), "buf.yaml")
     return resolve_refs(
-        config.deps, bsr=bsr, team=team, store=store, label_ttl=label_ttl, clock=clock
+        config.deps,
+        bsr=bsr,
+        team=team,
+        store=store,
+        label_ttl=label_ttl,
+        clock=clock,
+        lock_version=version,
+    )
+
+
+def _with_digests(lock: BufLock, path: Path, bsr: BSRModuleClient) -> BufLock:
+    """A v1 lock may leave digests out (buf then asks the BSR for them): ask for the b4 ones."""
+    missing = [d for d in lock.deps if d.digest is None]
+    if not missing:
+        return lock
+    try:
+        found = bsr.resolve([ModuleRef(d.module, d.commit) for d in missing], b4=True)
+    except UnavailableError as exc:
+        raise BSRTeamCacheError(
+            f"{path}: {', '.join(str(d) for d in missing)} have no digest, and the BSR that"
+            f" would give them is unavailable ({exc}); run `buf dep update`"
+        ) from None
+    digests = {c.commit_id: c.digest for c in found}
+    return BufLock(
+        lock.version,
+        tuple(
+            d if d.digest is not None else LockedDep(d.module, d.commit, digests.get(d.commit))
+            for d in lock.deps
+        ),
     )
 
 
@@ -90,21 +115,51 @@ def resolve_refs(
     store: LocalStore | None,
     label_ttl: float = DEFAULT_LABEL_TTL,
     clock: Callable[[], float] = time.time,
+    lock_version: str = "v2",
 ) -> Resolution:
-    """The closure of ``refs`` as locked deps: by the BSR, else by the label indexes."""
+    """The closure of ``refs`` as locked deps (b4 digests for a v1beta1/v1 lock): by the BSR,
+    else by the label indexes. Each (module, label) keeps its own commit: labels are resolved
+    one by one with GetCommits, then the graph is asked for by commit, one ref per module."""
     refs = tuple(refs)
+    b4 = lock_version != "v2"
     try:
-        graph = bsr.graph(list(refs))
+        commits = _commits_of(refs, bsr, b4)
+        deps: dict[tuple[ModuleName, str], LockedDep] = {}
+        for round_ in _rounds(refs, commits):
+            graph = bsr.graph(round_, b4=b4)
+            for c in graph.commits.values():
+                deps.setdefault((c.module, c.commit_id), LockedDep(c.module, c.commit_id, c.digest))
     except UnavailableError as exc:
-        return _resolve_offline(refs, team, store, label_ttl, clock, str(exc))
-    deps = [LockedDep(c.module, c.commit_id, c.digest) for c in graph.commits.values()]
-    resolution = Resolution(BufLock("v2", tuple(sorted(deps, key=lambda d: str(d.module)))), "bsr")
-    roots = {graph.commits[c].module: c for c in graph.roots}
-    for ref in refs:
-        if ref.label and ref.module in roots:
-            resolution.labels.setdefault(roots[ref.module], []).append(ref.label)
-    _remember_labels(refs, graph, team, store, label_ttl, clock, resolution.warnings)
+        return _resolve_offline(refs, team, store, label_ttl, clock, str(exc), lock_version)
+    ordered = sorted(deps.values(), key=lambda d: (str(d.module), d.commit))
+    resolution = Resolution(BufLock(lock_version, tuple(ordered)), "bsr")
+    for ref, commit in zip(refs, commits, strict=True):
+        if ref.label:
+            resolution.labels.setdefault(commit, []).append(ref.label)
+    _remember_labels(refs, commits, team, store, label_ttl, clock, resolution.warnings)
     return resolution
+
+
+def _commits_of(refs: tuple[ModuleRef, ...], bsr: BSRModuleClient, b4: bool) -> list[str]:
+    """The commit each ref names: its own if it is one, else what its label (or the default
+    label) points at, from GetCommits (which keeps order and allows a module twice)."""
+    by_label = [r for r in refs if not r.is_commit]
+    resolved = iter(bsr.resolve(by_label, b4=b4) if by_label else [])
+    return [r.ref if r.is_commit else next(resolved).commit_id for r in refs]  # type: ignore[misc]
+
+
+def _rounds(refs: tuple[ModuleRef, ...], commits: list[str]) -> list[list[ModuleRef]]:
+    """Graph requests by commit, each naming a module at most once (as the API requires)."""
+    rounds: list[dict[ModuleName, ModuleRef]] = []
+    for ref, commit in zip(refs, commits, strict=True):
+        pinned = ModuleRef(ref.module, commit)
+        for round_ in rounds:
+            if ref.module not in round_ or round_[ref.module] == pinned:
+                round_[ref.module] = pinned
+                break
+        else:
+            rounds.append({ref.module: pinned})
+    return [list(r.values()) for r in rounds]
 
 
 def _label_of(ref: ModuleRef) -> str:
@@ -113,7 +168,7 @@ def _label_of(ref: ModuleRef) -> str:
 
 def _remember_labels(
     refs: tuple[ModuleRef, ...],
-    graph: ModuleGraph,
+    commits: list[str],
     team: TeamContext,
     store: LocalStore | None,
     label_ttl: float,
@@ -121,11 +176,9 @@ def _remember_labels(
     warnings: list[str],
 ) -> None:
     now = clock()
-    roots = {graph.commits[c].module: c for c in graph.roots}
-    for ref in refs:
-        if ref.is_commit or ref.module not in roots:
+    for ref, commit in zip(refs, commits, strict=True):
+        if ref.is_commit:
             continue
-        commit = roots[ref.module]
         if store is not None:
             store.remember_label(ref.module, _label_of(ref), commit)
         try:
@@ -147,8 +200,10 @@ def _resolve_offline(
     label_ttl: float,
     clock: Callable[[], float],
     why: str,
+    lock_version: str = "v2",
 ) -> Resolution:
-    resolution = Resolution(BufLock("v2", ()), "label index")
+    resolution = Resolution(BufLock(lock_version, ()), "label index")
+    b4 = lock_version != "v2"
     now = clock()
     locked: dict[ModuleName, LockedDep] = {}
     problems: list[str] = []
@@ -161,8 +216,8 @@ def _resolve_offline(
             record = _newest_label_record(ref, team, store, unusable)
             resolution.warnings.extend(unusable)
             if record is None:
-                why = f" ({'; '.join(unusable)})" if unusable else ""
-                problems.append(f"{ref}: no label index entry{why}")
+                detail = f" ({'; '.join(unusable)})" if unusable else ""
+                problems.append(f"{ref}: no label index entry{detail}")
                 continue
             age = now - record.resolved_at
             if age > label_ttl:
@@ -179,16 +234,22 @@ def _resolve_offline(
         artifact = _artifact(ref.module, commit, team, store, unusable)
         resolution.warnings.extend(unusable)
         if artifact is None:
-            why = f" ({'; '.join(unusable)})" if unusable else ""
+            detail = f" ({'; '.join(unusable)})" if unusable else ""
             problems.append(
-                f"{ref.module}:{commit}: not in the local store or the team registry{why}"
+                f"{ref.module}:{commit}: not in the local store or the team registry{detail}"
+            )
+            continue
+        if b4 and not artifact.has_b4:
+            problems.append(
+                f"{ref.module}:{commit}: the team has it for v2 projects only (no b4 digest)"
             )
             continue
         resolution.artifacts[commit] = artifact
-        locked[ref.module] = LockedDep(ref.module, commit, artifact.digest)
+        locked[ref.module] = LockedDep(ref.module, commit, artifact.b4 if b4 else artifact.digest)
         for dep in artifact.deps:
             # A direct dep's own commit wins over a transitive one (as with buf's pins).
-            locked.setdefault(dep.module, LockedDep(dep.module, dep.commit, dep.digest))
+            digest = dep.b4 if b4 else dep.digest
+            locked.setdefault(dep.module, LockedDep(dep.module, dep.commit, digest))
     if problems:
         raise BSRTeamCacheError(
             f"cannot resolve the deps: the BSR is unavailable ({why}) and "
@@ -196,7 +257,9 @@ def _resolve_offline(
             + ". Pin the deps in buf.lock (buf dep update, or fetch --update-lock while the"
             " BSR is reachable)"
         )
-    resolution.lock = BufLock("v2", tuple(sorted(locked.values(), key=lambda d: str(d.module))))
+    resolution.lock = BufLock(
+        lock_version, tuple(sorted(locked.values(), key=lambda d: str(d.module)))
+    )
     resolution.warnings.insert(0, f"the BSR is unavailable ({why}); resolving offline")
     return resolution
 

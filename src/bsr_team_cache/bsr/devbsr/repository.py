@@ -18,6 +18,7 @@ from pathlib import Path
 from bsr_team_cache.domain.bufyaml import read_buf_yaml
 from bsr_team_cache.domain.digest import (
     Digest,
+    b4_from_file_digests,
     b5_from_file_digests,
     hash_files,
     module_file_paths,
@@ -49,6 +50,10 @@ class DevCommit:
     digest: Digest | None = None
     deps: list[DevCommit] = field(default_factory=list)  # direct deps, after pruning
     create_time: datetime = _EPOCH
+    # A module pushed from a v1 workspace keeps its v1 buf.yaml/buf.lock; the BSR serves them
+    # for b4 (they are part of the b4 digest). Modules of v2 workspaces have none.
+    v1_files: dict[str, bytes] = field(default_factory=dict)
+    b4: Digest | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -127,9 +132,15 @@ class ModuleRepository:
 
     def _load_label(self, owner: str, module: str, label_dir: Path) -> DevCommit:
         declared: list[tuple[str, str, str | None]] = []
+        v1_files: dict[str, bytes] = {}
         if (label_dir / "buf.yaml").is_file():
-            for ref in read_buf_yaml(label_dir / "buf.yaml").deps:
+            config = read_buf_yaml(label_dir / "buf.yaml")
+            for ref in config.deps:
                 declared.append((ref.module.owner, ref.module.name, ref.ref))
+            if config.version in ("v1beta1", "v1"):
+                for name in ("buf.yaml", "buf.lock"):
+                    if (label_dir / name).is_file():
+                        v1_files[name] = (label_dir / name).read_bytes()
         return DevCommit(
             owner=owner,
             module=module,
@@ -137,6 +148,7 @@ class ModuleRepository:
             directory=label_dir,
             files=module_file_paths(label_dir),
             declared_deps=declared,
+            v1_files=v1_files,
         )
 
     def _finish(self, commit: DevCommit, stack: list[tuple[str, str]]) -> None:
@@ -152,9 +164,11 @@ class ModuleRepository:
             candidates.append(dep)
         commit.deps = _prune_by_imports(commit, candidates)
         transitive = transitive_deps(commit)
+        file_digests = hash_files(commit.files)
         commit.digest = b5_from_file_digests(
-            hash_files(commit.files), [d.digest for d in transitive if d.digest]
+            file_digests, [d.digest for d in transitive if d.digest]
         )
+        commit.b4 = b4_from_file_digests(file_digests, commit.v1_files)
         commit.commit_id = stable_id("commit", commit.owner, commit.module, str(commit.digest))
         offset = int(commit.commit_id[:6], 16) % (365 * 24 * 3600)
         commit.create_time = _EPOCH + timedelta(seconds=offset)

@@ -7,6 +7,8 @@ It speaks the Connect protocol (binary protobuf, and JSON for curl) for the part
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import socket
 import ssl
@@ -23,6 +25,7 @@ from google.protobuf.message import DecodeError, Message
 
 from bsr_team_cache.bsr.devbsr.repository import DevCommit, ModuleRepository, transitive_deps
 from bsr_team_cache.bsr.proto import module_v1_pb2 as mpb
+from bsr_team_cache.bsr.proto import module_v1beta1_pb2 as bpb
 from bsr_team_cache.bsr.proto import owner_v1_pb2 as opb
 
 _STATUS = {
@@ -60,6 +63,8 @@ class ServerOptions:
     require_token: str | None = None
     deny_owners: set[str] = field(default_factory=set)
     delay_seconds: float = 0.0
+    compress: bool = False  # gzip answers for clients that accept it (Connect compression)
+    warning: str = ""  # sent in buf-warning-bin on every answer, as the BSR warns buf
 
 
 class DevBSR:
@@ -71,28 +76,33 @@ class DevBSR:
         self._lock = threading.Lock()
         self._calls = 0
         module, owner = "buf.registry.module.v1", "buf.registry.owner.v1"
+        beta = "buf.registry.module.v1beta1"  # what buf calls for b4 (v1 buf.yaml projects)
         self.routes: dict[str, tuple[type[Message], Handler]] = {
             f"{module}.CommitService/GetCommits": (mpb.GetCommitsRequest, self.get_commits),
             f"{module}.GraphService/GetGraph": (mpb.GetGraphRequest, self.get_graph),
             f"{module}.DownloadService/Download": (mpb.DownloadRequest, self.download),
             f"{module}.ModuleService/GetModules": (mpb.GetModulesRequest, self.get_modules),
             f"{owner}.OwnerService/GetOwners": (opb.GetOwnersRequest, self.get_owners),
+            f"{beta}.CommitService/GetCommits": (bpb.GetCommitsRequest, self.get_commits_v1beta1),
+            f"{beta}.GraphService/GetGraph": (bpb.GetGraphRequest, self.get_graph_v1beta1),
+            f"{beta}.DownloadService/Download": (bpb.DownloadRequest, self.download_v1beta1),
         }
 
     # -- bookkeeping ---------------------------------------------------------------------
-    def log(self, route: str, refs: list[str], status: str) -> None:
+    def log(self, route: str, refs: list[str], status: str, *, encoding: str = "") -> None:
         if self.options.request_log is None:
             return
         service, _, method = route.partition("/")
-        line = json.dumps(
-            {
-                "time": time.time(),
-                "service": service,
-                "method": method,
-                "refs": refs,
-                "status": status,
-            }
-        )
+        record = {
+            "time": time.time(),
+            "service": service,
+            "method": method,
+            "refs": refs,
+            "status": status,
+        }
+        if encoding:
+            record["encoding"] = encoding
+        line = json.dumps(record)
         with self._lock, open(self.options.request_log, "a", encoding="utf-8") as f:
             f.write(line + "\n")
 
@@ -115,6 +125,24 @@ class DevBSR:
             owner_id=module.owner_id,
             module_id=module.module_id,
             digest=mpb.Digest(type=mpb.DIGEST_TYPE_B5, value=commit.digest.value),
+            created_by_user_id=module.owner_id,
+        )
+        msg.create_time.FromDatetime(commit.create_time)
+        return msg
+
+    def _commit_proto_v1beta1(self, commit: DevCommit, digest_type: int) -> bpb.Commit:
+        """A v1beta1 Commit with the b4 digest if asked for, else b5 (the latest type)."""
+        module = self.repo.module(commit.owner, commit.module)
+        assert module is not None and commit.digest is not None and commit.b4 is not None
+        b4 = digest_type == bpb.DIGEST_TYPE_B4
+        msg = bpb.Commit(
+            id=commit.commit_id,
+            owner_id=module.owner_id,
+            module_id=module.module_id,
+            digest=bpb.Digest(
+                type=bpb.DIGEST_TYPE_B4 if b4 else bpb.DIGEST_TYPE_B5,
+                value=(commit.b4 if b4 else commit.digest).value,
+            ),
             created_by_user_id=module.owner_id,
         )
         msg.create_time.FromDatetime(commit.create_time)
@@ -165,14 +193,25 @@ class DevBSR:
         commits = [self._commit_proto(self._resolve(r)) for r in req.resource_refs]
         return mpb.GetCommitsResponse(commits=commits), refs
 
-    def get_graph(self, req: mpb.GetGraphRequest) -> tuple[Message, list[str]]:
-        refs = [self._describe(r) for r in req.resource_refs]
-        roots = [self._resolve(r) for r in req.resource_refs]
+    def _closure(self, refs: list) -> dict[str, DevCommit]:
+        """The commits the refs resolve to and all they depend on. Like the BSR, refuse refs
+        that resolve to the same module twice."""
+        roots = [self._resolve(r) for r in refs]
+        modules = [r.key for r in roots]
+        if len(set(modules)) != len(modules):
+            raise ConnectError(
+                "invalid_argument", "the specified ResourceRefs must reference unique Modules"
+            )
         ordered: dict[str, DevCommit] = {}
         for root in roots:
             ordered.setdefault(root.commit_id, root)
             for dep in transitive_deps(root):
                 ordered.setdefault(dep.commit_id, dep)
+        return ordered
+
+    def get_graph(self, req: mpb.GetGraphRequest) -> tuple[Message, list[str]]:
+        refs = [self._describe(r) for r in req.resource_refs]
+        ordered = self._closure(list(req.resource_refs))
         graph = mpb.Graph(commits=[self._commit_proto(c) for c in ordered.values()])
         for commit in ordered.values():
             for dep in commit.deps:
@@ -182,29 +221,78 @@ class DevBSR:
                 )
         return mpb.GetGraphResponse(graph=graph), refs
 
+    def get_commits_v1beta1(self, req: bpb.GetCommitsRequest) -> tuple[Message, list[str]]:
+        refs = [self._describe(r) for r in req.resource_refs]
+        if not req.resource_refs:
+            raise ConnectError("invalid_argument", "resource_refs must not be empty")
+        commits = [
+            self._commit_proto_v1beta1(self._resolve(r), req.digest_type) for r in req.resource_refs
+        ]
+        return bpb.GetCommitsResponse(commits=commits), refs
+
+    def get_graph_v1beta1(self, req: bpb.GetGraphRequest) -> tuple[Message, list[str]]:
+        refs = [self._describe(r.resource_ref) for r in req.resource_refs]
+        registries = {r.registry for r in req.resource_refs}
+        if len(registries) != 1 or not next(iter(registries)):
+            raise ConnectError("invalid_argument", "dev-bsr serves one registry per request")
+        registry = registries.pop()
+        ordered = self._closure([r.resource_ref for r in req.resource_refs])
+        graph = bpb.Graph()
+        for commit in ordered.values():
+            graph.commits.add(
+                commit=self._commit_proto_v1beta1(commit, req.digest_type), registry=registry
+            )
+            for dep in commit.deps:
+                graph.edges.add(
+                    from_node=bpb.Graph.Node(commit_id=commit.commit_id, registry=registry),
+                    to_node=bpb.Graph.Node(commit_id=dep.commit_id, registry=registry),
+                )
+        return bpb.GetGraphResponse(graph=graph), refs
+
+    @staticmethod
+    def _selected(commit: DevCommit, value) -> list[str]:
+        """The paths of ``commit`` a Download value asks for (file types, paths)."""
+        selected = sorted(commit.files)
+        if value.file_types:
+            tests = [_FILE_TYPES[t] for t in value.file_types if t in _FILE_TYPES]
+            selected = [p for p in selected if any(t(p) for t in tests)]
+        if value.paths:
+            wanted = list(value.paths)
+            selected = [
+                p
+                for p in selected
+                if any(p == w or p.startswith(w.rstrip("/") + "/") for w in wanted)
+            ]
+            if not value.paths_allow_not_exist:
+                for w in wanted:
+                    if not any(p == w or p.startswith(w.rstrip("/") + "/") for p in selected):
+                        raise ConnectError("not_found", f"path {w!r} not found")
+        return selected
+
     def download(self, req: mpb.DownloadRequest) -> tuple[Message, list[str]]:
         refs = [self._describe(v.resource_ref) for v in req.values]
         resp = mpb.DownloadResponse()
         for value in req.values:
             commit = self._resolve(value.resource_ref)
-            selected = sorted(commit.files)
-            if value.file_types:
-                tests = [_FILE_TYPES[t] for t in value.file_types if t in _FILE_TYPES]
-                selected = [p for p in selected if any(t(p) for t in tests)]
-            if value.paths:
-                wanted = list(value.paths)
-                selected = [
-                    p
-                    for p in selected
-                    if any(p == w or p.startswith(w.rstrip("/") + "/") for w in wanted)
-                ]
-                if not value.paths_allow_not_exist:
-                    for w in wanted:
-                        if not any(p == w or p.startswith(w.rstrip("/") + "/") for p in selected):
-                            raise ConnectError("not_found", f"path {w!r} not found")
             content = resp.contents.add(commit=self._commit_proto(commit))
-            for path in selected:
+            for path in self._selected(commit, value):
                 content.files.add(path=path, content=Path(commit.files[path]).read_bytes())
+        return resp, refs
+
+    def download_v1beta1(self, req: bpb.DownloadRequest) -> tuple[Message, list[str]]:
+        refs = [self._describe(v.resource_ref) for v in req.values]
+        resp = bpb.DownloadResponse()
+        for value in req.values:
+            commit = self._resolve(value.resource_ref)
+            content = resp.contents.add(commit=self._commit_proto_v1beta1(commit, req.digest_type))
+            for path in self._selected(commit, value):
+                content.files.add(path=path, content=Path(commit.files[path]).read_bytes())
+            if "buf.yaml" in commit.v1_files:
+                content.v1_buf_yaml_file.path = "buf.yaml"
+                content.v1_buf_yaml_file.content = commit.v1_files["buf.yaml"]
+            if "buf.lock" in commit.v1_files:
+                content.v1_buf_lock_file.path = "buf.lock"
+                content.v1_buf_lock_file.content = commit.v1_files["buf.lock"]
         return resp, refs
 
     def get_modules(self, req: mpb.GetModulesRequest) -> tuple[Message, list[str]]:
@@ -259,10 +347,18 @@ def _make_handler(app: DevBSR) -> type[BaseHTTPRequestHandler]:
         def _send(
             self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None
         ) -> None:
+            headers = dict(extra or {})
+            accepted = self.headers.get("Accept-Encoding", "")
+            if app.options.compress and "gzip" in accepted and body:
+                body = gzip.compress(body, mtime=0)
+                headers["Content-Encoding"] = "gzip"
+            if app.options.warning:
+                warning = app.options.warning.encode()
+                headers["buf-warning-bin"] = base64.b64encode(warning).decode().rstrip("=")
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
-            for k, v in (extra or {}).items():
+            for k, v in headers.items():
                 self.send_header(k, v)
             self.end_headers()
             self.wfile.write(body)
@@ -319,7 +415,8 @@ def _make_handler(app: DevBSR) -> type[BaseHTTPRequestHandler]:
                 app.log(route, [], exc.code)
                 self._error(exc.code, exc.message)
                 return
-            app.log(route, refs, "ok")
+            gzipped = app.options.compress and "gzip" in self.headers.get("Accept-Encoding", "")
+            app.log(route, refs, "ok", encoding="gzip" if gzipped else "")
             if content_type == "application/json":
                 out = json_format.MessageToJson(resp).encode()
             else:
