@@ -167,6 +167,10 @@ class BSRModuleClient:
         if self._owns_transport and self._transport is not None:
             self._transport.close()
 
+    def server_warnings(self) -> list[str]:
+        """What the registries said in ``buf-warning-bin`` so far (none if nothing was asked)."""
+        return list(getattr(self._transport, "warnings", []))
+
     def __enter__(self) -> BSRModuleClient:
         return self
 

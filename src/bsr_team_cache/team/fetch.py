@@ -189,6 +189,8 @@ def fetch(
                     f"the fetch did not finish within {seconds:g} s (--timeout): {exc}"
                 ) from None
             raise
+        finally:
+            report.warnings.extend(f"BSR: {w}" for w in bsr.server_warnings())
     exporter = None
     if export is not None:
         from bsr_team_cache.bufcache.export import Exporter  # only for --export
