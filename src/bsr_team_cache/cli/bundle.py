@@ -8,7 +8,7 @@ from bsr_team_cache.cli.options import TeamOptions, team_options
 
 
 @click.command("bundle")
-@team_options
+@team_options(member=True, content=True)
 @click.option("--name", required=True, help="Bundle name (lowercase, digits, . _ -).")
 @click.option("--deps", multiple=True, help="registry/owner/module[:ref] (repeatable).")
 @click.option("--description", default="", help="What the bundle is for.")

@@ -8,7 +8,7 @@ from bsr_team_cache.cli.options import TeamOptions, team_options
 
 
 @click.command("clear")
-@team_options
+@team_options(registry=False)
 def command(options: TeamOptions) -> None:
     """Remove every module and label from the local store."""
     with options.open_store() as store:

@@ -38,7 +38,7 @@ def _interrupt(*_: object) -> None:
     is_flag=True,
     help="Serve the packaged sample modules (from a temporary directory; no --data needed).",
 )
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8443, show_default=True, type=int, help="0 picks a free port.")
 @click.option(
     "--tls-dir",

@@ -49,7 +49,7 @@ class _Progress:
 
 @click.command("fetch")
 @click.argument("project_dir", type=click.Path(path_type=Path), default=".")
-@team_options
+@team_options(content=True)
 @click.option(
     "--buf-cache-dir",
     "buf_cache_dir_opt",

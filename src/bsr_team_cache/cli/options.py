@@ -61,69 +61,104 @@ class TeamOptions:
         )
 
 
-def team_options(func: Callable) -> Callable:
-    @click.option("--team", help="Team name [env BSR_TEAM_CACHE_TEAM, config file].")
-    @click.option(
+_REGISTRY_OPTIONS = [
+    click.option("--team", help="Team name [env BSR_TEAM_CACHE_TEAM, config file]."),
+    click.option(
         "--registry",
         help="Team registry: oci-layout:PATH, https://HOST[:PORT][/NAMESPACE] or oci://HOST/NS"
         " [env BSR_TEAM_CACHE_REGISTRY, config file; default: the embedded on-disk registry].",
-    )
-    @click.option(
+    ),
+    click.option(
         "--insecure",
         is_flag=True,
         default=None,
         help="Allow plain http to a registry that is not on loopback [BSR_TEAM_CACHE_INSECURE].",
-    )
-    @click.option("--member", help="Who you are in the team [BSR_TEAM_CACHE_MEMBER; $USER].")
-    @click.option(
-        "--store-dir",
-        type=click.Path(path_type=Path),
-        help="Local store [BSR_TEAM_CACHE_DIR; default ~/.cache/bsr-team-cache].",
-    )
-    @click.option(
-        "--store-max-mb",
-        type=click.IntRange(min=1),
-        help=f"Evict least-recently-used modules above this size [default {DEFAULT_STORE_MAX_MB}].",
-    )
-    @click.option(
-        "--max-module-mb",
-        type=click.IntRange(min=1),
-        help="Refuse modules larger than this (decompressed) from the registry or the BSR"
-        f" [BSR_TEAM_CACHE_MAX_MODULE_MB; default {limits().max_module_bytes // MiB}].",
-    )
-    @click.option(
+    ),
+    click.option(
         "--timeout",
         type=click.IntRange(min=1),
         help="Give up after this many seconds [BSR_TEAM_CACHE_TIMEOUT;"
         f" default {limits().command_seconds:g}].",
-    )
-    @functools.wraps(func)
-    def wrapper(
-        *args,
-        team: str | None,
-        registry: str | None,
-        insecure: bool | None,
-        member: str | None,
-        store_dir: Path | None,
-        store_max_mb: int | None,
-        max_module_mb: int | None,
-        timeout: int | None,
-        **kwargs,
-    ):
-        settings = load_settings(
-            registry=registry, team=team, member=member, insecure=insecure or None
-        )
-        module_mb = max_module_mb or settings.max_module_mb
-        if module_mb:
-            configure(max_module_bytes=module_mb * MiB)
-        options = TeamOptions(
-            settings,
-            store_dir or settings.store_dir or default_store_dir(),
-            store_max_mb or settings.store_max_mb or DEFAULT_STORE_MAX_MB,
-            float(timeout or settings.timeout or limits().command_seconds),
-        )
-        # Every request the command makes ends by then, in every thread it starts.
-        with deadline_scope(options.timeout):
-            return func(*args, options=options, **kwargs)
+    ),
+]
+_MEMBER_OPTION = click.option(
+    "--member", help="Who you are in the team [BSR_TEAM_CACHE_MEMBER; $USER]."
+)
+_STORE_DIR_OPTION = click.option(
+    "--store-dir",
+    type=click.Path(path_type=Path),
+    help="Local store [BSR_TEAM_CACHE_DIR; default ~/.cache/bsr-team-cache].",
+)
+_CONTENT_OPTIONS = [
+    click.option(
+        "--store-max-mb",
+        type=click.IntRange(min=1),
+        help=f"Evict least-recently-used modules above this size [default {DEFAULT_STORE_MAX_MB}].",
+    ),
+    click.option(
+        "--max-module-mb",
+        type=click.IntRange(min=1),
+        help="Refuse modules larger than this (decompressed) from the registry or the BSR"
+        f" [BSR_TEAM_CACHE_MAX_MODULE_MB; default {limits().max_module_bytes // MiB}].",
+    ),
+]
 
-    return wrapper
+
+def team_options(
+    func: Callable | None = None,
+    *,
+    registry: bool = True,
+    member: bool = False,
+    content: bool = False,
+) -> Callable:
+    """The options a command that uses the team (``registry``), says who the member is
+    (``member``), or moves modules (``content``: store size, module size limit) takes; only
+    those, so that no command accepts an option it would ignore."""
+
+    def decorate(command: Callable) -> Callable:
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            chosen = {
+                name: kwargs.pop(name, None)
+                for name in (
+                    "team",
+                    "registry",
+                    "insecure",
+                    "member",
+                    "store_dir",
+                    "store_max_mb",
+                    "max_module_mb",
+                    "timeout",
+                )
+            }
+            settings = load_settings(
+                registry=chosen["registry"],
+                team=chosen["team"],
+                member=chosen["member"],
+                insecure=chosen["insecure"] or None,
+            )
+            module_mb = chosen["max_module_mb"] or settings.max_module_mb
+            if module_mb:
+                configure(max_module_bytes=module_mb * MiB)
+            options = TeamOptions(
+                settings,
+                chosen["store_dir"] or settings.store_dir or default_store_dir(),
+                chosen["store_max_mb"] or settings.store_max_mb or DEFAULT_STORE_MAX_MB,
+                float(chosen["timeout"] or settings.timeout or limits().command_seconds),
+            )
+            # Every request the command makes ends by then, in every thread it starts.
+            with deadline_scope(options.timeout):
+                return command(*args, options=options, **kwargs)
+
+        decorators = [_STORE_DIR_OPTION]
+        if registry:
+            decorators += _REGISTRY_OPTIONS
+        if member:
+            decorators.append(_MEMBER_OPTION)
+        if content:
+            decorators += _CONTENT_OPTIONS
+        for option in reversed(decorators):
+            wrapper = option(wrapper)
+        return wrapper
+
+    return decorate(func) if func is not None else decorate

@@ -12,14 +12,28 @@ from bsr_team_cache.team.config import STRATEGIES
 
 
 @click.command("setup")
-@team_options
+@team_options(member=True)
 @click.option("--members", multiple=True, help="Members to add (repeat, or several after one).")
-@click.option("--strategy", "cache_strategy", type=click.Choice(sorted(STRATEGIES)))
+@click.option(
+    "--strategy",
+    "cache_strategy",
+    type=click.Choice(sorted(STRATEGIES)),
+    help="aggressive / balanced / conservative: 2000 / 1000 / 500 MB per member, preload the"
+    " top 20 / 10 / 5 modules, sync every 30 / 60 / 120 minutes.",
+)
 @click.option("--max-cache-size-mb", type=int, help="Per-member local store limit.")
-@click.option("--sync-frequency-minutes", type=int)
-@click.option("--shared-cache/--no-shared-cache", default=None)
-@click.option("--bundle-auto-creation/--no-bundle-auto-creation", default=None)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--sync-frequency-minutes", type=int, help="How often members' sync --if-due runs.")
+@click.option(
+    "--shared-cache/--no-shared-cache",
+    default=None,
+    help="Publish BSR downloads to the team registry (on by default).",
+)
+@click.option(
+    "--bundle-auto-creation/--no-bundle-auto-creation",
+    default=None,
+    help="Let sync bundle modules that members' builds keep fetching together.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the configuration as JSON.")
 @click.argument("more_members", nargs=-1)
 def command(
     options: TeamOptions,

@@ -11,8 +11,8 @@ from bsr_team_cache.cli.options import TeamOptions, team_options
 
 
 @click.command("sync")
-@team_options
-@click.option("--json", "as_json", is_flag=True)
+@team_options(member=True, content=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
 @click.option(
     "--if-due",
     is_flag=True,
@@ -38,3 +38,5 @@ def command(options: TeamOptions, as_json: bool, if_due: bool) -> None:
         f"pushed {len(report.pushed)}, pulled {len(report.pulled)} (hot set), labels refreshed"
         f" {report.labels_refreshed}, evicted {len(report.evicted)}"
     )
+    if report.bundle_created:
+        click.echo(f"created bundle {report.bundle_created} (modules this member fetches together)")

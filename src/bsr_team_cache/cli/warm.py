@@ -11,9 +11,9 @@ from bsr_team_cache.team.fetch import TIERS
 
 
 @click.command("warm")
-@team_options
+@team_options(content=True)
 @click.option("--deps", multiple=True, help="registry/owner/module[:ref] (repeatable).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
 @click.argument("more_deps", nargs=-1)
 def command(
     options: TeamOptions, deps: tuple[str, ...], as_json: bool, more_deps: tuple[str, ...]

@@ -3,6 +3,7 @@ and an HTTP client for any distribution-spec registry."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -50,10 +51,20 @@ def open_registry(url: str, *, insecure: bool = False) -> RegistryBackend:
         return _OnFirstUse(url, connect)  # type: ignore[return-value]
     if "://" in url:
         raise UsageError(
-            f"registry {redact(url)!r}: unknown scheme (expected oci-layout:PATH, https://HOST/NAMESPACE"
-            " or oci://HOST/NAMESPACE)"
+            f"registry {redact(url)!r}: unknown scheme (expected oci-layout:PATH,"
+            " https://HOST/NAMESPACE or oci://HOST/NAMESPACE)"
         )
-    return OCILayoutRegistry(Path(url).expanduser())
+    path = Path(url).expanduser()
+    if _HOST_LIKE.fullmatch(url.split("/", 1)[0]) and not path.exists():
+        raise UsageError(
+            f"registry {url!r} looks like a host, not a directory: write https://{url} (or"
+            f" oci-layout:{url} for an on-disk registry in a directory of that name)"
+        )
+    return OCILayoutRegistry(path)
+
+
+# ghcr.io, registry.example.com:5000, localhost:5000 (a plain path has no dot or port there)
+_HOST_LIKE = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?::[0-9]+)?|[A-Za-z0-9-]+:[0-9]+")
 
 
 def __getattr__(name: str) -> Any:

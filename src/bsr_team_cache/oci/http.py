@@ -168,6 +168,7 @@ class HTTPRegistry:
         self._origin = httpx.URL(parsed.base)
         self.namespace = parsed.namespace
         self._url = redact(url)
+        self._where = f"team registry {self._url}"
         if credentials is None and parsed.username:
             credentials = Credentials(parsed.username, parsed.password)
         self._credentials = credentials
@@ -226,17 +227,17 @@ class HTTPRegistry:
         params = self._challenge[1]
         realm = params.get("realm")
         if not realm:
-            raise RegistryError(f"{self.host}: bearer challenge without a realm")
+            raise RegistryError(f"{self._where}: bearer challenge without a realm")
         try:
             realm_url = httpx.URL(realm)
         except httpx.InvalidURL:
-            raise RegistryError(f"{self.host}: bearer realm {realm!r} is not a URL") from None
+            raise RegistryError(f"{self._where}: bearer realm {realm!r} is not a URL") from None
         if realm_url.scheme != "https" and not (
             realm_url.scheme == "http" and is_loopback(realm_url.host)
         ):
             # The realm receives the registry credentials: never in clear text over a network.
             raise RegistryError(
-                f"{self.host}: refusing to send credentials to the token service {realm!r}:"
+                f"{self._where}: refusing to send credentials to the token service {realm!r}:"
                 " it is not https"
             )
         query: list[tuple[str, str]] = [("scope", s) for s in scopes]
@@ -264,24 +265,25 @@ class HTTPRegistry:
             with deadline_scope(limits().request_seconds):
                 resp = self._client.send(request, stream=True)
                 try:
-                    body = read_body(resp, _SMALL_ANSWER, f"{self.host}: token service")
+                    body = read_body(resp, _SMALL_ANSWER, f"{self._where}: token service")
                 finally:
                     resp.close()
         except httpx.TransportError as exc:
+            problem = describe_transport_error(exc)
             raise RegistryError(
-                f"{self.host}: token service {realm} unreachable ({describe_transport_error(exc)})"
+                f"{self._where}: token service {realm} unreachable ({problem})"
             ) from None
         except ContentTooLargeError as exc:
             raise RegistryError(str(exc)) from None
         if resp.status_code in (401, 403):
             raise RegistryError(
-                f"{self.host}: the token service refused the credentials"
+                f"{self._where}: the token service refused the credentials"
                 f" ({_error_text(resp.status_code, body)}); check `docker login {self.host}` or"
                 " BSR_TEAM_CACHE_REGISTRY_USERNAME/_PASSWORD"
             )
         if resp.status_code != 200:
             raise RegistryError(
-                f"{self.host}: token service: {_error_text(resp.status_code, body)}"
+                f"{self._where}: token service: {_error_text(resp.status_code, body)}"
             )
         try:
             payload = json.loads(body)
@@ -290,7 +292,7 @@ class HTTPRegistry:
             if not isinstance(token, str) or not token.isprintable() or not lifetime > 0:
                 raise ValueError("not a token")
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-            raise RegistryError(f"{self.host}: token service returned no token") from None
+            raise RegistryError(f"{self._where}: token service returned no token") from None
         lifetime = min(lifetime, 24 * 3600.0)
         with self._auth_lock:
             self._tokens[key] = (token, time.monotonic() + max(10.0, lifetime - 10.0))
@@ -342,7 +344,7 @@ class HTTPRegistry:
                 try:
                     resp = self._client.send(request, stream=True)
                 except httpx.TransportError as exc:
-                    failure = f"{self.host}: {what}: {describe_transport_error(exc)}"
+                    failure = f"{self._where}: {what}: {describe_transport_error(exc)}"
                     if abandoned(exc):  # too slow, or out of time: another try would be too
                         raise RegistryError(failure) from None
                 else:
@@ -361,7 +363,7 @@ class HTTPRegistry:
                     if resp.status_code not in _RETRY_STATUSES:
                         return resp if stream else self._bounded(resp, max_body, what)
                     resp = self._bounded(resp, _SMALL_ANSWER, what, keep_partial=True)
-                    failure = f"{self.host}: {what}: {_oci_error_text(resp)}"
+                    failure = f"{self._where}: {what}: {_oci_error_text(resp)}"
                     hint = retry_after(resp)
                 attempt += 1
                 if attempt >= self._max_attempts:
@@ -374,18 +376,18 @@ class HTTPRegistry:
         resp.close()
         location = resp.headers.get("Location", "")
         if count >= _MAX_REDIRECTS or not location:
-            raise RegistryError(f"{self.host}: {current.path}: too many or empty redirects")
+            raise RegistryError(f"{self._where}: {current.path}: too many or empty redirects")
         try:
             target = current.join(location)
         except httpx.InvalidURL:
-            raise RegistryError(f"{self.host}: redirect to an invalid URL") from None
+            raise RegistryError(f"{self._where}: redirect to an invalid URL") from None
         if target.scheme not in ("https", "http") or (
             target.scheme == "http"
             and self._origin.scheme == "https"
             and not is_loopback(target.host)
         ):
             raise RegistryError(
-                f"{self.host}: {current.path}: refusing a redirect to {target.scheme}://"
+                f"{self._where}: {current.path}: refusing a redirect to {target.scheme}://"
                 f"{target.host} (https is required)"
             )
         return target
@@ -420,12 +422,12 @@ class HTTPRegistry:
         scheme, params = parse_challenge(header) if header else ("", {})
         if scheme not in ("basic", "bearer"):
             raise RegistryError(
-                f"{self.host}: authentication required with an unsupported scheme"
+                f"{self._where}: authentication required with an unsupported scheme"
                 f" {remote_text(header, 80)!r}"
             )
         if scheme == "basic" and not self.credentials.basic():
             raise RegistryError(
-                f"{self.host}: the registry wants a username and password; run"
+                f"{self._where}: the registry wants a username and password; run"
                 f" `docker login {self.host}` or set BSR_TEAM_CACHE_REGISTRY_USERNAME/_PASSWORD"
             )
         with self._auth_lock:
@@ -434,15 +436,15 @@ class HTTPRegistry:
     def _fail(self, resp: httpx.Response, what: str) -> RegistryError:
         if resp.status_code == 401:
             return RegistryError(
-                f"{self.host}: {what}: not authorized ({_oci_error_text(resp)}); check the"
+                f"{self._where}: {what}: not authorized ({_oci_error_text(resp)}); check the"
                 f" credentials for {self.host} (docker login, or BSR_TEAM_CACHE_REGISTRY_USERNAME)"
             )
         if resp.status_code == 403:
             return RegistryError(
-                f"{self.host}: {what}: access denied ({_oci_error_text(resp)}); your"
+                f"{self._where}: {what}: access denied ({_oci_error_text(resp)}); your"
                 " credentials may not use this repository"
             )
-        return RegistryError(f"{self.host}: {what}: {_oci_error_text(resp)}")
+        return RegistryError(f"{self._where}: {what}: {_oci_error_text(resp)}")
 
     @staticmethod
     def _scope(name: str, actions: str) -> str:
@@ -538,7 +540,7 @@ class HTTPRegistry:
                     resp.close()
                 self._sleep(backoff_delay(attempt, self._backoff, self._max_backoff))
         raise RegistryError(
-            f"{self.host}: GET blob {digest}: {problem} (gave up after {attempt + 1}"
+            f"{self._where}: GET blob {digest}: {problem} (gave up after {attempt + 1}"
             f" attempts, {received} bytes in)"
         )
 
@@ -550,7 +552,7 @@ class HTTPRegistry:
     def _location(self, resp: httpx.Response, what: str) -> httpx.URL:
         location = resp.headers.get("Location")
         if not location:
-            raise RegistryError(f"{self.host}: {what}: the registry sent no upload Location")
+            raise RegistryError(f"{self._where}: {what}: the registry sent no upload Location")
         return resp.url.join(location)
 
     def _finish_upload(
@@ -758,7 +760,7 @@ class HTTPRegistry:
                     raise ValueError("tags is not a list of strings")
             except (ValueError, AttributeError, RecursionError) as exc:
                 raise RegistryError(
-                    f"{self.host}: list tags of {name}: bad answer ({exc})"
+                    f"{self._where}: list tags of {name}: bad answer ({exc})"
                 ) from None
             tags.extend(page)
             link = resp.headers.get("Link", "")
@@ -767,10 +769,12 @@ class HTTPRegistry:
             try:
                 url = resp.url.join(link.split(";", 1)[0].strip().strip("<>"))
             except httpx.InvalidURL:
-                raise RegistryError(f"{self.host}: list tags of {name}: bad Link header") from None
+                raise RegistryError(
+                    f"{self._where}: list tags of {name}: bad Link header"
+                ) from None
             if not same_origin(url, self._origin) or str(url) in seen:
                 raise RegistryError(
-                    f"{self.host}: list tags of {name}: the next page is not on this registry"
+                    f"{self._where}: list tags of {name}: the next page is not on this registry"
                     " or repeats a page; refusing to follow it"
                 )
-        raise RegistryError(f"{self.host}: list tags of {name}: more than {max_pages} pages")
+        raise RegistryError(f"{self._where}: list tags of {name}: more than {max_pages} pages")

@@ -58,7 +58,9 @@ def _filesystem_errors(method: F) -> F:
             return method(self, *args, **kwargs)
         except OSError as exc:
             where = exc.filename or self.root
-            raise RegistryError(f"{self.describe()}: {where}: {exc.strerror or exc}") from None
+            raise RegistryError(
+                f"team registry {self.describe()}: {where}: {exc.strerror or exc}"
+            ) from None
 
     return wrapper  # type: ignore[return-value]
 

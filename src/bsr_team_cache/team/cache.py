@@ -12,7 +12,6 @@ from pathlib import Path
 
 from bsr_team_cache._threads import ContextThreadPool
 from bsr_team_cache.bsr.client import BSRModuleClient
-from bsr_team_cache.domain.buflock import LockedDep
 from bsr_team_cache.domain.moduleref import (
     ModuleRef,
     is_commit_id,
@@ -56,7 +55,7 @@ from bsr_team_cache.team.config import (
 )
 from bsr_team_cache.team.fetch import LOCAL, TEAM, FetchReport, obtain, team_config_key
 from bsr_team_cache.team.labels import LabelRecord, update_label_index
-from bsr_team_cache.team.resolve import DEFAULT_LABEL_TTL, TeamContext, resolve_refs
+from bsr_team_cache.team.resolve import DEFAULT_LABEL_TTL, Resolution, TeamContext, resolve_refs
 
 PERMISSIONS = ("read-only", "read-write")
 USAGE_TYPE = "application/vnd.bsr-team-cache.usage.v1"
@@ -89,6 +88,7 @@ class CacheMetrics:
     local_store_mb: float = 0.0
     members_reporting: int = 0
     team_modules_fetched: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -173,23 +173,38 @@ class TeamCache:
         return self._update(change)
 
     # -- modules -------------------------------------------------------------------------
-    def _resolve(self, refs: list[str] | tuple[str, ...]) -> tuple[list[LockedDep], dict, list]:
+    def _resolve(self, refs: list[str] | tuple[str, ...]) -> Resolution:
         parsed: list[ModuleRef] = [parse_module_ref(r) for r in refs]
         if not parsed:
             raise UsageError("no module references given")
-        resolution = resolve_refs(
+        return resolve_refs(
             parsed, bsr=self.bsr, team=self.context, store=self.store, label_ttl=self.label_ttl
         )
-        return list(resolution.lock.deps), resolution.labels, resolution.warnings
+
+    def _obtain(self, resolution: Resolution, report: FetchReport) -> list[ModuleArtifact]:
+        """The resolved modules, from the tiers as fetch takes them (the registry down: the
+        BSR, with a warning)."""
+        artifacts = obtain(
+            list(resolution.lock.deps),
+            team=self.context,
+            bsr=self.bsr,
+            store=self.store,
+            report=report,
+            labels=resolution.labels,
+            registry_down=resolution.registry_down,
+        )
+        return list(artifacts.values())
 
     def warm(self, refs: list[str] | tuple[str, ...]) -> FetchReport:
         """Make sure modules (and their deps) are in the local store and the team registry."""
-        deps, labels, warnings = self._resolve(refs)
-        report = FetchReport(warnings=list(warnings))
-        artifacts = obtain(
-            deps, team=self.context, bsr=self.bsr, store=self.store, report=report, labels=labels
-        )
-        self._publish_missing(list(artifacts.values()), report.warnings)
+        resolution = self._resolve(refs)
+        report = FetchReport(warnings=list(resolution.warnings))
+        artifacts = self._obtain(resolution, report)
+        try:
+            self._publish_missing(artifacts, report.warnings)
+        except (RegistryError, InvalidContentError) as exc:
+            if not any(w.startswith("team registry unavailable") for w in report.warnings):
+                report.warnings.append(f"could not publish to the team registry: {exc}")
         return report
 
     def _publish_missing(self, artifacts: list[ModuleArtifact], warnings: list[str]) -> list[str]:
@@ -218,18 +233,9 @@ class TeamCache:
         """Resolve, make sure every module (closure included) is in the team registry, push
         one bundle artifact tagged ``v<N>`` and ``latest``. Returns ``<repo>:<version>``."""
         validate_bundle_name(name)
-        deps, labels, warnings = self._resolve(refs)
-        report = FetchReport(warnings=list(warnings))
-        artifacts = list(
-            obtain(
-                deps,
-                team=self.context,
-                bsr=self.bsr,
-                store=self.store,
-                report=report,
-                labels=labels,
-            ).values()
-        )
+        resolution = self._resolve(refs)
+        report = FetchReport(warnings=list(resolution.warnings))
+        artifacts = self._obtain(resolution, report)
         self._publish_missing(artifacts, report.warnings)
         repo = bundle_repository(self.team, name, self.namespace)
         version = next_version(self.registry, repo)
@@ -414,9 +420,16 @@ class TeamCache:
         except (RegistryError, InvalidContentError) as exc:
             report.warnings.append(f"could not publish usage: {exc}")
 
-    def team_usage(self) -> dict[str, dict]:
-        """Each reporting member's usage document (the team's view of what is hot)."""
-        config = self.config()
+    def team_usage(self, warnings: list[str] | None = None) -> dict[str, dict]:
+        """Each reporting member's usage document (the team's view of what is hot); with the
+        registry down, none (said in ``warnings``)."""
+        try:
+            config = self.config([] if warnings is None else warnings)
+        except RegistryError as exc:
+            if warnings is None:
+                raise
+            warnings.append(f"team usage unavailable ({exc}); showing this machine's only")
+            return {}
         out = {}
         for member in {*config.members, self.member}:
             try:
@@ -500,7 +513,7 @@ class TeamCache:
         if team_hits:
             metrics.bundle_usage_rate = sum(1 for e in team_hits if e.bundle) / len(team_hits)
         metrics.local_store_mb = self.store.stats().bytes / 1e6
-        usage = self.team_usage()
+        usage = self.team_usage(metrics.warnings)
         metrics.members_reporting = len(usage)
         metrics.team_modules_fetched = sum(
             v["count"] for d in usage.values() for v in d["modules"].values()

@@ -112,6 +112,7 @@ class _Run:
     registry_down: str | None = None
     use_bundles: bool = True
     bundle: str | None = None
+    bundle_problem: str | None = None  # said only if the registry itself is not down
 
     def found(
         self, dep: LockedDep, artifact: ModuleArtifact, tier: str, t0: float, bundle: str = ""
@@ -127,6 +128,15 @@ class _Run:
         self.report.modules.append(result)
         if self.on_module is not None:
             self.on_module(result, len(self.report.modules), self.total)
+
+    def mark_registry_down(self, problem: str) -> None:
+        """The team registry is unusable: said once, and the BSR serves the rest."""
+        if self.registry_down is None:
+            self.registry_down = problem
+            where = problem.removeprefix("team registry ")
+            self.report.warnings.append(
+                f"team registry unavailable ({where}); falling back to the BSR"
+            )
 
     def keep(self, artifact: ModuleArtifact) -> None:
         if self.store is not None:  # a full disk: a warning, and the fetch goes on
@@ -278,6 +288,7 @@ def _resolve_and_obtain(
         parallel=parallel,
         use_bundles=use_bundles,
         bundle=bundle,
+        registry_down=resolution.registry_down,
     )
     return artifacts, lock
 
@@ -316,11 +327,15 @@ def obtain(
     parallel: int = 16,
     use_bundles: bool = True,
     bundle: str | None = None,
+    registry_down: str | None = None,
 ) -> dict[str, ModuleArtifact]:
     """Verified artifacts of ``deps`` by commit: local store, team registry (bundles first),
-    then the BSR (published back). Results and warnings go to ``report``."""
+    then the BSR (published back). Results and warnings go to ``report``. ``registry_down``:
+    why the team registry is known to be unusable already (it is then skipped)."""
     local = fallible(store, report)
     run = _Run(team, local, report, on_module, max(1, parallel))
+    if registry_down is not None:
+        run.mark_registry_down(registry_down)
     run.labels = labels or {}
     run.use_bundles = use_bundles
     run.bundle = bundle
@@ -422,11 +437,12 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
             )
             return dep, artifact, None, False, t0
         except InvalidContentError as exc:  # this artifact only: the next tier has it
-            return dep, None, f"team registry: {exc}; fetching it from the BSR", False, t0
+            return dep, None, f"{exc}; fetching it from the BSR", False, t0
         except RegistryError as exc:  # the registry itself: unreachable, refusing us
             return dep, None, str(exc), True, t0
 
     pending: list[LockedDep] = []
+    run.bundle_problem = None
     with ContextThreadPool(max_workers=min(run.parallel, len(deps))) as pool:
         futures = [pool.submit(pull, dep) for dep in deps]
         try:
@@ -439,11 +455,7 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
             if dep.commit in covered:
                 continue
             if down:
-                if run.registry_down is None:
-                    run.registry_down = problem
-                    run.report.warnings.append(
-                        f"team registry unavailable ({problem}); falling back to the BSR"
-                    )
+                run.mark_registry_down(problem or "")
                 pending.append(dep)
                 continue
             if problem:
@@ -454,6 +466,8 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
                 continue
             run.keep(artifact)
             run.found(dep, artifact, TEAM, t0)
+    if run.bundle_problem and not run.registry_down:  # else the registry warning says it all
+        run.report.warnings.append(run.bundle_problem)
     return pending
 
 
@@ -488,7 +502,7 @@ def _from_bundle(run: _Run, deps: list[LockedDep]) -> set[str]:
         run.report.warnings.append(f"team bundle: {exc}; fetching modules one by one")
         return set()
     except RegistryError as exc:
-        run.report.warnings.append(f"team bundle unusable ({exc}); fetching modules one by one")
+        run.bundle_problem = f"team bundle unusable ({exc}); fetching modules one by one"
         return set()
     label = f"{bundle.name}:{bundle.version}"
     run.report.bundles.append(label)

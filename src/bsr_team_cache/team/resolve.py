@@ -40,6 +40,8 @@ class Resolution:
     artifacts: dict[str, ModuleArtifact] = field(default_factory=dict)
     # commit -> the buf.yaml labels that resolved to it (recorded in published artifacts)
     labels: dict[str, list[str]] = field(default_factory=dict)
+    # Why the team registry could not be written while resolving (it is likely down).
+    registry_down: str | None = None
 
 
 @dataclass
@@ -136,7 +138,9 @@ def resolve_refs(
     for ref, commit in zip(refs, commits, strict=True):
         if ref.label:
             resolution.labels.setdefault(commit, []).append(ref.label)
-    _remember_labels(refs, commits, team, store, label_ttl, clock, resolution.warnings)
+    resolution.registry_down = _remember_labels(
+        refs, commits, team, store, label_ttl, clock, resolution.warnings
+    )
     return resolution
 
 
@@ -174,7 +178,9 @@ def _remember_labels(
     label_ttl: float,
     clock: Callable[[], float],
     warnings: list[str],
-) -> None:
+) -> str | None:
+    """Record each label's commit here and in the team's label index; why the team registry
+    could not be written, if it could not."""
     now = clock()
     for ref, commit in zip(refs, commits, strict=True):
         if ref.is_commit:
@@ -188,9 +194,11 @@ def _remember_labels(
                 {_label_of(ref): LabelRecord(commit, now)},
                 refresh_after=label_ttl / 4,
             )
-        except (RegistryError, InvalidContentError) as exc:
+        except InvalidContentError as exc:  # a malformed index: the next write replaces it
             warnings.append(f"could not update the team label index for {ref}: {exc}")
-            return  # the registry is likely down: do not retry for every module
+        except RegistryError as exc:
+            return str(exc)  # the registry is likely down: do not retry for every module
+    return None
 
 
 def _resolve_offline(
