@@ -1,5 +1,5 @@
 """Dependency bundles vs the same modules pulled one by one, and registry storage for N members,
-measured side by side through bench/proxy.py (default 20 ms RTT, 100 Mbit/s).
+measured side by side through bsr_team_cache.devnet (default 20 ms RTT, 100 Mbit/s).
 
     python bench/bench_bundles.py [--repeat 5] [--members 4]
 
@@ -22,12 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _util import median_seconds, table
-from proxy import ShapingProxy
 
 from bsr_team_cache._http import default_ssl_context
 from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.bsr.connect import ConnectTransport
 from bsr_team_cache.bsr.devbsr import DevBSRServer, ModuleRepository
+from bsr_team_cache.devnet import ShapingProxy
 from bsr_team_cache.domain.buflock import read_buf_lock
 from bsr_team_cache.oci.artifact import module_repository, pull_module
 from bsr_team_cache.oci.devregistry import DistributionServer
@@ -68,7 +68,7 @@ def main() -> None:
             link.stop()
             registry_server.stop()
             bsr_server.stop()
-    print(f"link: {args.rtt_ms:g} ms RTT, {args.mbit:g} Mbit/s (bench/proxy.py)\n")
+    print(f"link: {args.rtt_ms:g} ms RTT, {args.mbit:g} Mbit/s (bsr_team_cache.devnet)\n")
     print(table(rows))
     print()
     print(table(storage))

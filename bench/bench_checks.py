@@ -4,7 +4,7 @@
 
 ``DIR`` is a checkout of an earlier version (e.g. ``git worktree add DIR <commit>``); its
 ``src`` is put first on PYTHONPATH for its runs. Both run against the same servers through the
-same shaped link (bench/proxy.py), in alternating order (A B A B ...), so that the machine's
+same shaped link (bsr_team_cache.devnet), in alternating order (A B A B ...), so that the machine's
 noise falls on both alike. Measured, as bench_fetch.py does:
 
 1. a new machine: ``fetch`` from the team registry (Distribution) into empty caches, then

@@ -2,7 +2,7 @@
 
     python bench/bench_fetch.py [--repeat 5] [--rtt-ms 20] [--mbit 100]
 
-Sets up dev-bsr (TLS) and CNCF Distribution on loopback, each behind bench/proxy.py, and a
+Sets up dev-bsr (TLS) and CNCF Distribution on loopback, each behind bsr_team_cache.devnet, and a
 project with 10 dependencies (the 6 sample modules, googleapis among them, plus 4 generated
 ones). Then measures:
 
@@ -30,10 +30,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _util import median_seconds, table
-from proxy import ShapingProxy
 
 from bsr_team_cache.bsr.devbsr import DevBSRServer, ModuleRepository
 from bsr_team_cache.demo import DEMO_PROTO, find_buf
+from bsr_team_cache.devnet import ShapingProxy
 from bsr_team_cache.domain.buflock import read_buf_lock
 from bsr_team_cache.oci.devregistry import DistributionServer
 from bsr_team_cache.samples import write_generated_modules, write_sample_data
@@ -224,7 +224,7 @@ def _measure(args, buf: str, tmp: Path, ca: Path, bsr_port: int, reg_port: int) 
     ms = 1000.0
     print(
         f"{len(lock.deps)} deps, {total_bytes / 1024:.0f} KiB of files; link: {args.rtt_ms:g} ms"
-        f" RTT, {args.mbit:g} Mbit/s (bench/proxy.py)\n"
+        f" RTT, {args.mbit:g} Mbit/s (bsr_team_cache.devnet)\n"
     )
     print(
         table(

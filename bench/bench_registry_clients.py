@@ -5,7 +5,7 @@
 
 1. one large blob, push and pull on loopback (throughput; a shaped link would cap all three
    at the same rate);
-2. 50 small module artifacts pulled through bench/proxy.py (20 ms RTT, 100 Mbit/s), where
+2. 50 small module artifacts pulled through bsr_team_cache.devnet (20 ms RTT, 100 Mbit/s), where
    round trips dominate: ours in parallel (as `fetch` does) and sequentially, oras-py and
    skopeo one artifact after the other;
 3. peak RSS of a process pushing then pulling a --rss-mb blob.
@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _util import median_seconds, table
-from proxy import ShapingProxy
 
+from bsr_team_cache.devnet import ShapingProxy
 from bsr_team_cache.domain.digest import b5_from_contents
 from bsr_team_cache.domain.moduleref import parse_module_name
 from bsr_team_cache.oci.artifact import ModuleArtifact, pull_module, push_module

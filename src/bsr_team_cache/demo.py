@@ -1,10 +1,12 @@
 """The self-contained demo: two team members share BSR modules through an on-disk registry.
 
-Member A fetches cold (from a dev BSR on loopback, publishing to the team registry); the BSR is
-stopped; member B, with empty caches, fetches everything from the team registry and the real
-``buf build`` runs offline.
-Nothing here needs the network or a registry server: everything runs on 127.0.0.1 in a
-temporary directory that is removed afterwards (unless ``keep`` is set).
+The BSR is a remote service, so the demo puts its dev BSR behind a link shaped like the internet
+(``devnet``); the team registry is near (a directory). Member A fetches cold (from the BSR,
+publishing to the team registry) and makes a bundle; the BSR is stopped; plain ``buf build``
+with an empty cache then fails (the negative control), while member B, with empty caches,
+fetches everything from the team registry and the real ``buf build`` runs offline. The monitor
+dashboard ends it. Nothing here needs the network or a registry server: everything runs on
+127.0.0.1 in a temporary directory that is removed afterwards (unless ``workdir`` is given).
 """
 
 from __future__ import annotations
@@ -23,13 +25,18 @@ from bsr_team_cache._http import default_ssl_context
 from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.bsr.connect import ConnectTransport
 from bsr_team_cache.bsr.devbsr import DevBSRServer, ModuleRepository
+from bsr_team_cache.devnet import ShapingProxy
 from bsr_team_cache.oci.layout import OCILayoutRegistry
 from bsr_team_cache.samples import write_sample_data
 from bsr_team_cache.store import LocalStore
+from bsr_team_cache.team.cache import TeamCache
 from bsr_team_cache.team.fetch import fetch
 
 DEMO_DEPS = ("acme/orders", "acme/notes", "acme/common")
 DEMO_TEAM = "platform-team"
+# The BSR as a CI runner or laptop sees buf.build: far away, with some bandwidth.
+BSR_RTT_MS = 80.0
+BSR_MBIT = 50.0
 DEMO_PROTO = """syntax = "proto3";
 
 package shop.v1;
@@ -51,6 +58,9 @@ class DemoReport:
     rows: list[dict] = field(default_factory=list)
     steps: list[tuple[str, float]] = field(default_factory=list)
     buf_offline_ok: bool = False
+    negative_control: str = ""  # what plain buf said with the BSR down and an empty cache
+    bundle: str = ""
+    dashboard: list[str] = field(default_factory=list)
 
 
 def find_buf() -> str | None:
@@ -85,10 +95,17 @@ def _run(root: Path, report: DemoReport, say: Callable[[str], None]) -> None:
     repo = _timed(report, "load sample modules, compute digests", lambda: ModuleRepository(data))
     server, ca_cert = DevBSRServer.with_tls(repo, root / "tls")
     server.start()
-    host = f"localhost:{server.port}"
+    link = ShapingProxy(("127.0.0.1", server.port), rtt_ms=BSR_RTT_MS, mbit=BSR_MBIT).start()
+    host = f"localhost:{link.port}"
     registry = OCILayoutRegistry(root / "team-registry")
-    say(f"dev BSR serving {len(repo.modules)} modules on https://{host}")
-    say(f"team registry: {registry.describe()} (the embedded on-disk default)")
+    say(
+        f"the BSR: a dev BSR with {len(repo.modules)} sample modules at https://{host},"
+        f" {BSR_RTT_MS:g} ms away at {BSR_MBIT:g} Mbit/s (as buf.build is from a CI runner)"
+    )
+    say(f"the team registry: {registry.describe()}, near (the embedded on-disk default)")
+    say("each member runs, in the project's directory:")
+    say(f"  bsr-team-cache fetch --team {DEMO_TEAM} --registry {registry.describe()}")
+    say("  (member A adds --update-lock, which writes buf.lock; member B uses it)\n")
     ctx = default_ssl_context()
     ctx.load_verify_locations(cafile=str(ca_cert))
     buf = find_buf()
@@ -109,11 +126,19 @@ def _run(root: Path, report: DemoReport, say: Callable[[str], None]) -> None:
                     update_lock=True,
                 ),
             )
+            team = TeamCache(DEMO_TEAM, registry=registry, bsr=client, store=store_a, member="a")
+            pinned = [f"{m.name}:{m.commit}" for m in result_a.modules]
+            report.bundle = team.create_bundle(pinned, "shop-deps", "the shop's dependencies")
         if buf is not None:
             _run_buf(buf, project_a, root / "buf-direct-cache", ca_cert, report)
     finally:
+        link.stop()
         server.stop()
-    say("dev BSR stopped: member B works offline")
+    say(f"member A made a bundle of them: {report.bundle}")
+    say("the BSR is down from here on")
+    if buf is not None:
+        report.negative_control = _negative_control(buf, project_a, root, ca_cert)
+        say(f"plain `buf build`, empty cache: fails ({report.negative_control})")
     project_b = _project(root / "member-b", host)
     shutil.copyfile(project_a / "buf.lock", project_b / "buf.lock")
     store_b = LocalStore(root / "member-b-store")
@@ -143,6 +168,8 @@ def _run(root: Path, report: DemoReport, say: Callable[[str], None]) -> None:
                 buf_cache=root / "member-b-buf-cache-2",
             ),
         )
+        team_b = TeamCache(DEMO_TEAM, registry=registry, bsr=client, store=store_b, member="b")
+        report.dashboard = team_b.metrics().dashboard_lines()
     tiers_b = {m.name: m for m in result_b.modules}
     tiers_b2 = {m.name: m for m in result_b2.modules}
     for a in sorted(result_a.modules, key=lambda m: m.name):
@@ -166,6 +193,25 @@ def _run(root: Path, report: DemoReport, say: Callable[[str], None]) -> None:
     else:
         say("buf CLI not found: skipping the real buf steps")
     _print(report, say)
+
+
+def _negative_control(buf: str, project_a: Path, root: Path, ca: Path) -> str:
+    """Plain buf, an empty cache, the BSR down: what it says (it must fail)."""
+    project = root / "buf-alone"
+    shutil.copytree(project_a, project)
+    env = {**os.environ, "SSL_CERT_FILE": str(ca), "BUF_CACHE_DIR": str(root / "empty-cache")}
+    done = subprocess.run(
+        [buf, "build", "-o", os.devnull],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if done.returncode == 0:
+        raise RuntimeError("buf built without the BSR and without a cache: the demo is wrong")
+    lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    return (lines[0] if lines else f"exit {done.returncode}")[:160]
 
 
 def _project(directory: Path, host: str) -> Path:
@@ -217,8 +263,16 @@ def _print(report: DemoReport, say: Callable[[str], None]) -> None:
     say("")
     for what, seconds in report.steps:
         say(f"  {what:<50} {seconds * 1000:8.1f} ms")
+    say(
+        f"  (wall time on this machine; the BSR {BSR_RTT_MS:g} ms away, the team registry on"
+        " disk: B's fetch is what every new laptop and CI runner of the team pays)"
+    )
     if report.buf_offline_ok:
         say(
             "\nmember B built with the real buf CLI and no BSR:"
             " every dep came from the team registry."
         )
+    if report.dashboard:
+        say("")
+        for line in report.dashboard:
+            say(line)

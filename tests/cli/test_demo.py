@@ -19,4 +19,13 @@ def test_demo_runs_end_to_end_and_buf_agrees(tmp_path):
         if line.startswith(("acme/", "googleapis/"))
     ]
     assert len(rows) == 6
-    assert all(row[2] == "bsr" and row[3] == "team" for row in rows)
+    assert all(row[2] == "bsr" and row[3] == "team" and row[4] == "local" for row in rows)
+    # The negative control: plain buf, an empty cache, the BSR down.
+    assert "plain `buf build`, empty cache: fails (Failure: " in result.stdout
+    assert (
+        "member A made a bundle of them: teams/platform-team/bundles/shop-deps:v1" in result.stdout
+    )
+    # Member B's dashboard: 6 modules from the team registry (through the bundle), 6 local.
+    assert "  Hit Rate: 100.0%" in result.stdout
+    assert "  Bundle Usage Rate: 100.0%" in result.stdout
+    assert "  Fetches: 2 (12 modules: 6 local, 6 team)" in result.stdout

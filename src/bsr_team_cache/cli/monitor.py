@@ -20,18 +20,5 @@ def command(options: TeamOptions, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(metrics.to_json(), indent=2))
         return
-    click.echo(f"Cache Performance for team {metrics.team}:")
-    click.echo(f"  Hit Rate: {metrics.cache_hit_rate:.1%}")
-    click.echo(f"  Bandwidth Saved: {metrics.bandwidth_saved_mb:,.1f}MB")
-    click.echo(f"  Shared Cache Efficiency: {metrics.shared_cache_efficiency:.1%}")
-    click.echo(f"  Bundle Usage Rate: {metrics.bundle_usage_rate:.1%}")
-    tiers = ", ".join(f"{n} {t}" for t, n in sorted(metrics.hits.items()))
-    click.echo(
-        f"  Fetches: {metrics.fetches} ({metrics.modules_fetched} modules"
-        + (f": {tiers})" if tiers else ")")
-    )
-    click.echo(f"  Local store: {metrics.local_store_mb:,.1f}MB")
-    click.echo(
-        f"  Team: {metrics.members_reporting} members reporting,"
-        f" {metrics.team_modules_fetched} module fetches"
-    )
+    for line in metrics.dashboard_lines():
+        click.echo(line)

@@ -93,6 +93,22 @@ class CacheMetrics:
     def to_json(self) -> dict:
         return dict(self.__dict__)
 
+    def dashboard_lines(self) -> list[str]:
+        """The monitor dashboard (the design document's labels)."""
+        tiers = ", ".join(f"{n} {t}" for t, n in sorted(self.hits.items()))
+        return [
+            f"Cache Performance for team {self.team}:",
+            f"  Hit Rate: {self.cache_hit_rate:.1%}",
+            f"  Bandwidth Saved: {self.bandwidth_saved_mb:,.1f}MB",
+            f"  Shared Cache Efficiency: {self.shared_cache_efficiency:.1%}",
+            f"  Bundle Usage Rate: {self.bundle_usage_rate:.1%}",
+            f"  Fetches: {self.fetches} ({self.modules_fetched} modules"
+            + (f": {tiers})" if tiers else ")"),
+            f"  Local store: {self.local_store_mb:,.1f}MB",
+            f"  Team: {self.members_reporting} members reporting,"
+            f" {self.team_modules_fetched} module fetches",
+        ]
+
 
 class TeamCache:
     def __init__(

@@ -1,10 +1,11 @@
-"""A latency- and bandwidth-shaping TCP proxy on loopback (for machines without netem).
+"""A latency- and bandwidth-shaping TCP proxy on loopback (for machines without netem): the demo
+puts the BSR at internet distance with it, and the benchmarks their links.
 
 Every byte forwarded in either direction arrives ``rtt/2`` later than it was read, and each
 direction is one shared link of ``mbit`` Mbit/s (bytes queue behind earlier bytes, across all
 connections, as on a real uplink). TLS passes through untouched.
 
-    python bench/proxy.py --target 127.0.0.1:5000 --rtt-ms 20 --mbit 100
+    python -m bsr_team_cache.devnet --target 127.0.0.1:5000 --rtt-ms 20 --mbit 100
 """
 
 from __future__ import annotations
