@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -17,6 +16,9 @@ import pytest
 from bsr_team_cache._proc import stop_process
 from bsr_team_cache.oci.devregistry import DistributionServer, find_distribution
 from bsr_team_cache.samples import write_sample_data
+
+# The buf CLI the tests run: pyproject.toml's test extra pins buf-bin to it.
+PINNED_BUF = "1.75.0"
 
 # Every module that acme/orders + acme/notes (+ acme/common) pull in from the sample data.
 SHOP_DEP_CLOSURE = [
@@ -118,11 +120,16 @@ def bsr_env(dev_bsr: DevBSRProcess, monkeypatch: pytest.MonkeyPatch) -> DevBSRPr
 
 @pytest.fixture(scope="session")
 def buf_bin() -> str:
-    """The real buf CLI (PyPI buf-bin, a test dependency)."""
-    found = shutil.which("buf") or str(Path(sys.executable).parent / "buf")
-    if not os.path.exists(found):
-        pytest.fail("the buf CLI is missing: install the test extra (pip install -e '.[test]')")
-    return found
+    """The real buf CLI: the one the test extra pins (PyPI buf-bin) in this environment, never
+    another buf that happens to be on PATH."""
+    found = Path(sys.executable).parent / "buf"
+    if not found.exists():
+        pytest.fail(
+            "the pinned buf CLI is missing: install the test extra (pip install -e '.[test]')"
+        )
+    version = subprocess.run([str(found), "--version"], capture_output=True, text=True, timeout=60)
+    assert version.stdout.strip() == PINNED_BUF, f"{found} is buf {version.stdout.strip()}"
+    return str(found)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):

@@ -200,14 +200,7 @@ def _negative_control(buf: str, project_a: Path, root: Path, ca: Path) -> str:
     project = root / "buf-alone"
     shutil.copytree(project_a, project)
     env = {**os.environ, "SSL_CERT_FILE": str(ca), "BUF_CACHE_DIR": str(root / "empty-cache")}
-    done = subprocess.run(
-        [buf, "build", "-o", os.devnull],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _buf_build_run(buf, project, env)
     if done.returncode == 0:
         raise RuntimeError("buf built without the BSR and without a cache: the demo is wrong")
     lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
@@ -236,8 +229,8 @@ def _run_buf(buf: str, project_a: Path, cache: Path, ca: Path, report: DemoRepor
     )
 
 
-def _buf_build(buf: str, project: Path, env: dict[str, str]) -> None:
-    done = subprocess.run(
+def _buf_build_run(buf: str, project: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [buf, "build", "-o", os.devnull],
         cwd=project,
         env=env,
@@ -245,6 +238,10 @@ def _buf_build(buf: str, project: Path, env: dict[str, str]) -> None:
         text=True,
         timeout=300,
     )
+
+
+def _buf_build(buf: str, project: Path, env: dict[str, str]) -> None:
+    done = _buf_build_run(buf, project, env)
     if done.returncode != 0:
         raise RuntimeError(f"buf build in {project} failed: {done.stderr.strip()}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,28 @@ def test_retries_through_injected_unavailable_and_rate_limit(sample_data, tmp_pa
         statuses = [r["status"] for r in server.requests()]
         assert statuses == ["unavailable", "unavailable", "resource_exhausted", "ok"]
         assert commit.digest.type == "b5"
+    finally:
+        server.stop()
+
+
+def test_retry_after_from_the_server_is_honoured(sample_data, tmp_path, monkeypatch):
+    server = start_dev_bsr(
+        sample_data, tmp_path / "bsr", "--rate-limit-first", "1", "--retry-after", "1"
+    )
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        time.sleep(seconds)
+
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_cert))
+        with _client(max_attempts=3, sleep=sleep) as client:
+            client.resolve([parse_module_ref(f"{server.host}/acme/common")])
+        assert sleeps == [1.0]  # backoff alone would wait 5-10 ms: the server's 1 s wins
+        limited, answered = server.requests()
+        assert (limited["status"], answered["status"]) == ("resource_exhausted", "ok")
+        assert answered["time"] - limited["time"] >= 1.0  # as the server saw it
     finally:
         server.stop()
 

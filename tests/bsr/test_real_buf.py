@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from google.protobuf import descriptor_pb2
 
 from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.domain.buflock import format_buf_lock, parse_buf_lock
@@ -84,7 +85,16 @@ def test_buf_dep_update_and_build_agree_with_our_digests(buf_bin, bsr_env, tmp_p
 
     result = buf(buf_bin, "build", "-o", str(tmp_path / "image.binpb"), cwd=project, env=env)
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "image.binpb").stat().st_size > 0
+    image = descriptor_pb2.FileDescriptorSet.FromString((tmp_path / "image.binpb").read_bytes())
+    names = {f.name for f in image.file}
+    assert {
+        "shop/v1/shop.proto",
+        "acme/orders/v1/order.proto",
+        "acme/notes/v1/note.proto",
+        "acme/common/v1/page.proto",
+        "acme/pets/v1/pet.proto",
+        "google/rpc/status.proto",
+    } <= names
 
 
 def test_buf_resolves_a_pinned_label(buf_bin, bsr_env, tmp_path):

@@ -15,7 +15,7 @@ import pytest
 from bsr_team_cache.domain.digest import b5_from_contents
 from bsr_team_cache.domain.moduleref import parse_module_name
 from bsr_team_cache.errors import DigestMismatchError, StoreError
-from bsr_team_cache.oci.artifact import ModuleArtifact
+from bsr_team_cache.oci.artifact import ModuleArtifact, encode_module
 from bsr_team_cache.store import LocalStore, default_store_dir
 
 
@@ -38,7 +38,9 @@ def test_put_get_round_trip_and_default_dir(tmp_path: Path) -> None:
         store.put(artifact)
         got = store.get(artifact.module, artifact.commit)
         assert got == artifact
-        assert store.stats().entries == 1 and store.stats().bytes > 0
+        encoded = encode_module(artifact)
+        blobs = len(encoded.manifest) + len(encoded.config) + len(encoded.layer)
+        assert (store.stats().entries, store.stats().bytes) == (1, blobs)
     assert default_store_dir({"BSR_TEAM_CACHE_DIR": "/x/y"}) == Path("/x/y")
     assert default_store_dir({"XDG_CACHE_HOME": "/c"}) == Path("/c/bsr-team-cache")
 

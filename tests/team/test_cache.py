@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
+import random
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -13,6 +16,7 @@ import httpx
 import pytest
 
 from bsr_team_cache.bsr.client import BSRModuleClient
+from bsr_team_cache.domain.buflock import read_buf_lock
 from bsr_team_cache.errors import BSRTeamCacheError, UsageError
 from bsr_team_cache.oci.devregistry import DistributionServer
 from bsr_team_cache.oci.http import HTTPRegistry
@@ -22,7 +26,7 @@ from bsr_team_cache.team.cache import TeamCache
 from bsr_team_cache.team.config import STRATEGIES, make_config, read_team_config
 from bsr_team_cache.team.fetch import fetch
 from tests.bsr.test_real_buf import make_project
-from tests.conftest import SHOP_DEP_CLOSURE
+from tests.conftest import SHOP_DEP_CLOSURE, start_dev_bsr
 
 pytestmark = pytest.mark.slow
 
@@ -303,16 +307,46 @@ def test_sync_pushes_local_modules_pulls_hot_set_and_evicts(bsr_env, tmp_path: P
     assert len(pulled) == STRATEGIES["conservative"].preload_top
     assert bob.store.stats().entries == 5
 
-    # Eviction to the team's limit, sparing what a running fetch holds.
-    alice.setup(max_cache_size_mb=1)
-    big = max(alice.store.entries(), key=lambda e: e.size)
-    keep = next(e for e in alice.store.entries() if e.module != big.module)
-    from bsr_team_cache.domain.moduleref import parse_module_name
 
-    with alice.store.using([(parse_module_name(keep.module), keep.commit)]):
-        alice.store.evict(0)
-    remaining = {e.module for e in alice.store.entries()}
-    assert remaining == {keep.module}
+def _big_module(data: Path, megabytes: float) -> None:
+    """acme/big: one .proto whose comment is random text, so that gzip cannot shrink it much."""
+    text = base64.b64encode(random.Random(7).randbytes(int(megabytes * 3 / 4 * 1e6))).decode()
+    lines = "\n".join("// " + text[i : i + 76] for i in range(0, len(text), 76))
+    proto = data / "acme" / "big" / "main" / "acme" / "big" / "v1" / "big.proto"
+    proto.parent.mkdir(parents=True)
+    proto.write_text(f'syntax = "proto3";\n{lines}\npackage acme.big.v1;\n')
+
+
+def test_sync_evicts_least_recently_used_down_to_the_team_limit(
+    sample_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(sample_data, data)
+    _big_module(data, megabytes=1.5)
+    server = start_dev_bsr(data, tmp_path / "bsr")
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_cert))
+        host = server.host
+        alice = _cache(
+            "platform-team", OCILayoutRegistry(tmp_path / "team"), tmp_path / "a", "alice"
+        )
+        alice.setup(["alice"], max_cache_size_mb=1)
+        for module in ("acme/big", "acme/common", "acme/notes"):  # the big one used first
+            alice.warm([f"{host}/{module}"])
+        entries = {e.module: e for e in alice.store.entries()}
+        big = entries[f"{host}/acme/big"]
+        small = sum(e.size for e in entries.values()) - big.size
+        assert big.size > 1024 * 1024 > small  # only the big one has to go
+        report = alice.sync()
+        assert report.evicted == [f"{host}/acme/big:{big.commit}"]
+        assert sorted(e.module for e in alice.store.entries()) == [
+            f"{host}/acme/common",
+            f"{host}/acme/notes",
+        ]
+        # Under the limit, the next sync evicts nothing.
+        assert alice.sync().evicted == []
+    finally:
+        server.stop()
 
 
 def _build_three_times(project: Path, registry, tmp_path: Path) -> None:
@@ -341,7 +375,9 @@ def test_metrics_from_usage(bsr_env, tmp_path: Path) -> None:
     assert metrics.fetches == 3 and metrics.modules_fetched == 3 * n
     assert metrics.hits == {"bsr": n, "local": 2 * n}
     assert metrics.cache_hit_rate == pytest.approx(2 / 3)
-    assert metrics.bandwidth_saved_mb > 0
+    lock = read_buf_lock(project / "buf.lock")
+    size = sum(cache.store.get(d.module, d.commit).size for d in lock.deps)
+    assert metrics.bandwidth_saved_mb == pytest.approx(2 * size / 1e6)  # the two local fetches
 
 
 def test_eviction_spares_what_a_running_fetch_uses(sample_data, tmp_path: Path) -> None:

@@ -11,11 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from google.protobuf import descriptor_pb2
 
+from bsr_team_cache._testhooks import POINTS
 from bsr_team_cache.bufcache.v3 import module_entry_dir
 from bsr_team_cache.domain.buflock import BufLock, LockedDep, read_buf_lock, write_buf_lock
 from bsr_team_cache.domain.moduleref import parse_module_ref
@@ -59,15 +60,27 @@ def _hits(result: subprocess.CompletedProcess) -> dict[str, int]:
     return json.loads(result.stdout)["hits"]
 
 
-def _buf_build(buf_bin: str, project: Path, member: Path, ca: Path) -> subprocess.CompletedProcess:
+def _buf_build(
+    buf_bin: str, project: Path, member: Path, ca: Path, *out: str
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "BUF_CACHE_DIR": str(member / "buf-cache"), "SSL_CERT_FILE": str(ca)}
     return subprocess.run(
-        [buf_bin, "build", "-o", os.devnull],
+        [buf_bin, "build", *(out or ("-o", os.devnull))],
         cwd=project,
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
+    )
+
+
+def _files_and_messages(descriptor_set: Path) -> list[tuple[str, list[str]]]:
+    """Each file of a FileDescriptorSet (buf's image reads as one) with its message names;
+    the well-known types by name only (each compiler brings its own version of them)."""
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes()).file
+    return sorted(
+        (f.name, [] if f.name.startswith("google/protobuf/") else [m.name for m in f.message_type])
+        for f in files
     )
 
 
@@ -101,9 +114,29 @@ def test_member_b_builds_offline_from_the_team_registry(
     for dep in read_buf_lock(project_b / "buf.lock").deps:
         entry = module_entry_dir(member_b / "buf-cache", dep.module, dep.commit)
         assert (entry / "module.yaml").is_file()
-    assert (tmp_path / "include" / "acme" / "pets" / "v1" / "pet.proto").is_file()
-    built = _buf_build(buf_bin, project_b, member_b, ca)
+    built = _buf_build(buf_bin, project_b, member_b, ca, "-o", str(tmp_path / "buf.binpb"))
     assert built.returncode == 0, built.stderr
+    # protoc builds the project from the exported tree alone, to the same files as buf.
+    protoc = subprocess.run(
+        [
+            "protoc",
+            "-I",
+            str(tmp_path / "include"),
+            "-I",
+            str(project_b),
+            "--include_imports",
+            "--descriptor_set_out",
+            str(tmp_path / "protoc.pb"),
+            "shop/v1/shop.proto",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert protoc.returncode == 0, protoc.stderr
+    assert _files_and_messages(tmp_path / "protoc.pb") == _files_and_messages(
+        tmp_path / "buf.binpb"
+    )
     # Other buf commands that read dependencies work offline on the same cache.
     env = {**os.environ, "BUF_CACHE_DIR": str(member_b / "buf-cache"), "SSL_CERT_FILE": str(ca)}
     graph = subprocess.run(
@@ -319,7 +352,10 @@ def _store_is_consistent(store_dir: Path) -> int:
         return len(entries)
 
 
-def test_kill_9_leaves_nothing_half_written(sample_data, tmp_path, buf_bin):
+@pytest.mark.parametrize("point", POINTS)
+def test_kill_9_leaves_nothing_half_written(sample_data, tmp_path, buf_bin, point):
+    """The fetch is killed (SIGKILL, by its own test hook) at a named point of its write path:
+    the store and buf's cache hold no half entry, and the next fetch completes them."""
     server = start_dev_bsr(sample_data, tmp_path / "bsr")
     registry = f"oci-layout:{tmp_path / 'team-registry'}"
     ca = server.ca_cert
@@ -327,36 +363,24 @@ def test_kill_9_leaves_nothing_half_written(sample_data, tmp_path, buf_bin):
     try:
         project = make_project(tmp_path / "p", server.host)
         _lock_without_download(project, server, ["acme/orders", "acme/notes", "acme/common"])
-        started = time.monotonic()
-        assert _fetch(project, registry, tmp_path / "timing", ca).returncode == 0
-        duration = time.monotonic() - started
         env = {
             **os.environ,
             "SSL_CERT_FILE": str(ca),
             "BUF_CACHE_DIR": str(member / "buf-cache"),
             "BSR_TEAM_CACHE_DIR": str(member / "store"),
+            "BSR_TEAM_CACHE_KILL_AT": point,
         }
-        for i in range(8):
-            # Kill at points spread over a whole fetch (start-up, download, writes).
-            proc = subprocess.Popen(
-                _fetch_argv(
-                    project,
-                    f"oci-layout:{tmp_path / f'reg-{i}'}",
-                    "--no-buf-cache" if i % 2 else "--json",
-                ),
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            time.sleep(duration * (i + 1) / 8)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            _store_is_consistent(member / "store")
-            cache = member / "buf-cache" / "v3" / "modules" / "b5"
-            if cache.exists():
-                for entry in cache.glob("*/*/*/*"):
-                    if not entry.name.startswith("."):
-                        assert (entry / "module.yaml").is_file(), entry
+        killed = subprocess.run(
+            _fetch_argv(project, registry), env=env, capture_output=True, timeout=120
+        )
+        assert killed.returncode == -signal.SIGKILL  # it did reach the point
+        kept = _store_is_consistent(member / "store")  # every visible entry is whole
+        if point.startswith("store."):  # killed while saving the first module
+            assert kept == 0
+        cache = member / "buf-cache" / "v3" / "modules" / "b5"
+        for entry in cache.glob("*/*/*/*") if cache.exists() else ():
+            if not entry.name.startswith("."):
+                assert (entry / "module.yaml").is_file(), entry
         final = _fetch(project, registry, member, ca)
         assert final.returncode == 0, final.stderr
         assert _store_is_consistent(member / "store") == len(SHOP_DEP_CLOSURE)

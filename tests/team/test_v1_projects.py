@@ -121,6 +121,10 @@ def test_a_v1_project_builds_offline_from_the_team_registry(
     assert other["hits"] == {"local": 0, "team": 6, "bsr": 0}
     built = _buf(buf_bin, "build", "-o", os.devnull, cwd=v2, cache=member_c / "buf-cache", ca=ca)
     assert built.returncode == 0, built.stderr
+    # The b5 entries too are what buf writes (its own `dep update` of the v2 project).
+    ours = _tree(member_c / "buf-cache" / "v3" / "modules")
+    assert ours == _tree(tmp_path / "b2" / "v3" / "modules")
+    assert sum(k.endswith("/module.yaml") for k in ours) == 6
     registry = open_registry(registry_url)
     for dep in lock.deps:
         assert registry.list_tags(module_repository(TEAM, dep.module)) == [dep.commit]

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from bsr_team_cache._fs import inside
+from bsr_team_cache._testhooks import reached
 from bsr_team_cache.domain._yamlnodes import scalar_text
 from bsr_team_cache.domain.digest import B5, SHAKE256, Digest
 from bsr_team_cache.domain.files import validate_file_set
@@ -201,7 +202,9 @@ def write_module(
                     target = staging / _v1_path(name)
                     target.parent.mkdir()
                     target.write_bytes(content)
+                reached("bufcache.files-written")
                 (staging / "module.yaml").write_text(_module_yaml(deps, v1_files))
+                reached("bufcache.before-rename")
                 if entry.is_symlink():  # never follow it: remove the link itself
                     entry.unlink()
                 elif entry.exists():  # a half-written entry without module.yaml: replace it

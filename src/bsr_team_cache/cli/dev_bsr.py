@@ -72,6 +72,12 @@ def _interrupt(*_: object) -> None:
     help="Then answer N RPCs with 429 resource_exhausted and Retry-After.",
 )
 @click.option(
+    "--retry-after",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Seconds the injected failures ask clients to wait (Retry-After).",
+)
+@click.option(
     "--delay-ms",
     type=click.IntRange(min=0),
     default=0,
@@ -102,6 +108,7 @@ def command(
     deny_owner: tuple[str, ...],
     fail_first: int,
     rate_limit_first: int,
+    retry_after: int,
     delay_ms: int,
     compress: bool,
     warning: str,
@@ -130,6 +137,7 @@ def command(
                 deny_owners=set(deny_owner),
                 delay_seconds=delay_ms / 1000,
                 compress=compress,
+                retry_after=retry_after,
                 warning=warning,
             ),
         )

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bsr_team_cache._testhooks import reached
 from bsr_team_cache.domain.digest import (
     B5,
     SHAKE256,
@@ -313,6 +314,7 @@ def push_module(registry: RegistryBackend, repo: str, artifact: ModuleArtifact) 
     for data, digest in encoded.blobs():
         if not registry.blob_exists(repo, digest):
             registry.push_blob(repo, data, digest)
+    reached("publish.blobs-pushed")
     return registry.push_manifest(repo, artifact.commit, encoded.manifest, OCI_MANIFEST)
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bsr_team_cache._fs import atomic_write, read_regular_file
+from bsr_team_cache._testhooks import reached
 from bsr_team_cache.domain.moduleref import ModuleName
 from bsr_team_cache.errors import InvalidContentError, StoreError
 from bsr_team_cache.limits import limits
@@ -257,8 +258,9 @@ class LocalStore:
 
     # -- entries -------------------------------------------------------------------------
     @_store_errors
-    def get(self, module: ModuleName, commit: str) -> ModuleArtifact | None:
-        """The verified artifact, or None. A corrupt entry is dropped and reported."""
+    def get(self, module: ModuleName, commit: str, *, touch: bool = True) -> ModuleArtifact | None:
+        """The verified artifact, or None. A corrupt entry is dropped and reported. A read that
+        is not a use (``touch=False``: sync pushing what is here) leaves the LRU order alone."""
         row = self._db.execute(
             "SELECT manifest, blobs FROM entries WHERE module = ? AND commit_id = ?",
             (str(module), commit),
@@ -278,10 +280,11 @@ class LocalStore:
                 with contextlib.suppress(InvalidContentError):
                     self._blob_path(digest).unlink(missing_ok=True)
             raise type(exc)(f"{exc} (entry removed from the local store)") from None
-        self._db.execute(
-            "UPDATE entries SET last_used = ? WHERE module = ? AND commit_id = ?",
-            (time.time(), str(module), commit),
-        )
+        if touch:
+            self._db.execute(
+                "UPDATE entries SET last_used = ? WHERE module = ? AND commit_id = ?",
+                (time.time(), str(module), commit),
+            )
         return artifact
 
     @_store_errors
@@ -299,6 +302,7 @@ class LocalStore:
         blobs = [*encoded.blobs(), (encoded.manifest, encoded.manifest_digest)]
         for data, digest in blobs:
             self._write_blob(data, digest)
+        reached("store.blobs-written")
         size = sum(len(data) for data, _ in blobs)
         now = time.time()
         with self._write():  # the row that makes the entry visible goes in last
@@ -314,6 +318,7 @@ class LocalStore:
                     now,
                 ),
             )
+            reached("store.row-written")
         if self.max_bytes is not None:
             self.evict(self.max_bytes)
 

@@ -376,7 +376,9 @@ class TeamCache:
         artifacts = []
         for entry in self.store.entries():
             try:
-                artifact = self.store.get(parse_module_name(entry.module), entry.commit)
+                artifact = self.store.get(
+                    parse_module_name(entry.module), entry.commit, touch=False
+                )
             except BSRTeamCacheError as exc:
                 report.warnings.append(str(exc))
                 continue

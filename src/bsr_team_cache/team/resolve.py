@@ -73,7 +73,7 @@ def resolve_project(
         lock = read_buf_lock(lock_path)
         return Resolution(_with_digests(lock, lock_path, bsr), "buf.lock")
     config = read_buf_yaml(project / BUF_YAML)
-    version = "v2" if config.version == "v2" else config.version  # the lock buf would write
+    version = config.version  # buf writes the lock of its buf.yaml's version
     if not config.deps:
         return Resolution(BufLock(version, ()), "buf.yaml")
     return resolve_refs(

@@ -64,6 +64,7 @@ class ServerOptions:
     deny_owners: set[str] = field(default_factory=set)
     delay_seconds: float = 0.0
     compress: bool = False  # gzip answers for clients that accept it (Connect compression)
+    retry_after: int = 0  # seconds the injected failures ask the client to wait
     warning: str = ""  # sent in buf-warning-bin on every answer, as the BSR warns buf
 
 
@@ -385,7 +386,7 @@ def _make_handler(app: DevBSR) -> type[BaseHTTPRequestHandler]:
             fault = app.injected_fault()
             if fault is not None:
                 app.log(route, [], fault[0])
-                self._error(fault[0], fault[1], {"Retry-After": "0"})
+                self._error(fault[0], fault[1], {"Retry-After": str(app.options.retry_after)})
                 return
             opts = app.options
             if opts.require_token is not None:
