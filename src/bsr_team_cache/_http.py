@@ -25,7 +25,7 @@ import httpx
 from bsr_team_cache import __version__
 from bsr_team_cache._deadline import _deadline, deadline_passed
 from bsr_team_cache.errors import ContentTooLargeError, InvalidContentError, remote_text
-from bsr_team_cache.limits import limits
+from bsr_team_cache.limits import INFLATE_RATIO, INFLATE_RATIO_FLOOR, limits
 
 USER_AGENT = f"bsr-team-cache/{__version__}"
 SPILL_BYTES = 16 << 20  # answers larger than this wait in a temporary file, not in memory
@@ -160,14 +160,23 @@ _INFLATE_STEP = 1 << 20
 
 def _gunzip(chunks: Iterable[bytes], what: str) -> Iterator[bytes]:
     """Decompress in steps of at most 1 MiB of output: a small gzip bomb never expands in one
-    go (httpx's own decoder inflates each network chunk whole)."""
+    go (httpx's own decoder inflates each network chunk whole), and one that inflates past
+    the ratio no honest answer reaches is refused early, not at the size cap."""
     inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header
+    consumed = produced = 0
     try:
         for chunk in chunks:
             data = chunk
             while data:
                 out = inflater.decompress(data, _INFLATE_STEP)
+                consumed += len(data) - len(inflater.unconsumed_tail)
                 data = inflater.unconsumed_tail
+                produced += len(out)
+                if produced > INFLATE_RATIO_FLOOR and produced > INFLATE_RATIO * max(1, consumed):
+                    raise InvalidContentError(
+                        f"{what}: the answer inflates {produced // max(1, consumed)} times its"
+                        " compressed size (a decompression bomb)"
+                    )
                 if out:
                     yield out
         rest = inflater.flush()

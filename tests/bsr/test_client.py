@@ -151,6 +151,23 @@ def test_retry_after_from_the_server_is_honoured(sample_data, tmp_path, monkeypa
         server.stop()
 
 
+def test_server_warnings_are_reported_once_per_call(sample_data, tmp_path, monkeypatch):
+    server = start_dev_bsr(sample_data, tmp_path / "bsr", "--warning", "acme is \x1b[31mred")
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_cert))
+        ref = parse_module_ref(f"{server.host}/acme/common")
+        with _client() as client:
+            client.resolve([ref])
+            client.resolve([ref])
+            said = f"{server.host}: acme is \\x1b[31mred"  # the escape shown, not sent
+            assert client.server_warnings() == [said]  # once, though said twice
+            assert client.server_warnings() == []
+            client.resolve([ref])  # a later fetch with the same client hears it again
+            assert client.server_warnings() == [said]
+    finally:
+        server.stop()
+
+
 def test_auth_errors(sample_data, tmp_path, monkeypatch):
     server = start_dev_bsr(
         sample_data, tmp_path / "bsr", "--require-token", "s3cret", "--deny-owner", "googleapis"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_cli
 
 
@@ -82,3 +84,35 @@ def test_empty_dependency_list_is_fine(tmp_path: Path) -> None:
     result = _fetch(tmp_path, f"oci-layout:{tmp_path / 'reg'}", "--json", "--no-buf-cache")
     assert result.returncode == 0, result.stderr
     assert '"local": 0' in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("buf_yaml", "lock", "message"),
+    [
+        (
+            "version: v2\n",
+            "{version: v2, deps: [], plugins: [{name: buf.build/protocolbuffers/go}]}\n",
+            "are in flow style or use anchors: --update-lock cannot keep them",
+        ),
+        (
+            "version: v1\n",
+            "version: v2\nplugins:\n  - name: buf.build/protocolbuffers/go\n",
+            "it has plugins:/policies:, which a v1 buf.lock (for this v1 buf.yaml) cannot hold",
+        ),
+        (
+            "version: v2\n",
+            "version: v2\nplugins: [\n",
+            "invalid YAML",
+        ),
+    ],
+)
+def test_update_lock_refuses_to_drop_what_it_cannot_keep(
+    tmp_path: Path, buf_yaml: str, lock: str, message: str
+) -> None:
+    (tmp_path / "buf.yaml").write_text(buf_yaml)
+    (tmp_path / "buf.lock").write_text(lock)
+    result = _fetch(tmp_path, f"oci-layout:{tmp_path / 'reg'}", "--update-lock", "--no-buf-cache")
+    assert result.returncode == 2
+    assert f"{tmp_path / 'buf.lock'}" in result.stderr and message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "buf.lock").read_text() == lock  # untouched

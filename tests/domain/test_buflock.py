@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import pytest
 
 from bsr_team_cache.domain.buflock import (
@@ -152,3 +155,43 @@ def test_malformed_buf_lock(text, message):
     with pytest.raises(ConfigError) as info:
         parse_buf_lock(text, "buf.lock")
     assert message in str(info.value)
+
+
+PLUGINS = "plugins:\n  - name: buf.build/protocolbuffers/go\n    commit: " + "d4" * 16 + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "problem"),
+    [
+        (V2 + "foo: 1\n", 10, "unknown field 'foo'"),
+        (V1 + PLUGINS, 9, "unknown field 'plugins'"),  # plugins: only in v2 locks
+        ("version: v2\n<<: {deps: []}\n", 2, "YAML merge keys ('<<') are not read here"),
+    ],
+)
+def test_fields_buf_would_refuse_or_read_otherwise_are_refused(
+    text: str, line: int, problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"buf.lock:{line}: {re.escape(problem)}"):
+        parse_buf_lock(text)
+
+
+def test_plugins_and_policies_are_kept_only_as_block_text_without_anchors() -> None:
+    assert parse_buf_lock(V2 + PLUGINS).extra == PLUGINS
+    assert parse_buf_lock(PLUGINS + V2).extra == PLUGINS  # before deps: still whole
+    flow = "{version: v2, deps: [], plugins: [{name: buf.build/protocolbuffers/go}]}\n"
+    assert parse_buf_lock(flow).extra is None
+    anchored = "version: v2\ndeps: &d []\nplugins: *d\n"
+    assert parse_buf_lock(anchored).extra is None
+    inline = "version: v2\nplugins: [{name: buf.build/protocolbuffers/go}]\n"
+    assert parse_buf_lock(inline).extra is None
+
+
+def test_a_lock_that_would_not_read_back_is_not_written(tmp_path: Path) -> None:
+    (tmp_path / "buf.lock").write_text(V2)
+    lock = parse_buf_lock(V2)
+    smuggling = BufLock("v2", lock.deps, extra="deps: []\n")  # would hide the deps from buf
+    with pytest.raises(
+        ConfigError, match=r"would not read back as its deps \(duplicate key .deps. in buf.lock\)"
+    ):
+        write_buf_lock(tmp_path / "buf.lock", smuggling)
+    assert (tmp_path / "buf.lock").read_text() == V2

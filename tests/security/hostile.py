@@ -15,6 +15,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -22,6 +24,7 @@ import socket
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +35,7 @@ import httpx
 
 from bsr_team_cache.bsr.devbsr import DevBSR, DevBSRServer, ModuleRepository, ensure_tls_files
 from bsr_team_cache.bsr.devbsr.server import _make_handler
+from bsr_team_cache.bsr.proto import module_v1_pb2 as mpb
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
@@ -295,6 +299,9 @@ class HostileBSR(DevBSR):
     ``nul-path``             Download adds a file ``a\\0.proto`` to the target
     ``traversal-path``       Download adds a file ``../../escaped.proto`` to the target
     ``endless-download``     Download answers 200 and never stops sending
+    ``gzip-bomb-download``   Download answers ~0.5 MB of gzip that inflates to 510 MiB
+    ``b5-graph-extra-dep``   the b5 GetGraph gives the target a dependency (grpc/grpc) that
+                             the b4 (v1beta1) graph does not have
     ``trickle``              every answer comes one byte every ``interval`` seconds
     """
 
@@ -330,6 +337,14 @@ class HostileBSR(DevBSR):
                 for node in (edge.from_node, edge.to_node):
                     if node.commit_id in targets:
                         node.commit_id += "\n"
+        if self.mode == "b5-graph-extra-dep":
+            extra = self.repo.module("grpc", "grpc").commits()[0]
+            resp.graph.commits.append(self._commit_proto(extra))
+            for target in targets & {c.id for c in resp.graph.commits}:
+                resp.graph.edges.add(
+                    from_node=mpb.Graph.Node(commit_id=target),
+                    to_node=mpb.Graph.Node(commit_id=extra.commit_id),
+                )
         if self.mode == "graph-missing-commit":
             kept = [c for c in resp.graph.commits if c.id not in targets]
             del resp.graph.commits[:]
@@ -375,6 +390,17 @@ class HostileBSR(DevBSR):
                     except (OSError, ssl.SSLError):
                         pass
                     return
+                if app.mode == "gzip-bomb-download" and self.path.endswith("/Download"):
+                    self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                    body = _gzip_zeros(510 << 20)
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/proto")
+                    self.send_header("Content-Encoding", "gzip")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    with contextlib.suppress(OSError, ssl.SSLError):
+                        self.wfile.write(body)
+                    return
                 if app.mode == "endless-download" and self.path.endswith("/Download"):
                     length = int(self.headers.get("Content-Length") or 0)
                     self.rfile.read(length)
@@ -393,6 +419,15 @@ class HostileBSR(DevBSR):
 
         server.httpd.RequestHandlerClass = Handler
         return server.start(), tls.ca_cert
+
+
+@functools.cache
+def _gzip_zeros(size: int) -> bytes:
+    """``size`` zero bytes, gzip-compressed (about size/1000 bytes)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = bytes(1 << 20)
+    parts = [packer.compress(block) for _ in range(size >> 20)]
+    return b"".join([*parts, packer.flush()])
 
 
 @dataclass

@@ -125,6 +125,21 @@ def test_an_endless_download_body_is_cut_off(
     assert rss < RSS_LIMIT_MB, f"peak RSS {rss} MB"
 
 
+def test_a_gzip_bomb_from_the_bsr_is_refused_as_it_inflates(
+    machine: Machine, hostile_bsr, layout_url: str
+) -> None:
+    """0.5 MB of gzip that inflates to 510 MiB, just under the response cap: refused by its
+    ratio long before the cap, in bounded memory."""
+    _host, ca, _ = hostile_bsr("gzip-bomb-download", "acme/pets")
+
+    rss, _seconds, _out, err, code = _fetch_rss(machine, layout_url, ca)
+
+    assert code == 1
+    assert "times its compressed size (a decompression bomb)" in err
+    assert "Traceback" not in err
+    assert rss < RSS_LIMIT_MB, f"peak RSS {rss} MB"
+
+
 def test_a_trickling_registry_is_abandoned_and_the_bsr_serves(
     machine: Machine, legit: Legit, distribution: DistributionServer, distribution_url: str
 ) -> None:

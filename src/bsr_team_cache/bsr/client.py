@@ -27,7 +27,7 @@ from bsr_team_cache.errors import (
     DigestMismatchError,
     InvalidContentError,
 )
-from bsr_team_cache.limits import limits
+from bsr_team_cache.limits import MAX_V1_FILE_BYTES, limits
 
 if TYPE_CHECKING:
     from bsr_team_cache.bsr.connect import ConnectTransport
@@ -45,7 +45,6 @@ MODULE_PKG = "buf.registry.module.v1"
 MODULE_V1BETA1_PKG = "buf.registry.module.v1beta1"
 OWNER_PKG = "buf.registry.owner.v1"
 MAX_BATCH = 250  # the API's repeated.max_items on every request
-MAX_V1_FILE_BYTES = 1 << 20
 _V1_FIELDS = (("buf.yaml", "v1_buf_yaml_file"), ("buf.lock", "v1_buf_lock_file"))
 
 
@@ -80,6 +79,18 @@ class ModuleGraph:
             seen.add(current)
             stack.extend(self.deps.get(current, []))
         return sorted((self.commits[c] for c in seen), key=lambda c: str(c.module))
+
+    def same_shape(self, other: ModuleGraph) -> bool:
+        """The same commits of the same modules with the same edges (digests aside): what
+        the b4 and the b5 graph of one set of commits must be."""
+
+        def shape(graph: ModuleGraph) -> dict[str, tuple[str, frozenset[str]]]:
+            return {
+                c: (str(info.module), frozenset(graph.deps.get(c, ())))
+                for c, info in graph.commits.items()
+            }
+
+        return shape(self) == shape(other)
 
 
 @dataclass(frozen=True)
@@ -168,8 +179,14 @@ class BSRModuleClient:
             self._transport.close()
 
     def server_warnings(self) -> list[str]:
-        """What the registries said in ``buf-warning-bin`` so far (none if nothing was asked)."""
-        return list(getattr(self._transport, "warnings", []))
+        """What the registries said in ``buf-warning-bin`` since the last call (each once), so
+        that a client used for several fetches reports each warning with its own fetch."""
+        warnings = getattr(self._transport, "warnings", None)
+        if not warnings:
+            return []
+        said = list(warnings)
+        warnings.clear()
+        return said
 
     def __enter__(self) -> BSRModuleClient:
         return self
@@ -369,10 +386,7 @@ class BSRModuleClient:
             if b4:
                 digest = _digest_from_proto(content.commit.digest, where, b4=True)
                 commit = replace(commit, digest=digest)
-                for name, field_ in (
-                    ("buf.yaml", "v1_buf_yaml_file"),
-                    ("buf.lock", "v1_buf_lock_file"),
-                ):
+                for name, field_ in _V1_FIELDS:
                     if content.HasField(field_):
                         v1_files[name] = bytes(getattr(content, field_).content)
                         if len(v1_files[name]) > MAX_V1_FILE_BYTES:

@@ -64,6 +64,7 @@ _HTTP_TO_CODE = {
     504: "unavailable",
 }
 _RETRYABLE_CODES = {"unavailable", "resource_exhausted", "internal", "unknown", "deadline_exceeded"}
+_MAX_WARNINGS = 20  # distinct buf-warning-bin texts kept between reports (a server could vary them)
 
 
 class ConnectTransport:
@@ -119,7 +120,7 @@ class ConnectTransport:
         except ValueError:
             return
         warning = f"{host}: {remote_text(text)}"
-        if warning not in self.warnings:
+        if warning not in self.warnings and len(self.warnings) < _MAX_WARNINGS:
             self.warnings.append(warning)
 
     def url(self, host: str, service: str, method: str) -> str:

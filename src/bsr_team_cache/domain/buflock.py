@@ -38,8 +38,9 @@ class BufLock:
     version: str
     deps: tuple[LockedDep, ...]
     # A v2 lock's other top-level sections (plugins:, policies:) as written: a rewrite of the
-    # deps keeps them byte for byte.
-    extra: str = ""
+    # deps keeps them byte for byte. None: they are in a form that cannot be kept that way
+    # (flow style, anchors, aliases).
+    extra: str | None = ""
 
     def dep(self, module: ModuleName) -> LockedDep | None:
         for dep in self.deps:
@@ -80,6 +81,8 @@ def parse_buf_lock(text: str, path: Path | str = BUF_LOCK) -> BufLock:
                 line=yn.line_of(root["version"]),
                 hint="expected v1beta1, v1 or v2",
             )
+    if isinstance(node, yaml.MappingNode):  # an empty file is an empty lock
+        _known_sections(path, node, version)
     deps: list[LockedDep] = []
     seen: dict[ModuleName, int] = {}
     for index, item in enumerate(yn.sequence(path, root.get("deps"), "deps")):
@@ -124,18 +127,61 @@ def parse_buf_lock(text: str, path: Path | str = BUF_LOCK) -> BufLock:
     return BufLock(version=version, deps=tuple(deps), extra=extra)
 
 
-def _extra_sections(text: str, node: yaml.MappingNode) -> str:
+def _known_sections(path: Path, node: yaml.MappingNode, version: str) -> None:
+    """buf refuses a lock with fields it does not know; so do we. A merge key would make buf
+    read deps that we would not see: refused too."""
+    known = ("version", "deps", "plugins", "policies") if version == "v2" else ("version", "deps")
+    for key_node, _ in node.value:
+        key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+        if key == "<<":
+            raise ConfigError(
+                path,
+                "YAML merge keys ('<<') are not read here",
+                line=yn.line_of(key_node),
+                hint="write the entries out (buf dep update writes them so)",
+            )
+        if key not in known:
+            raise ConfigError(
+                path,
+                f"unknown field {key!r}",
+                line=yn.line_of(key_node),
+                hint=f"a {version} buf.lock has {', '.join(known)}",
+            )
+
+
+def _extra_sections(text: str, node: yaml.MappingNode) -> str | None:
     """The raw text of top-level sections other than version and deps, from each key to the
-    end of its value (through the end of that line)."""
+    end of its value (through the end of that line); None unless that text is block-style
+    YAML of exactly those sections, without anchors or aliases (so that it reads the same
+    after other deps)."""
     out = []
+    keys = []
     for key_node, value_node in node.value:
         if key_node.value in ("version", "deps"):
             continue
-        start = text.rfind("\n", 0, key_node.start_mark.index) + 1
+        if key_node.start_mark.column != 0:
+            return None
+        keys.append(key_node.value)
+        start = key_node.start_mark.index
         end = text.find("\n", max(value_node.end_mark.index - 1, key_node.end_mark.index))
         end = len(text) if end < 0 else end + 1
-        out.append(text[start:end])
-    return "".join(out)
+        section = text[start:end].splitlines(keepends=True)
+        while section and (not section[-1].strip() or section[-1].lstrip().startswith("#")):
+            section.pop()  # comments and blank lines after a section belong to what follows
+        out.append("".join(section))
+    extra = "".join(out)
+    try:
+        for event in yaml.parse(extra, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                return None
+            if isinstance(event, yaml.CollectionStartEvent) and event.flow_style:
+                return None
+        alone = yaml.compose(extra, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(alone, yaml.MappingNode) or [k.value for k, _ in alone.value] != keys:
+        return None
+    return extra
 
 
 def _digest(path: Path, node, what: str, expected: str) -> Digest:
@@ -174,15 +220,24 @@ def format_buf_lock(lock: BufLock) -> str:
         for i, (key, value) in enumerate(fields):
             prefix = "  - " if i == 0 else "    "
             out.append(f"{prefix}{key}: {yn.scalar_text(value)}\n")
-    out.append(lock.extra)
+    out.append(lock.extra or "")
     return "".join(out)
 
 
 def write_buf_lock(path: Path | str, lock: BufLock) -> None:
-    """Write atomically: a crash never leaves a half-written buf.lock."""
+    """Write atomically: a crash never leaves a half-written buf.lock; and never a lock that
+    does not read back as the deps it was given."""
     path = Path(path)
     if path.is_dir():
         path = path / BUF_LOCK
+    text = format_buf_lock(lock)
+    try:
+        deps = sorted(parse_buf_lock(text, path).deps, key=lambda d: str(d.module))
+        problem = None if deps == sorted(lock.deps, key=lambda d: str(d.module)) else "other deps"
+    except ConfigError as exc:
+        problem = exc.problem
+    if problem is not None:
+        raise ConfigError(path, f"the new lock would not read back as its deps ({problem})")
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(format_buf_lock(lock), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)

@@ -35,7 +35,7 @@ from bsr_team_cache.errors import (
     InvalidDigestError,
     InvalidModuleRefError,
 )
-from bsr_team_cache.limits import limits
+from bsr_team_cache.limits import MAX_V1_FILE_BYTES, limits
 from bsr_team_cache.oci.base import (
     OCI_MANIFEST,
     Descriptor,
@@ -55,7 +55,6 @@ _REPO_COMPONENT = re.compile(r"[^a-z0-9._-]+")
 
 
 V1_FILES = ("buf.yaml", "buf.lock")  # a v1 module's own config, part of its b4 digest
-MAX_V1_FILE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -244,6 +243,8 @@ def _config_fields(config: object, module: ModuleName, commit: str, where: str) 
         if not isinstance(labels, list) or not all(is_label(x) for x in labels):
             raise InvalidContentError(f"{where}: config labels are not label names")
         b4 = config.get("b4")
+        if b4 is None and config.get("v1_files"):
+            raise InvalidContentError(f"{where}: config v1_files without b4")
         return {
             "digest": parse_digest(config.get("digest"), expected_type=B5),
             "deps": _dep_records(config.get("deps"), where),
@@ -262,8 +263,12 @@ def _v1_files(value: object, where: str) -> dict[str, bytes]:
         raise InvalidContentError(f"{where}: config v1_files must name only buf.yaml, buf.lock")
     files = {}
     for name, encoded in value.items():
-        if not isinstance(encoded, str) or len(encoded) > 2 * MAX_V1_FILE_BYTES:
-            raise InvalidContentError(f"{where}: config v1_files.{name} is not a short string")
+        # base64 is 4/3 of the bytes: the decoded size is bounded before decoding
+        if not isinstance(encoded, str) or len(encoded) > (MAX_V1_FILE_BYTES + 2) // 3 * 4:
+            raise InvalidContentError(
+                f"{where}: config v1_files.{name} is not a string of at most"
+                f" {MAX_V1_FILE_BYTES} bytes (base64)"
+            )
         try:
             files[name] = base64.b64decode(encoded, validate=True)
         except ValueError:

@@ -20,15 +20,11 @@ from typing import BinaryIO
 
 from bsr_team_cache.domain.files import validate_file_set
 from bsr_team_cache.errors import ContentTooLargeError, InvalidContentError
-from bsr_team_cache.limits import limits
+from bsr_team_cache.limits import INFLATE_RATIO, INFLATE_RATIO_FLOOR, limits
 
 BLOCK = 512
 _STEP = 1 << 20  # at most this much output per decompression step
 _INPUT_STEP = 64 << 10
-# Proto text compresses 4-10x with gzip; long runs of zeros (a bomb) ~1000x. Past the floor,
-# output more than RATIO times the input read so far is refused.
-RATIO = 200
-RATIO_FLOOR = 16 << 20
 MAX_PAX_BYTES = 64 << 10  # one PAX header (a long path needs a few hundred bytes)
 MAX_METADATA_BYTES = 32 << 20  # all headers and PAX records of one layer
 
@@ -83,7 +79,9 @@ class _Inflater:
             raise ContentTooLargeError(
                 f"{self._where}: the files layer expands beyond {self._max_output} bytes"
             )
-        if self.produced > RATIO_FLOOR and self.produced > RATIO * max(1, self.consumed):
+        if self.produced > INFLATE_RATIO_FLOOR and self.produced > INFLATE_RATIO * max(
+            1, self.consumed
+        ):
             raise ContentTooLargeError(
                 f"{self._where}: the files layer expands {self.produced // max(1, self.consumed)}"
                 " times its compressed size (a decompression bomb)"

@@ -21,13 +21,20 @@ from bsr_team_cache._deadline import deadline_passed, deadline_scope
 from bsr_team_cache._threads import ContextThreadPool
 from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.bufcache.v3 import write_module
-from bsr_team_cache.domain.buflock import BUF_LOCK, LockedDep, read_buf_lock, write_buf_lock
+from bsr_team_cache.domain.buflock import (
+    BUF_LOCK,
+    BufLock,
+    LockedDep,
+    read_buf_lock,
+    write_buf_lock,
+)
 from bsr_team_cache.domain.bufyaml import BUF_YAML
 from bsr_team_cache.domain.digest import SHAKE256, Digest
 from bsr_team_cache.domain.moduleref import ModuleRef
 from bsr_team_cache.errors import (
     BSRError,
     BSRTeamCacheError,
+    ConfigError,
     DigestMismatchError,
     InvalidContentError,
     RegistryError,
@@ -113,6 +120,7 @@ class _Run:
     use_bundles: bool = True
     bundle: str | None = None
     bundle_problem: str | None = None  # said only if the registry itself is not down
+    pinned: dict[str, LockedDep] = field(default_factory=dict)  # by module name
 
     def found(
         self, dep: LockedDep, artifact: ModuleArtifact, tier: str, t0: float, bundle: str = ""
@@ -275,7 +283,7 @@ def _resolve_and_obtain(
             " resolves buf.yaml's deps itself, from the BSR); pass --update-lock to write buf.lock"
         )
     if update_lock:  # never rewrite a user's buf.lock unasked
-        write_buf_lock(project / BUF_LOCK, replace(lock, extra=_kept_sections(project)))
+        write_buf_lock(project / BUF_LOCK, replace(lock, extra=_kept_sections(project, lock)))
     artifacts = obtain(
         list(lock.deps),
         team=context,
@@ -293,12 +301,38 @@ def _resolve_and_obtain(
     return artifacts, lock
 
 
-def _kept_sections(project: Path) -> str:
-    """The plugins:/policies: sections of the current buf.lock, which --update-lock keeps."""
-    with contextlib.suppress(BSRTeamCacheError):
-        if (project / BUF_LOCK).is_file():
-            return read_buf_lock(project / BUF_LOCK).extra
-    return ""
+def _kept_sections(project: Path, new: BufLock) -> str:
+    """The plugins:/policies: sections of the current buf.lock, which --update-lock keeps
+    byte for byte; an error, before anything is written, where they cannot be kept."""
+    path = project / BUF_LOCK
+    if not path.is_file():
+        return ""
+    try:
+        extra = read_buf_lock(path).extra
+    except ConfigError as exc:  # buf refuses it too; the user decides what it should keep
+        keep = "--update-lock keeps its plugins:/policies:: fix it, or delete it"
+        raise ConfigError(
+            exc.path,
+            exc.problem,
+            line=exc.line,
+            entry=exc.entry,
+            hint=f"{exc.hint}; {keep}" if exc.hint else keep,
+        ) from None
+    if extra is None:
+        raise ConfigError(
+            path,
+            "its plugins:/policies: are in flow style or use anchors: --update-lock cannot keep"
+            " them byte for byte",
+            hint="write them in block style, or run buf dep update",
+        )
+    if extra and new.version != "v2":
+        raise ConfigError(
+            path,
+            f"it has plugins:/policies:, which a {new.version} buf.lock (for this {new.version}"
+            " buf.yaml) cannot hold",
+            hint="move buf.yaml to version v2, or remove them",
+        )
+    return extra
 
 
 def record_fetch(
@@ -337,6 +371,7 @@ def obtain(
     if registry_down is not None:
         run.mark_registry_down(registry_down)
     run.labels = labels or {}
+    run.pinned = {str(d.module): d for d in deps}
     run.use_bundles = use_bundles
     run.bundle = bundle
     keys = [(d.module, d.commit) for d in deps]
@@ -411,7 +446,22 @@ def _matching(
             " fetching it again from the next tier"
         )
         return None
+    if digest.type == SHAKE256 and (problem := _unpinned_b4_dep(run, artifact)):
+        run.report.warnings.append(
+            f"{dep}: {what} names {problem}; fetching it again from the next tier"
+        )
+        return None
     return artifact
+
+
+def _unpinned_b4_dep(run: _Run, artifact: ModuleArtifact) -> str | None:
+    """b4 covers a module's files, not its deps: the deps buf's b4 entry lists (commit and b4)
+    must be the ones buf.lock pins, or a peer could write any into buf's module.yaml."""
+    for d in artifact.deps:
+        pinned = run.pinned.get(str(d.module))
+        if pinned is None or (pinned.commit, pinned.digest) != (d.commit, d.b4):
+            return f"dependency {d.module}:{d.commit} ({d.b4}), which buf.lock does not pin"
+    return None
 
 
 def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
@@ -509,8 +559,8 @@ def _from_bundle(run: _Run, deps: list[LockedDep]) -> set[str]:
     got = set()
     for artifact in artifacts:
         dep = wanted[f"{artifact.module}:{artifact.commit}"]
-        if pinned_digest(dep, artifact) != dep.digest:
-            continue
+        if _matching(run, dep, artifact, f"bundle {label}") is None:
+            continue  # pulled one by one (bundles hold no b4: v1 projects always are)
         run.keep(artifact)
         run.found(dep, artifact, TEAM, t0, bundle=label)
         got.add(dep.commit)
@@ -535,6 +585,11 @@ def _from_bsr(run: _Run, misses: list[LockedDep], bsr: BSRModuleClient) -> None:
             raise BSRError(
                 f"the BSR's dependency graph lacks the pinned commit(s) {', '.join(lacking)};"
                 " check buf.lock (buf dep update) or the BSR"
+            )
+        if graph4 is not None and not graph4.same_shape(graph):
+            raise InvalidContentError(
+                f"the BSR's b4 and b5 graphs of {', '.join(str(d) for d in misses)} differ"
+                " (other commits or edges): not using either"
             )
         contents = bsr.download([graph.commits[d.commit] for d in misses], b4=b4)
     except UnavailableError as exc:
