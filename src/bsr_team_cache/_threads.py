@@ -1,5 +1,5 @@
 """Worker threads that run in the caller's context, so that the current deadline (a context
-variable, see _http.deadline_scope) also bounds the requests they make."""
+variable, see _deadline.deadline_scope) also bounds the requests they make."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.oci.layout import OCILayoutRegistry
-from bsr_team_cache.store import LocalStore, UsageEvent, record_usage
+from bsr_team_cache.store import LocalStore, UsageEvent
 from bsr_team_cache.team.cache import TeamCache
 from bsr_team_cache.team.recommend import recommendations
 
@@ -23,8 +23,7 @@ def _cache(tmp_path: Path) -> TeamCache:
 
 
 def _fetch(store: LocalStore, fetch_id: str, modules: list[str], tier: str) -> None:
-    record_usage(
-        store,
+    store.record_usage(
         [
             UsageEvent(
                 fetch_id, time.time(), "/p", f"buf.build/acme/{m}", m[0] * 32, tier, 100, 0.01

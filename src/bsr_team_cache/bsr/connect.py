@@ -134,13 +134,10 @@ class ConnectTransport:
         method: str,
         request: Message,
         response_type: type[M],
-        *,
-        max_bytes: int | None = None,
     ) -> M:
-        """One unary call; the answer is refused beyond ``max_bytes`` (default: the response
-        limit) as it arrives, and the call is bounded by the request deadline."""
+        """One unary call; the answer is refused beyond the response limit as it arrives, and
+        the call is bounded by the request deadline."""
         body = request.SerializeToString()
-        cap = limits().max_response_bytes if max_bytes is None else max_bytes
         # As buf sends them: no Connect-Timeout-Ms (our deadlines are our own; a server-side
         # timeout would cut a large Download over a slow link), no buf-version (we are not buf).
         headers = {
@@ -163,7 +160,8 @@ class ConnectTransport:
                     )
                     resp = self._client.send(request_, stream=True)
                     try:
-                        limit = cap if resp.status_code == 200 else 1 << 20
+                        ok = resp.status_code == 200
+                        limit = limits().max_response_bytes if ok else 1 << 20
                         content = read_body(resp, limit, what)
                     finally:
                         resp.close()

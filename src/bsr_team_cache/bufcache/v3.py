@@ -26,13 +26,12 @@ from pathlib import Path
 from bsr_team_cache._fs import inside
 from bsr_team_cache._testhooks import reached
 from bsr_team_cache.domain._yamlnodes import scalar_text
-from bsr_team_cache.domain.digest import B5, SHAKE256, Digest
+from bsr_team_cache.domain.digest import B5, SHAKE256, V1_CONFIG_FILES, Digest
 from bsr_team_cache.domain.files import validate_file_set
 from bsr_team_cache.domain.moduleref import ModuleName, validate_commit_id
 from bsr_team_cache.errors import BSRTeamCacheError
 
 KNOWN_LAYOUTS = ("v3",)
-V1_FILES = ("buf.yaml", "buf.lock")
 # buf wrote v1 (<1.17), v2 (1.17-1.31) and v3 (>=1.32) caches; only v3 holds b5 module entries.
 FIRST_V3_VERSION = (1, 32, 0)
 
@@ -141,9 +140,9 @@ def _module_yaml(deps: Iterable[tuple[ModuleName, str, Digest]], v1_files: Itera
                 f"    commit: {scalar_text(validate_commit_id(commit))}",
                 f"    digest: {scalar_text(str(digest))}",
             ]
-    for name in V1_FILES:
+    for name in V1_CONFIG_FILES:
         if name in v1_files:
-            key = "v1_buf_yaml_file" if name == "buf.yaml" else "v1_buf_lock_file"
+            key = f"v1_{name.replace('.', '_')}_file"  # v1_buf_yaml_file, v1_buf_lock_file
             lines.append(f"{key}: {_v1_path(name)}")
     return "\n".join(lines) + "\n"
 
@@ -169,7 +168,7 @@ def write_module(
     if (entry / "module.yaml").exists():
         return False
     validate_file_set(files, f"{module}:{commit}")
-    if not set(v1_files) <= set(V1_FILES):
+    if not set(v1_files) <= set(V1_CONFIG_FILES):
         raise BSRTeamCacheError(f"{module}:{commit}: unexpected v1 files {sorted(v1_files)}")
     entry = inside(cache_dir, entry)
     lock_path = inside(

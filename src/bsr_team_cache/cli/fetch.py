@@ -64,7 +64,9 @@ class _Progress:
     " overwriting files it did not write).",
 )
 @click.option(
-    "--update-lock", is_flag=True, help="Resolve buf.yaml's deps and write a v2 buf.lock."
+    "--update-lock",
+    is_flag=True,
+    help="Resolve buf.yaml's deps and write buf.lock (of buf.yaml's version, as buf does).",
 )
 @click.option(
     "--label-ttl",

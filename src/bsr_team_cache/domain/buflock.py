@@ -29,6 +29,11 @@ class LockedDep:
     commit: str
     digest: Digest | None
 
+    @property
+    def pins_b4(self) -> bool:
+        """Pinned by a b4 (``shake256:``) digest, as v1 locks pin."""
+        return self.digest is not None and self.digest.type == SHAKE256
+
     def __str__(self) -> str:
         return f"{self.module}:{self.commit}"
 

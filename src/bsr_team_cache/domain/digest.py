@@ -32,6 +32,8 @@ _HEX_DIGEST_RE = re.compile(r"[0-9a-fA-F]{128}")
 # Only one doc file counts, the first that exists, in this order (buf's getStorageMatcher).
 DOC_FILE_NAMES = ("buf.md", "README.md", "README.markdown")
 LICENSE_FILE_NAME = "LICENSE"
+# A v1 module's own config files: part of its b4 digest (not of b5), kept with b4 entries.
+V1_CONFIG_FILES = ("buf.yaml", "buf.lock")
 
 
 @dataclass(frozen=True)
@@ -127,8 +129,8 @@ def manifest_text(file_digests: Mapping[str, bytes]) -> bytes:
 
     The manifest is line-based, so a path holding a newline could pose as several files: such
     paths are refused here too, whatever the caller validated."""
-    if any("\n" in path for path in file_digests):
-        bad = next(p for p in file_digests if "\n" in p)
+    bad = next((p for p in file_digests if "\n" in p), None)
+    if bad is not None:
         raise InvalidDigestError(f"file path {bad!r} contains a newline: it cannot be digested")
     lines = [
         f"{SHAKE256}:{file_digests[path].hex()}  {path}\n"

@@ -18,6 +18,7 @@ from bsr_team_cache._testhooks import reached
 from bsr_team_cache.domain.digest import (
     B5,
     SHAKE256,
+    V1_CONFIG_FILES,
     Digest,
     b4_from_contents,
     b5_from_contents,
@@ -52,9 +53,6 @@ ARTIFACT_TYPE = "application/vnd.buf.module.v1"
 CONFIG_MEDIA_TYPE = "application/vnd.buf.module.config.v1+json"
 LAYER_MEDIA_TYPE = "application/vnd.buf.module.files.v1.tar+gzip"
 _REPO_COMPONENT = re.compile(r"[^a-z0-9._-]+")
-
-
-V1_FILES = ("buf.yaml", "buf.lock")  # a v1 module's own config, part of its b4 digest
 
 
 @dataclass(frozen=True)
@@ -259,7 +257,7 @@ def _config_fields(config: object, module: ModuleName, commit: str, where: str) 
 
 def _v1_files(value: object, where: str) -> dict[str, bytes]:
     """A v1 module's own buf.yaml/buf.lock (base64 in the config), bounded."""
-    if not isinstance(value, dict) or not set(value) <= set(V1_FILES):
+    if not isinstance(value, dict) or not set(value) <= set(V1_CONFIG_FILES):
         raise InvalidContentError(f"{where}: config v1_files must name only buf.yaml, buf.lock")
     files = {}
     for name, encoded in value.items():

@@ -6,10 +6,6 @@ from bsr_team_cache.store.local import (
     StoreStats,
     UsageEvent,
     default_store_dir,
-    kv_get,
-    kv_put,
-    record_usage,
-    usage_events,
 )
 
 __all__ = [
@@ -18,8 +14,4 @@ __all__ = [
     "StoreStats",
     "UsageEvent",
     "default_store_dir",
-    "kv_get",
-    "kv_put",
-    "record_usage",
-    "usage_events",
 ]

@@ -481,7 +481,6 @@ class LocalStore:
             )
 
 
-# -- usage and small cached values ---------------------------------------------------------
 @dataclass(frozen=True)
 class UsageEvent:
     fetch_id: str
@@ -493,22 +492,6 @@ class UsageEvent:
     bytes: int
     seconds: float
     bundle: str = ""
-
-
-def record_usage(store: LocalStore, events: Iterable[UsageEvent]) -> None:
-    store.record_usage(events)
-
-
-def usage_events(store: LocalStore, since: float = 0.0) -> list[UsageEvent]:
-    return store.usage_events(since)
-
-
-def kv_get(store: LocalStore, key: str, max_age: float | None = None) -> str | None:
-    return store.kv_get(key, max_age)
-
-
-def kv_put(store: LocalStore, key: str, value: str) -> None:
-    store.kv_put(key, value)
 
 
 class _MissingBlob(Exception):

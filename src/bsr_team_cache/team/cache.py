@@ -28,7 +28,7 @@ from bsr_team_cache.errors import (
 from bsr_team_cache.oci.artifact import ModuleArtifact, files_layer, pull_module, push_module
 from bsr_team_cache.oci.base import RegistryBackend, sha256_digest
 from bsr_team_cache.oci.documents import push_document, read_document
-from bsr_team_cache.store import LocalStore, kv_get, kv_put, usage_events
+from bsr_team_cache.store import LocalStore
 from bsr_team_cache.team.bundles import (
     ANN_OWNER,
     ANN_PERMISSIONS,
@@ -148,7 +148,7 @@ class TeamCache:
         saved = update_team_config(
             self.registry, self.team, change, by=self.member, namespace=self.namespace
         )
-        kv_put(self.store, team_config_key(self.context), json.dumps(saved.to_json()))
+        self.store.kv_put(team_config_key(self.context), json.dumps(saved.to_json()))
         return saved
 
     def setup(
@@ -216,10 +216,10 @@ class TeamCache:
         resolution = self._resolve(refs)
         report = FetchReport(warnings=list(resolution.warnings))
         artifacts = self._obtain(resolution, report)
-        try:
-            self._publish_missing(artifacts, report.warnings)
-        except (RegistryError, InvalidContentError) as exc:
-            if not any(w.startswith("team registry unavailable") for w in report.warnings):
+        if report.registry_down is None:  # else said once already, and the BSR served
+            try:
+                self._publish_missing(artifacts, report.warnings)
+            except (RegistryError, InvalidContentError) as exc:
                 report.warnings.append(f"could not publish to the team registry: {exc}")
         return report
 
@@ -359,7 +359,7 @@ class TeamCache:
     # -- sync, eviction ------------------------------------------------------------------
     def sync_due(self) -> bool:
         """Whether ``sync_frequency_minutes`` have passed since this machine's last sync."""
-        last = kv_get(self.store, self._sync_key())
+        last = self.store.kv_get(self._sync_key())
         if last is None:
             return True
         return time.time() - float(last) >= self.config([]).sync_frequency_minutes * 60
@@ -372,7 +372,7 @@ class TeamCache:
         refresh label indexes, evict above the team's size limit."""
         report = SyncReport()
         config = self.config(report.warnings)
-        kv_put(self.store, self._sync_key(), str(time.time()))
+        self.store.kv_put(self._sync_key(), str(time.time()))
         artifacts = []
         for entry in self.store.entries():
             try:
@@ -422,7 +422,7 @@ class TeamCache:
         since = time.time() - USAGE_WINDOW
         counts: Counter[str] = Counter()
         last: dict[str, float] = {}
-        for event in usage_events(self.store, since):
+        for event in self.store.usage_events(since):
             key = f"{event.module}:{event.commit}"
             counts[key] += 1
             last[key] = max(last.get(key, 0.0), event.time)
@@ -515,7 +515,7 @@ class TeamCache:
 
     # -- metrics -------------------------------------------------------------------------
     def metrics(self) -> CacheMetrics:
-        events = usage_events(self.store, time.time() - USAGE_WINDOW)
+        events = self.store.usage_events(time.time() - USAGE_WINDOW)
         metrics = CacheMetrics(team=self.team)
         metrics.fetches = len({e.fetch_id for e in events})
         metrics.modules_fetched = len(events)
@@ -542,9 +542,11 @@ class TeamCache:
 def _usage_counts(document: object) -> dict:
     """A member's usage document with only its well-formed entries (``module:commit`` keys,
     non-negative integer counts): members write these, so they are checked like any."""
-    modules = document.get("modules") if isinstance(document, dict) else None
+    if not isinstance(document, dict):
+        document = {}
+    modules = document.get("modules")
     kept: dict[str, dict] = {}
-    for key, value in (modules or {}).items() if isinstance(modules, dict) else ():
+    for key, value in modules.items() if isinstance(modules, dict) else ():
         name, _, commit = str(key).rpartition(":")
         count = value.get("count") if isinstance(value, dict) else None
         if not is_commit_id(commit) or not isinstance(count, int) or isinstance(count, bool):
@@ -555,7 +557,7 @@ def _usage_counts(document: object) -> dict:
             continue
         if 0 <= count <= 1 << 40:
             kept[key] = {"count": count, "last": value.get("last", 0)}
-    return {**(document if isinstance(document, dict) else {}), "modules": kept}
+    return {**document, "modules": kept}
 
 
 def open_team_cache(

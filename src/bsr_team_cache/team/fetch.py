@@ -29,7 +29,7 @@ from bsr_team_cache.domain.buflock import (
     write_buf_lock,
 )
 from bsr_team_cache.domain.bufyaml import BUF_YAML
-from bsr_team_cache.domain.digest import SHAKE256, Digest
+from bsr_team_cache.domain.digest import B5, SHAKE256, Digest
 from bsr_team_cache.domain.moduleref import ModuleRef
 from bsr_team_cache.errors import (
     BSRError,
@@ -85,6 +85,8 @@ class FetchReport:
     resolved_by: str = "buf.lock"
     seconds: float = 0.0
     bundles: list[str] = field(default_factory=list)
+    # Why the team registry was found unusable (then said once in ``warnings``), if it was.
+    registry_down: str | None = None
 
     def count(self, tier: str) -> int:
         return sum(1 for m in self.modules if m.tier == tier)
@@ -116,7 +118,6 @@ class _Run:
     total: int = 0
     artifacts: dict[str, ModuleArtifact] = field(default_factory=dict)
     labels: dict[str, list[str]] = field(default_factory=dict)
-    registry_down: str | None = None
     use_bundles: bool = True
     bundle: str | None = None
     bundle_problem: str | None = None  # said only if the registry itself is not down
@@ -137,10 +138,14 @@ class _Run:
         if self.on_module is not None:
             self.on_module(result, len(self.report.modules), self.total)
 
+    @property
+    def registry_down(self) -> str | None:
+        return self.report.registry_down
+
     def mark_registry_down(self, problem: str) -> None:
         """The team registry is unusable: said once, and the BSR serves the rest."""
-        if self.registry_down is None:
-            self.registry_down = problem
+        if self.report.registry_down is None:
+            self.report.registry_down = problem
             where = problem.removeprefix("team registry ")
             self.report.warnings.append(
                 f"team registry unavailable ({where}); falling back to the BSR"
@@ -233,22 +238,15 @@ def fetch(
 def write_cache_entry(buf_cache: Path, dep: LockedDep, artifact: ModuleArtifact) -> bool:
     """buf's cache entry of the digest type the lock pins: b5, or b4 with the deps' b4 digests
     and the module's own v1 buf.yaml/buf.lock."""
-    if dep.digest is not None and dep.digest.type == SHAKE256:
-        return write_module(
-            buf_cache,
-            artifact.module,
-            artifact.commit,
-            artifact.files,
-            [(d.module, d.commit, d.b4) for d in artifact.deps if d.b4 is not None],
-            digest_type=SHAKE256,
-            v1_files=artifact.v1_files,
-        )
+    b4 = dep.pins_b4
     return write_module(
         buf_cache,
         artifact.module,
         artifact.commit,
         artifact.files,
-        [(d.module, d.commit, d.digest) for d in artifact.deps],
+        [(d.module, d.commit, d.b4 if b4 else d.digest) for d in artifact.deps],
+        digest_type=SHAKE256 if b4 else B5,
+        v1_files=artifact.v1_files if b4 else None,
     )
 
 
@@ -425,7 +423,7 @@ def _from_local(
 
 def pinned_digest(dep: LockedDep, artifact: ModuleArtifact) -> Digest | None:
     """The artifact's digest of the type buf.lock pins (b4 for v1 locks, else b5)."""
-    if dep.digest is not None and dep.digest.type == SHAKE256:
+    if dep.pins_b4:
         return artifact.b4 if artifact.has_b4 else None
     return artifact.digest
 
@@ -572,7 +570,7 @@ def _from_bsr(run: _Run, misses: list[LockedDep], bsr: BSRModuleClient) -> None:
     download (a v1 module's own buf.yaml/buf.lock): the artifact then serves both types."""
     t0 = time.time()
     refs = [ModuleRef(d.module, d.commit) for d in misses]
-    b4 = any(d.digest is not None and d.digest.type == SHAKE256 for d in misses)
+    b4 = any(d.pins_b4 for d in misses)
     try:
         graph = bsr.graph(refs)
         graph4 = bsr.graph(refs, b4=True) if b4 else None

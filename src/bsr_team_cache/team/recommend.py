@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import TYPE_CHECKING
 
-from bsr_team_cache.store import usage_events
 from bsr_team_cache.team.fetch import BSR, LOCAL
 
 if TYPE_CHECKING:
@@ -28,7 +27,7 @@ class Recommendation:
 
 
 def recommendations(cache: TeamCache) -> list[Recommendation]:
-    events = usage_events(cache.store, time.time() - WINDOW)
+    events = cache.store.usage_events(time.time() - WINDOW)
     if not events:
         return []
     config = cache.config()
@@ -96,7 +95,7 @@ def co_fetched(events: list, minimum: int = MIN_FETCHES_TOGETHER) -> set[str]:
 
 def auto_bundle_candidates(cache: TeamCache) -> list[str]:
     """What an automatic bundle would hold: co-fetched modules no bundle covers yet."""
-    events = usage_events(cache.store, time.time() - WINDOW)
+    events = cache.store.usage_events(time.time() - WINDOW)
     bundled = {m for b in cache.config().bundles for m in b.modules}
     return sorted(co_fetched(events) - bundled)
 

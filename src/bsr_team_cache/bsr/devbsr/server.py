@@ -288,12 +288,9 @@ class DevBSR:
             content = resp.contents.add(commit=self._commit_proto_v1beta1(commit, req.digest_type))
             for path in self._selected(commit, value):
                 content.files.add(path=path, content=Path(commit.files[path]).read_bytes())
-            if "buf.yaml" in commit.v1_files:
-                content.v1_buf_yaml_file.path = "buf.yaml"
-                content.v1_buf_yaml_file.content = commit.v1_files["buf.yaml"]
-            if "buf.lock" in commit.v1_files:
-                content.v1_buf_lock_file.path = "buf.lock"
-                content.v1_buf_lock_file.content = commit.v1_files["buf.lock"]
+            for name, data in commit.v1_files.items():  # buf.yaml, buf.lock
+                field_ = getattr(content, f"v1_{name.replace('.', '_')}_file")
+                field_.path, field_.content = name, data
         return resp, refs
 
     def get_modules(self, req: mpb.GetModulesRequest) -> tuple[Message, list[str]]:
