@@ -38,6 +38,29 @@ def test_half_written_entry_is_replaced(tmp_path):
     assert not (entry / "files" / "junk.proto").exists()
 
 
+def test_a_large_module_is_written_whole_and_a_link_in_its_place_refused(tmp_path):
+    """Past the threaded-write threshold every file lands with its bytes; a symbolic link in
+    the entry's place is refused, never followed."""
+    files = {f"big/d{i % 7}/f{i}.proto": f"// {i}\n".encode() * (i % 50 + 1) for i in range(600)}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    entry = module_entry_dir(tmp_path / "cache", PETS, COMMIT)
+    entry.parent.mkdir(parents=True)
+    entry.symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(BSRTeamCacheError, match="symbolic link"):
+        write_module(tmp_path / "cache", PETS, COMMIT, files, [])
+    assert list(elsewhere.iterdir()) == []
+    entry.unlink()
+    assert write_module(tmp_path / "cache", PETS, COMMIT, files, [])
+    written = {
+        str(p.relative_to(entry / "files")): p.read_bytes()
+        for p in (entry / "files").rglob("*")
+        if p.is_file()
+    }
+    assert written == files
+    assert not list(entry.parent.glob(".*"))  # no staging left behind
+
+
 def test_unsafe_paths_are_refused(tmp_path):
     with pytest.raises(BSRTeamCacheError, match="unsafe file path"):
         write_module(tmp_path, PETS, COMMIT, {"../evil.proto": b"x"}, [])

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import multiprocessing
 import os
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from bsr_team_cache.domain.digest import b5_from_contents
 from bsr_team_cache.domain.moduleref import parse_module_name
 from bsr_team_cache.errors import DigestMismatchError, StoreError
 from bsr_team_cache.oci.artifact import ModuleArtifact, encode_module
+from bsr_team_cache.oci.base import sha256_digest
 from bsr_team_cache.store import LocalStore, default_store_dir
 
 
@@ -38,8 +41,8 @@ def test_put_get_round_trip_and_default_dir(tmp_path: Path) -> None:
         store.put(artifact)
         got = store.get(artifact.module, artifact.commit)
         assert got == artifact
-        encoded = encode_module(artifact)
-        blobs = len(encoded.manifest) + len(encoded.config) + len(encoded.layer)
+        encoded = encode_module(artifact)  # the config is embedded in the manifest
+        blobs = len(encoded.manifest) + len(encoded.layer)
         assert (store.stats().entries, store.stats().bytes) == (1, blobs)
     assert default_store_dir({"BSR_TEAM_CACHE_DIR": "/x/y"}) == Path("/x/y")
     assert default_store_dir({"XDG_CACHE_HOME": "/c"}) == Path("/c/bsr-team-cache")
@@ -89,11 +92,15 @@ def test_lru_eviction_keeps_the_store_under_the_limit(tmp_path: Path) -> None:
 
 
 def test_max_bytes_evicts_on_put(tmp_path: Path) -> None:
-    with LocalStore(tmp_path, max_bytes=50_000) as store:
+    with LocalStore(tmp_path / "probe") as probe:  # entries of equal size: measure one
+        probe.put(_artifact("m9", "f", size=20_000))
+        one = probe.stats().bytes
+    limit = 2 * one + one // 2
+    with LocalStore(tmp_path / "store", max_bytes=limit) as store:
         for i in range(5):
             store.put(_artifact(f"m{i}", "abcdef"[i], size=20_000))
-        assert store.stats().bytes <= 50_000
-        assert store.stats().entries == 2
+        assert store.stats().bytes <= limit  # (gzip of random bytes varies by a few bytes)
+        assert [e.module for e in store.entries()] == ["buf.build/acme/m4", "buf.build/acme/m3"]
 
 
 def test_eviction_skips_entries_in_use(tmp_path: Path) -> None:
@@ -167,10 +174,16 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 
 
 def test_index_row_names_all_blobs(tmp_path: Path) -> None:
+    """The row names every blob file of the entry: the files layer and the manifest (the
+    config travels inside the manifest: it is not kept twice)."""
+    artifact = _artifact("pets", "a")
     with LocalStore(tmp_path) as store:
-        store.put(_artifact("pets", "a"))
+        store.put(artifact)
         (blobs,) = store._db.execute("SELECT blobs FROM entries").fetchone()
-    assert len(json.loads(blobs)) == 3  # config, layer, manifest
+    encoded = encode_module(artifact)
+    assert json.loads(blobs) == [sha256_digest(encoded.layer), encoded.manifest_digest]
+    on_disk = {p.name for p in (tmp_path / "blobs" / "sha256").iterdir()}
+    assert on_disk == {d.removeprefix("sha256:") for d in json.loads(blobs)}
 
 
 def test_unusable_directories_and_corrupt_index_are_clear_errors(tmp_path: Path) -> None:
@@ -183,3 +196,77 @@ def test_unusable_directories_and_corrupt_index_are_clear_errors(tmp_path: Path)
     (broken / "store.db").write_bytes(b"this is not an SQLite database" * 100)
     with pytest.raises(StoreError, match=r"store\.db is unreadable .*only a cache"):
         LocalStore(broken)
+
+
+def test_the_files_layer_is_kept_as_it_arrived(tmp_path: Path) -> None:
+    """A layer from another writer (here: another gzip level) is stored byte for byte, not
+    compressed again: its digest is the one the registry names."""
+    import gzip
+    import io
+    import tarfile
+
+    artifact = _artifact("pets", "a", size=3000)
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path, data in artifact.files.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    foreign = gzip.compress(raw.getvalue(), compresslevel=1)
+    assert foreign != encode_module(artifact).layer
+    arrived = ModuleArtifact(**{**artifact.__dict__, "layer": foreign})
+    with LocalStore(tmp_path) as store:
+        store.put(arrived)
+        (blobs,) = store._db.execute("SELECT blobs FROM entries").fetchone()
+        layer_digest = "sha256:" + hashlib.sha256(foreign).hexdigest()
+        assert layer_digest in json.loads(blobs)
+        got = store.get(artifact.module, artifact.commit)
+    assert got == artifact and got.layer == foreign
+
+
+def test_a_batch_commits_its_entries_at_once_from_any_thread(tmp_path: Path) -> None:
+    """Entries put in a batch (from worker threads) are invisible to other processes until
+    the batch is flushed, then all visible; uses are recorded with them."""
+    artifacts = [_artifact(f"m{i}", "abcdef"[i]) for i in range(6)]
+    with LocalStore(tmp_path) as store, LocalStore(tmp_path) as other:
+        store.put(artifacts[0])
+        old_use = other.entries()[0].last_used
+        with store.batch():
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(store.put, artifacts[1:]))
+            assert store.get(artifacts[0].module, artifacts[0].commit) is not None  # a use
+            assert [e.module for e in other.entries()] == ["buf.build/acme/m0"]
+            assert other.entries()[0].last_used == old_use
+            store.flush()
+            assert len(other.entries()) == 6
+            store.put(_artifact("late", "f"))
+        assert len(other.entries()) == 7  # the end of the batch flushes the rest
+        m0 = next(e for e in other.entries() if e.module == "buf.build/acme/m0")
+        assert m0.last_used > old_use  # the use in the batch was written with it
+        indexed = other.indexed((a.module, a.commit) for a in artifacts)
+    assert {k: (v.digest, v.files_bytes) for k, v in indexed.items()} == {
+        (str(a.module), a.commit): (str(a.digest), a.size) for a in artifacts
+    }
+
+
+def test_a_store_of_the_previous_schema_is_upgraded_in_place(tmp_path: Path) -> None:
+    """Schema 2 had no digests in the index: its entries stay readable, and are read (not
+    trusted from the index) until stored again."""
+    artifact = _artifact("pets", "a")
+    with LocalStore(tmp_path) as store:
+        store.put(artifact)
+    db = sqlite3.connect(tmp_path / "store.db")
+    for column in ("digest", "b4", "files_bytes"):
+        db.execute(f"ALTER TABLE entries DROP COLUMN {column}")
+    db.execute("PRAGMA user_version=2")
+    db.commit()
+    db.close()
+    with LocalStore(tmp_path) as store:
+        assert store.indexed([(artifact.module, artifact.commit)]) == {}
+        assert store.get(artifact.module, artifact.commit) == artifact
+        store.put(artifact)
+        assert set(store.indexed([(artifact.module, artifact.commit)])) == {
+            (str(artifact.module), artifact.commit)
+        }
+        (version,) = store._db.execute("PRAGMA user_version").fetchone()
+    assert version == 3

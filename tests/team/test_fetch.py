@@ -485,3 +485,54 @@ def test_progress_bar_on_a_terminal_only(sample_data, tmp_path):
         assert quiet.stderr == ""
     finally:
         server.stop()
+
+
+def test_a_complete_buf_cache_entry_is_not_rewritten_and_an_incomplete_one_is(
+    sample_data, tmp_path, buf_bin
+):
+    """A warm fetch leaves complete entries of buf's cache alone (buf re-verifies the digest
+    when it reads them) and does not even read the local store for them; an entry that lacks
+    module.yaml is rebuilt from the store."""
+    server = start_dev_bsr(sample_data, tmp_path / "bsr")
+    registry = f"oci-layout:{tmp_path / 'team-registry'}"
+    member = tmp_path / "member"
+    ca = server.ca_cert
+    try:
+        project = make_project(tmp_path / "p", server.host)
+        assert _hits(_fetch(project, registry, member, ca, "--update-lock"))["bsr"] == 6
+    finally:
+        server.stop()
+    lock = read_buf_lock(project / "buf.lock")
+    pets = next(d for d in lock.deps if d.module.name == "pets")
+    notes = next(d for d in lock.deps if d.module.name == "notes")
+    complete = module_entry_dir(member / "buf-cache", pets.module, pets.commit)
+    incomplete = module_entry_dir(member / "buf-cache", notes.module, notes.commit)
+    (complete / "marker").write_text("left alone")
+    before = (complete / "module.yaml").stat()
+    (incomplete / "module.yaml").unlink()
+    (incomplete / "marker").write_text("replaced")
+    # The store's copy of pets is corrupted: a fetch that read it would say so.
+    with LocalStore(member / "store") as store:
+        (blobs,) = store._db.execute(
+            "SELECT blobs FROM entries WHERE commit_id = ?", (pets.commit,)
+        ).fetchone()
+    for digest in json.loads(blobs):
+        path = member / "store" / "blobs" / "sha256" / digest.removeprefix("sha256:")
+        path.write_bytes(path.read_bytes()[::-1])
+
+    warm = _fetch(project, registry, member, ca)
+    assert _hits(warm) == {"local": 6, "team": 0, "bsr": 0}
+    assert json.loads(warm.stdout)["warnings"] == []
+    assert (complete / "marker").read_text() == "left alone"
+    after = (complete / "module.yaml").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert (incomplete / "module.yaml").is_file()
+    assert not (incomplete / "marker").exists()
+    assert sorted(p.name for p in (incomplete / "files" / "acme" / "notes" / "v1").iterdir()) == [
+        p.name for p in sorted((sample_data / "acme/notes/main/acme/notes/v1").iterdir())
+    ]
+    assert _buf_build(buf_bin, project, member, ca).returncode == 0
+    # --export needs the files: then the store is read, and its corruption found and mended.
+    exported = _fetch(project, registry, member, ca, "--export", str(tmp_path / "include"))
+    assert _hits(exported) == {"local": 5, "team": 1, "bsr": 0}
+    assert "is corrupt" in exported.stderr

@@ -80,6 +80,16 @@ class ModuleArtifact:
     labels: tuple[str, ...] = ()
     b4: Digest | None = None
     v1_files: dict[str, bytes] = field(default_factory=dict)
+    # The files layer as it arrived (verified: its files are ``files``), so the store keeps it
+    # and a publish pushes it without compressing the files again.
+    layer: bytes | None = field(default=None, compare=False, repr=False)
+
+    def files_layer(self) -> bytes:
+        """The files layer: as received, else made once (and remembered: a frozen artifact's
+        files never change, so neither does their layer)."""
+        if self.layer is None:
+            object.__setattr__(self, "layer", files_layer(self.files))
+        return self.layer  # type: ignore[return-value]
 
     @property
     def has_b4(self) -> bool:
@@ -140,7 +150,12 @@ class EncodedArtifact:
         return sha256_digest(self.manifest)
 
     def blobs(self) -> list[tuple[bytes, str]]:
+        """Every blob the manifest names (pushed, for tools that ignore embedded data)."""
         return [(self.config, sha256_digest(self.config)), (self.layer, sha256_digest(self.layer))]
+
+    def external_blobs(self) -> list[tuple[bytes, str]]:
+        """The blobs a reader of the manifest still needs: the layer (the config is embedded)."""
+        return [self.blobs()[1]]
 
 
 def _dep_json(dep: ModuleDepRecord) -> dict[str, str]:
@@ -166,7 +181,7 @@ def encode_module(artifact: ModuleArtifact) -> EncodedArtifact:
             for name, data in sorted(artifact.v1_files.items())
         }
     config = _canonical_json(fields)
-    layer = files_layer(artifact.files)
+    layer = artifact.files_layer()
     manifest = _canonical_json(
         {
             "schemaVersion": 2,
@@ -301,10 +316,12 @@ def decode_module(
     fields = _config_fields(
         parse_json(read_blob(config_desc), where, "config"), module, commit, where
     )
+    layer = read_blob(layer_desc)
     artifact = ModuleArtifact(
         module=module,
         commit=commit,
-        files=read_files_layer(read_blob(layer_desc), where),
+        files=read_files_layer(layer, where),
+        layer=layer,
         **fields,
     )
     artifact.verify()

@@ -17,6 +17,7 @@ _MISSING: dict[str, Callable[[], Any]] = {
     "labels": list,
     "entries": list,
     "usage_events": list,
+    "indexed": dict,
 }
 
 
@@ -46,6 +47,22 @@ class FallibleStore:
                 except StoreError as exc:
                     self.fail(exc)
             yield
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """The store's batch; its final commit failing is a warning like any store failure."""
+        if self.broken:
+            yield
+            return
+        batch = self._store.batch()
+        batch.__enter__()
+        try:
+            yield
+        finally:
+            try:
+                batch.__exit__(None, None, None)
+            except StoreError as exc:
+                self.fail(exc)
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._store, name)

@@ -1,13 +1,15 @@
 """The local store: this machine's content-addressed copy of module artifacts.
 
-``ROOT/blobs/sha256/<hex>``   the artifact blobs (manifest, config, files layer)
-``ROOT/store.db``             SQLite: (module, commit) -> manifest, size, last use; labels
+``ROOT/blobs/sha256/<hex>``   the artifact blobs: manifests (the config embedded) and layers
+``ROOT/store.db``             SQLite: (module, commit) -> manifest, size, last use, digests as
+                              verified when stored; labels
 ``ROOT/locks/``               one pair of lock files per module commit
 ``ROOT/tmp/``                 partial writes; stale ones are removed on open
 
 Crash safety: a blob is written to ``tmp/`` and renamed into place; the index row that makes
-an entry visible is inserted last, in one transaction. A ``kill -9`` at any point leaves at
-worst an unreferenced blob or temp file, never a visible half entry.
+an entry visible is inserted last, in one transaction (a fetch commits all its rows at once).
+A ``kill -9`` at any point leaves at worst an unreferenced blob or temp file, never a visible
+half entry.
 
 Concurrency: ``fill`` locks give single-flight (N processes missing the same commit make one
 upstream download: the first fills, the others wait and then hit). ``use`` locks are held
@@ -24,6 +26,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -38,7 +41,7 @@ from bsr_team_cache.limits import limits
 from bsr_team_cache.oci.artifact import ModuleArtifact, decode_module, encode_module
 from bsr_team_cache.oci.base import Descriptor, validate_oci_digest, verify_blob
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _STALE_TMP_SECONDS = 3600
 _BLOB_GRACE_SECONDS = 120
 # "use" locks are striped: a fetch of thousands of deps holds at most this many files open.
@@ -73,6 +76,9 @@ CREATE TABLE IF NOT EXISTS entries (
     size INTEGER NOT NULL,
     created REAL NOT NULL,
     last_used REAL NOT NULL,
+    digest TEXT,
+    b4 TEXT,
+    files_bytes INTEGER,
     PRIMARY KEY (module, commit_id)
 );
 CREATE INDEX IF NOT EXISTS entries_last_used ON entries (last_used);
@@ -120,6 +126,20 @@ class StoreEntry:
     last_used: float
 
 
+@dataclass(frozen=True)
+class IndexedEntry:
+    """What the index knows of an entry without reading it: its digests (as verified when it
+    was stored) and the size of its files."""
+
+    digest: str
+    b4: str | None
+    files_bytes: int
+
+
+# Columns that schema 3 added to ``entries`` (stores made by older versions gain them empty).
+_ADDED_COLUMNS = {"digest": "TEXT", "b4": "TEXT", "files_bytes": "INTEGER"}
+
+
 @dataclass
 class StoreStats:
     entries: int
@@ -130,6 +150,11 @@ class LocalStore:
     def __init__(self, root: Path | str, *, max_bytes: int | None = None) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
+        # Index writes waiting for ``flush``: rows of new entries (from any thread), uses.
+        self._pending: list[tuple] | None = None
+        self._unbatched: list[tuple] = []
+        self._touched: list[tuple[float, str, str]] = []
+        self._pending_lock = threading.Lock()
         try:
             # Only this user: the store is trusted after verification, but need not be shared.
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -157,9 +182,10 @@ class LocalStore:
     def _open(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version == SCHEMA_VERSION:
+            return  # the common case: no write transaction at start-up
         with self._write():
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                self._db.execute(statement)  # executescript would commit on its own
             (version,) = self._db.execute("PRAGMA user_version").fetchone()
             if version > SCHEMA_VERSION:
                 raise StoreError(
@@ -167,6 +193,12 @@ class LocalStore:
                     f" understands ({SCHEMA_VERSION}); upgrade bsr-team-cache or use another"
                     " --store-dir"
                 )
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                self._db.execute(statement)  # executescript would commit on its own
+            have = {row[1] for row in self._db.execute("PRAGMA table_info(entries)")}
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE entries ADD COLUMN {column} {kind}")
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -281,10 +313,7 @@ class LocalStore:
                     self._blob_path(digest).unlink(missing_ok=True)
             raise type(exc)(f"{exc} (entry removed from the local store)") from None
         if touch:
-            self._db.execute(
-                "UPDATE entries SET last_used = ? WHERE module = ? AND commit_id = ?",
-                (time.time(), str(module), commit),
-            )
+            self.touch(module, commit)
         return artifact
 
     @_store_errors
@@ -296,31 +325,105 @@ class LocalStore:
             is not None
         )
 
-    @_store_errors
     def put(self, artifact: ModuleArtifact) -> None:
+        """Store a verified artifact: its blobs (the files layer as it arrived), then the index
+        row that makes it visible. In a ``batch``, rows wait for its end (one transaction) and
+        ``put`` may be called from worker threads."""
+        self._put(artifact)
+        if self._pending is None:
+            self.flush()
+
+    @_store_errors
+    def _put(self, artifact: ModuleArtifact) -> None:
         encoded = encode_module(artifact)
-        blobs = [*encoded.blobs(), (encoded.manifest, encoded.manifest_digest)]
+        # The config is embedded in the manifest: it is not kept twice.
+        blobs = [*encoded.external_blobs(), (encoded.manifest, encoded.manifest_digest)]
         for data, digest in blobs:
             self._write_blob(data, digest)
         reached("store.blobs-written")
-        size = sum(len(data) for data, _ in blobs)
         now = time.time()
-        with self._write():  # the row that makes the entry visible goes in last
-            self._db.execute(
-                "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    str(artifact.module),
-                    artifact.commit,
-                    encoded.manifest_digest,
-                    json.dumps([d for _, d in blobs]),
-                    size,
-                    now,
-                    now,
-                ),
+        row = (
+            str(artifact.module),
+            artifact.commit,
+            encoded.manifest_digest,
+            json.dumps([d for _, d in blobs]),
+            sum(len(data) for data, _ in blobs),
+            now,
+            now,
+            str(artifact.digest),
+            None if artifact.b4 is None else str(artifact.b4),
+            artifact.size,
+        )
+        with self._pending_lock:
+            (self._pending if self._pending is not None else self._unbatched).append(row)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Index writes of the block (new entries, uses) in one transaction, at its end or at
+        ``flush``: one commit per fetch instead of one per module. Entries become visible when
+        flushed, so callers flush before releasing the fill locks that single-flight needs."""
+        if self._pending is not None:  # nested: the outer batch flushes
+            yield
+            return
+        self._pending = []
+        try:
+            yield
+        finally:
+            try:
+                self.flush()
+            finally:
+                self._pending = None
+
+    @_store_errors
+    def flush(self) -> None:
+        """Commit the index rows and uses queued so far."""
+        with self._pending_lock:
+            queue = self._unbatched if self._pending is None else self._pending
+            rows, queue[:] = list(queue), []
+            touched, self._touched = self._touched, []
+        if not rows and not touched:
+            return
+        with self._write():  # the rows that make entries visible go in last
+            self._db.executemany(
+                "INSERT OR REPLACE INTO entries (module, commit_id, manifest, blobs, size,"
+                " created, last_used, digest, b4, files_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?,"
+                " ?, ?)",
+                rows,
             )
-            reached("store.row-written")
-        if self.max_bytes is not None:
+            if rows:
+                reached("store.row-written")
+            self._db.executemany(
+                "UPDATE entries SET last_used = ? WHERE module = ? AND commit_id = ?", touched
+            )
+        if rows and self.max_bytes is not None:
             self.evict(self.max_bytes)
+
+    @_store_errors
+    def indexed(
+        self, keys: Iterable[tuple[ModuleName, str]]
+    ) -> dict[tuple[str, str], IndexedEntry]:
+        """The index's record of those entries that are here, without reading them (entries
+        stored by versions that did not record digests are left out: they are read)."""
+        found: dict[tuple[str, str], IndexedEntry] = {}
+        wanted = [(str(m), c) for m, c in keys]
+        for start in range(0, len(wanted), 400):  # bounded statement size
+            chunk = wanted[start : start + 400]
+            query = (
+                "SELECT module, commit_id, digest, b4, files_bytes FROM entries WHERE"
+                f" (module, commit_id) IN (VALUES {', '.join(['(?, ?)'] * len(chunk))})"
+                " AND digest IS NOT NULL AND files_bytes IS NOT NULL"
+            )
+            params = [x for pair in chunk for x in pair]
+            for module, commit, digest, b4, files_bytes in self._db.execute(query, params):
+                found[(module, commit)] = IndexedEntry(digest, b4, files_bytes)
+        return found
+
+    def touch(self, module: ModuleName | str, commit: str) -> None:
+        """A use of the entry: it moves up in the LRU order (written with the batch)."""
+        with self._pending_lock:
+            self._touched.append((time.time(), str(module), commit))
+        if self._pending is None:
+            self.flush()
 
     @_store_errors
     def entries(self) -> list[StoreEntry]:

@@ -39,7 +39,7 @@ from bsr_team_cache.oci.base import (
     validate_oci_digest,
 )
 from bsr_team_cache.oci.documents import canonical_json
-from bsr_team_cache.oci.layer import files_layer, read_files_layer
+from bsr_team_cache.oci.layer import read_files_layer
 from bsr_team_cache.team.config import validate_repository_name
 
 BUNDLE_TYPE = "application/vnd.buf.module.bundle.v1"
@@ -104,7 +104,7 @@ class Bundle:
 
 
 def member_of(artifact: ModuleArtifact) -> BundleMember:
-    layer = files_layer(artifact.files)
+    layer = artifact.files_layer()  # as the module repository holds it: it can be mounted
     return BundleMember(
         str(artifact.module),
         artifact.commit,
@@ -335,6 +335,7 @@ def pull_members(
             ),
             read_files_layer(layer, where),
             member.create_time,
+            layer=layer,
         )
         artifact.verify()
         return artifact

@@ -25,7 +25,7 @@ from bsr_team_cache.errors import (
     UnavailableError,
     UsageError,
 )
-from bsr_team_cache.oci.artifact import ModuleArtifact, files_layer, pull_module, push_module
+from bsr_team_cache.oci.artifact import ModuleArtifact, pull_module, push_module
 from bsr_team_cache.oci.base import RegistryBackend, sha256_digest
 from bsr_team_cache.oci.documents import push_document, read_document
 from bsr_team_cache.store import LocalStore
@@ -256,9 +256,7 @@ class TeamCache:
         repo = bundle_repository(self.team, name, self.namespace)
         version = next_version(self.registry, repo)
         bundle = new_bundle(name, self.team, description, self.member, version, artifacts)
-        sources = {
-            sha256_digest(files_layer(a.files)): self.context.repo(a.module) for a in artifacts
-        }
+        sources = {sha256_digest(a.files_layer()): self.context.repo(a.module) for a in artifacts}
         push_bundle(
             self.registry,
             repo,

@@ -20,7 +20,7 @@ from pathlib import Path
 from bsr_team_cache._deadline import deadline_passed, deadline_scope
 from bsr_team_cache._threads import ContextThreadPool
 from bsr_team_cache.bsr.client import BSRModuleClient
-from bsr_team_cache.bufcache.v3 import write_module
+from bsr_team_cache.bufcache.v3 import entry_complete, write_module
 from bsr_team_cache.domain.buflock import (
     BUF_LOCK,
     BufLock,
@@ -122,11 +122,20 @@ class _Run:
     bundle: str | None = None
     bundle_problem: str | None = None  # said only if the registry itself is not down
     pinned: dict[str, LockedDep] = field(default_factory=dict)  # by module name
+    buf_cache: Path | None = None  # buf's cache, filled as each artifact comes in
+    need_files: bool = True  # else artifacts are dropped once stored and placed (memory)
+
+    def place(self, dep: LockedDep, artifact: ModuleArtifact) -> None:
+        """buf's cache entry for ``dep``, written as soon as its artifact is in and checked
+        (from the worker that pulled it: writing overlaps the other transfers)."""
+        if self.buf_cache is not None:
+            write_cache_entry(self.buf_cache, dep, artifact)
 
     def found(
         self, dep: LockedDep, artifact: ModuleArtifact, tier: str, t0: float, bundle: str = ""
     ) -> None:
-        self.artifacts[dep.commit] = artifact
+        if self.need_files:
+            self.artifacts[dep.commit] = artifact
         self.add(
             ModuleResult(
                 str(dep.module), dep.commit, tier, artifact.size, time.time() - t0, bundle=bundle
@@ -199,6 +208,8 @@ def fetch(
                 bsr,
                 local,
                 report,
+                buf_cache=buf_cache,
+                need_files=export is not None,
                 update_lock=update_lock,
                 label_ttl=label_ttl,
                 on_module=on_module,
@@ -214,20 +225,15 @@ def fetch(
             raise
         finally:
             report.warnings.extend(f"BSR: {w}" for w in bsr.server_warnings())
-    exporter = None
     if export is not None:
         from bsr_team_cache.bufcache.export import Exporter  # only for --export
 
         exporter = Exporter(export)
-    try:
-        for dep in lock.deps:
-            artifact = artifacts[dep.commit]
-            if buf_cache is not None:
-                write_cache_entry(buf_cache, dep, artifact)
-            if exporter is not None:
+        try:
+            for dep in lock.deps:
+                artifact = artifacts[dep.commit]
                 exporter.add(artifact.files, f"{artifact.module}:{artifact.commit}")
-    finally:
-        if exporter is not None:
+        finally:
             exporter.close()
     report.seconds = time.time() - started
     if local is not None:
@@ -257,6 +263,8 @@ def _resolve_and_obtain(
     store: FallibleStore | None,
     report: FetchReport,
     *,
+    buf_cache: Path | None,
+    need_files: bool,
     update_lock: bool,
     label_ttl: float,
     on_module: Callable[[ModuleResult, int, int], None] | None,
@@ -295,6 +303,8 @@ def _resolve_and_obtain(
         use_bundles=use_bundles,
         bundle=bundle,
         registry_down=resolution.registry_down,
+        buf_cache=buf_cache,
+        need_files=need_files,
     )
     return artifacts, lock
 
@@ -360,12 +370,25 @@ def obtain(
     use_bundles: bool = True,
     bundle: str | None = None,
     registry_down: str | None = None,
+    buf_cache: Path | None = None,
+    need_files: bool = True,
 ) -> dict[str, ModuleArtifact]:
     """Verified artifacts of ``deps`` by commit: local store, team registry (bundles first),
-    then the BSR (published back). Results and warnings go to ``report``. ``registry_down``:
-    why the team registry is known to be unusable already (it is then skipped)."""
+    then the BSR (published back), each written to ``buf_cache`` (if given) as it comes in.
+    Results and warnings go to ``report``. ``registry_down``: why the team registry is known
+    to be unusable already (it is then skipped). Without ``need_files``, a dep that the store
+    has and whose buf cache entry is complete is a hit without reading it (and is not in the
+    result)."""
     local = fallible(store, report)
-    run = _Run(team, local, report, on_module, max(1, parallel))
+    run = _Run(
+        team,
+        local,
+        report,
+        on_module,
+        max(1, parallel),
+        buf_cache=buf_cache,
+        need_files=need_files,
+    )
     if registry_down is not None:
         run.mark_registry_down(registry_down)
     run.labels = labels or {}
@@ -374,8 +397,9 @@ def obtain(
     run.bundle = bundle
     keys = [(d.module, d.commit) for d in deps]
     run.total = len(keys)
-    with _maybe(local and local.using(keys)):
-        pending = _from_local(run, list(deps), prefetched or {})
+    with _maybe(local and local.using(keys)), _maybe(local and local.batch()):
+        pending = list(deps) if need_files else _already_placed(run, list(deps))
+        pending = _from_local(run, pending, prefetched or {})
         for start in range(0, len(pending), FILL_BATCH):
             batch = pending[start : start + FILL_BATCH]
             with _maybe(local and local.filling((d.module, d.commit) for d in batch)):
@@ -383,7 +407,36 @@ def obtain(
                 batch = _from_registry(run, batch)
                 if batch:
                     _from_bsr(run, batch, bsr)
+                if local is not None:
+                    local.flush()  # visible before the fill locks go: single-flight
     return run.artifacts
+
+
+def _already_placed(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
+    """Hits that need no reading: the store has the entry, recorded with the digest buf.lock
+    pins, and buf's cache entry for it is complete (buf verifies that digest when it reads the
+    files). Returns the other deps."""
+    if run.store is None:
+        return deps
+    t0 = time.time()
+    indexed = run.store.indexed((d.module, d.commit) for d in deps)
+    pending = []
+    for dep in deps:
+        entry = indexed.get((str(dep.module), dep.commit))
+        recorded = None if entry is None else (entry.b4 if dep.pins_b4 else entry.digest)
+        kind = SHAKE256 if dep.pins_b4 else B5
+        if recorded != str(dep.digest) or (
+            run.buf_cache is not None
+            and not entry_complete(run.buf_cache, dep.module, dep.commit, kind)
+        ):
+            pending.append(dep)
+            continue
+        assert entry is not None
+        run.store.touch(dep.module, dep.commit)
+        run.add(
+            ModuleResult(str(dep.module), dep.commit, LOCAL, entry.files_bytes, time.time() - t0)
+        )
+    return pending
 
 
 @contextlib.contextmanager
@@ -417,6 +470,7 @@ def _from_local(
         if artifact is None:
             pending.append(dep)
         else:
+            run.place(dep, artifact)
             run.found(dep, artifact, tier, t0)
     return pending
 
@@ -433,23 +487,27 @@ def _matching(
 ) -> ModuleArtifact | None:
     """The artifact if its digest is the one buf.lock pins; else None (with a warning, unless
     it only lacks the b4 digest a v1 lock asks for: made for v2 projects, it is not wrong)."""
+    problem = _mismatch(run, dep, artifact, what)
+    if problem:
+        run.report.warnings.append(problem)
+    return None if problem is not None else artifact
+
+
+def _mismatch(run: _Run, dep: LockedDep, artifact: ModuleArtifact | None, what: str) -> str | None:
+    """None if the artifact is the one buf.lock pins; else why not ("" if no warning is due)."""
     if artifact is None:
-        return None
+        return ""
     digest = pinned_digest(dep, artifact)
     if digest is None:
-        return None
+        return ""
     if digest != dep.digest:
-        run.report.warnings.append(
+        return (
             f"{dep}: {what} has digest {digest}, buf.lock says {dep.digest};"
             " fetching it again from the next tier"
         )
-        return None
     if digest.type == SHAKE256 and (problem := _unpinned_b4_dep(run, artifact)):
-        run.report.warnings.append(
-            f"{dep}: {what} names {problem}; fetching it again from the next tier"
-        )
-        return None
-    return artifact
+        return f"{dep}: {what} names {problem}; fetching it again from the next tier"
+    return None
 
 
 def _unpinned_b4_dep(run: _Run, artifact: ModuleArtifact) -> str | None:
@@ -473,6 +531,7 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
     covered: set[str] = set()
 
     def pull(dep: LockedDep) -> tuple[LockedDep, ModuleArtifact | None, str | None, bool, float]:
+        """Pull, check against buf.lock, store and place in buf's cache, in this worker."""
         t0 = time.time()
 
         def go_on() -> bool:
@@ -483,11 +542,17 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
             artifact = pull_module(
                 run.team.registry, run.team.repo(dep.module), dep.module, dep.commit, proceed=go_on
             )
-            return dep, artifact, None, False, t0
         except InvalidContentError as exc:  # this artifact only: the next tier has it
             return dep, None, f"{exc}; fetching it from the BSR", False, t0
         except RegistryError as exc:  # the registry itself: unreachable, refusing us
             return dep, None, str(exc), True, t0
+        problem = _mismatch(run, dep, artifact, "the team registry's copy")
+        if problem is not None:
+            return dep, None, problem or None, False, t0
+        assert artifact is not None
+        run.keep(artifact)
+        run.place(dep, artifact)
+        return dep, artifact, None, False, t0
 
     pending: list[LockedDep] = []
     run.bundle_problem = None
@@ -508,11 +573,9 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
                 continue
             if problem:
                 run.report.warnings.append(problem)
-            artifact = _matching(run, dep, artifact, "the team registry's copy")
             if artifact is None:
                 pending.append(dep)
                 continue
-            run.keep(artifact)
             run.found(dep, artifact, TEAM, t0)
     if run.bundle_problem and not run.registry_down:  # else the registry warning says it all
         run.report.warnings.append(run.bundle_problem)
@@ -560,6 +623,7 @@ def _from_bundle(run: _Run, deps: list[LockedDep]) -> set[str]:
         if _matching(run, dep, artifact, f"bundle {label}") is None:
             continue  # pulled one by one (bundles hold no b4: v1 projects always are)
         run.keep(artifact)
+        run.place(dep, artifact)
         run.found(dep, artifact, TEAM, t0, bundle=label)
         got.add(dep.commit)
     return got
@@ -628,7 +692,9 @@ def _from_bsr(run: _Run, misses: list[LockedDep], bsr: BSRModuleClient) -> None:
                 f"{dep}: the BSR serves digest {digest}, buf.lock says {dep.digest}"
             )
         run.keep(artifact)
-        run.artifacts[dep.commit] = artifact
+        run.place(dep, artifact)
+        if run.need_files:
+            run.artifacts[dep.commit] = artifact
         fetched.append((dep, artifact))
     published = _publish(run, [a for _, a in fetched])
     for dep, artifact in fetched:
