@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -111,3 +112,56 @@ def test_config_is_embedded_and_labels_recorded(tmp_path):
     reg.push_manifest("r", "bad", json.dumps(manifest).encode(), manifest["mediaType"])
     with pytest.raises(DigestMismatchError):
         pull_module(reg, "r", artifact.module, "bad")
+
+
+def _padded_layers() -> dict[str, bytes]:
+    """Layers with the right files and something more a peer could add."""
+    import gzip
+    import io
+    import tarfile
+
+    exact = files_layer(FILES)
+    raw = gzip.decompress(exact)
+    hidden = io.BytesIO()
+    with tarfile.open(fileobj=hidden, mode="w") as tar:
+        info = tarfile.TarInfo("../evil.sh")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"boom"))
+    last = tarfile.open(fileobj=io.BytesIO(raw)).getmembers()[-1]
+    archive_end = last.offset_data + -(-last.size // 512) * 512  # before the zero blocks
+    named = io.BytesIO()
+    with gzip.GzipFile(fileobj=named, mode="wb", filename="files.tar", mtime=0) as out:
+        out.write(raw)
+    return {
+        "trailing bytes": exact + b"\x00garbage" * 1000,
+        "a second gzip member": exact + gzip.compress(b"more"),
+        "members after one zero block": gzip.compress(
+            raw[:archive_end] + bytes(512) + hidden.getvalue()
+        ),
+        "zero padding past tar's records": gzip.compress(raw + bytes(128 << 10)),
+        "a file name in the gzip header": named.getvalue(),
+    }
+
+
+def test_a_layer_is_kept_as_it_arrived_only_when_it_is_exactly_its_files(tmp_path):
+    """What a peer adds around the right files (reachable by readers other than ours, or just
+    bytes to store and re-publish) is dropped: the layer is made again from the files."""
+    registry = OCILayoutRegistry(tmp_path / "registry")
+    artifact = _artifact()
+    push_module(registry, "pets", artifact)
+    got = pull_module(registry, "pets", PETS, artifact.commit)
+    assert got is not None and got.layer == files_layer(FILES)  # ours: kept as it arrived
+    for what, layer in _padded_layers().items():
+        planted = ModuleArtifact(**{**artifact.__dict__, "layer": layer, "layer_of": 0})
+        push_module(registry, "pets", planted)
+        got = pull_module(registry, "pets", PETS, artifact.commit)
+        assert got is not None and got.files == FILES, what
+        assert got.layer is None and got.files_layer() == files_layer(FILES), what
+
+
+def test_a_layer_follows_its_files_through_replace():
+    artifact = _artifact()
+    assert artifact.files_layer() == files_layer(FILES)
+    other = {"b/v1/b.proto": b'syntax = "proto3";\n'}
+    assert replace(artifact, files=other).files_layer() == files_layer(other)
+    assert replace(artifact, labels=("main",)).files_layer() is artifact.files_layer()

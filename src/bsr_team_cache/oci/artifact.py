@@ -47,7 +47,7 @@ from bsr_team_cache.oci.base import (
     parse_manifest,
     sha256_digest,
 )
-from bsr_team_cache.oci.layer import files_layer, read_files_layer
+from bsr_team_cache.oci.layer import decode_files_layer, files_layer
 
 ARTIFACT_TYPE = "application/vnd.buf.module.v1"
 CONFIG_MEDIA_TYPE = "application/vnd.buf.module.config.v1+json"
@@ -80,15 +80,23 @@ class ModuleArtifact:
     labels: tuple[str, ...] = ()
     b4: Digest | None = None
     v1_files: dict[str, bytes] = field(default_factory=dict)
-    # The files layer as it arrived (verified: its files are ``files``), so the store keeps it
-    # and a publish pushes it without compressing the files again.
+    # The files layer as it arrived, when it is exactly ``files`` (see decode_files_layer), so
+    # the store keeps it and a publish pushes it without compressing the files again.
     layer: bytes | None = field(default=None, compare=False, repr=False)
+    # Which files dict ``layer`` holds (its id): ``dataclasses.replace(a, files=...)`` copies
+    # ``layer`` too, and a layer of other files must then be made again, never reused.
+    layer_of: int = field(default=0, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.layer is not None and not self.layer_of:
+            object.__setattr__(self, "layer_of", id(self.files))
 
     def files_layer(self) -> bytes:
-        """The files layer: as received, else made once (and remembered: a frozen artifact's
-        files never change, so neither does their layer)."""
-        if self.layer is None:
+        """The files layer: as received, else made once and remembered (``files`` of a frozen
+        artifact are not changed in place)."""
+        if self.layer is None or self.layer_of != id(self.files):
             object.__setattr__(self, "layer", files_layer(self.files))
+            object.__setattr__(self, "layer_of", id(self.files))
         return self.layer  # type: ignore[return-value]
 
     @property
@@ -317,11 +325,12 @@ def decode_module(
         parse_json(read_blob(config_desc), where, "config"), module, commit, where
     )
     layer = read_blob(layer_desc)
+    files, exact = decode_files_layer(layer, where)
     artifact = ModuleArtifact(
         module=module,
         commit=commit,
-        files=read_files_layer(layer, where),
-        layer=layer,
+        files=files,
+        layer=layer if exact else None,  # anything more than the files: made again
         **fields,
     )
     artifact.verify()

@@ -27,6 +27,9 @@ _STEP = 1 << 20  # at most this much output per decompression step
 _INPUT_STEP = 64 << 10
 MAX_PAX_BYTES = 64 << 10  # one PAX header (a long path needs a few hundred bytes)
 MAX_METADATA_BYTES = 32 << 20  # all headers and PAX records of one layer
+# What may follow the end-of-archive block in a layer that is kept as received: tar's record
+# padding (zeros; 10 KiB for tarfile and GNU tar).
+MAX_TRAILING_ZEROS = 64 << 10
 
 
 def files_layer(files: dict[str, bytes]) -> bytes:
@@ -91,6 +94,22 @@ class _Inflater:
             self._pos = 0
         self._buf += out
         return True
+
+    def at_end(self) -> bool:
+        """Whether the rest of the layer is only zeros (at most MAX_TRAILING_ZEROS of them)
+        and the gzip stream ends exactly where the layer does."""
+        zeros = len(self._buf) - self._pos
+        while not self._zlib.eof:
+            try:
+                if zeros > MAX_TRAILING_ZEROS or not self._more():
+                    return False
+            except InvalidContentError:  # cut short, or not gzip, past the archive's end
+                return False
+            zeros = len(self._buf) - self._pos
+        rest = self._buf[self._pos :]
+        if zeros > MAX_TRAILING_ZEROS or rest.count(0) != len(rest):
+            return False
+        return not self._zlib.unused_data and not self._input and not self._source.read(1)
 
     def take(self, n: int) -> bytes:
         while len(self._buf) - self._pos < n:
@@ -203,6 +222,14 @@ def _members(inflater: _Inflater, where: str) -> Iterator[tuple[str, int]]:
 def read_files_layer(data: bytes | BinaryIO, where: str) -> dict[str, bytes]:
     """The files of a layer, checked: regular files only, valid and unique paths, within the
     module limits (``limits()``)."""
+    return decode_files_layer(data, where)[0]
+
+
+def decode_files_layer(data: bytes | BinaryIO, where: str) -> tuple[dict[str, bytes], bool]:
+    """The files of a layer (as ``read_files_layer``), and whether the layer is exactly such
+    files and nothing more: a gzip header without optional fields, nothing after the gzip
+    stream, only tar's zero padding after the archive. Only such a layer is worth keeping as
+    received; anything else a peer could pad out is made again from the files."""
     lim = limits()
     source = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
     # Headers and padding come on top of the files' bytes: allow for them in the output bound.
@@ -228,4 +255,6 @@ def read_files_layer(data: bytes | BinaryIO, where: str) -> dict[str, bytes]:
             inflater.take(padding)
         files[path] = content
     validate_file_set(files, where)
-    return files
+    header = data[:4] if isinstance(data, bytes | bytearray) else b""
+    exact = header[:3] == b"\x1f\x8b\x08" and header[3:4] == b"\0" and inflater.at_end()
+    return files, exact

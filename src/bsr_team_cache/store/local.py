@@ -249,7 +249,9 @@ class LocalStore:
 
     def _write_blob(self, data: bytes, digest: str) -> None:
         path = self._blob_path(digest)
-        if not path.exists():
+        try:
+            os.utime(path)  # already here (another entry's): young again, so GC spares it
+        except FileNotFoundError:
             atomic_write(path, data, tmp_dir=self.root / "tmp")
 
     # -- locks ---------------------------------------------------------------------------
@@ -383,6 +385,9 @@ class LocalStore:
             touched, self._touched = self._touched, []
         if not rows and not touched:
             return
+        # A blob shared with another entry may have been evicted (by another process) since
+        # it was found present: such a row would name a missing blob. It is left out.
+        rows = [r for r in rows if all(self._blob_path(d).exists() for d in json.loads(r[3]))]
         with self._write():  # the rows that make entries visible go in last
             self._db.executemany(
                 "INSERT OR REPLACE INTO entries (module, commit_id, manifest, blobs, size,"

@@ -39,7 +39,7 @@ from bsr_team_cache.oci.base import (
     validate_oci_digest,
 )
 from bsr_team_cache.oci.documents import canonical_json
-from bsr_team_cache.oci.layer import read_files_layer
+from bsr_team_cache.oci.layer import decode_files_layer
 from bsr_team_cache.team.config import validate_repository_name
 
 BUNDLE_TYPE = "application/vnd.buf.module.bundle.v1"
@@ -325,6 +325,7 @@ def pull_members(
             if member.data is not None
             else registry.read_blob(repo, member.layer_digest, max_bytes=member.layer_size)
         )
+        files, exact = decode_files_layer(layer, where)
         artifact = ModuleArtifact(
             parse_module_name(member.artifact_module),
             member.commit,
@@ -333,9 +334,9 @@ def pull_members(
                 ModuleDepRecord(parse_module_name(n), c, parse_digest(d, expected_type=B5))
                 for n, c, d in member.deps
             ),
-            read_files_layer(layer, where),
+            files,
             member.create_time,
-            layer=layer,
+            layer=layer if exact else None,  # anything more than the files: made again
         )
         artifact.verify()
         return artifact

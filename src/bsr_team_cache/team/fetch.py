@@ -132,14 +132,22 @@ class _Run:
             write_cache_entry(self.buf_cache, dep, artifact)
 
     def found(
-        self, dep: LockedDep, artifact: ModuleArtifact, tier: str, t0: float, bundle: str = ""
+        self,
+        dep: LockedDep,
+        artifact: ModuleArtifact | None,
+        tier: str,
+        t0: float,
+        bundle: str = "",
+        size: int | None = None,
     ) -> None:
-        if self.need_files:
+        """A dep obtained (``artifact`` None: stored and placed, its files not kept)."""
+        if self.need_files and artifact is not None:
             self.artifacts[dep.commit] = artifact
+        if size is None:
+            assert artifact is not None
+            size = artifact.size
         self.add(
-            ModuleResult(
-                str(dep.module), dep.commit, tier, artifact.size, time.time() - t0, bundle=bundle
-            )
+            ModuleResult(str(dep.module), dep.commit, tier, size, time.time() - t0, bundle=bundle)
         )
 
     def add(self, result: ModuleResult) -> None:
@@ -403,12 +411,14 @@ def obtain(
         for start in range(0, len(pending), FILL_BATCH):
             batch = pending[start : start + FILL_BATCH]
             with _maybe(local and local.filling((d.module, d.commit) for d in batch)):
-                batch = _from_local(run, batch, {})  # filled by another process meanwhile?
-                batch = _from_registry(run, batch)
-                if batch:
-                    _from_bsr(run, batch, bsr)
-                if local is not None:
-                    local.flush()  # visible before the fill locks go: single-flight
+                try:
+                    batch = _from_local(run, batch, {})  # filled by another process meanwhile?
+                    batch = _from_registry(run, batch)
+                    if batch:
+                        _from_bsr(run, batch, bsr)
+                finally:
+                    if local is not None:
+                        local.flush()  # visible before the fill locks go: single-flight
     return run.artifacts
 
 
@@ -530,7 +540,9 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
     decided = threading.Event()
     covered: set[str] = set()
 
-    def pull(dep: LockedDep) -> tuple[LockedDep, ModuleArtifact | None, str | None, bool, float]:
+    def pull(
+        dep: LockedDep,
+    ) -> tuple[LockedDep, ModuleArtifact | None, int | None, str | None, bool, float]:
         """Pull, check against buf.lock, store and place in buf's cache, in this worker."""
         t0 = time.time()
 
@@ -543,16 +555,17 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
                 run.team.registry, run.team.repo(dep.module), dep.module, dep.commit, proceed=go_on
             )
         except InvalidContentError as exc:  # this artifact only: the next tier has it
-            return dep, None, f"{exc}; fetching it from the BSR", False, t0
+            return dep, None, None, f"{exc}; fetching it from the BSR", False, t0
         except RegistryError as exc:  # the registry itself: unreachable, refusing us
-            return dep, None, str(exc), True, t0
+            return dep, None, None, str(exc), True, t0
         problem = _mismatch(run, dep, artifact, "the team registry's copy")
         if problem is not None:
-            return dep, None, problem or None, False, t0
+            return dep, None, None, problem or None, False, t0
         assert artifact is not None
         run.keep(artifact)
         run.place(dep, artifact)
-        return dep, artifact, None, False, t0
+        # Stored and placed: without need_files, no files are held until the batch ends.
+        return dep, artifact if run.need_files else None, artifact.size, None, False, t0
 
     pending: list[LockedDep] = []
     run.bundle_problem = None
@@ -564,7 +577,7 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
         finally:
             decided.set()
         for future in futures:
-            dep, artifact, problem, down, t0 = future.result()
+            dep, artifact, size, problem, down, t0 = future.result()
             if dep.commit in covered:
                 continue
             if down:
@@ -573,10 +586,10 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
                 continue
             if problem:
                 run.report.warnings.append(problem)
-            if artifact is None:
+            if size is None:
                 pending.append(dep)
                 continue
-            run.found(dep, artifact, TEAM, t0)
+            run.found(dep, artifact, TEAM, t0, size=size)
     if run.bundle_problem and not run.registry_down:  # else the registry warning says it all
         run.report.warnings.append(run.bundle_problem)
     return pending
