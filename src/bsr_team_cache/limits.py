@@ -7,8 +7,6 @@ limits are set once (the CLI does it from its settings); library callers may cal
 
 from __future__ import annotations
 
-import copy
-
 MiB = 1 << 20
 # Proto text compresses 4-10x with gzip; long runs of zeros (a bomb) ~1000x. Past the floor,
 # decompressed output more than INFLATE_RATIO times the input read so far is refused.
@@ -43,6 +41,8 @@ class Limits:
     command_seconds: float = 900.0
 
     def replace(self, **changes: float | int) -> Limits:
+        import copy  # here: the CLI imports this module at every start-up
+
         changed = copy.copy(self)
         for name, value in changes.items():
             if name.startswith("_") or not hasattr(Limits, name) or callable(getattr(Limits, name)):

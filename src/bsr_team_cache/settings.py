@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +62,8 @@ def default_registry(env: dict[str, str]) -> str:
 def read_config_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
+    import tomllib  # most machines have no config file: start-up need not import the parser
+
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:

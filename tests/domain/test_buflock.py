@@ -15,6 +15,9 @@ from bsr_team_cache.domain.digest import parse_digest
 from bsr_team_cache.domain.moduleref import parse_module_name
 from bsr_team_cache.errors import ConfigError
 
+# Every test here runs with both YAML loaders (tests/domain/conftest.py).
+pytestmark = pytest.mark.usefixtures("yaml_loader")
+
 B5_A = "b5:" + "a1" * 64
 B5_B = "b5:" + "b2" * 64
 SHAKE = "shake256:" + "c3" * 64
@@ -195,3 +198,40 @@ def test_a_lock_that_would_not_read_back_is_not_written(tmp_path: Path) -> None:
     ):
         write_buf_lock(tmp_path / "buf.lock", smuggling)
     assert (tmp_path / "buf.lock").read_text() == V2
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "version: v2\ndeps:\n  - name: a: b\n",
+            "buf.lock:3: invalid YAML: mapping values are not allowed here",
+        ),
+        (
+            "version: v2\ndeps:\n\t- name: a\n",
+            "buf.lock:3: invalid YAML: found character '\\t' that cannot start any token",
+        ),
+        ("version: v2\ndeps: *x\n", "buf.lock:2: invalid YAML: found undefined alias 'x'"),
+        ("version: v2\n---\nversion: v1\n", "buf.lock:2: invalid YAML: but found another document"),
+        (
+            "version: v2\ndeps:\n  - name: 'unclosed\n",
+            "buf.lock:4: invalid YAML: found unexpected end of stream",
+        ),
+        (
+            "version: v2\ndeps:\n  - name: a\n - x\n",
+            "buf.lock:4: invalid YAML: expected <block end>, but found '<block sequence start>'",
+        ),
+        ("version: v2\ndeps: &a\n  - &a x\n", "buf.lock:3: invalid YAML: second occurrence"),
+        (
+            "version: v2\x07\n",
+            "buf.lock: invalid YAML: unacceptable character #x0007: special characters",
+        ),
+        ("version: v2\ndeps:\n" + "- " * 600 + "x\n", "buf.lock: invalid YAML: nested too deeply"),
+        ("version: v2\n\ufeffdeps: x\n", "buf.lock:2: unknown field '\\ufeffdeps'"),
+    ],
+)
+def test_yaml_errors_are_worded_and_placed_alike_by_both_loaders(text: str, message: str) -> None:
+    # libyaml words most of these otherwise, and often names another line.
+    with pytest.raises(ConfigError) as info:
+        parse_buf_lock(text, "buf.lock")
+    assert str(info.value).startswith(message)

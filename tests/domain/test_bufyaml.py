@@ -3,6 +3,9 @@ import pytest
 from bsr_team_cache.domain.bufyaml import parse_buf_yaml, read_buf_yaml
 from bsr_team_cache.errors import ConfigError
 
+# Every test here runs with both YAML loaders (tests/domain/conftest.py).
+pytestmark = pytest.mark.usefixtures("yaml_loader")
+
 
 def test_v2_with_modules_and_deps(tmp_path):
     (tmp_path / "buf.yaml").write_text(

@@ -127,7 +127,8 @@ def _padded_layers() -> dict[str, bytes]:
         info = tarfile.TarInfo("../evil.sh")
         info.size = 4
         tar.addfile(info, io.BytesIO(b"boom"))
-    last = tarfile.open(fileobj=io.BytesIO(raw)).getmembers()[-1]
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        last = tar.getmembers()[-1]
     archive_end = last.offset_data + -(-last.size // 512) * 512  # before the zero blocks
     named = io.BytesIO()
     with gzip.GzipFile(fileobj=named, mode="wb", filename="files.tar", mtime=0) as out:

@@ -20,8 +20,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -61,6 +59,8 @@ def installed_buf_version(
             cached = json.loads(memo.read_text())
             if cached.get("key") == key:
                 return buf, tuple(cached["version"]) if cached["version"] else None
+    import subprocess  # only when the version is not remembered
+
     try:
         done = subprocess.run(
             [buf, "--version"], capture_output=True, text=True, timeout=30, check=False
@@ -224,6 +224,8 @@ def write_module(
     validate_file_set(files, f"{module}:{commit}")
     if not set(v1_files) <= set(V1_CONFIG_FILES):
         raise BSRTeamCacheError(f"{module}:{commit}: unexpected v1 files {sorted(v1_files)}")
+    import tempfile  # only when an entry is written (a warm fetch writes none)
+
     entry = inside(cache_dir, entry)
     _make_dirs(entry.parent)
     try:

@@ -4,22 +4,26 @@ the BSR, fill buf's cache, optionally export them for protoc."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from bsr_team_cache.bsr.client import BSRModuleClient
-from bsr_team_cache.bufcache.v3 import buf_cache_dir, check_buf_layout
 from bsr_team_cache.cli.options import TeamOptions, team_options
 from bsr_team_cache.errors import StoreError
-from bsr_team_cache.team.fetch import TIERS, FetchReport, ModuleResult, fetch
-from bsr_team_cache.team.resolve import DEFAULT_LABEL_TTL
+from bsr_team_cache.team import DEFAULT_LABEL_TTL
+
+# The fetch machinery (store, registry, BSR client, YAML) is imported when the command runs, so
+# that `fetch --help` and a mistyped option answer at once.
+if TYPE_CHECKING:
+    from bsr_team_cache.team.fetch import FetchReport, ModuleResult
 
 
 def _summary(report: FetchReport) -> str:
+    from bsr_team_cache.team.fetch import TIERS
+
     parts = [f"{report.count(tier)} {tier}" for tier in TIERS]
     total = report.bytes()
     return (
@@ -97,6 +101,10 @@ def command(
 ) -> None:
     """Fetch PROJECT_DIR's dependencies: local store, team registry, then the BSR (published
     back to the team registry). Fills buf's cache so that `buf build` needs no network."""
+    from bsr_team_cache.bsr.client import BSRModuleClient
+    from bsr_team_cache.bufcache.v3 import buf_cache_dir, check_buf_layout
+    from bsr_team_cache.team.fetch import FetchReport, fetch
+
     cache = None if no_buf_cache else (buf_cache_dir_opt or buf_cache_dir(dict(os.environ)))
     if cache is not None:
         check_buf_layout(memo=options.store_dir / "buf-version.json")
@@ -133,6 +141,8 @@ def command(
             for warning in report.warnings:  # also when the fetch failed: they explain why
                 click.echo(f"warning: {warning}", err=True)
     if as_json:
+        import json
+
         click.echo(json.dumps(report.to_json(), indent=2))
         return
     if quiet:

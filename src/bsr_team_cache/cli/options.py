@@ -5,26 +5,37 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from bsr_team_cache._deadline import deadline_scope
 from bsr_team_cache.errors import UsageError
 from bsr_team_cache.limits import MiB, configure, limits
-from bsr_team_cache.settings import Settings, load_settings
-from bsr_team_cache.store import LocalStore, default_store_dir
+
+# Settings and the store are imported when a command runs, not when its options are declared:
+# --help needs neither.
+if TYPE_CHECKING:
+    from bsr_team_cache.settings import Settings
+    from bsr_team_cache.store import LocalStore
 
 DEFAULT_STORE_MAX_MB = 2048
 
 
-@dataclass(frozen=True)
 class TeamOptions:
-    settings: Settings
-    store_dir: Path
-    store_max_mb: int
-    timeout: float
+    """What a team command runs with. (A plain class, as limits.Limits: it is defined at every
+    start-up, and a dataclass would compile its methods each time.)"""
+
+    __slots__ = ("settings", "store_dir", "store_max_mb", "timeout")
+
+    def __init__(
+        self, settings: Settings, store_dir: Path, store_max_mb: int, timeout: float
+    ) -> None:
+        self.settings = settings
+        self.store_dir = store_dir
+        self.store_max_mb = store_max_mb
+        self.timeout = timeout
 
     @property
     def team(self) -> str:
@@ -40,6 +51,8 @@ class TeamOptions:
         return self.settings.registry
 
     def open_store(self) -> LocalStore:
+        from bsr_team_cache.store import LocalStore
+
         return LocalStore(self.store_dir, max_bytes=self.store_max_mb * 1024 * 1024)
 
     def open_registry(self):
@@ -104,6 +117,12 @@ _CONTENT_OPTIONS = [
 ]
 
 
+def _default_store_dir() -> Path:
+    from bsr_team_cache.store import default_store_dir
+
+    return default_store_dir()
+
+
 def team_options(
     func: Callable | None = None,
     *,
@@ -118,6 +137,8 @@ def team_options(
     def decorate(command: Callable) -> Callable:
         @functools.wraps(command)
         def wrapper(*args, **kwargs):
+            from bsr_team_cache.settings import load_settings
+
             chosen = {
                 name: kwargs.pop(name, None)
                 for name in (
@@ -142,7 +163,7 @@ def team_options(
                 configure(max_module_bytes=module_mb * MiB)
             options = TeamOptions(
                 settings,
-                chosen["store_dir"] or settings.store_dir or default_store_dir(),
+                chosen["store_dir"] or settings.store_dir or _default_store_dir(),
                 chosen["store_max_mb"] or settings.store_max_mb or DEFAULT_STORE_MAX_MB,
                 float(chosen["timeout"] or settings.timeout or limits().command_seconds),
             )

@@ -1,13 +1,20 @@
-"""Reading YAML with line numbers, so that config errors can point at the offending line."""
+"""Reading YAML with line numbers, so that config errors can point at the offending line.
+
+PyYAML is imported on first use (~20 ms that --help and the commands reading no buf.yaml or
+buf.lock need not pay), and read with libyaml's loader when PyYAML has it: ~8x faster on a
+large buf.lock.
+"""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-
-import yaml
+from typing import TYPE_CHECKING
 
 from bsr_team_cache.errors import ConfigError
+
+if TYPE_CHECKING:
+    import yaml
 
 # Strings that YAML reads back as the same string when written plain: a letter first (so not a
 # number, and not a YAML indicator), then name-like characters. Module names, commits that begin
@@ -25,6 +32,8 @@ def scalar_text(value: str) -> str:
     double-quoted string with every special character escaped (so no value can add keys)."""
     if _PLAIN_SAFE.fullmatch(value) and value.lower() not in _PLAIN_WORDS:
         return value
+    import yaml
+
     try:
         plain_ok = (
             value.isprintable()
@@ -45,7 +54,31 @@ def line_of(node: yaml.Node) -> int:
     return node.start_mark.line + 1
 
 
+# Where libyaml and PyYAML's own loader disagree (found by differential fuzzing): tabs, a
+# byte-order mark past the start, flow collections, explicit keys, tags and block scalars,
+# which one of them refuses or marks otherwise. buf writes none of them.
+_PURE_ONLY = "\t\ufeff{}[]?!|>"
+# Block nesting deepens by at most a level a column, so short lines bound the depth: far below
+# where the pure loader runs out of recursion (~450 levels) while libyaml goes to 1,000.
+_LIBYAML_MAX_LINE = 256
+
+
+def _libyaml_reads_alike(text: str) -> bool:
+    """Whether libyaml reads ``text`` as the pure loader does (the same nodes and marks, or an
+    error where it has one). One substring search a character: ~30x faster than a regex."""
+    return not any(c in text for c in _PURE_ONLY) and (
+        max(map(len, text.split("\n"))) < _LIBYAML_MAX_LINE
+    )
+
+
 def compose(path: Path, text: str) -> yaml.Node | None:
+    import yaml
+
+    if yaml.__with_libyaml__ and _libyaml_reads_alike(text):
+        try:
+            return yaml.compose(text, Loader=yaml.CSafeLoader)
+        except (yaml.YAMLError, UnicodeEncodeError, RecursionError):
+            pass  # the pure loader says what is wrong: the same message and line either way
     try:
         return yaml.compose(text, Loader=yaml.SafeLoader)
     except RecursionError:
@@ -70,6 +103,8 @@ def read_text(path: Path) -> str:
 
 def mapping(path: Path, node: yaml.Node | None, what: str) -> dict[str, yaml.Node]:
     """A mapping node as {key: value node}; duplicate keys are an error, as in buf."""
+    import yaml
+
     if node is None:
         return {}
     if not isinstance(node, yaml.MappingNode):
@@ -86,6 +121,8 @@ def mapping(path: Path, node: yaml.Node | None, what: str) -> dict[str, yaml.Nod
 
 
 def scalar(path: Path, node: yaml.Node, what: str) -> str:
+    import yaml
+
     if not isinstance(node, yaml.ScalarNode):
         raise ConfigError(path, f"{what} must be a string", line=line_of(node))
     if node.tag == "tag:yaml.org,2002:null":
@@ -94,6 +131,8 @@ def scalar(path: Path, node: yaml.Node, what: str) -> str:
 
 
 def sequence(path: Path, node: yaml.Node | None, what: str) -> list[yaml.Node]:
+    import yaml
+
     if node is None or (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")):
         return []
     if not isinstance(node, yaml.SequenceNode):

@@ -11,9 +11,7 @@ validates every path (domain/files.py). Anything else is an InvalidContentError.
 
 from __future__ import annotations
 
-import gzip
 import io
-import tarfile
 import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -34,6 +32,9 @@ MAX_TRAILING_ZEROS = 64 << 10
 
 def files_layer(files: dict[str, bytes]) -> bytes:
     """A byte-for-byte reproducible tar+gzip of the files."""
+    import gzip  # only when a layer is made (a warm fetch reads none)
+    import tarfile
+
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in sorted(files, key=str.encode):

@@ -705,12 +705,14 @@ def _from_bsr(run: _Run, misses: list[LockedDep], bsr: BSRModuleClient) -> None:
                 f"{dep}: the BSR serves digest {digest}, buf.lock says {dep.digest}"
             )
         run.keep(artifact)
-        run.place(dep, artifact)
         if run.need_files:
             run.artifacts[dep.commit] = artifact
         fetched.append((dep, artifact))
+    # Stored and published before buf's cache is written: a download is never lost to a
+    # buf cache that cannot be written.
     published = _publish(run, [a for _, a in fetched])
     for dep, artifact in fetched:
+        run.place(dep, artifact)
         run.add(
             ModuleResult(
                 str(dep.module), dep.commit, BSR, artifact.size, elapsed, dep.commit in published

@@ -21,14 +21,13 @@ from bsr_team_cache.errors import (
 from bsr_team_cache.oci.artifact import ModuleArtifact, module_repository, pull_module
 from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.store import LocalStore
+from bsr_team_cache.team import DEFAULT_LABEL_TTL
 from bsr_team_cache.team.labels import (
     DEFAULT_LABEL,
     LabelRecord,
     read_label_index,
     update_label_index,
 )
-
-DEFAULT_LABEL_TTL = 24 * 3600.0
 
 
 @dataclass

@@ -1,0 +1,140 @@
+"""Reading YAML: PyYAML is imported by the first parse only; libyaml's loader, used when PyYAML
+has it, reads buf.yaml and buf.lock exactly as PyYAML's own loader does (the same result, or the
+same error with the same line)."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bsr_team_cache.domain.buflock import BufLock, LockedDep, format_buf_lock, parse_buf_lock
+from bsr_team_cache.domain.bufyaml import parse_buf_yaml
+from bsr_team_cache.domain.digest import parse_digest
+from bsr_team_cache.domain.moduleref import parse_module_name
+from bsr_team_cache.errors import BSRTeamCacheError
+
+needs_libyaml = pytest.mark.skipif(
+    not yaml.__with_libyaml__, reason="PyYAML is built without libyaml here"
+)
+PLUGINS = "plugins:\n  - name: buf.build/protocolbuffers/go\n    commit: " + "d4" * 16 + "\n"
+
+
+def test_yaml_is_imported_by_the_first_parse_only() -> None:
+    probe = (
+        "import sys\n"
+        "import bsr_team_cache.bsr.client, bsr_team_cache.domain.buflock\n"
+        "assert 'yaml' not in sys.modules\n"
+        "bsr_team_cache.domain.buflock.parse_buf_lock('version: v2\\n')\n"
+        "assert 'yaml' in sys.modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def _lock(version: str, count: int) -> BufLock:
+    deps = []
+    for i in range(count):
+        h = hashlib.sha256(str(i).encode()).hexdigest()
+        module = parse_module_name(f"buf.build/owner{i % 17}/module-{i:03d}")
+        digest = f"b5:{h}{h}" if version == "v2" else f"shake256:{h}{h}"
+        deps.append(LockedDep(module, h[:32], parse_digest(digest)))
+    deps.sort(key=lambda d: str(d.module))  # as the writer orders them
+    return BufLock(version, tuple(deps), extra=PLUGINS if version == "v2" else "")
+
+
+@needs_libyaml
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_a_200_dep_lock_reads_the_same_with_both_loaders(
+    version: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lock = _lock(version, 200)
+    text = format_buf_lock(lock)
+    loaders = []
+    compose = yaml.compose
+
+    def recording_compose(stream, Loader):
+        loaders.append(Loader)
+        return compose(stream, Loader=Loader)
+
+    monkeypatch.setattr(yaml, "compose", recording_compose)
+    with_libyaml = parse_buf_lock(text)
+    assert loaders[0] is yaml.CSafeLoader  # a lock as buf writes it is read by libyaml
+    monkeypatch.setattr(yaml, "__with_libyaml__", False)
+    assert with_libyaml == parse_buf_lock(text) == lock
+
+
+SEEDS = [
+    format_buf_lock(_lock("v2", 3)),
+    format_buf_lock(_lock("v1", 2)),
+    "version: v2\nmodules:\n  - path: proto\n    name: buf.build/acme/shop\n  - path: vendor\n"
+    "deps:\n  - buf.build/googleapis/googleapis\n  - localhost:8443/acme/pets:v1\n",
+    "%YAML 1.1\n---\nversion: v2 # c\ndeps: &d\n  - a\n  - 'q ''x'''\nplugins: *d\n"
+    'w: "e \\u00e9 \\x41 \\\n  cont"\n<<: *d\n...\n',
+    "{version: v2, deps: [], plugins: [{name: 'buf.build/x', c: \"a\\tb\"}]}\n",
+    "version: v2\nx: |\n  text\n   more\ny: >-\n  folded\n\n  line\n? complex\n: value\n",
+]
+# What makes the two loaders differ, if anything does: indicators, odd whitespace and breaks.
+FRAGMENTS = [
+    *":-[]{}?,&*!|>'\"#%@`~\\ \t\n\r\x00\x85\ufeff\u2028",
+    "é",
+    "- ",
+    ": ",
+    "? ",
+    "&a ",
+    "*a",
+    "!!str ",
+    "<<",
+    "---\n",
+    "...\n",
+    "\r\n",
+    "\n  ",
+    "\\x41",
+    "\\u00e9",
+    "1e3",
+    "null",
+    "- " * 40,
+    "k" * 300,
+]
+edits = st.lists(
+    st.tuples(st.integers(min_value=0), st.integers(0, 6), st.sampled_from(FRAGMENTS)),
+    min_size=1,
+    max_size=5,
+)
+
+
+def _mutate(text: str, changes: list[tuple[int, int, str]]) -> str:
+    for position, op, fragment in changes:
+        at = position % (len(text) + 1)
+        if op < 4:
+            text = text[:at] + fragment + text[at:]
+        elif op < 6:
+            text = text[:at] + text[at + op - 3 :]
+        else:
+            text = text[:at] + text[at // 2 : at // 2 + 20] + text[at:]
+    return text
+
+
+def _outcome(parse, text: str, *, libyaml: bool) -> tuple:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(yaml, "__with_libyaml__", libyaml)
+        try:
+            return ("read", parse(text, "buf.file"))
+        except BSRTeamCacheError as exc:
+            return ("refused", type(exc), str(exc))
+
+
+@needs_libyaml
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(SEEDS), edits)
+def test_both_loaders_read_alike_or_fail_alike(seed: str, changes) -> None:
+    text = _mutate(seed, changes)
+    for parse in (parse_buf_lock, parse_buf_yaml):
+        assert _outcome(parse, text, libyaml=True) == _outcome(parse, text, libyaml=False)
