@@ -212,6 +212,36 @@ def read_buf_lock(path: Path | str) -> BufLock:
     return parse_buf_lock(yn.read_text(path), path)
 
 
+def lock_to_json(lock: BufLock) -> dict:
+    """A parsed lock as plain JSON values (for a memo of parses; ``lock_from_json`` reverses)."""
+    return {
+        "version": lock.version,
+        "deps": [
+            [str(d.module), d.commit, None if d.digest is None else str(d.digest)]
+            for d in lock.deps
+        ],
+        "extra": lock.extra,
+    }
+
+
+def lock_from_json(value: dict) -> BufLock:
+    """The lock ``lock_to_json`` wrote; every value validated again (ValueError, or this
+    project's errors, when it is not such a lock)."""
+    extra = value["extra"]
+    if value["version"] not in ("v1beta1", "v1", "v2") or not isinstance(extra, str | None):
+        raise ValueError("not a parsed buf.lock")
+    deps = []
+    for name, commit, digest in value["deps"]:
+        if not is_commit_id(commit):
+            raise ValueError("not a parsed buf.lock")
+        deps.append(
+            LockedDep(
+                parse_module_name(name), commit, None if digest is None else parse_digest(digest)
+            )
+        )
+    return BufLock(value["version"], tuple(deps), extra)
+
+
 def format_buf_lock(lock: BufLock) -> str:
     """Serialize as buf does: header, version, deps sorted by module name, buf's field order."""
     out = [HEADER, f"version: {lock.version}\n"]

@@ -3,13 +3,25 @@ when the BSR cannot answer, by the label indexes (team registry, then this machi
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bsr_team_cache.bsr.client import BSRModuleClient
-from bsr_team_cache.domain.buflock import BUF_LOCK, BufLock, LockedDep, read_buf_lock
+from bsr_team_cache.domain.buflock import (
+    BUF_LOCK,
+    BufLock,
+    LockedDep,
+    lock_from_json,
+    lock_to_json,
+    parse_buf_lock,
+    read_buf_lock,
+)
 from bsr_team_cache.domain.bufyaml import BUF_YAML, read_buf_yaml
 from bsr_team_cache.domain.moduleref import ModuleName, ModuleRef, is_commit_id
 from bsr_team_cache.errors import (
@@ -21,6 +33,9 @@ from bsr_team_cache.errors import (
 from bsr_team_cache.oci.artifact import ModuleArtifact, module_repository, pull_module
 from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.store import LocalStore
+
+if TYPE_CHECKING:
+    from bsr_team_cache.store.fallible import FallibleStore
 from bsr_team_cache.team import DEFAULT_LABEL_TTL
 from bsr_team_cache.team.labels import (
     DEFAULT_LABEL,
@@ -69,7 +84,7 @@ def resolve_project(
     buf.yaml's refs resolved, with digests of the type its buf.yaml version's lock holds."""
     lock_path = project / BUF_LOCK
     if lock_path.is_file() and not update_lock:
-        lock = read_buf_lock(lock_path)
+        lock = _read_lock(lock_path, store)
         return Resolution(_with_digests(lock, lock_path, bsr), "buf.lock")
     config = read_buf_yaml(project / BUF_YAML)
     version = config.version  # buf writes the lock of its buf.yaml's version
@@ -84,6 +99,32 @@ def resolve_project(
         clock=clock,
         lock_version=version,
     )
+
+
+def _read_lock(path: Path, store: LocalStore | FallibleStore | None) -> BufLock:
+    """buf.lock, parsed. A lock read before with the same bytes comes from the store's memo of
+    the last parse per project: no YAML to load and parse on a warm fetch."""
+    if store is None:
+        return read_buf_lock(path)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return read_buf_lock(path)  # which says what is wrong
+    key = f"buf.lock:{path.resolve()}"
+    digest = hashlib.sha256(data).hexdigest()
+    memo = store.kv_get(key)
+    if memo is not None:
+        with contextlib.suppress(ValueError, TypeError, KeyError, BSRTeamCacheError):
+            value = json.loads(memo)
+            if value["sha256"] == digest:
+                return lock_from_json(value["lock"])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return read_buf_lock(path)  # which says what is wrong
+    lock = parse_buf_lock(text, path)  # the bytes that were hashed
+    store.kv_put(key, json.dumps({"sha256": digest, "lock": lock_to_json(lock)}))
+    return lock
 
 
 def _with_digests(lock: BufLock, path: Path, bsr: BSRModuleClient) -> BufLock:
