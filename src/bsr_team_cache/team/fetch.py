@@ -531,12 +531,17 @@ def _unpinned_b4_dep(run: _Run, artifact: ModuleArtifact) -> str | None:
 
 
 def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
-    """The team registry tier. Module manifests are requested at once, in parallel, while the
-    team configuration says whether a bundle covers these modules; each module pull waits for
-    that decision before reading its files layer. So a bundle costs no extra round trip when
-    it exists, and looking for one costs none when it does not."""
+    """The team registry tier. When this machine knows the team configuration (read within the
+    last minutes) or the caller named a bundle, the bundle is pulled first and only what it
+    lacks is pulled module by module. Otherwise module manifests are requested at once, in
+    parallel, while the team configuration says whether a bundle covers these modules; each
+    module pull waits for that decision before reading its files layer: a bundle costs no
+    extra round trip when it exists, and looking for one costs none when it does not."""
     if run.registry_down or not deps:
         return deps
+    wants_bundle = run.use_bundles and (len(deps) >= 2 or run.bundle is not None)
+    # Deciding first costs no round trip then, and spares one request per covered module.
+    decide_first = wants_bundle and (run.bundle is not None or _team_config_known(run))
     decided = threading.Event()
     covered: set[str] = set()
 
@@ -570,9 +575,14 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
     pending: list[LockedDep] = []
     run.bundle_problem = None
     with ContextThreadPool(max_workers=min(run.parallel, len(deps))) as pool:
-        futures = [pool.submit(pull, dep) for dep in deps]
+        if decide_first:
+            try:
+                covered.update(_from_bundle(run, deps))
+            finally:
+                decided.set()
+        futures = [pool.submit(pull, dep) for dep in deps if dep.commit not in covered]
         try:
-            if run.use_bundles and (len(deps) >= 2 or run.bundle):
+            if wants_bundle and not decide_first:
                 covered.update(_from_bundle(run, deps))
         finally:
             decided.set()
@@ -593,6 +603,12 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
     if run.bundle_problem and not run.registry_down:  # else the registry warning says it all
         run.report.warnings.append(run.bundle_problem)
     return pending
+
+
+def _team_config_known(run: _Run) -> bool:
+    """Whether the team configuration is known here without asking the registry."""
+    key = team_config_key(run.team)
+    return run.store is not None and run.store.kv_get(key, TEAM_CONFIG_MAX_AGE) is not None
 
 
 def _from_bundle(run: _Run, deps: list[LockedDep]) -> set[str]:
@@ -630,16 +646,21 @@ def _from_bundle(run: _Run, deps: list[LockedDep]) -> set[str]:
         return set()
     label = f"{bundle.name}:{bundle.version}"
     run.report.bundles.append(label)
-    got = set()
+    matched = []
     for artifact in artifacts:
         dep = wanted[f"{artifact.module}:{artifact.commit}"]
-        if _matching(run, dep, artifact, f"bundle {label}") is None:
-            continue  # pulled one by one (bundles hold no b4: v1 projects always are)
-        run.keep(artifact)
-        run.place(dep, artifact)
+        if _matching(run, dep, artifact, f"bundle {label}") is not None:
+            matched.append((dep, artifact))  # else pulled one by one (bundles hold no b4)
+
+    def keep_and_place(item: tuple[LockedDep, ModuleArtifact]) -> None:
+        run.keep(item[1])
+        run.place(*item)
+
+    with ContextThreadPool(max_workers=max(1, min(run.parallel, len(matched)))) as pool:
+        list(pool.map(keep_and_place, matched))
+    for dep, artifact in matched:
         run.found(dep, artifact, TEAM, t0, bundle=label)
-        got.add(dep.commit)
-    return got
+    return {dep.commit for dep, _ in matched}
 
 
 def _from_bsr(run: _Run, misses: list[LockedDep], bsr: BSRModuleClient) -> None:
