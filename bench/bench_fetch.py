@@ -1,292 +1,716 @@
-"""The fetch path, measured side by side through a shaped link (default 20 ms RTT, 100 Mbit/s).
+"""A new machine getting a project's BSR dependencies, measured side by side, every service behind
+its own shaped link (bsr_team_cache.devnet; default 20 ms RTT, 100 Mbit/s each).
 
-    python bench/bench_fetch.py [--repeat 5] [--rtt-ms 20] [--mbit 100]
+    .venv/bin/python bench/bench_fetch.py [--repeat 5] [--warmup 1] [--rtt-ms 20] [--mbit 100]
+        [--sets 10,200,googleapis] [--json FILE] [--restore auto|curl|python]
 
-Sets up dev-bsr (TLS) and CNCF Distribution on loopback, each behind bsr_team_cache.devnet, and a
-project with 10 dependencies (the 6 sample modules, googleapis among them, plus 4 generated
-ones). Then measures:
+A full run (all sets, --repeat 5) takes several minutes; --sets picks some of them.
 
-1. warm local hit, in process: LocalStore lookup (index only) and verified read, p50/p99;
-2. the whole `bsr-team-cache fetch` of the 10 deps with a warm local store and buf cache, as a
-   process, against a bare Python start-up;
-3. a new machine: `bsr-team-cache fetch` from the team registry into an empty local store and
-   buf cache, then `buf build` offline — vs real `buf build` downloading the same deps from
-   dev-bsr through the same link.
+Services, on loopback, each behind its own ShapingProxy: dev-bsr (TLS; what the real `buf` CLI
+downloads from), CNCF Distribution (the team registry), and an http.server serving tarballs of
+buf's cache (what a CI cache step restores).
+
+Dependency sets, each its own buf project (buf.yaml v2 whose deps are on dev-bsr, buf.lock
+written by `fetch --update-lock`, and one .proto that imports a file of every dep, so that
+`buf build` needs them all):
+  10          the 6 sample modules (acme/*, a googleapis sample) and 4 small generated ones;
+  200         200 small generated modules;
+  googleapis  one generated module the size of googleapis (~40 MB in ~3,900 .proto files).
+
+Rows of each set's table, each measured --repeat times after --warmup unmeasured rounds, in
+rounds (each round runs every row once, so drift of a noisy machine hits all rows alike);
+preparation such as emptying directories is not timed:
+  python -c pass        the interpreter's start-up, for reference;
+  buf alone             `buf build` with an empty BUF_CACHE_DIR: buf downloads every dep from
+                        dev-bsr through its link;
+  tarball + buf build   the deps' warm buf cache (the `v3` tree a `buf build` left, packed once
+                        as .tar.gz) restored with `curl -sf URL | tar -xz -C DIR` from the
+                        tarball server's link, then `buf build` offline;
+    of which restore    the restore alone;
+  team fetch (cold) + buf build
+                        `bsr-team-cache fetch -q` from the team registry into an empty local
+                        store and empty buf cache (member A having run `fetch --update-lock`
+                        once, which published the deps and wrote buf.lock), then `buf build`
+                        offline;
+    of which fetch      the fetch alone;
+  warm fetch            `bsr-team-cache fetch -q` again, local store and buf cache warm.
+For the 10-dep set also: the cold team fetch + build once member A made a team bundle of the
+deps (fetch finds it), and with `fetch --bundle NAME`.
+
+"Offline" is checked, not assumed: those builds run with SSL_CERT_FILE naming a CA that did not
+sign dev-bsr's certificate, and the BSR link must see no connection while they run. The "links"
+column counts the connections each row opened per link (median over runs; links it did not
+use are left out). "vs tarball" is the
+row's median time over the tarball row's (<= 1.00x: not slower than restoring a tarball);
+"speed-up" is buf alone's median time over the row's. Peak RSS is the largest ru_maxrss of the
+row's processes (os.wait4; a shell pipeline counts its children; children are forked by a
+small spawner process, see bench/_util.py, so ~7 MB is the floor).
+
+Before measuring, the package is byte-compiled (compileall) so that no run pays for compiling;
+the output's first lines say whether bytecode was cached before and whether writing it is off.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
+import functools
+import http.server
+import importlib.util
+import json
 import os
+import platform
+import re
 import shutil
+import socket
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _util import median_seconds, table
+from _util import ChildRun, check_child, run_child, summary, table
 
-from bsr_team_cache.bsr.devbsr import DevBSRServer, ModuleRepository
-from bsr_team_cache.demo import DEMO_PROTO, find_buf
+import bsr_team_cache
+from bsr_team_cache.bsr.devbsr import DevBSRServer, ModuleRepository, ensure_tls_files
+from bsr_team_cache.demo import find_buf
 from bsr_team_cache.devnet import ShapingProxy
-from bsr_team_cache.domain.buflock import read_buf_lock
-from bsr_team_cache.oci.devregistry import DistributionServer
-from bsr_team_cache.samples import write_generated_modules, write_sample_data
-from bsr_team_cache.store import LocalStore
+from bsr_team_cache.oci.devregistry import DistributionServer, find_distribution
+from bsr_team_cache.samples import (
+    write_generated_modules,
+    write_large_module,
+    write_sample_data,
+)
 
-DEPS = [
-    "acme/orders",
-    "acme/notes",
-    "acme/common",
-    "acme/pets",
-    "acme/money",
-    "googleapis/googleapis",
-    *(f"bench/lib{i}" for i in range(4)),
-]
+ALL_SETS = ("10", "200", "googleapis")
+BUNDLE = "bench-deps"
+
+PYTHON = "python -c pass"
+BUF_ALONE = "buf alone"
+TARBALL = "tarball restore + buf build"
+RESTORE = "  of which restore"
+TEAM = "team fetch (cold) + buf build"
+FETCH = "  of which fetch"
+WARM = "warm fetch"
+TEAM_BUNDLE = "team fetch (cold, team has a bundle) + build"
+TEAM_NAMED = "team fetch --bundle NAME (cold) + build"
+
+# Restoring without curl: the same stream, read by Python.
+_PY_RESTORE = (
+    "import sys, tarfile, urllib.request\n"
+    "with urllib.request.urlopen(sys.argv[1]) as r, tarfile.open(fileobj=r, mode='r|gz') as t:\n"
+    "    t.extractall(sys.argv[2], **({'filter': 'tar'} if hasattr(tarfile, 'tar_filter') else {}))\n"
+)
 
 
-def _percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+# -- the dependency sets --------------------------------------------------------------------
+
+
+@dataclass
+class DepSet:
+    key: str
+    title: str
+    deps: list[str]  # owner/name on dev-bsr
+    uses: list[tuple[str, str]]  # (a file of a dep, a message it defines) for the project
+
+
+def _first_message(path: Path) -> str:
+    text = path.read_text()
+    package = re.search(r"^package\s+([\w.]+)\s*;", text, re.MULTILINE)
+    message = re.search(r"^message\s+(\w+)", text, re.MULTILINE)
+    assert package and message, path
+    return f"{package.group(1)}.{message.group(1)}"
+
+
+def write_bench_data(data: Path, keys: list[str]) -> dict[str, DepSet]:
+    """dev-bsr's data directory with the modules of the sets ``keys``; the sets."""
+    sets: dict[str, DepSet] = {}
+    data.mkdir(parents=True, exist_ok=True)
+    if "10" in keys:
+        write_sample_data(data)
+        libs = write_generated_modules(data, 4, owner="bench")
+        uses = [
+            ("acme/orders/v1/order.proto", "acme.orders.v1.Order"),
+            ("acme/notes/v1/note.proto", "acme.notes.v1.Note"),
+            ("acme/common/v1/page.proto", "acme.common.v1.PageRequest"),
+            ("acme/pets/v1/pet.proto", "acme.pets.v1.Pet"),
+            ("acme/money/v1/money.proto", "acme.money.v1.Price"),
+            ("google/api/http.proto", "google.api.HttpRule"),
+        ]
+        uses += [(f"{n}/v1/file0.proto", f"{n.replace('/', '.')}.v1.M0x0") for n in libs]
+        deps = ["acme/orders", "acme/notes", "acme/common", "acme/pets", "acme/money"]
+        sets["10"] = DepSet("10", "10 deps", [*deps, "googleapis/googleapis", *libs], uses)
+    if "200" in keys:
+        libs = write_generated_modules(data, 200, owner="gen")
+        uses = [(f"{n}/v1/file0.proto", f"{n.replace('/', '.')}.v1.M0x0") for n in libs]
+        sets["200"] = DepSet("200", "200 deps", libs, uses)
+    if "googleapis" in keys:
+        name = write_large_module(data, owner="bench", name="large")
+        root = data / name / "main"
+        # A few files of different packages (each imports the files before it in its package).
+        picked = sorted(root.rglob("*.proto"))[::997][:4]
+        uses = [(p.relative_to(root).as_posix(), _first_message(p)) for p in picked]
+        sets["googleapis"] = DepSet("googleapis", "googleapis-sized (1 module)", [name], uses)
+    return sets
+
+
+def write_project(project: Path, host: str, depset: DepSet) -> None:
+    """A buf v2 project: buf.yaml with the set's deps on ``host``, one proto using them all."""
+    (project / "bench" / "v1").mkdir(parents=True)
+    (project / "buf.yaml").write_text(
+        "version: v2\nmodules:\n  - path: .\ndeps:\n"
+        + "".join(f"  - {host}/{d}\n" for d in depset.deps)
+    )
+    imports = "".join(f'import "{f}";\n' for f in sorted({f for f, _ in depset.uses}))
+    fields = "".join(f"  {m} dep_{i} = {i};\n" for i, (_, m) in enumerate(depset.uses, 1))
+    (project / "bench" / "v1" / "uses.proto").write_text(
+        f'syntax = "proto3";\n\npackage bench.v1;\n\n{imports}\nmessage Uses {{\n{fields}}}\n'
+    )
+
+
+# -- the services ---------------------------------------------------------------------------
+
+
+class CountingProxy(ShapingProxy):
+    """A ShapingProxy that counts the connections it accepted (hooks its ``_connect``)."""
+
+    def __init__(self, target: tuple[str, int], *, rtt_ms: float, mbit: float) -> None:
+        super().__init__(target, rtt_ms=rtt_ms, mbit=mbit)
+        self.connections = 0
+        self._count_lock = threading.Lock()
+
+    def _connect(self, client: socket.socket) -> None:
+        with self._count_lock:
+            self.connections += 1
+        super()._connect(client)
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@dataclass
+class Services:
+    bsr_host: str  # localhost:PORT of the BSR's link, as buf.yaml names it
+    registry_url: str  # the team registry, through its link
+    tarball_url: str  # the tarball server's root, through its link
+    www: Path  # what the tarball server serves
+    ca: Path  # the CA that signed dev-bsr's certificate
+    bogus_ca: Path  # a CA that did not: any BSR call fails with it
+    links: dict[str, CountingProxy]
+
+    def counts(self) -> dict[str, int]:
+        return {name: link.connections for name, link in self.links.items()}
 
 
 @contextlib.contextmanager
-def shaped_servers(tmp: Path, rtt_ms: float, mbit: float) -> Iterator[tuple[Path, int, int]]:
-    """dev-bsr (TLS; the samples and 4 generated modules) and Distribution, each behind a
-    shaping proxy: yields (the CA to trust, the BSR's port, the registry's port)."""
-    data = write_sample_data(tmp / "data")
-    write_generated_modules(data, 4)
-    bsr, ca_cert = DevBSRServer.with_tls(ModuleRepository(data), tmp / "tls")
-    bsr.start()
-    registry = DistributionServer(tmp / "registry").start()
-    bsr_link = ShapingProxy(("127.0.0.1", bsr.port), rtt_ms=rtt_ms, mbit=mbit)
-    reg_link = ShapingProxy(("127.0.0.1", registry.port), rtt_ms=rtt_ms, mbit=mbit)
-    bsr_link.start()
-    reg_link.start()
-    try:
-        yield ca_cert, bsr_link.port, reg_link.port
-    finally:
-        bsr.stop()
-        registry.stop()
-        bsr_link.stop()
-        reg_link.stop()
-
-
-def write_project(project: Path, host: str) -> None:
-    """The benchmarks' project: a buf.yaml with DEPS on ``host`` and one proto of its own."""
-    (project / "shop" / "v1").mkdir(parents=True)
-    (project / "buf.yaml").write_text(
-        "version: v2\ndeps:\n" + "".join(f"  - {host}/{d}\n" for d in DEPS)
+def services(tmp: Path, data: Path, rtt_ms: float, mbit: float) -> Iterator[Services]:
+    """dev-bsr, Distribution and the tarball server, each behind its own shaped link."""
+    bsr, ca = DevBSRServer.with_tls(ModuleRepository(data), tmp / "tls")
+    bogus_ca = ensure_tls_files(tmp / "bogus-tls", []).ca_cert
+    www = tmp / "www"
+    www.mkdir()
+    files = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietFiles, directory=str(www))
     )
-    (project / "shop" / "v1" / "shop.proto").write_text(DEMO_PROTO)
+    files.daemon_threads = True
+    registry = DistributionServer(tmp / "registry")
+    with contextlib.ExitStack() as stack:
+        bsr.start()
+        stack.callback(bsr.stop)
+        registry.start()
+        stack.callback(registry.stop)
+        threading.Thread(target=files.serve_forever, daemon=True).start()
+        stack.callback(files.server_close)
+        stack.callback(files.shutdown)
+        links = {
+            name: CountingProxy(("127.0.0.1", port), rtt_ms=rtt_ms, mbit=mbit)
+            for name, port in (
+                ("bsr", bsr.port),
+                ("registry", registry.port),
+                ("tarball", files.server_address[1]),
+            )
+        }
+        for link in links.values():
+            link.start()
+            stack.callback(link.stop)
+        yield Services(
+            bsr_host=f"localhost:{links['bsr'].port}",
+            registry_url=f"http://127.0.0.1:{links['registry'].port}/bench",
+            tarball_url=f"http://127.0.0.1:{links['tarball'].port}",
+            www=www,
+            ca=ca,
+            bogus_ca=bogus_ca,
+            links=links,
+        )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--rtt-ms", type=float, default=20.0)
-    parser.add_argument("--mbit", type=float, default=100.0)
-    args = parser.parse_args()
+# -- measuring ------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    """One run of a row: wall time, its parts, peak RSS, connections opened per link."""
+
+    seconds: float
+    rss: int
+    links: dict[str, int]
+    parts: dict[str, ChildRun] = field(default_factory=dict)
+
+
+@dataclass
+class Case:
+    """A row measured by running ``run`` after ``prepare`` (which is not timed)."""
+
+    name: str
+    run: Callable[[], Sample]
+    prepare: Callable[[], None] = lambda: None
+
+
+@dataclass
+class RowResult:
+    name: str
+    seconds: list[float] = field(default_factory=list)
+    rss: list[int] = field(default_factory=list)
+    links: list[dict[str, int]] = field(default_factory=list)
+
+    def add(self, seconds: float, rss: int, links: dict[str, int]) -> None:
+        self.seconds.append(seconds)
+        self.rss.append(rss)
+        self.links.append(links)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    def as_json(self) -> dict:
+        lo, med = summary(self.seconds)
+        return {
+            "seconds": self.seconds,
+            "min_s": lo,
+            "median_s": med,
+            "peak_rss_mb": max(self.rss) / 2**20 if self.rss else None,
+            "connections_per_run": self.links,
+        }
+
+
+def _dir_size(root: Path) -> tuple[int, int]:
+    files = [p for p in root.rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+class SetBench:
+    """The rows of one dependency set, on shared services."""
+
+    def __init__(self, depset: DepSet, svc: Services, root: Path, buf: str, use_curl: bool) -> None:
+        self.depset = depset
+        self.svc = svc
+        self.root = root
+        self.buf = buf
+        self.use_curl = use_curl
+        self.project = root / "project"
+        self.team = f"bench-{depset.key}"
+        self.info: dict[str, object] = {}
+        self.rows: dict[str, RowResult] = {}
+        self.base_env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("BUF_", "BSR_TEAM_CACHE_", "SSL_CERT_"))
+        }
+
+    # -- processes ----------------------------------------------------------------------
+    def env(self, buf_cache: Path, store: Path | None = None, *, offline: bool = False) -> dict:
+        env = {
+            **self.base_env,
+            "BUF_CACHE_DIR": str(buf_cache),
+            "SSL_CERT_FILE": str(self.svc.bogus_ca if offline else self.svc.ca),
+        }
+        if store is not None:
+            env["BSR_TEAM_CACHE_DIR"] = str(store)
+        return env
+
+    def member(self, name: str) -> tuple[Path, Path]:
+        """(buf cache, local store) of a team member."""
+        return self.root / name / "buf-cache", self.root / name / "store"
+
+    def fetch(self, member: str, *extra: str) -> ChildRun:
+        cache, store = self.member(member)
+        argv = [sys.executable, "-m", "bsr_team_cache", "fetch", str(self.project)]
+        argv += ["--team", self.team, "--registry", self.svc.registry_url, "-q", *extra]
+        return check_child(f"fetch ({member})", run_child(argv, env=self.env(cache, store)))
+
+    def build(self, cache: Path, *, offline: bool) -> ChildRun:
+        argv = [self.buf, "build", "-o", os.devnull]
+        before = self.svc.links["bsr"].connections
+        run = run_child(argv, env=self.env(cache, offline=offline), cwd=self.project)
+        what = f"buf build ({'offline' if offline else 'from dev-bsr'}, cache {cache})"
+        check_child(what, run)
+        if offline and self.svc.links["bsr"].connections != before:
+            raise RuntimeError(f"{what} connected to the BSR: it was meant to be offline")
+        return run
+
+    def restore(self, target: Path) -> ChildRun:
+        url = f"{self.svc.tarball_url}/{self.depset.key}.tar.gz"
+        if self.use_curl:
+            script = 'set -o pipefail; curl -sf "$1" | tar -xz -C "$2"'
+            argv = ["bash", "-c", script, "restore", url, str(target)]
+        else:
+            argv = [sys.executable, "-c", _PY_RESTORE, url, str(target)]
+        return check_child("tarball restore", run_child(argv, env=self.base_env))
+
+    def timed(self, steps: dict[str, Callable[[], ChildRun]]) -> Sample:
+        before = self.svc.counts()
+        start = time.perf_counter()
+        parts = {name: step() for name, step in steps.items()}
+        seconds = time.perf_counter() - start
+        after = self.svc.counts()
+        links = {k: after[k] - before[k] for k in after}
+        return Sample(seconds, max(p.max_rss_bytes for p in parts.values()), links, parts)
+
+    # -- set-up ---------------------------------------------------------------------------
+    def setup(self) -> None:
+        """The project; member A's `fetch --update-lock` (publishes, writes buf.lock); the
+        tarball of the buf cache a `buf build` fills."""
+        write_project(self.project, self.svc.bsr_host, self.depset)
+        before = self.svc.counts()
+        run = self.fetch("member-a", "--update-lock")
+        self.info["member A fetch --update-lock, BSR -> team registry (s)"] = run.seconds
+        opened = {k: v - before[k] for k, v in self.svc.counts().items() if v > before[k]}
+        self.info["its connections"] = " ".join(f"{k} {v}" for k, v in opened.items())
+        cache = self.root / "for-tarball"
+        run = self.build(cache, offline=False)
+        self.info["buf build filling the tarball's cache (s)"] = run.seconds
+        files, size = _dir_size(cache / "v3")
+        tarball = self.svc.www / f"{self.depset.key}.tar.gz"
+        subprocess.run(["tar", "-czf", str(tarball), "-C", str(cache), "v3"], check=True)
+        self.info["buf cache v3 tree (files)"] = files
+        self.info["buf cache v3 tree (MB)"] = size / 1e6
+        self.info["its .tar.gz (MB)"] = tarball.stat().st_size / 1e6
+        shutil.rmtree(cache)
+        self.negative_control()
+
+    def negative_control(self) -> None:
+        """An offline build must fail without the deps in its cache: else "offline" is unproven."""
+        empty = self.root / "negative-control"
+        argv = [self.buf, "build", "-o", os.devnull]
+        run = run_child(argv, env=self.env(empty, offline=True), cwd=self.project)
+        if run.returncode == 0:
+            raise RuntimeError(
+                "buf built with an empty cache and a CA that did not sign dev-bsr's certificate:"
+                " the offline builds are not shown to be offline"
+            )
+        self.info["offline build with an empty cache (negative control)"] = "fails, as it must"
+        shutil.rmtree(empty, ignore_errors=True)
+
+    def fresh(self, *dirs: Path) -> Callable[[], None]:
+        def prepare() -> None:
+            for d in dirs:
+                shutil.rmtree(d, ignore_errors=True)
+                d.mkdir(parents=True)
+
+        return prepare
+
+    # -- the rows -------------------------------------------------------------------------
+    def cases(self) -> list[Case]:
+        alone = self.root / "buf-alone"
+        restored = self.root / "restored"
+        python = [sys.executable, "-c", "pass"]
+        return [
+            Case(PYTHON, lambda: self.timed({"python": lambda: run_child(python)})),
+            Case(
+                BUF_ALONE,
+                lambda: self.timed({"build": lambda: self.build(alone, offline=False)}),
+                self.fresh(alone),
+            ),
+            Case(
+                TARBALL,
+                lambda: self.timed(
+                    {
+                        "restore": lambda: self.restore(restored),
+                        "build": lambda: self.build(restored, offline=True),
+                    }
+                ),
+                self.fresh(restored),
+            ),
+            self.team_case(TEAM),
+            # Runs right after the cold fetch: its store and buf cache are warm.
+            Case(WARM, lambda: self.timed({"fetch": lambda: self.fetch("member-b")})),
+        ]
+
+    def team_case(self, name: str, *extra: str) -> Case:
+        b_cache, b_store = self.member("member-b")
+        return Case(
+            name,
+            lambda: self.timed(
+                {
+                    "fetch": lambda: self.fetch("member-b", *extra),
+                    "build": lambda: self.build(b_cache, offline=True),
+                }
+            ),
+            self.fresh(b_cache, b_store),
+        )
+
+    def measure(self, cases: list[Case], repeat: int, warmup: int) -> None:
+        """``warmup`` + ``repeat`` rounds of every case; the last ``repeat`` are kept."""
+        for round_ in range(warmup + repeat):
+            for case in cases:
+                case.prepare()
+                sample = case.run()
+                if round_ < warmup:
+                    continue
+                self.rows.setdefault(case.name, RowResult(case.name)).add(
+                    sample.seconds, sample.rss, sample.links
+                )
+                for part, child in sample.parts.items():
+                    sub = {TARBALL: {"restore": RESTORE}, TEAM: {"fetch": FETCH}}
+                    sub_name = sub.get(case.name, {}).get(part)
+                    if sub_name:
+                        self.rows.setdefault(sub_name, RowResult(sub_name)).add(
+                            child.seconds, child.max_rss_bytes, {}
+                        )
+
+    def bundle_rows(self, repeat: int, warmup: int) -> None:
+        """Member A bundles the deps; the cold team fetch again, finding the bundle and named."""
+        cache, store = self.member("member-a")
+        argv = [sys.executable, "-m", "bsr_team_cache", "bundle", "--team", self.team]
+        argv += ["--registry", self.svc.registry_url, "--name", BUNDLE, "--deps"]
+        argv += [f"{self.svc.bsr_host}/{d}" for d in self.depset.deps]
+        check_child("bundle", run_child(argv, env=self.env(cache, store)))
+        cases = [self.team_case(TEAM_BUNDLE), self.team_case(TEAM_NAMED, "--bundle", BUNDLE)]
+        self.measure(cases, repeat, warmup)
+
+
+# -- reporting ------------------------------------------------------------------------------
+
+ROW_ORDER = (PYTHON, BUF_ALONE, TARBALL, RESTORE, TEAM, FETCH, WARM, TEAM_BUNDLE, TEAM_NAMED)
+
+
+def _links(row: RowResult) -> str:
+    if not any(row.links):
+        return ""
+    names = sorted({k for run in row.links for k in run})
+    medians = {n: statistics.median(run.get(n, 0) for run in row.links) for n in names}
+    return " ".join(f"{n} {medians[n]:g}" for n in names if medians[n])
+
+
+def render_set(bench: SetBench) -> str:
+    rows = bench.rows
+    tarball = rows[TARBALL].median
+    buf_alone = rows[BUF_ALONE].median
+    lines: list[tuple[str, ...]] = [
+        ("", "min", "median", "vs tarball", "speed-up", "peak RSS", "links (conns)")
+    ]
+    for name in ROW_ORDER:
+        row = rows.get(name)
+        if row is None:
+            continue
+        lo, med = summary(row.seconds)
+        compared = name not in (PYTHON, RESTORE, FETCH, WARM)
+        lines.append(
+            (
+                name,
+                f"{lo * 1000:.0f} ms",
+                f"{med * 1000:.0f} ms",
+                f"{med / tarball:.2f}x" if compared else "",
+                f"{buf_alone / med:.2f}x" if compared else "",
+                f"{max(row.rss) / 2**20:.0f} MB",
+                _links(row),
+            )
+        )
+    info = textwrap.fill(
+        "; ".join(
+            f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}" for k, v in bench.info.items()
+        ),
+        width=100,
+        initial_indent="set-up: ",
+        subsequent_indent="  ",
+    )
+    n = len(bench.depset.deps)
+    head = f"== {bench.depset.title}: {n} module{'s' if n > 1 else ''} on dev-bsr"
+    ratio = rows[TEAM].median / tarball
+    verdict = "meets" if ratio <= 1.0 else "misses"
+    tail = (
+        f"team fetch (cold) + buf build vs tarball + buf build: {ratio:.2f}x ({verdict} the"
+        f" goal <= 1.00x); vs buf alone: {buf_alone / rows[TEAM].median:.2f}x faster"
+    )
+    return f"{head}\n{info}\n{table(lines)}\n{tail}"
+
+
+# -- environment ----------------------------------------------------------------------------
+
+_PROBE_MODULES = (
+    "bsr_team_cache",
+    "bsr_team_cache.__main__",
+    "bsr_team_cache.cli",
+    "bsr_team_cache.team.fetch",
+    "bsr_team_cache.store",
+)
+
+
+def bytecode_state() -> dict[str, object]:
+    """Whether writing bytecode is off, and which probe modules have a current .pyc."""
+    cached = {}
+    for name in _PROBE_MODULES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            continue
+        pyc = Path(importlib.util.cache_from_source(spec.origin))
+        fresh = pyc.exists() and pyc.stat().st_mtime >= Path(spec.origin).stat().st_mtime
+        cached[name] = fresh
+    return {
+        "sys.dont_write_bytecode": sys.dont_write_bytecode,
+        "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE", ""),
+        "pyc_present": cached,
+    }
+
+
+def describe_bytecode(before: dict, after: dict, package_dir: Path) -> str:
+    def present(state: dict) -> str:
+        return f"{sum(state['pyc_present'].values())}/{len(state['pyc_present'])}"
+
+    return (
+        f"bytecode: sys.dont_write_bytecode={before['sys.dont_write_bytecode']},"
+        f" PYTHONDONTWRITEBYTECODE={before['PYTHONDONTWRITEBYTECODE'] or 'unset'};"
+        f" current .pyc of {present(before)} probe modules before; compiled {package_dir}"
+        f" with compileall before measuring ({present(after)} after)"
+    )
+
+
+def compile_package() -> Path:
+    """Byte-compile the package (as installed: here, the editable src tree)."""
+    package_dir = Path(bsr_team_cache.__file__).parent
+    compileall.compile_dir(package_dir, quiet=1, workers=0)
+    return package_dir
+
+
+def _first_line(argv: list[str]) -> str:
+    """The first line ``argv`` prints, "" if it prints nothing, "?" if it fails."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except OSError:
+        return "?"
+    if done.returncode != 0:
+        return "?"
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def environment(buf: str, use_curl: bool) -> dict[str, object]:
+    repo = Path(__file__).resolve().parent.parent
+    head = _first_line(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"])
+    dirty = _first_line(["git", "-C", str(repo), "status", "--porcelain", "--", "src"])
+    return {
+        "python": platform.python_version(),
+        "buf": _first_line([buf, "--version"]),
+        "distribution": _first_line([find_distribution() or "docker-registry", "--version"]),
+        "restore": "curl | tar" if use_curl else "python urllib + tarfile (no curl here)",
+        "git": f"{head}{' + uncommitted changes under src/' if dirty else ''}",
+        "cpus": os.cpu_count(),
+        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "openssl": ssl.OPENSSL_VERSION,
+    }
+
+
+# -- main -----------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=5, help="measured runs per row")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured rounds first")
+    parser.add_argument("--rtt-ms", type=float, default=20.0, help="each link's round trip")
+    parser.add_argument("--mbit", type=float, default=100.0, help="each link's bandwidth")
+    parser.add_argument(
+        "--sets",
+        default=",".join(ALL_SETS),
+        help=f"comma-separated subset of {','.join(ALL_SETS)}",
+    )
+    parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    parser.add_argument(
+        "--restore",
+        choices=("auto", "curl", "python"),
+        default="auto",
+        help="how the tarball is restored: curl | tar (auto: if installed) or Python",
+    )
+    args = parser.parse_args(argv)
+    args.sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    unknown = [s for s in args.sets if s not in ALL_SETS]
+    if unknown or not args.sets:
+        parser.error(f"--sets: unknown {unknown}; choose from {','.join(ALL_SETS)}")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     buf = find_buf()
     if buf is None:
         sys.exit("buf not found: pip install -e '.[test]'")
-    with (
-        tempfile.TemporaryDirectory() as tmp_name,
-        shaped_servers(Path(tmp_name), args.rtt_ms, args.mbit) as (ca, bsr_port, reg_port),
-    ):
-        _measure(args, buf, Path(tmp_name), ca, bsr_port, reg_port)
-
-
-def _measure(args, buf: str, tmp: Path, ca: Path, bsr_port: int, reg_port: int) -> None:
-    host = f"localhost:{bsr_port}"
-    registry_url = f"http://127.0.0.1:{reg_port}/bench"
-    project = tmp / "project"
-    write_project(project, host)
-    base_env = {**os.environ, "SSL_CERT_FILE": str(ca)}
-
-    def member_env(name: str) -> dict[str, str]:
-        return {
-            **base_env,
-            "BUF_CACHE_DIR": str(tmp / name / "buf-cache"),
-            "BSR_TEAM_CACHE_DIR": str(tmp / name / "store"),
-        }
-
-    def fetch(env: dict[str, str], *extra: str) -> None:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bsr_team_cache",
-                "fetch",
-                str(project),
-                "--team",
-                "bench",
-                "--registry",
-                registry_url,
-                "-q",
-                *extra,
-            ],
-            env=env,
-            check=True,
-        )
-
-    def buf_build(env: dict[str, str]) -> None:
-        subprocess.run(
-            [buf, "build", "-o", os.devnull], cwd=project, env=env, check=True, capture_output=True
-        )
-
-    # Member A: resolves, downloads from the BSR, publishes to the team registry.
-    fetch(member_env("member-a"), "--update-lock")
-    lock = read_buf_lock(project / "buf.lock")
-    total_bytes = 0
-
-    # 1. Warm local hits, in process.
-    with LocalStore(tmp / "member-a" / "store") as store:
-        lookups: list[float] = []
-        reads: dict[str, list[float]] = {}
-        for _ in range(200):
-            for dep in lock.deps:
+    has_curl = shutil.which("curl") is not None and shutil.which("bash") is not None
+    use_curl = has_curl if args.restore == "auto" else args.restore == "curl"
+    if args.restore == "curl" and not has_curl:
+        sys.exit("--restore curl: curl or bash is not installed")
+    started = time.perf_counter()
+    before = bytecode_state()
+    package_dir = compile_package()
+    after = bytecode_state()
+    env = environment(buf, use_curl)
+    print(describe_bytecode(before, after, package_dir))
+    print(" ".join(f"{k}: {v};" for k, v in env.items()))
+    if not use_curl:
+        print("the tarball is restored by Python (urllib + tarfile), not `curl | tar`")
+    print(
+        f"links: {args.rtt_ms:g} ms RTT, {args.mbit:g} Mbit/s each (dev-bsr, registry, tarball"
+        f" server); {args.repeat} measured runs per row after {args.warmup} warm-up round(s)\n"
+    )
+    results: dict[str, Any] = {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "bytecode": {"before": before, "after": after, "compiled": str(package_dir)},
+        "environment": env,
+        "sets": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-fetch-") as tmp_name:
+        tmp = Path(tmp_name)
+        t0 = time.perf_counter()
+        sets = write_bench_data(tmp / "data", args.sets)
+        data_seconds = time.perf_counter() - t0
+        with services(tmp, tmp / "data", args.rtt_ms, args.mbit) as svc:
+            for key in args.sets:
+                bench = SetBench(sets[key], svc, tmp / "sets" / key, buf, use_curl)
+                compile_package()  # the package may have been edited since
                 t0 = time.perf_counter()
-                store.contains(dep.module, dep.commit)
-                lookups.append(time.perf_counter() - t0)
-        for dep in lock.deps:
-            samples = reads.setdefault(str(dep.module).split("/", 1)[1], [])
-            for _ in range(50):
-                t0 = time.perf_counter()
-                artifact = store.get(dep.module, dep.commit)
-                samples.append(time.perf_counter() - t0)
-            assert artifact is not None
-            total_bytes += artifact.size
-    small = [s for name, v in reads.items() if not name.startswith("googleapis") for s in v]
-    big = reads["googleapis/googleapis"]
-
-    # 2. Whole warm fetch as a process vs bare Python start-up.
-    warm_env = member_env("member-a")
-    t_python = median_seconds(
-        lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), repeat=args.repeat
-    )
-    t_warm = median_seconds(lambda: fetch(warm_env), repeat=args.repeat)
-
-    # 3. New machine: team registry -> empty caches -> buf build offline, vs buf alone.
-    def ours() -> None:
-        shutil.rmtree(tmp / "member-b", ignore_errors=True)
-        env = member_env("member-b")
-        fetch(env)
-        buf_build(env)
-
-    def ours_fetch_only() -> None:
-        shutil.rmtree(tmp / "member-b", ignore_errors=True)
-        fetch(member_env("member-b"))
-
-    def buf_alone() -> None:
-        shutil.rmtree(tmp / "buf-only", ignore_errors=True)
-        buf_build({**base_env, "BUF_CACHE_DIR": str(tmp / "buf-only")})
-
-    t_buf = median_seconds(buf_alone, repeat=args.repeat)
-    t_ours = median_seconds(ours, repeat=args.repeat)
-    t_fetch = median_seconds(ours_fetch_only, repeat=args.repeat)
-    # The same, once the team has a bundle of these deps (made by member A).
-    bundle_env = member_env("member-a")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bsr_team_cache",
-            "bundle",
-            "--team",
-            "bench",
-            "--registry",
-            registry_url,
-            "--name",
-            "bench-deps",
-            "--deps",
-            *(f"{host}/{d}" for d in DEPS),
-        ],
-        env=bundle_env,
-        check=True,
-        capture_output=True,
-    )
-    t_bundle = median_seconds(ours, repeat=args.repeat)
-
-    def ours_named_bundle() -> None:
-        shutil.rmtree(tmp / "member-b", ignore_errors=True)
-        env = member_env("member-b")
-        fetch(env, "--bundle", "bench-deps")
-        buf_build(env)
-
-    t_named = median_seconds(ours_named_bundle, repeat=args.repeat)
-
-    ms = 1000.0
-    print(
-        f"{len(lock.deps)} deps, {total_bytes / 1024:.0f} KiB of files; link: {args.rtt_ms:g} ms"
-        f" RTT, {args.mbit:g} Mbit/s (bsr_team_cache.devnet)\n"
-    )
-    print(
-        table(
-            [
-                ("warm local hit (in process)", "p50", "p99"),
-                (
-                    "index lookup",
-                    f"{statistics.median(lookups) * ms:.3f} ms",
-                    f"{_percentile(lookups, 0.99) * ms:.3f} ms",
-                ),
-                (
-                    "verified read, small module",
-                    f"{statistics.median(small) * ms:.2f} ms",
-                    f"{_percentile(small, 0.99) * ms:.2f} ms",
-                ),
-                (
-                    "verified read, googleapis",
-                    f"{statistics.median(big) * ms:.2f} ms",
-                    f"{_percentile(big, 0.99) * ms:.2f} ms",
-                ),
-            ]
-        )
-    )
-    print()
-    print(
-        table(
-            [
-                ("process", "median", ""),
-                ("python -c pass", f"{t_python * ms:.0f} ms", ""),
-                (
-                    f"bsr-team-cache fetch, {len(lock.deps)} deps, warm",
-                    f"{t_warm * ms:.0f} ms",
-                    f"{(t_warm - t_python) * ms:.0f} ms beyond start-up",
-                ),
-            ]
-        )
-    )
-    print()
-    print(
-        table(
-            [
-                ("new machine, empty caches", "median", "speed-up"),
-                ("buf build, deps from dev-bsr", f"{t_buf * ms:.0f} ms", "1.00x"),
-                (
-                    "fetch from team registry + buf build offline",
-                    f"{t_ours * ms:.0f} ms",
-                    f"{t_buf / t_ours:.2f}x",
-                ),
-                ("  of which fetch", f"{t_fetch * ms:.0f} ms", ""),
-                (
-                    "the same, the team having a bundle of these deps",
-                    f"{t_bundle * ms:.0f} ms",
-                    f"{t_buf / t_bundle:.2f}x",
-                ),
-                (
-                    "the same, with fetch --bundle NAME",
-                    f"{t_named * ms:.0f} ms",
-                    f"{t_buf / t_named:.2f}x",
-                ),
-            ]
-        )
-    )
+                bench.setup()
+                bench.measure(bench.cases(), args.repeat, args.warmup)
+                if key == "10":
+                    bench.bundle_rows(args.repeat, args.warmup)
+                bench.info["this set's wall time (s)"] = time.perf_counter() - t0
+                print(render_set(bench) + "\n", flush=True)
+                results["sets"][key] = {
+                    "title": bench.depset.title,
+                    "deps": bench.depset.deps,
+                    "info": bench.info,
+                    "rows": {name: row.as_json() for name, row in bench.rows.items()},
+                    "team_vs_tarball": bench.rows[TEAM].median / bench.rows[TARBALL].median,
+                    "speedup_vs_buf_alone": bench.rows[BUF_ALONE].median / bench.rows[TEAM].median,
+                }
+    total = time.perf_counter() - started
+    results["data_generation_s"] = data_seconds
+    results["total_s"] = total
+    print(f"generating the modules: {data_seconds:.1f} s; whole run: {total:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        print(f"figures written to {args.json}")
 
 
 if __name__ == "__main__":
