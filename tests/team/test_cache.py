@@ -39,8 +39,11 @@ class _CountingTransport(httpx.HTTPTransport):
         self.uploads: list[str] = []
         self.manifests: list[str] = []
         self.mounts = 0
+        self.module_manifest_reads = 0
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and "/dependencies/" in request.url.path:
+            self.module_manifest_reads += "/manifests/" in request.url.path
         if request.method == "PUT" and "/blobs/uploads/" in request.url.path:
             self.uploads.append(request.url.params.get("digest", ""))
         if request.method == "PUT" and "/manifests/" in request.url.path:
@@ -173,10 +176,12 @@ def test_bundle_round_trip_without_duplicate_blobs(
     assert added <= new_uploads | set(counting.manifests)
     assert alice.create_bundle(deps, "platform-apis", "again").endswith(":v2")
 
-    # A fresh member: the fetch uses the bundle (one manifest + parallel layers).
+    # A fresh member: the fetch uses the bundle (one manifest + parallel layers). Not knowing
+    # the team configuration yet, it asks for the module manifests meanwhile (10 deps).
     fresh = project(tmp_path / "fresh")
     (fresh / "buf.lock").write_text((tmp_path / "p0" / "buf.lock").read_text())
     (fresh / "x.proto").write_text('syntax = "proto3";\nimport "bench/lib0/v1/file0.proto";\n')
+    reads_before = counting.module_manifest_reads
     with LocalStore(tmp_path / "fresh-store") as store, BSRModuleClient() as bsr:
         report = fetch(
             fresh,
@@ -190,6 +195,22 @@ def test_bundle_round_trip_without_duplicate_blobs(
     assert report.count("team") == 10
     assert report.bundles and report.bundles[0].startswith("platform-apis:")
     assert all(m.bundle for m in report.modules)
+    assert counting.module_manifest_reads - reads_before == 10
+    # Another fresh member names the bundle: no module is asked for one by one.
+    reads_before = counting.module_manifest_reads
+    with LocalStore(tmp_path / "named-store") as store, BSRModuleClient() as bsr:
+        named = fetch(
+            fresh,
+            team="platform-team",
+            registry=registry,
+            bsr=bsr,
+            store=store,
+            buf_cache=tmp_path / "named-cache",
+            namespace=ns,
+            bundle="platform-apis",
+        )
+    assert named.count("team") == 10 and all(m.bundle for m in named.modules)
+    assert counting.module_manifest_reads == reads_before
     env = {**os.environ, "BUF_CACHE_DIR": str(tmp_path / "fresh-cache")}
     built = subprocess.run(
         [buf_bin, "build", "-o", os.devnull],

@@ -65,6 +65,9 @@ TIERS = (LOCAL, TEAM, BSR)
 # Misses are filled in batches, each under its commits' fill locks: open files stay bounded
 # however many deps a project has.
 FILL_BATCH = 128
+# From this many deps on, the team registry tier asks whether a bundle covers them before
+# pulling modules one by one (see _from_registry).
+DECIDE_FIRST_DEPS = 32
 
 
 @dataclass
@@ -532,16 +535,19 @@ def _unpinned_b4_dep(run: _Run, artifact: ModuleArtifact) -> str | None:
 
 def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
     """The team registry tier. When this machine knows the team configuration (read within the
-    last minutes) or the caller named a bundle, the bundle is pulled first and only what it
-    lacks is pulled module by module. Otherwise module manifests are requested at once, in
-    parallel, while the team configuration says whether a bundle covers these modules; each
-    module pull waits for that decision before reading its files layer: a bundle costs no
+    last minutes), the caller named a bundle, or the deps are many (one round trip to decide
+    is then little, and a bundle spares a request per module), the bundle is pulled first and
+    only what it lacks is pulled module by module. Otherwise module manifests are requested at
+    once, in parallel, while the team configuration says whether a bundle covers these modules;
+    each module pull waits for that decision before reading its files layer: a bundle costs no
     extra round trip when it exists, and looking for one costs none when it does not."""
     if run.registry_down or not deps:
         return deps
     wants_bundle = run.use_bundles and (len(deps) >= 2 or run.bundle is not None)
     # Deciding first costs no round trip then, and spares one request per covered module.
-    decide_first = wants_bundle and (run.bundle is not None or _team_config_known(run))
+    decide_first = wants_bundle and (
+        run.bundle is not None or len(deps) >= DECIDE_FIRST_DEPS or _team_config_known(run)
+    )
     decided = threading.Event()
     covered: set[str] = set()
 
