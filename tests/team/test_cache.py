@@ -136,20 +136,24 @@ def test_bundle_round_trip_without_duplicate_blobs(
         (root / "buf.yaml").write_text("version: v2\ndeps:\n" + "".join(f"  - {d}\n" for d in deps))
         return root
 
-    # Four members fetch the same 10 modules.
-    stored = []
-    for i in range(4):
-        with LocalStore(tmp_path / f"m{i}") as store, BSRModuleClient() as bsr:
-            report = fetch(
-                project(tmp_path / f"p{i}"),
+    def member_fetch(project_dir: Path, member: str, **options):
+        """A fetch by ``member``, with its own store and buf cache."""
+        with LocalStore(tmp_path / f"{member}-store") as store, BSRModuleClient() as bsr:
+            return fetch(
+                project_dir,
                 team="platform-team",
                 registry=registry,
                 bsr=bsr,
                 store=store,
-                buf_cache=tmp_path / f"c{i}",
+                buf_cache=tmp_path / f"{member}-cache",
                 namespace=ns,
-                update_lock=True,
+                **options,
             )
+
+    # Four members fetch the same 10 modules.
+    stored = []
+    for i in range(4):
+        report = member_fetch(project(tmp_path / f"p{i}"), f"m{i}", update_lock=True)
         assert len(report.modules) == 10
         assert report.count("bsr") == (10 if i == 0 else 0)
         stored.append(distribution.blob_digests())
@@ -157,7 +161,7 @@ def test_bundle_round_trip_without_duplicate_blobs(
     uploads_after_members = len(counting.uploads)
 
     # Two bundles over the same modules: no layer is uploaded again, they are mounted.
-    alice = _cache("platform-team", registry, tmp_path / "m0", "alice", ns)
+    alice = _cache("platform-team", registry, tmp_path / "m0-store", "alice", ns)
     first = alice.create_bundle(deps, "platform-apis", "Common platform API dependencies")
     second = alice.create_bundle(deps[:5], "shop-apis", "A subset")
     assert first.endswith("/bundles/platform-apis:v1") and second.endswith(":v1")
@@ -182,33 +186,14 @@ def test_bundle_round_trip_without_duplicate_blobs(
     (fresh / "buf.lock").write_text((tmp_path / "p0" / "buf.lock").read_text())
     (fresh / "x.proto").write_text('syntax = "proto3";\nimport "bench/lib0/v1/file0.proto";\n')
     reads_before = counting.module_manifest_reads
-    with LocalStore(tmp_path / "fresh-store") as store, BSRModuleClient() as bsr:
-        report = fetch(
-            fresh,
-            team="platform-team",
-            registry=registry,
-            bsr=bsr,
-            store=store,
-            buf_cache=tmp_path / "fresh-cache",
-            namespace=ns,
-        )
+    report = member_fetch(fresh, "fresh")
     assert report.count("team") == 10
     assert report.bundles and report.bundles[0].startswith("platform-apis:")
     assert all(m.bundle for m in report.modules)
     assert counting.module_manifest_reads - reads_before == 10
     # Another fresh member names the bundle: no module is asked for one by one.
     reads_before = counting.module_manifest_reads
-    with LocalStore(tmp_path / "named-store") as store, BSRModuleClient() as bsr:
-        named = fetch(
-            fresh,
-            team="platform-team",
-            registry=registry,
-            bsr=bsr,
-            store=store,
-            buf_cache=tmp_path / "named-cache",
-            namespace=ns,
-            bundle="platform-apis",
-        )
+    named = member_fetch(fresh, "named", bundle="platform-apis")
     assert named.count("team") == 10 and all(m.bundle for m in named.modules)
     assert counting.module_manifest_reads == reads_before
     env = {**os.environ, "BUF_CACHE_DIR": str(tmp_path / "fresh-cache")}

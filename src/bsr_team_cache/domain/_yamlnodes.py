@@ -55,9 +55,9 @@ def line_of(node: yaml.Node) -> int:
 
 
 # Where libyaml and PyYAML's own loader disagree (found by differential fuzzing): tabs, a
-# byte-order mark past the start, flow collections, explicit keys, tags and block scalars,
-# which one of them refuses or marks otherwise. buf writes none of them.
-_PURE_ONLY = "\t\ufeff{}[]?!|>"
+# byte-order mark past the start, flow collections, explicit keys, tags, block scalars and
+# directives (``%YAML 1.1#``), which one of them refuses or marks otherwise. buf writes none.
+_PURE_ONLY = "\t\ufeff{}[]?!|>%"
 # Block nesting deepens by at most a level a column, so short lines bound the depth: far below
 # where the pure loader runs out of recursion (~450 levels) while libyaml goes to 1,000.
 _LIBYAML_MAX_LINE = 256
