@@ -151,8 +151,8 @@ class LocalStore:
         self.root = Path(root)
         self.max_bytes = max_bytes
         # Index writes waiting for ``flush``: rows of new entries (from any thread), uses.
-        self._pending: list[tuple] | None = None
-        self._unbatched: list[tuple] = []
+        self._rows: list[tuple] = []
+        self._batched = False
         self._touched: list[tuple[float, str, str]] = []
         self._pending_lock = threading.Lock()
         try:
@@ -332,7 +332,7 @@ class LocalStore:
         row that makes it visible. In a ``batch``, rows wait for its end (one transaction) and
         ``put`` may be called from worker threads."""
         self._put(artifact)
-        if self._pending is None:
+        if not self._batched:
             self.flush()
 
     @_store_errors
@@ -357,31 +357,30 @@ class LocalStore:
             artifact.size,
         )
         with self._pending_lock:
-            (self._pending if self._pending is not None else self._unbatched).append(row)
+            self._rows.append(row)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
         """Index writes of the block (new entries, uses) in one transaction, at its end or at
         ``flush``: one commit per fetch instead of one per module. Entries become visible when
         flushed, so callers flush before releasing the fill locks that single-flight needs."""
-        if self._pending is not None:  # nested: the outer batch flushes
+        if self._batched:  # nested: the outer batch flushes
             yield
             return
-        self._pending = []
+        self._batched = True
         try:
             yield
         finally:
             try:
                 self.flush()
             finally:
-                self._pending = None
+                self._batched = False
 
     @_store_errors
     def flush(self) -> None:
         """Commit the index rows and uses queued so far."""
         with self._pending_lock:
-            queue = self._unbatched if self._pending is None else self._pending
-            rows, queue[:] = list(queue), []
+            rows, self._rows = self._rows, []
             touched, self._touched = self._touched, []
         if not rows and not touched:
             return
@@ -427,7 +426,7 @@ class LocalStore:
         """A use of the entry: it moves up in the LRU order (written with the batch)."""
         with self._pending_lock:
             self._touched.append((time.time(), str(module), commit))
-        if self._pending is None:
+        if not self._batched:
             self.flush()
 
     @_store_errors
