@@ -56,6 +56,7 @@ from bsr_team_cache.team.config import (
 from bsr_team_cache.team.fetch import LOCAL, TEAM, FetchReport, obtain, team_config_key
 from bsr_team_cache.team.labels import LabelRecord, update_label_index
 from bsr_team_cache.team.resolve import DEFAULT_LABEL_TTL, Resolution, TeamContext, resolve_refs
+from bsr_team_cache.usage.log import EventLog, open_event_log
 
 PERMISSIONS = ("read-only", "read-write")
 USAGE_TYPE = "application/vnd.bsr-team-cache.usage.v1"
@@ -510,6 +511,12 @@ class TeamCache:
 
     def clear(self) -> int:
         return self.store.clear()
+
+    # -- usage ---------------------------------------------------------------------------
+    def events(self, warnings: list[str] | None = None) -> EventLog:
+        """This machine's event log, with the team's events merged in from the registry first
+        (when it answers; else said in ``warnings``)."""
+        return open_event_log(self.store.root)
 
     # -- metrics -------------------------------------------------------------------------
     def metrics(self) -> CacheMetrics:

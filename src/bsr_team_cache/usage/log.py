@@ -1,0 +1,337 @@
+"""The event log of one machine: its own events (recorded or imported) and the team's (merged
+from the registry's chunks), in ``events.db`` beside the local store's index.
+
+Strings are interned (``strings``) and tiers and operations are small codes, so a year of a
+team's events stays a compact table that SQL can aggregate without Python objects per event.
+Events are keyed by ``UsageEvent.event_id``: merging the same event twice counts it once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO
+
+from bsr_team_cache.errors import ConfigError, StoreError, UsageError
+from bsr_team_cache.usage.events import (
+    OPERATIONS,
+    TIERS,
+    EventError,
+    UsageEvent,
+    parse_event,
+)
+
+FILE_NAME = "events.db"
+SCHEMA_VERSION = 1
+OWN, MERGED = 0, 1  # source: recorded or imported here; merged from the team's chunks
+TIER_CODE = {t: i for i, t in enumerate(TIERS)}
+OPERATION_CODE = {o: i for i, o in enumerate(OPERATIONS)}
+# Interned columns, in the order events are stored.
+TEXT_COLUMNS = ("team", "member", "host", "build", "fetch", "project", "module", "commit", "bundle")
+MAX_IMPORT_LINE = 64 * 1024
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS strings (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    eid INTEGER NOT NULL UNIQUE,
+    time REAL NOT NULL,
+    team INTEGER NOT NULL,
+    member INTEGER NOT NULL,
+    host INTEGER NOT NULL,
+    build INTEGER NOT NULL,
+    fetch INTEGER NOT NULL,
+    project INTEGER NOT NULL,
+    module INTEGER NOT NULL,
+    commit_id INTEGER NOT NULL,
+    bundle INTEGER NOT NULL,
+    tier INTEGER NOT NULL,
+    operation INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    seconds REAL NOT NULL,
+    fetch_seconds REAL NOT NULL,
+    source INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_time ON events (time);
+CREATE TABLE IF NOT EXISTS chunks (
+    digest TEXT PRIMARY KEY,
+    tag TEXT NOT NULL,
+    events INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL)
+"""
+
+_SELECT = (
+    "SELECT e.time, m.text, b.text, mo.text, c.text, e.tier, e.bytes, e.seconds, t.text,"
+    " h.text, f.text, p.text, bu.text, e.fetch_seconds, e.operation FROM events e"
+    " JOIN strings t ON t.id = e.team JOIN strings m ON m.id = e.member"
+    " JOIN strings h ON h.id = e.host JOIN strings b ON b.id = e.build"
+    " JOIN strings f ON f.id = e.fetch JOIN strings p ON p.id = e.project"
+    " JOIN strings mo ON mo.id = e.module JOIN strings c ON c.id = e.commit_id"
+    " JOIN strings bu ON bu.id = e.bundle"
+)
+
+
+class EventLog:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._ids: dict[str, int] = {}
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            (version,) = self.db.execute("PRAGMA user_version").fetchone()
+            if version != SCHEMA_VERSION:
+                self._create(version)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(
+                f"usage log {self.path}: cannot use it ({exc}); remove it to start a new one"
+                " (the team's events come back at the next sync)"
+            ) from None
+
+    def _create(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"usage log {self.path}: schema {version} is newer than this version understands"
+                f" ({SCHEMA_VERSION}); upgrade bsr-team-cache"
+            )
+        with self.transaction():
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                self.db.execute(statement)
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- strings ---------------------------------------------------------------------------
+    def intern(self, texts: Iterable[str]) -> dict[str, int]:
+        """Ids of ``texts``, adding those not seen yet (inside the caller's transaction)."""
+        wanted = set(texts) - self._ids.keys()
+        if wanted:
+            rows = [(t,) for t in wanted]
+            self.db.executemany("INSERT OR IGNORE INTO strings (text) VALUES (?)", rows)
+            for start in range(0, len(rows), 500):
+                part = [t for (t,) in rows[start : start + 500]]
+                marks = ",".join("?" * len(part))
+                self._ids.update(
+                    self.db.execute(
+                        f"SELECT text, id FROM strings WHERE text IN ({marks})", part
+                    ).fetchall()
+                )
+        return self._ids
+
+    def string_id(self, text: str) -> int | None:
+        """The id of ``text`` if any event names it (for filters), else None."""
+        if text in self._ids:
+            return self._ids[text]
+        row = self.db.execute("SELECT id FROM strings WHERE text = ?", (text,)).fetchone()
+        return None if row is None else row[0]
+
+    def strings(self, ids: Iterable[int]) -> dict[int, str]:
+        wanted = list(set(ids))
+        out: dict[int, str] = {}
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            marks = ",".join("?" * len(part))
+            out.update(
+                self.db.execute(f"SELECT id, text FROM strings WHERE id IN ({marks})", part)
+            )
+        return out
+
+    # -- events ----------------------------------------------------------------------------
+    def add(self, events: Iterable[UsageEvent], source: int = OWN) -> int:
+        """Add events (validated already); those the log has are skipped. Returns how many
+        were new."""
+        events = list(events)
+        if not events:
+            return 0
+        with self.transaction():
+            ids = self.intern({getattr(e, c) for e in events for c in TEXT_COLUMNS})
+            before = self.db.total_changes
+            self.db.executemany(
+                "INSERT OR IGNORE INTO events (eid, time, team, member, host, build, fetch,"
+                " project, module, commit_id, bundle, tier, operation, bytes, seconds,"
+                " fetch_seconds, source) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        e.event_id(),
+                        e.time,
+                        ids[e.team],
+                        ids[e.member],
+                        ids[e.host],
+                        ids[e.build],
+                        ids[e.fetch],
+                        ids[e.project],
+                        ids[e.module],
+                        ids[e.commit],
+                        ids[e.bundle],
+                        TIER_CODE[e.tier],
+                        OPERATION_CODE[e.operation],
+                        e.bytes,
+                        e.seconds,
+                        e.fetch_seconds,
+                        source,
+                    )
+                    for e in events
+                ],
+            )
+            return self.db.total_changes - before
+
+    def where(
+        self,
+        *,
+        team: str | None = None,
+        member: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        source: int | None = None,
+        alias: str = "",
+    ) -> tuple[str, list]:
+        """A WHERE clause (with its parameters) selecting events, for the queries of metrics
+        and analysis. A team or member no event names selects nothing."""
+        col = f"{alias}." if alias else ""
+        clauses: list[str] = []
+        params: list = []
+        for name, value in (("team", team), ("member", member)):
+            if value is not None:
+                clauses.append(f"{col}{name} = ?")
+                params.append(self.string_id(value) or -1)
+        if since is not None:
+            clauses.append(f"{col}time >= ?")
+            params.append(since)
+        if until is not None:
+            clauses.append(f"{col}time < ?")
+            params.append(until)
+        if source is not None:
+            clauses.append(f"{col}source = ?")
+            params.append(source)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    def events(self, **filters) -> Iterator[UsageEvent]:
+        """Events in time order (``where``'s filters), as objects: for export and small logs;
+        metrics and analysis aggregate in SQL instead."""
+        where, params = self.where(alias="e", **filters)
+        cursor = self.db.execute(f"{_SELECT}{where} ORDER BY e.time, e.seq", params)
+        for row in cursor:
+            (t, member, build, module, commit, tier, size, secs, team, host, fetch, project,
+             bundle, fetch_secs, op) = row  # fmt: skip
+            yield UsageEvent(
+                t, member, build, module, commit, TIERS[tier], size, secs, team, host, fetch,
+                project, bundle, fetch_secs, OPERATIONS[op],
+            )  # fmt: skip
+
+    def count(self, **filters) -> int:
+        where, params = self.where(**filters)
+        return self.db.execute(f"SELECT COUNT(*) FROM events{where}", params).fetchone()[0]
+
+    def own_after(self, seq: int, limit: int) -> tuple[list[UsageEvent], int]:
+        """This machine's events (recorded or imported) after ``seq``, at most ``limit``, and
+        the last seq among them (to ship them in order, resuming where a sync stopped)."""
+        rows = self.db.execute(
+            "SELECT seq FROM events WHERE source = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (OWN, seq, limit),
+        ).fetchall()
+        if not rows:
+            return [], seq
+        last = rows[-1][0]
+        where = " WHERE e.source = ? AND e.seq > ? AND e.seq <= ?"
+        cursor = self.db.execute(f"{_SELECT}{where} ORDER BY e.seq", (OWN, seq, last))
+        events = [
+            UsageEvent(r[0], r[1], r[2], r[3], r[4], TIERS[r[5]], r[6], r[7], r[8], r[9], r[10],
+                       r[11], r[12], r[13], OPERATIONS[r[14]])  # fmt: skip
+            for r in cursor
+        ]
+        return events, last
+
+    # -- state: watermarks, chunks seen --------------------------------------------------
+    def get_state(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_state(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
+
+    def bump(self, counts: dict[str, int]) -> None:
+        """Add to this machine's counters (evictions, errors by kind): totals since the log
+        began, for Prometheus counters."""
+        with self.transaction():
+            for name, n in counts.items():
+                self.db.execute(
+                    "INSERT INTO state VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET"
+                    " value = CAST(value AS INTEGER) + CAST(excluded.value AS INTEGER)",
+                    (f"counter:{name}", str(n)),
+                )
+
+    def counters(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT key, value FROM state WHERE key LIKE 'counter:%'")
+        return {key[len("counter:") :]: int(value) for key, value in rows}
+
+    def seen_chunks(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT digest FROM chunks")}
+
+    def mark_chunks(self, tag: str, chunks: Iterable[tuple[str, int]]) -> None:
+        self.db.executemany(
+            "INSERT OR IGNORE INTO chunks VALUES (?, ?, ?)", [(d, tag, n) for d, n in chunks]
+        )
+
+
+def open_event_log(store_root: Path | str) -> EventLog:
+    return EventLog(Path(store_root) / FILE_NAME)
+
+
+# -- JSON lines ----------------------------------------------------------------------------
+def write_jsonl(events: Iterable[UsageEvent], out: IO[str]) -> int:
+    n = 0
+    for event in events:
+        out.write(json.dumps(event.to_json(), separators=(",", ":")) + "\n")
+        n += 1
+    return n
+
+
+def read_jsonl(path: Path) -> list[UsageEvent]:
+    """Every event of a JSON-lines file, or a ConfigError naming the first bad line and field
+    (then nothing is imported). Blank lines are skipped."""
+    events: list[UsageEvent] = []
+    try:
+        with open(path, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                if len(raw) > MAX_IMPORT_LINE:
+                    raise ConfigError(path, "line longer than 64 KiB", line=number)
+                if not raw.strip():
+                    continue
+                try:
+                    obj = json.loads(raw)
+                except (ValueError, UnicodeDecodeError) as exc:
+                    raise ConfigError(path, f"not JSON ({exc})", line=number) from None
+                try:
+                    events.append(parse_event(obj))
+                except EventError as exc:
+                    raise ConfigError(
+                        path,
+                        exc.args[0],
+                        line=number,
+                        hint="each line is one event of docs/usage-events.md",
+                    ) from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, not a JSON-lines file") from None
+    return events
