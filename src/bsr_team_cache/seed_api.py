@@ -24,11 +24,12 @@ from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.oci.url import redact
 from bsr_team_cache.settings import load_settings
 from bsr_team_cache.store import LocalStore
-from bsr_team_cache.team.cache import CacheMetrics, TeamCache
+from bsr_team_cache.team.cache import TeamCache
 from bsr_team_cache.team.config import TeamConfig
 from bsr_team_cache.team.fetch import FetchReport, obtain
 from bsr_team_cache.team.recommend import Recommendation, recommendations
 from bsr_team_cache.team.resolve import TeamContext, resolve_refs
+from bsr_team_cache.usage.metrics import CacheMetrics
 
 log = logging.getLogger("bsr_team_cache")
 
@@ -248,15 +249,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"Created bundle {ref}")
     elif args.command == "monitor":
         m = cache.monitor_cache_performance()
-        print(f"Cache Performance for team {m.team}:")
-        print(f"  Hit Rate: {m.cache_hit_rate:.1%}")
-        print(f"  Bandwidth Saved: {m.bandwidth_saved_mb:,.1f}MB")
-        print(f"  Shared Cache Efficiency: {m.shared_cache_efficiency:.1%}")
-        print(f"  Bundle Usage Rate: {m.bundle_usage_rate:.1%}")
+        for warning in m.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        for line in m.dashboard_lines():
+            print(line)
         if args.verbose:
-            print(json.dumps(m.to_json(), indent=2))
-        else:
-            print(f"  Fetches: {m.fetches} ({m.modules_fetched} modules)")
+            print(json.dumps(m.to_json(), indent=2, ensure_ascii=False))
     elif args.command == "recommend":
         print(f"Cache Recommendations for team {args.team}:")
         found = cache.recommend()

@@ -379,7 +379,13 @@ def test_metrics_from_usage(bsr_env, tmp_path: Path) -> None:
     metrics = cache.metrics()
     n = len(SHOP_DEP_CLOSURE)
     assert metrics.fetches == 3 and metrics.modules_fetched == 3 * n
-    assert metrics.hits == {"bsr": n, "local": 2 * n}
+    tiers = metrics.report["tiers"]
+    assert {t: v["requests"] for t, v in tiers.items()} == {
+        "local": 2 * n,
+        "team": 0,
+        "bundle": 0,
+        "bsr": n,
+    }
     assert metrics.cache_hit_rate == pytest.approx(2 / 3)
     lock = read_buf_lock(project / "buf.lock")
     size = sum(cache.store.get(d.module, d.commit).size for d in lock.deps)

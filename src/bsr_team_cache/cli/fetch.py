@@ -134,6 +134,7 @@ def command(
                 use_bundles=not no_bundles,
                 bundle=bundle,
                 timeout=options.timeout,
+                member=options.settings.member,
             )
         finally:
             if progress is not None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from bsr_team_cache._threads import ContextThreadPool
 from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.domain.moduleref import (
     ModuleRef,
-    is_commit_id,
     parse_module_name,
     parse_module_ref,
 )
@@ -27,7 +25,6 @@ from bsr_team_cache.errors import (
 )
 from bsr_team_cache.oci.artifact import ModuleArtifact, pull_module, push_module
 from bsr_team_cache.oci.base import RegistryBackend, sha256_digest
-from bsr_team_cache.oci.documents import push_document, read_document
 from bsr_team_cache.store import LocalStore
 from bsr_team_cache.team.bundles import (
     ANN_OWNER,
@@ -53,14 +50,23 @@ from bsr_team_cache.team.config import (
     update_team_config,
     validate_team_name,
 )
-from bsr_team_cache.team.fetch import LOCAL, TEAM, FetchReport, obtain, team_config_key
+from bsr_team_cache.team.fetch import (
+    TEAM,
+    FetchReport,
+    ModuleResult,
+    obtain,
+    record_fetch,
+    team_config_key,
+)
 from bsr_team_cache.team.labels import LabelRecord, update_label_index
 from bsr_team_cache.team.resolve import DEFAULT_LABEL_TTL, Resolution, TeamContext, resolve_refs
+from bsr_team_cache.usage.chunks import MergeReport, machine_tag, safe_merge, ship, usage_repository
+from bsr_team_cache.usage.events import BUNDLE_PULL, SYNC, WARM, host_name
 from bsr_team_cache.usage.log import EventLog, open_event_log
+from bsr_team_cache.usage.metrics import CacheMetrics, compute, top_commits
+from bsr_team_cache.usage.record import adopt_store_usage
 
 PERMISSIONS = ("read-only", "read-write")
-USAGE_TYPE = "application/vnd.bsr-team-cache.usage.v1"
-USAGE_WINDOW = 30 * 24 * 3600.0
 
 
 @dataclass
@@ -70,45 +76,9 @@ class SyncReport:
     pulled: list[str] = field(default_factory=list)
     labels_refreshed: int = 0
     evicted: list[str] = field(default_factory=list)
+    events_shipped: int = 0
+    events_merged: int = 0
     warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
-class CacheMetrics:
-    """What the seed's ``monitor_cache_performance()`` returns (this member's view, plus the
-    team's usage records where members have synced)."""
-
-    team: str
-    fetches: int = 0
-    modules_fetched: int = 0
-    hits: dict[str, int] = field(default_factory=dict)
-    cache_hit_rate: float = 0.0  # served from the local store or the team registry
-    bandwidth_saved_mb: float = 0.0  # bytes that did not come from the BSR
-    shared_cache_efficiency: float = 0.0  # of the modules not local, the share the team served
-    bundle_usage_rate: float = 0.0  # of the team-registry hits, the share bundles served
-    local_store_mb: float = 0.0
-    members_reporting: int = 0
-    team_modules_fetched: int = 0
-    warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict:
-        return dict(self.__dict__)
-
-    def dashboard_lines(self) -> list[str]:
-        """The monitor dashboard (the design document's labels)."""
-        tiers = ", ".join(f"{n} {t}" for t, n in sorted(self.hits.items()))
-        return [
-            f"Cache Performance for team {self.team}:",
-            f"  Hit Rate: {self.cache_hit_rate:.1%}",
-            f"  Bandwidth Saved: {self.bandwidth_saved_mb:,.1f}MB",
-            f"  Shared Cache Efficiency: {self.shared_cache_efficiency:.1%}",
-            f"  Bundle Usage Rate: {self.bundle_usage_rate:.1%}",
-            f"  Fetches: {self.fetches} ({self.modules_fetched} modules"
-            + (f": {tiers})" if tiers else ")"),
-            f"  Local store: {self.local_store_mb:,.1f}MB",
-            f"  Team: {self.members_reporting} members reporting,"
-            f" {self.team_modules_fetched} module fetches",
-        ]
 
 
 class TeamCache:
@@ -214,6 +184,7 @@ class TeamCache:
 
     def warm(self, refs: list[str] | tuple[str, ...]) -> FetchReport:
         """Make sure modules (and their deps) are in the local store and the team registry."""
+        started = time.time()
         resolution = self._resolve(refs)
         report = FetchReport(warnings=list(resolution.warnings))
         artifacts = self._obtain(resolution, report)
@@ -222,6 +193,10 @@ class TeamCache:
                 self._publish_missing(artifacts, report.warnings)
             except (RegistryError, InvalidContentError) as exc:
                 report.warnings.append(f"could not publish to the team registry: {exc}")
+        report.seconds = time.time() - started
+        record_fetch(
+            self.store, report, started, team=self.team, member=self.member, operation=WARM
+        )
         return report
 
     def _publish_missing(self, artifacts: list[ModuleArtifact], warnings: list[str]) -> list[str]:
@@ -274,10 +249,21 @@ class TeamCache:
 
     def pull_bundle(self, name: str, *, owner_team: str | None = None) -> tuple[Bundle, list]:
         """Pull a bundle into the local store: the team's own, or one shared with it."""
+        started = time.time()
         repo, bundle = self._find_bundle(name, owner_team)
         artifacts = pull_members(self.registry, repo, bundle.members)
         for artifact in artifacts:
             self.store.put(artifact)
+        seconds = (time.time() - started) / max(1, len(artifacts))
+        report = FetchReport()
+        ref = f"{bundle.name}:{bundle.version}"
+        report.modules = [
+            ModuleResult(str(a.module), a.commit, TEAM, a.size, seconds, bundle=ref)
+            for a in artifacts
+        ]
+        record_fetch(
+            self.store, report, started, team=self.team, member=self.member, operation=BUNDLE_PULL
+        )
         return bundle, artifacts
 
     def _find_bundle(self, name: str, owner_team: str | None) -> tuple[str, Bundle]:
@@ -387,13 +373,30 @@ class TeamCache:
             report.pushed = self._publish_missing(artifacts, report.warnings)
         except (RegistryError, InvalidContentError) as exc:
             report.warnings.append(f"could not push local modules: {exc}")
-        self._publish_usage(report)
-        report.pulled = self._pull_hot_set(config, report)
+        log = self._event_log()
+        try:
+            shipped = ship(
+                log,
+                self.registry,
+                self._usage_repo(),
+                team=self.team,
+                member=self.member,
+                host=host_name(),
+                store_bytes=self.store.stats().bytes,
+            )
+            report.events_shipped = shipped.events
+        except BSRTeamCacheError as exc:
+            report.warnings.append(f"usage events not shipped (the next sync retries): {exc}")
+        report.events_merged = self._merge_events(log, report.warnings).events
+        report.pulled = self._pull_hot_set(log, config, report)
         report.labels_refreshed = self._refresh_labels(report)
         if config.bundle_auto_creation:
             report.bundle_created = self._auto_bundle(report)
         evicted = self.store.evict(config.max_cache_size_mb * 1024 * 1024)
         report.evicted = [f"{e.module}:{e.commit}" for e in evicted]
+        if evicted:
+            log.bump({"evictions": len(evicted)})
+        log.close()
         return report
 
     def _auto_bundle(self, report: SyncReport) -> str:
@@ -412,65 +415,58 @@ class TeamCache:
             report.warnings.append(f"automatic bundle not created: {exc}")
             return ""
 
-    def _usage_repo(self, member: str) -> str:
-        prefix = f"{self.namespace.strip('/')}/" if self.namespace.strip("/") else ""
-        safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in member.lower())
-        return f"{prefix}teams/{self.team}/usage/{safe}"
+    # -- usage ---------------------------------------------------------------------------
+    def _usage_repo(self) -> str:
+        return usage_repository(self.team, self.namespace)
 
-    def _publish_usage(self, report: SyncReport) -> None:
-        since = time.time() - USAGE_WINDOW
-        counts: Counter[str] = Counter()
-        last: dict[str, float] = {}
-        for event in self.store.usage_events(since):
-            key = f"{event.module}:{event.commit}"
-            counts[key] += 1
-            last[key] = max(last.get(key, 0.0), event.time)
-        document = {
-            "member": self.member,
-            "since": since,
-            "modules": {k: {"count": n, "last": last[k]} for k, n in sorted(counts.items())},
-        }
+    def _event_log(self) -> EventLog:
+        log = open_event_log(self.store.root)
+        adopt_store_usage(log, self.store, team=self.team, member=self.member)
+        return log
+
+    def _merge_events(self, log: EventLog, warnings: list[str]) -> MergeReport:
+        merged = safe_merge(
+            log,
+            self.registry,
+            self._usage_repo(),
+            team=self.team,
+            own_tag=machine_tag(self.member, host_name()),
+        )
+        warnings.extend(merged.warnings)
+        if merged.store_bytes:
+            log.set_state(f"store-bytes:{self._usage_repo()}", json.dumps(merged.store_bytes))
+        return merged
+
+    def events(self, warnings: list[str] | None = None, *, merge: bool = True) -> EventLog:
+        """This machine's event log, with the team's events merged in from the registry first
+        (when it answers; else said in ``warnings``, and this machine's events are used)."""
+        log = self._event_log()
+        if merge:
+            self._merge_events(log, [] if warnings is None else warnings)
+        return log
+
+    def store_sizes(self, log: EventLog) -> dict[str, int]:
+        """The latest local-store size each machine of the team reported, this one's now."""
         try:
-            push_document(
-                self.registry, self._usage_repo(self.member), LATEST, USAGE_TYPE, document
-            )
-        except (RegistryError, InvalidContentError) as exc:
-            report.warnings.append(f"could not publish usage: {exc}")
+            sizes = json.loads(log.get_state(f"store-bytes:{self._usage_repo()}") or "{}")
+        except ValueError:
+            sizes = {}
+        sizes = {k: v for k, v in sizes.items() if isinstance(v, int)}
+        sizes[machine_tag(self.member, host_name())] = self.store.stats().bytes
+        return sizes
 
-    def team_usage(self, warnings: list[str] | None = None) -> dict[str, dict]:
-        """Each reporting member's usage document (the team's view of what is hot); with the
-        registry down, none (said in ``warnings``)."""
-        try:
-            config = self.config([] if warnings is None else warnings)
-        except RegistryError as exc:
-            if warnings is None:
-                raise
-            warnings.append(f"team usage unavailable ({exc}); showing this machine's only")
-            return {}
-        out = {}
-        for member in {*config.members, self.member}:
-            try:
-                found = read_document(self.registry, self._usage_repo(member), LATEST, USAGE_TYPE)
-            except (RegistryError, InvalidContentError):
-                continue
-            if found is not None:
-                out[member] = _usage_counts(found[0])
-        return out
-
-    def _pull_hot_set(self, config: TeamConfig, report: SyncReport) -> list[str]:
-        totals: Counter[str] = Counter()
-        for document in self.team_usage().values():
-            for key, value in document["modules"].items():
-                totals[key] += value["count"]
-        hot = [key for key, _ in totals.most_common(config.preload_top)]
+    def _pull_hot_set(self, log: EventLog, config: TeamConfig, report: SyncReport) -> list[str]:
+        """The team's most requested module commits (last 30 days) this store lacks."""
+        started = time.time()
         missing = []
-        for key in hot:
-            name, _, commit = key.rpartition(":")
+        for name, commit in top_commits(log, team=self.team, limit=config.preload_top):
             module = parse_module_name(name)
             if not self.store.contains(module, commit):
                 missing.append((module, commit))
         pulled = []
+        results = FetchReport()
         for module, commit in missing:
+            t0 = time.time()
             try:
                 artifact = pull_module(self.registry, self.context.repo(module), module, commit)
             except BSRTeamCacheError as exc:
@@ -479,6 +475,13 @@ class TeamCache:
             if artifact is not None:
                 self.store.put(artifact)
                 pulled.append(f"{module}:{commit}")
+                results.modules.append(
+                    ModuleResult(str(module), commit, TEAM, artifact.size, time.time() - t0)
+                )
+        if results.modules:
+            record_fetch(
+                self.store, results, started, team=self.team, member=self.member, operation=SYNC
+            )
         return pulled
 
     def _refresh_labels(self, report: SyncReport) -> int:
@@ -512,57 +515,28 @@ class TeamCache:
     def clear(self) -> int:
         return self.store.clear()
 
-    # -- usage ---------------------------------------------------------------------------
-    def events(self, warnings: list[str] | None = None) -> EventLog:
-        """This machine's event log, with the team's events merged in from the registry first
-        (when it answers; else said in ``warnings``)."""
-        return open_event_log(self.store.root)
-
     # -- metrics -------------------------------------------------------------------------
-    def metrics(self) -> CacheMetrics:
-        events = self.store.usage_events(time.time() - USAGE_WINDOW)
-        metrics = CacheMetrics(team=self.team)
-        metrics.fetches = len({e.fetch_id for e in events})
-        metrics.modules_fetched = len(events)
-        metrics.hits = dict(Counter(e.tier for e in events))
-        served = [e for e in events if e.tier in (LOCAL, TEAM)]
-        not_local = [e for e in events if e.tier != LOCAL]
-        team_hits = [e for e in events if e.tier == TEAM]
-        if events:
-            metrics.cache_hit_rate = len(served) / len(events)
-        metrics.bandwidth_saved_mb = sum(e.bytes for e in served) / 1e6
-        if not_local:
-            metrics.shared_cache_efficiency = len(team_hits) / len(not_local)
-        if team_hits:
-            metrics.bundle_usage_rate = sum(1 for e in team_hits if e.bundle) / len(team_hits)
-        metrics.local_store_mb = self.store.stats().bytes / 1e6
-        usage = self.team_usage(metrics.warnings)
-        metrics.members_reporting = len(usage)
-        metrics.team_modules_fetched = sum(
-            v["count"] for d in usage.values() for v in d["modules"].values()
-        )
-        return metrics
-
-
-def _usage_counts(document: object) -> dict:
-    """A member's usage document with only its well-formed entries (``module:commit`` keys,
-    non-negative integer counts): members write these, so they are checked like any."""
-    if not isinstance(document, dict):
-        document = {}
-    modules = document.get("modules")
-    kept: dict[str, dict] = {}
-    for key, value in modules.items() if isinstance(modules, dict) else ():
-        name, _, commit = str(key).rpartition(":")
-        count = value.get("count") if isinstance(value, dict) else None
-        if not is_commit_id(commit) or not isinstance(count, int) or isinstance(count, bool):
-            continue
-        try:
-            parse_module_name(name)
-        except BSRTeamCacheError:
-            continue
-        if 0 <= count <= 1 << 40:
-            kept[key] = {"count": count, "last": value.get("last", 0)}
-    return {**document, "modules": kept}
+    def metrics(
+        self,
+        *,
+        member: str | None = None,
+        since: float | None = None,
+        timezone: str = "UTC",
+        merge: bool = True,
+    ) -> CacheMetrics:
+        """The team's metrics from every member's events (one member's with ``member``)."""
+        warnings: list[str] = []
+        with self.events(warnings, merge=merge) as log:
+            report = compute(
+                log,
+                team=self.team,
+                member=member,
+                since=since,
+                timezone=timezone,
+                store_bytes=self.store_sizes(log),
+            )
+        report["local_store_bytes"] = self.store.stats().bytes
+        return CacheMetrics(report, warnings)
 
 
 def open_team_cache(

@@ -12,7 +12,6 @@ import contextlib
 import json
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -49,7 +48,7 @@ from bsr_team_cache.oci.artifact import (
     push_module,
 )
 from bsr_team_cache.oci.base import RegistryBackend
-from bsr_team_cache.store import LocalStore, UsageEvent
+from bsr_team_cache.store import LocalStore
 from bsr_team_cache.store.fallible import FallibleStore
 from bsr_team_cache.team.bundles import LATEST, bundle_repository, pull_members, read_bundle
 from bsr_team_cache.team.config import (
@@ -201,6 +200,7 @@ def fetch(
     use_bundles: bool = True,
     bundle: str | None = None,
     timeout: float | None = None,
+    member: str = "",
 ) -> FetchReport:
     """Fetch a project's deps within ``timeout`` seconds (default: the command limit). Pass
     ``report`` to keep its warnings if the fetch fails."""
@@ -229,6 +229,7 @@ def fetch(
                 bundle=bundle,
             )
         except BSRTeamCacheError as exc:
+            record_fetch(local, report, started, team=context.team, member=member, failed=exc)
             if deadline_passed():
                 raise BSRTeamCacheError(
                     f"the fetch did not finish within {seconds:g} s (--timeout): {exc}"
@@ -247,8 +248,9 @@ def fetch(
         finally:
             exporter.close()
     report.seconds = time.time() - started
-    if local is not None:
-        record_fetch(local, str(project.resolve()), report, started)
+    record_fetch(
+        local, report, started, team=context.team, member=member, project=str(project.resolve())
+    )
     return report
 
 
@@ -355,15 +357,32 @@ def _kept_sections(project: Path, new: BufLock) -> str:
 
 
 def record_fetch(
-    store: LocalStore | FallibleStore, origin: str, report: FetchReport, started: float
+    store: LocalStore | FallibleStore | None,
+    report: FetchReport,
+    started: float,
+    *,
+    team: str,
+    member: str,
+    operation: str = "fetch",
+    project: str = "",
+    failed: BaseException | None = None,
 ) -> None:
-    """Usage events for analysis and for the team's hot set; never fails a fetch."""
-    fetch_id = uuid.uuid4().hex
-    store.record_usage(
-        UsageEvent(
-            fetch_id, started, origin, m.name, m.commit, m.tier, m.bytes, m.seconds, m.bundle
-        )
-        for m in report.modules
+    """Usage events of what each module came from (never fails the command)."""
+    root = getattr(store, "root", None)
+    if root is None or getattr(store, "broken", False):
+        return
+    from bsr_team_cache.usage.record import Served, record
+
+    record(
+        root,
+        [Served(m.name, m.commit, m.tier, m.bytes, m.seconds, m.bundle) for m in report.modules],
+        team=team,
+        member=member,
+        operation=operation,
+        started=started,
+        project=project,
+        warnings=report.warnings,
+        failed=failed,
     )
 
 

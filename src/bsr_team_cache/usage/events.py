@@ -105,7 +105,8 @@ def event_id(
     text = "\0".join(
         (f"{round(time * 1e6)}", member, host, build, fetch, module, commit, tier, operation)
     )
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def format_time(seconds: float) -> str:

@@ -153,9 +153,7 @@ class EventLog:
         for start in range(0, len(wanted), 500):
             part = wanted[start : start + 500]
             marks = ",".join("?" * len(part))
-            out.update(
-                self.db.execute(f"SELECT id, text FROM strings WHERE id IN ({marks})", part)
-            )
+            out.update(self.db.execute(f"SELECT id, text FROM strings WHERE id IN ({marks})", part))
         return out
 
     # -- events ----------------------------------------------------------------------------
@@ -232,36 +230,28 @@ class EventLog:
         metrics and analysis aggregate in SQL instead."""
         where, params = self.where(alias="e", **filters)
         cursor = self.db.execute(f"{_SELECT}{where} ORDER BY e.time, e.seq", params)
-        for row in cursor:
-            (t, member, build, module, commit, tier, size, secs, team, host, fetch, project,
-             bundle, fetch_secs, op) = row  # fmt: skip
-            yield UsageEvent(
-                t, member, build, module, commit, TIERS[tier], size, secs, team, host, fetch,
-                project, bundle, fetch_secs, OPERATIONS[op],
-            )  # fmt: skip
+        return map(_row_event, cursor)
 
     def count(self, **filters) -> int:
         where, params = self.where(**filters)
         return self.db.execute(f"SELECT COUNT(*) FROM events{where}", params).fetchone()[0]
 
-    def own_after(self, seq: int, limit: int) -> tuple[list[UsageEvent], int]:
-        """This machine's events (recorded or imported) after ``seq``, at most ``limit``, and
-        the last seq among them (to ship them in order, resuming where a sync stopped)."""
+    def own_after(self, seq: int, limit: int, *, team: str) -> tuple[list[UsageEvent], int]:
+        """This machine's events of ``team`` (recorded or imported) after ``seq``, at most
+        ``limit``, and the last seq among them (to ship them in order, resuming where a sync
+        stopped)."""
+        team_id = self.string_id(team)
         rows = self.db.execute(
-            "SELECT seq FROM events WHERE source = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (OWN, seq, limit),
+            "SELECT seq FROM events WHERE source = ? AND team = ? AND seq > ? ORDER BY seq"
+            " LIMIT ?",
+            (OWN, team_id, seq, limit),
         ).fetchall()
         if not rows:
             return [], seq
         last = rows[-1][0]
-        where = " WHERE e.source = ? AND e.seq > ? AND e.seq <= ?"
-        cursor = self.db.execute(f"{_SELECT}{where} ORDER BY e.seq", (OWN, seq, last))
-        events = [
-            UsageEvent(r[0], r[1], r[2], r[3], r[4], TIERS[r[5]], r[6], r[7], r[8], r[9], r[10],
-                       r[11], r[12], r[13], OPERATIONS[r[14]])  # fmt: skip
-            for r in cursor
-        ]
-        return events, last
+        where = " WHERE e.source = ? AND e.team = ? AND e.seq > ? AND e.seq <= ?"
+        cursor = self.db.execute(f"{_SELECT}{where} ORDER BY e.seq", (OWN, team_id, seq, last))
+        return [_row_event(r) for r in cursor], last
 
     # -- state: watermarks, chunks seen --------------------------------------------------
     def get_state(self, key: str) -> str | None:
@@ -293,6 +283,14 @@ class EventLog:
         self.db.executemany(
             "INSERT OR IGNORE INTO chunks VALUES (?, ?, ?)", [(d, tag, n) for d, n in chunks]
         )
+
+
+def _row_event(r: tuple) -> UsageEvent:
+    """An event from a row of ``_SELECT``."""
+    return UsageEvent(
+        r[0], r[1], r[2], r[3], r[4], TIERS[r[5]], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
+        r[13], OPERATIONS[r[14]],
+    )  # fmt: skip
 
 
 def open_event_log(store_root: Path | str) -> EventLog:

@@ -1,0 +1,491 @@
+"""The team's event log in the registry: each machine ships its new events as immutable,
+content-addressed chunks, and every reader merges the chunks it has not seen.
+
+  <ns>teams/<team>/usage-events:<member>.<host hash>   one manifest per machine
+    layers: chunks, oldest first (gzip of a columnar JSON document, see ``encode_chunk``)
+
+A machine appends a chunk per sync. Past ``COMPACT_ABOVE`` layers, the two adjacent chunks with
+the fewest events are merged (dropping events older than ``RETENTION``) until ``COMPACT_TO``
+remain: a chunk is rewritten about log2(n) times over its life, and a machine's manifest stays
+small. A merged chunk names the chunks it replaces, so a reader that merged those skips it.
+
+Chunks come from anyone with push rights: each is bounded (compressed and inflated size,
+events), every string and number is validated as ``usage import`` validates a line, and a bad
+chunk is a warning, never merged in part.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import re
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bsr_team_cache._threads import ContextThreadPool
+from bsr_team_cache.errors import (
+    BSRTeamCacheError,
+    ConflictError,
+    InvalidContentError,
+    RegistryError,
+)
+from bsr_team_cache.oci.base import (
+    OCI_MANIFEST,
+    RegistryBackend,
+    manifest_annotations,
+    parse_descriptor,
+    read_typed_manifest,
+    sha256_digest,
+)
+from bsr_team_cache.oci.documents import EMPTY_CONFIG, EMPTY_MEDIA_TYPE, canonical_json
+from bsr_team_cache.usage.events import (
+    MAX_BYTES,
+    MAX_PROJECT,
+    MAX_SECONDS,
+    MAX_TIME,
+    MIN_TIME,
+    OPERATIONS,
+    TIERS,
+    EventError,
+    UsageEvent,
+    check_commit,
+    check_module,
+    check_text,
+)
+from bsr_team_cache.usage.log import MERGED, EventLog
+
+ARTIFACT_TYPE = "application/vnd.bsr-team-cache.usage-events.v1"
+CHUNK_MEDIA_TYPE = "application/vnd.bsr-team-cache.usage-chunk.v1+json+gzip"
+ANN_EVENTS = "org.bsr-team-cache.events"
+ANN_REPLACES = "org.bsr-team-cache.replaces"
+ANN_MEMBER = "org.bsr-team-cache.member"
+ANN_HOST = "org.bsr-team-cache.host"
+ANN_STORE_BYTES = "org.bsr-team-cache.store-bytes"
+ANN_UPDATED = "org.bsr-team-cache.updated"
+
+CHUNK_EVENTS = 250_000  # events per chunk a sync writes (a long-offline machine: several)
+MAX_CHUNK_EVENTS = 1_000_000  # what a reader accepts in one chunk (compactions included)
+MAX_CHUNK_BYTES = 64 << 20  # compressed
+MAX_INFLATED_BYTES = 512 << 20
+MAX_LAYERS = 64
+MAX_TAGS = 10_000
+COMPACT_ABOVE = 16
+COMPACT_TO = 8
+RETENTION = 400 * 24 * 3600.0  # a year and a season: trends compare with last year's month
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+# Text columns, and what each string used there must be.
+_TEXT = ("team", "member", "host", "build", "fetch", "project", "module", "commit", "bundle")
+_US = 1_000_000
+
+
+def usage_repository(team: str, namespace: str = "") -> str:
+    prefix = f"{namespace.strip('/')}/" if namespace.strip("/") else ""
+    return f"{prefix}teams/{team}/usage-events"
+
+
+def machine_tag(member: str, host: str) -> str:
+    """One tag per member and machine: two machines never rewrite each other's manifest."""
+    safe = re.sub(r"[^a-z0-9_.-]+", "-", member.lower()).strip(".-")[:80] or "member"
+    digest = hashlib.sha256(f"{member}\0{host}".encode()).hexdigest()[:12]
+    return f"{safe}.{digest}"
+
+
+# -- chunk encoding ------------------------------------------------------------------------
+def encode_chunk(events: list[UsageEvent]) -> bytes:
+    """gzip (deterministic: no name, no time) of ``{"version": 1, "count": n, "strings": [...],
+    "columns": {...}}``: events in time order, texts as indexes into ``strings``, time as
+    microsecond deltas, seconds as microseconds. Same events, same bytes, same digest."""
+    events = sorted(events, key=lambda e: (e.time, e.event_id()))
+    index: dict[str, int] = {}
+    columns: dict[str, list[int]] = {name: [] for name in _TEXT}
+    for name in _TEXT:
+        column = columns[name]
+        for e in events:
+            text = getattr(e, name)
+            column.append(index.setdefault(text, len(index)))
+    times = [round(e.time * _US) for e in events]
+    columns["time_us"] = [t - p for t, p in zip(times, [0, *times[:-1]], strict=True)]
+    columns["tier"] = [TIERS.index(e.tier) for e in events]
+    columns["operation"] = [OPERATIONS.index(e.operation) for e in events]
+    columns["bytes"] = [e.bytes for e in events]
+    columns["seconds_us"] = [round(e.seconds * _US) for e in events]
+    columns["fetch_seconds_us"] = [round(e.fetch_seconds * _US) for e in events]
+    document = {"version": 1, "count": len(events), "strings": list(index), "columns": columns}
+    raw = json.dumps(document, separators=(",", ":")).encode()
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6, mtime=0) as f:
+        f.write(raw)
+    return out.getvalue()
+
+
+def _inflate(data: bytes, where: str) -> bytes:
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, MAX_INFLATED_BYTES)
+    except zlib.error as exc:
+        raise InvalidContentError(f"{where}: not gzip ({exc})") from None
+    if inflater.unconsumed_tail:
+        raise InvalidContentError(f"{where}: inflates past {MAX_INFLATED_BYTES >> 20} MiB")
+    if not inflater.eof or inflater.unused_data:
+        raise InvalidContentError(f"{where}: the gzip stream is cut short or has trailing data")
+    return out
+
+
+def decode_chunk(data: bytes, where: str) -> list[UsageEvent]:
+    """The events of a chunk, every one valid, or InvalidContentError (nothing in part)."""
+    if len(data) > MAX_CHUNK_BYTES:
+        raise InvalidContentError(f"{where}: larger than {MAX_CHUNK_BYTES >> 20} MiB")
+    try:
+        document = json.loads(_inflate(data, where))
+    except (ValueError, RecursionError) as exc:
+        raise InvalidContentError(f"{where}: not a JSON document ({exc})") from None
+    try:
+        return _events(document)
+    except EventError as exc:
+        raise InvalidContentError(f"{where}: {exc}") from None
+
+
+def _ints(columns: dict, name: str, count: int, low: int, high: int) -> list[int]:
+    column = columns.get(name)
+    if not isinstance(column, list) or len(column) != count:
+        raise EventError(f"columns.{name}", f"expected a list of {count} integers")
+    if any(type(v) is not int for v in column):
+        raise EventError(f"columns.{name}", "expected integers")
+    if column and (min(column) < low or max(column) > high):
+        raise EventError(f"columns.{name}", f"values outside {low}..{high}")
+    return column
+
+
+def _events(document: object) -> list[UsageEvent]:
+    if not isinstance(document, dict) or document.get("version") != 1:
+        raise EventError("version", "expected a version 1 chunk")
+    count, strings, columns = (document.get(k) for k in ("count", "strings", "columns"))
+    if type(count) is not int or not 0 <= count <= MAX_CHUNK_EVENTS:
+        raise EventError("count", f"expected an integer from 0 to {MAX_CHUNK_EVENTS}")
+    if not isinstance(strings, list) or not isinstance(columns, dict):
+        raise EventError("strings", "expected a list of strings and a columns object")
+    for i, text in enumerate(strings):
+        check_text(text, f"strings[{i}]", limit=MAX_PROJECT)
+    top = len(strings) - 1
+    texts = {name: _ints(columns, name, count, 0, top) for name in _TEXT}
+    for name, check in (("module", check_module), ("commit", check_commit)):
+        for i in set(texts[name]):
+            check(strings[i], f"{name} {strings[i]!r}")
+    for name in ("member", "build"):
+        if any(not strings[i] for i in set(texts[name])):
+            raise EventError(name, "must not be empty")
+    for name in ("team", "member", "host", "build", "fetch", "bundle"):
+        for i in set(texts[name]):
+            check_text(strings[i], name)
+    deltas = _ints(columns, "time_us", count, 0, round(MAX_TIME * _US))
+    tiers = _ints(columns, "tier", count, 0, len(TIERS) - 1)
+    ops = _ints(columns, "operation", count, 0, len(OPERATIONS) - 1)
+    sizes = _ints(columns, "bytes", count, 0, MAX_BYTES)
+    seconds = _ints(columns, "seconds_us", count, 0, round(MAX_SECONDS * _US))
+    fetch_seconds = _ints(columns, "fetch_seconds_us", count, 0, round(MAX_SECONDS * _US))
+    events: list[UsageEvent] = []
+    now_us = 0
+    for i in range(count):
+        now_us += deltas[i]
+        t = now_us / _US
+        if not MIN_TIME <= t <= MAX_TIME:
+            raise EventError("columns.time_us", "a time outside the years 2000 to 2200")
+        events.append(
+            UsageEvent(
+                t,
+                strings[texts["member"][i]],
+                strings[texts["build"][i]],
+                strings[texts["module"][i]],
+                strings[texts["commit"][i]],
+                TIERS[tiers[i]],
+                sizes[i],
+                seconds[i] / _US,
+                strings[texts["team"][i]],
+                strings[texts["host"][i]],
+                strings[texts["fetch"][i]],
+                strings[texts["project"][i]],
+                strings[texts["bundle"][i]],
+                fetch_seconds[i] / _US,
+                OPERATIONS[ops[i]],
+            )
+        )
+    return events
+
+
+# -- a machine's manifest ------------------------------------------------------------------
+@dataclass
+class Layer:
+    digest: str
+    size: int
+    events: int
+    replaces: tuple[str, ...] = ()
+
+    def descriptor(self) -> dict:
+        annotations = {ANN_EVENTS: str(self.events)}
+        if self.replaces:
+            annotations[ANN_REPLACES] = ",".join(self.replaces)
+        return {
+            "mediaType": CHUNK_MEDIA_TYPE,
+            "digest": self.digest,
+            "size": self.size,
+            "annotations": annotations,
+        }
+
+
+@dataclass
+class MachineLog:
+    tag: str
+    layers: list[Layer]
+    annotations: dict[str, str]
+    digest: str | None  # of the manifest, for a conditional replace
+
+
+def _manifest(layers: list[Layer], annotations: dict[str, str]) -> bytes:
+    return canonical_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": ARTIFACT_TYPE,
+            "config": {
+                "mediaType": EMPTY_MEDIA_TYPE,
+                "digest": sha256_digest(EMPTY_CONFIG),
+                "size": len(EMPTY_CONFIG),
+            },
+            "layers": [layer.descriptor() for layer in layers],
+            "annotations": dict(sorted(annotations.items())),
+        }
+    )
+
+
+def read_machine_log(registry: RegistryBackend, repo: str, tag: str) -> MachineLog | None:
+    found = read_typed_manifest(registry, repo, tag, ARTIFACT_TYPE)
+    if found is None:
+        return None
+    manifest, where, digest = found
+    raw_layers = manifest["layers"]
+    if len(raw_layers) > MAX_LAYERS:
+        raise InvalidContentError(f"{where}: more than {MAX_LAYERS} chunks")
+    layers = []
+    for raw in raw_layers:
+        d = parse_descriptor(
+            raw, where, media_types=(CHUNK_MEDIA_TYPE,), max_size=MAX_CHUNK_BYTES
+        )
+        notes = raw.get("annotations") if isinstance(raw.get("annotations"), dict) else {}
+        events = str(notes.get(ANN_EVENTS, ""))
+        replaces = tuple(r for r in str(notes.get(ANN_REPLACES, "")).split(",") if r)
+        if not events.isdigit() or int(events) > MAX_CHUNK_EVENTS:
+            raise InvalidContentError(f"{where}: chunk {d.digest} has no valid event count")
+        if len(replaces) > 4 * MAX_LAYERS or not all(_is_digest(r) for r in replaces):
+            raise InvalidContentError(f"{where}: chunk {d.digest} names invalid replaced chunks")
+        layers.append(Layer(d.digest, d.size, int(events), replaces))
+    return MachineLog(tag, layers, manifest_annotations(manifest, where), digest)
+
+
+def _is_digest(text: str) -> bool:
+    return re.fullmatch(r"sha256:[0-9a-f]{64}", text) is not None
+
+
+# -- shipping --------------------------------------------------------------------------------
+@dataclass
+class ShipReport:
+    events: int = 0
+    chunks: int = 0
+    compacted: int = 0
+
+
+def ship(
+    log: EventLog,
+    registry: RegistryBackend,
+    repo: str,
+    *,
+    team: str,
+    member: str,
+    host: str,
+    store_bytes: int,
+    now: Callable[[], float] = time.time,
+) -> ShipReport:
+    """Push this machine's events of ``team`` not shipped yet (recorded or imported here),
+    then compact. Resumes after the last shipped event, per registry and repository."""
+    tag = machine_tag(member, host)
+    mark = f"shipped:{registry.describe()}/{repo}:{tag}"
+    shipped = int(log.get_state(mark) or 0)
+    report = ShipReport()
+    new_layers: list[Layer] = []
+    last = shipped
+    team_id = log.string_id(team)
+    while team_id is not None:
+        events, seq = log.own_after(last, CHUNK_EVENTS, team=team)
+        if seq == last:
+            break
+        last = seq
+        if events:
+            data = encode_chunk(events)
+            digest = sha256_digest(data)
+            if not registry.blob_exists(repo, digest):
+                registry.push_blob(repo, data, digest)
+            new_layers.append(Layer(digest, len(data), len(events)))
+            report.events += len(events)
+    annotations = {
+        ANN_MEMBER: member,
+        ANN_HOST: hashlib.sha256(host.encode()).hexdigest()[:12],
+        ANN_STORE_BYTES: str(store_bytes),
+        ANN_UPDATED: str(int(now())),
+    }
+    for _attempt in range(8):
+        current = _own_log(registry, repo, tag)
+        layers = current.layers if current else []
+        seen = {layer.digest for layer in layers}
+        layers = layers + [layer for layer in new_layers if layer.digest not in seen]
+        layers, compacted = _compact(registry, repo, layers, now())
+        if not registry.blob_exists(repo, sha256_digest(EMPTY_CONFIG)):
+            registry.push_blob(repo, EMPTY_CONFIG, sha256_digest(EMPTY_CONFIG))
+        try:
+            registry.replace_manifest(
+                repo,
+                tag,
+                _manifest(layers, annotations),
+                OCI_MANIFEST,
+                current.digest if current else None,
+            )
+        except ConflictError:
+            continue  # another run on this machine wrote meanwhile: on top of theirs
+        report.chunks = len(new_layers)
+        report.compacted = compacted
+        with log.transaction():
+            log.set_state(mark, str(last))
+            # Our own chunks are ours already: a reader of this tag would skip them anyway.
+            log.mark_chunks(tag, [(layer.digest, layer.events) for layer in layers])
+        return report
+    raise ConflictError(f"{registry.describe()}/{repo}:{tag} kept changing; sync again")
+
+
+def _own_log(registry: RegistryBackend, repo: str, tag: str) -> MachineLog | None:
+    try:
+        return read_machine_log(registry, repo, tag)
+    except InvalidContentError:
+        # Our own tag, unreadable (written by a broken client, or by someone else): start it
+        # again rather than never shipping.
+        raw = registry.read_manifest(repo, tag)
+        return MachineLog(tag, [], {}, sha256_digest(raw[0]) if raw else None)
+
+
+def _compact(
+    registry: RegistryBackend, repo: str, layers: list[Layer], now: float
+) -> tuple[list[Layer], int]:
+    merges = 0
+    if len(layers) <= COMPACT_ABOVE:
+        return layers, 0
+    layers = list(layers)
+    while len(layers) > COMPACT_TO:
+        i = min(range(len(layers) - 1), key=lambda k: layers[k].events + layers[k + 1].events)
+        a, b = layers[i], layers[i + 1]
+        where = f"{registry.describe()}/{repo}"
+        events = [
+            e
+            for layer in (a, b)
+            for e in decode_chunk(registry.read_blob(repo, layer.digest, layer.size), where)
+            if e.time >= now - RETENTION
+        ]
+        unique = list({e.event_id(): e for e in events}.values())
+        data = encode_chunk(unique)
+        digest = sha256_digest(data)
+        if not registry.blob_exists(repo, digest):
+            registry.push_blob(repo, data, digest)
+        layers[i : i + 2] = [Layer(digest, len(data), len(unique), (a.digest, b.digest))]
+        merges += 1
+    return layers, merges
+
+
+# -- merging the team's chunks ---------------------------------------------------------------
+@dataclass
+class MergeReport:
+    machines: int = 0
+    chunks: int = 0
+    events: int = 0
+    skipped: int = 0  # compacted chunks whose parts were merged already
+    warnings: list[str] = field(default_factory=list)
+    store_bytes: dict[str, int] = field(default_factory=dict)  # tag -> its store's bytes
+
+
+def merge(
+    log: EventLog,
+    registry: RegistryBackend,
+    repo: str,
+    *,
+    team: str,
+    own_tag: str,
+    parallel: int = 8,
+) -> MergeReport:
+    """Merge every other machine's chunks this log has not seen. Unreadable manifests and bad
+    chunks are warnings (a bad chunk is remembered and not read again)."""
+    report = MergeReport()
+    tags = [t for t in registry.list_tags(repo)[:MAX_TAGS] if _TAG.fullmatch(t)]
+    where = f"{registry.describe()}/{repo}"
+
+    def read(tag: str) -> MachineLog | None:
+        try:
+            return read_machine_log(registry, repo, tag)
+        except (InvalidContentError, RegistryError) as exc:
+            report.warnings.append(f"team usage {where}:{tag}: {exc}; skipped")
+            return None
+
+    with ContextThreadPool(max_workers=max(1, min(parallel, len(tags) or 1))) as pool:
+        machines = [m for m in pool.map(read, tags) if m is not None]
+    seen = log.seen_chunks()
+    wanted: list[tuple[str, Layer]] = []
+    for machine in machines:
+        report.machines += 1
+        size = machine.annotations.get(ANN_STORE_BYTES, "")
+        if size.isdigit():
+            report.store_bytes[machine.tag] = int(size)
+        if machine.tag == own_tag:
+            continue
+        for layer in machine.layers:
+            if layer.digest in seen:
+                continue
+            if layer.replaces and all(r in seen for r in layer.replaces):
+                seen.add(layer.digest)
+                log.mark_chunks(machine.tag, [(layer.digest, layer.events)])
+                report.skipped += 1
+                continue
+            wanted.append((machine.tag, layer))
+
+    def pull(item: tuple[str, Layer]) -> tuple[str, Layer, list[UsageEvent] | None]:
+        tag, layer = item
+        try:
+            data = registry.read_blob(repo, layer.digest, layer.size)
+            return tag, layer, decode_chunk(data, f"{where}:{tag} chunk {layer.digest}")
+        except (InvalidContentError, RegistryError) as exc:
+            report.warnings.append(f"team usage: {exc}; skipped")
+            return tag, layer, None
+
+    with ContextThreadPool(max_workers=max(1, min(parallel, len(wanted) or 1))) as pool:
+        for tag, layer, events in pool.map(pull, wanted):
+            if events is None:
+                # Bad for good (content-addressed): not read again.
+                log.mark_chunks(tag, [(layer.digest, -1)])
+                continue
+            other = sum(1 for e in events if e.team != team)
+            if other:
+                report.warnings.append(
+                    f"team usage {where}:{tag}: {other} events of other teams ignored"
+                )
+            added = log.add([e for e in events if e.team == team], MERGED)
+            log.mark_chunks(tag, [(layer.digest, layer.events)])
+            report.chunks += 1
+            report.events += added
+    return report
+
+
+def safe_merge(log: EventLog, registry: RegistryBackend, repo: str, **kwargs) -> MergeReport:
+    """``merge`` with a registry that does not answer as a warning (local data is used)."""
+    try:
+        return merge(log, registry, repo, **kwargs)
+    except BSRTeamCacheError as exc:
+        report = MergeReport()
+        report.warnings.append(f"team usage not merged ({exc}); showing this machine's events")
+        return report

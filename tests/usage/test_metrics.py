@@ -1,0 +1,178 @@
+"""Every metric of docs/metrics.md, exactly, on a small hand-built event log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bsr_team_cache.usage.events import UsageEvent, parse_time
+from bsr_team_cache.usage.log import EventLog, open_event_log
+from bsr_team_cache.usage.metrics import compute, dashboard_lines, top_commits
+
+C1, C2, C3, C4 = ("1" * 32, "2" * 32, "3" * 32, "4" * 32)
+PETS, GRPC, API, OTHER = (f"buf.build/acme/{n}" for n in ("pets", "grpc", "api", "other"))
+
+
+def ev(when: str, member: str, host: str, build: str, module: str, commit: str, tier: str,
+       size: int, seconds: float, fetch_seconds: float, *, bundle: str = "",
+       operation: str = "fetch") -> UsageEvent:  # fmt: skip
+    return UsageEvent(
+        time=parse_time(when),
+        member=member,
+        build=build,
+        module=module,
+        commit=commit,
+        tier=tier,
+        bytes=size,
+        seconds=seconds,
+        team="t",
+        host=host,
+        fetch=f"fetch-{build}",
+        bundle=bundle,
+        fetch_seconds=fetch_seconds,
+        operation=operation,
+    )
+
+
+# fmt: off
+EVENTS = [
+    # b1: alice's first build downloads pets and grpc from the BSR.
+    ev("2026-11-10T09:00:00Z", "alice", "h1", "b1", PETS, C1, "bsr", 1000, 1.2, 3.0),
+    ev("2026-11-10T09:00:00Z", "alice", "h1", "b1", GRPC, C2, "bsr", 3000, 1.8, 3.0),
+    # b2: bob on another machine gets them from the team registry (grpc in a bundle).
+    ev("2026-11-11T14:00:00Z", "bob", "h2", "b2", PETS, C1, "team", 1000, 0.2, 0.5),
+    ev("2026-11-11T14:00:00Z", "bob", "h2", "b2", GRPC, C2, "bundle", 3000, 0.25, 0.5,
+       bundle="shop:v1"),
+    # b3: alice again: her local store.
+    ev("2026-11-12T09:30:00Z", "alice", "h1", "b3", PETS, C1, "local", 1000, 0.01, 0.1),
+    ev("2026-11-12T09:30:00Z", "alice", "h1", "b3", GRPC, C2, "local", 3000, 0.02, 0.1),
+    # b4: bob's laptop downloads api; b5: bob's other machine gets it from the team.
+    ev("2026-11-18T16:00:00Z", "bob", "h3", "b4", API, C3, "bsr", 2000, 1.5, 1.0),
+    ev("2026-11-19T09:10:00Z", "bob", "h2", "b5", API, C3, "team", 2000, 0.3, 0.3),
+    # A warm: a download, but not a build's demand.
+    ev("2026-11-20T08:00:00Z", "carol", "h4", "w1", OTHER, C4, "bsr", 5000, 2.0, 2.0,
+       operation="warm"),
+]
+# fmt: on
+UNTIL = parse_time("2026-11-26T00:00:00Z")
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> EventLog:
+    log = open_event_log(tmp_path)
+    assert log.add(EVENTS) == len(EVENTS)
+    return log
+
+
+def bsr_fit() -> tuple[float, float]:
+    """Least squares of seconds on bytes over the four BSR downloads, by hand."""
+    xs, ys = [1000, 3000, 2000, 5000], [1.2, 1.8, 1.5, 2.0]
+    mx, my = sum(xs) / 4, sum(ys) / 4  # 2750, 1.625
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))  # 1725
+    sxx = sum((x - mx) ** 2 for x in xs)  # 8,750,000
+    slope = sxy / sxx
+    return my - slope * mx, slope
+
+
+def test_rates_bandwidth_and_counts(log: EventLog) -> None:
+    r = compute(log, team="t", until=UNTIL, store_bytes={"m1": 4000, "m2": 7000})
+    assert r["requests"] == 8 and r["fetches"] == 5 and r["builds"] == 5 and r["hosts"] == 3
+    assert r["members"] == ["alice", "bob", "carol"]
+    assert r["tiers"] == {
+        "local": {"requests": 2, "bytes": 4000},
+        "team": {"requests": 2, "bytes": 3000},
+        "bundle": {"requests": 1, "bytes": 3000},
+        "bsr": {"requests": 3, "bytes": 6000},
+    }
+    assert r["hit_rate"] == 5 / 8
+    assert r["team_hit_rate"] == 3 / 6
+    assert r["bundle_usage_rate"] == 1 / 3
+    assert r["bandwidth_saved_bytes"] == 10_000
+    assert r["team_bandwidth_saved_bytes"] == 6000
+    # Team-served: pets (alice asked first), grpc (alice first), api for bob (bob first).
+    assert r["shared_cache_efficiency"] == 2 / 3
+    # The registry holds pets, grpc, api and other at their sizes; the stores 4000 + 7000.
+    assert r["storage"] == {
+        "registry_bytes": 11_000,
+        "member_store_bytes": 11_000,
+        "machines": 2,
+        "ratio": 1.0,
+    }
+    assert r["top_modules"] == [
+        {"module": GRPC, "requests": 3, "bytes": 9000},
+        {"module": PETS, "requests": 3, "bytes": 3000},
+        {"module": API, "requests": 2, "bytes": 4000},
+    ]
+
+
+def test_build_time_improvement_from_the_fitted_bsr_model(log: EventLog) -> None:
+    r = compute(log, team="t", until=UNTIL)
+    latency, slope = bsr_fit()
+    assert r["build_time"]["model"] == {
+        "latency_seconds": round(latency, 6),
+        "bytes_per_second": round(1 / slope),
+        "samples": 4,
+    }
+    estimated = 8 * latency + 16_000 * slope  # the 8 demand requests, 16,000 bytes
+    measured = 3.0 + 0.5 + 0.1 + 1.0 + 0.3  # the five fetches' wall times
+    assert r["build_time"]["measured_seconds"] == pytest.approx(measured)
+    assert r["build_time"]["estimated_bsr_seconds"] == pytest.approx(estimated)
+    assert r["build_time_improvement"] == pytest.approx(1 - measured / estimated)
+
+
+def test_trends_by_day_and_week(log: EventLog) -> None:
+    trends = compute(log, team="t", until=UNTIL)["trends"]
+    days = [(d["period"], d["requests"], d["hit_rate"]) for d in trends["daily"]]
+    assert days == [
+        ("2026-11-10", 2, 0.0),
+        ("2026-11-11", 2, 1.0),
+        ("2026-11-12", 2, 1.0),
+        ("2026-11-18", 1, 0.0),
+        ("2026-11-19", 1, 1.0),
+    ]
+    weeks = [(w["period"], w["requests"], w["tiers"]) for w in trends["weekly"]]
+    assert weeks == [
+        ("2026-W46", 6, {"local": 2, "team": 1, "bundle": 1, "bsr": 2}),
+        ("2026-W47", 2, {"local": 0, "team": 1, "bundle": 0, "bsr": 1}),
+    ]
+    # Last 7 days (Nov 19-25): b5 only; the 7 before (Nov 12-18): b3 and b4.
+    changes = trends["changes"]
+    assert changes["hit_rate"] == {"current": 1.0, "previous": 2 / 3, "change": 1 - 2 / 3}
+    assert changes["bundle_usage_rate"] == {"current": 0.0, "previous": None, "change": None}
+    assert changes["mean_fetch_seconds"]["current"] == pytest.approx(0.3)
+    assert changes["mean_fetch_seconds"]["previous"] == pytest.approx(0.55)
+    assert changes["mean_fetch_seconds"]["change"] == pytest.approx(-0.25)
+
+
+def test_one_member_and_a_window(log: EventLog) -> None:
+    bob = compute(log, team="t", member="bob", until=UNTIL)
+    assert bob["requests"] == 4 and bob["members"] == ["bob"]
+    assert bob["hit_rate"] == 3 / 4 and bob["team_hit_rate"] == 3 / 4
+    late = compute(log, team="t", since=parse_time("2026-11-18T00:00:00Z"), until=UNTIL)
+    assert late["requests"] == 2 and late["hit_rate"] == 1 / 2
+    nobody = compute(log, team="t", member="zed", until=UNTIL)
+    assert nobody["requests"] == 0 and nobody["hit_rate"] is None
+    assert compute(log, team="other-team", until=UNTIL)["requests"] == 0
+
+
+def test_heatmap_and_dashboard_lines(log: EventLog) -> None:
+    r = compute(log, team="t", until=UNTIL, timezone="Europe/Berlin")
+    grid = r["peak_hours"]["heatmap"]
+    assert grid[1][10] == 2  # Tuesday 09:00 UTC is 10:00 in Berlin (CET)
+    assert grid[3][10] == 2 + 1  # Thursdays 09:30 and 09:10 UTC
+    assert sum(map(sum, grid)) == 8
+    lines = dashboard_lines(r)
+    assert lines[:2] == ["Cache Performance for team t:", "  Hit Rate: 62.5%"]
+    assert lines[3:6] == [
+        "  Bandwidth Saved: 0.0MB",
+        "  Shared Cache Efficiency: 66.7%",
+        "  Bundle Usage Rate: 33.3%",
+    ]
+    assert "  📈 Hit rate improved 33.3 points this week" in lines
+    assert "  ⚡ Average fetch time down 0.25 seconds" in lines
+
+
+def test_hot_set_is_the_most_requested_commits(log: EventLog) -> None:
+    since = parse_time("2026-11-01T00:00:00Z")
+    assert top_commits(log, team="t", limit=2, since=since) == [(GRPC, C2), (PETS, C1)]
