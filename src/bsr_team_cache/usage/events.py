@@ -116,7 +116,7 @@ def format_time(seconds: float) -> str:
 
 def parse_time(value: object, field: str = "time") -> float:
     """An RFC 3339 time with its zone (``Z`` or ``+hh:mm``) as seconds since the epoch."""
-    if not isinstance(value, str) or len(value) < 20 or value[10:11] not in ("T", "t", " "):
+    if not isinstance(value, str) or len(value) < 19 or value[10:11] not in ("T", "t", " "):
         raise EventError(field, "expected an RFC 3339 time such as 2026-11-26T09:00:00Z")
     try:
         parsed = datetime.fromisoformat(value.replace("z", "Z"))

@@ -9,9 +9,12 @@ Events are keyed by ``UsageEvent.event_id``: merging the same event twice counts
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import operator
 import sqlite3
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -21,6 +24,7 @@ from bsr_team_cache.usage.events import (
     TIERS,
     EventError,
     UsageEvent,
+    event_id,
     parse_event,
 )
 
@@ -73,6 +77,101 @@ _SELECT = (
     " JOIN strings mo ON mo.id = e.module JOIN strings c ON c.id = e.commit_id"
     " JOIN strings bu ON bu.id = e.bundle"
 )
+
+
+@dataclass
+class EventColumns:
+    """Events as columns: the bulk form of the log's inserts, of its reads for shipping, and of
+    chunks. ``text[k]`` holds, for ``TEXT_COLUMNS[k]``, indexes into ``strings``."""
+
+    strings: list[str]
+    text: list[list[int]]
+    time: list[float]
+    tier: list[int]  # index into TIERS
+    operation: list[int]  # index into OPERATIONS
+    bytes: list[int]
+    seconds: list[float]
+    fetch_seconds: list[float]
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    @classmethod
+    def from_events(cls, events: Iterable[UsageEvent]) -> EventColumns:
+        rows = list(map(_EVENT_ROW, events))
+        if not rows:
+            return cls([], [[] for _ in TEXT_COLUMNS], [], [], [], [], [], [])
+        columns = list(zip(*rows, strict=True))
+        texts = columns[: len(TEXT_COLUMNS)]
+        index = {t: i for i, t in enumerate(dict.fromkeys(itertools.chain(*texts)))}
+        times, tiers, ops, sizes, seconds, fetch_seconds = columns[len(TEXT_COLUMNS) :]
+        return cls(
+            list(index),
+            [list(map(index.__getitem__, column)) for column in texts],
+            list(times),
+            list(map(TIER_CODE.__getitem__, tiers)),
+            list(map(OPERATION_CODE.__getitem__, ops)),
+            list(sizes),
+            list(seconds),
+            list(fetch_seconds),
+        )
+
+    def _rows(self) -> Iterator[tuple]:
+        return zip(
+            self.time, *self.text, self.tier, self.operation, self.bytes, self.seconds,
+            self.fetch_seconds, strict=True,
+        )  # fmt: skip
+
+    def events(self) -> list[UsageEvent]:
+        s = self.strings
+        out = []
+        for row in self._rows():
+            t, team, member, host, build, fetch, project, module, commit, bundle = row[:10]
+            tier, op, size, seconds, fetch_seconds = row[10:]
+            event = UsageEvent(
+                t, s[member], s[build], s[module], s[commit], TIERS[tier], size, seconds,
+                s[team], s[host], s[fetch], s[project], s[bundle], fetch_seconds, OPERATIONS[op],
+            )  # fmt: skip
+            out.append(event)
+        return out
+
+    def event_ids(self) -> list[int]:
+        s = self.strings
+        out = []
+        for row in self._rows():
+            t, _, member, host, build, fetch, _, module, commit, _, tier, op = row[:12]
+            eid = event_id(
+                t, s[member], s[host], s[build], s[fetch], s[module], s[commit], TIERS[tier],
+                OPERATIONS[op],
+            )  # fmt: skip
+            out.append(eid)
+        return out
+
+    def select(self, keep: list[int]) -> EventColumns:
+        """The events at positions ``keep``, in that order."""
+        pick = operator.itemgetter(*keep) if len(keep) > 1 else None
+
+        def take(column: list) -> list:
+            if not keep:
+                return []
+            return list(pick(column)) if pick else [column[keep[0]]]
+
+        return EventColumns(
+            self.strings,
+            [take(c) for c in self.text],
+            take(self.time),
+            take(self.tier),
+            take(self.operation),
+            take(self.bytes),
+            take(self.seconds),
+            take(self.fetch_seconds),
+        )
+
+
+_EVENT_ROW = operator.attrgetter(
+    *TEXT_COLUMNS[:7], "commit", "bundle", "time", "tier", "operation", "bytes", "seconds",
+    "fetch_seconds",
+)  # fmt: skip
 
 
 class EventLog:
@@ -160,38 +259,31 @@ class EventLog:
     def add(self, events: Iterable[UsageEvent], source: int = OWN) -> int:
         """Add events (validated already); those the log has are skipped. Returns how many
         were new."""
-        events = list(events)
-        if not events:
+        return self.add_columns(EventColumns.from_events(events), source)
+
+    def add_columns(self, columns: EventColumns, source: int = OWN) -> int:
+        if not len(columns):
             return 0
+        eids = columns.event_ids()
         with self.transaction():
-            ids = self.intern({getattr(e, c) for e in events for c in TEXT_COLUMNS})
+            ids = self.intern(columns.strings)
+            local = [ids[text] for text in columns.strings]
             before = self.db.total_changes
             self.db.executemany(
                 "INSERT OR IGNORE INTO events (eid, time, team, member, host, build, fetch,"
                 " project, module, commit_id, bundle, tier, operation, bytes, seconds,"
                 " fetch_seconds, source) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        e.event_id(),
-                        e.time,
-                        ids[e.team],
-                        ids[e.member],
-                        ids[e.host],
-                        ids[e.build],
-                        ids[e.fetch],
-                        ids[e.project],
-                        ids[e.module],
-                        ids[e.commit],
-                        ids[e.bundle],
-                        TIER_CODE[e.tier],
-                        OPERATION_CODE[e.operation],
-                        e.bytes,
-                        e.seconds,
-                        e.fetch_seconds,
-                        source,
-                    )
-                    for e in events
-                ],
+                zip(
+                    eids,
+                    columns.time,
+                    *(map(local.__getitem__, column) for column in columns.text),
+                    columns.tier,
+                    columns.operation,
+                    columns.bytes,
+                    columns.seconds,
+                    columns.fetch_seconds,
+                    itertools.repeat(source),
+                ),
             )
             return self.db.total_changes - before
 
@@ -236,22 +328,29 @@ class EventLog:
         where, params = self.where(**filters)
         return self.db.execute(f"SELECT COUNT(*) FROM events{where}", params).fetchone()[0]
 
-    def own_after(self, seq: int, limit: int, *, team: str) -> tuple[list[UsageEvent], int]:
+    def own_after(self, seq: int, limit: int, *, team: str) -> tuple[EventColumns, int]:
         """This machine's events of ``team`` (recorded or imported) after ``seq``, at most
         ``limit``, and the last seq among them (to ship them in order, resuming where a sync
         stopped)."""
-        team_id = self.string_id(team)
         rows = self.db.execute(
-            "SELECT seq FROM events WHERE source = ? AND team = ? AND seq > ? ORDER BY seq"
-            " LIMIT ?",
-            (OWN, team_id, seq, limit),
+            "SELECT seq, time, team, member, host, build, fetch, project, module, commit_id,"
+            " bundle, tier, operation, bytes, seconds, fetch_seconds FROM events"
+            " WHERE source = ? AND team = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (OWN, self.string_id(team), seq, limit),
         ).fetchall()
         if not rows:
-            return [], seq
-        last = rows[-1][0]
-        where = " WHERE e.source = ? AND e.team = ? AND e.seq > ? AND e.seq <= ?"
-        cursor = self.db.execute(f"{_SELECT}{where} ORDER BY e.seq", (OWN, team_id, seq, last))
-        return [_row_event(r) for r in cursor], last
+            return EventColumns.from_events([]), seq
+        columns = list(zip(*rows, strict=True))
+        texts = columns[2:11]
+        used = sorted(set(itertools.chain(*texts)))
+        names = self.strings(used)
+        index = {string_id: i for i, string_id in enumerate(used)}
+        return EventColumns(
+            [names[i] for i in used],
+            [list(map(index.__getitem__, column)) for column in texts],
+            *(list(column) for column in columns[1:2]),
+            *(list(column) for column in columns[11:]),
+        ), rows[-1][0]
 
     # -- state: watermarks, chunks seen --------------------------------------------------
     def get_state(self, key: str) -> str | None:
