@@ -20,11 +20,14 @@ COMMANDS = {
     "dev-bsr": "dev_bsr",
     "digest": "digest",
     "fetch": "fetch",
+    "metrics": "metrics",
     "monitor": "monitor",
     "resolve": "resolve",
+    "serve-metrics": "serve_metrics",
     "setup": "setup",
     "share": "share",
     "sync": "sync",
+    "usage": "usage",
     "warm": "warm",
 }
 
