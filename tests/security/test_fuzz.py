@@ -353,3 +353,37 @@ def test_connect_response_decoding(answers: dict[str, bytes]) -> None:
             PETS, COMMIT, Digest(B5, bytes(64)), __import__("datetime").datetime(2024, 1, 1)
         )
         only_our_errors(lambda: client.download([commit]))
+
+
+def _chunk_document(columns: dict, strings: list, count: object) -> dict:
+    return {"version": 1, "count": count, "strings": strings, "columns": columns}
+
+
+@FUZZ
+@given(
+    st.one_of(
+        json_values,
+        st.builds(
+            _chunk_document,
+            st.dictionaries(
+                st.sampled_from(
+                    ["team", "member", "module", "commit", "time_us", "tier", "bytes", "build"]
+                ),
+                st.lists(st.integers(min_value=-3, max_value=1 << 62), max_size=4),
+            ),
+            st.lists(nasty_text | st.sampled_from(["buf.build/acme/pets", COMMIT]), max_size=6),
+            st.integers(min_value=-1, max_value=5),
+        ),
+    ),
+    st.booleans(),
+)
+def test_usage_chunk_and_event_decoding(document: Any, as_line: bool) -> None:
+    """Team usage chunks and imported event lines: refused with the project's errors only."""
+    from bsr_team_cache.usage.chunks import decode_chunk
+    from bsr_team_cache.usage.events import parse_event
+
+    with contextlib.suppress(BSRTeamCacheError):
+        if as_line:
+            parse_event(document)
+        else:
+            decode_chunk(gzip.compress(json.dumps(document).encode()), "chunk")
