@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -58,7 +57,7 @@ def test_chunk_round_trip_is_exact_and_deterministic() -> None:
     assert encode_chunk(list(reversed(batch))) == data  # same events, same digest
     # Times and durations travel as whole microseconds.
     exact = [
-        replace(e, time=round(e.time * 1e6) / 1e6, seconds=round(e.seconds * 1e6) / 1e6)
+        e._replace(time=round(e.time * 1e6) / 1e6, seconds=round(e.seconds * 1e6) / 1e6)
         for e in sorted(batch, key=lambda e: (e.time, e.event_id()))
     ]
     assert decode_chunk(data, "chunk").events() == exact

@@ -3,7 +3,6 @@ to move history to another machine, to analyse it elsewhere, or to feed a test."
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -72,7 +71,7 @@ def import_command(options: TeamOptions, file: Path) -> None:
             raise ConfigError(
                 file, "some events name no team", hint="pass --team or set BSR_TEAM_CACHE_TEAM"
             )
-        events = [e if e.team else dataclasses.replace(e, team=default_team) for e in events]
+        events = [e if e.team else e._replace(team=default_team) for e in events]
     with open_event_log(options.store_dir) as log:
         added = log.add(events)
     click.echo(f"imported {added} events ({len(events) - added} already there)")

@@ -14,7 +14,6 @@ import json
 import operator
 import sqlite3
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -79,19 +78,41 @@ _SELECT = (
 )
 
 
-@dataclass
 class EventColumns:
     """Events as columns: the bulk form of the log's inserts, of its reads for shipping, and of
-    chunks. ``text[k]`` holds, for ``TEXT_COLUMNS[k]``, indexes into ``strings``."""
+    chunks. ``text[k]`` holds, for ``TEXT_COLUMNS[k]``, indexes into ``strings``. (A plain
+    class: it is defined on every fetch's path, where a dataclass costs its compile time.)"""
 
-    strings: list[str]
-    text: list[list[int]]
-    time: list[float]
-    tier: list[int]  # index into TIERS
-    operation: list[int]  # index into OPERATIONS
-    bytes: list[int]
-    seconds: list[float]
-    fetch_seconds: list[float]
+    __slots__ = (
+        "bytes",
+        "fetch_seconds",
+        "operation",
+        "seconds",
+        "strings",
+        "text",
+        "tier",
+        "time",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        strings: list[str],
+        text: list[list[int]],
+        time: list[float],
+        tier: list[int],  # index into TIERS
+        operation: list[int],  # index into OPERATIONS
+        bytes: list[int],
+        seconds: list[float],
+        fetch_seconds: list[float],
+    ) -> None:
+        self.strings = strings
+        self.text = text
+        self.time = time
+        self.tier = tier
+        self.operation = operation
+        self.bytes = bytes
+        self.seconds = seconds
+        self.fetch_seconds = fetch_seconds
 
     def __len__(self) -> int:
         return len(self.time)

@@ -3,12 +3,13 @@ fails the command: a log that cannot be written is one warning."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from bsr_team_cache.errors import BSRTeamCacheError
 from bsr_team_cache.usage.events import (
@@ -26,8 +27,7 @@ from bsr_team_cache.usage.events import (
 from bsr_team_cache.usage.log import EventLog, open_event_log
 
 
-@dataclass(frozen=True)
-class Served:
+class Served(NamedTuple):
     """One module a command asked for: which tier served it, its size and time."""
 
     module: str
@@ -37,6 +37,9 @@ class Served:
     seconds: float
     bundle: str = ""
 
+
+# Set to 0 to record nothing (a machine whose usage the team should not see).
+RECORD_VARIABLE = "BSR_TEAM_CACHE_RECORD_USAGE"
 
 # Where a warning's text says it came from -> the kind of error it counts as.
 _KINDS = (
@@ -71,7 +74,8 @@ def record(
 ) -> None:
     """Append one event per module (all with this command's build, fetch id and wall time) and
     count the command's errors by kind. ``warnings`` gets a line if the log cannot be used."""
-    if store_root is None:
+    env = os.environ if env is None else env
+    if store_root is None or env.get(RECORD_VARIABLE, "1").lower() in ("0", "false", "no", "off"):
         return
     fetch = new_id()
     wall = max(0.0, time.time() - started)
