@@ -124,11 +124,13 @@ def _run(root: Path, report: DemoReport, say: Callable[[str], None]) -> None:
                     buf_cache=root / "member-a-buf-cache",
                     store=store_a,
                     update_lock=True,
+                    member="a",
                 ),
             )
             team = TeamCache(DEMO_TEAM, registry=registry, bsr=client, store=store_a, member="a")
             pinned = [f"{m.name}:{m.commit}" for m in result_a.modules]
             report.bundle = team.create_bundle(pinned, "shop-deps", "the shop's dependencies")
+            _timed(report, "member A: sync (ships its usage events)", team.sync)
         if buf is not None:
             _run_buf(buf, project_a, root / "buf-direct-cache", ca_cert, report)
     finally:
@@ -154,6 +156,7 @@ def _run(root: Path, report: DemoReport, say: Callable[[str], None]) -> None:
                 store=store_b,
                 buf_cache=root / "member-b-buf-cache",
                 export=root / "member-b-include",
+                member="b",
             ),
         )
         result_b2 = _timed(
@@ -166,6 +169,7 @@ def _run(root: Path, report: DemoReport, say: Callable[[str], None]) -> None:
                 bsr=client,
                 store=store_b,
                 buf_cache=root / "member-b-buf-cache-2",
+                member="b",
             ),
         )
         team_b = TeamCache(DEMO_TEAM, registry=registry, bsr=client, store=store_b, member="b")

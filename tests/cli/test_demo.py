@@ -25,7 +25,12 @@ def test_demo_runs_end_to_end_and_buf_agrees(tmp_path):
     assert (
         "member A made a bundle of them: teams/platform-team/bundles/shop-deps:v1" in result.stdout
     )
-    # Member B's dashboard: 6 modules from the team registry (through the bundle), 6 local.
-    assert "  Hit Rate: 100.0%" in result.stdout
+    # Member B's dashboard, of the team: A's 6 modules from the BSR (shipped by A's sync), B's
+    # 6 from the team registry (through the bundle), then 6 local.
+    assert "  Hit Rate: 66.7%" in result.stdout
+    assert "  Team Hit Rate: 50.0% (of what machines lacked, served by the team registry)" in (
+        result.stdout
+    )
     assert "  Bundle Usage Rate: 100.0%" in result.stdout
-    assert "  Fetches: 2 (12 modules: 6 local, 6 team)" in result.stdout
+    assert "(against the BSR, modelled on 1 cold fetch)" in result.stdout
+    assert "  Requests: 18 in 3 fetches, 2 members, 1 machines (" in result.stdout

@@ -66,13 +66,14 @@ def log(tmp_path: Path) -> EventLog:
 
 
 def bsr_fit() -> tuple[float, float]:
-    """Least squares of seconds on bytes over the four BSR downloads, by hand."""
-    xs, ys = [1000, 3000, 2000, 5000], [1.2, 1.8, 1.5, 2.0]
-    mx, my = sum(xs) / 4, sum(ys) / 4  # 2750, 1.625
-    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))  # 1725
-    sxx = sum((x - mx) ** 2 for x in xs)  # 8,750,000
-    slope = sxy / sxx
-    return my - slope * mx, slope
+    """Least squares of wall time on bytes over the three fetches the BSR served entirely
+    (b1: pets + grpc, b4: api, w1: other), by hand."""
+    xs, ys = [4000, 2000, 5000], [3.0, 1.0, 2.0]
+    mx, my = sum(xs) / 3, sum(ys) / 3
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))  # 2000
+    sxx = sum((x - mx) ** 2 for x in xs)  # 4,666,666.67
+    slope = sxy / sxx  # 3/7000 s per byte
+    return my - slope * mx, slope  # 3/7 s per fetch
 
 
 def test_rates_bandwidth_and_counts(log: EventLog) -> None:
@@ -109,12 +110,13 @@ def test_rates_bandwidth_and_counts(log: EventLog) -> None:
 def test_build_time_improvement_from_the_fitted_bsr_model(log: EventLog) -> None:
     r = compute(log, team="t", until=UNTIL)
     latency, slope = bsr_fit()
+    assert (latency, slope) == (pytest.approx(3 / 7), pytest.approx(3 / 7000))
     assert r["build_time"]["model"] == {
-        "latency_seconds": round(latency, 6),
-        "bytes_per_second": round(1 / slope),
-        "samples": 4,
+        "latency_seconds": round(3 / 7, 6),
+        "bytes_per_second": round(7000 / 3),
+        "samples": 3,
     }
-    estimated = 8 * latency + 16_000 * slope  # the 8 demand requests, 16,000 bytes
+    estimated = 5 * latency + 16_000 * slope  # the 5 fetches from the BSR, of 16,000 bytes
     measured = 3.0 + 0.5 + 0.1 + 1.0 + 0.3  # the five fetches' wall times
     assert r["build_time"]["measured_seconds"] == pytest.approx(measured)
     assert r["build_time"]["estimated_bsr_seconds"] == pytest.approx(estimated)

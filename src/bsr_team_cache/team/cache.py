@@ -62,9 +62,9 @@ from bsr_team_cache.team.labels import LabelRecord, update_label_index
 from bsr_team_cache.team.resolve import DEFAULT_LABEL_TTL, Resolution, TeamContext, resolve_refs
 from bsr_team_cache.usage.chunks import MergeReport, machine_tag, safe_merge, ship, usage_repository
 from bsr_team_cache.usage.events import BUNDLE_PULL, SYNC, WARM, host_name
+from bsr_team_cache.usage.legacy import adopt_store_usage
 from bsr_team_cache.usage.log import EventLog, open_event_log
 from bsr_team_cache.usage.metrics import CacheMetrics, compute, top_commits
-from bsr_team_cache.usage.record import adopt_store_usage
 
 PERMISSIONS = ("read-only", "read-write")
 

@@ -12,12 +12,14 @@ import contextlib
 import itertools
 import json
 import operator
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
 from bsr_team_cache.errors import ConfigError, StoreError, UsageError
+from bsr_team_cache.usage import journal
 from bsr_team_cache.usage.events import (
     OPERATIONS,
     TIERS,
@@ -414,7 +416,56 @@ def _row_event(r: tuple) -> UsageEvent:
 
 
 def open_event_log(store_root: Path | str) -> EventLog:
-    return EventLog(Path(store_root) / FILE_NAME)
+    """The log of the store at ``store_root``, with what commands recorded since its last
+    reader moved in."""
+    log = EventLog(Path(store_root) / FILE_NAME)
+    try:
+        ingest_journal(log, Path(store_root))
+    except OSError as exc:
+        log.close()
+        raise StoreError(f"usage journal in {store_root}: {exc.strerror or exc}") from None
+    return log
+
+
+INGEST_BATCH = 50_000
+_COUNTER = re.compile(r"[a-z_]{1,32}(:[a-z_]{1,32})?")
+
+
+def ingest_journal(log: EventLog, root: Path) -> int:
+    """Move the journal's events and counters into the log; returns how many events were new.
+    A line that is not a valid event or counter (a damaged file) is counted as
+    ``errors:journal`` and skipped."""
+    added, bad = 0, 0
+    counters: dict[str, int] = {}
+    with journal.draining(root) as claimed:
+        batch: list[UsageEvent] = []
+        for path in claimed:
+            for line in journal.lines(path):
+                try:
+                    obj = json.loads(line)
+                    if isinstance(obj, dict) and "counter" in obj:
+                        name, n = obj["counter"], obj.get("n")
+                        if (
+                            not isinstance(name, str)
+                            or not _COUNTER.fullmatch(name)
+                            or type(n) is not int
+                            or not 0 <= n <= 1 << 40
+                        ):
+                            raise EventError("counter", "expected a name and a count")
+                        counters[name] = counters.get(name, 0) + n
+                        continue
+                    batch.append(parse_event(obj))
+                except (ValueError, EventError):
+                    bad += 1
+                if len(batch) >= INGEST_BATCH:
+                    added += log.add(batch)
+                    batch = []
+        added += log.add(batch)
+        if bad:
+            counters["errors:journal"] = counters.get("errors:journal", 0) + bad
+        if counters:
+            log.bump(counters)
+    return added
 
 
 # -- JSON lines ----------------------------------------------------------------------------

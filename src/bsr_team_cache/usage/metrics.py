@@ -10,9 +10,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bsr_team_cache.usage.events import BSR, BUNDLE, LOCAL, TEAM, TIERS, format_time
+from bsr_team_cache.usage.events import BUNDLE, LOCAL, TEAM, TIERS, format_time
 from bsr_team_cache.usage.log import OPERATION_CODE, TIER_CODE, EventLog
-from bsr_team_cache.usage.model import fit_tier
+from bsr_team_cache.usage.model import fit_bsr_fetches
 
 WINDOW = 30 * 24 * 3600.0
 DAY = 86400
@@ -53,7 +53,7 @@ def compute(
     where, params = log.where(team=team, member=member, since=since, until=until)
     demand = f"{where} AND operation = {_FETCH}"
     selected = log.where(team=team, member=member, since=since, until=until, alias="e")
-    model = fit_tier(log, (BSR,), team=team)  # the whole team's downloads: more samples
+    model = fit_bsr_fetches(log, team=team)  # the whole team's downloads: more samples
     latency = model.latency_seconds if model else 0.0
     per_byte = 1.0 / model.bytes_per_second if model and model.bytes_per_second else 0.0
     db = log.db
@@ -61,10 +61,10 @@ def compute(
     # Requests, bytes and the BSR estimate per UTC day and tier.
     daily: dict[int, dict] = {}
     tiers = {t: {"requests": 0, "bytes": 0} for t in TIERS}
-    for day, tier, n, size, est in db.execute(
-        f"SELECT CAST(time / {DAY} AS INTEGER), tier, COUNT(*), TOTAL(bytes),"
-        f" COUNT(*) * ? + TOTAL(bytes) * ? FROM events{demand} GROUP BY 1, 2",
-        [latency, per_byte, *params],
+    for day, tier, n, size in db.execute(
+        f"SELECT CAST(time / {DAY} AS INTEGER), tier, COUNT(*), TOTAL(bytes)"
+        f" FROM events{demand} GROUP BY 1, 2",
+        params,
     ):
         name = TIERS[tier]
         tiers[name]["requests"] += n
@@ -72,7 +72,6 @@ def compute(
         row = daily.setdefault(day, _empty_period())
         row["tiers"][name] += n
         row["bytes"][name] += int(size)
-        row["estimated_bsr_seconds"] += est
     # Whole fetches: their wall time (else the sum of their modules' times) per day.
     for day, fetches, measured in db.execute(
         f"SELECT CAST(t / {DAY} AS INTEGER), COUNT(*), TOTAL(m) FROM (SELECT MIN(time) t,"
@@ -83,6 +82,11 @@ def compute(
         row = daily.setdefault(day, _empty_period())
         row["fetches"] += fetches
         row["measured_seconds"] += measured
+    # The same fetches from the BSR: one BSR fetch each, of all their bytes.
+    for row in daily.values():
+        row["estimated_bsr_seconds"] = (
+            row["fetches"] * latency + sum(row["bytes"].values()) * per_byte
+        )
 
     requests = sum(t["requests"] for t in tiers.values())
     counts = {t: v["requests"] for t, v in tiers.items()}
@@ -278,9 +282,10 @@ def dashboard_lines(report: dict) -> list[str]:
     who = f" (member {report['member']})" if report["member"] else ""
     improvement = pct(report["build_time_improvement"])
     if model:
-        improvement += f" (BSR model from {model['samples']} downloads)"
+        n = model["samples"]
+        improvement += f" (against the BSR, modelled on {n} cold fetch{'' if n == 1 else 'es'})"
     else:
-        improvement += " (no BSR downloads recorded to estimate from)"
+        improvement += " (no cold fetch from the BSR recorded to estimate from)"
     lines = [
         f"Cache Performance for team {report['team']}{who}:",
         f"  Hit Rate: {pct(report['hit_rate'])}",

@@ -4,27 +4,21 @@ fails the command: a log that cannot be written is one warning."""
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-from bsr_team_cache.errors import BSRTeamCacheError
 from bsr_team_cache.usage.events import (
     BUNDLE,
     TEAM,
-    EventError,
     UsageEvent,
     build_id,
-    check_commit,
-    check_module,
-    check_time,
     host_name,
     new_id,
 )
-from bsr_team_cache.usage.log import EventLog, open_event_log
+from bsr_team_cache.usage.journal import append
 
 
 class Served(NamedTuple):
@@ -73,7 +67,8 @@ def record(
     env: dict[str, str] | None = None,
 ) -> None:
     """Append one event per module (all with this command's build, fetch id and wall time) and
-    count the command's errors by kind. ``warnings`` gets a line if the log cannot be used."""
+    count the command's errors by kind, in the journal (moved into the log by its next
+    reader). ``warnings`` gets a line if the journal cannot be written."""
     env = os.environ if env is None else env
     if store_root is None or env.get(RECORD_VARIABLE, "1").lower() in ("0", "false", "no", "off"):
         return
@@ -104,14 +99,13 @@ def record(
     errors = Counter(f"errors:{error_kind(w)}" for w in warnings or ())
     if failed is not None:
         errors[f"errors:{_failure_kind(failed)}"] += 1
+    records = [e.to_json() for e in events]
+    records += [{"counter": name, "n": n} for name, n in sorted(errors.items())]
     try:
-        with open_event_log(store_root) as log:
-            log.add(events)
-            if errors:
-                log.bump(dict(errors))
-    except (BSRTeamCacheError, sqlite3.Error, OSError) as exc:
+        append(Path(store_root), records)
+    except OSError as exc:
         if warnings is not None:
-            warnings.append(f"usage not recorded: {exc}")
+            warnings.append(f"usage not recorded: {exc.strerror or exc}")
 
 
 def _failure_kind(exc: BaseException) -> str:
@@ -124,40 +118,3 @@ def _failure_kind(exc: BaseException) -> str:
         "StoreError": "store",
         "ConfigError": "config",
     }.get(name, "other")
-
-
-def adopt_store_usage(log: EventLog, store: object, *, team: str, member: str) -> None:
-    """Once: the usage rows older versions kept in the local store's index become events of
-    the first team that opens the log on this machine (they named no team or member)."""
-    key = "adopted-store-usage"
-    if log.get_state(key) is not None:
-        return
-    try:
-        rows = store.usage_events(0.0)  # type: ignore[attr-defined]
-    except (BSRTeamCacheError, sqlite3.Error):
-        rows = []
-    host = host_name()
-    events = []
-    for row in rows:
-        try:
-            events.append(
-                UsageEvent(
-                    time=check_time(row.time),
-                    member=member or "unknown",
-                    build=row.fetch_id,
-                    module=check_module(row.module),
-                    commit=check_commit(row.commit),
-                    tier=BUNDLE if row.tier == TEAM and row.bundle else row.tier,
-                    bytes=max(0, int(row.bytes)),
-                    seconds=max(0.0, float(row.seconds)),
-                    team=team,
-                    host=host,
-                    fetch=row.fetch_id,
-                    project=row.project,
-                    bundle=row.bundle,
-                )
-            )
-        except (EventError, TypeError, ValueError):
-            continue  # a row no version could have written
-    log.add(events)
-    log.set_state(key, str(len(events)))
