@@ -27,9 +27,14 @@ from bsr_team_cache.store import LocalStore
 from bsr_team_cache.team.cache import TeamCache
 from bsr_team_cache.team.config import TeamConfig
 from bsr_team_cache.team.fetch import FetchReport, obtain
-from bsr_team_cache.team.recommend import Recommendation, recommendations
 from bsr_team_cache.team.resolve import TeamContext, resolve_refs
 from bsr_team_cache.usage.metrics import CacheMetrics
+from bsr_team_cache.usage.recommend import (
+    Recommendation,
+    advise,
+    format_advice,
+    recommendations,
+)
 
 log = logging.getLogger("bsr_team_cache")
 
@@ -256,14 +261,10 @@ def _run(args: argparse.Namespace) -> int:
         if args.verbose:
             print(json.dumps(m.to_json(), indent=2, ensure_ascii=False))
     elif args.command == "recommend":
-        print(f"Cache Recommendations for team {args.team}:")
-        found = cache.recommend()
-        if not found:
-            print("  none: not enough usage recorded yet (fetch with this team first)")
-        for i, r in enumerate(found, 1):
-            print(f"{i}. [{r.priority}] {r.action}")
-            print(f"   {r.description}")
-            print(f"   Expected improvement: {r.expected_improvement}")
+        advice = advise(cache.cache)
+        for warning in advice.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        print("\n".join(format_advice(advice)))
     elif args.command == "sync":
         report = cache.sync()
         for warning in report.warnings:

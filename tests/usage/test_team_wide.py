@@ -98,3 +98,20 @@ def test_two_members_see_each_other_after_sync(
     only_bob = monitor(carol, "--member", "bob")
     assert only_bob["members"] == ["bob"] and only_bob["requests"] == 2 * b
     assert {m["module"] for m in only_bob["top_modules"]} == {m["name"] for m in fetched["bob"]}
+
+    # The member who fetched nothing gets the team's recommendations: preload the team's
+    # modules (all 5 distinct ones; her store has none), which missed a local store 7 times.
+    advice = run_cli("recommend", "--json", env=carol)
+    assert advice.returncode == 0, advice.stderr
+    found = json.loads(advice.stdout)
+    assert found["requests"] == 2 * (a + b)
+    preload = found["recommendations"][0]
+    assert (preload["priority"], preload["action"]) == ("HIGH", "preload_dependencies")
+    everything = {f"{m['name']}:{m['commit']}" for m in fetched["alice"] + fetched["bob"]}
+    assert set(preload["data"]["missing"]) == everything and len(everything) == 5
+    assert (preload["data"]["misses"], preload["data"]["misses_here"]) == (a + b, 0)
+    text = run_cli("recommend", env=carol)
+    assert text.stdout.splitlines()[:2] == [
+        f"Cache Recommendations for team {TEAM}:",
+        "1. [HIGH] preload_dependencies",
+    ]

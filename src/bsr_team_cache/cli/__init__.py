@@ -13,6 +13,7 @@ from bsr_team_cache.errors import BSRTeamCacheError
 # Command name -> module. Modules are imported only when their command runs, so that a
 # warm `fetch` does not pay for the demo's or dev-bsr's imports at start-up.
 COMMANDS = {
+    "analyze": "analyze",
     "bundle": "bundle",
     "check": "check",
     "clear": "clear",
@@ -22,6 +23,7 @@ COMMANDS = {
     "fetch": "fetch",
     "metrics": "metrics",
     "monitor": "monitor",
+    "recommend": "recommend",
     "resolve": "resolve",
     "serve-metrics": "serve_metrics",
     "setup": "setup",

@@ -14,9 +14,7 @@ from bsr_team_cache.cli.options import TeamOptions, team_options
 @team_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--member", "only_member", help="Only this member's requests (default: the team).")
-@click.option(
-    "--since", help="From this time: RFC 3339, a date, or an age like 7d [default: 30d]."
-)
+@click.option("--since", help="From this time: RFC 3339, a date, or an age like 7d [default: 30d].")
 @click.option(
     "--html",
     "html_file",

@@ -403,7 +403,7 @@ class TeamCache:
         """With ``bundle_auto_creation``: bundle the modules this member's builds keep
         fetching together that no bundle covers yet (named after its content, so every member
         arrives at the same bundle for the same set)."""
-        from bsr_team_cache.team.recommend import auto_bundle_candidates
+        from bsr_team_cache.usage.recommend import auto_bundle_candidates
 
         keys = auto_bundle_candidates(self)
         if len(keys) < 2:
