@@ -13,7 +13,8 @@ small spawner (bench/_util.py, so its peak RSS is its own), --repeat times, repo
   process    the child's wall time from fork to exit: interpreter start-up and imports too;
   peak RSS   the child's ru_maxrss (largest of the repeats).
 Ratios: process time (min) against the target seconds, peak RSS against the target MB; a
-ratio under 1.00 meets the target.
+ratio under 1.00 meets the target. For sync (shipping) and merging, "inner" is the target's
+measure (the process also copies the log).
 """
 
 from __future__ import annotations
@@ -60,16 +61,78 @@ print(json.dumps({{"seconds": seconds, "requests": report["requests"],
 """
 
 
+# monitor's report over the whole log (since the first event), as `monitor --json` computes it.
+MONITOR_SCRIPT = f"""
+import json, sys, time
+from bsr_team_cache.usage.log import EventLog
+from bsr_team_cache.usage.metrics import compute
+log = EventLog(sys.argv[1])
+start = time.perf_counter()
+report = compute(log, team={TEAM!r}, since=0.0, timezone={TIMEZONE!r})
+seconds = time.perf_counter() - start
+print(json.dumps({{"seconds": seconds, "requests": report["requests"],
+    "hit_rate": round(report["hit_rate"], 4), "days": len(report["trends"]["daily"])}}))
+"""
+
+# sync's shipping of every event of the log (all new: recorded here, never shipped) to an
+# on-disk registry; the log is copied first (not timed), so that each run ships them all.
+SHIP_SCRIPT = f"""
+import json, shutil, sys, tempfile, time
+from pathlib import Path
+from bsr_team_cache.oci.layout import OCILayoutRegistry
+from bsr_team_cache.usage.chunks import ship, usage_repository
+from bsr_team_cache.usage.log import EventLog
+tmp = Path(tempfile.mkdtemp())
+shutil.copy(sys.argv[1], tmp / "events.db")
+log = EventLog(tmp / "events.db")
+registry = OCILayoutRegistry(tmp / "registry")
+start = time.perf_counter()
+report = ship(log, registry, usage_repository({TEAM!r}), team={TEAM!r}, member="m",
+              host="h", store_bytes=0)
+seconds = time.perf_counter() - start
+size = sum(p.stat().st_size for p in (tmp / "registry").rglob("*") if p.is_file())
+shutil.rmtree(tmp)
+print(json.dumps({{"seconds": seconds, "events": report.events, "chunks": report.chunks,
+    "registry_bytes": size}}))
+"""
+
+# Another machine's first read of those events: the chunks merged into an empty log.
+MERGE_SCRIPT = f"""
+import json, shutil, sys, tempfile, time
+from pathlib import Path
+from bsr_team_cache.oci.layout import OCILayoutRegistry
+from bsr_team_cache.usage.chunks import merge, ship, usage_repository
+from bsr_team_cache.usage.log import EventLog
+tmp = Path(tempfile.mkdtemp())
+shutil.copy(sys.argv[1], tmp / "events.db")
+registry = OCILayoutRegistry(tmp / "registry")
+repo = usage_repository({TEAM!r})
+ship(EventLog(tmp / "events.db"), registry, repo, team={TEAM!r}, member="m", host="h",
+     store_bytes=0)
+reader = EventLog(tmp / "reader.db")
+start = time.perf_counter()
+report = merge(reader, registry, repo, team={TEAM!r}, own_tag="reader.0")
+seconds = time.perf_counter() - start
+shutil.rmtree(tmp)
+print(json.dumps({{"seconds": seconds, "events": report.events, "chunks": report.chunks}}))
+"""
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
     script: str  # run as `python -c SCRIPT EVENTS_DB`
     target_seconds: float
     target_mb: float
+    sizes: tuple[int, ...] = ()  # the log sizes it runs on (empty: every size)
 
 
 CASES = [
     Case("analyze", ANALYZE_SCRIPT, 5.0, 500.0),
+    Case("monitor", MONITOR_SCRIPT, 5.0, 500.0),
+    Case("sync: ship new events", SHIP_SCRIPT, 2.0, 500.0, sizes=(100_000,)),
+    # No target in the issue: a new member's first read of 100k of the team's events.
+    Case("merge (a reader)", MERGE_SCRIPT, 5.0, 500.0, sizes=(100_000,)),
 ]
 
 
@@ -168,7 +231,8 @@ def main() -> None:
             how = f"written in {wrote:.1f} s" if wrote is not None else "reused"
             print(f"{events:,} events: {path.stat().st_size / MB:.0f} MB log, {how}", flush=True)
             for case in CASES:
-                results.append(measure(case, path, events, args.repeat))
+                if not case.sizes or events in case.sizes:
+                    results.append(measure(case, path, events, args.repeat))
         print()
         print(report(results))
     finally:

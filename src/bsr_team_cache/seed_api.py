@@ -29,12 +29,7 @@ from bsr_team_cache.team.config import TeamConfig
 from bsr_team_cache.team.fetch import FetchReport, obtain
 from bsr_team_cache.team.resolve import TeamContext, resolve_refs
 from bsr_team_cache.usage.metrics import CacheMetrics
-from bsr_team_cache.usage.recommend import (
-    Recommendation,
-    advise,
-    format_advice,
-    recommendations,
-)
+from bsr_team_cache.usage.recommend import Recommendation, format_advice
 
 log = logging.getLogger("bsr_team_cache")
 
@@ -182,7 +177,7 @@ class BSRTeamOrasCache:
         return self.cache.share_bundle(bundle_name, target_teams, permissions)
 
     def recommend(self) -> list[Recommendation]:
-        return recommendations(self.cache)
+        return self.cache.advise().recommendations
 
     def sync(self):
         return self.cache.sync()
@@ -261,7 +256,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.verbose:
             print(json.dumps(m.to_json(), indent=2, ensure_ascii=False))
     elif args.command == "recommend":
-        advice = advise(cache.cache)
+        advice = cache.cache.advise()
         for warning in advice.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         print("\n".join(format_advice(advice)))

@@ -1,31 +1,32 @@
 """Recommendations from the team's events: each rule on a hand-built log, with the figures its
-expected improvement must quote; the document's text format; priorities."""
+expected improvement must quote; the document's text format; priorities. The rules take plain
+inputs (the log, the team, this machine's store, the team's settings); the command runs them
+through the team layer."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
-from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.domain.digest import b5_from_contents
 from bsr_team_cache.domain.moduleref import parse_module_name
 from bsr_team_cache.oci.artifact import ModuleArtifact
-from bsr_team_cache.oci.layout import OCILayoutRegistry
 from bsr_team_cache.store import LocalStore
-from bsr_team_cache.team.cache import TeamCache
-from bsr_team_cache.team.config import BundleRecord
+from bsr_team_cache.team.config import BundleRecord, TeamConfig, make_config
 from bsr_team_cache.usage.analysis import analyze
 from bsr_team_cache.usage.events import UsageEvent
+from bsr_team_cache.usage.log import EventLog, open_event_log
 from bsr_team_cache.usage.recommend import (
+    Advice,
     Recommendation,
     advise,
     auto_bundle_candidates,
     format_recommendations,
     priority,
-    recommendations,
 )
 
 DAY = 86400.0
@@ -65,25 +66,30 @@ def ev(
     )  # fmt: skip
 
 
+@dataclass
+class Machine:
+    """What the rules read on a machine: its event log and store, the team's settings."""
+
+    log: EventLog
+    store: LocalStore
+    policy: TeamConfig
+
+    def advise(self, **options) -> Advice:
+        return advise(self.log, team="t", store=self.store, policy=self.policy, **options)
+
+
 @pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TeamCache:
+def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Machine]:
     """Alice's machine ``h1``, in team t (alice, bob, carol; the conservative strategy: the
     top 5 are preloaded, stores keep 500 MB)."""
     monkeypatch.setenv("BSR_TEAM_CACHE_HOST", "h1")
-    team = TeamCache(
-        "t",
-        registry=OCILayoutRegistry(tmp_path / "registry"),
-        bsr=BSRModuleClient(),
-        store=LocalStore(tmp_path / "store"),
-        member="alice",
-    )
-    team.setup(["alice", "bob", "carol"], cache_strategy="conservative")
-    return team
+    policy = make_config("t", members=["alice", "bob", "carol"], cache_strategy="conservative")
+    with LocalStore(tmp_path / "store") as store, open_event_log(store.root) as log:
+        yield Machine(log, store, policy)
 
 
-def record(cache: TeamCache, events: list[UsageEvent]) -> None:
-    with cache.events([], merge=False) as log:
-        log.add(events)
+def record(machine: Machine, events: list[UsageEvent]) -> None:
+    machine.log.add(events)
 
 
 def by_action(found: list[Recommendation]) -> dict[str, Recommendation]:
@@ -105,17 +111,17 @@ SHOP = [
 SHOP_SECONDS = 2.0 + 2.0 + 4 * 0.01 + 0.5 + 1.0
 
 
-def test_nothing_recorded_means_no_advice(cache: TeamCache) -> None:
-    advice = advise(cache, now=NOW)
+def test_nothing_recorded_means_no_advice(machine: Machine) -> None:
+    advice = machine.advise(now=NOW)
     assert (advice.requests, advice.recommendations) == (0, [])
-    assert recommendations(cache) == []
+    assert machine.advise().recommendations == []
 
 
 def test_preload_counts_the_misses_of_the_team_s_top_modules_this_store_lacks(
-    cache: TeamCache,
+    machine: Machine,
 ) -> None:
-    record(cache, SHOP)
-    advice = advise(cache, now=NOW)
+    record(machine, SHOP)
+    advice = machine.advise(now=NOW)
     assert (advice.requests, advice.fetch_seconds) == (8, pytest.approx(SHOP_SECONDS))
     preload = by_action(advice.recommendations)["preload_dependencies"]
     # a, b and c are the top (fewer than 5); 4 requests missed a local store (b4 and b5 on
@@ -133,22 +139,21 @@ def test_preload_counts_the_misses_of_the_team_s_top_modules_this_store_lacks(
         " team's fetch time"
     )
     # With a in this machine's store, only b and c are missing: b1's b and b5's c missed.
-    cache.store.put(_artifact("a"))
-    preload = by_action(advise(cache, now=NOW).recommendations)["preload_dependencies"]
+    machine.store.put(_artifact("a"))
+    preload = by_action(machine.advise(now=NOW).recommendations)["preload_dependencies"]
     assert preload.data["missing"] == [ref("b"), ref("c")]
     assert (preload.data["misses"], preload.data["misses_here"]) == (2, 1)
     assert preload.seconds_saved == pytest.approx(3.0 - 0.02)
 
 
 def test_a_bundle_opportunity_no_bundle_covers_is_recommended_with_its_savings(
-    cache: TeamCache,
+    machine: Machine,
 ) -> None:
-    record(cache, SHOP)
-    bundle = by_action(advise(cache, now=NOW).recommendations)["create_bundle"]
+    record(machine, SHOP)
+    bundle = by_action(machine.advise(now=NOW).recommendations)["create_bundle"]
     # a and b: together in b1, b2 and b3 (3 of the 4 builds with either). Only b1 fetched
     # them remotely: one request saved, priced at the team tier's latency (b4: 0.5 s).
-    with cache.events([], merge=False) as log:
-        (found,) = analyze(log, team="t", since=NOW - 30 * DAY)["bundle_opportunities"]
+    (found,) = analyze(machine.log, team="t", since=NOW - 30 * DAY)["bundle_opportunities"]
     assert (found["dependencies"], found["builds"]) == ([module("a"), module("b")], 3)
     assert bundle.data["requests_saved"] == 1
     assert bundle.seconds_saved == pytest.approx(0.5)
@@ -166,18 +171,23 @@ def test_a_bundle_opportunity_no_bundle_covers_is_recommended_with_its_savings(
     )
 
 
-def test_bundled_modules_are_not_suggested_again(cache: TeamCache) -> None:
-    record(cache, SHOP)
-    assert auto_bundle_candidates(cache) == [ref("a"), ref("b")]
+def test_bundled_modules_are_not_suggested_again(machine: Machine) -> None:
+    record(machine, SHOP)
+    assert auto_bundle_candidates(machine.log, team="t", bundles=(), now=NOW) == [
+        ref("a"),
+        ref("b"),
+    ]
     record_ab = BundleRecord("ab", "v1", "", (ref("a"), ref("b")))
-    cache._update(lambda c: replace(c, bundles=(record_ab,)))
-    assert "create_bundle" not in by_action(advise(cache, now=NOW).recommendations)
-    assert auto_bundle_candidates(cache) == []
+    machine.policy = replace(machine.policy, bundles=(record_ab,))
+    assert "create_bundle" not in by_action(machine.advise(now=NOW).recommendations)
+    assert (
+        auto_bundle_candidates(machine.log, team="t", bundles=machine.policy.bundles, now=NOW) == []
+    )
 
 
-def test_members_without_events_are_asked_to_sync(cache: TeamCache) -> None:
-    record(cache, SHOP)
-    members = by_action(advise(cache, now=NOW).recommendations)["sync_members"]
+def test_members_without_events_are_asked_to_sync(machine: Machine) -> None:
+    record(machine, SHOP)
+    members = by_action(machine.advise(now=NOW).recommendations)["sync_members"]
     assert members.priority == "LOW" and members.seconds_saved is None
     assert members.description == (
         "1 team member shared no usage in the window (carol): run sync on their machines"
@@ -189,22 +199,24 @@ def test_members_without_events_are_asked_to_sync(cache: TeamCache) -> None:
     )
 
 
-def test_a_member_who_fetched_nothing_gets_the_team_s_recommendations(cache: TeamCache) -> None:
-    record(cache, SHOP)
-    team = advise(cache, now=NOW)
-    carol = advise(cache, member="carol", now=NOW)
+def test_a_member_who_fetched_nothing_gets_the_team_s_recommendations(machine: Machine) -> None:
+    record(machine, SHOP)
+    team = machine.advise(now=NOW)
+    carol = machine.advise(member="carol", now=NOW)
     assert carol.warnings == ["member 'carol' has no requests in the window: the team's shown"]
     assert (carol.member, carol.recommendations) == (None, team.recommendations)
-    bob = advise(cache, member="bob", now=NOW)
+    bob = machine.advise(member="bob", now=NOW)
     assert (bob.member, bob.requests) == ("bob", 6)
 
 
-def test_a_larger_cache_is_recommended_from_the_replayed_hit_rate(cache: TeamCache) -> None:
+def test_a_larger_cache_is_recommended_from_the_replayed_hit_rate(machine: Machine) -> None:
     # Three 200 MiB modules in turn on one machine: 500 MB holds two, so LRU misses every
     # time; the working set, 600 MB, holds all three.
     big = ["big0", "big1", "big2"]
-    record(cache, [ev(d, 9, "h1", f"d{d}", big[d % 3], "team", 2.0, 200 * MIB) for d in range(12)])
-    size = by_action(advise(cache, now=NOW).recommendations)["increase_cache_size"]
+    record(
+        machine, [ev(d, 9, "h1", f"d{d}", big[d % 3], "team", 2.0, 200 * MIB) for d in range(12)]
+    )
+    size = by_action(machine.advise(now=NOW).recommendations)["increase_cache_size"]
     # Counted after a warm-up of a quarter of the 11 days: days 3..11, 9 requests, each
     # 2.0 s from the team registry (no local reads recorded to subtract).
     assert (size.data["current_mb"], size.data["target_mb"]) == (500, 600)
@@ -226,13 +238,15 @@ def test_a_larger_cache_is_recommended_from_the_replayed_hit_rate(cache: TeamCac
     )
 
 
-def test_a_cache_that_holds_the_working_set_is_left_alone(cache: TeamCache) -> None:
+def test_a_cache_that_holds_the_working_set_is_left_alone(machine: Machine) -> None:
     big = ["big0", "big1"]  # 400 MB: it fits
-    record(cache, [ev(d, 9, "h1", f"d{d}", big[d % 2], "team", 2.0, 200 * MIB) for d in range(12)])
-    assert "increase_cache_size" not in by_action(advise(cache, now=NOW).recommendations)
+    record(
+        machine, [ev(d, 9, "h1", f"d{d}", big[d % 2], "team", 2.0, 200 * MIB) for d in range(12)]
+    )
+    assert "increase_cache_size" not in by_action(machine.advise(now=NOW).recommendations)
 
 
-def test_daily_warming_counts_first_requests_of_a_day_that_missed(cache: TeamCache) -> None:
+def test_daily_warming_counts_first_requests_of_a_day_that_missed(machine: Machine) -> None:
     events = []
     for day, (a, b) in enumerate([("team", "team"), ("team", "local"), ("team", "team")]):
         seconds = {"team": 0.5, "local": 0.01}
@@ -244,8 +258,8 @@ def test_daily_warming_counts_first_requests_of_a_day_that_missed(cache: TeamCac
         ]
     # A CI runner seen once keeps no store: a warm would not have helped it.
     events += [ev(2, 9, "gha-1", "r1", "a", "bsr", 2.0), ev(2, 9, "gha-1", "r1", "b", "bsr", 2.0)]
-    record(cache, events)
-    warming = by_action(advise(cache, now=NOW).recommendations)["schedule_warming"]
+    record(machine, events)
+    warming = by_action(machine.advise(now=NOW).recommendations)["schedule_warming"]
     # Every request falls in 09:00, the busiest hour: warm at 08:00. h1's days after its
     # first: day 1's a and day 2's a and b missed (1.5 s), 3 local reads take 0.03 s.
     saved = 1.5 - 0.03

@@ -1,6 +1,7 @@
 """Warming on a schedule: crontab and workflow lines from a schedule (time zones, daylight
-saving, weekday shifts), when the weekly refresh is due, and ``warm --schedule`` /
-``warm --scheduled`` as a user runs them."""
+saving, weekday shifts), when the weekly refresh is due, what a scheduled run warms, and
+``warm --schedule`` / ``warm --scheduled`` as a user runs them (the run itself, in the team
+layer: tests/team/test_scheduled.py)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.domain.moduleref import parse_module_name
-from bsr_team_cache.oci.layout import OCILayoutRegistry
 from bsr_team_cache.store import LocalStore
-from bsr_team_cache.team.cache import TeamCache
 from bsr_team_cache.usage.events import UsageEvent, parse_time
 from bsr_team_cache.usage.log import open_event_log
 from bsr_team_cache.usage.schedule import (
@@ -27,7 +25,7 @@ from bsr_team_cache.usage.schedule import (
     github_workflow,
     last_weekly_refresh,
     refresh_due,
-    run_scheduled,
+    scheduled_refs,
 )
 from tests.conftest import run_cli
 
@@ -128,17 +126,33 @@ def test_the_weekly_refresh_is_due_once_its_time_has_passed_since_the_last() -> 
     assert not refresh_due(no_weekly, None, WINTER)
 
 
-def test_a_scheduled_run_without_requests_warms_nothing(tmp_path: Path) -> None:
-    cache = TeamCache(
-        "t",
-        registry=OCILayoutRegistry(tmp_path / "registry"),
-        bsr=BSRModuleClient(),
-        store=LocalStore(tmp_path / "store"),
-        member="alice",
-    )
-    run = run_scheduled(cache, now=WINTER)
-    assert (run.refs, run.modules, run.refreshed, run.next_refresh) == ([], {}, False, None)
-    assert run.lines() == ["warmed nothing: no requests recorded for the team in the last 30 days"]
+def test_a_scheduled_run_warms_the_team_s_top_then_the_daily_schedule_s_modules(
+    tmp_path: Path,
+) -> None:
+    """pets asked for 3 times, money twice, notes once (and a warm, not a demand request, of
+    common; another team's request of money, and one of notes older than 30 days): the top 2
+    are pets and money, then the schedule's modules not among them."""
+    names = {n: f"buf.build/acme/{n}" for n in ("pets", "money", "notes", "common")}
+    commits = {n: f"{i + 1:032x}" for i, n in enumerate(names)}
+
+    def request(name: str, k: int, *, age: float = 3600, team: str = "t", op: str = "fetch"):
+        return UsageEvent(
+            WINTER - age - k, "bob", f"build-{name}-{k}", names[name], commits[name], "team",
+            1000, 0.2, team=team, fetch=f"fetch-{name}-{k}", operation=op,
+        )  # fmt: skip
+
+    events = [request("pets", k) for k in range(3)] + [request("money", k) for k in range(2)]
+    events += [request("notes", 0), request("common", 0, op="warm")]
+    events += [request("money", k, team="other") for k in range(5)]
+    events += [request("notes", k, age=31 * 86400) for k in range(5)]
+    daily = Schedule("UTC", "09:00", None, None, (f"{names['notes']}:{commits['notes']}",
+                     f"{names['pets']}:{commits['pets']}"), 6)  # fmt: skip
+    with open_event_log(tmp_path / "store") as log:
+        log.add(events)
+        refs = scheduled_refs(log, team="t", schedule=daily, preload_top=2, now=WINTER)
+        nothing = scheduled_refs(log, team="nobody", schedule=daily, preload_top=2, now=WINTER)
+    assert refs == [f"{names[n]}:{commits[n]}" for n in ("pets", "money", "notes")]
+    assert nothing == list(daily.dependencies)
 
 
 # -- the command line ------------------------------------------------------------------------

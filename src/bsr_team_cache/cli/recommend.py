@@ -37,12 +37,11 @@ def command(
     who do not sync), each with the improvement the team's recorded requests show."""
     from bsr_team_cache.usage.analysis import parse_timezone
     from bsr_team_cache.usage.events import parse_since
-    from bsr_team_cache.usage.recommend import advise, format_advice
+    from bsr_team_cache.usage.recommend import format_advice
 
     parse_timezone(timezone)  # a bad zone is a usage error before any work
     start = parse_since(since) if since else None
-    advice = advise(
-        options.open_cache(),
+    advice = options.open_cache().advise(
         member=only_member,
         since=start,
         timezone=timezone,

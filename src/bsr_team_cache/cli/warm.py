@@ -146,8 +146,8 @@ def _ci_env(registry: str) -> dict[str, str]:
 
 
 def _run_scheduled(options: TeamOptions, timezone: str, as_json: bool) -> None:
+    from bsr_team_cache.team.scheduled import run_scheduled
     from bsr_team_cache.usage.analysis import parse_timezone
-    from bsr_team_cache.usage.schedule import run_scheduled
 
     parse_timezone(timezone)
     run = run_scheduled(options.open_cache(), timezone=timezone)

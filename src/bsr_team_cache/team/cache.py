@@ -8,6 +8,7 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bsr_team_cache._threads import ContextThreadPool
 from bsr_team_cache.bsr.client import BSRModuleClient
@@ -66,6 +67,9 @@ from bsr_team_cache.usage.legacy import adopt_store_usage
 from bsr_team_cache.usage.log import EventLog, open_event_log
 from bsr_team_cache.usage.metrics import CacheMetrics, compute, top_commits
 
+if TYPE_CHECKING:
+    from bsr_team_cache.usage.recommend import Advice
+
 PERMISSIONS = ("read-only", "read-write")
 
 
@@ -114,6 +118,15 @@ class TeamCache:
             warnings.append(f"team configuration ignored ({exc}); using the defaults")
             found = None
         return found or make_config(self.team)
+
+    def config_or_defaults(self, warnings: list[str]) -> TeamConfig:
+        """The team configuration; with the registry unreachable, the defaults (said in
+        ``warnings``)."""
+        try:
+            return self.config(warnings)
+        except RegistryError as exc:
+            warnings.append(f"team configuration unavailable ({exc}); using the defaults")
+            return make_config(self.team)
 
     def _update(self, change) -> TeamConfig:
         saved = update_team_config(
@@ -400,12 +413,11 @@ class TeamCache:
         return report
 
     def _auto_bundle(self, report: SyncReport) -> str:
-        """With ``bundle_auto_creation``: bundle the modules this member's builds keep
-        fetching together that no bundle covers yet (named after its content, so every member
-        arrives at the same bundle for the same set)."""
-        from bsr_team_cache.usage.recommend import auto_bundle_candidates
-
-        keys = auto_bundle_candidates(self)
+        """With ``bundle_auto_creation``: bundle the modules the team's builds (every member's
+        events, as merged by this sync) keep fetching together that no bundle covers yet
+        (named after its content, so every member arrives at the same bundle for the same
+        set)."""
+        keys = self.auto_bundle_candidates()
         if len(keys) < 2:
             return ""
         name = "auto-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:12]
@@ -414,6 +426,14 @@ class TeamCache:
         except BSRTeamCacheError as exc:
             report.warnings.append(f"automatic bundle not created: {exc}")
             return ""
+
+    def auto_bundle_candidates(self) -> list[str]:
+        """The refs (module:commit) of sync's automatic bundle (usage/recommend.py)."""
+        from bsr_team_cache.usage import recommend
+
+        bundles = self.config_or_defaults([]).bundles
+        with self.events([], merge=False) as log:  # sync has just merged
+            return recommend.auto_bundle_candidates(log, team=self.team, bundles=bundles)
 
     # -- usage ---------------------------------------------------------------------------
     def _usage_repo(self) -> str:
@@ -537,6 +557,34 @@ class TeamCache:
             )
         report["local_store_bytes"] = self.store.stats().bytes
         return CacheMetrics(report, warnings)
+
+    def advise(
+        self,
+        *,
+        member: str | None = None,
+        since: float | None = None,
+        timezone: str = "UTC",
+        merge: bool = True,
+        now: float | None = None,
+    ) -> Advice:
+        """Recommendations from every member's events (usage/recommend.py), merged from the
+        team registry first unless ``merge`` is off."""
+        from bsr_team_cache.usage import recommend
+
+        warnings: list[str] = []
+        config = self.config_or_defaults(warnings)
+        with self.events(warnings, merge=merge) as log:
+            return recommend.advise(
+                log,
+                team=self.team,
+                store=self.store,
+                policy=config,
+                member=member,
+                since=since,
+                timezone=timezone,
+                now=now,
+                warnings=warnings,
+            )
 
 
 def open_team_cache(

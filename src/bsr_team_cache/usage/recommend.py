@@ -1,7 +1,9 @@
-"""Recommendations from the team's recorded usage: every member's events (merged from the team
-registry), so a member who fetched nothing gets the team's advice. Each rule fires only on
-evidence in the window (30 days by default), and its expected improvement is computed from
-those events, never copied.
+"""Recommendations from the team's recorded usage: every member's events (the team layer merges
+them from the team registry first), so a member who fetched nothing gets the team's advice.
+Each rule fires only on evidence in the window (30 days by default), and its expected
+improvement is computed from those events, never copied. The inputs are plain: the event log,
+the team's name, this machine's local store and the team's settings (``TeamPolicy``);
+``TeamCache.advise`` gathers them.
 
 Rules (``action``):
 
@@ -38,11 +40,10 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
 from bsr_team_cache.domain.moduleref import parse_module_name
-from bsr_team_cache.errors import RegistryError
 from bsr_team_cache.usage.events import LOCAL, format_time, host_name
 from bsr_team_cache.usage.log import OPERATION_CODE, TIER_CODE, EventLog
 from bsr_team_cache.usage.metrics import top_commits
@@ -56,8 +57,7 @@ from bsr_team_cache.usage.replay import (
 )
 
 if TYPE_CHECKING:
-    from bsr_team_cache.team.cache import TeamCache
-    from bsr_team_cache.team.config import TeamConfig
+    from bsr_team_cache.store import LocalStore
 
 WINDOW = 30 * 24 * 3600.0
 DAY = 86400.0
@@ -73,6 +73,30 @@ _FETCH = OPERATION_CODE["fetch"]
 _LOCAL = TIER_CODE[LOCAL]
 NO_USAGE = "no usage recorded for the team yet (fetch with this team, then sync)"
 NOTHING_TO_DO = "the team's recorded usage shows nothing to improve"
+
+
+class BundleSpec(Protocol):
+    """A team bundle as the rules read it."""
+
+    @property
+    def modules(self) -> Sequence[str]:  # module:commit of every member
+        ...
+
+
+class TeamPolicy(Protocol):
+    """The team's settings the rules read (the team configuration is one)."""
+
+    @property
+    def preload_top(self) -> int: ...
+
+    @property
+    def max_cache_size_mb(self) -> int: ...
+
+    @property
+    def members(self) -> Sequence[str]: ...
+
+    @property
+    def bundles(self) -> Sequence[BundleSpec]: ...
 
 
 @dataclass(frozen=True)
@@ -121,56 +145,45 @@ class Advice:
         }
 
 
-def recommendations(
-    cache: TeamCache, *, member: str | None = None, since: float | None = None
-) -> list[Recommendation]:
-    """The recommendations for ``cache``'s team (``member``'s requests only, if given)."""
-    return advise(cache, member=member, since=since).recommendations
-
-
 def advise(
-    cache: TeamCache,
+    log: EventLog,
     *,
+    team: str,
+    store: LocalStore,
+    policy: TeamPolicy,
     member: str | None = None,
     since: float | None = None,
     timezone: str = "UTC",
-    merge: bool = True,
     now: float | None = None,
+    warnings: list[str] | None = None,
 ) -> Advice:
-    """Recommendations from the team's events since ``since`` (default: the last 30 days),
-    merged from the team registry first unless ``merge`` is off. A ``member`` without
-    requests gets the team's, with a warning saying so."""
+    """Recommendations from ``team``'s events in ``log`` since ``since`` (default: the last 30
+    days), for this machine's ``store``. ``warnings``: those said so far (the advice's list,
+    added to). A ``member`` without requests gets the team's, with a warning saying so."""
     now = time.time() if now is None else now
     since = now - WINDOW if since is None else since
-    warnings: list[str] = []
-    config = team_config(cache, warnings)
-    with cache.events(warnings, merge=merge) as log:
-        requests, seconds = _demand(log, team=cache.team, member=member, since=since)
-        if member is not None and requests == 0:
-            warnings.append(f"member {member!r} has no requests in the window: the team's shown")
-            member = None
-            requests, seconds = _demand(log, team=cache.team, since=since)
-        advice = Advice(cache.team, member, since, requests, seconds, [], warnings)
-        if requests:
-            rules = _Rules(log, cache, config, advice, timezone, now)
-            advice.recommendations = rules.all()
+    warnings = [] if warnings is None else warnings
+    requests, seconds = _demand(log, team=team, member=member, since=since)
+    if member is not None and requests == 0:
+        warnings.append(f"member {member!r} has no requests in the window: the team's shown")
+        member = None
+        requests, seconds = _demand(log, team=team, since=since)
+    advice = Advice(team, member, since, requests, seconds, [], warnings)
+    if requests:
+        advice.recommendations = _Rules(log, store, policy, advice, timezone, now).all()
     return advice
 
 
-def auto_bundle_candidates(cache: TeamCache) -> list[str]:
-    """What sync's automatic bundle holds: the refs (module:commit) of the team's bundle
-    opportunity that saves the most requests and no bundle covers; none without one."""
+def auto_bundle_candidates(
+    log: EventLog, *, team: str, bundles: Iterable[BundleSpec], now: float | None = None
+) -> list[str]:
+    """What sync's automatic bundle holds: the refs (module:commit) of ``team``'s bundle
+    opportunity of the last 30 days that saves the most requests and none of ``bundles``
+    covers; none without one."""
     from bsr_team_cache.usage.analysis import analyze
 
-    config = team_config(cache, [])
-    with cache.events([], merge=False) as log:  # sync has just merged
-        found = analyze(
-            log,
-            team=cache.team,
-            since=time.time() - WINDOW,
-            top=1,
-            bundles=_bundled_names(config),
-        )
+    now = time.time() if now is None else now
+    found = analyze(log, team=team, since=now - WINDOW, top=1, bundles=_bundled_names(bundles))
     best = [o for o in found["bundle_opportunities"] if o["potential_savings"]["requests"] > 0]
     return sorted(best[0]["refs"]) if best else []
 
@@ -206,17 +219,6 @@ def priority(seconds_saved: float | None, fetch_seconds: float) -> str:
     return "HIGH" if share >= HIGH_SHARE else "MEDIUM" if share >= MEDIUM_SHARE else "LOW"
 
 
-def team_config(cache: TeamCache, warnings: list[str]) -> TeamConfig:
-    """The team configuration; with the registry unreachable, the defaults (said)."""
-    try:
-        return cache.config(warnings)
-    except RegistryError as exc:
-        from bsr_team_cache.team.config import make_config
-
-        warnings.append(f"team configuration unavailable ({exc}); using the defaults")
-        return make_config(cache.team)
-
-
 def _demand(log: EventLog, **filters) -> tuple[int, float]:
     """Demand requests and their measured seconds."""
     where, params = log.where(**filters)
@@ -227,9 +229,9 @@ def _demand(log: EventLog, **filters) -> tuple[int, float]:
     return count, seconds
 
 
-def _bundled_names(config: TeamConfig) -> list[set[str]]:
-    """The module names of each bundle of the team (its records name module:commit)."""
-    return [{key.rpartition(":")[0] for key in b.modules} for b in config.bundles]
+def _bundled_names(bundles: Iterable[BundleSpec]) -> list[set[str]]:
+    """The module names of each bundle (its records name module:commit)."""
+    return [{key.rpartition(":")[0] for key in b.modules} for b in bundles]
 
 
 def _seconds(value: float) -> str:
@@ -251,25 +253,26 @@ class _Rules:
     def __init__(
         self,
         log: EventLog,
-        cache: TeamCache,
-        config: TeamConfig,
+        store: LocalStore,
+        policy: TeamPolicy,
         advice: Advice,
         timezone: str,
         now: float,
     ) -> None:
         self.log = log
         self.now = now
-        self.cache = cache
-        self.config = config
+        self.team = advice.team
+        self.store = store
+        self.policy = policy
         self.advice = advice
         self.timezone = timezone
         self.filters = {
-            "team": cache.team,
+            "team": advice.team,
             "member": advice.member,
             "since": advice.since,
             "until": time.time(),
         }
-        self.local_model = fit_tier(log, (LOCAL,), team=cache.team, since=advice.since)
+        self.local_model = fit_tier(log, (LOCAL,), team=advice.team, since=advice.since)
         self._analysis: dict | None = None
 
     def all(self) -> list[Recommendation]:
@@ -316,7 +319,7 @@ class _Rules:
                 self.log,
                 timezone=self.timezone,
                 top=10,
-                bundles=_bundled_names(self.config),
+                bundles=_bundled_names(self.policy.bundles),
                 **self.filters,
             )
         return self._analysis
@@ -330,12 +333,12 @@ class _Rules:
     # -- preload -----------------------------------------------------------------------------
     def preload(self) -> list[Recommendation]:
         top = top_commits(
-            self.log, team=self.cache.team, limit=self.config.preload_top, since=self.advice.since
+            self.log, team=self.team, limit=self.policy.preload_top, since=self.advice.since
         )
         missing = [
             (name, commit)
             for name, commit in top
-            if not self.cache.store.contains(parse_module_name(name), commit)
+            if not self.store.contains(parse_module_name(name), commit)
         ]
         misses, measured, size, here = self._remote_requests(missing)
         if not misses:
@@ -406,11 +409,11 @@ class _Rules:
 
     # -- cache size --------------------------------------------------------------------------
     def cache_size(self) -> list[Recommendation]:
-        current_mb = self.config.max_cache_size_mb
+        current_mb = self.policy.max_cache_size_mb
         current = current_mb * MIB
         first, last = self._span()
         count_since = first + min(WARM_UP, (last - first) / 4)
-        sizes = fit_size_model(self.cache.store)
+        sizes = fit_size_model(self.store)
         report = replay(
             self.log, [current, 2 * current], sizes=sizes, count_since=count_since, **self.filters
         )
@@ -538,21 +541,21 @@ class _Rules:
     def sync_members(self) -> list[Recommendation]:
         if self.advice.member is not None:
             return []
-        where, params = self.log.where(team=self.cache.team, since=self.advice.since)
+        where, params = self.log.where(team=self.team, since=self.advice.since)
         query = f"SELECT DISTINCT member FROM events{where}"
         ids = [m for (m,) in self.log.db.execute(query, params)]
         seen = set(self.log.strings(ids).values())
-        silent = sorted(set(self.config.members) - seen)
+        silent = sorted(set(self.policy.members) - seen)
         if not silent:
             return []
-        reporting = len(set(self.config.members) & seen)
+        reporting = len(set(self.policy.members) & seen)
         return [
             self.make(
                 "sync_members",
                 f"{_count(len(silent), 'team member')} shared no usage in the window"
                 f" ({_listed(silent)}):"
                 " run sync on their machines (sync --if-due from cron or CI)",
-                f"the figures here cover {reporting} of the {len(self.config.members)} members"
+                f"the figures here cover {reporting} of the {len(self.policy.members)} members"
                 f" ({self.advice.requests} requests); their builds would count in bundles,"
                 " preloading and cache sizes",
                 None,

@@ -1,6 +1,7 @@
 """Warming on a schedule: the analysis' warming schedule (daily an hour before the first peak,
 a weekly full refresh at the quietest hour of the quietest weekday) as a crontab and a GitHub
-Actions workflow, and what ``warm --scheduled`` does when cron or CI runs it:
+Actions workflow, and what ``warm --scheduled`` does when cron or CI runs it (the team layer
+runs it: team/scheduled.py; the choices are made here):
 
 - every run warms the team's N most requested module commits (N = the strategy's
   ``preload_top``, the list sync's hot set pulls) and the modules of the daily schedule (the
@@ -17,21 +18,14 @@ saving time.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from datetime import time as clock
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from bsr_team_cache.errors import BSRTeamCacheError, InvalidContentError, RegistryError
 from bsr_team_cache.usage.analysis import WEEKDAYS, analyze, parse_timezone
 from bsr_team_cache.usage.log import EventLog
 from bsr_team_cache.usage.metrics import top_commits
-
-if TYPE_CHECKING:
-    from bsr_team_cache.team.cache import TeamCache
-    from bsr_team_cache.team.config import BundleRecord
 
 WINDOW = 30 * 24 * 3600.0
 WORKFLOW_FILE = ".github/workflows/bsr-team-cache-warm.yml"
@@ -82,6 +76,15 @@ def team_schedule(log: EventLog, *, team: str, timezone: str, now: float) -> Sch
     return Schedule.from_analysis(
         analyze(log, team=team, since=now - WINDOW, until=now, timezone=timezone)
     )
+
+
+def scheduled_refs(
+    log: EventLog, *, team: str, schedule: Schedule, preload_top: int, now: float
+) -> list[str]:
+    """What a scheduled run warms (module:commit, each once): the team's ``preload_top`` most
+    requested module commits of the last 30 days, then the daily schedule's."""
+    top = top_commits(log, team=team, limit=preload_top, since=now - WINDOW)
+    return list(dict.fromkeys([f"{m}:{c}" for m, c in top] + list(schedule.dependencies)))
 
 
 def _hour_minute(text: str) -> tuple[int, int]:
@@ -267,60 +270,6 @@ class ScheduledRun:
         elif self.next_refresh is not None:
             out.append(f"weekly refresh: not due (next: {self.next_refresh})")
         return out
-
-
-def refresh_key(cache: TeamCache) -> str:
-    """Where the local store remembers the last weekly refresh of the team."""
-    return f"scheduled-refresh:{cache.registry.describe()}:{cache.namespace}:{cache.team}"
-
-
-def run_scheduled(
-    cache: TeamCache, *, timezone: str = "UTC", now: float | None = None
-) -> ScheduledRun:
-    """Do what the team's schedule says now (see the module's description)."""
-    from bsr_team_cache.team.fetch import TIERS
-    from bsr_team_cache.usage.recommend import team_config
-
-    now = time.time() if now is None else now
-    warnings: list[str] = []
-    config = team_config(cache, warnings)
-    with cache.events(warnings) as log:
-        schedule = team_schedule(log, team=cache.team, timezone=timezone, now=now)
-        top = top_commits(log, team=cache.team, limit=config.preload_top, since=now - WINDOW)
-    refs = list(dict.fromkeys([f"{m}:{c}" for m, c in top] + list(schedule.dependencies)))
-    run = ScheduledRun(schedule, refs, warnings=warnings)
-    if refs:
-        report = cache.warm(refs)
-        warnings.extend(report.warnings)
-        run.modules = {tier: report.count(tier) for tier in TIERS}
-    for bundle in config.bundles:
-        _pull_if_lacking(cache, bundle, run)
-    last = cache.store.kv_get(refresh_key(cache))
-    if refresh_due(schedule, float(last) if last else None, now):
-        report = cache.sync()
-        warnings.extend(report.warnings)
-        cache.store.kv_put(refresh_key(cache), repr(now))
-        run.refreshed = True
-    elif schedule.weekly_day is not None:
-        run.next_refresh = f"{schedule.weekly_day} {schedule.weekly_time} ({schedule.timezone})"
-    return run
-
-
-def _pull_if_lacking(cache: TeamCache, bundle: BundleRecord, run: ScheduledRun) -> None:
-    """Pull ``bundle`` unless the store has every module of it; a failure is a warning."""
-    from bsr_team_cache.domain.moduleref import parse_module_name
-
-    label = f"{bundle.name}:{bundle.version}"
-    keys = [key.rpartition(":") for key in bundle.modules]
-    if all(cache.store.contains(parse_module_name(m), c) for m, _, c in keys):
-        run.bundles_current.append(label)
-        return
-    try:
-        pulled, _ = cache.pull_bundle(bundle.name)
-    except (BSRTeamCacheError, InvalidContentError, RegistryError) as exc:
-        run.warnings.append(f"bundle {label} not pulled: {exc}")
-        return
-    run.bundles_pulled.append(f"{pulled.name}:{pulled.version}")
 
 
 def schedule_lines(
