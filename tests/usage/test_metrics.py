@@ -178,3 +178,50 @@ def test_heatmap_and_dashboard_lines(log: EventLog) -> None:
 def test_hot_set_is_the_most_requested_commits(log: EventLog) -> None:
     since = parse_time("2026-11-01T00:00:00Z")
     assert top_commits(log, team="t", limit=2, since=since) == [(GRPC, C2), (PETS, C1)]
+
+
+def test_the_aggregates_agree_with_the_events_for_any_window(tmp_path: Path) -> None:
+    """monitor reads per-fetch and per-day aggregates; on a synthetic team, with windows
+    that cut days and hours anywhere, every figure equals one computed from the events."""
+    from collections import Counter
+
+    from bsr_team_cache.usage.synthetic import synthetic_team, write_log
+
+    team = synthetic_team(events=6000, days=21, members=6, ci_runners=2)
+    log = open_event_log(tmp_path)
+    write_log(log, team)
+    events = list(log.events())
+    start = team.scenario.start
+    for since, until in ((start + 3.3 * 86400, start + 17.71 * 86400), (start - 1, start + 99e3)):
+        r = compute(log, team="platform-team", since=since, until=until)
+        demand = [e for e in events if since <= e.time < until and e.operation == "fetch"]
+        assert r["requests"] == len(demand)
+        assert {t: v["requests"] for t, v in r["tiers"].items()} == {
+            t: sum(1 for e in demand if e.tier == t) for t in ("local", "team", "bundle", "bsr")
+        }
+        assert r["fetches"] == len({e.fetch for e in demand})
+        assert r["hosts"] == len({e.host for e in demand})
+        assert r["bandwidth_saved_bytes"] == sum(e.bytes for e in demand if e.tier != "bsr")
+        per_module = Counter(e.module for e in demand)
+        top = sorted(per_module, key=lambda m: (-per_module[m], m))[:10]
+        assert [(m["module"], m["requests"]) for m in r["top_modules"]] == [
+            (m, per_module[m]) for m in top
+        ]
+        first: dict = {}
+        for e in sorted(events, key=lambda e: e.time):
+            first.setdefault((e.module, e.commit), e.member)
+        served = [e for e in demand if e.tier in ("team", "bundle")]
+        shared = sum(1 for e in served if first[(e.module, e.commit)] != e.member)
+        assert r["shared_cache_efficiency"] == (shared / len(served) if served else None)
+        assert sum(map(sum, r["peak_hours"]["heatmap"])) == len(demand)
+
+
+def test_a_log_of_the_first_schema_gets_its_aggregates(tmp_path: Path) -> None:
+    log = open_event_log(tmp_path)
+    log.add(EVENTS)
+    expected = compute(log, team="t", until=UNTIL)
+    for table in ("fetch_rollup", "commit_rollup", "module_days"):
+        log.db.execute(f"DROP TABLE {table}")
+    log.db.execute("PRAGMA user_version=1")
+    log.close()
+    assert compute(open_event_log(tmp_path), team="t", until=UNTIL) == expected

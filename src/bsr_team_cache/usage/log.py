@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from bsr_team_cache.errors import ConfigError, StoreError, UsageError
-from bsr_team_cache.usage import journal
+from bsr_team_cache.usage import journal, rollups
 from bsr_team_cache.usage.events import (
     OPERATIONS,
     TIERS,
@@ -30,7 +30,7 @@ from bsr_team_cache.usage.events import (
 )
 
 FILE_NAME = "events.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the aggregates of rollups.py
 OWN, MERGED = 0, 1  # source: recorded or imported here; merged from the team's chunks
 TIER_CODE = {t: i for i, t in enumerate(TIERS)}
 OPERATION_CODE = {o: i for i, o in enumerate(OPERATIONS)}
@@ -222,8 +222,10 @@ class EventLog:
                 f" ({SCHEMA_VERSION}); upgrade bsr-team-cache"
             )
         with self.transaction():
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                self.db.execute(statement)
+            if version == 0:
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    self.db.execute(statement)
+            rollups.create(self.db)  # from the events of a version 1 log
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -291,6 +293,7 @@ class EventLog:
         with self.transaction():
             ids = self.intern(columns.strings)
             local = [ids[text] for text in columns.strings]
+            (last_seq,) = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
             before = self.db.total_changes
             self.db.executemany(
                 "INSERT OR IGNORE INTO events (eid, time, team, member, host, build, fetch,"
@@ -308,7 +311,10 @@ class EventLog:
                     itertools.repeat(source),
                 ),
             )
-            return self.db.total_changes - before
+            added = self.db.total_changes - before
+            if added:
+                rollups.update(self.db, last_seq)
+            return added
 
     def where(
         self,

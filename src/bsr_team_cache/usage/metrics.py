@@ -6,13 +6,14 @@ warms, bundle pulls and syncs fill caches ahead of demand and would flatter ever
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bsr_team_cache.usage.events import BUNDLE, LOCAL, TEAM, TIERS, format_time
-from bsr_team_cache.usage.log import OPERATION_CODE, TIER_CODE, EventLog
-from bsr_team_cache.usage.model import fit_bsr_fetches
+from bsr_team_cache.usage.log import OPERATION_CODE, EventLog
+from bsr_team_cache.usage.model import TransferModel, fit
 
 WINDOW = 30 * 24 * 3600.0
 DAY = 86400
@@ -46,59 +47,66 @@ def compute(
     store_bytes: dict[str, int] | None = None,
 ) -> dict:
     """The monitor report (see docs/metrics.md for each key). ``store_bytes``: the latest
-    local-store size of each machine of the team (for storage against the registry)."""
+    local-store size of each machine of the team (for storage against the registry).
+
+    Read from the log's aggregates (usage/rollups.py): a row per fetch and per module
+    commit; only the top modules' window edges and the team registry's hits read events."""
     until = time.time() if until is None else until
     since = until - WINDOW if since is None else since
     zone = ZoneInfo(timezone)
-    where, params = log.where(team=team, member=member, since=since, until=until)
-    demand = f"{where} AND operation = {_FETCH}"
-    selected = log.where(team=team, member=member, since=since, until=until, alias="e")
-    model = fit_bsr_fetches(log, team=team)  # the whole team's downloads: more samples
+    team_id = log.string_id(team) or -1
+    member_id = None if member is None else (log.string_id(member) or -1)
+    fetch_rows = log.db.execute(
+        "SELECT time, operation, member, host, build, r0, r1, r2, r3, b0, b1, b2, b3,"
+        " fetch_seconds, seconds FROM fetch_rollup WHERE team = ?",
+        (team_id,),
+    ).fetchall()
+    model = _bsr_model(fetch_rows)
     latency = model.latency_seconds if model else 0.0
     per_byte = 1.0 / model.bytes_per_second if model and model.bytes_per_second else 0.0
-    db = log.db
 
-    # Requests, bytes and the BSR estimate per UTC day and tier.
     daily: dict[int, dict] = {}
+    grid = [[0] * 24 for _ in WEEKDAYS]
+    local_hour: dict[int, tuple[int, int]] = {}
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    builds, hosts, members = set(), set(), set()
+    fetches = 0
+    for t, op, who, host, build, *counts, wall, seconds in fetch_rows:
+        if not since <= t < until or (member_id is not None and who != member_id):
+            continue
+        members.add(who)
+        if op != _FETCH:
+            continue
+        fetches += 1
+        builds.add(build)
+        hosts.add(host)
+        row = daily.setdefault(int(t // DAY), _empty_period())
+        for i, name in enumerate(TIERS):
+            row["tiers"][name] += counts[i]
+            row["bytes"][name] += counts[4 + i]
+        row["fetches"] += 1
+        # Its wall time, else the sum of its modules' times (imported events).
+        row["measured_seconds"] += wall if wall > 0 else seconds
+        hour = int(t // 3600)
+        if hour not in local_hour:
+            moment = (epoch + timedelta(hours=hour)).astimezone(zone)
+            local_hour[hour] = (moment.weekday(), moment.hour)
+        weekday, at = local_hour[hour]
+        grid[weekday][at] += sum(counts[:4])
     tiers = {t: {"requests": 0, "bytes": 0} for t in TIERS}
-    for day, tier, n, size in db.execute(
-        f"SELECT CAST(time / {DAY} AS INTEGER), tier, COUNT(*), TOTAL(bytes)"
-        f" FROM events{demand} GROUP BY 1, 2",
-        params,
-    ):
-        name = TIERS[tier]
-        tiers[name]["requests"] += n
-        tiers[name]["bytes"] += int(size)
-        row = daily.setdefault(day, _empty_period())
-        row["tiers"][name] += n
-        row["bytes"][name] += int(size)
-    # Whole fetches: their wall time (else the sum of their modules' times) per day.
-    for day, fetches, measured in db.execute(
-        f"SELECT CAST(t / {DAY} AS INTEGER), COUNT(*), TOTAL(m) FROM (SELECT MIN(time) t,"
-        " CASE WHEN MAX(fetch_seconds) > 0 THEN MAX(fetch_seconds) ELSE TOTAL(seconds) END m"
-        f" FROM events{demand} GROUP BY fetch) GROUP BY 1",
-        params,
-    ):
-        row = daily.setdefault(day, _empty_period())
-        row["fetches"] += fetches
-        row["measured_seconds"] += measured
-    # The same fetches from the BSR: one BSR fetch each, of all their bytes.
     for row in daily.values():
+        for name in TIERS:
+            tiers[name]["requests"] += row["tiers"][name]
+            tiers[name]["bytes"] += int(row["bytes"][name])
+        # The same fetches from the BSR: one BSR fetch each, of all their bytes.
         row["estimated_bsr_seconds"] = (
             row["fetches"] * latency + sum(row["bytes"].values()) * per_byte
         )
-
     requests = sum(t["requests"] for t in tiers.values())
     counts = {t: v["requests"] for t, v in tiers.items()}
     measured = sum(r["measured_seconds"] for r in daily.values())
     estimated = sum(r["estimated_bsr_seconds"] for r in daily.values())
-    builds, hosts, fetches = db.execute(
-        f"SELECT COUNT(DISTINCT build), COUNT(DISTINCT host), COUNT(DISTINCT fetch)"
-        f" FROM events{demand}",
-        params,
-    ).fetchone()
-    member_ids = [r[0] for r in db.execute(f"SELECT DISTINCT member FROM events{where}", params)]
-    names = log.strings(member_ids)
+    commits = _Commits(log, team_id, member_id, since, until)
     report: dict = {
         "team": team,
         "member": member,
@@ -107,9 +115,9 @@ def compute(
         "timezone": timezone,
         "requests": requests,
         "fetches": fetches,
-        "builds": builds,
-        "members": sorted(names.values()),
-        "hosts": hosts,
+        "builds": len(builds),
+        "members": sorted(log.strings(members).values()),
+        "hosts": len(hosts),
         "tiers": tiers,
         **_rates(counts),
         "bandwidth_saved_bytes": sum(tiers[t]["bytes"] for t in (LOCAL, TEAM, BUNDLE)),
@@ -120,14 +128,112 @@ def compute(
             "estimated_bsr_seconds": round(estimated, 6) if model else None,
             "model": model.to_json() if model else None,
         },
-        "shared_cache_efficiency": _shared_efficiency(log, team, selected),
-        "storage": _storage(log, team, store_bytes or {}),
+        "shared_cache_efficiency": commits.shared_efficiency(),
+        "storage": commits.storage(store_bytes or {}),
         "trends": _trends(daily, until),
-        "top_modules": _top_modules(log, selected),
-        "peak_hours": {"timezone": timezone, "heatmap": _heatmap(log, demand, params, zone)},
+        "top_modules": commits.top_modules(),
+        "peak_hours": {"timezone": timezone, "heatmap": grid},
     }
     report["lines"] = trend_lines(report["trends"]["changes"])
     return report
+
+
+def _bsr_model(fetch_rows: list[tuple]) -> TransferModel | None:
+    """``model.fit`` over the fetches the BSR served entirely (all their requests of tier
+    bsr): wall time (else summed module times) by bytes, one sample per fetch."""
+    n = 0
+    sx = sy = sxx = sxy = 0.0
+    for _, _, _, _, _, r0, r1, r2, r3, _, _, _, size, wall, seconds in fetch_rows:
+        if r3 and not (r0 or r1 or r2):
+            y = wall if wall > 0 else seconds
+            n += 1
+            sx += size
+            sy += y
+            sxx += size * size
+            sxy += size * y
+    return fit(n, sx, sy, sxx, sxy)
+
+
+class _Commits:
+    """What ``compute`` needs per module commit: the first requester and size of each (from
+    the aggregates), the team registry's hits and the top modules in the window."""
+
+    def __init__(
+        self, log: EventLog, team_id: int, member_id: int | None, since: float, until: float
+    ) -> None:
+        self.log, self.team_id, self.member_id = log, team_id, member_id
+        self.since, self.until = since, until
+        rows = log.db.execute(
+            "SELECT module, commit_id, first_member, max_bytes FROM commit_rollup WHERE team = ?",
+            (team_id,),
+        ).fetchall()
+        self.first = {(m, c): who for m, c, who, _ in rows}
+        self.registry_bytes = sum(size for _, _, _, size in rows)
+
+    def _member(self) -> tuple[str, list]:
+        return ("", []) if self.member_id is None else (" AND member = ?", [self.member_id])
+
+    def shared_efficiency(self) -> float | None:
+        """Of the demand requests the team registry served, the share of modules another
+        member asked for first (sharing between people, not one person's machines)."""
+        extra, params = self._member()
+        served = shared = 0
+        for module, commit, who, n in self.log.db.execute(
+            "SELECT module, commit_id, member, COUNT(*) FROM events WHERE team = ?"
+            f" AND time >= ? AND time < ? AND operation = 0 AND tier IN (1, 2){extra}"
+            " GROUP BY 1, 2, 3",
+            [self.team_id, self.since, self.until, *params],
+        ):
+            served += n
+            shared += n if self.first.get((module, commit)) != who else 0
+        return _ratio(shared, served)
+
+    def storage(self, store_bytes: dict[str, int]) -> dict:
+        """What the team registry holds (each module commit the team's events name, at its
+        largest recorded size) against the sum of the machines' local stores."""
+        members = sum(store_bytes.values())
+        return {
+            "registry_bytes": self.registry_bytes,
+            "member_store_bytes": members,
+            "machines": len(store_bytes),
+            "ratio": _ratio(self.registry_bytes, members),
+        }
+
+    def top_modules(self) -> list[dict]:
+        """The window's most requested modules: whole UTC days from the aggregates, the
+        partial days at its edges (and any member's own) from the events."""
+        requests: dict[int, int] = {}
+        size: dict[int, float] = {}
+
+        def add(rows) -> None:
+            for module, n, total in rows:
+                requests[module] = requests.get(module, 0) + n
+                size[module] = size.get(module, 0.0) + total
+
+        first_day, end_day = math.ceil(self.since / DAY), math.floor(self.until / DAY)
+        extra, params = self._member()
+        raw = (
+            "SELECT module, COUNT(*), TOTAL(bytes) FROM events WHERE team = ? AND time >= ?"
+            f" AND time < ? AND operation = 0{extra} GROUP BY module"
+        )
+        if self.member_id is not None or first_day >= end_day:
+            add(self.log.db.execute(raw, [self.team_id, self.since, self.until, *params]))
+        else:
+            add(
+                self.log.db.execute(
+                    "SELECT module, TOTAL(requests), TOTAL(bytes) FROM module_days"
+                    " WHERE team = ? AND day >= ? AND day < ? GROUP BY module",
+                    (self.team_id, first_day, end_day),
+                )
+            )
+            for low, high in ((self.since, first_day * DAY), (end_day * DAY, self.until)):
+                add(self.log.db.execute(raw, [self.team_id, low, high]))
+        names = self.log.strings(requests)
+        ranked = sorted(requests, key=lambda m: (-requests[m], names[m]))[:TOP_MODULES]
+        return [
+            {"module": names[m], "requests": int(requests[m]), "bytes": int(size[m])}
+            for m in ranked
+        ]
 
 
 def _empty_period() -> dict:
@@ -212,64 +318,6 @@ def trend_lines(changes: dict) -> list[str]:
         word = "down" if fetch <= 0 else "up"
         lines.append(f"⚡ Average fetch time {word} {abs(fetch):.2f} seconds")
     return lines
-
-
-def _shared_efficiency(log: EventLog, team: str, selected: tuple[str, list]) -> float | None:
-    """Of the demand requests the team registry served (``selected``: a WHERE on alias e),
-    the share of modules another member asked for first (sharing between people, not one
-    person's machines)."""
-    team_where, team_params = log.where(team=team)
-    where, params = selected
-    codes = f"{TIER_CODE[TEAM]}, {TIER_CODE[BUNDLE]}"
-    row = log.db.execute(
-        "WITH first AS (SELECT module, commit_id, member, MIN(time) FROM events"
-        f"{team_where} GROUP BY module, commit_id)"
-        " SELECT COUNT(*), TOTAL(e.member != f.member) FROM events e JOIN first f"
-        f" ON f.module = e.module AND f.commit_id = e.commit_id{where}"
-        f" AND e.operation = {_FETCH} AND e.tier IN ({codes})",
-        [*team_params, *params],
-    ).fetchone()
-    return _ratio(row[1], row[0])
-
-
-def _storage(log: EventLog, team: str, store_bytes: dict[str, int]) -> dict:
-    """What the team registry holds (each module commit the team's events name, at its
-    largest recorded size) against the sum of the machines' local stores."""
-    where, params = log.where(team=team)
-    (registry,) = log.db.execute(
-        f"SELECT TOTAL(b) FROM (SELECT MAX(bytes) b FROM events{where} GROUP BY module, commit_id)",
-        params,
-    ).fetchone()
-    members = sum(store_bytes.values())
-    return {
-        "registry_bytes": int(registry),
-        "member_store_bytes": members,
-        "machines": len(store_bytes),
-        "ratio": _ratio(registry, members),
-    }
-
-
-def _top_modules(log: EventLog, selected: tuple[str, list]) -> list[dict]:
-    where, params = selected
-    rows = log.db.execute(
-        "SELECT s.text, COUNT(*), TOTAL(e.bytes) FROM events e JOIN strings s ON s.id = e.module"
-        f"{where} AND e.operation = {_FETCH} GROUP BY e.module ORDER BY 2 DESC, 1"
-        f" LIMIT {TOP_MODULES}",
-        params,
-    ).fetchall()
-    return [{"module": m, "requests": n, "bytes": int(b)} for m, n, b in rows]
-
-
-def _heatmap(log: EventLog, demand: str, params: list, zone: ZoneInfo) -> list[list[int]]:
-    """Requests per weekday (Monday first) and hour of day, in ``zone``."""
-    grid = [[0] * 24 for _ in WEEKDAYS]
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    for hour, n in log.db.execute(
-        f"SELECT CAST(time / 3600 AS INTEGER), COUNT(*) FROM events{demand} GROUP BY 1", params
-    ):
-        local = (epoch + timedelta(hours=hour)).astimezone(zone)
-        grid[local.weekday()][local.hour] += n
-    return grid
 
 
 def dashboard_lines(report: dict) -> list[str]:
