@@ -95,6 +95,12 @@ def test_two_members_see_each_other_after_sync(
         assert report["team_hit_rate"] == shared / (a + b)
         assert report["shared_cache_efficiency"] == 1.0  # alice asked for them first
         assert report["storage"]["machines"] == (3 if env is carol else 2)
+    page = tmp_path / "dashboard.html"
+    written = run_cli("monitor", "--html", str(page), env=carol)
+    assert written.returncode == 0, written.stderr
+    assert f"wrote {page}" in written.stdout and "Cache Performance for team" in written.stdout
+    html = page.read_text()
+    assert html.count("<figure") == 5 and html.count("<svg") == 5 and "<script" not in html
     only_bob = monitor(carol, "--member", "bob")
     assert only_bob["members"] == ["bob"] and only_bob["requests"] == 2 * b
     assert {m["module"] for m in only_bob["top_modules"]} == {m["name"] for m in fetched["bob"]}
