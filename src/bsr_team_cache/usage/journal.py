@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,10 +20,10 @@ from pathlib import Path
 JOURNAL = "events.jsonl"
 
 
-def append(root: Path, records: list[dict]) -> None:
-    """Append ``records`` (events as ``usage export`` writes them, or ``{"counter": name,
+def append(root: Path, lines: list[str]) -> None:
+    """Append JSON ``lines`` (events as ``usage export`` writes them, or ``{"counter": name,
     "n": k}``) in one write."""
-    data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
+    data = "".join(line + "\n" for line in lines).encode()
     if not data:
         return
     path = root / JOURNAL

@@ -3,6 +3,7 @@ fails the command: a log that cannot be written is one warning."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import Counter
@@ -32,6 +33,8 @@ class Served(NamedTuple):
     bundle: str = ""
 
 
+# The fields each module's event has of its own (the others are the command's).
+_PER_MODULE = ("module", "commit", "tier", "bytes", "seconds", "bundle")
 # Set to 0 to record nothing (a machine whose usage the team should not see).
 RECORD_VARIABLE = "BSR_TEAM_CACHE_RECORD_USAGE"
 
@@ -76,33 +79,33 @@ def record(
     wall = max(0.0, time.time() - started)
     host = host_name(env)
     build = build_id(env, fallback=fetch)
-    events = [
-        UsageEvent(
-            time=started,
-            member=member or "unknown",
-            build=build,
-            module=s.module,
-            commit=s.commit,
-            tier=BUNDLE if s.tier == TEAM and s.bundle else s.tier,
-            bytes=max(0, s.bytes),
-            seconds=max(0.0, s.seconds),
-            team=team,
-            host=host,
-            fetch=fetch,
-            project=project,
-            bundle=s.bundle,
-            fetch_seconds=wall,
-            operation=operation,
-        )
-        for s in served
-    ]
+    # What every event of this command shares, encoded once (this runs on every fetch).
+    common = UsageEvent(
+        started, member or "unknown", build, "", "", "", 0, 0.0, team, host, fetch, project,
+        "", wall, operation,
+    ).to_json()  # fmt: skip
+    shared = json.dumps(
+        {k: v for k, v in common.items() if k not in _PER_MODULE}, separators=(",", ":")
+    )[1:]
+    lines = []
+    for s in served:
+        tier = BUNDLE if s.tier == TEAM and s.bundle else s.tier
+        own = {
+            "module": s.module,
+            "commit": s.commit,
+            "tier": tier,
+            "bytes": max(0, s.bytes),
+            "seconds": round(max(0.0, s.seconds), 6),
+        }
+        if s.bundle:
+            own["bundle"] = s.bundle
+        lines.append(json.dumps(own, separators=(",", ":"))[:-1] + "," + shared)
     errors = Counter(f"errors:{error_kind(w)}" for w in warnings or ())
     if failed is not None:
         errors[f"errors:{_failure_kind(failed)}"] += 1
-    records = [e.to_json() for e in events]
-    records += [{"counter": name, "n": n} for name, n in sorted(errors.items())]
+    lines += [json.dumps({"counter": name, "n": n}) for name, n in sorted(errors.items())]
     try:
-        append(Path(store_root), records)
+        append(Path(store_root), lines)
     except OSError as exc:
         if warnings is not None:
             warnings.append(f"usage not recorded: {exc.strerror or exc}")
