@@ -108,7 +108,8 @@ def test_only_the_team_s_own_events_are_shipped_and_merged(tmp_path: Path) -> No
     merged = merge(bob, registry, REPO, team="t", own_tag="bob.2")
     assert merged.events == 4 + 3
     assert merged.warnings == [
-        f"team usage {registry.describe()}/{REPO}:mallory.1: 2 events of other teams ignored"
+        f"team usage {registry.describe()}/{REPO}:mallory.1: 2 events of other teams, older than"
+        " the retention or dated in the future ignored"
     ]
     assert bob.count(team="other") == 0
 
@@ -168,7 +169,7 @@ def _document(**changes) -> dict:
     [
         (b"not gzip", "not gzip"),
         (gzip.compress(b"[1, 2"), "not a JSON document"),
-        (gzip.compress(b"\0" * (600 << 20)), "inflates past 512 MiB"),
+        (gzip.compress(b"\0" * (600 << 20)), "inflates past 29 MiB (50x its size or 512 MiB)"),
         (encode_chunk(events("eve", 2)) + b"trailing", "trailing data"),
         (_gz(_document(version=2)), "version: expected a version 1 chunk"),
         (_gz(_document(count=4)), "columns.team: expected a list of 4 integers"),
@@ -178,6 +179,9 @@ def _document(**changes) -> dict:
         (_gz(_document(col_bytes=[1, 2.5, 2])), "columns.bytes: expected integers"),
         (_gz(_document(col_time_us=[1, 0, 0])), "a time outside the years 2000 to 2200"),
         (_gz(_document(strings=["t", "eve", "e\x00", "x"] * 5)), "control characters"),
+        (_gz({**_document(), "extra": [0] * 10}), "unknown or missing top-level fields"),
+        (_gz(_document(strings=[*_document()["strings"], "unused"])), "distinct and used"),
+        (gzip.compress(b"[" + b"0," * (3 << 20) + b"0]"), "inflates past 4 MiB"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -211,3 +215,117 @@ def test_a_manifest_with_too_many_chunks_is_skipped_with_a_warning(tmp_path: Pat
         f"team usage {registry.describe()}/{REPO}:eve.1: {registry.describe()}/{REPO}:eve.1:"
         " more than 64 chunks; skipped"
     ]
+
+
+# -- what a member with push rights can try (each found by an attacker's review) -----------
+
+
+def _ship(log, registry, member: str, host: str = "h") -> None:
+    ship(log, registry, REPO, team="t", member=member, host=host, store_bytes=0)
+
+
+def test_a_compacted_chunk_on_another_tag_cannot_hide_a_member_s_events(tmp_path: Path) -> None:
+    registry = OCILayoutRegistry(tmp_path / "reg")
+    alice, reader = open_event_log(tmp_path / "a"), open_event_log(tmp_path / "r")
+    mallory_chunk = encode_chunk(events("mallory", 3))
+    _push_machine(registry, "mallory.1", [mallory_chunk])
+    merge(reader, registry, REPO, team="t", own_tag="r.1")  # the reader has mallory's chunk
+    alice.add(events("alice", 40))
+    _ship(alice, registry, "alice")
+    alice_layer = read_machine_log(registry, REPO, machine_tag("alice", "h")).layers[0]
+    # Mallory lists alice's chunk as "replacing" the chunk the reader has seen.
+    forged = chunks.Layer(alice_layer.digest, alice_layer.size, 40, (sha256_digest(mallory_chunk),))
+    registry.push_manifest(REPO, "0", chunks._manifest([forged], {}), OCI_MANIFEST)
+    merge(reader, registry, REPO, team="t", own_tag="r.1")
+    assert reader.count(member="alice") == 40
+
+
+def test_chunks_planted_in_a_machine_s_own_tag_do_not_hide_others(tmp_path: Path) -> None:
+    registry = OCILayoutRegistry(tmp_path / "reg")
+    alice, bob = open_event_log(tmp_path / "a"), open_event_log(tmp_path / "b")
+    bob.add(events("bob", 30))
+    _ship(bob, registry, "bob")
+    alice.add(events("alice", 5))
+    _ship(alice, registry, "alice")
+    # Someone appends bob's chunk to alice's tag; alice ships again on top of it.
+    tag = machine_tag("alice", "h")
+    own = read_machine_log(registry, REPO, tag)
+    bob_layer = read_machine_log(registry, REPO, machine_tag("bob", "h")).layers[0]
+    registry.push_manifest(REPO, tag, chunks._manifest([*own.layers, bob_layer], {}), OCI_MANIFEST)
+    alice.add(events("alice", 5, start=5))
+    _ship(alice, registry, "alice")
+    merge(alice, registry, REPO, team="t", own_tag=tag)
+    assert alice.count(member="bob") == 30
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value"),
+    [(chunks.ANN_STORE_BYTES, "²"), (chunks.ANN_STORE_BYTES, "9" * 400), (chunks.ANN_EVENTS, "²")],
+)
+def test_odd_numbers_in_annotations_are_warnings(tmp_path: Path, annotation: str, value: str):
+    registry = OCILayoutRegistry(tmp_path / "reg")
+    data = encode_chunk(events("eve", 2))
+    registry.push_blob(REPO, data, sha256_digest(data))
+    registry.push_blob(REPO, b"{}", sha256_digest(b"{}"))
+    layer = chunks.Layer(sha256_digest(data), len(data), 2).descriptor()
+    notes = {}
+    if annotation == chunks.ANN_EVENTS:
+        layer["annotations"][annotation] = value
+    else:
+        notes[annotation] = value
+    manifest = json.loads(chunks._manifest([], notes))
+    manifest["layers"] = [layer]
+    registry.push_manifest(REPO, "eve.1", json.dumps(manifest).encode(), OCI_MANIFEST)
+    merged = merge(open_event_log(tmp_path / "l"), registry, REPO, team="t", own_tag="me.1")
+    assert merged.store_bytes == {}
+    if annotation == chunks.ANN_EVENTS:
+        assert merged.events == 0 and "has no valid event count" in merged.warnings[0]
+    else:
+        assert merged.events == 2 and merged.warnings == []
+
+
+def test_a_chunk_that_could_not_be_read_is_tried_again(tmp_path: Path, monkeypatch) -> None:
+    registry = OCILayoutRegistry(tmp_path / "reg")
+    data = encode_chunk(events("eve", 4))
+    layers = [chunks.Layer(sha256_digest(data), len(data), 4)]
+    registry.push_blob(REPO, b"{}", sha256_digest(b"{}"))
+    registry.push_manifest(REPO, "eve.1", chunks._manifest(layers, {}), OCI_MANIFEST)
+    log = open_event_log(tmp_path / "l")
+    first = merge(log, registry, REPO, team="t", own_tag="me.1")  # the blob is not there yet
+    assert first.events == 0 and "tried again next time" in first.warnings[0]
+    registry.push_blob(REPO, data, sha256_digest(data))
+    assert merge(log, registry, REPO, team="t", own_tag="me.1").events == 4
+
+
+def test_compaction_never_makes_a_chunk_readers_refuse(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(chunks, "COMPACT_ABOVE", 3)
+    monkeypatch.setattr(chunks, "COMPACT_TO", 1)
+    monkeypatch.setattr(chunks, "MAX_CHUNK_EVENTS", 40)
+    registry = OCILayoutRegistry(tmp_path / "reg")
+    alice = open_event_log(tmp_path / "a")
+    for i in range(6):
+        alice.add(events("alice", 10, start=10 * i))
+        ship(alice, registry, REPO, team="t", member="alice", host="h", store_bytes=0,
+             now=lambda: T0 + 86400)  # fmt: skip
+    log = read_machine_log(registry, REPO, machine_tag("alice", "h"))
+    assert [layer.events for layer in log.layers] == [20, 20, 20]
+    reader = open_event_log(tmp_path / "r")
+    merge(reader, registry, REPO, team="t", own_tag="r.1", now=T0 + 86400)
+    assert reader.count(member="alice") == 60
+
+
+def test_a_bad_chunk_planted_in_a_machine_s_tag_does_not_stop_it_shipping(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(chunks, "COMPACT_ABOVE", 3)
+    monkeypatch.setattr(chunks, "COMPACT_TO", 2)
+    registry = OCILayoutRegistry(tmp_path / "reg")
+    tag = machine_tag("alice", "h")
+    good = [encode_chunk(events("alice", 2, start=2 * i)) for i in range(3)]
+    _push_machine(registry, tag, [b"not gzip", *good])
+    alice = open_event_log(tmp_path / "a")
+    alice.add(events("alice", 2, start=50))
+    report = ship(alice, registry, REPO, team="t", member="alice", host="h", store_bytes=0,
+                  now=lambda: T0 + 86400)  # fmt: skip
+    assert report.events == 2
+    assert len(report.warnings) == 1 and "not gzip" in report.warnings[0]

@@ -79,6 +79,14 @@ def test_build_id_from_ci_variables_else_the_fetch() -> None:
     assert build_id({"CIRCLE_WORKFLOW_ID": " "}, fallback="f1") == "f1"
 
 
+def test_ci_runners_share_a_tag_host() -> None:
+    from bsr_team_cache.usage.events import shipping_host
+
+    assert shipping_host({"GITHUB_ACTIONS": "true"}) == "ci-github"
+    assert shipping_host({"GITHUB_ACTIONS": "true", "BSR_TEAM_CACHE_HOST": "r7"}) == "r7"
+    assert shipping_host({"BSR_TEAM_CACHE_HOST": "laptop"}) == "laptop"
+
+
 def test_since_accepts_ages_dates_and_times() -> None:
     now = 1_800_000_000.0
     assert parse_since("7d", now) == now - 7 * 86400

@@ -62,7 +62,7 @@ from bsr_team_cache.team.fetch import (
 from bsr_team_cache.team.labels import LabelRecord, update_label_index
 from bsr_team_cache.team.resolve import DEFAULT_LABEL_TTL, Resolution, TeamContext, resolve_refs
 from bsr_team_cache.usage.chunks import MergeReport, machine_tag, safe_merge, ship, usage_repository
-from bsr_team_cache.usage.events import BUNDLE_PULL, SYNC, WARM, host_name
+from bsr_team_cache.usage.events import BUNDLE_PULL, SYNC, WARM, shipping_host
 from bsr_team_cache.usage.legacy import adopt_store_usage
 from bsr_team_cache.usage.log import EventLog, open_event_log
 from bsr_team_cache.usage.metrics import CacheMetrics, compute, top_commits
@@ -394,10 +394,11 @@ class TeamCache:
                 self._usage_repo(),
                 team=self.team,
                 member=self.member,
-                host=host_name(),
+                host=shipping_host(),
                 store_bytes=self.store.stats().bytes,
             )
             report.events_shipped = shipped.events
+            report.warnings.extend(shipped.warnings)
         except BSRTeamCacheError as exc:
             report.warnings.append(f"usage events not shipped (the next sync retries): {exc}")
         report.events_merged = self._merge_events(log, report.warnings).events
@@ -450,7 +451,7 @@ class TeamCache:
             self.registry,
             self._usage_repo(),
             team=self.team,
-            own_tag=machine_tag(self.member, host_name()),
+            own_tag=machine_tag(self.member, shipping_host()),
         )
         warnings.extend(merged.warnings)
         if merged.store_bytes:
@@ -472,7 +473,7 @@ class TeamCache:
         except ValueError:
             sizes = {}
         sizes = {k: v for k, v in sizes.items() if isinstance(v, int)}
-        sizes[machine_tag(self.member, host_name())] = self.store.stats().bytes
+        sizes[machine_tag(self.member, shipping_host())] = self.store.stats().bytes
         return sizes
 
     def _pull_hot_set(self, log: EventLog, config: TeamConfig, report: SyncReport) -> list[str]:

@@ -73,6 +73,12 @@ MAX_CHUNK_EVENTS = 1_000_000  # what a reader accepts in one chunk (compactions 
 MAX_CHUNK_BYTES = 64 << 20  # compressed
 MAX_INFLATED_BYTES = 512 << 20
 MAX_LAYERS = 64
+MAX_MERGE_EVENTS = 5_000_000  # new events one merge takes in (the rest: the next one)
+MAX_STORE_BYTES = 1 << 50
+# Chunks are JSON of small integers: gzip makes them 5-10x smaller. Past the floor, inflating
+# more than INFLATE_RATIO times the compressed size is refused (a bomb), before parsing.
+INFLATE_RATIO = 50
+INFLATE_FLOOR = 4 << 20
 MAX_TAGS = 10_000
 COMPACT_ABOVE = 16
 COMPACT_TO = 8
@@ -81,6 +87,7 @@ _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 # Text columns, and what each string used there must be.
 _TEXT = ("team", "member", "host", "build", "fetch", "project", "module", "commit", "bundle")
 _US = 1_000_000
+_COLUMNS = {*_TEXT, "time_us", "tier", "operation", "bytes", "seconds_us", "fetch_seconds_us"}
 # Events are ordered by time, then these, then tier and operation: a total order.
 _ORDER_TEXT = ("module", "commit", "member", "host", "build", "fetch")
 
@@ -134,13 +141,17 @@ def encode_chunk(events: EventColumns | list[UsageEvent]) -> bytes:
 
 
 def _inflate(data: bytes, where: str) -> bytes:
+    limit = min(MAX_INFLATED_BYTES, max(INFLATE_FLOOR, INFLATE_RATIO * len(data)))
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        out = inflater.decompress(data, MAX_INFLATED_BYTES)
+        out = inflater.decompress(data, limit)
     except zlib.error as exc:
         raise InvalidContentError(f"{where}: not gzip ({exc})") from None
     if inflater.unconsumed_tail:
-        raise InvalidContentError(f"{where}: inflates past {MAX_INFLATED_BYTES >> 20} MiB")
+        raise InvalidContentError(
+            f"{where}: inflates past {limit >> 20} MiB ({INFLATE_RATIO}x its size or"
+            f" {MAX_INFLATED_BYTES >> 20} MiB)"
+        )
     if not inflater.eof or inflater.unused_data:
         raise InvalidContentError(f"{where}: the gzip stream is cut short or has trailing data")
     return out
@@ -179,6 +190,10 @@ def _columns(document: object) -> EventColumns:
         raise EventError("count", f"expected an integer from 0 to {MAX_CHUNK_EVENTS}")
     if not isinstance(strings, list) or not isinstance(columns, dict):
         raise EventError("strings", "expected a list of strings and a columns object")
+    if set(document) != {"version", "count", "strings", "columns"}:
+        raise EventError("chunk", "unknown or missing top-level fields")
+    if set(columns) != _COLUMNS:
+        raise EventError("columns", f"expected exactly {', '.join(sorted(_COLUMNS))}")
     for i, text in enumerate(strings):
         check_text(text, f"strings[{i}]", limit=MAX_PROJECT)
     top = len(strings) - 1
@@ -193,6 +208,10 @@ def _columns(document: object) -> EventColumns:
     for name in ("team", "member", "host", "build", "fetch", "bundle"):
         for i in set(texts[name]):
             check_text(strings[i], name)
+    # Each string once, and each one used: a chunk cannot make readers keep text for nothing.
+    used = set().union(*(set(column) for column in texts.values()))
+    if len(set(strings)) != len(strings) or len(used) != len(strings):
+        raise EventError("strings", "every string must be distinct and used by an event")
     deltas = _ints(columns, "time_us", count, 0, round(MAX_TIME * _US))
     times = [t / _US for t in itertools.accumulate(deltas)]
     if times and not (times[0] >= MIN_TIME and times[-1] <= MAX_TIME):
@@ -266,13 +285,13 @@ def read_machine_log(registry: RegistryBackend, repo: str, tag: str) -> MachineL
     for raw in raw_layers:
         d = parse_descriptor(raw, where, media_types=(CHUNK_MEDIA_TYPE,), max_size=MAX_CHUNK_BYTES)
         notes = raw.get("annotations") if isinstance(raw.get("annotations"), dict) else {}
-        events = str(notes.get(ANN_EVENTS, ""))
+        events = _bounded_int(str(notes.get(ANN_EVENTS, "")), MAX_CHUNK_EVENTS)
         replaces = tuple(r for r in str(notes.get(ANN_REPLACES, "")).split(",") if r)
-        if not events.isdigit() or int(events) > MAX_CHUNK_EVENTS:
+        if events is None:
             raise InvalidContentError(f"{where}: chunk {d.digest} has no valid event count")
         if len(replaces) > 4 * MAX_LAYERS or not all(_is_digest(r) for r in replaces):
             raise InvalidContentError(f"{where}: chunk {d.digest} names invalid replaced chunks")
-        layers.append(Layer(d.digest, d.size, int(events), replaces))
+        layers.append(Layer(d.digest, d.size, events, replaces))
     return MachineLog(tag, layers, manifest_annotations(manifest, where), digest)
 
 
@@ -286,6 +305,7 @@ class ShipReport:
     events: int = 0
     chunks: int = 0
     compacted: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
 def ship(
@@ -331,7 +351,7 @@ def ship(
         layers = current.layers if current else []
         seen = {layer.digest for layer in layers}
         layers = layers + [layer for layer in new_layers if layer.digest not in seen]
-        layers, compacted = _compact(registry, repo, layers, now())
+        layers, compacted = _compact(registry, repo, layers, now(), report.warnings)
         if not registry.blob_exists(repo, sha256_digest(EMPTY_CONFIG)):
             registry.push_blob(repo, EMPTY_CONFIG, sha256_digest(EMPTY_CONFIG))
         try:
@@ -346,10 +366,7 @@ def ship(
             continue  # another run on this machine wrote meanwhile: on top of theirs
         report.chunks = len(new_layers)
         report.compacted = compacted
-        with log.transaction():
-            log.set_state(mark, str(last))
-            # Our own chunks are ours already: a reader of this tag would skip them anyway.
-            log.mark_chunks(tag, [(layer.digest, layer.events) for layer in layers])
+        log.set_state(mark, str(last))  # (merge skips this machine's own tag)
         return report
     raise ConflictError(f"{registry.describe()}/{repo}:{tag} kept changing; sync again")
 
@@ -365,30 +382,44 @@ def _own_log(registry: RegistryBackend, repo: str, tag: str) -> MachineLog | Non
 
 
 def _compact(
-    registry: RegistryBackend, repo: str, layers: list[Layer], now: float
+    registry: RegistryBackend, repo: str, layers: list[Layer], now: float, warnings: list[str]
 ) -> tuple[list[Layer], int]:
+    """Merge adjacent chunks, the pair with the fewest events first, while more than
+    ``COMPACT_TO`` remain, never into a chunk a reader would refuse as too large. A chunk of
+    this machine's tag that does not read back (someone else wrote the tag) is dropped."""
     merges = 0
     if len(layers) <= COMPACT_ABOVE:
         return layers, 0
     layers = list(layers)
+    where = f"{registry.describe()}/{repo}"
+
+    def read(layer: Layer) -> list[UsageEvent] | None:
+        try:
+            data = registry.read_blob(repo, layer.digest, layer.size)
+            return decode_chunk(data, f"{where} chunk {layer.digest}").events()
+        except InvalidContentError as exc:
+            warnings.append(f"usage chunk dropped from this machine's tag: {exc}")
+            return None
+
     while len(layers) > COMPACT_TO:
-        i = min(range(len(layers) - 1), key=lambda k: layers[k].events + layers[k + 1].events)
-        a, b = layers[i], layers[i + 1]
-        where = f"{registry.describe()}/{repo}"
-        events = [
-            e
-            for layer in (a, b)
-            for e in decode_chunk(
-                registry.read_blob(repo, layer.digest, layer.size), where
-            ).events()
-            if e.time >= now - RETENTION
+        pairs = [
+            k
+            for k in range(len(layers) - 1)
+            if layers[k].events + layers[k + 1].events <= MAX_CHUNK_EVENTS // 2
         ]
+        if not pairs:
+            break  # every chunk is large: a reader could not take them merged
+        i = min(pairs, key=lambda k: layers[k].events + layers[k + 1].events)
+        a, b = layers[i], layers[i + 1]
+        parts = [read(a), read(b)]
+        events = [e for part in parts if part for e in part if e.time >= now - RETENTION]
         unique = list({e.event_id(): e for e in events}.values())
         data = encode_chunk(unique)
         digest = sha256_digest(data)
         if not registry.blob_exists(repo, digest):
             registry.push_blob(repo, data, digest)
-        layers[i : i + 2] = [Layer(digest, len(data), len(unique), (a.digest, b.digest))]
+        replaces = tuple(x.digest for x, part in zip((a, b), parts, strict=True) if part)
+        layers[i : i + 2] = [Layer(digest, len(data), len(unique), replaces)]
         merges += 1
     return layers, merges
 
@@ -411,10 +442,17 @@ def merge(
     *,
     team: str,
     own_tag: str,
-    parallel: int = 8,
+    parallel: int = 4,
+    now: float | None = None,
 ) -> MergeReport:
     """Merge every other machine's chunks this log has not seen. Unreadable manifests and bad
-    chunks are warnings (a bad chunk is remembered and not read again)."""
+    chunks are warnings: a chunk that arrived whole (its digest verified) but does not decode
+    is remembered and not read again; one that could not be read is tried again next time.
+
+    Chunks are remembered per machine tag: what one tag lists says nothing about another's,
+    and a compacted chunk is skipped unread only when every chunk it replaces was merged from
+    that same tag."""
+    now = time.time() if now is None else now
     report = MergeReport()
     tags = [t for t in registry.list_tags(repo)[:MAX_TAGS] if _TAG.fullmatch(t)]
     where = f"{registry.describe()}/{repo}"
@@ -422,58 +460,94 @@ def merge(
     def read(tag: str) -> MachineLog | None:
         try:
             return read_machine_log(registry, repo, tag)
-        except (InvalidContentError, RegistryError) as exc:
+        except (InvalidContentError, RegistryError, ValueError) as exc:
             report.warnings.append(f"team usage {where}:{tag}: {exc}; skipped")
             return None
 
-    with ContextThreadPool(max_workers=max(1, min(parallel, len(tags) or 1))) as pool:
-        machines = [m for m in pool.map(read, tags) if m is not None]
     seen = log.seen_chunks()
     wanted: list[tuple[str, Layer]] = []
-    for machine in machines:
-        report.machines += 1
-        size = machine.annotations.get(ANN_STORE_BYTES, "")
-        if size.isdigit():
-            report.store_bytes[machine.tag] = int(size)
-        if machine.tag == own_tag:
-            continue
-        for layer in machine.layers:
-            if layer.digest in seen:
+    with ContextThreadPool(max_workers=max(1, min(parallel, len(tags) or 1))) as pool:
+        for machine in pool.map(read, tags):
+            if machine is None:
                 continue
-            if layer.replaces and all(r in seen for r in layer.replaces):
-                seen.add(layer.digest)
-                log.mark_chunks(machine.tag, [(layer.digest, layer.events)])
-                report.skipped += 1
+            report.machines += 1
+            size = _bounded_int(machine.annotations.get(ANN_STORE_BYTES, ""), MAX_STORE_BYTES)
+            if size is not None:
+                report.store_bytes[machine.tag] = size
+            if machine.tag == own_tag:
                 continue
-            wanted.append((machine.tag, layer))
+            for layer in machine.layers:
+                if (machine.tag, layer.digest) in seen:
+                    continue
+                if layer.replaces and all((machine.tag, r) in seen for r in layer.replaces):
+                    seen.add((machine.tag, layer.digest))
+                    log.mark_chunks(machine.tag, [(layer.digest, layer.events)])
+                    report.skipped += 1
+                    continue
+                wanted.append((machine.tag, layer))
 
-    def pull(item: tuple[str, Layer]) -> tuple[str, Layer, EventColumns | None]:
+    def pull(item: tuple[str, Layer]) -> tuple[str, Layer, bytes | None]:
         tag, layer = item
         try:
-            data = registry.read_blob(repo, layer.digest, layer.size)
-            return tag, layer, decode_chunk(data, f"{where}:{tag} chunk {layer.digest}")
-        except (InvalidContentError, RegistryError) as exc:
-            report.warnings.append(f"team usage: {exc}; skipped")
+            return tag, layer, registry.read_blob(repo, layer.digest, layer.size)
+        except (InvalidContentError, RegistryError) as exc:  # not there yet, or a fault
+            report.warnings.append(f"team usage {where}:{tag}: {exc}; tried again next time")
             return tag, layer, None
 
+    budget = MAX_MERGE_EVENTS
+    # Blobs arrive in parallel; chunks are decoded one at a time (bounded memory).
     with ContextThreadPool(max_workers=max(1, min(parallel, len(wanted) or 1))) as pool:
-        for tag, layer, events in pool.map(pull, wanted):
-            if events is None:
-                # Bad for good (content-addressed): not read again.
-                log.mark_chunks(tag, [(layer.digest, -1)])
+        for tag, layer, data in pool.map(pull, wanted):
+            if data is None:
                 continue
-            ours = [i for i, k in enumerate(events.text[0]) if events.strings[k] == team]
-            if len(ours) < len(events):
+            label = f"{where}:{tag} chunk {layer.digest}"
+            try:
+                events = decode_chunk(data, label)
+            except InvalidContentError as exc:
+                report.warnings.append(f"team usage: {exc}; skipped")
+                log.mark_chunks(tag, [(layer.digest, -1)])  # content-addressed: bad for good
+                continue
+            events = _keep(events, team, now, tag, where, report)
+            if len(events) > budget:
                 report.warnings.append(
-                    f"team usage {where}:{tag}: {len(events) - len(ours)} events of other"
-                    " teams ignored"
+                    f"team usage: more than {MAX_MERGE_EVENTS} new events at once; the rest"
+                    " is merged next time"
                 )
-                events = events.select(ours)
-            added = log.add_columns(events, MERGED)
+                break
+            budget -= len(events)
+            report.events += log.add_columns(events, MERGED)
             log.mark_chunks(tag, [(layer.digest, layer.events)])
             report.chunks += 1
-            report.events += added
     return report
+
+
+def _keep(
+    events: EventColumns, team: str, now: float, tag: str, where: str, report: MergeReport
+) -> EventColumns:
+    """The chunk's events that belong here: of this team, within the retention, not from the
+    future (a clock a day ahead at most)."""
+    low, high = now - RETENTION, now + 86400
+    strings = events.strings
+    ours = [
+        i
+        for i, (k, t) in enumerate(zip(events.text[0], events.time, strict=True))
+        if strings[k] == team and low <= t <= high
+    ]
+    if len(ours) < len(events):
+        report.warnings.append(
+            f"team usage {where}:{tag}: {len(events) - len(ours)} events of other teams, older"
+            " than the retention or dated in the future ignored"
+        )
+        return events.select(ours)
+    return events
+
+
+def _bounded_int(text: str, high: int) -> int | None:
+    """A decimal annotation (ASCII digits only) up to ``high``, else None."""
+    if not re.fullmatch(r"[0-9]{1,16}", text):
+        return None
+    value = int(text)
+    return value if value <= high else None
 
 
 def safe_merge(log: EventLog, registry: RegistryBackend, repo: str, **kwargs) -> MergeReport:

@@ -257,3 +257,26 @@ def parse_since(text: str, now: float | None = None) -> float:
         raise EventError(
             "--since", f"{text!r}: expected an RFC 3339 time, a date, or an age like 7d or 24h"
         ) from None
+
+
+# CI systems whose runners are fresh machines with new host names: their jobs share one tag in
+# the team registry per member (else every job would leave a tag behind).
+CI_SYSTEMS = (
+    ("GITHUB_ACTIONS", "github"),
+    ("GITLAB_CI", "gitlab"),
+    ("BUILDKITE", "buildkite"),
+    ("CIRCLECI", "circleci"),
+    ("JENKINS_URL", "jenkins"),
+)
+
+
+def shipping_host(env: dict[str, str] | None = None) -> str:
+    """The machine, as the team registry's usage tags name it: ``BSR_TEAM_CACHE_HOST``, else
+    ``ci-<system>`` on a CI runner, else the host name. (Events keep the real host name.)"""
+    env = os.environ if env is None else env
+    if env.get("BSR_TEAM_CACHE_HOST", "").strip():
+        return host_name(env)
+    for variable, system in CI_SYSTEMS:
+        if env.get(variable, "").strip():
+            return f"ci-{system}"
+    return host_name(env)

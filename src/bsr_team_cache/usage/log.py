@@ -30,7 +30,7 @@ from bsr_team_cache.usage.events import (
 )
 
 FILE_NAME = "events.db"
-SCHEMA_VERSION = 2  # 2: the aggregates of rollups.py
+SCHEMA_VERSION = 3  # 2: the aggregates of rollups.py; 3: chunks seen per machine tag
 OWN, MERGED = 0, 1  # source: recorded or imported here; merged from the team's chunks
 TIER_CODE = {t: i for i, t in enumerate(TIERS)}
 OPERATION_CODE = {o: i for i, o in enumerate(OPERATIONS)}
@@ -62,10 +62,11 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_time ON events (time);
 CREATE TABLE IF NOT EXISTS chunks (
-    digest TEXT PRIMARY KEY,
     tag TEXT NOT NULL,
-    events INTEGER NOT NULL
-);
+    digest TEXT NOT NULL,
+    events INTEGER NOT NULL,
+    PRIMARY KEY (tag, digest)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL)
 """
 
@@ -222,10 +223,14 @@ class EventLog:
                 f" ({SCHEMA_VERSION}); upgrade bsr-team-cache"
             )
         with self.transaction():
-            if version == 0:
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    self.db.execute(statement)
-            rollups.create(self.db)  # from the events of a version 1 log
+            if version in (1, 2):
+                # Chunks were remembered by digest alone: forget them, merge them again (the
+                # events are keyed, so nothing counts twice).
+                self.db.execute("DROP TABLE chunks")
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                self.db.execute(statement)
+            if version < 2:
+                rollups.create(self.db)  # from the events there are
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -404,12 +409,13 @@ class EventLog:
         rows = self.db.execute("SELECT key, value FROM state WHERE key LIKE 'counter:%'")
         return {key[len("counter:") :]: int(value) for key, value in rows}
 
-    def seen_chunks(self) -> set[str]:
-        return {row[0] for row in self.db.execute("SELECT digest FROM chunks")}
+    def seen_chunks(self) -> set[tuple[str, str]]:
+        """(machine tag, chunk digest) of every chunk merged (or found bad) so far."""
+        return {(tag, digest) for tag, digest in self.db.execute("SELECT tag, digest FROM chunks")}
 
     def mark_chunks(self, tag: str, chunks: Iterable[tuple[str, int]]) -> None:
         self.db.executemany(
-            "INSERT OR IGNORE INTO chunks VALUES (?, ?, ?)", [(d, tag, n) for d, n in chunks]
+            "INSERT OR IGNORE INTO chunks VALUES (?, ?, ?)", [(tag, d, n) for d, n in chunks]
         )
 
 
@@ -461,7 +467,7 @@ def ingest_journal(log: EventLog, root: Path) -> int:
                         counters[name] = counters.get(name, 0) + n
                         continue
                     batch.append(parse_event(obj))
-                except (ValueError, EventError):
+                except (ValueError, RecursionError, EventError):
                     bad += 1
                 if len(batch) >= INGEST_BATCH:
                     added += log.add(batch)
@@ -496,7 +502,7 @@ def read_jsonl(path: Path) -> list[UsageEvent]:
                     continue
                 try:
                     obj = json.loads(raw)
-                except (ValueError, UnicodeDecodeError) as exc:
+                except (ValueError, UnicodeDecodeError, RecursionError) as exc:
                     raise ConfigError(path, f"not JSON ({exc})", line=number) from None
                 try:
                     events.append(parse_event(obj))

@@ -123,8 +123,8 @@ def load_totals(log: EventLog) -> Totals:
     """The saved totals if they still describe this log, else none (all events are summed)."""
     try:
         totals = _totals_from_json(json.loads(log.get_state(STATE_KEY) or "null"))
-    except (ValueError, TypeError, KeyError):
-        totals = None
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        totals = None  # damaged: counted again from the events
     if totals is None or totals.through == 0:
         return Totals()
     return totals if _eid_at(log, totals.through) == totals.through_eid else Totals()
