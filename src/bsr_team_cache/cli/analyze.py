@@ -7,7 +7,7 @@ import json
 
 import click
 
-from bsr_team_cache.cli.options import TeamOptions, team_options
+from bsr_team_cache.cli.options import TeamOptions, team_options, view_options
 
 
 def _check_timezone(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -23,9 +23,8 @@ def _check_timezone(ctx: click.Context, param: click.Parameter, value: str) -> s
 
 @click.command("analyze")
 @team_options
+@view_options
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
-@click.option("--member", "only_member", help="Only this member's requests (default: the team).")
-@click.option("--since", help="From this time: RFC 3339, a date, or an age like 7d [default: 30d].")
 @click.option(
     "--timezone",
     default="UTC",
@@ -40,11 +39,6 @@ def _check_timezone(ctx: click.Context, param: click.Parameter, value: str) -> s
     show_default=True,
     help="How many co-occurrences, bundle opportunities and modules to warm to list.",
 )
-@click.option(
-    "--local-only",
-    is_flag=True,
-    help="Do not merge the team's events from the registry first (this machine's copy).",
-)
 def command(
     options: TeamOptions,
     as_json: bool,
@@ -57,29 +51,17 @@ def command(
     """Modules used together across builds, peak hours, bundles worth creating (with the
     requests and time they would save) and a warming schedule. Only demand requests count
     (definitions: docs/metrics.md)."""
-    import time
-
-    from bsr_team_cache.usage.analysis import analyze
     from bsr_team_cache.usage.events import parse_since
 
-    start = parse_since(since or "30d")
-    now = time.time()  # events dated later (a wrong clock, or a forged chunk) are not counted
-    cache = options.open_cache()
     warnings: list[str] = []
-    with cache.events(warnings, merge=not local_only) as log:
-        # A set that an existing team bundle already holds is no opportunity.
-        existing = cache.config(warnings).bundles
-        bundles = [{ref.rpartition(":")[0] for ref in b.modules} for b in existing]
-        report = analyze(
-            log,
-            team=cache.team,
-            member=only_member,
-            since=start,
-            until=now,
-            timezone=timezone,
-            top=top,
-            bundles=bundles,
-        )
+    report = options.open_cache().analysis(
+        warnings,
+        member=only_member,
+        since=parse_since(since or "30d"),
+        timezone=timezone,
+        top=top,
+        merge=not local_only,
+    )
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     if as_json:

@@ -7,24 +7,18 @@ from pathlib import Path
 
 import click
 
-from bsr_team_cache.cli.options import TeamOptions, team_options
+from bsr_team_cache.cli.options import TeamOptions, team_options, view_options
 
 
 @click.command("monitor")
 @team_options
+@view_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--member", "only_member", help="Only this member's requests (default: the team).")
-@click.option("--since", help="From this time: RFC 3339, a date, or an age like 7d [default: 30d].")
 @click.option(
     "--html",
     "html_file",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Also write a self-contained HTML dashboard (plots; opens without network) here.",
-)
-@click.option(
-    "--local-only",
-    is_flag=True,
-    help="Do not merge the team's events from the registry first (this machine's copy).",
 )
 def command(
     options: TeamOptions,

@@ -183,3 +183,27 @@ def team_options(
         return wrapper
 
     return decorate(func) if func is not None else decorate
+
+
+def view_options(command: Callable) -> Callable:
+    """``--member NAME`` (one member's requests), ``--since`` and ``--local-only``: how
+    monitor, analyze and recommend choose the events they show."""
+    for option in reversed(
+        [
+            click.option(
+                "--member", "only_member", help="Only this member's requests (default: the team)."
+            ),
+            click.option(
+                "--since",
+                help="From this time: RFC 3339, a date, or an age like 7d [default: 30d].",
+            ),
+            click.option(
+                "--local-only",
+                is_flag=True,
+                help="Do not merge the team's events from the registry first (this machine's"
+                " copy).",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command

@@ -6,24 +6,18 @@ import json
 
 import click
 
-from bsr_team_cache.cli.options import TeamOptions, team_options
+from bsr_team_cache.cli.options import TeamOptions, team_options, view_options
 
 
 @click.command("recommend")
 @team_options
+@view_options
 @click.option("--json", "as_json", is_flag=True, help="Print the recommendations as JSON.")
-@click.option("--member", "only_member", help="Only this member's requests (default: the team).")
-@click.option("--since", help="From this time: RFC 3339, a date, or an age like 7d [default: 30d].")
 @click.option(
     "--timezone",
     default="UTC",
     show_default=True,
     help="IANA time zone of the peak hours and the warming time (e.g. Europe/Berlin).",
-)
-@click.option(
-    "--local-only",
-    is_flag=True,
-    help="Do not merge the team's events from the registry first (this machine's copy).",
 )
 def command(
     options: TeamOptions,

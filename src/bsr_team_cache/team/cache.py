@@ -559,6 +559,34 @@ class TeamCache:
         report["local_store_bytes"] = self.store.stats().bytes
         return CacheMetrics(report, warnings)
 
+    def analysis(
+        self,
+        warnings: list[str],
+        *,
+        member: str | None = None,
+        since: float | None = None,
+        timezone: str = "UTC",
+        top: int = 10,
+        merge: bool = True,
+    ) -> dict:
+        """The analysis of every member's events (usage/analysis.py) up to now: events dated
+        later (a wrong clock, a forged chunk) are not counted, nor sets a team bundle holds."""
+        from bsr_team_cache.usage.analysis import analyze
+
+        now = time.time()
+        with self.events(warnings, merge=merge) as log:
+            bundles = self.config_or_defaults(warnings).bundles
+            return analyze(
+                log,
+                team=self.team,
+                member=member,
+                since=now - 30 * 86400 if since is None else since,
+                until=now,
+                timezone=timezone,
+                top=top,
+                bundles=[{ref.rpartition(":")[0] for ref in b.modules} for b in bundles],
+            )
+
     def advise(
         self,
         *,
