@@ -175,7 +175,7 @@ def _ints(columns: dict, name: str, count: int, low: int, high: int) -> list[int
     column = columns.get(name)
     if not isinstance(column, list) or len(column) != count:
         raise EventError(f"columns.{name}", f"expected a list of {count} integers")
-    if any(type(v) is not int for v in column):
+    if not set(map(type, column)) <= {int}:  # (not bool, not float)
         raise EventError(f"columns.{name}", "expected integers")
     if column and (min(column) < low or max(column) > high):
         raise EventError(f"columns.{name}", f"values outside {low}..{high}")
