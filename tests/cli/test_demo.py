@@ -33,4 +33,4 @@ def test_demo_runs_end_to_end_and_buf_agrees(tmp_path):
     )
     assert "  Bundle Usage Rate: 100.0%" in result.stdout
     assert "(against the BSR, modelled on 1 cold fetch)" in result.stdout
-    assert "  Requests: 18 in 3 fetches, 2 members, 1 machines (" in result.stdout
+    assert "  Requests: 18 in 3 fetches, 2 members, 1 machine (" in result.stdout

@@ -320,6 +320,10 @@ def trend_lines(changes: dict) -> list[str]:
     return lines
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('h') else 's'}"
+
+
 def dashboard_lines(report: dict) -> list[str]:
     """The design document's dashboard: five figures, then the recent trends."""
     model = report["build_time"]["model"]
@@ -343,8 +347,8 @@ def dashboard_lines(report: dict) -> list[str]:
         f"  Bundle Usage Rate: {pct(report['bundle_usage_rate'])}",
         f"  Team Hit Rate: {pct(report['team_hit_rate'])} (of what machines lacked, served by"
         " the team registry)",
-        f"  Requests: {report['requests']} in {report['fetches']} fetches,"
-        f" {len(report['members'])} members, {report['hosts']} machines"
+        f"  Requests: {report['requests']} in {_count(report['fetches'], 'fetch')},"
+        f" {_count(len(report['members']), 'member')}, {_count(report['hosts'], 'machine')}"
         f" ({report['since'][:10]} to {report['until'][:10]})",
         "",
         "Recent Trends:",
