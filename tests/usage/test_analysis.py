@@ -141,7 +141,7 @@ def test_bundle_opportunities_are_maximal_sets_with_measured_savings(tmp_path: P
             "requests": 2,
             "seconds": 0.4,
             "percent": 50.0,
-            "text": "2 fewer requests over 3 builds, 0.4 s (50% of the 0.8 s they took)",
+            "text": "2 requests saved over 3 builds, 0.4 s (50% of the 0.8 s they took)",
         },
     }
     assert bc["dependencies"] == [B, C]

@@ -85,7 +85,7 @@ def report_lines(report: dict) -> list[str]:
             f"  {o['name']}: {len(o['dependencies'])} modules, together in {o['builds']}"
             f" builds (co-occurrence {o['co_occurrence']:.0%})"
         )
-        lines.append(f"    saves {o['potential_savings']['text']}")
+        lines.append(f"    {o['potential_savings']['text']}")
         lines += [f"    {name}" for name in o["dependencies"]]
     if not report["bundle_opportunities"]:
         lines.append("  none: no set of modules is fetched together often enough")

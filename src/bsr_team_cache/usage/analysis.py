@@ -535,10 +535,10 @@ def savings_text(savings: Savings, percent: float | None, builds: int) -> str:
         )
     if savings.seconds is None:
         return (
-            f"{savings.requests} fewer requests over {builds} builds (no team or BSR request"
+            f"{savings.requests} requests saved over {builds} builds (no team or BSR request"
             " recorded to price them)"
         )
-    text = f"{savings.requests} fewer requests over {builds} builds, {savings.seconds:.1f} s"
+    text = f"{savings.requests} requests saved over {builds} builds, {savings.seconds:.1f} s"
     if percent is not None:
         text += f" ({percent:.0f}% of the {savings.measured_seconds:.1f} s they took)"
     return text
