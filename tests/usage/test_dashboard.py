@@ -252,7 +252,7 @@ def test_the_header_shows_the_reports_numbers() -> None:
         ["Team hit rate", "81.0%", "of what a machine lacked, the share the team registry supplied"],
         ["Bandwidth saved", "1,247.3 MB", "400.0 MB of it from the team registry"],
         ["Build time improvement", "28.5%",
-         "fetch time against the same requests from the BSR, estimated from 42 recorded BSR downloads"],
+         "fetch time against the same requests from the BSR, estimated from 42 recorded cold fetches from the BSR"],
         ["Shared cache efficiency", "67.8%",
          "of the team registry's requests, modules another member fetched first"],
         ["Bundle usage rate", "45.2%", "of the team registry's requests, the share served in bundles"],
@@ -326,8 +326,8 @@ def test_without_a_bsr_model_no_estimate_is_drawn() -> None:
     assert "estimated from the BSR" not in page.figure("fetch-time")["text"]
     assert _caption(page, "fetch-time") == (
         "Measured fetch time per day (sum of the fetch commands' wall time) against the"
-        " estimated time of the same requests from the BSR, which needs recorded BSR downloads"
-        " to estimate from (none yet)."
+        " estimated time of the same requests from the BSR, which needs a recorded cold fetch from"
+        " the BSR to estimate from (none yet)."
     )
     assert page.headline[3][:2] == ["Build time improvement", "\N{EM DASH}"]
 

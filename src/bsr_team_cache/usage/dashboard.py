@@ -429,10 +429,10 @@ def _cut_note(left_out: int) -> str:
 
 def _model_text(model: dict[str, Any] | None) -> str:
     if not model or not model.get("samples"):
-        return "which needs recorded BSR downloads to estimate from (none yet)"
+        return "which needs a recorded cold fetch from the BSR to estimate from (none yet)"
     samples = int(model["samples"])
-    noun = "download" if samples == 1 else "downloads"
-    return f"estimated from {samples:,} recorded BSR {noun}"
+    noun = "fetch" if samples == 1 else "fetches"
+    return f"estimated from {samples:,} recorded cold {noun} from the BSR"
 
 
 # --- the page -------------------------------------------------------------------------------
