@@ -107,3 +107,28 @@ def read_regular_file(path: Path, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise ContentTooLargeError(f"{path}: grew beyond {max_bytes} bytes while read")
     return data
+
+
+def append_lines(path: Path, lines: list[str]) -> None:
+    """Append ``lines`` to ``path`` in one write under a shared lock. A reader that moves the
+    file aside takes the exclusive lock first; an append that opened the file before the move
+    notices (the path no longer names its file) and appends to the new one instead."""
+    import fcntl  # here: only the commands that record import it
+
+    data = "".join(line + "\n" for line in lines).encode()
+    if not data:
+        return
+    for _ in range(10):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.write(fd, data)
+                return
+        finally:
+            os.close(fd)  # also releases the lock
+    raise OSError(f"{path}: kept being moved aside while appending")

@@ -14,6 +14,7 @@ from bsr_team_cache.errors import BSRTeamCacheError
 # warm `fetch` does not pay for the demo's or dev-bsr's imports at start-up.
 COMMANDS = {
     "analyze": "analyze",
+    "audit": "audit",
     "bundle": "bundle",
     "check": "check",
     "clear": "clear",

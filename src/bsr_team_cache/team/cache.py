@@ -3,9 +3,11 @@ a team registry, the BSR client and this machine's local store."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,6 +87,26 @@ class SyncReport:
     warnings: list[str] = field(default_factory=list)
 
 
+def _audited(operation: str, refs: Callable[..., list[str]]) -> Callable:
+    """Record the method's call in the audit log: ``refs(self, result, *args, **kwargs)`` on
+    success, the error if it raises."""
+
+    def decorate(method: Callable) -> Callable:
+        @functools.wraps(method)
+        def wrapper(self: TeamCache, *args, **kwargs):
+            try:
+                result = method(self, *args, **kwargs)
+            except BSRTeamCacheError as exc:
+                self.audit(operation, [], f"error: {exc}")
+                raise
+            self.audit(operation, refs(self, result, *args, **kwargs))
+            return result
+
+        return wrapper
+
+    return decorate
+
+
 class TeamCache:
     def __init__(
         self,
@@ -105,6 +127,18 @@ class TeamCache:
         self.namespace = namespace
         self.label_ttl = label_ttl
         self.context = TeamContext(registry, self.team, namespace)
+
+    def audit(self, operation: str, refs: list[str], result: str = "ok") -> None:
+        from bsr_team_cache.audit.log import record
+
+        record(
+            self.store.root,
+            team=self.team,
+            member=self.member,
+            operation=operation,
+            refs=refs,
+            result=result,
+        )
 
     # -- configuration -------------------------------------------------------------------
     def config(self, warnings: list[str] | None = None) -> TeamConfig:
@@ -135,6 +169,13 @@ class TeamCache:
         self.store.kv_put(team_config_key(self.context), json.dumps(saved.to_json()))
         return saved
 
+    @_audited(
+        "setup",
+        lambda self, config, *a, **k: [
+            *(f"member:{m}" for m in config.members),
+            f"strategy:{config.cache_strategy}",
+        ],
+    )
     def setup(
         self,
         members: list[str] | tuple[str, ...] = (),
@@ -232,6 +273,7 @@ class TeamCache:
         return pushed
 
     # -- bundles -------------------------------------------------------------------------
+    @_audited("bundle-create", lambda self, ref, *a, **k: [ref])
     def create_bundle(
         self, refs: list[str] | tuple[str, ...], name: str, description: str = ""
     ) -> str:
@@ -307,6 +349,13 @@ class TeamCache:
             " with `bundle --name ... --deps ...`"
         )
 
+    @_audited(
+        "share",
+        lambda self, ref, *a, **k: [
+            ref,
+            *(f"team:{t}" for t in (a[1] if len(a) > 1 else k.get("target_teams", ()))),
+        ],
+    )
     def share_bundle(
         self, name: str, target_teams: list[str] | tuple[str, ...], permissions: str = "read-only"
     ) -> str:
@@ -365,6 +414,7 @@ class TeamCache:
     def _sync_key(self) -> str:
         return f"last-sync:{self.registry.describe()}:{self.namespace}:{self.team}"
 
+    @_audited("sync", lambda self, report: [*report.pushed, *report.pulled])
     def sync(self) -> SyncReport:
         """Push local-only modules, publish this member's usage, pull the team's hot set,
         refresh label indexes, evict above the team's size limit."""
@@ -410,6 +460,7 @@ class TeamCache:
         report.evicted = [f"{e.module}:{e.commit}" for e in evicted]
         if evicted:
             log.bump({"evictions": len(evicted)})
+            self.audit("evict", report.evicted)
         log.close()
         return report
 
@@ -533,6 +584,7 @@ class TeamCache:
             refreshed += 1
         return refreshed
 
+    @_audited("clear", lambda self, removed: [f"modules:{removed}"])
     def clear(self) -> int:
         return self.store.clear()
 

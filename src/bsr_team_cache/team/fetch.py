@@ -78,6 +78,7 @@ class ModuleResult:
     seconds: float
     published: bool = False
     bundle: str = ""  # "<name>:<version>" when the module came in a bundle
+    digest: str = ""  # the digest buf.lock pins (b5, or b4 for v1 locks)
 
 
 @dataclass
@@ -149,7 +150,15 @@ class _Run:
             assert artifact is not None
             size = artifact.size
         self.add(
-            ModuleResult(str(dep.module), dep.commit, tier, size, time.time() - t0, bundle=bundle)
+            ModuleResult(
+                str(dep.module),
+                dep.commit,
+                tier,
+                size,
+                time.time() - t0,
+                bundle=bundle,
+                digest=str(dep.digest),
+            )
         )
 
     def add(self, result: ModuleResult) -> None:
@@ -356,6 +365,10 @@ def _kept_sections(project: Path, new: BufLock) -> str:
     return extra
 
 
+# A command's usage operation -> its audit operation (sync records itself as a whole).
+_AUDITED = {"fetch": "fetch", "warm": "warm", "bundle": "bundle-pull"}
+
+
 def record_fetch(
     store: LocalStore | FallibleStore | None,
     report: FetchReport,
@@ -367,10 +380,12 @@ def record_fetch(
     project: str = "",
     failed: BaseException | None = None,
 ) -> None:
-    """Usage events of what each module came from (never fails the command)."""
+    """Usage events of what each module came from, and the audit records of the command
+    (and of the BSR downloads it published); never fails the command."""
     root = getattr(store, "root", None)
     if root is None or getattr(store, "broken", False):
         return
+    from bsr_team_cache.audit.log import record as audit
     from bsr_team_cache.usage.record import Served, record
 
     record(
@@ -384,6 +399,16 @@ def record_fetch(
         warnings=report.warnings,
         failed=failed,
     )
+    if operation not in _AUDITED:
+        return
+    refs = [f"{m.name}:{m.commit}" + (f"@{m.digest}" if m.digest else "") for m in report.modules]
+    result = "ok" if failed is None else f"error: {failed}"
+    audit(root, team=team, member=member, operation=_AUDITED[operation], refs=refs,
+          result=result, warnings=report.warnings, when=started)  # fmt: skip
+    published = [ref for ref, m in zip(refs, report.modules, strict=True) if m.published]
+    if published:
+        audit(root, team=team, member=member, operation="publish", refs=published,
+              warnings=report.warnings, when=started)  # fmt: skip
 
 
 def obtain(
@@ -466,7 +491,14 @@ def _already_placed(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
         assert entry is not None
         run.store.touch(dep.module, dep.commit)
         run.add(
-            ModuleResult(str(dep.module), dep.commit, LOCAL, entry.files_bytes, time.time() - t0)
+            ModuleResult(
+                str(dep.module),
+                dep.commit,
+                LOCAL,
+                entry.files_bytes,
+                time.time() - t0,
+                digest=str(dep.digest),
+            )
         )
     return pending
 
@@ -761,7 +793,13 @@ def _from_bsr(run: _Run, misses: list[LockedDep], bsr: BSRModuleClient) -> None:
         run.place(dep, artifact)
         run.add(
             ModuleResult(
-                str(dep.module), dep.commit, BSR, artifact.size, elapsed, dep.commit in published
+                str(dep.module),
+                dep.commit,
+                BSR,
+                artifact.size,
+                elapsed,
+                dep.commit in published,
+                digest=str(dep.digest),
             )
         )
 

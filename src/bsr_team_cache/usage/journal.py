@@ -17,30 +17,15 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from bsr_team_cache._fs import append_lines
+
 JOURNAL = "events.jsonl"
 
 
 def append(root: Path, lines: list[str]) -> None:
     """Append JSON ``lines`` (events as ``usage export`` writes them, or ``{"counter": name,
     "n": k}``) in one write."""
-    data = "".join(line + "\n" for line in lines).encode()
-    if not data:
-        return
-    path = root / JOURNAL
-    for _ in range(10):
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            try:
-                same = os.fstat(fd).st_ino == os.stat(path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                os.write(fd, data)
-                return
-        finally:
-            os.close(fd)  # also releases the lock
-    raise OSError(f"{path}: kept being moved aside while appending")
+    append_lines(root / JOURNAL, lines)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,102 @@
+"""The audit log: one record per operation, with the member and the module commits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bsr_team_cache.audit.log import AuditQuery, read, record
+from bsr_team_cache.usage.events import parse_time
+from tests.conftest import run_cli
+
+
+def test_records_are_read_back_and_filtered(tmp_path: Path) -> None:
+    env = {"BSR_TEAM_CACHE_HOST": "laptop-1"}
+    when = parse_time("2026-11-20T10:00:00Z")
+    record(tmp_path, team="t", member="alice", operation="fetch", refs=["buf.build/a/b:" + "1" * 32],
+           when=when, env=env)  # fmt: skip
+    record(tmp_path, team="t", member="bob", operation="clear", refs=[], result="error: disk\nfull",
+           when=when + 3600, env=env)  # fmt: skip
+    with open(tmp_path / "audit.jsonl", "ab") as f:
+        f.write(b'{"time": "2026-11-20T11:00:00Z"}\n{"torn": ')
+    everything = read(tmp_path, AuditQuery())
+    assert everything.skipped == 2
+    assert everything.records == [
+        {
+            "time": "2026-11-20T10:00:00.000000Z",
+            "team": "t",
+            "member": "alice",
+            "host": "laptop-1",
+            "operation": "fetch",
+            "refs": ["buf.build/a/b:" + "1" * 32],
+            "result": "ok",
+        },
+        {
+            "time": "2026-11-20T11:00:00.000000Z",
+            "team": "t",
+            "member": "bob",
+            "host": "laptop-1",
+            "operation": "clear",
+            "refs": [],
+            "result": "error: disk full",
+        },
+    ]
+    assert [r["member"] for r in read(tmp_path, AuditQuery(member="bob")).records] == ["bob"]
+    assert read(tmp_path, AuditQuery(operation="fetch")).records[0]["member"] == "alice"
+    assert read(tmp_path, AuditQuery(since=when + 1)).records[0]["operation"] == "clear"
+    assert read(tmp_path, AuditQuery(team="other")).records == []
+
+
+@pytest.mark.slow
+def test_every_team_operation_is_audited_once(bsr_env, tmp_path: Path) -> None:
+    host = bsr_env.host
+    env = {
+        "SSL_CERT_FILE": str(bsr_env.ca_cert),
+        "BSR_TEAM_CACHE_REGISTRY": f"oci-layout:{tmp_path / 'registry'}",
+        "BSR_TEAM_CACHE_TEAM": "platform-team",
+        "BSR_TEAM_CACHE_DIR": str(tmp_path / "store"),
+        "BSR_TEAM_CACHE_MEMBER": "alice",
+    }
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "buf.yaml").write_text(f"version: v2\ndeps:\n  - {host}/acme/pets\n")
+    steps = [
+        ("setup", "--members", "alice", "--members", "bob"),
+        ("fetch", str(project), "--update-lock", "--no-buf-cache", "-q"),
+        ("warm", "--deps", f"{host}/grpc/grpc"),
+        ("bundle", "--name", "shop", "--deps", f"{host}/acme/pets"),
+        ("share", "--name", "shop", "--with", "backend-team"),
+        ("bundle", "--name", "shop", "--pull"),
+        ("sync",),
+        ("clear",),
+    ]
+    for args in steps:
+        done = run_cli(*args, env=env)
+        assert done.returncode == 0, (args, done.stderr)
+    listed = run_cli("audit", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    records = json.loads(listed.stdout)
+    # warm's downloads from the BSR are published too.
+    assert [r["operation"] for r in records] == [
+        "setup", "fetch", "publish", "warm", "publish", "bundle-create", "share", "bundle-pull",
+        "sync", "clear",
+    ]  # fmt: skip
+    assert {r["member"] for r in records} == {"alice"}
+    assert {r["result"] for r in records} == {"ok"}
+    lock = {
+        f"{d['name']}:{d['commit']}"
+        for d in json.loads(run_cli("fetch", str(project), "--json", "--no-buf-cache", env=env).stdout)["modules"]
+    }  # fmt: skip
+    fetch, publish = records[1], records[2]
+    assert {ref.split("@")[0] for ref in fetch["refs"]} == lock
+    assert all(ref.split("@")[1].startswith("b5:") for ref in fetch["refs"])
+    assert publish["refs"] == fetch["refs"]  # every download went to the team registry
+    assert records[0]["refs"] == ["member:alice", "member:bob", "strategy:balanced"]
+    assert records[5]["refs"] == ["teams/platform-team/bundles/shop:v1"]
+    assert records[6]["refs"] == ["shared/organization/bundles/shop:v1", "team:backend-team"]
+    only_fetches = json.loads(run_cli("audit", "--op", "fetch", "--json", env=env).stdout)
+    assert len(only_fetches) == 2  # and the fetch just above
+    refused = run_cli("audit", "--op", "delete", env=env)
+    assert refused.returncode == 2 and "--op 'delete': expected one of" in refused.stderr
