@@ -100,3 +100,84 @@ def test_every_team_operation_is_audited_once(bsr_env, tmp_path: Path) -> None:
     assert len(only_fetches) == 2  # and the fetch just above
     refused = run_cli("audit", "--op", "delete", env=env)
     assert refused.returncode == 2 and "--op 'delete': expected one of" in refused.stderr
+
+
+@pytest.mark.slow
+def test_members_see_each_other_s_records_after_sync(bsr_env, tmp_path: Path) -> None:
+    host = bsr_env.host
+    base = {
+        "SSL_CERT_FILE": str(bsr_env.ca_cert),
+        "BSR_TEAM_CACHE_REGISTRY": f"oci-layout:{tmp_path / 'registry'}",
+        "BSR_TEAM_CACHE_TEAM": "platform-team",
+    }
+    alice = {**base, "BSR_TEAM_CACHE_DIR": str(tmp_path / "a"), "BSR_TEAM_CACHE_MEMBER": "alice"}
+    bob = {**base, "BSR_TEAM_CACHE_DIR": str(tmp_path / "b"), "BSR_TEAM_CACHE_MEMBER": "bob"}
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "buf.yaml").write_text(f"version: v2\ndeps:\n  - {host}/acme/pets\n")
+    for env, args in (
+        (alice, ("setup", "--members", "alice", "--members", "bob")),
+        (alice, ("fetch", str(project), "--update-lock", "--no-buf-cache", "-q")),
+        (alice, ("sync",)),
+        (bob, ("fetch", str(project), "--no-buf-cache", "-q")),
+        (bob, ("sync",)),
+        (alice, ("sync",)),  # ships alice's first sync record, merges bob's
+        (alice, ("sync",)),  # nothing new: nothing listed twice
+    ):
+        done = run_cli(*args, env=env)
+        assert done.returncode == 0, (args, done.stderr)
+    for env in (alice, bob):
+        listed = run_cli("audit", "--json", env=env)
+        assert listed.returncode == 0, listed.stderr
+        seen = [(r["member"], r["operation"]) for r in json.loads(listed.stdout)]
+        mine = [p for p in seen if p[0] == env["BSR_TEAM_CACHE_MEMBER"]]
+        theirs = [p for p in seen if p[0] != env["BSR_TEAM_CACHE_MEMBER"]]
+        if env is bob:  # a sync's own record ships with the next one: alice's last is not there
+            assert theirs == [
+                ("alice", "setup"), ("alice", "fetch"), ("alice", "publish"), ("alice", "sync"),
+                ("alice", "sync"),
+            ]  # fmt: skip
+            assert mine == [("bob", "fetch"), ("bob", "sync")]
+        else:
+            assert theirs == [("bob", "fetch")]  # bob's sync record ships at his next sync
+            assert mine == [
+                ("alice", "setup"), ("alice", "fetch"), ("alice", "publish"), ("alice", "sync"),
+                ("alice", "sync"), ("alice", "sync"),
+            ]  # fmt: skip
+    alice_only = json.loads(run_cli("audit", "--json", "--member", "alice", env=bob).stdout)
+    assert {r["member"] for r in alice_only} == {"alice"}
+
+
+def test_a_forged_audit_chunk_is_a_warning(tmp_path: Path) -> None:
+    import gzip
+
+    from bsr_team_cache.audit import team as audit_team
+    from bsr_team_cache.oci.base import OCI_MANIFEST, sha256_digest
+    from bsr_team_cache.oci.layout import OCILayoutRegistry
+    from bsr_team_cache.usage.chunks import Layer, machine_manifest
+
+    registry = OCILayoutRegistry(tmp_path / "reg")
+    repo = audit_team.audit_repository("t")
+    good = {"time": "2026-11-20T10:00:00Z", "team": "t", "member": "eve", "host": "h",
+            "operation": "fetch", "refs": [], "result": "ok"}  # fmt: skip
+    blobs = [
+        gzip.compress(json.dumps({**good, "operation": "delete-everything"}).encode() + b"\n"),
+        gzip.compress(
+            b"".join(json.dumps(r).encode() + b"\n" for r in (good, {**good, "team": "u"}))
+        ),
+    ]
+    layers = []
+    for data in [*blobs, b"{}"]:
+        registry.push_blob(repo, data, sha256_digest(data))
+    for data in blobs:
+        layers.append(Layer(sha256_digest(data), len(data), 1, (), audit_team.CHUNK_MEDIA_TYPE))
+    manifest = machine_manifest(layers, {}, audit_team.ARTIFACT_TYPE)
+    registry.push_manifest(repo, "eve.1", manifest, OCI_MANIFEST)
+    merged = audit_team.merge(tmp_path, registry, repo, team="t", own_tag="me.1")
+    assert merged.merged == 1  # the good record; the other team's is dropped
+    assert (
+        len(merged.warnings) == 1 and "record 1: operation: expected one of" in merged.warnings[0]
+    )
+    assert [r["member"] for r in read(tmp_path, AuditQuery(team="t")).records] == ["eve"]
+    again = audit_team.merge(tmp_path, registry, repo, team="t", own_tag="me.1")
+    assert (again.merged, again.warnings) == (0, [])

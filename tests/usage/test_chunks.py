@@ -147,7 +147,7 @@ def _push_machine(registry: OCILayoutRegistry, tag: str, blobs: list[bytes]) -> 
     for layer in layers:  # the annotation counts are only hints: readers count themselves
         layer.events = 1
     registry.push_blob(REPO, b"{}", sha256_digest(b"{}"))
-    registry.push_manifest(REPO, tag, chunks._manifest(layers, {}), OCI_MANIFEST)
+    registry.push_manifest(REPO, tag, chunks.machine_manifest(layers, {}), OCI_MANIFEST)
 
 
 def _gz(document: object) -> bytes:
@@ -235,7 +235,7 @@ def test_a_compacted_chunk_on_another_tag_cannot_hide_a_member_s_events(tmp_path
     alice_layer = read_machine_log(registry, REPO, machine_tag("alice", "h")).layers[0]
     # Mallory lists alice's chunk as "replacing" the chunk the reader has seen.
     forged = chunks.Layer(alice_layer.digest, alice_layer.size, 40, (sha256_digest(mallory_chunk),))
-    registry.push_manifest(REPO, "0", chunks._manifest([forged], {}), OCI_MANIFEST)
+    registry.push_manifest(REPO, "0", chunks.machine_manifest([forged], {}), OCI_MANIFEST)
     merge(reader, registry, REPO, team="t", own_tag="r.1")
     assert reader.count(member="alice") == 40
 
@@ -251,7 +251,9 @@ def test_chunks_planted_in_a_machine_s_own_tag_do_not_hide_others(tmp_path: Path
     tag = machine_tag("alice", "h")
     own = read_machine_log(registry, REPO, tag)
     bob_layer = read_machine_log(registry, REPO, machine_tag("bob", "h")).layers[0]
-    registry.push_manifest(REPO, tag, chunks._manifest([*own.layers, bob_layer], {}), OCI_MANIFEST)
+    registry.push_manifest(
+        REPO, tag, chunks.machine_manifest([*own.layers, bob_layer], {}), OCI_MANIFEST
+    )
     alice.add(events("alice", 5, start=5))
     _ship(alice, registry, "alice")
     merge(alice, registry, REPO, team="t", own_tag=tag)
@@ -273,7 +275,7 @@ def test_odd_numbers_in_annotations_are_warnings(tmp_path: Path, annotation: str
         layer["annotations"][annotation] = value
     else:
         notes[annotation] = value
-    manifest = json.loads(chunks._manifest([], notes))
+    manifest = json.loads(chunks.machine_manifest([], notes))
     manifest["layers"] = [layer]
     registry.push_manifest(REPO, "eve.1", json.dumps(manifest).encode(), OCI_MANIFEST)
     merged = merge(open_event_log(tmp_path / "l"), registry, REPO, team="t", own_tag="me.1")
@@ -289,7 +291,7 @@ def test_a_chunk_that_could_not_be_read_is_tried_again(tmp_path: Path, monkeypat
     data = encode_chunk(events("eve", 4))
     layers = [chunks.Layer(sha256_digest(data), len(data), 4)]
     registry.push_blob(REPO, b"{}", sha256_digest(b"{}"))
-    registry.push_manifest(REPO, "eve.1", chunks._manifest(layers, {}), OCI_MANIFEST)
+    registry.push_manifest(REPO, "eve.1", chunks.machine_manifest(layers, {}), OCI_MANIFEST)
     log = open_event_log(tmp_path / "l")
     first = merge(log, registry, REPO, team="t", own_tag="me.1")  # the blob is not there yet
     assert first.events == 0 and "tried again next time" in first.warnings[0]

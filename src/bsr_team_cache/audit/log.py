@@ -19,7 +19,8 @@ from bsr_team_cache.usage.events import (
     parse_time,
 )
 
-FILE_NAME = "audit.jsonl"
+FILE_NAME = "audit.jsonl"  # this machine's records
+TEAM_FILE = "audit-team.jsonl"  # the other machines', merged from the team registry
 OPERATIONS = (
     "fetch",
     "publish",
@@ -86,22 +87,26 @@ class AuditQuery:
 
 
 def read(store_root: Path, query: AuditQuery) -> AuditQuery:
-    """The records of ``store_root``'s audit log that ``query`` selects, oldest first."""
-    path = Path(store_root) / FILE_NAME
-    if not path.exists():
-        return query
-    with open(path, "rb") as f:
-        for raw in f:
-            if len(raw) > MAX_LINE or not raw.endswith(b"\n"):
-                query.skipped += 1
-                continue
-            try:
-                entry, when = parse_record(json.loads(raw))
-            except (ValueError, RecursionError, EventError):
-                query.skipped += 1
-                continue
-            if _selected(entry, when, query):
-                query.records.append(entry)
+    """The records of this machine's audit log and of the team's merged one that ``query``
+    selects, oldest first; a record found twice (shipped twice) is listed once."""
+    found: dict[str, tuple[float, dict]] = {}
+    for name in (FILE_NAME, TEAM_FILE):
+        path = Path(store_root) / name
+        if not path.exists():
+            continue
+        with open(path, "rb") as f:
+            for raw in f:
+                if len(raw) > MAX_LINE or not raw.endswith(b"\n"):
+                    query.skipped += 1
+                    continue
+                try:
+                    entry, when = parse_record(json.loads(raw))
+                except (ValueError, RecursionError, EventError):
+                    query.skipped += 1
+                    continue
+                if _selected(entry, when, query):
+                    found.setdefault(json.dumps(entry, sort_keys=True), (when, entry))
+    query.records = [entry for _, entry in sorted(found.values(), key=lambda p: p[0])]
     return query
 
 

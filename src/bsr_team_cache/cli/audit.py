@@ -11,33 +11,45 @@ from bsr_team_cache.cli.options import TeamOptions, team_options
 
 
 @click.command("audit")
-@team_options(registry=False)
-@click.option("--team", "only_team", help="Only this team's records [default: every team's].")
+@team_options
 @click.option("--member", "only_member", help="Only this member's records.")
 @click.option("--op", "operation", help="Only this operation (fetch, publish, warm, ...).")
 @click.option("--since", help="From this time: RFC 3339, a date, or an age like 7d.")
 @click.option("--json", "as_json", is_flag=True, help="Print the records as a JSON list.")
+@click.option(
+    "--local-only",
+    is_flag=True,
+    help="Do not merge the other machines' records from the team registry first.",
+)
 def command(
     options: TeamOptions,
-    only_team: str | None,
     only_member: str | None,
     operation: str | None,
     since: str | None,
     as_json: bool,
+    local_only: bool,
 ) -> None:
-    """Who did what to the cache on this machine, on which module commits and digests, with
-    what result (the record format: docs/security.md)."""
+    """Who did what to the team's cache, on which module commits and digests, with what
+    result: this machine's records and the ones other machines shipped with sync (the record
+    format: docs/security.md). Without a team (--team, BSR_TEAM_CACHE_TEAM): this machine's
+    records of every team."""
     from bsr_team_cache.audit.log import OPERATIONS, AuditQuery, read
     from bsr_team_cache.errors import UsageError
     from bsr_team_cache.usage.events import parse_since
 
     if operation is not None and operation not in OPERATIONS:
         raise UsageError(f"--op {operation!r}: expected one of {', '.join(OPERATIONS)}")
+    team = options.settings.team
+    if team and not local_only:
+        warnings: list[str] = []
+        options.open_cache().sync_audit(warnings, ship=False)
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
     query = read(
         options.store_dir,
         AuditQuery(
             since=parse_since(since) if since else None,
-            team=only_team,
+            team=team or None,
             member=only_member,
             operation=operation,
         ),

@@ -37,7 +37,8 @@ def command(options: TeamOptions, as_json: bool, if_due: bool) -> None:
     click.echo(
         f"pushed {len(report.pushed)}, pulled {len(report.pulled)} (hot set), labels refreshed"
         f" {report.labels_refreshed}, evicted {len(report.evicted)}; usage events: shipped"
-        f" {report.events_shipped}, merged {report.events_merged} from the team"
+        f" {report.events_shipped}, merged {report.events_merged} from the team; audit records:"
+        f" shipped {report.audit_shipped}, merged {report.audit_merged}"
     )
     if report.bundle_created:
         click.echo(f"created bundle {report.bundle_created} (modules this member fetches together)")

@@ -84,6 +84,8 @@ class SyncReport:
     evicted: list[str] = field(default_factory=list)
     events_shipped: int = 0
     events_merged: int = 0
+    audit_shipped: int = 0
+    audit_merged: int = 0
     warnings: list[str] = field(default_factory=list)
 
 
@@ -127,6 +129,28 @@ class TeamCache:
         self.namespace = namespace
         self.label_ttl = label_ttl
         self.context = TeamContext(registry, self.team, namespace)
+
+    def sync_audit(self, warnings: list[str], *, ship: bool = True) -> tuple[int, int]:
+        """Ship this machine's new audit records (unless ``ship`` is off) and merge the other
+        machines'; (shipped, merged). A registry that does not answer is a warning."""
+        from bsr_team_cache.audit import team as audit_team
+
+        repo = audit_team.audit_repository(self.team, self.namespace)
+        tag = machine_tag(self.member, shipping_host())
+        shipped = 0
+        try:
+            if ship:
+                shipped = audit_team.ship(
+                    self.store.root, self.registry, repo, team=self.team, tag=tag
+                )
+            merged = audit_team.merge(
+                self.store.root, self.registry, repo, team=self.team, own_tag=tag
+            )
+        except (BSRTeamCacheError, OSError) as exc:
+            warnings.append(f"team audit log not synced ({exc}); showing this machine's")
+            return shipped, 0
+        warnings.extend(merged.warnings)
+        return shipped, merged.merged
 
     def audit(self, operation: str, refs: list[str], result: str = "ok") -> None:
         from bsr_team_cache.audit.log import record
@@ -452,6 +476,7 @@ class TeamCache:
         except BSRTeamCacheError as exc:
             report.warnings.append(f"usage events not shipped (the next sync retries): {exc}")
         report.events_merged = self._merge_events(log, report.warnings).events
+        report.audit_shipped, report.audit_merged = self.sync_audit(report.warnings)
         report.pulled = self._pull_hot_set(log, config, report)
         report.labels_refreshed = self._refresh_labels(report)
         if config.bundle_auto_creation:

@@ -140,7 +140,8 @@ def encode_chunk(events: EventColumns | list[UsageEvent]) -> bytes:
     return out.getvalue()
 
 
-def _inflate(data: bytes, where: str) -> bytes:
+def inflate(data: bytes, where: str) -> bytes:
+    """A chunk's gzip, bounded: at most 50x its size (4 MiB floor, 512 MiB cap)."""
     limit = min(MAX_INFLATED_BYTES, max(INFLATE_FLOOR, INFLATE_RATIO * len(data)))
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
@@ -162,7 +163,7 @@ def decode_chunk(data: bytes, where: str) -> EventColumns:
     if len(data) > MAX_CHUNK_BYTES:
         raise InvalidContentError(f"{where}: larger than {MAX_CHUNK_BYTES >> 20} MiB")
     try:
-        document = json.loads(_inflate(data, where))
+        document = json.loads(inflate(data, where))
     except (ValueError, RecursionError) as exc:
         raise InvalidContentError(f"{where}: not a JSON document ({exc})") from None
     try:
@@ -235,13 +236,14 @@ class Layer:
     size: int
     events: int
     replaces: tuple[str, ...] = ()
+    media_type: str = CHUNK_MEDIA_TYPE
 
     def descriptor(self) -> dict:
         annotations = {ANN_EVENTS: str(self.events)}
         if self.replaces:
             annotations[ANN_REPLACES] = ",".join(self.replaces)
         return {
-            "mediaType": CHUNK_MEDIA_TYPE,
+            "mediaType": self.media_type,
             "digest": self.digest,
             "size": self.size,
             "annotations": annotations,
@@ -256,12 +258,15 @@ class MachineLog:
     digest: str | None  # of the manifest, for a conditional replace
 
 
-def _manifest(layers: list[Layer], annotations: dict[str, str]) -> bytes:
+def machine_manifest(
+    layers: list[Layer], annotations: dict[str, str], artifact_type: str = ARTIFACT_TYPE
+) -> bytes:
+    """A machine's manifest: its chunks as layers (also the audit log's, another type)."""
     return canonical_json(
         {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
-            "artifactType": ARTIFACT_TYPE,
+            "artifactType": artifact_type,
             "config": {
                 "mediaType": EMPTY_MEDIA_TYPE,
                 "digest": sha256_digest(EMPTY_CONFIG),
@@ -273,8 +278,15 @@ def _manifest(layers: list[Layer], annotations: dict[str, str]) -> bytes:
     )
 
 
-def read_machine_log(registry: RegistryBackend, repo: str, tag: str) -> MachineLog | None:
-    found = read_typed_manifest(registry, repo, tag, ARTIFACT_TYPE)
+def read_machine_log(
+    registry: RegistryBackend,
+    repo: str,
+    tag: str,
+    artifact_type: str = ARTIFACT_TYPE,
+    media_type: str = CHUNK_MEDIA_TYPE,
+) -> MachineLog | None:
+    """A machine's manifest, every field checked (InvalidContentError), or None."""
+    found = read_typed_manifest(registry, repo, tag, artifact_type)
     if found is None:
         return None
     manifest, where, digest = found
@@ -283,7 +295,7 @@ def read_machine_log(registry: RegistryBackend, repo: str, tag: str) -> MachineL
         raise InvalidContentError(f"{where}: more than {MAX_LAYERS} chunks")
     layers = []
     for raw in raw_layers:
-        d = parse_descriptor(raw, where, media_types=(CHUNK_MEDIA_TYPE,), max_size=MAX_CHUNK_BYTES)
+        d = parse_descriptor(raw, where, media_types=(media_type,), max_size=MAX_CHUNK_BYTES)
         notes = raw.get("annotations") if isinstance(raw.get("annotations"), dict) else {}
         events = _bounded_int(str(notes.get(ANN_EVENTS, "")), MAX_CHUNK_EVENTS)
         replaces = tuple(r for r in str(notes.get(ANN_REPLACES, "")).split(",") if r)
@@ -291,7 +303,7 @@ def read_machine_log(registry: RegistryBackend, repo: str, tag: str) -> MachineL
             raise InvalidContentError(f"{where}: chunk {d.digest} has no valid event count")
         if len(replaces) > 4 * MAX_LAYERS or not all(_is_digest(r) for r in replaces):
             raise InvalidContentError(f"{where}: chunk {d.digest} names invalid replaced chunks")
-        layers.append(Layer(d.digest, d.size, events, replaces))
+        layers.append(Layer(d.digest, d.size, events, replaces, media_type))
     return MachineLog(tag, layers, manifest_annotations(manifest, where), digest)
 
 
@@ -358,7 +370,7 @@ def ship(
             registry.replace_manifest(
                 repo,
                 tag,
-                _manifest(layers, annotations),
+                machine_manifest(layers, annotations),
                 OCI_MANIFEST,
                 current.digest if current else None,
             )
