@@ -36,9 +36,10 @@ def canonical_json(value: object) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
-def document_manifest(
-    artifact_type: str, payload: bytes, annotations: dict[str, str] | None = None
+def artifact_manifest(
+    artifact_type: str, layers: list[dict], annotations: dict[str, str] | None = None
 ) -> bytes:
+    """The canonical bytes of an OCI 1.1 artifact manifest: the empty config, ``layers``."""
     manifest: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -48,7 +49,19 @@ def document_manifest(
             "digest": sha256_digest(EMPTY_CONFIG),
             "size": len(EMPTY_CONFIG),
         },
-        "layers": [
+        "layers": layers,
+    }
+    if annotations:
+        manifest["annotations"] = dict(sorted(annotations.items()))
+    return canonical_json(manifest)
+
+
+def document_manifest(
+    artifact_type: str, payload: bytes, annotations: dict[str, str] | None = None
+) -> bytes:
+    return artifact_manifest(
+        artifact_type,
+        [
             {
                 "mediaType": artifact_type + "+json",
                 "digest": sha256_digest(payload),
@@ -56,10 +69,8 @@ def document_manifest(
                 "data": base64.b64encode(payload).decode(),
             }
         ],
-    }
-    if annotations:
-        manifest["annotations"] = dict(sorted(annotations.items()))
-    return canonical_json(manifest)
+        annotations,
+    )
 
 
 _ANY = object()  # push_document without a check of what the tag held

@@ -42,7 +42,7 @@ from bsr_team_cache.oci.base import (
     read_typed_manifest,
     sha256_digest,
 )
-from bsr_team_cache.oci.documents import EMPTY_CONFIG, EMPTY_MEDIA_TYPE, canonical_json
+from bsr_team_cache.oci.documents import EMPTY_CONFIG, artifact_manifest
 from bsr_team_cache.usage.events import (
     MAX_BYTES,
     MAX_PROJECT,
@@ -262,20 +262,7 @@ def machine_manifest(
     layers: list[Layer], annotations: dict[str, str], artifact_type: str = ARTIFACT_TYPE
 ) -> bytes:
     """A machine's manifest: its chunks as layers (also the audit log's, another type)."""
-    return canonical_json(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "artifactType": artifact_type,
-            "config": {
-                "mediaType": EMPTY_MEDIA_TYPE,
-                "digest": sha256_digest(EMPTY_CONFIG),
-                "size": len(EMPTY_CONFIG),
-            },
-            "layers": [layer.descriptor() for layer in layers],
-            "annotations": dict(sorted(annotations.items())),
-        }
-    )
+    return artifact_manifest(artifact_type, [layer.descriptor() for layer in layers], annotations)
 
 
 def read_machine_log(
