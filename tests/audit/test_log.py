@@ -103,12 +103,20 @@ def test_every_team_operation_is_audited_once(bsr_env, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_members_see_each_other_s_records_after_sync(bsr_env, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["oci-layout", "distribution"])
+def test_members_see_each_other_s_records_after_sync(
+    bsr_env, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     host = bsr_env.host
+    registry = (
+        f"oci-layout:{tmp_path / 'registry'}"
+        if backend == "oci-layout"
+        else request.getfixturevalue("distribution").url
+    )
     base = {
         "SSL_CERT_FILE": str(bsr_env.ca_cert),
-        "BSR_TEAM_CACHE_REGISTRY": f"oci-layout:{tmp_path / 'registry'}",
-        "BSR_TEAM_CACHE_TEAM": "platform-team",
+        "BSR_TEAM_CACHE_REGISTRY": registry,
+        "BSR_TEAM_CACHE_TEAM": f"audit-{backend}",
     }
     alice = {**base, "BSR_TEAM_CACHE_DIR": str(tmp_path / "a"), "BSR_TEAM_CACHE_MEMBER": "alice"}
     bob = {**base, "BSR_TEAM_CACHE_DIR": str(tmp_path / "b"), "BSR_TEAM_CACHE_MEMBER": "bob"}
