@@ -19,16 +19,18 @@ from pathlib import Path
 
 from bsr_team_cache._fs import append_lines, atomic_write
 from bsr_team_cache.audit.log import FILE_NAME, TEAM_FILE, parse_record
-from bsr_team_cache.errors import BSRTeamCacheError, ConflictError, InvalidContentError
+from bsr_team_cache.errors import ConflictError, InvalidContentError
 from bsr_team_cache.oci.base import OCI_MANIFEST, RegistryBackend, sha256_digest
 from bsr_team_cache.oci.documents import EMPTY_CONFIG
+from bsr_team_cache.oci.url import in_namespace
 from bsr_team_cache.usage.chunks import (
     MAX_CHUNK_EVENTS,
-    MAX_TAGS,
     Layer,
     inflate,
     machine_manifest,
+    read_layers,
     read_machine_log,
+    unseen_layers,
 )
 from bsr_team_cache.usage.events import EventError
 
@@ -39,8 +41,7 @@ MERGE_ABOVE = 32
 
 
 def audit_repository(team: str, namespace: str = "") -> str:
-    prefix = f"{namespace.strip('/')}/" if namespace.strip("/") else ""
-    return f"{prefix}teams/{team}/audit"
+    return in_namespace(namespace, f"teams/{team}/audit")
 
 
 @dataclass
@@ -167,40 +168,28 @@ def _fold(registry: RegistryBackend, repo: str, layers: list[Layer], team: str) 
 def merge(
     root: Path, registry: RegistryBackend, repo: str, *, team: str, own_tag: str
 ) -> AuditSync:
-    """Append the other machines' records not merged yet to ``audit-team.jsonl``."""
+    """Append the other machines' records not merged yet to ``audit-team.jsonl`` (the chunks
+    to read are chosen as for usage events: ``usage.chunks.unseen_layers``)."""
     report = AuditSync()
     state = _state(root)
-    seen = set(state["seen"])
+    seen = {tuple(mark.split(" ", 1)) for mark in state["seen"] if " " in mark}
     where = f"{registry.describe()}/{repo}"
-    for tag in registry.list_tags(repo)[:MAX_TAGS]:
-        if tag == own_tag:
-            continue
+    kind = {"artifact_type": ARTIFACT_TYPE, "media_type": CHUNK_MEDIA_TYPE}
+    wanted, _ = unseen_layers(
+        registry, repo, own_tag=own_tag, seen=seen, warnings=report.warnings,
+        what="team audit", **kind,
+    )  # fmt: skip
+    for tag, layer, data in read_layers(
+        registry, repo, wanted, warnings=report.warnings, what="team audit"
+    ):
+        seen.add((tag, layer.digest))
         try:
-            machine = read_machine_log(registry, repo, tag, ARTIFACT_TYPE, CHUNK_MEDIA_TYPE)
-        except (InvalidContentError, BSRTeamCacheError, ValueError) as exc:
-            report.warnings.append(f"team audit {where}:{tag}: {exc}; skipped")
+            lines = _records(data, f"{where}:{tag} chunk {layer.digest}", team)
+        except (InvalidContentError, UnicodeDecodeError) as exc:
+            report.warnings.append(f"team audit: {exc}; skipped")
             continue
-        for layer in machine.layers if machine else []:
-            mark = f"{tag} {layer.digest}"
-            if mark in seen or (
-                layer.replaces and all(f"{tag} {r}" in seen for r in layer.replaces)
-            ):
-                seen.add(mark)
-                continue
-            try:
-                data = registry.read_blob(repo, layer.digest, layer.size)
-            except BSRTeamCacheError as exc:
-                report.warnings.append(f"team audit {where}:{tag}: {exc}; tried again next time")
-                continue
-            try:
-                lines = _records(data, f"{where}:{tag} chunk {layer.digest}", team)
-            except (InvalidContentError, UnicodeDecodeError) as exc:
-                report.warnings.append(f"team audit: {exc}; skipped")
-                seen.add(mark)
-                continue
-            append_lines(root / TEAM_FILE, lines)
-            report.merged += len(lines)
-            seen.add(mark)
-    state["seen"] = sorted(seen)
+        append_lines(root / TEAM_FILE, lines)
+        report.merged += len(lines)
+    state["seen"] = sorted(f"{tag} {digest}" for tag, digest in seen)
     _save(root, state)
     return report

@@ -67,3 +67,9 @@ def parse_http_registry_url(url: str, *, insecure: bool = False) -> HTTPRegistry
         unquote(parts.username or ""),
         unquote(parts.password or ""),
     )
+
+
+def in_namespace(namespace: str, path: str) -> str:
+    """``path`` under the team registry's namespace (``[ns/]path``)."""
+    prefix = namespace.strip("/")
+    return f"{prefix}/{path}" if prefix else path

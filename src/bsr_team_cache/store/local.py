@@ -542,28 +542,7 @@ class LocalStore:
         ).fetchone()
         return (row[0], row[1]) if row else None
 
-    # -- usage and small cached values -------------------------------------------------
-    @_store_errors
-    def record_usage(self, events: Iterable[UsageEvent]) -> None:
-        rows = [
-            (
-                e.fetch_id,
-                e.time,
-                e.project,
-                e.module,
-                e.commit,
-                e.tier,
-                e.bytes,
-                e.seconds,
-                e.bundle,
-            )
-            for e in events
-        ]
-        if not rows:
-            return
-        with self._write():
-            self._db.executemany("INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-
+    # -- usage rows of older versions (read once, into the usage log), small cached values --
     @_store_errors
     def usage_events(self, since: float = 0.0) -> list[UsageEvent]:
         rows = self._db.execute(

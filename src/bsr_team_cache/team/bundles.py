@@ -40,6 +40,7 @@ from bsr_team_cache.oci.base import (
 )
 from bsr_team_cache.oci.documents import canonical_json
 from bsr_team_cache.oci.layer import decode_files_layer
+from bsr_team_cache.oci.url import in_namespace
 from bsr_team_cache.team.config import validate_repository_name
 
 BUNDLE_TYPE = "application/vnd.buf.module.bundle.v1"
@@ -61,14 +62,12 @@ def validate_bundle_name(name: str) -> str:
 
 
 def bundle_repository(team: str, name: str, namespace: str = "") -> str:
-    prefix = f"{namespace.strip('/')}/" if namespace.strip("/") else ""
-    return f"{prefix}teams/{team}/bundles/{validate_bundle_name(name)}"
+    return in_namespace(namespace, f"teams/{team}/bundles/{validate_bundle_name(name)}")
 
 
 def shared_bundle_repository(name: str, namespace: str = "") -> str:
     """The seed's organization-wide place: ``shared/organization/bundles/<name>``."""
-    prefix = f"{namespace.strip('/')}/" if namespace.strip("/") else ""
-    return f"{prefix}shared/organization/bundles/{validate_bundle_name(name)}"
+    return in_namespace(namespace, f"shared/organization/bundles/{validate_bundle_name(name)}")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from bsr_team_cache.domain.moduleref import parse_module_name, validate_commit_i
 from bsr_team_cache.errors import BSRTeamCacheError, InvalidContentError, UsageError
 from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.oci.documents import read_document, update_document
+from bsr_team_cache.oci.url import in_namespace
 
 TEAM_CONFIG_TYPE = "application/vnd.bsr-team-cache.team.v1"
 CONFIG_TAG = "latest"
@@ -161,8 +162,7 @@ def make_config(
 
 
 def config_repository(team: str, namespace: str = "") -> str:
-    prefix = f"{namespace.strip('/')}/" if namespace.strip("/") else ""
-    return f"{prefix}teams/{validate_team_name(team)}/config"
+    return in_namespace(namespace, f"teams/{validate_team_name(team)}/config")
 
 
 def _strings(value: Any, what: str) -> tuple[str, ...]:

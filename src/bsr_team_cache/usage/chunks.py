@@ -24,7 +24,7 @@ import json
 import re
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from bsr_team_cache._threads import ContextThreadPool
@@ -43,6 +43,7 @@ from bsr_team_cache.oci.base import (
     sha256_digest,
 )
 from bsr_team_cache.oci.documents import EMPTY_CONFIG, artifact_manifest
+from bsr_team_cache.oci.url import in_namespace
 from bsr_team_cache.usage.events import (
     MAX_BYTES,
     MAX_PROJECT,
@@ -93,8 +94,7 @@ _ORDER_TEXT = ("module", "commit", "member", "host", "build", "fetch")
 
 
 def usage_repository(team: str, namespace: str = "") -> str:
-    prefix = f"{namespace.strip('/')}/" if namespace.strip("/") else ""
-    return f"{prefix}teams/{team}/usage-events"
+    return in_namespace(namespace, f"teams/{team}/usage-events")
 
 
 def machine_tag(member: str, host: str) -> str:
@@ -434,6 +434,82 @@ class MergeReport:
     store_bytes: dict[str, int] = field(default_factory=dict)  # tag -> its store's bytes
 
 
+def unseen_layers(
+    registry: RegistryBackend,
+    repo: str,
+    *,
+    own_tag: str,
+    seen: set[tuple[str, str]],
+    warnings: list[str],
+    what: str,
+    artifact_type: str = ARTIFACT_TYPE,
+    media_type: str = CHUNK_MEDIA_TYPE,
+    parallel: int = 4,
+    on_machine: Callable[[MachineLog], None] | None = None,
+) -> tuple[list[tuple[str, Layer]], list[tuple[str, Layer]]]:
+    """The other machines' chunks not in ``seen`` ((tag, digest) pairs): (those to read, the
+    compacted ones every part of which was merged from the same tag, which need no reading).
+    An unreadable machine manifest is a warning. Chunks are remembered per machine tag: what
+    one tag lists says nothing about another's."""
+    tags = [t for t in registry.list_tags(repo)[:MAX_TAGS] if _TAG.fullmatch(t)]
+    where = f"{registry.describe()}/{repo}"
+
+    def read(tag: str) -> MachineLog | None:
+        try:
+            return read_machine_log(registry, repo, tag, artifact_type, media_type)
+        except (InvalidContentError, RegistryError, ValueError) as exc:
+            warnings.append(f"{what} {where}:{tag}: {exc}; skipped")
+            return None
+
+    wanted: list[tuple[str, Layer]] = []
+    replaced: list[tuple[str, Layer]] = []
+    with ContextThreadPool(max_workers=max(1, min(parallel, len(tags) or 1))) as pool:
+        for machine in pool.map(read, tags):
+            if machine is None:
+                continue
+            if on_machine is not None:
+                on_machine(machine)
+            if machine.tag == own_tag:
+                continue
+            for layer in machine.layers:
+                if (machine.tag, layer.digest) in seen:
+                    continue
+                if layer.replaces and all((machine.tag, r) in seen for r in layer.replaces):
+                    seen.add((machine.tag, layer.digest))
+                    replaced.append((machine.tag, layer))
+                else:
+                    wanted.append((machine.tag, layer))
+    return wanted, replaced
+
+
+def read_layers(
+    registry: RegistryBackend,
+    repo: str,
+    wanted: list[tuple[str, Layer]],
+    *,
+    warnings: list[str],
+    what: str,
+    parallel: int = 4,
+) -> Iterator[tuple[str, Layer, bytes]]:
+    """The chunks of ``wanted`` (verified), fetched in parallel and given one at a time, in
+    order. One that could not be read (not there yet, a registry fault) is a warning and left
+    out: it is tried again next time."""
+    where = f"{registry.describe()}/{repo}"
+
+    def pull(item: tuple[str, Layer]) -> tuple[str, Layer, bytes | None]:
+        tag, layer = item
+        try:
+            return tag, layer, registry.read_blob(repo, layer.digest, layer.size)
+        except (InvalidContentError, RegistryError) as exc:
+            warnings.append(f"{what} {where}:{tag}: {exc}; tried again next time")
+            return tag, layer, None
+
+    with ContextThreadPool(max_workers=max(1, min(parallel, len(wanted) or 1))) as pool:
+        for tag, layer, data in pool.map(pull, wanted):
+            if data is not None:
+                yield tag, layer, data
+
+
 def merge(
     log: EventLog,
     registry: RegistryBackend,
@@ -453,70 +529,45 @@ def merge(
     that same tag."""
     now = time.time() if now is None else now
     report = MergeReport()
-    tags = [t for t in registry.list_tags(repo)[:MAX_TAGS] if _TAG.fullmatch(t)]
-    where = f"{registry.describe()}/{repo}"
-
-    def read(tag: str) -> MachineLog | None:
-        try:
-            return read_machine_log(registry, repo, tag)
-        except (InvalidContentError, RegistryError, ValueError) as exc:
-            report.warnings.append(f"team usage {where}:{tag}: {exc}; skipped")
-            return None
-
     seen = log.seen_chunks()
-    wanted: list[tuple[str, Layer]] = []
-    with ContextThreadPool(max_workers=max(1, min(parallel, len(tags) or 1))) as pool:
-        for machine in pool.map(read, tags):
-            if machine is None:
-                continue
-            report.machines += 1
-            size = _bounded_int(machine.annotations.get(ANN_STORE_BYTES, ""), MAX_STORE_BYTES)
-            if size is not None:
-                report.store_bytes[machine.tag] = size
-            if machine.tag == own_tag:
-                continue
-            for layer in machine.layers:
-                if (machine.tag, layer.digest) in seen:
-                    continue
-                if layer.replaces and all((machine.tag, r) in seen for r in layer.replaces):
-                    seen.add((machine.tag, layer.digest))
-                    log.mark_chunks(machine.tag, [(layer.digest, layer.events)])
-                    report.skipped += 1
-                    continue
-                wanted.append((machine.tag, layer))
 
-    def pull(item: tuple[str, Layer]) -> tuple[str, Layer, bytes | None]:
-        tag, layer = item
-        try:
-            return tag, layer, registry.read_blob(repo, layer.digest, layer.size)
-        except (InvalidContentError, RegistryError) as exc:  # not there yet, or a fault
-            report.warnings.append(f"team usage {where}:{tag}: {exc}; tried again next time")
-            return tag, layer, None
+    def on_machine(machine: MachineLog) -> None:
+        report.machines += 1
+        size = _bounded_int(machine.annotations.get(ANN_STORE_BYTES, ""), MAX_STORE_BYTES)
+        if size is not None:
+            report.store_bytes[machine.tag] = size
 
+    wanted, replaced = unseen_layers(
+        registry, repo, own_tag=own_tag, seen=seen, warnings=report.warnings, what="team usage",
+        parallel=parallel, on_machine=on_machine,
+    )  # fmt: skip
+    for tag, layer in replaced:
+        log.mark_chunks(tag, [(layer.digest, layer.events)])
+    report.skipped = len(replaced)
+    where = f"{registry.describe()}/{repo}"
     budget = MAX_MERGE_EVENTS
     # Blobs arrive in parallel; chunks are decoded one at a time (bounded memory).
-    with ContextThreadPool(max_workers=max(1, min(parallel, len(wanted) or 1))) as pool:
-        for tag, layer, data in pool.map(pull, wanted):
-            if data is None:
-                continue
-            label = f"{where}:{tag} chunk {layer.digest}"
-            try:
-                events = decode_chunk(data, label)
-            except InvalidContentError as exc:
-                report.warnings.append(f"team usage: {exc}; skipped")
-                log.mark_chunks(tag, [(layer.digest, -1)])  # content-addressed: bad for good
-                continue
-            events = _keep(events, team, now, tag, where, report)
-            if len(events) > budget:
-                report.warnings.append(
-                    f"team usage: more than {MAX_MERGE_EVENTS} new events at once; the rest"
-                    " is merged next time"
-                )
-                break
-            budget -= len(events)
-            report.events += log.add_columns(events, MERGED)
-            log.mark_chunks(tag, [(layer.digest, layer.events)])
-            report.chunks += 1
+    for tag, layer, data in read_layers(
+        registry, repo, wanted, warnings=report.warnings, what="team usage", parallel=parallel
+    ):
+        label = f"{where}:{tag} chunk {layer.digest}"
+        try:
+            events = decode_chunk(data, label)
+        except InvalidContentError as exc:
+            report.warnings.append(f"team usage: {exc}; skipped")
+            log.mark_chunks(tag, [(layer.digest, -1)])  # content-addressed: bad for good
+            continue
+        events = _keep(events, team, now, tag, where, report)
+        if len(events) > budget:
+            report.warnings.append(
+                f"team usage: more than {MAX_MERGE_EVENTS} new events at once; the rest"
+                " is merged next time"
+            )
+            break
+        budget -= len(events)
+        report.events += log.add_columns(events, MERGED)
+        log.mark_chunks(tag, [(layer.digest, layer.events)])
+        report.chunks += 1
     return report
 
 

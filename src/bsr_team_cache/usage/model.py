@@ -1,7 +1,6 @@
 """How long a request takes, fitted from the team's own recorded events: seconds = latency +
 bytes / throughput, by least squares over (bytes, seconds) samples: per request for a tier
-(``fit_tier``), or per fetch for the BSR (``fit_bsr_fetches``: a cold fetch asks the BSR to
-resolve and download everything, in a few batched calls, so a fetch is its unit of latency)."""
+(``fit_tier``); metrics fits the BSR per cold fetch with the same ``fit``."""
 
 from __future__ import annotations
 
@@ -60,23 +59,5 @@ def fit_tier(log: EventLog, tiers: tuple[str, ...], **filters) -> TransferModel 
         "SELECT COUNT(*), TOTAL(bytes), TOTAL(seconds), TOTAL(bytes * bytes),"
         f" TOTAL(bytes * seconds) FROM events{clause} tier IN ({codes})",
         params,
-    ).fetchone()
-    return fit(*row)
-
-
-def fit_bsr_fetches(log: EventLog, **filters) -> TransferModel | None:
-    """The time of a fetch the BSR served entirely (every module it asked for came from the
-    BSR: resolution, downloads, writing, all of it), by the bytes it fetched; None if no such
-    fetch is recorded. One sample per fetch: its wall time (else the sum of its modules'
-    times) and its bytes."""
-    where, params = log.where(**filters)
-    clause = f"{where} AND" if where else " WHERE"
-    bsr = TIER_CODE["bsr"]
-    row = log.db.execute(
-        "SELECT COUNT(*), TOTAL(b), TOTAL(s), TOTAL(b * b), TOTAL(b * s) FROM (SELECT"
-        " TOTAL(bytes) b, CASE WHEN MAX(fetch_seconds) > 0 THEN MAX(fetch_seconds)"
-        f" ELSE TOTAL(seconds) END s FROM events{clause} fetch != ? GROUP BY fetch"
-        f" HAVING MIN(tier) = {bsr} AND MAX(tier) = {bsr})",
-        [*params, log.string_id("") or -1],
     ).fetchone()
     return fit(*row)
