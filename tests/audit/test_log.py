@@ -64,6 +64,8 @@ def test_every_team_operation_is_audited_once(bsr_env, tmp_path: Path) -> None:
     (project / "buf.yaml").write_text(f"version: v2\ndeps:\n  - {host}/acme/pets\n")
     steps = [
         ("setup", "--members", "alice", "--members", "bob"),
+        ("setup", "--role", "bob=maintainer"),
+        ("setup", "--remove-member", "bob"),
         ("fetch", str(project), "--update-lock", "--no-buf-cache", "-q"),
         ("warm", "--deps", f"{host}/grpc/grpc"),
         ("bundle", "--name", "shop", "--deps", f"{host}/acme/pets"),
@@ -80,8 +82,9 @@ def test_every_team_operation_is_audited_once(bsr_env, tmp_path: Path) -> None:
     records = json.loads(listed.stdout)
     # warm's downloads from the BSR are published too.
     assert [r["operation"] for r in records] == [
-        "setup", "fetch", "publish", "warm", "publish", "bundle-create", "share", "bundle-pull",
-        "sync", "clear",
+        "member-add", "member-add", "setup", "role-change", "setup", "member-remove", "setup",
+        "fetch", "publish", "warm", "publish", "bundle-create", "share", "bundle-pull", "sync",
+        "clear",
     ]  # fmt: skip
     assert {r["member"] for r in records} == {"alice"}
     assert {r["result"] for r in records} == {"ok"}
@@ -89,13 +92,21 @@ def test_every_team_operation_is_audited_once(bsr_env, tmp_path: Path) -> None:
         f"{d['name']}:{d['commit']}"
         for d in json.loads(run_cli("fetch", str(project), "--json", "--no-buf-cache", env=env).stdout)["modules"]
     }  # fmt: skip
-    fetch, publish = records[1], records[2]
+    fetch, publish = records[7], records[8]
     assert {ref.split("@")[0] for ref in fetch["refs"]} == lock
     assert all(ref.split("@")[1].startswith("b5:") for ref in fetch["refs"])
     assert publish["refs"] == fetch["refs"]  # every download went to the team registry
-    assert records[0]["refs"] == ["member:alice", "member:bob", "strategy:balanced"]
-    assert records[5]["refs"] == ["teams/platform-team/bundles/shop:v1"]
-    assert records[6]["refs"] == ["shared/organization/bundles/shop:v1", "team:backend-team"]
+    assert [r["refs"] for r in records[:7]] == [
+        ["member:alice:admin"],
+        ["member:bob:member"],
+        ["member:alice", "member:bob", "strategy:balanced"],
+        ["member:bob:member->maintainer"],
+        ["member:alice", "member:bob", "strategy:balanced"],
+        ["member:bob"],
+        ["member:alice", "strategy:balanced"],
+    ]
+    assert records[11]["refs"] == ["teams/platform-team/bundles/shop:v1"]
+    assert records[12]["refs"] == ["shared/organization/bundles/shop:v1", "team:backend-team"]
     only_fetches = json.loads(run_cli("audit", "--op", "fetch", "--json", env=env).stdout)
     assert len(only_fetches) == 2  # and the fetch just above
     refused = run_cli("audit", "--op", "delete", env=env)
@@ -142,15 +153,16 @@ def test_members_see_each_other_s_records_after_sync(
         theirs = [p for p in seen if p[0] != env["BSR_TEAM_CACHE_MEMBER"]]
         if env is bob:  # a sync's own record ships with the next one: alice's last is not there
             assert theirs == [
-                ("alice", "setup"), ("alice", "fetch"), ("alice", "publish"), ("alice", "sync"),
-                ("alice", "sync"),
+                ("alice", "member-add"), ("alice", "member-add"), ("alice", "setup"),
+                ("alice", "fetch"), ("alice", "publish"), ("alice", "sync"), ("alice", "sync"),
             ]  # fmt: skip
             assert mine == [("bob", "fetch"), ("bob", "sync")]
         else:
             assert theirs == [("bob", "fetch")]  # bob's sync record ships at his next sync
             assert mine == [
-                ("alice", "setup"), ("alice", "fetch"), ("alice", "publish"), ("alice", "sync"),
-                ("alice", "sync"), ("alice", "sync"),
+                ("alice", "member-add"), ("alice", "member-add"), ("alice", "setup"),
+                ("alice", "fetch"), ("alice", "publish"), ("alice", "sync"), ("alice", "sync"),
+                ("alice", "sync"),
             ]  # fmt: skip
     alice_only = json.loads(run_cli("audit", "--json", "--member", "alice", env=bob).stdout)
     assert {r["member"] for r in alice_only} == {"alice"}

@@ -28,7 +28,7 @@ def test_a_team_session(bsr_env, team_env: dict[str, str], tmp_path: Path) -> No
         "setup", "--members", "alice", "--members", "bob", "--strategy", "aggressive", env=team_env
     )
     assert done.returncode == 0, done.stderr
-    assert "members: alice, bob" in done.stdout and "max 2000 MB" in done.stdout
+    assert "members: alice (admin), bob (member)" in done.stdout and "max 2000 MB" in done.stdout
 
     warm = run_cli("warm", "--deps", f"{host}/acme/orders", "--json", env=team_env)
     assert warm.returncode == 0, warm.stderr

@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bsr_team_cache.audit.log import AuditQuery
+from bsr_team_cache.audit.log import read as read_audit
 from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.domain.buflock import read_buf_lock
 from bsr_team_cache.errors import BSRTeamCacheError, UsageError
@@ -97,8 +99,17 @@ def test_config_defaults_strategies_and_validation(tmp_path: Path) -> None:
 def test_setup_is_shared_through_the_registry(bsr_env, tmp_path: Path) -> None:
     registry = OCILayoutRegistry(tmp_path / "reg")
     alice = _cache("platform-team", registry, tmp_path / "a", "alice")
-    alice.setup(["alice", "bob"], cache_strategy="aggressive")
+    alice.setup(["bob"], cache_strategy="aggressive")  # the creator is the first admin
     bob = _cache("platform-team", registry, tmp_path / "b", "bob")
+    assert bob.config().roles == {"alice": "admin"}
+    assert bob.config().role_of("bob") == "member"
+    with pytest.raises(UsageError) as refused:
+        bob.setup(["charlie"])
+    assert str(refused.value) == (
+        "only admins of team platform-team change its configuration; you are 'bob' (member)."
+        " Ask one of: alice"
+    )
+    alice.setup(roles={"bob": "admin"})
     config = bob.setup(["charlie"])  # adds a member, keeps the strategy
     assert config.members == ("alice", "bob", "charlie")
     assert config.cache_strategy == "aggressive" and config.max_cache_size_mb == 2000
@@ -106,6 +117,27 @@ def test_setup_is_shared_through_the_registry(bsr_env, tmp_path: Path) -> None:
     assert stored is not None and stored.updated_by == "bob"
     changed = bob.setup(cache_strategy="conservative")
     assert (changed.max_cache_size_mb, changed.sync_frequency_minutes) == (500, 120)
+    removed = bob.setup(remove_members=["alice"], roles={"charlie": "reader"})
+    assert (removed.members, removed.roles) == (
+        ("bob", "charlie"),
+        {"bob": "admin", "charlie": "reader"},
+    )
+    with pytest.raises(UsageError, match="would have no admin left"):
+        bob.setup(remove_members=["bob"])
+    entries = [
+        (e["operation"], e["member"], e["refs"])
+        for e in read_audit(tmp_path / "a", AuditQuery()).records
+        + read_audit(tmp_path / "b", AuditQuery()).records
+        if e["operation"] in ("member-add", "member-remove", "role-change")
+    ]
+    assert entries == [
+        ("member-add", "alice", ["member:alice:admin"]),
+        ("member-add", "alice", ["member:bob:member"]),
+        ("role-change", "alice", ["member:bob:member->admin"]),
+        ("member-add", "bob", ["member:charlie:member"]),
+        ("member-remove", "bob", ["member:alice"]),
+        ("role-change", "bob", ["member:charlie:member->reader"]),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -472,7 +504,12 @@ def test_concurrent_setups_keep_every_member(
         registry = f"oci-layout:{tmp_path / 'reg'}"
     else:
         registry = f"{distribution.url}/{_ns()}"
-    env = {**os.environ, "BSR_TEAM_CACHE_REGISTRY": registry, "BSR_TEAM_CACHE_TEAM": "t"}
+    env = {
+        **os.environ,
+        "BSR_TEAM_CACHE_REGISTRY": registry,
+        "BSR_TEAM_CACHE_TEAM": "t",
+        "BSR_TEAM_CACHE_MEMBER": "lead",  # the first to write creates the team: its admin
+    }
     procs = [
         subprocess.Popen(
             [
@@ -497,7 +534,8 @@ def test_concurrent_setups_keep_every_member(
     from bsr_team_cache.oci import open_registry
 
     config = read_team_config(open_registry(registry), "t")
-    assert config is not None and sorted(config.members) == [f"m{i}" for i in range(8)]
+    assert config is not None and sorted(config.members) == ["lead", *(f"m{i}" for i in range(8))]
+    assert config.roles == {"lead": "admin"}
 
 
 def test_conflicting_write_is_detected(tmp_path: Path, distribution: DistributionServer) -> None:

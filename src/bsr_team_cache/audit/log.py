@@ -32,6 +32,18 @@ OPERATIONS = (
     "sync",
     "clear",
     "evict",
+    # membership, recorded by setup (admins only)
+    "member-add",
+    "member-remove",
+    "role-change",
+    # encryption at rest: a layer's keys wrapped again for the current recipients
+    "rewrap",
+    # the auth server: a token request answered with (some of) what was asked, or refused
+    "grant",
+    "refuse",
+    # the registry's own view, from its notifications (any client, skopeo included)
+    "registry-push",
+    "registry-pull",
 )
 MAX_REFS = 10_000
 MAX_RESULT = 1000

@@ -7,8 +7,9 @@ import json
 import click
 
 from bsr_team_cache.cli.options import TeamOptions, team_options
+from bsr_team_cache.errors import UsageError
 from bsr_team_cache.oci.url import redact
-from bsr_team_cache.team.config import STRATEGIES
+from bsr_team_cache.team.config import ROLES, STRATEGIES
 
 
 @click.command("setup")
@@ -33,6 +34,39 @@ from bsr_team_cache.team.config import STRATEGIES
     default=None,
     help="Let sync bundle modules that members' builds keep fetching together.",
 )
+@click.option(
+    "--remove-member",
+    "remove_members",
+    multiple=True,
+    metavar="NAME",
+    help="Remove a member, with their role and keys (admins only; repeat).",
+)
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    metavar="NAME=ROLE",
+    help=f"Give a member a role, adding them if needed (admins only; repeat): {', '.join(ROLES)}.",
+)
+@click.option(
+    "--signing-key",
+    "signing_keys",
+    multiple=True,
+    metavar="NAME=FILE",
+    help="A member's Ed25519 public key (PEM file) for signing team documents (admins only).",
+)
+@click.option(
+    "--encryption-key",
+    "encryption_keys",
+    multiple=True,
+    metavar="NAME=FILE",
+    help="A member's RSA or EC public key (PEM file): a recipient of encrypted layers.",
+)
+@click.option(
+    "--encrypt/--no-encrypt",
+    default=None,
+    help="Publish module layers encrypted for the members' encryption keys.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the configuration as JSON.")
 @click.argument("more_members", nargs=-1)
 def command(
@@ -43,6 +77,11 @@ def command(
     sync_frequency_minutes: int | None,
     shared_cache: bool | None,
     bundle_auto_creation: bool | None,
+    remove_members: tuple[str, ...],
+    roles: tuple[str, ...],
+    signing_keys: tuple[str, ...],
+    encryption_keys: tuple[str, ...],
+    encrypt: bool | None,
     as_json: bool,
     more_members: tuple[str, ...],
 ) -> None:
@@ -56,12 +95,26 @@ def command(
         bundle_auto_creation=bundle_auto_creation,
         max_cache_size_mb=max_cache_size_mb,
         sync_frequency_minutes=sync_frequency_minutes,
+        remove_members=remove_members,
+        roles=_pairs(roles, "--role", "NAME=ROLE"),
+        signing_keys={
+            m: signing_key_text(path, f"--signing-key {m}")
+            for m, path in _pairs(signing_keys, "--signing-key", "NAME=FILE").items()
+        },
+        encryption_keys={
+            m: public_key_pem(path, f"--encryption-key {m}")
+            for m, path in _pairs(encryption_keys, "--encryption-key", "NAME=FILE").items()
+        },
+        encrypt=encrypt,
     )
     if as_json:
         click.echo(json.dumps(config.to_json(), indent=2))
         return
     click.echo(f"team {config.team} in {redact(options.registry)}")
-    click.echo(f"  members: {', '.join(config.members) or '(none)'}")
+    click.echo(
+        "  members: "
+        + (", ".join(f"{m} ({config.role_of(m)})" for m in config.members) or "(none)")
+    )
     click.echo(
         f"  strategy: {config.cache_strategy} (max {config.max_cache_size_mb} MB per member,"
         f" preload top {config.preload_top}, sync every {config.sync_frequency_minutes} min)"
@@ -70,3 +123,55 @@ def command(
         f"  shared cache: {'on' if config.shared_cache else 'off'}, bundle auto-creation:"
         f" {'on' if config.bundle_auto_creation else 'off'}"
     )
+    if config.encrypt:
+        click.echo(f"  encryption: on, for {len(config.encryption_keys)} member key(s)")
+
+
+def _pairs(values: tuple[str, ...], option: str, shape: str) -> dict[str, str]:
+    out = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not name or not rest:
+            raise UsageError(f"{option} {value!r}: expected {shape}")
+        out[name] = rest
+    return out
+
+
+def public_key_pem(path: str, what: str) -> str:
+    """The PEM text of a public key file, checked to be one (RSA or EC)."""
+    from cryptography.hazmat.primitives import serialization
+
+    data = _read_small(path, what)
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError:
+        raise UsageError(f"{what}: {path} is not a PEM public key") from None
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def signing_key_text(path: str, what: str) -> str:
+    """``ed25519:<base64>`` of an Ed25519 public key file (PEM)."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    data = _read_small(path, what)
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError:
+        key = None
+    if not isinstance(key, Ed25519PublicKey):
+        raise UsageError(f"{what}: {path} is not a PEM Ed25519 public key")
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return "ed25519:" + base64.b64encode(raw).decode()
+
+
+def _read_small(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(64 * 1024)
+    except OSError as exc:
+        raise UsageError(f"{what}: cannot read {path} ({exc.strerror or exc})") from None

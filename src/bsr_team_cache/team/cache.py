@@ -51,6 +51,7 @@ from bsr_team_cache.team.config import (
     make_config,
     read_team_config,
     update_team_config,
+    validate_member,
     validate_team_name,
 )
 from bsr_team_cache.team.fetch import (
@@ -107,6 +108,33 @@ def _audited(operation: str, refs: Callable[..., list[str]]) -> Callable:
         return wrapper
 
     return decorate
+
+
+def _require_admin(config: TeamConfig, member: str) -> None:
+    admins = config.members_with_role("admin")
+    if admins and member not in admins:
+        role = config.role_of(member)
+        who = f"{member!r} ({role})" if role else f"{member!r} (not a member)"
+        raise UsageError(
+            f"only admins of team {config.team} change its configuration; you are"
+            f" {who}. Ask one of: {', '.join(admins)}"
+        )
+
+
+def membership_changes(before: TeamConfig, after: TeamConfig) -> list[tuple[str, str]]:
+    """(audit operation, ref) for each member added or removed and each role changed."""
+    out = [
+        ("member-add", f"member:{m}:{after.role_of(m)}")
+        for m in after.members
+        if m not in before.members
+    ]
+    out += [("member-remove", f"member:{m}") for m in before.members if m not in after.members]
+    out += [
+        ("role-change", f"member:{m}:{before.role_of(m)}->{after.role_of(m)}")
+        for m in after.members
+        if m in before.members and before.role_of(m) != after.role_of(m)
+    ]
+    return out
 
 
 class TeamCache:
@@ -209,17 +237,33 @@ class TeamCache:
         bundle_auto_creation: bool | None = None,
         max_cache_size_mb: int | None = None,
         sync_frequency_minutes: int | None = None,
+        remove_members: list[str] | tuple[str, ...] = (),
+        roles: dict[str, str] | None = None,
+        signing_keys: dict[str, str] | None = None,
+        encryption_keys: dict[str, str] | None = None,
+        encrypt: bool | None = None,
     ) -> TeamConfig:
-        """Create or update the team configuration; members are added, settings replaced."""
+        """Create or update the team configuration: members are added (``roles`` adds them
+        with a role) or removed, settings replaced, keys added. Whoever creates the team is its
+        first admin; after that only admins change members, roles and keys (the registry
+        enforces it where access is configured, docs/security.md)."""
+        roles = dict(roles or {})
+        changes: list[tuple[str, str]] = []
 
         def change(base: TeamConfig) -> TeamConfig:
             fresh = base.updated_at == 0.0  # nothing stored yet
+            if not fresh:
+                _require_admin(base, self.member)
             strategy = cache_strategy or base.cache_strategy
             # A new strategy brings its own size and frequency unless they are given.
             keep = not fresh and strategy == base.cache_strategy
-            return make_config(
+            creator = [self.member] if fresh and self.member != "unknown" else []
+            listed = [*base.members, *creator, *members, *roles]
+            new_roles = {**base.roles, **dict.fromkeys(creator, "admin"), **roles}
+            kept = [m for m in listed if m not in remove_members]
+            config = make_config(
                 self.team,
-                members=[*base.members, *members],
+                members=kept,
                 cache_strategy=strategy,
                 shared_cache=base.shared_cache if shared_cache is None else shared_cache,
                 bundle_auto_creation=base.bundle_auto_creation
@@ -231,11 +275,29 @@ class TeamCache:
                 sync_frequency_minutes=sync_frequency_minutes
                 if sync_frequency_minutes is not None
                 else (base.sync_frequency_minutes if keep else None),
+                roles=new_roles,
+                signing_keys={**base.signing_keys, **(signing_keys or {})},
+                encryption_keys={**base.encryption_keys, **(encryption_keys or {})},
+                encrypt=encrypt,
                 base=base,
             )
+            if base.members_with_role("admin") and not config.members_with_role("admin"):
+                raise UsageError(
+                    f"team {self.team} would have no admin left: give another member the admin"
+                    " role first (--role NAME=admin)"
+                )
+            if config != base:  # the last look at a config already holding ours changes nothing
+                changes[:] = membership_changes(base, config)
+            return config
 
+        for member in remove_members:
+            validate_member(member)
         change(make_config(self.team))  # bad input fails here, before touching the registry
-        return self._update(change)
+        changes.clear()
+        saved = self._update(change)
+        for operation, ref in changes:
+            self.audit(operation, [ref])
+        return saved
 
     # -- modules -------------------------------------------------------------------------
     def _resolve(self, refs: list[str] | tuple[str, ...]) -> Resolution:

@@ -35,6 +35,15 @@ STRATEGIES = {
 }
 DEFAULT_STRATEGY = "balanced"
 
+# Roles, weakest first: each can do what the ones before it can (docs/security.md, "Access").
+#   reader: pull; member: + publish modules, usage events and audit records;
+#   maintainer: + bundles, shares and label indexes; admin: + the configuration, members, roles.
+ROLES = ("reader", "member", "maintainer", "admin")
+DEFAULT_ROLE = "member"
+# A member's public keys: ed25519 for signing team documents, RSA/EC (PEM) for encryption.
+_SIGNING_KEY_RE = re.compile(r"^ed25519:[A-Za-z0-9+/]{43}=$")
+_MAX_PUBLIC_KEY_PEM = 16 * 1024
+
 # Team and bundle names become OCI repository path components: lowercase, digits, separators.
 _REPO_NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 # Members are user names or e-mail addresses, as directories and CI systems spell them.
@@ -57,12 +66,47 @@ def validate_team_name(team: str) -> str:
 
 
 def validate_member(member: str) -> str:
-    if not _MEMBER_RE.match(member or "") or len(member) > 128:
+    if not isinstance(member, str) or not _MEMBER_RE.match(member) or len(member) > 128:
         raise UsageError(
             f"invalid member name {member!r}: expected a user name (letters, digits, '.', '_',"
             " '+', '-') or an e-mail address"
         )
     return member
+
+
+def validate_role(role: str) -> str:
+    if role not in ROLES:
+        raise UsageError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
+    return role
+
+
+def role_at_least(role: str | None, needed: str) -> bool:
+    return role is not None and ROLES.index(role) >= ROLES.index(needed)
+
+
+def validate_signing_key(key: str) -> str:
+    """``ed25519:<base64 of the 32-byte public key>``."""
+    if not isinstance(key, str) or not _SIGNING_KEY_RE.match(key):
+        raise UsageError(
+            f"invalid signing key {str(key)[:80]!r}: expected 'ed25519:' and the base64 of a"
+            " 32-byte Ed25519 public key"
+        )
+    return key
+
+
+def validate_encryption_key(pem: str) -> str:
+    """A PEM ``PUBLIC KEY`` (RSA or EC), checked for shape only: the encryption layer loads it."""
+    if (
+        not isinstance(pem, str)
+        or len(pem) > _MAX_PUBLIC_KEY_PEM
+        or not pem.strip().startswith("-----BEGIN PUBLIC KEY-----")
+        or not pem.strip().endswith("-----END PUBLIC KEY-----")
+    ):
+        raise UsageError(
+            "invalid encryption key: expected a PEM public key ('-----BEGIN PUBLIC KEY-----'),"
+            f" at most {_MAX_PUBLIC_KEY_PEM} characters"
+        )
+    return pem
 
 
 @dataclass(frozen=True)
@@ -93,6 +137,13 @@ class TeamConfig:
     sync_frequency_minutes: int = STRATEGIES[DEFAULT_STRATEGY].sync_frequency_minutes
     bundles: tuple[BundleRecord, ...] = ()
     shares: tuple[ShareGrant, ...] = ()
+    # member -> role for members whose role is not DEFAULT_ROLE; every key is in ``members``
+    roles: dict[str, str] = field(default_factory=dict)
+    # member -> "ed25519:<base64>": who may sign team documents is decided by the role
+    signing_keys: dict[str, str] = field(default_factory=dict)
+    # member -> PEM public key: the recipients of the team's encrypted layers
+    encryption_keys: dict[str, str] = field(default_factory=dict)
+    encrypt: bool = False  # publish module layers encrypted for ``encryption_keys``
     updated_at: float = 0.0
     updated_by: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # keys of newer versions, kept as is
@@ -105,6 +156,15 @@ class TeamConfig:
     def preload_top(self) -> int:
         return self.strategy.preload_top
 
+    def role_of(self, member: str) -> str | None:
+        """The member's role; None for someone who is not a member."""
+        if member not in self.members:
+            return None
+        return self.roles.get(member, DEFAULT_ROLE)
+
+    def members_with_role(self, needed: str) -> tuple[str, ...]:
+        return tuple(m for m in self.members if role_at_least(self.role_of(m), needed))
+
     def bundle(self, name: str) -> BundleRecord | None:
         return next((b for b in self.bundles if b.name == name), None)
 
@@ -112,6 +172,8 @@ class TeamConfig:
         data = asdict(self)
         extra = data.pop("extra")
         data["members"] = list(self.members)
+        for key in ("roles", "signing_keys", "encryption_keys"):
+            data[key] = dict(sorted(data[key].items()))
         return {**extra, **data, "schema": 1}
 
 
@@ -124,9 +186,14 @@ def make_config(
     bundle_auto_creation: bool = True,
     max_cache_size_mb: int | None = None,
     sync_frequency_minutes: int | None = None,
+    roles: dict[str, str] | None = None,
+    signing_keys: dict[str, str] | None = None,
+    encryption_keys: dict[str, str] | None = None,
+    encrypt: bool | None = None,
     base: TeamConfig | None = None,
 ) -> TeamConfig:
-    """A validated configuration; sizes and sync frequency default to the strategy's."""
+    """A validated configuration; sizes and sync frequency default to the strategy's. Roles and
+    keys of members who are not in ``members`` are dropped (removing a member removes them)."""
     validate_team_name(team)
     if cache_strategy not in STRATEGIES:
         raise UsageError(
@@ -149,10 +216,27 @@ def make_config(
         if validate_member(member) not in seen:
             seen.append(member)
     kept = base or TeamConfig(team)
+    listed = set(seen)
+    role_map = {
+        validate_member(m): validate_role(r)
+        for m, r in (kept.roles if roles is None else roles).items()
+    }
+    signing = {
+        validate_member(m): validate_signing_key(k)
+        for m, k in (kept.signing_keys if signing_keys is None else signing_keys).items()
+    }
+    encryption = {
+        validate_member(m): validate_encryption_key(k)
+        for m, k in (kept.encryption_keys if encryption_keys is None else encryption_keys).items()
+    }
     return replace(
         kept,
         team=team,
         members=tuple(seen),
+        roles={m: r for m, r in role_map.items() if m in listed and r != DEFAULT_ROLE},
+        signing_keys={m: k for m, k in signing.items() if m in listed},
+        encryption_keys={m: k for m, k in encryption.items() if m in listed},
+        encrypt=kept.encrypt if encrypt is None else bool(encrypt),
         cache_strategy=cache_strategy,
         shared_cache=bool(shared_cache),
         bundle_auto_creation=bool(bundle_auto_creation),
@@ -204,8 +288,8 @@ def config_from_json(data: Any, where: str) -> TeamConfig:
         raise InvalidContentError(f"{where}: the team configuration is not a JSON object")
     try:
         known = {f for f in TeamConfig.__dataclass_fields__ if f != "extra"}
-        for flag in ("shared_cache", "bundle_auto_creation"):
-            if not isinstance(data.get(flag, True), bool):
+        for flag in ("shared_cache", "bundle_auto_creation", "encrypt"):
+            if not isinstance(data.get(flag, flag != "encrypt"), bool):
                 raise ValueError(f"{flag} is not true or false")
         config = make_config(
             data["team"],
@@ -215,6 +299,10 @@ def config_from_json(data: Any, where: str) -> TeamConfig:
             bundle_auto_creation=data.get("bundle_auto_creation", True),
             max_cache_size_mb=data.get("max_cache_size_mb"),
             sync_frequency_minutes=data.get("sync_frequency_minutes"),
+            roles=_string_map(data.get("roles", {}), "roles"),
+            signing_keys=_string_map(data.get("signing_keys", {}), "signing_keys"),
+            encryption_keys=_string_map(data.get("encryption_keys", {}), "encryption_keys"),
+            encrypt=data.get("encrypt", False),
         )
         updated_at = float(data.get("updated_at", 0.0))
         return replace(
@@ -227,6 +315,14 @@ def config_from_json(data: Any, where: str) -> TeamConfig:
         )
     except (KeyError, TypeError, ValueError, OverflowError, BSRTeamCacheError) as exc:
         raise InvalidContentError(f"{where}: malformed team configuration ({exc})") from None
+
+
+def _string_map(value: Any, what: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValueError(f"{what} is not an object of strings")
+    return value
 
 
 def _list(value: Any) -> list:
