@@ -15,6 +15,8 @@ from bsr_team_cache.errors import BSRTeamCacheError
 COMMANDS = {
     "analyze": "analyze",
     "audit": "audit",
+    "auth": "auth",
+    "auth-server": "auth_server",
     "bundle": "bundle",
     "check": "check",
     "clear": "clear",

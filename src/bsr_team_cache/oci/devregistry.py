@@ -10,7 +10,6 @@ JWT whose ``x5c`` header carries a self-signed certificate listed in the registr
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import os
 import re
@@ -27,13 +26,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from bsr_team_cache._proc import stop_process
+from bsr_team_cache.auth.tokens import Access, SigningKey, issue_token
 from bsr_team_cache.errors import BSRTeamCacheError
 
 DISTRIBUTION_BINARIES = ("docker-registry", "registry")
@@ -56,10 +52,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 # (user, "repository:<name>:<actions>" requested) -> actions granted
 GrantRule = Callable[[str, str, list[str]], list[str]]
 
@@ -80,20 +72,9 @@ class TokenService:
     issued: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.UTC)
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.issuer)])
-        self.certificate = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(self._key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(self._key, hashes.SHA256())
-        )
+        # The auth server's signing (auth/tokens.py): one implementation of the token format.
+        self._signing = SigningKey.generate(self.issuer, days=30)
+        self.certificate = self._signing.certificate
         self._server: ThreadingHTTPServer | None = None
 
     def token(self, user: str, scopes: list[str]) -> str:
@@ -105,33 +86,17 @@ class TokenService:
                 continue
             granted = self.rule(user, name, [a for a in actions.split(",") if a])
             if granted:
-                access.append({"type": "repository", "name": name, "actions": granted})
-        now = int(time.time())
-        header = {
-            "alg": "ES256",
-            "typ": "JWT",
-            "x5c": [
-                base64.b64encode(self.certificate.public_bytes(serialization.Encoding.DER)).decode()
-            ],
-        }
-        claims = {
-            "iss": self.issuer,
-            "sub": user,
-            "aud": self.service,
-            "exp": now + self.lifetime,
-            "nbf": now - 10,
-            "iat": now,
-            "jti": uuid.uuid4().hex,
-            "access": access,
-        }
-        self.issued.append({"user": user, "access": access})
-        signing_input = (
-            _b64url(json.dumps(header).encode()) + "." + _b64url(json.dumps(claims).encode())
+                access.append(Access("repository", name, tuple(granted)))
+        self.issued.append({"user": user, "access": [a.to_json() for a in access]})
+        issued = issue_token(
+            self._signing,
+            issuer=self.issuer,
+            service=self.service,
+            subject=user,
+            access=access,
+            lifetime=self.lifetime,
         )
-        r, s = decode_dss_signature(
-            self._key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
-        )
-        return signing_input + "." + _b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+        return issued.token
 
     def _authenticate(self, header: str | None) -> str | None:
         if not header or not header.startswith("Basic "):
@@ -322,6 +287,43 @@ class S3StorageServer:
         return found
 
 
+@dataclass(frozen=True)
+class TokenAuth:
+    """Distribution's ``auth: token`` section: trust tokens signed by ``rootcertbundle``'s key."""
+
+    realm: str
+    service: str
+    issuer: str
+    rootcertbundle: Path
+
+    def config_lines(self) -> list[str]:
+        return [
+            "auth:",
+            "  token:",
+            f"    realm: {self.realm}",
+            f"    service: {self.service}",
+            f"    issuer: {self.issuer}",
+            f"    rootcertbundle: {self.rootcertbundle}",
+        ]
+
+
+@dataclass(frozen=True)
+class NotificationEndpoint:
+    """One of Distribution's ``notifications.endpoints``: events POSTed to ``url``."""
+
+    name: str
+    url: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def config_lines(self) -> list[str]:
+        lines = [f"    - name: {self.name}", f"      url: {self.url}"]
+        if self.headers:
+            lines.append("      headers:")
+            lines += [f"        {key}: [{json.dumps(value)}]" for key, value in self.headers]
+        # Short timeouts and backoff: tests wait for events, and a retry comes soon.
+        return [*lines, "      timeout: 2s", "      threshold: 3", "      backoff: 1s"]
+
+
 @dataclass
 class DistributionServer:
     """``docker-registry serve`` on a free loopback port, storage under ``workdir``, or with
@@ -333,6 +335,9 @@ class DistributionServer:
     port: int = 0
     proc: subprocess.Popen | None = None
     s3: S3StorageServer | None = None
+    # An external token service (``bsr-team-cache auth-server``): Distribution trusts it.
+    token_auth: TokenAuth | None = None
+    notifications: list[NotificationEndpoint] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -381,7 +386,7 @@ class DistributionServer:
             "  secret: bsr-team-cache-dev",
         ]
         if self.htpasswd is not None:
-            import bcrypt  # test extra only: Distribution's htpasswd accepts bcrypt alone
+            import bcrypt  # Distribution's htpasswd accepts bcrypt hashes alone
 
             path = self.workdir / "htpasswd"
             path.write_text(
@@ -405,6 +410,12 @@ class DistributionServer:
                 f"    issuer: {self.token_service.issuer}",
                 f"    rootcertbundle: {bundle}",
             ]
+        elif self.token_auth is not None:
+            lines += self.token_auth.config_lines()
+        if self.notifications:
+            lines += ["notifications:", "  endpoints:"]
+            for endpoint in self.notifications:
+                lines += endpoint.config_lines()
         return "\n".join(lines) + "\n"
 
     def start(self, timeout: float = 30.0) -> DistributionServer:
