@@ -24,8 +24,8 @@ import pytest
 
 from bsr_team_cache.oci import open_registry
 from bsr_team_cache.oci.devregistry import DistributionServer
+from bsr_team_cache.team.bundle_index import read_team_settings
 from bsr_team_cache.team.bundles import read_bundle
-from bsr_team_cache.team.config import read_team_config
 from tests.conftest import DevBSRProcess
 
 pytestmark = pytest.mark.slow
@@ -165,7 +165,7 @@ def _check_results(ns: dict, outputs: dict[str, str], registry_url: str, bsr, wo
     assert (ns["output_path"] / "google" / "api" / "annotations.proto").is_file()
     # Team cache block: members, the bundle, the metrics object.
     registry = open_registry(registry_url)
-    config = read_team_config(registry, "platform-team")  # the URL carries any namespace
+    config = read_team_settings(registry, "platform-team")  # the URL carries any namespace
     assert config is not None
     assert {"alice", "bob", "charlie", "david"} <= set(config.members)
     assert {b.name for b in config.bundles} >= {"platform-apis", "common-apis", "test-bundle"}

@@ -93,6 +93,11 @@ class RegistryError(BSRTeamCacheError):
     """A registry (BSR or OCI) answered with an error or could not be reached."""
 
 
+class AccessDeniedError(RegistryError):
+    """The registry refused an operation to these credentials (insufficient scope, 403): not a
+    fault of the registry, so never a reason to retry or to blame it."""
+
+
 class ConflictError(RegistryError):
     """Someone else changed a tag between our read and our write; read again and retry."""
 

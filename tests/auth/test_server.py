@@ -19,7 +19,7 @@ import pytest
 from bsr_team_cache._proc import stop_process
 from bsr_team_cache.audit.team import merge
 from bsr_team_cache.auth.users import CredentialStore
-from bsr_team_cache.errors import RegistryError
+from bsr_team_cache.errors import AccessDeniedError, RegistryError
 from bsr_team_cache.oci.base import OCI_MANIFEST, sha256_digest
 from bsr_team_cache.oci.credentials import Credentials
 from bsr_team_cache.oci.devregistry import (
@@ -217,7 +217,7 @@ def test_a_member_of_another_team_cannot_push(stack: Stack) -> None:
     record = stack.wait_for_record(operation="refuse", member="carol", team="a")
     assert record["refs"] == [scope]
     assert record["result"] == "error: not a member of team a"
-    with stack.client("carol") as carol, pytest.raises(RegistryError, match="not authorized"):
+    with stack.client("carol") as carol, pytest.raises(AccessDeniedError, match="access denied"):
         carol.push_blob(DEPS, b"evil", sha256_digest(b"evil"))
 
 
@@ -227,7 +227,7 @@ def test_a_reader_pulls_and_cannot_push(stack: Stack) -> None:
         assert bob.read_manifest("teams/a/config", "latest") is not None
         for repo in (DEPS, "teams/a/bundles/core", "teams/a/labels/buf.build/acme/pets",
                      "teams/a/config", "teams/a/usage-events", "teams/a/audit"):  # fmt: skip
-            with pytest.raises(RegistryError, match="not authorized"):
+            with pytest.raises(AccessDeniedError, match="access denied"):
                 bob.push_blob(repo, b"x", sha256_digest(b"x"))
     answer = _token(stack, "bob", None, f"repository:{DEPS}:pull,push")
     assert _granted(answer) == [{"type": "repository", "name": DEPS, "actions": ["pull"]}]

@@ -24,6 +24,7 @@ from bsr_team_cache.oci.devregistry import DistributionServer
 from bsr_team_cache.oci.http import HTTPRegistry
 from bsr_team_cache.oci.layout import OCILayoutRegistry
 from bsr_team_cache.store import LocalStore
+from bsr_team_cache.team.bundle_index import read_team_settings
 from bsr_team_cache.team.cache import TeamCache
 from bsr_team_cache.team.config import STRATEGIES, make_config, read_team_config
 from bsr_team_cache.team.fetch import fetch
@@ -238,7 +239,7 @@ def test_bundle_round_trip_without_duplicate_blobs(
         timeout=120,
     )
     assert built.returncode == 0, built.stderr
-    config = read_team_config(registry, "platform-team", ns)
+    config = read_team_settings(registry, "platform-team", ns)
     assert config is not None and {b.name for b in config.bundles} == {"platform-apis", "shop-apis"}
     raw = subprocess.run(
         [
@@ -255,16 +256,16 @@ def test_bundle_round_trip_without_duplicate_blobs(
     manifest = json.loads(raw.stdout)
     assert manifest["artifactType"] == "application/vnd.buf.module.bundle.v1"
     assert len(manifest["layers"]) == 10
-    # skopeo copies every kind of artifact we push: a bundle, the team configuration, a label
+    # skopeo copies every kind of artifact we push: a bundle, the bundle index, a label
     # index (module artifacts are covered in test_fetch.py).
     host = distribution.url.removeprefix("http://")
     first_module = found[0].members[0].artifact_module
     from bsr_team_cache.domain.moduleref import parse_module_name
-    from bsr_team_cache.oci.artifact import module_repository
+    from bsr_team_cache.team.labels import label_index_repository
 
-    label_repo = module_repository("platform-team", parse_module_name(first_module), ns)
+    label_repo = label_index_repository("platform-team", parse_module_name(first_module), ns)
     for i, ref in enumerate(
-        [first, f"{ns}/teams/platform-team/config:latest", f"{label_repo}:labels"]
+        [first, f"{ns}/teams/platform-team/bundle-index:latest", f"{label_repo}:labels"]
     ):
         copied = subprocess.run(
             [
@@ -308,7 +309,7 @@ def test_share_pull_and_read_only_refusal(
     c = _cache("frontend-team", registry, tmp_path / "c", "carol", ns)
     with pytest.raises(BSRTeamCacheError, match="not with 'frontend-team'"):
         c.pull_bundle("common-apis", owner_team="platform-team")
-    config = read_team_config(registry, "platform-team", ns)
+    config = read_team_settings(registry, "platform-team", ns)
     assert config is not None and config.shares[0].teams == ("backend-team",)
     with pytest.raises(UsageError, match="unknown permissions"):
         a.share_bundle("common-apis", ["x"], permissions="admin")
@@ -561,7 +562,7 @@ def test_sync_creates_a_bundle_from_co_fetched_modules(bsr_env, tmp_path: Path) 
     alice = _cache("platform-team", registry, tmp_path / "s", "alice")
     created = alice.sync().bundle_created
     assert "/bundles/auto-" in created
-    config = read_team_config(registry, "platform-team")
+    config = read_team_settings(registry, "platform-team")
     assert config is not None and len(config.bundles[0].modules) == len(SHOP_DEP_CLOSURE)
     assert alice.sync().bundle_created == ""  # covered now: nothing new
     # Turned off: nothing is created.

@@ -14,6 +14,9 @@ admin          + push on ``teams/<T>/config``; delete on every repository under
                ``teams/<T>/``
 =============  ======================================================================
 
+Members of a team that one of ``T``'s share grants names may pull ``teams/<T>/config``: it
+holds the public keys that sign the shared bundle.
+
 Other repositories under ``teams/<T>/`` (no kind above) are pulled by readers and deleted by
 admins; nobody but a site admin pushes them.
 
@@ -209,9 +212,14 @@ def _team_decision(
     if config is None:
         return _refuse(scope, team, f"team {team} has no configuration (a site admin creates it)")
     role = role_of(config, principal.name)
+    kind = team_repository_kind(rest)
+    if role is None and kind == "config" and _receives_share(principal, config, configs):
+        # A team that T shares a bundle with reads T's configuration: it holds the keys that
+        # sign the shared bundle (public, like the share itself).
+        allowed = {a: a == "pull" for a in scope.actions}
+        return _split(scope, team, allowed, dict.fromkeys(scope.actions, "not a member"))
     if role is None:
         return _refuse(scope, team, f"not a member of team {team}")
-    kind = team_repository_kind(rest)
     allowed, reasons = {}, {}
     for action in scope.actions:
         needed = PUSH_ROLE[kind] if action == "push" else ACTION_ROLE[action]
@@ -220,6 +228,15 @@ def _team_decision(
         if needed is None:
             reasons[action] = f"nobody but a site admin may {action} {'/'.join(rest)}"
     return _split(scope, team, allowed, reasons)
+
+
+def _receives_share(principal: Principal, owner: TeamConfig, configs: TeamConfigs) -> bool:
+    """Whether ``principal`` is in a team that one of ``owner``'s share grants names."""
+    for team in {t for grant in owner.shares for t in grant.teams}:
+        config = configs.get(team)
+        if config is not None and role_of(config, principal.name) is not None:
+            return True
+    return False
 
 
 def share_claims(configs: TeamConfigs, bundle: str, repository: str) -> list[TeamConfig]:

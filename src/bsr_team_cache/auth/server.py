@@ -165,6 +165,10 @@ class SelfAuthTransport(httpx.HTTPTransport):
         return super().handle_request(request)
 
 
+# A refused request re-reads configurations older than this (seconds) before it is refused.
+REFUSAL_RECHECK = 0.05
+
+
 class RegistryTeamConfigs:
     """The team configurations in the registry (``policy.TeamConfigs``), each cached for
     ``ttl`` seconds; one that cannot be read counts as none (and is logged)."""
@@ -197,6 +201,20 @@ class RegistryTeamConfigs:
         with self._lock:
             self._configs[team] = (now + self._ttl, config)
         return config
+
+    def forget_older_than(self, age: float) -> bool:
+        """Drop what was read more than ``age`` seconds ago; whether anything was dropped."""
+        read_before = self._clock() - age
+        with self._lock:
+            old = [
+                t for t, (expires, _) in self._configs.items() if expires - self._ttl < read_before
+            ]
+            for team in old:
+                del self._configs[team]
+            stale_list = self._teams is not None and self._teams[0] - self._ttl < read_before
+            if stale_list:
+                self._teams = None
+        return bool(old) or stale_list
 
     def teams(self) -> list[str]:
         now = self._clock()
@@ -328,6 +346,10 @@ class AuthService:
             return self._unauthorized(str(exc))
         principal = Principal(who.name, who.site_admin, who.via)
         decisions = [decide(principal, s, self.configs, self.namespace) for s in scopes]
+        if any(d.refused for d in decisions) and self.configs.forget_older_than(REFUSAL_RECHECK):
+            # A refusal is checked against fresh configurations: an admin's change (a new
+            # member, a share) takes effect at once, not after the cache period.
+            decisions = [decide(principal, s, self.configs, self.namespace) for s in scopes]
         self._audit(principal.name, decisions)
         issued = issue_token(
             self.key,

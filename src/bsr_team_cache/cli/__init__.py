@@ -24,6 +24,7 @@ COMMANDS = {
     "dev-bsr": "dev_bsr",
     "digest": "digest",
     "fetch": "fetch",
+    "keys": "keys",
     "metrics": "metrics",
     "monitor": "monitor",
     "recommend": "recommend",

@@ -2,7 +2,9 @@
 
 manifest (``artifactType: application/vnd.buf.module.v1``)
   config: JSON {name, commit, digest (b5), deps [{name, commit, digest}], create_time, labels}
-  layer:  the module's files as a deterministic tar+gzip (sorted, mtime 0, uid/gid 0, 0644)
+  layer:  the module's files as a deterministic tar+gzip (sorted, mtime 0, uid/gid 0, 0644);
+          when the team encrypts, that layer encrypted as ocicrypt does (oci/encryption.py),
+          media type ``...files.v1.tar+gzip+encrypted``; the config stays plain
 Repository: ``<namespace>/teams/<team>/dependencies/<host>/<owner>/<module>``; tag = commit.
 """
 
@@ -11,8 +13,9 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bsr_team_cache._testhooks import reached
 from bsr_team_cache.domain.digest import (
@@ -49,9 +52,19 @@ from bsr_team_cache.oci.base import (
 )
 from bsr_team_cache.oci.layer import decode_files_layer, files_layer
 
+if TYPE_CHECKING:  # oci/encryption.py (and cryptography) load only when a layer is encrypted
+    from bsr_team_cache.oci.encryption import KeySource, PrivateKey, PublicKey
+
+    # The public keys a module layer is encrypted for (PEM bytes, paths or loaded keys).
+    Recipients = Sequence[KeySource | PublicKey]
+
 ARTIFACT_TYPE = "application/vnd.buf.module.v1"
 CONFIG_MEDIA_TYPE = "application/vnd.buf.module.config.v1+json"
 LAYER_MEDIA_TYPE = "application/vnd.buf.module.files.v1.tar+gzip"
+# ocicrypt's rule (plain type + "+encrypted"): skopeo 1.9 decrypts it, though it encrypts only
+# the standard layer types.
+ENCRYPTED_LAYER_MEDIA_TYPE = LAYER_MEDIA_TYPE + "+encrypted"
+LAYER_TITLE = "files.tar.gz"
 _REPO_COMPONENT = re.compile(r"[^a-z0-9._-]+")
 
 
@@ -151,7 +164,9 @@ class EncodedArtifact:
 
     manifest: bytes
     config: bytes
-    layer: bytes
+    layer: bytes  # as pushed: encrypted when the team encrypts
+    layer_media_type: str = LAYER_MEDIA_TYPE
+    layer_annotations: dict[str, str] = field(default_factory=dict)
 
     @property
     def manifest_digest(self) -> str:
@@ -173,7 +188,11 @@ def _dep_json(dep: ModuleDepRecord) -> dict[str, str]:
     return record
 
 
-def encode_module(artifact: ModuleArtifact) -> EncodedArtifact:
+def encode_module(
+    artifact: ModuleArtifact, encryption: Recipients | None = None
+) -> EncodedArtifact:
+    """The artifact's blobs; with ``encryption``, its files layer encrypted for those public
+    keys (a fresh key each time: the manifest differs at every call)."""
     fields: dict[str, object] = {
         "name": str(artifact.module),
         "commit": artifact.commit,
@@ -190,6 +209,13 @@ def encode_module(artifact: ModuleArtifact) -> EncodedArtifact:
         }
     config = _canonical_json(fields)
     layer = artifact.files_layer()
+    media_type, encryption_annotations = LAYER_MEDIA_TYPE, {}
+    if encryption is not None:
+        from bsr_team_cache.oci.encryption import encrypt_layer
+
+        encrypted = encrypt_layer(layer, LAYER_MEDIA_TYPE, encryption)
+        layer, media_type = encrypted.data, encrypted.media_type
+        encryption_annotations = encrypted.annotations
     manifest = _canonical_json(
         {
             "schemaVersion": 2,
@@ -205,10 +231,13 @@ def encode_module(artifact: ModuleArtifact) -> EncodedArtifact:
             },
             "layers": [
                 {
-                    "mediaType": LAYER_MEDIA_TYPE,
+                    "mediaType": media_type,
                     "digest": sha256_digest(layer),
                     "size": len(layer),
-                    "annotations": {"org.opencontainers.image.title": "files.tar.gz"},
+                    "annotations": {
+                        "org.opencontainers.image.title": LAYER_TITLE,
+                        **encryption_annotations,
+                    },
                 }
             ],
             "annotations": {
@@ -219,7 +248,7 @@ def encode_module(artifact: ModuleArtifact) -> EncodedArtifact:
             },
         }
     )
-    return EncodedArtifact(manifest, config, layer)
+    return EncodedArtifact(manifest, config, layer, media_type, encryption_annotations)
 
 
 def _dep_records(value: object, where: str) -> tuple[ModuleDepRecord, ...]:
@@ -300,31 +329,64 @@ def _v1_files(value: object, where: str) -> dict[str, bytes]:
 ReadBlob = Callable[[Descriptor], bytes]
 
 
+def _layer_descriptor(manifest: dict, where: str) -> Descriptor:
+    """The one files layer of a module manifest, plain or encrypted, within the module limit."""
+    if len(manifest["layers"]) != 1:
+        raise InvalidContentError(f"{where}: expected one files layer")
+    return parse_descriptor(
+        manifest["layers"][0],
+        f"{where} layer",
+        media_types=(LAYER_MEDIA_TYPE, ENCRYPTED_LAYER_MEDIA_TYPE),
+        max_size=limits().max_module_bytes,
+    )
+
+
+def plain_files_layer(
+    layer: bytes,
+    descriptor: Descriptor,
+    private_keys: Sequence[PrivateKey] | None,
+    where: str,
+) -> bytes:
+    """The plain files layer of ``descriptor``'s bytes: decrypted (HMAC, then plain digest
+    checked) when encrypted, as is otherwise."""
+    if descriptor.media_type != ENCRYPTED_LAYER_MEDIA_TYPE:
+        return layer
+    from bsr_team_cache.oci.encryption import decrypt_layer
+
+    return decrypt_layer(
+        layer,
+        descriptor.media_type,
+        descriptor.annotations,
+        private_keys or (),
+        where,
+        descriptor.size,
+        plain_media_types=(LAYER_MEDIA_TYPE,),
+    )
+
+
 def decode_module(
-    manifest_bytes: bytes, read_blob: ReadBlob, module: ModuleName, commit: str, where: str
+    manifest_bytes: bytes,
+    read_blob: ReadBlob,
+    module: ModuleName,
+    commit: str,
+    where: str,
+    private_keys: Sequence[PrivateKey] | None = None,
 ) -> ModuleArtifact:
     """Check and parse an artifact whose blobs ``read_blob`` returns (bounded, verified):
-    media types, sizes, config (module, commit, digest, deps), files (paths, limits), b5."""
+    media types, sizes, config (module, commit, digest, deps), files (paths, limits), b5. An
+    encrypted files layer is decrypted with ``private_keys`` (none: InvalidContentError)."""
     manifest = parse_manifest(manifest_bytes, where, ARTIFACT_TYPE)
-    lim = limits()
     config_desc = parse_descriptor(
         manifest.get("config"),
         f"{where} config",
         media_types=(CONFIG_MEDIA_TYPE,),
-        max_size=lim.max_document_bytes,
+        max_size=limits().max_document_bytes,
     )
-    if len(manifest["layers"]) != 1:
-        raise InvalidContentError(f"{where}: expected one files layer")
-    layer_desc = parse_descriptor(
-        manifest["layers"][0],
-        f"{where} layer",
-        media_types=(LAYER_MEDIA_TYPE,),
-        max_size=lim.max_module_bytes,
-    )
+    layer_desc = _layer_descriptor(manifest, where)
     fields = _config_fields(
         parse_json(read_blob(config_desc), where, "config"), module, commit, where
     )
-    layer = read_blob(layer_desc)
+    layer = plain_files_layer(read_blob(layer_desc), layer_desc, private_keys, where)
     files, exact = decode_files_layer(layer, where)
     artifact = ModuleArtifact(
         module=module,
@@ -337,14 +399,26 @@ def decode_module(
     return artifact
 
 
-def push_module(registry: RegistryBackend, repo: str, artifact: ModuleArtifact) -> str:
-    """Push blobs then the manifest (tag = commit). Returns the manifest digest."""
-    encoded = encode_module(artifact)
+def push_module(
+    registry: RegistryBackend,
+    repo: str,
+    artifact: ModuleArtifact,
+    encryption: Recipients | None = None,
+) -> str:
+    """Push blobs then the manifest (tag = commit). Returns the manifest digest. With
+    ``encryption`` (public keys), the files layer is pushed encrypted for them."""
+    return push_encoded(registry, repo, artifact.commit, encode_module(artifact, encryption))
+
+
+def push_encoded(
+    registry: RegistryBackend, repo: str, commit: str, encoded: EncodedArtifact
+) -> str:
+    """Push an encoded artifact's blobs then its manifest (tag = commit)."""
     for data, digest in encoded.blobs():
         if not registry.blob_exists(repo, digest):
             registry.push_blob(repo, data, digest)
     reached("publish.blobs-pushed")
-    return registry.push_manifest(repo, artifact.commit, encoded.manifest, OCI_MANIFEST)
+    return registry.push_manifest(repo, commit, encoded.manifest, OCI_MANIFEST)
 
 
 def pull_module(
@@ -354,10 +428,12 @@ def pull_module(
     commit: str,
     *,
     proceed: Callable[[], bool] | None = None,
+    private_keys: Sequence[PrivateKey] | None = None,
 ) -> ModuleArtifact | None:
     """Read and check the artifact of ``module`` at ``commit`` (sha256 of every blob, the
     config against what was asked, paths and limits, then b5); None if absent, or if
-    ``proceed`` (asked once the manifest is in) says the files are no longer wanted."""
+    ``proceed`` (asked once the manifest is in) says the files are no longer wanted. An
+    encrypted files layer is decrypted with ``private_keys``."""
     where = f"{registry.describe()}/{repo}:{commit}"
     found = registry.read_manifest(repo, commit)
     if found is None or (proceed is not None and not proceed()):
@@ -366,4 +442,40 @@ def pull_module(
     def read(descriptor: Descriptor) -> bytes:
         return descriptor_bytes(registry, repo, descriptor, where)
 
-    return decode_module(found[0], read, module, commit, where)
+    return decode_module(found[0], read, module, commit, where, private_keys)
+
+
+def rewrap_module(
+    registry: RegistryBackend,
+    repo: str,
+    commit: str,
+    private_keys: Sequence[PrivateKey],
+    recipients: Recipients,
+) -> str | None:
+    """Re-point an encrypted module artifact's wrapped keys at ``recipients`` (a membership
+    change): same config and layer blobs, a new manifest under the same tag. Returns the new
+    manifest digest; None if the artifact is absent or its layer is not encrypted."""
+    from bsr_team_cache.oci.encryption import rewrap
+
+    found = registry.read_manifest(repo, commit)
+    if found is None:
+        return None
+    where = f"{registry.describe()}/{repo}:{commit}"
+    manifest = parse_manifest(found[0], where, ARTIFACT_TYPE)
+    layer = _layer_descriptor(manifest, where)
+    if layer.media_type != ENCRYPTED_LAYER_MEDIA_TYPE:
+        return None
+    manifest["layers"][0]["annotations"] = rewrap(
+        layer.annotations, private_keys, recipients, where
+    )
+    return registry.push_manifest(repo, commit, _canonical_json(manifest), OCI_MANIFEST)
+
+
+def read_layer_descriptor(registry: RegistryBackend, repo: str, commit: str) -> Descriptor | None:
+    """The files layer descriptor (media type, digest, size, encryption annotations) of the
+    module artifact at ``commit``, as the repository holds it; None if absent."""
+    found = registry.read_manifest(repo, commit)
+    if found is None:
+        return None
+    where = f"{registry.describe()}/{repo}:{commit}"
+    return _layer_descriptor(parse_manifest(found[0], where, ARTIFACT_TYPE), where)

@@ -13,6 +13,7 @@ import json
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bsr_team_cache.errors import ConflictError, InvalidContentError
@@ -99,12 +100,23 @@ def push_document(
     return registry.replace_manifest(repo, tag, manifest, OCI_MANIFEST, expected)
 
 
-def read_versioned_document(
-    registry: RegistryBackend, repo: str, tag: str, artifact_type: str
-) -> tuple[Any, dict[str, str], str] | None:
-    """(document, manifest annotations, manifest digest), or None when the tag is absent.
-    A document that is not what it should be is an InvalidContentError."""
-    found = read_typed_manifest(registry, repo, tag, artifact_type)
+@dataclass(frozen=True)
+class DocumentRead:
+    """A document as read: parsed, with the exact payload bytes (what a signature covers), the
+    manifest's annotations and digest."""
+
+    document: Any
+    payload: bytes
+    annotations: dict[str, str]
+    digest: str
+
+
+def read_document_at(
+    registry: RegistryBackend, repo: str, reference: str, artifact_type: str
+) -> DocumentRead | None:
+    """The document under ``reference`` (a tag or a manifest digest), or None when absent. A
+    document that is not what it should be is an InvalidContentError."""
+    found = read_typed_manifest(registry, repo, reference, artifact_type)
     if found is None:
         return None
     manifest, where, digest = found
@@ -117,20 +129,40 @@ def read_versioned_document(
         max_size=document_limit(),
     )
     payload = descriptor_bytes(registry, repo, layer, where)
-    return parse_json(payload, where, "document"), manifest_annotations(manifest, where), digest
+    document = parse_json(payload, where, "document")
+    return DocumentRead(document, payload, manifest_annotations(manifest, where), digest)
+
+
+def read_versioned_document(
+    registry: RegistryBackend, repo: str, tag: str, artifact_type: str
+) -> tuple[Any, dict[str, str], str] | None:
+    """(document, manifest annotations, manifest digest), or None when the tag is absent.
+    A document that is not what it should be is an InvalidContentError."""
+    found = read_document_at(registry, repo, tag, artifact_type)
+    return None if found is None else (found.document, found.annotations, found.digest)
+
+
+# What update_document builds on: given what the tag holds (None: nothing, or malformed),
+# the document to apply the change to (e.g. None for a document whose signature fails).
+Vet = Callable[[DocumentRead | None], Any]
+# The manifest annotations of a new payload, given the digest of the manifest it replaces
+# (e.g. a signature over the payload).
+Annotate = Callable[[bytes, str | None], dict[str, str]]
 
 
 def _current(
-    registry: RegistryBackend, repo: str, tag: str, artifact_type: str
+    registry: RegistryBackend, repo: str, tag: str, artifact_type: str, vet: Vet | None = None
 ) -> tuple[Any, str | None]:
     """(document or None, digest of what the tag holds or None). A malformed document reads
     as None with its digest, so that the next write replaces it (and checks it is still it)."""
     try:
-        found = read_versioned_document(registry, repo, tag, artifact_type)
+        found = read_document_at(registry, repo, tag, artifact_type)
     except InvalidContentError:
         raw = registry.read_manifest(repo, tag)
-        return None, sha256_digest(raw[0]) if raw else None
-    return (found[0], found[2]) if found else (None, None)
+        return (None if vet is None else vet(None)), sha256_digest(raw[0]) if raw else None
+    if vet is not None:
+        return vet(found), found.digest if found else None
+    return (found.document, found.digest) if found else (None, None)
 
 
 def read_document(
@@ -147,18 +179,21 @@ def update_document(
     tag: str,
     artifact_type: str,
     change: Callable[[Any], Any],
-    annotations: dict[str, str] | None = None,
+    annotations: dict[str, str] | Annotate | None = None,
     attempts: int = 12,
+    *,
+    vet: Vet | None = None,
 ) -> Any:
     """Read-modify-write of a shared document. ``change(current or None)`` must be idempotent
     (return ``current`` itself when its change is already there). It is applied again on what
     another writer left whenever the tag moved between our read and our write; and after our
     write, once more on what is then current: registries have no conditional PUT, so a writer
     that checked just before our write can overwrite it, and this second look puts our change
-    back. Returns the document that holds our change."""
+    back. Returns the document that holds our change. ``vet`` chooses what the change builds
+    on (a signed document: only what verifies); ``annotations`` may be computed per payload."""
     wrote = False
     for attempt in range(attempts):
-        current, digest = _current(registry, repo, tag, artifact_type)
+        current, digest = _current(registry, repo, tag, artifact_type, vet)
         try:
             new = change(current)
         except InvalidContentError:
@@ -168,8 +203,9 @@ def update_document(
         if wrote and attempt + 1 == attempts:
             break
         started = time.monotonic()
+        extra = annotations(canonical_json(new), digest) if callable(annotations) else annotations
         try:
-            push_document(registry, repo, tag, artifact_type, new, annotations, expected=digest)
+            push_document(registry, repo, tag, artifact_type, new, extra, expected=digest)
         except ConflictError:
             time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
             continue

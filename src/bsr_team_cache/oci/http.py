@@ -48,6 +48,7 @@ from bsr_team_cache._http import (
     same_origin,
 )
 from bsr_team_cache.errors import (
+    AccessDeniedError,
     ConflictError,
     ContentTooLargeError,
     DigestMismatchError,
@@ -434,13 +435,24 @@ class HTTPRegistry:
             self._challenge = (scheme, params)
 
     def _fail(self, resp: httpx.Response, what: str) -> RegistryError:
+        header = resp.headers.get("WWW-Authenticate", "")
+        _, params = parse_challenge(header) if header else ("", {})
+        if resp.status_code == 401 and params.get("error") == "insufficient_scope":
+            # A token was issued, without what this request needs: the token service's policy
+            # (team roles, docs/security.md) said no, not the credentials.
+            wanted = remote_text(params.get("scope", ""), 300)
+            return AccessDeniedError(
+                f"{self._where}: {what}: access denied (the token service did not grant"
+                f" {wanted or 'this'}); your role in the team does not allow it: ask a team"
+                " admin"
+            )
         if resp.status_code == 401:
             return RegistryError(
                 f"{self._where}: {what}: not authorized ({_oci_error_text(resp)}); check the"
                 f" credentials for {self.host} (docker login, or BSR_TEAM_CACHE_REGISTRY_USERNAME)"
             )
         if resp.status_code == 403:
-            return RegistryError(
+            return AccessDeniedError(
                 f"{self._where}: {what}: access denied ({_oci_error_text(resp)}); your"
                 " credentials may not use this repository"
             )

@@ -20,6 +20,7 @@ from bsr_team_cache.domain.moduleref import (
     parse_module_ref,
 )
 from bsr_team_cache.errors import (
+    AccessDeniedError,
     BSRTeamCacheError,
     InvalidContentError,
     RegistryError,
@@ -29,12 +30,14 @@ from bsr_team_cache.errors import (
 from bsr_team_cache.oci.artifact import ModuleArtifact, pull_module, push_module
 from bsr_team_cache.oci.base import RegistryBackend, sha256_digest
 from bsr_team_cache.store import LocalStore
+from bsr_team_cache.team.bundle_index import record_bundle, with_bundle_index
 from bsr_team_cache.team.bundles import (
     ANN_OWNER,
     ANN_PERMISSIONS,
     ANN_READERS,
     LATEST,
     Bundle,
+    bundle_context,
     bundle_repository,
     new_bundle,
     next_version,
@@ -49,7 +52,7 @@ from bsr_team_cache.team.config import (
     ShareGrant,
     TeamConfig,
     make_config,
-    read_team_config,
+    role_at_least,
     update_team_config,
     validate_member,
     validate_team_name,
@@ -62,8 +65,14 @@ from bsr_team_cache.team.fetch import (
     record_fetch,
     team_config_key,
 )
-from bsr_team_cache.team.labels import LabelRecord, update_label_index
-from bsr_team_cache.team.resolve import DEFAULT_LABEL_TTL, Resolution, TeamContext, resolve_refs
+from bsr_team_cache.team.labels import LabelRecord, labels_context, update_label_index
+from bsr_team_cache.team.resolve import (
+    DEFAULT_LABEL_TTL,
+    Resolution,
+    TeamContext,
+    label_writer,
+    resolve_refs,
+)
 from bsr_team_cache.usage.chunks import MergeReport, machine_tag, safe_merge, ship, usage_repository
 from bsr_team_cache.usage.events import BUNDLE_PULL, SYNC, WARM, shipping_host
 from bsr_team_cache.usage.legacy import adopt_store_usage
@@ -71,6 +80,8 @@ from bsr_team_cache.usage.log import EventLog, open_event_log
 from bsr_team_cache.usage.metrics import CacheMetrics, compute, top_commits
 
 if TYPE_CHECKING:
+    from bsr_team_cache.trust.policy import DocumentSigner
+    from bsr_team_cache.trust.signatures import SigningContext
     from bsr_team_cache.usage.recommend import Advice
 
 PERMISSIONS = ("read-only", "read-write")
@@ -110,15 +121,23 @@ def _audited(operation: str, refs: Callable[..., list[str]]) -> Callable:
     return decorate
 
 
+def _require_role(config: TeamConfig, member: str, needed: str, what: str) -> None:
+    """A clear refusal before the registry's: in a team with roles (one with an admin), only
+    members with ``needed`` or a stronger role do ``what``. A team from before roles has none,
+    and its registry alone decides."""
+    if not config.members_with_role("admin") or role_at_least(config.role_of(member), needed):
+        return
+    role = config.role_of(member)
+    who = f"{member!r} ({role})" if role else f"{member!r} (not a member)"
+    allowed = config.members_with_role(needed)
+    raise UsageError(
+        f"only {needed}s of team {config.team} {what}; you are {who}. Ask one of:"
+        f" {', '.join(allowed)}"
+    )
+
+
 def _require_admin(config: TeamConfig, member: str) -> None:
-    admins = config.members_with_role("admin")
-    if admins and member not in admins:
-        role = config.role_of(member)
-        who = f"{member!r} ({role})" if role else f"{member!r} (not a member)"
-        raise UsageError(
-            f"only admins of team {config.team} change its configuration; you are"
-            f" {who}. Ask one of: {', '.join(admins)}"
-        )
+    _require_role(config, member, "admin", "change its configuration")
 
 
 def membership_changes(before: TeamConfig, after: TeamConfig) -> list[tuple[str, str]]:
@@ -156,7 +175,7 @@ class TeamCache:
         self.member = member or "unknown"
         self.namespace = namespace
         self.label_ttl = label_ttl
-        self.context = TeamContext(registry, self.team, namespace)
+        self.context = TeamContext(registry, self.team, namespace, self.member)
 
     def sync_audit(self, warnings: list[str], *, ship: bool = True) -> tuple[int, int]:
         """Ship this machine's new audit records (unless ``ship`` is off) and merge the other
@@ -194,15 +213,19 @@ class TeamCache:
 
     # -- configuration -------------------------------------------------------------------
     def config(self, warnings: list[str] | None = None) -> TeamConfig:
-        """The team configuration (defaults when there is none). With ``warnings``, a
-        malformed configuration is reported there and the defaults apply."""
-        try:
-            found = read_team_config(self.registry, self.team, self.namespace)
-        except InvalidContentError as exc:
-            if warnings is None:
-                raise
-            warnings.append(f"team configuration ignored ({exc}); using the defaults")
-            found = None
+        """The team configuration this machine trusts (trust/policy.py; defaults when there is
+        none). With ``warnings``, a malformed or untrusted configuration is reported there and
+        the trusted one (or the defaults) applies; without, it is an InvalidContentError."""
+        from bsr_team_cache.trust.policy import read_trusted_config
+
+        said: list[str] = []
+        trusted = read_trusted_config(self.registry, self.team, self.namespace, self.store, said)
+        found = trusted.config
+        if warnings is not None:
+            warnings.extend(said)
+        elif said and found is None:
+            raise InvalidContentError(said[-1])
+        found = with_bundle_index(self.registry, self.team, found, self.namespace, warnings)
         return found or make_config(self.team)
 
     def config_or_defaults(self, warnings: list[str]) -> TeamConfig:
@@ -215,8 +238,16 @@ class TeamCache:
             return make_config(self.team)
 
     def _update(self, change) -> TeamConfig:
+        from bsr_team_cache.trust.keys import load_signing_key
+
         saved = update_team_config(
-            self.registry, self.team, change, by=self.member, namespace=self.namespace
+            self.registry,
+            self.team,
+            change,
+            by=self.member,
+            namespace=self.namespace,
+            signing_key=load_signing_key(),  # signs once the team is signed (admins only)
+            store=self.store,
         )
         self.store.kv_put(team_config_key(self.context), json.dumps(saved.to_json()))
         return saved
@@ -366,6 +397,7 @@ class TeamCache:
         """Resolve, make sure every module (closure included) is in the team registry, push
         one bundle artifact tagged ``v<N>`` and ``latest``. Returns ``<repo>:<version>``."""
         validate_bundle_name(name)
+        _require_role(self.config([]), self.member, "maintainer", "create bundles")
         resolution = self._resolve(refs)
         report = FetchReport(warnings=list(resolution.warnings))
         artifacts = self._obtain(resolution, report)
@@ -381,12 +413,36 @@ class TeamCache:
             sources=sources,
             tags=(version, LATEST),
             annotations={ANN_OWNER: self.team},
+            signer=self._signer(bundle_context(bundle_repository(self.team, name), version)),
         )
         record = BundleRecord(name, version, description, tuple(m.key for m in bundle.members))
-        self._update(
-            lambda c: replace(c, bundles=(*(b for b in c.bundles if b.name != name), record))
-        )
+        record_bundle(self.registry, self.team, record, self.namespace)
+        # The next fetch here sees the bundle without waiting for its copy to age.
+        self.store.kv_put(team_config_key(self.context), json.dumps(self.config([]).to_json()))
         return f"{repo}:{version}"
+
+    def _signer(self, context: SigningContext) -> DocumentSigner | None:
+        """How this member signs a document of the team at ``context``: None in an unsigned
+        team; a UsageError if the team is signed and they cannot (trust/policy.py)."""
+        from bsr_team_cache.trust.keys import load_signing_key
+        from bsr_team_cache.trust.policy import document_signer, read_trusted_config
+
+        trusted = read_trusted_config(self.registry, self.team, self.namespace, self.store, [])
+        key = load_signing_key() if trusted.signed else None
+        signer = document_signer(trusted, self.member, key, f"{context.repository}")
+        return signer and signer.at(context)
+
+    def _read_verified_bundle(
+        self, repo: str, context_repo: str, owner: str | None = None
+    ) -> tuple[Bundle, dict[str, str]] | None:
+        """A bundle of ``owner`` (this team by default), checked against the configuration this
+        machine trusts for that team: a signed team's must be signed by a maintainer or admin
+        (else an InvalidContentError saying why)."""
+        from bsr_team_cache.trust.policy import read_trusted_config
+
+        team = owner or self.team
+        trusted = read_trusted_config(self.registry, team, self.namespace, self.store, [])
+        return read_bundle(self.registry, repo, trusted=trusted, context_repo=context_repo)
 
     def pull_bundle(self, name: str, *, owner_team: str | None = None) -> tuple[Bundle, list]:
         """Pull a bundle into the local store: the team's own, or one shared with it."""
@@ -411,11 +467,15 @@ class TeamCache:
         validate_bundle_name(name)
         if owner_team in (None, self.team):
             repo = bundle_repository(self.team, name, self.namespace)
-            found = read_bundle(self.registry, repo)
+            found = self._read_verified_bundle(repo, bundle_repository(self.team, name))
             if found is not None:
                 return repo, found[0]
         shared = shared_bundle_repository(name, self.namespace)
         found = read_bundle(self.registry, shared)
+        if found is not None:  # verified against its owner's configuration
+            found = self._read_verified_bundle(
+                shared, shared_bundle_repository(name), found[0].team
+            )
         if found is not None:
             bundle, annotations = found
             readers = [r for r in annotations.get(ANN_READERS, "").split(",") if r]
@@ -455,21 +515,32 @@ class TeamCache:
         if not targets:
             raise UsageError("share_bundle needs at least one target team")
         repo = bundle_repository(self.team, name, self.namespace)
-        found = read_bundle(self.registry, repo)
+        found = self._read_verified_bundle(repo, bundle_repository(self.team, name))
         if found is None:
             raise BSRTeamCacheError(
                 f"team {self.team!r} has no bundle named {name!r}; create it first"
             )
         bundle = found[0]
+        # A share lets other teams read: an access grant, kept in the configuration, so the
+        # admins' call. The grant is written first: a registry with access control lets the
+        # owning team push the shared copy only once its configuration claims it.
+        _require_admin(self.config([]), self.member)
         shared = shared_bundle_repository(name, self.namespace)
-        existing = read_bundle(self.registry, shared)
-        if existing is not None:
-            owner = existing[1].get(ANN_OWNER, "")
-            if owner != self.team and existing[1].get(ANN_PERMISSIONS) != "read-write":
-                raise BSRTeamCacheError(
-                    f"refusing to overwrite {shared}: it is a read-only share owned by team"
-                    f" {owner!r}. Pick another bundle name, or ask team {owner!r} to change it"
-                )
+        try:
+            self._check_share_owner(shared)
+            known = True
+        except AccessDeniedError:  # a registry with access control: readable once we claim it
+            known = False
+        grant = ShareGrant(name, tuple(sorted(set(targets))), permissions, bundle.version, shared)
+        self._update(
+            lambda c: replace(c, shares=(*(g for g in c.shares if g.bundle != name), grant))
+        )
+        if not known:
+            try:
+                self._check_share_owner(shared)
+            except BSRTeamCacheError:
+                self._update(lambda c: replace(c, shares=tuple(g for g in c.shares if g != grant)))
+                raise
         sources = {m.layer_digest: repo for m in bundle.members}
         push_bundle(
             self.registry,
@@ -482,12 +553,20 @@ class TeamCache:
                 ANN_PERMISSIONS: permissions,
                 ANN_READERS: ",".join(sorted(set(targets))),
             },
-        )
-        grant = ShareGrant(name, tuple(sorted(set(targets))), permissions, bundle.version, shared)
-        self._update(
-            lambda c: replace(c, shares=(*(g for g in c.shares if g.bundle != name), grant))
+            signer=self._signer(bundle_context(shared_bundle_repository(name), bundle.version)),
         )
         return f"{shared}:{bundle.version}"
+
+    def _check_share_owner(self, shared: str) -> None:
+        """Refuse to overwrite a read-only share that another team owns."""
+        existing = read_bundle(self.registry, shared)
+        if existing is not None:
+            owner = existing[1].get(ANN_OWNER, "")
+            if owner != self.team and existing[1].get(ANN_PERMISSIONS) != "read-write":
+                raise BSRTeamCacheError(
+                    f"refusing to overwrite {shared}: it is a read-only share owned by team"
+                    f" {owner!r}. Pick another bundle name, or ask team {owner!r} to change it"
+                )
 
     # -- sync, eviction ------------------------------------------------------------------
     def sync_due(self) -> bool:
@@ -556,6 +635,11 @@ class TeamCache:
         events, as merged by this sync) keep fetching together that no bundle covers yet
         (named after its content, so every member arrives at the same bundle for the same
         set)."""
+        config = self.config([])
+        if config.members_with_role("admin") and not role_at_least(
+            config.role_of(self.member), "maintainer"
+        ):
+            return ""  # bundles are the maintainers': their sync creates this one
         keys = self.auto_bundle_candidates()
         if len(keys) < 2:
             return ""
@@ -658,17 +742,27 @@ class TeamCache:
             return 0
         now = time.time()
         refreshed = 0
+        try:  # a signed team's indexes: maintainers and admins write them, signed
+            writes, signer = label_writer(self.context, self.store, report.warnings)
+        except RegistryError as exc:
+            report.warnings.append(f"label indexes not refreshed: {exc}")
+            writes, signer = False, None
         for ref, info in zip(refs, commits, strict=True):
             commit = info.commit_id
             label = ref.ref or ""
             self.store.remember_label(ref.module, label, commit)
+            refreshed += 1
+            if not writes:
+                continue
             try:
                 update_label_index(
-                    self.registry, self.context.repo(ref.module), {label: LabelRecord(commit, now)}
+                    self.registry,
+                    self.context.labels_repo(ref.module),
+                    {label: LabelRecord(commit, now)},
+                    signer=signer and signer.at(labels_context(self.team, ref.module)),
                 )
             except (RegistryError, InvalidContentError) as exc:
                 report.warnings.append(f"label index of {ref.module}: {exc}")
-            refreshed += 1
         return refreshed
 
     @_audited("clear", lambda self, removed: [f"modules:{removed}"])

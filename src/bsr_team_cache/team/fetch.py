@@ -50,11 +50,11 @@ from bsr_team_cache.oci.artifact import (
 from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.store import LocalStore
 from bsr_team_cache.store.fallible import FallibleStore
+from bsr_team_cache.team.bundle_index import read_team_settings
 from bsr_team_cache.team.bundles import LATEST, bundle_repository, pull_members, read_bundle
 from bsr_team_cache.team.config import (
     TeamConfig,
     config_from_json,
-    read_team_config,
     validate_team_name,
 )
 from bsr_team_cache.team.resolve import DEFAULT_LABEL_TTL, TeamContext, resolve_project
@@ -859,7 +859,7 @@ def team_config_cached(
         if cached is not None:
             with contextlib.suppress(ValueError, RecursionError, InvalidContentError):
                 return config_from_json(json.loads(cached), key)
-    config = read_team_config(team.registry, team.team, team.namespace)
+    config = read_team_settings(team.registry, team.team, team.namespace)
     if store is not None:
         store.kv_put(key, json.dumps(config.to_json() if config else None))
     return config

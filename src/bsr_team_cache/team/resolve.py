@@ -40,9 +40,14 @@ from bsr_team_cache.team import DEFAULT_LABEL_TTL
 from bsr_team_cache.team.labels import (
     DEFAULT_LABEL,
     LabelRecord,
-    read_label_index,
+    label_index_repository,
+    labels_context,
+    read_trusted_label_index,
     update_label_index,
 )
+
+if TYPE_CHECKING:
+    from bsr_team_cache.trust.policy import DocumentSigner, TrustedConfig
 
 
 @dataclass
@@ -65,9 +70,13 @@ class TeamContext:
     registry: RegistryBackend
     team: str
     namespace: str = ""
+    member: str = ""  # who writes (a signed team's label indexes: maintainers and admins)
 
     def repo(self, module: ModuleName) -> str:
         return module_repository(self.team, module, self.namespace)
+
+    def labels_repo(self, module: ModuleName) -> str:
+        return label_index_repository(self.team, module, self.namespace)
 
 
 def resolve_project(
@@ -219,26 +228,75 @@ def _remember_labels(
     clock: Callable[[], float],
     warnings: list[str],
 ) -> str | None:
-    """Record each label's commit here and in the team's label index; why the team registry
-    could not be written, if it could not."""
+    """Record each label's commit here and in the team's label index (in a signed team, only
+    a maintainer's or admin's, signed); why the team registry could not be written, if it
+    could not."""
     now = clock()
-    for ref, commit in zip(refs, commits, strict=True):
-        if ref.is_commit:
-            continue
+    labelled = [
+        (ref, commit) for ref, commit in zip(refs, commits, strict=True) if not ref.is_commit
+    ]
+    for ref, commit in labelled:
         if store is not None:
             store.remember_label(ref.module, _label_of(ref), commit)
+    if not labelled:
+        return None
+    try:
+        writes, signer = label_writer(team, store, warnings)
+    except RegistryError as exc:
+        return str(exc)
+    for ref, commit in labelled if writes else []:
+        repo = team.labels_repo(ref.module)
         try:
             update_label_index(
                 team.registry,
-                team.repo(ref.module),
+                repo,
                 {_label_of(ref): LabelRecord(commit, now)},
                 refresh_after=label_ttl / 4,
+                signer=signer and signer.at(labels_context(team.team, ref.module)),
             )
         except InvalidContentError as exc:  # a malformed index: the next write replaces it
             warnings.append(f"could not update the team label index for {ref}: {exc}")
         except RegistryError as exc:
             return str(exc)  # the registry is likely down: do not retry for every module
     return None
+
+
+def label_writer(
+    team: TeamContext, store: LocalStore | None, warnings: list[str]
+) -> tuple[bool, DocumentSigner | None]:
+    """(whether this member writes the team's label indexes, how it signs them). In a signed
+    team only maintainers and admins write them, signed with their registered key; a
+    maintainer without it is told in ``warnings``. RegistryError if the registry is down."""
+    from bsr_team_cache.team.config import role_at_least
+    from bsr_team_cache.trust.keys import load_signing_key
+    from bsr_team_cache.trust.policy import DOCUMENT_SIGNERS, document_signer, read_trusted_config
+
+    trusted = read_trusted_config(team.registry, team.team, team.namespace, store, warnings)
+    if not trusted.signed:
+        return True, None
+    config = trusted.config
+    if config is None or not role_at_least(config.role_of(team.member), DOCUMENT_SIGNERS):
+        return False, None  # a member's fetch: labels remembered on this machine only
+    try:
+        key = load_signing_key()
+        return True, document_signer(trusted, team.member, key, "team label indexes not updated")
+    except BSRTeamCacheError as exc:
+        warnings.append(str(exc))
+        return False, None
+
+
+def _trusted_config(
+    team: TeamContext, store: LocalStore | None, warnings: list[str]
+) -> TrustedConfig | None:
+    """The team configuration offline resolution checks label indexes against; None when the
+    team registry does not answer (its label indexes cannot be read either)."""
+    from bsr_team_cache.trust.policy import read_trusted_config
+
+    try:
+        return read_trusted_config(team.registry, team.team, team.namespace, store, warnings)
+    except RegistryError as exc:
+        warnings.append(f"team label indexes not read: the team registry is unavailable ({exc})")
+        return None
 
 
 def _resolve_offline(
@@ -255,13 +313,18 @@ def _resolve_offline(
     now = clock()
     locked: dict[ModuleName, LockedDep] = {}
     problems: list[str] = []
+    trusted = (
+        _trusted_config(team, store, resolution.warnings)
+        if any(not r.is_commit for r in refs)
+        else None
+    )
     for ref in refs:
         if ref.is_commit:
             assert ref.ref is not None
             commit = ref.ref
         else:
             unusable: list[str] = []
-            record = _newest_label_record(ref, team, store, unusable)
+            record = _newest_label_record(ref, team, trusted, store, unusable)
             resolution.warnings.extend(unusable)
             if record is None:
                 detail = f" ({'; '.join(unusable)})" if unusable else ""
@@ -313,13 +376,23 @@ def _resolve_offline(
 
 
 def _newest_label_record(
-    ref: ModuleRef, team: TeamContext, store: LocalStore | None, warnings: list[str]
+    ref: ModuleRef,
+    team: TeamContext,
+    trusted: TrustedConfig | None,
+    store: LocalStore | None,
+    warnings: list[str],
 ) -> LabelRecord | None:
+    """The newest record of the ref's label: the team's verified index (``trusted`` None: the
+    registry is down) or this machine's."""
     candidates: list[LabelRecord] = []
     try:
-        team_record = read_label_index(team.registry, team.repo(ref.module)).get(_label_of(ref))
-        if team_record is not None:
-            candidates.append(team_record)
+        if trusted is not None:
+            index = read_trusted_label_index(
+                team.registry, team.team, ref.module, team.namespace, trusted, warnings
+            )
+            team_record = index.get(_label_of(ref))
+            if team_record is not None:
+                candidates.append(team_record)
     except (RegistryError, InvalidContentError) as exc:
         warnings.append(f"team label index unusable for {ref.module}: {exc}")
     if store is not None:

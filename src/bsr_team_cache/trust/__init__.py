@@ -1,0 +1,1 @@
+"""Signed team documents: members' signing keys, signatures, and which signatures are trusted."""
