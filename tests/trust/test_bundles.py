@@ -17,7 +17,7 @@ from bsr_team_cache.team.bundles import (
     push_bundle,
     read_bundle,
 )
-from bsr_team_cache.trust.policy import DocumentSigner, TrustedConfig
+from bsr_team_cache.team.trust import DocumentSigner, TrustedConfig
 from bsr_team_cache.trust.signatures import SignatureError
 from tests.trust.conftest import BOB, MIA, signed_team
 from tests.trust.test_offline_labels import _artifact

@@ -17,9 +17,8 @@ from bsr_team_cache.team.config import (
     TeamConfig,
     config_repository,
     make_config,
-    update_team_config,
 )
-from bsr_team_cache.trust.policy import TRUSTED_KEYS_ENV, read_trusted_config
+from bsr_team_cache.team.trust import TRUSTED_KEYS_ENV, read_trusted_config, update_team_config
 from bsr_team_cache.trust.signatures import sign
 from tests.trust.conftest import ALICE, BOB, CAROL, MIA, signed_team
 
@@ -124,7 +123,7 @@ def test_admin_rotation_is_followed_through_the_chain(registry, tmp_path: Path) 
 
 def _push_signed(registry, config: TeamConfig, key, member: str) -> None:
     from bsr_team_cache.oci.documents import canonical_json, push_document
-    from bsr_team_cache.trust.policy import config_context
+    from bsr_team_cache.team.trust import config_context
 
     payload = canonical_json(config.to_json())
     annotations = sign(key, member, config_context("t"), payload) if key else {}

@@ -20,7 +20,7 @@ from bsr_team_cache.oci.documents import canonical_json, push_document
 from bsr_team_cache.oci.http import HTTPRegistry
 from bsr_team_cache.oci.layout import OCILayoutRegistry
 from bsr_team_cache.store import LocalStore
-from bsr_team_cache.team.config import make_config, update_team_config
+from bsr_team_cache.team.config import make_config
 from bsr_team_cache.team.labels import (
     LABEL_INDEX_TAG,
     LABELS_ARTIFACT_TYPE,
@@ -30,6 +30,7 @@ from bsr_team_cache.team.labels import (
     update_label_index,
 )
 from bsr_team_cache.team.resolve import TeamContext, label_writer, resolve_refs
+from bsr_team_cache.team.trust import update_team_config
 from bsr_team_cache.trust.keys import SIGNING_KEY_ENV
 from bsr_team_cache.trust.signatures import sign
 from tests.security.hostile import free_port

@@ -7,8 +7,8 @@ import hashlib
 
 import pytest
 
+from bsr_team_cache.team.trust import check_signature
 from bsr_team_cache.trust.keys import key_id
-from bsr_team_cache.trust.policy import check_signature
 from bsr_team_cache.trust.signatures import (
     ANN_SIGNATURE,
     ANN_SIGNED_AT,

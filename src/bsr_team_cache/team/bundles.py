@@ -54,7 +54,7 @@ from bsr_team_cache.oci.url import in_namespace
 from bsr_team_cache.team.config import validate_repository_name
 
 if TYPE_CHECKING:  # trust/ (and cryptography) load only where a team signs its documents
-    from bsr_team_cache.trust.policy import DocumentSigner, TrustedConfig
+    from bsr_team_cache.team.trust import DocumentSigner, TrustedConfig
     from bsr_team_cache.trust.signatures import SigningContext
 
 if TYPE_CHECKING:

@@ -53,7 +53,6 @@ from bsr_team_cache.team.config import (
     TeamConfig,
     make_config,
     role_at_least,
-    update_team_config,
     validate_member,
     validate_team_name,
 )
@@ -73,6 +72,7 @@ from bsr_team_cache.team.resolve import (
     label_writer,
     resolve_refs,
 )
+from bsr_team_cache.team.trust import update_team_config
 from bsr_team_cache.usage.chunks import MergeReport, machine_tag, safe_merge, ship, usage_repository
 from bsr_team_cache.usage.events import BUNDLE_PULL, SYNC, WARM, shipping_host
 from bsr_team_cache.usage.legacy import adopt_store_usage
@@ -80,7 +80,7 @@ from bsr_team_cache.usage.log import EventLog, open_event_log
 from bsr_team_cache.usage.metrics import CacheMetrics, compute, top_commits
 
 if TYPE_CHECKING:
-    from bsr_team_cache.trust.policy import DocumentSigner
+    from bsr_team_cache.team.trust import DocumentSigner
     from bsr_team_cache.trust.signatures import SigningContext
     from bsr_team_cache.usage.recommend import Advice
 
@@ -216,7 +216,7 @@ class TeamCache:
         """The team configuration this machine trusts (trust/policy.py; defaults when there is
         none). With ``warnings``, a malformed or untrusted configuration is reported there and
         the trusted one (or the defaults) applies; without, it is an InvalidContentError."""
-        from bsr_team_cache.trust.policy import read_trusted_config
+        from bsr_team_cache.team.trust import read_trusted_config
 
         said: list[str] = []
         trusted = read_trusted_config(self.registry, self.team, self.namespace, self.store, said)
@@ -424,8 +424,8 @@ class TeamCache:
     def _signer(self, context: SigningContext) -> DocumentSigner | None:
         """How this member signs a document of the team at ``context``: None in an unsigned
         team; a UsageError if the team is signed and they cannot (trust/policy.py)."""
+        from bsr_team_cache.team.trust import document_signer, read_trusted_config
         from bsr_team_cache.trust.keys import load_signing_key
-        from bsr_team_cache.trust.policy import document_signer, read_trusted_config
 
         trusted = read_trusted_config(self.registry, self.team, self.namespace, self.store, [])
         key = load_signing_key() if trusted.signed else None
@@ -438,7 +438,7 @@ class TeamCache:
         """A bundle of ``owner`` (this team by default), checked against the configuration this
         machine trusts for that team: a signed team's must be signed by a maintainer or admin
         (else an InvalidContentError saying why)."""
-        from bsr_team_cache.trust.policy import read_trusted_config
+        from bsr_team_cache.team.trust import read_trusted_config
 
         team = owner or self.team
         trusted = read_trusted_config(self.registry, team, self.namespace, self.store, [])

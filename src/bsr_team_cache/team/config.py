@@ -4,23 +4,18 @@ same: ``teams/<team>/config:latest`` (a JSON document artifact, see oci/document
 
 from __future__ import annotations
 
-import json
 import re
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from bsr_team_cache.domain.moduleref import parse_module_name, validate_commit_id
 from bsr_team_cache.errors import BSRTeamCacheError, InvalidContentError, UsageError
 from bsr_team_cache.oci.base import RegistryBackend
-from bsr_team_cache.oci.documents import read_document, update_document
+from bsr_team_cache.oci.documents import read_document
 from bsr_team_cache.oci.url import in_namespace
 
 if TYPE_CHECKING:  # trust/ (and cryptography) load only when a configuration is written
-    from bsr_team_cache.store import LocalStore
-    from bsr_team_cache.store.fallible import FallibleStore
-    from bsr_team_cache.trust.keys import SigningKey
+    pass
 
 TEAM_CONFIG_TYPE = "application/vnd.bsr-team-cache.team.v1"
 CONFIG_TAG = "latest"
@@ -349,98 +344,3 @@ def read_team_config(
     if config.team != team:
         raise InvalidContentError(f"{where}: the configuration is for team {config.team!r}")
     return config
-
-
-def update_team_config(
-    registry: RegistryBackend,
-    team: str,
-    change: Callable[[TeamConfig], TeamConfig],
-    *,
-    by: str,
-    namespace: str = "",
-    signing_key: SigningKey | None = None,
-    store: LocalStore | FallibleStore | None = None,
-    warnings: list[str] | None = None,
-) -> TeamConfig:
-    """Apply ``change`` to the stored configuration (defaults if none) and store the result;
-    if another member wrote meanwhile, ``change`` is applied again to their version, so
-    concurrent updates (two members added at once) are both kept. The change builds on the
-    configuration this machine trusts (trust/policy.py: in a signed team, a forged one is not
-    built on), and is signed with ``signing_key`` when the team is signed or becomes so."""
-    from bsr_team_cache.trust import policy, signatures  # trust builds on this module
-
-    repo = config_repository(team, namespace)
-    where = f"{registry.describe()}/{repo}:{CONFIG_TAG}"
-    notes: list[str] = []
-    base_digest = [""]  # the trusted configuration the change builds on: what it replaces
-    must_sign = [False]
-
-    def vet(found: Any) -> Any:
-        said: list[str] = []
-        trusted = policy.read_trusted_config(registry, team, namespace, store, said)
-        if not notes:  # what the first attempt built on; later reads include our own write
-            notes.extend(said)
-        base_digest[0] = trusted.digest
-        if trusted.config is None:
-            return None
-        return json.loads(json.dumps(trusted.config.to_json()))  # as read: lists, not tuples
-
-    def apply(current: Any) -> Any:
-        base = make_config(team) if current is None else config_from_json(current, where)
-        changed = change(base)
-        if current is not None and changed == base:
-            return current  # nothing to write: the change is already there
-        must_sign[0] = _must_sign(base, changed, by, signing_key)
-        stamp = max(time.time(), base.updated_at + 0.001)  # newer than what it replaces
-        return replace(changed, updated_at=stamp, updated_by=by).to_json()
-
-    def annotate(payload: bytes, replaced: str | None) -> dict[str, str]:
-        annotations = {"org.opencontainers.image.title": f"team {team}"}
-        if base_digest[0]:
-            annotations[policy.ANN_PREVIOUS] = base_digest[0]
-        if must_sign[0]:
-            assert signing_key is not None
-            context = policy.config_context(team)
-            annotations.update(signatures.sign(signing_key, by, context, payload, annotations))
-        return annotations
-
-    written = update_document(
-        registry, repo, CONFIG_TAG, TEAM_CONFIG_TYPE, apply, annotate, vet=vet
-    )
-    saved = config_from_json(written, where)
-    if store is not None and must_sign[0]:  # move this machine's pin to what it signed
-        policy.read_trusted_config(registry, team, namespace, store, [])
-    if warnings is not None:
-        warnings.extend(notes)
-    return saved
-
-
-def _must_sign(base: TeamConfig, new: TeamConfig, by: str, key: SigningKey | None) -> bool:
-    """Whether ``by`` signs ``new``: yes once the team is signed (an admin with a signing key),
-    and then only an admin with their registered key can write it."""
-    from bsr_team_cache.trust.keys import key_id
-    from bsr_team_cache.trust.policy import is_signed_team
-
-    signed_before = is_signed_team(base)
-    if not (signed_before or is_signed_team(new)):
-        return False
-    authority = base if signed_before else new
-    role = authority.role_of(by)
-    if role != "admin":
-        admins = ", ".join(authority.members_with_role("admin"))
-        raise UsageError(
-            f"team {base.team}'s configuration is signed by its admins, and {by} is"
-            f" {role or 'not a member'}: ask an admin ({admins}) to make this change"
-        )
-    if key is None or authority.signing_keys.get(by) != key.public_text:
-        registered = authority.signing_keys.get(by)
-        hint = (
-            f" (registered: key {key_id(registered)})"
-            if registered
-            else f"; register it first (setup --signing-key {by}=signing.pub.pem)"
-        )
-        raise UsageError(
-            f"team {base.team}'s configuration is signed by its admins: set"
-            f" BSR_TEAM_CACHE_SIGNING_KEY_FILE to {by}'s signing key{hint}"
-        )
-    return True

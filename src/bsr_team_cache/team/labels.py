@@ -28,7 +28,7 @@ from bsr_team_cache.oci.documents import read_document, read_document_at, update
 from bsr_team_cache.oci.url import in_namespace
 
 if TYPE_CHECKING:  # trust/ (and cryptography) load only where a team signs its documents
-    from bsr_team_cache.trust.policy import DocumentSigner, TrustedConfig
+    from bsr_team_cache.team.trust import DocumentSigner, TrustedConfig
     from bsr_team_cache.trust.signatures import SigningContext
 
 LABEL_INDEX_TAG = "labels"

@@ -47,7 +47,7 @@ from bsr_team_cache.team.labels import (
 )
 
 if TYPE_CHECKING:
-    from bsr_team_cache.trust.policy import DocumentSigner, TrustedConfig
+    from bsr_team_cache.team.trust import DocumentSigner, TrustedConfig
 
 
 @dataclass
@@ -268,8 +268,8 @@ def label_writer(
     team only maintainers and admins write them, signed with their registered key; a
     maintainer without it is told in ``warnings``. RegistryError if the registry is down."""
     from bsr_team_cache.team.config import role_at_least
+    from bsr_team_cache.team.trust import DOCUMENT_SIGNERS, document_signer, read_trusted_config
     from bsr_team_cache.trust.keys import load_signing_key
-    from bsr_team_cache.trust.policy import DOCUMENT_SIGNERS, document_signer, read_trusted_config
 
     trusted = read_trusted_config(team.registry, team.team, team.namespace, store, warnings)
     if not trusted.signed:
@@ -290,7 +290,7 @@ def _trusted_config(
 ) -> TrustedConfig | None:
     """The team configuration offline resolution checks label indexes against; None when the
     team registry does not answer (its label indexes cannot be read either)."""
-    from bsr_team_cache.trust.policy import read_trusted_config
+    from bsr_team_cache.team.trust import read_trusted_config
 
     try:
         return read_trusted_config(team.registry, team.team, team.namespace, store, warnings)
