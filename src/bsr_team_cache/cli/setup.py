@@ -67,6 +67,12 @@ from bsr_team_cache.team.config import ROLES, STRATEGIES
     default=None,
     help="Publish module layers encrypted for the members' encryption keys.",
 )
+@click.option(
+    "--rewrap",
+    is_flag=True,
+    help="Wrap the keys of the team's encrypted layers for the current members again (done"
+    " by itself when encryption keys change; needs your private key).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the configuration as JSON.")
 @click.argument("more_members", nargs=-1)
 def command(
@@ -82,6 +88,7 @@ def command(
     signing_keys: tuple[str, ...],
     encryption_keys: tuple[str, ...],
     encrypt: bool | None,
+    rewrap: bool,
     as_json: bool,
     more_members: tuple[str, ...],
 ) -> None:
@@ -107,6 +114,9 @@ def command(
         },
         encrypt=encrypt,
     )
+    if rewrap:
+        rewrapped = cache.rewrap()
+        click.echo(f"re-wrapped the keys of {len(rewrapped)} module layer(s)", err=True)
     if as_json:
         click.echo(json.dumps(config.to_json(), indent=2))
         return

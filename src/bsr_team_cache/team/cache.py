@@ -22,13 +22,14 @@ from bsr_team_cache.domain.moduleref import (
 from bsr_team_cache.errors import (
     AccessDeniedError,
     BSRTeamCacheError,
+    ConfigError,
     InvalidContentError,
     RegistryError,
     UnavailableError,
     UsageError,
 )
 from bsr_team_cache.oci.artifact import ModuleArtifact, pull_module, push_module
-from bsr_team_cache.oci.base import RegistryBackend, sha256_digest
+from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.store import LocalStore
 from bsr_team_cache.team.bundle_index import record_bundle, with_bundle_index
 from bsr_team_cache.team.bundles import (
@@ -39,12 +40,14 @@ from bsr_team_cache.team.bundles import (
     Bundle,
     bundle_context,
     bundle_repository,
+    layer_sources,
     new_bundle,
     next_version,
     pull_members,
     push_bundle,
     read_bundle,
     shared_bundle_repository,
+    stored_layers,
     validate_bundle_name,
 )
 from bsr_team_cache.team.config import (
@@ -325,10 +328,58 @@ class TeamCache:
             validate_member(member)
         change(make_config(self.team))  # bad input fails here, before touching the registry
         changes.clear()
+        current = self.config([])
+        before = current.recipients() if current.encrypt and current.encryption_keys else None
         saved = self._update(change)
         for operation, ref in changes:
             self.audit(operation, [ref])
+        after = saved.recipients()
+        if after is not None and before is not None and sorted(after) != sorted(before):
+            self.rewrap(after)
         return saved
+
+    def rewrap(self, recipients: list[str] | None = None) -> list[str]:
+        """Wrap the keys of the team's encrypted layers for ``recipients`` (default: the
+        configuration's), after a membership change: new manifests, the same layer blobs, so
+        nothing is uploaded again. The modules are those this store, the team's usage log and
+        its bundles know of (a member's token cannot list the registry). Returns the
+        ``module:commit`` refs re-wrapped."""
+        from bsr_team_cache.oci.artifact import rewrap_module
+
+        recipients = recipients or self.config([]).recipients()
+        keys = self.context.private_keys()
+        if not recipients or not keys:
+            raise ConfigError(
+                "BSR_TEAM_CACHE_PRIVATE_KEY_FILE",
+                "re-wrapping the team's layer keys needs your private key (you must be one of"
+                " the current recipients): set it and run setup --rewrap",
+            )
+        done = []
+        for module in sorted(self._known_modules()):
+            repo = self.context.repo(parse_module_name(module))
+            for commit in self.registry.list_tags(repo):
+                if len(commit) == 32 and rewrap_module(
+                    self.registry, repo, commit, keys, recipients
+                ):
+                    done.append(f"{module}:{commit}")
+        self.audit("rewrap", done)
+        return done
+
+    def _known_modules(self) -> set[str]:
+        modules = {entry.module for entry in self.store.entries()}
+        for record in self.config([]).bundles:
+            modules.update(key.rpartition(":")[0] for key in record.modules)
+        log = self.events([], merge=False)
+        try:
+            where, params = log.where(team=self.team)
+            ids = [
+                row[0]
+                for row in log.db.execute(f"SELECT DISTINCT module FROM events{where}", params)
+            ]
+            modules.update(log.strings(ids).values())
+        finally:
+            log.close()
+        return modules
 
     # -- modules -------------------------------------------------------------------------
     def _resolve(self, refs: list[str] | tuple[str, ...]) -> Resolution:
@@ -371,13 +422,15 @@ class TeamCache:
         return report
 
     def _publish_missing(self, artifacts: list[ModuleArtifact], warnings: list[str]) -> list[str]:
-        """Push artifacts the team registry lacks (e.g. found only in this machine's store)."""
+        """Push artifacts the team registry lacks (e.g. found only in this machine's store),
+        encrypted when the team encrypts."""
+        recipients = self.config([]).recipients()
 
         def one(artifact: ModuleArtifact) -> str | None:
             repo = self.context.repo(artifact.module)
             if self.registry.read_manifest(repo, artifact.commit) is not None:
                 return None
-            push_module(self.registry, repo, artifact)
+            push_module(self.registry, repo, artifact, encryption=recipients)
             return f"{artifact.module}:{artifact.commit}"
 
         pushed: list[str] = []
@@ -404,15 +457,21 @@ class TeamCache:
         self._publish_missing(artifacts, report.warnings)
         repo = bundle_repository(self.team, name, self.namespace)
         version = next_version(self.registry, repo)
-        bundle = new_bundle(name, self.team, description, self.member, version, artifacts)
-        sources = {sha256_digest(a.files_layer()): self.context.repo(a.module) for a in artifacts}
+        recipients = self.config([]).recipients()
+        stored = (
+            stored_layers(self.registry, artifacts, self.context.repo, recipients)
+            if recipients
+            else None
+        )
+        bundle = new_bundle(name, self.team, description, self.member, version, artifacts, stored)
         push_bundle(
             self.registry,
             repo,
             bundle,
-            sources=sources,
+            sources=layer_sources(bundle, self.context.repo),
             tags=(version, LATEST),
             annotations={ANN_OWNER: self.team},
+            require_encrypted=recipients is not None,
             signer=self._signer(bundle_context(bundle_repository(self.team, name), version)),
         )
         record = BundleRecord(name, version, description, tuple(m.key for m in bundle.members))
@@ -448,7 +507,9 @@ class TeamCache:
         """Pull a bundle into the local store: the team's own, or one shared with it."""
         started = time.time()
         repo, bundle = self._find_bundle(name, owner_team)
-        artifacts = pull_members(self.registry, repo, bundle.members)
+        artifacts = pull_members(
+            self.registry, repo, bundle.members, private_keys=self.context.private_keys()
+        )
         for artifact in artifacts:
             self.store.put(artifact)
         seconds = (time.time() - started) / max(1, len(artifacts))
@@ -711,7 +772,13 @@ class TeamCache:
         for module, commit in missing:
             t0 = time.time()
             try:
-                artifact = pull_module(self.registry, self.context.repo(module), module, commit)
+                artifact = pull_module(
+                    self.registry,
+                    self.context.repo(module),
+                    module,
+                    commit,
+                    private_keys=self.context.private_keys(),
+                )
             except BSRTeamCacheError as exc:
                 report.warnings.append(f"hot set: {module}:{commit}: {exc}")
                 continue

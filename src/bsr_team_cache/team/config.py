@@ -9,7 +9,12 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from bsr_team_cache.domain.moduleref import parse_module_name, validate_commit_id
-from bsr_team_cache.errors import BSRTeamCacheError, InvalidContentError, UsageError
+from bsr_team_cache.errors import (
+    BSRTeamCacheError,
+    ConfigError,
+    InvalidContentError,
+    UsageError,
+)
 from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.oci.documents import read_document
 from bsr_team_cache.oci.url import in_namespace
@@ -162,6 +167,23 @@ class TeamConfig:
         if member not in self.members:
             return None
         return self.roles.get(member, DEFAULT_ROLE)
+
+    @property
+    def signed(self) -> bool:
+        """A signed team: at least one admin has a signing key (team/trust.py)."""
+        return any(m in self.signing_keys for m in self.members_with_role("admin"))
+
+    def recipients(self) -> list[str] | None:
+        """The public keys (PEM) module layers are encrypted for; None: published plain."""
+        if not self.encrypt:
+            return None
+        if not self.encryption_keys:
+            raise ConfigError(
+                "encryption_keys",
+                f"team {self.team} encrypts its modules but lists no member's encryption key:"
+                " an admin adds one with setup --encryption-key NAME=FILE",
+            )
+        return [self.encryption_keys[m] for m in sorted(self.encryption_keys)]
 
     def members_with_role(self, needed: str) -> tuple[str, ...]:
         return tuple(m for m in self.members if role_at_least(self.role_of(m), needed))

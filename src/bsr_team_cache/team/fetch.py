@@ -50,7 +50,7 @@ from bsr_team_cache.oci.artifact import (
 from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.store import LocalStore
 from bsr_team_cache.store.fallible import FallibleStore
-from bsr_team_cache.team.bundle_index import read_team_settings
+from bsr_team_cache.team.bundle_index import with_bundle_index
 from bsr_team_cache.team.bundles import LATEST, bundle_repository, pull_members, read_bundle
 from bsr_team_cache.team.config import (
     TeamConfig,
@@ -216,7 +216,7 @@ def fetch(
     started = time.time()
     if not (project / BUF_YAML).is_file():
         raise UsageError(f"{project / BUF_YAML}: file not found (is {project} a buf project?)")
-    context = TeamContext(registry, validate_team_name(team), namespace)
+    context = TeamContext(registry, validate_team_name(team), namespace, member)
     report = report if report is not None else FetchReport()
     local = fallible(store, report)
     seconds = limits().command_seconds if timeout is None else timeout
@@ -614,7 +614,12 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
 
         try:
             artifact = pull_module(
-                run.team.registry, run.team.repo(dep.module), dep.module, dep.commit, proceed=go_on
+                run.team.registry,
+                run.team.repo(dep.module),
+                dep.module,
+                dep.commit,
+                proceed=go_on,
+                private_keys=run.team.private_keys(),
             )
         except InvalidContentError as exc:  # this artifact only: the next tier has it
             return dep, None, None, f"{exc}; fetching it from the BSR", False, t0
@@ -662,6 +667,16 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
     return pending
 
 
+def _trusted(config: TeamConfig | None):
+    """What a signed team's bundles are verified against (None: an unsigned team, whose
+    bundles are accepted as they are; the signing machinery then never loads)."""
+    if config is None or not config.signed:
+        return None
+    from bsr_team_cache.team.trust import TrustedConfig
+
+    return TrustedConfig(config, True)
+
+
 def _team_config_known(run: _Run) -> bool:
     """Whether the team configuration is known here without asking the registry."""
     key = team_config_key(run.team)
@@ -674,10 +689,10 @@ def _from_bundle(run: _Run, deps: list[LockedDep]) -> set[str]:
     t0 = time.time()
     wanted = {f"{d.module}:{d.commit}": d for d in deps}
     try:
-        if run.bundle:  # named by the caller: no need to ask the team configuration
+        config = _team_config_or_defaults(run)
+        if run.bundle:  # named by the caller: no need to choose
             name, reference = run.bundle, LATEST
         else:
-            config = _team_config_or_defaults(run)
             if config is None:
                 return set()
             scored = [
@@ -688,13 +703,21 @@ def _from_bundle(run: _Run, deps: list[LockedDep]) -> set[str]:
                 return set()
             name, reference = best[2].name, best[2].version
         repo = bundle_repository(run.team.team, name, run.team.namespace)
-        found = read_bundle(run.team.registry, repo, reference)
+        found = read_bundle(
+            run.team.registry,
+            repo,
+            reference,
+            trusted=_trusted(config),
+            context_repo=bundle_repository(run.team.team, name),
+        )
         if found is None:
             run.report.warnings.append(f"bundle {name}:{reference} is missing")
             return set()
         bundle = found[0]
         members = [m for m in bundle.members if m.key in wanted]
-        artifacts = pull_members(run.team.registry, repo, members, run.parallel)
+        artifacts = pull_members(
+            run.team.registry, repo, members, run.parallel, private_keys=run.team.private_keys()
+        )
     except InvalidContentError as exc:
         run.report.warnings.append(f"team bundle: {exc}; fetching modules one by one")
         return set()
@@ -816,12 +839,19 @@ def _publish(run: _Run, artifacts: list[ModuleArtifact]) -> set[str]:
         return set()
     if config is not None and not config.shared_cache:
         return set()
+    try:
+        recipients = config.recipients() if config is not None else None
+    except ConfigError as exc:
+        run.report.warnings.append(f"not publishing: {exc}")
+        return set()
 
     def push(artifact: ModuleArtifact) -> tuple[ModuleArtifact, str | None]:
         try:
-            push_module(run.team.registry, run.team.repo(artifact.module), artifact)
+            push_module(
+                run.team.registry, run.team.repo(artifact.module), artifact, encryption=recipients
+            )
             return artifact, None
-        except (RegistryError, InvalidContentError) as exc:
+        except (RegistryError, InvalidContentError, ConfigError) as exc:
             return artifact, str(exc)
 
     published = set()
@@ -846,11 +876,13 @@ def team_config_key(team: TeamContext) -> str:
 
 
 def team_config_cached(
-    team: TeamContext, store: LocalStore | FallibleStore | None
+    team: TeamContext,
+    store: LocalStore | FallibleStore | None,
+    warnings: list[str] | None = None,
 ) -> TeamConfig | None:
-    """The team configuration, from the local store's copy if recent (saves a round trip per
-    fetch), else from the registry (and remembered). A malformed configuration in the
-    registry is an InvalidContentError; a malformed local copy is read again."""
+    """The team configuration this machine trusts (team/trust.py), from the local store's copy
+    if recent (saves a round trip per fetch), else from the registry (and remembered). A
+    configuration that is not trusted is a warning; a malformed local copy is read again."""
     key = team_config_key(team)
     if store is not None:
         cached = store.kv_get(key, TEAM_CONFIG_MAX_AGE)
@@ -859,7 +891,15 @@ def team_config_cached(
         if cached is not None:
             with contextlib.suppress(ValueError, RecursionError, InvalidContentError):
                 return config_from_json(json.loads(cached), key)
-    config = read_team_settings(team.registry, team.team, team.namespace)
+    from bsr_team_cache.team.trust import read_trusted_config
+
+    said: list[str] = []
+    trusted = read_trusted_config(team.registry, team.team, team.namespace, store, said)
+    if said and trusted.config is None and not trusted.signed:
+        raise InvalidContentError(said[-1])  # malformed, as before: the defaults apply
+    if warnings is not None:
+        warnings.extend(said)
+    config = with_bundle_index(team.registry, team.team, trusted.config, team.namespace)
     if store is not None:
         store.kv_put(key, json.dumps(config.to_json() if config else None))
     return config
@@ -868,7 +908,7 @@ def team_config_cached(
 def _team_config_or_defaults(run: _Run) -> TeamConfig | None:
     """The team configuration; a malformed one is a warning, and the defaults apply."""
     try:
-        return team_config_cached(run.team, run.store)
+        return team_config_cached(run.team, run.store, run.report.warnings)
     except InvalidContentError as exc:
         run.report.warnings.append(f"team configuration ignored ({exc}); using the defaults")
         return None

@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,12 +72,30 @@ class TeamContext:
     team: str
     namespace: str = ""
     member: str = ""  # who writes (a signed team's label indexes: maintainers and admins)
+    _private_keys: list | None = field(default=None, repr=False, compare=False)
+
+    def private_keys(self) -> list:
+        """This member's keys for the team's encrypted layers, loaded once (none if unset)."""
+        if self._private_keys is None:
+            self._private_keys = member_private_keys()
+        return self._private_keys
 
     def repo(self, module: ModuleName) -> str:
         return module_repository(self.team, module, self.namespace)
 
     def labels_repo(self, module: ModuleName) -> str:
         return label_index_repository(self.team, module, self.namespace)
+
+
+def member_private_keys(env: Mapping[str, str] | None = None) -> list:
+    """The private keys named by BSR_TEAM_CACHE_PRIVATE_KEY_FILE / _PRIVATE_KEY; the
+    cryptography machinery loads only when one is set."""
+    env = os.environ if env is None else env
+    if not (env.get("BSR_TEAM_CACHE_PRIVATE_KEY_FILE") or env.get("BSR_TEAM_CACHE_PRIVATE_KEY")):
+        return []
+    from bsr_team_cache.oci.encryption import private_keys_from_env
+
+    return private_keys_from_env(env)
 
 
 def resolve_project(
@@ -418,7 +437,9 @@ def _artifact(
         if found is not None:
             return found
     try:
-        return pull_module(team.registry, team.repo(module), module, commit)
+        return pull_module(
+            team.registry, team.repo(module), module, commit, private_keys=team.private_keys()
+        )
     except InvalidContentError as exc:
         warnings.append(f"team registry: {exc}")
     except RegistryError:

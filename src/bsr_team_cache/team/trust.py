@@ -66,9 +66,7 @@ DOCUMENT_SIGNERS = "maintainer"  # the least role whose key signs label indexes 
 
 def is_signed_team(config: TeamConfig | None) -> bool:
     """Whether at least one admin of ``config`` has a signing key."""
-    return config is not None and any(
-        m in config.signing_keys for m in config.members_with_role("admin")
-    )
+    return config is not None and config.signed
 
 
 def unscoped(namespace: str, repo: str) -> str:
