@@ -415,6 +415,7 @@ def test_key_loading(tmp_path, keys):
 def test_private_keys_from_env_never_shows_the_key(tmp_path, keys):
     key_file = tmp_path / "k.pem"
     key_file.write_bytes(private_key_pem(keys["rsa"]))
+    key_file.chmod(0o600)
     pem = private_key_pem(keys["p256"]).decode()
     found = private_keys_from_env({ENV_PRIVATE_KEY_FILE: str(key_file), ENV_PRIVATE_KEY: pem})
     assert [key_fingerprint(k) for k in found] == [

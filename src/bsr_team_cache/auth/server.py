@@ -43,6 +43,8 @@ from bsr_team_cache.audit.team import audit_repository
 from bsr_team_cache.audit.team import ship as ship_audit
 from bsr_team_cache.auth.notifications import MAX_BODY, EnvelopeError, parse_envelope
 from bsr_team_cache.auth.policy import (
+    MAX_NAME,
+    REPOSITORY_NAME_RE,
     Decision,
     Principal,
     Scope,
@@ -202,16 +204,25 @@ class RegistryTeamConfigs:
             self._configs[team] = (now + self._ttl, config)
         return config
 
-    def forget_older_than(self, age: float) -> bool:
-        """Drop what was read more than ``age`` seconds ago; whether anything was dropped."""
+    def forget_older_than(
+        self, age: float, teams: Iterable[str] = (), *, team_list: bool = False
+    ) -> bool:
+        """Drop what was read more than ``age`` seconds ago of ``teams``' configurations (and
+        of the list of teams, with ``team_list``); whether anything was dropped. Only what a
+        refusal depends on is read again: a refused request (any user can make one) must not
+        make the server re-read every team and the whole catalog."""
         read_before = self._clock() - age
         with self._lock:
             old = [
-                t for t, (expires, _) in self._configs.items() if expires - self._ttl < read_before
+                t
+                for t in set(teams)
+                if t in self._configs and self._configs[t][0] - self._ttl < read_before
             ]
             for team in old:
                 del self._configs[team]
-            stale_list = self._teams is not None and self._teams[0] - self._ttl < read_before
+            stale_list = (
+                team_list and self._teams is not None and self._teams[0] - self._ttl < read_before
+            )
             if stale_list:
                 self._teams = None
         return bool(old) or stale_list
@@ -346,7 +357,7 @@ class AuthService:
             return self._unauthorized(str(exc))
         principal = Principal(who.name, who.site_admin, who.via)
         decisions = [decide(principal, s, self.configs, self.namespace) for s in scopes]
-        if any(d.refused for d in decisions) and self.configs.forget_older_than(REFUSAL_RECHECK):
+        if self._forget_for_recheck(decisions):
             # A refusal is checked against fresh configurations: an admin's change (a new
             # member, a share) takes effect at once, not after the cache period.
             decisions = [decide(principal, s, self.configs, self.namespace) for s in scopes]
@@ -369,6 +380,18 @@ class AuthService:
             },
             ("Cache-Control", "no-store"),
         )
+
+    def _forget_for_recheck(self, decisions: list[Decision]) -> bool:
+        """Forget the configurations the refused decisions read (a share's: every team's, so
+        the list of teams too) if they are older than REFUSAL_RECHECK; whether any were."""
+        refused = [d for d in decisions if d.refused]
+        if not refused:
+            return False
+        teams = {d.team for d in refused if d.team}
+        shares = any(_is_share(d.scope.name, self.namespace) for d in refused)
+        if shares:
+            teams.update(self.configs.teams())
+        return self.configs.forget_older_than(REFUSAL_RECHECK, teams, team_list=shares)
 
     def _unauthorized(self, message: str) -> Answer:
         challenge = ("WWW-Authenticate", f'Basic realm="{self.options.service}"')
@@ -394,13 +417,13 @@ class AuthService:
         for decision in decisions:
             by_team.setdefault(decision.team, []).append(decision)
         for team, chosen in by_team.items():
-            granted = [d.scope.text(d.granted) for d in chosen if d.granted]
+            granted = [shown_scope(d.scope, d.granted) for d in chosen if d.granted]
             refused = [d for d in chosen if d.refused]
             if granted:
                 self._record(team, member, "grant", granted, "ok")
             if refused:
                 reasons = "; ".join(dict.fromkeys(d.reason for d in refused))
-                refs = [d.scope.text(d.refused) for d in refused]
+                refs = [shown_scope(d.scope, d.refused) for d in refused]
                 self._record(team, member, "refuse", refs, f"error: {reasons}")
                 for ref, decision in zip(refs, refused, strict=True):
                     _log(f"refused {member}: {ref} ({decision.reason})")
@@ -502,6 +525,26 @@ def _basic(header: str | None) -> tuple[str | None, str]:
     if not colon or not name:
         return None, ""
     return name, secret
+
+
+MAX_SHOWN_NAME = 256  # an audit ref is at most 1024 characters (audit/log.py)
+
+
+def shown_scope(scope: Scope, actions: Iterable[str]) -> str:
+    """A scope as audit records and the log show it. A name that is not a repository name
+    (asked for by anyone, anonymous clients too) is escaped and cut: a control character or
+    a ref over the audit log's limit would make the whole record unreadable, hiding the
+    refusals requested alongside, and a line break would forge lines in the log."""
+    name = scope.name
+    if len(name) > MAX_NAME or not REPOSITORY_NAME_RE.fullmatch(name):
+        name = ascii(name)[1:-1]
+        if len(name) > MAX_SHOWN_NAME:
+            name = name[: MAX_SHOWN_NAME - 3] + "..."
+    return f"{scope.type}:{name}:{','.join(actions)}"
+
+
+def _is_share(name: str, namespace: str) -> bool:
+    return name.startswith(in_namespace(namespace, "shared/organization/bundles/"))
 
 
 def _shown_name(claimed: str) -> str:

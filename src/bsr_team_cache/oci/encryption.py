@@ -208,13 +208,38 @@ def private_keys_from_env(env: Mapping[str, str]) -> list[PrivateKey]:
     keys = []
     path = env.get(ENV_PRIVATE_KEY_FILE, "").strip()
     if path:
-        keys.append(load_private_key(Path(path).expanduser()))
+        data, where = _private_key_file(path, ENV_PRIVATE_KEY_FILE)
+        keys.append(load_private_key(data, name=where))
     pem = env.get(ENV_PRIVATE_KEY, "").strip()
     if pem:
         if not pem.startswith("-----BEGIN"):
             raise ConfigError(ENV_PRIVATE_KEY, "is not a PEM private key ('-----BEGIN ...')")
         keys.append(load_private_key(pem.encode(), name=ENV_PRIVATE_KEY))
     return keys
+
+
+def _private_key_file(value: str, variable: str) -> tuple[bytes, str]:
+    """The bytes of the private key file that ``variable`` names, refused when group or
+    others may read it (as ssh refuses such keys). A value that is the key itself, not a
+    path, is refused without being shown: messages name the file, and this one is secret."""
+    if "-----BEGIN" in value or "\n" in value or len(value) > 4096:
+        raise ConfigError(
+            variable,
+            "holds a key, not a file path: put the PEM text in"
+            f" {ENV_PRIVATE_KEY} or the key in a file (mode 600) and its path here",
+        )
+    path = Path(value).expanduser()
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read the private key ({exc.strerror})") from None
+    if mode & 0o077:
+        raise ConfigError(
+            path,
+            f"the private key is readable by others (mode {mode & 0o777:04o}); it must be"
+            f" private: chmod 600 {path}",
+        )
+    return _key_bytes(path, "private key", None)
 
 
 def key_fingerprint(key: PrivateKey | PublicKey) -> str:

@@ -261,6 +261,13 @@ class _Reader:
             if older is None or older.digest != previous:
                 return f"{first_reason}; its previous configuration {previous} is missing"
             older_config = self.parse(older, previous)
+            if older_config.updated_at < pin.config.updated_at:
+                # The chain passes behind the pin without going through it: a fork from an
+                # older configuration (a removed admin's key still verifies there).
+                return (
+                    f"{first_reason}; its previous configuration {previous} is older than the"
+                    " configuration this machine trusts"
+                )
             chain.append((older, older_config))
             try:
                 _admin_signed(older, pin.config, self.team)

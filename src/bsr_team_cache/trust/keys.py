@@ -126,6 +126,13 @@ def load_signing_key(env: Mapping[str, str] | None = None) -> SigningKey | None:
     env = os.environ if env is None else env
     path = env.get(SIGNING_KEY_FILE_ENV, "")
     if path:
+        if "-----BEGIN" in path or "\n" in path or len(path) > 4096:
+            # The key itself, not a path: messages name the file, and this one is secret.
+            raise ConfigError(
+                SIGNING_KEY_FILE_ENV,
+                f"holds a key, not a file path: put the PEM text in {SIGNING_KEY_ENV} or the"
+                " key in a file (mode 600) and its path here",
+            )
         return _private_key_from_pem(read_private_key_file(Path(path), "signing key"), path)
     text = env.get(SIGNING_KEY_ENV, "")
     if text:

@@ -41,7 +41,9 @@ SIGNATURE_ANNOTATIONS = (ANN_SIGNATURE, ANN_SIGNER, ANN_SIGNED_AT)
 STATEMENT_VERSION = "bsr-team-cache signed document v1"
 
 _SIGNATURE_RE = re.compile(r"^[A-Za-z0-9+/]{86}==$")  # base64 of exactly 64 bytes
-_SIGNER_RE = re.compile(rf"^([^\s:]{{1,128}}):([0-9a-f]{{{KEY_ID_LENGTH}}})$")
+# A member name's characters (team/config.py's grammar, which this layer does not import):
+# the name is shown in warnings, so no control or invisible characters get through.
+_SIGNER_RE = re.compile(rf"^([A-Za-z0-9][A-Za-z0-9._+@-]{{0,127}}):([0-9a-f]{{{KEY_ID_LENGTH}}})\Z")
 _SIGNED_AT_RE = re.compile(r"^[0-9]{1,12}$")
 _MAX_COVERED = 16  # dev.bsr-team-cache.* annotations a signature covers (bundles have 3)
 _MAX_COVERED_VALUE = 64 * 1024
