@@ -72,6 +72,11 @@ class InvalidContentError(BSRTeamCacheError):
     and the next tier is asked; it is never stored, published or written."""
 
 
+class KeyUnavailableError(InvalidContentError):
+    """An encrypted layer this member has no key for: the artifact may be sound, so it is
+    not replaced by a copy of their own."""
+
+
 class DigestMismatchError(InvalidContentError):
     """Content does not hash to the digest it was promised to have."""
 

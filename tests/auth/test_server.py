@@ -44,7 +44,8 @@ PASSWORDS = {
     "dave": "dave-password",
 }
 DEPS = "teams/a/dependencies/buf.build/acme/pets"
-CACHE_SECONDS = 1.0
+# Long: configuration changes must reach the server through the registry's notifications.
+CACHE_SECONDS = 60.0
 
 
 @dataclass
@@ -272,9 +273,21 @@ def test_anonymous_access_is_refused(stack: Stack) -> None:
 
 def test_a_removed_member_is_refused_once_the_config_changes(stack: Stack) -> None:
     with stack.client("dave") as dave:
-        _push_artifact(dave, DEPS, "dave-1", b"dave's first")
+        _push_artifact(dave, DEPS, "dave-1", b"dave's first")  # granted: team a's config cached
+    pushes = len([r for r in stack.audit() if r["operation"] == "registry-push"])
     _push_config(stack, _config("a", {"alice": "admin", "bob": "reader"}))
-    time.sleep(CACHE_SECONDS + 0.5)
+    # The registry tells the server of the new configuration (well within the cache period).
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        config_pushes = [
+            r
+            for r in stack.audit()[pushes:]
+            if r["operation"] == "registry-push" and "teams/a/config:latest" in r["refs"]
+        ]
+        if config_pushes:
+            break
+        time.sleep(0.05)
+    assert config_pushes
     scope = f"repository:{DEPS}:pull,push"
     answer = _token(stack, "dave", None, scope)
     assert _granted(answer) == []
@@ -434,3 +447,53 @@ def test_tls_serves_tokens_over_https(tmp_path: Path) -> None:
         assert (answer.status_code, _granted(answer)) == (200, [])
     finally:
         server.stop()
+
+
+def test_connections_past_the_cap_are_closed_at_once() -> None:
+    """Slow clients cannot pile up threads: past the cap, a connection is closed unanswered."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler
+
+    from bsr_team_cache.auth.server import BoundedThreadingHTTPServer
+
+    release = threading.Event()
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            release.wait(10)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = BoundedThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    server._slots = threading.BoundedSemaphore(1)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        first = socket.create_connection(("127.0.0.1", port))
+        first.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        time.sleep(0.3)  # the first holds the only slot
+        second = socket.create_connection(("127.0.0.1", port))
+        second.settimeout(5)
+        second.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert second.recv(100) == b""  # closed without an answer
+        release.set()
+        first.settimeout(5)
+        assert first.recv(100).startswith(b"HTTP/1.0 204")
+        answers = []  # the slot is free again once the first's thread ends
+        for _ in range(50):
+            third = socket.create_connection(("127.0.0.1", port))
+            third.settimeout(5)
+            third.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            answers.append(third.recv(100))
+            if answers[-1]:
+                break
+            time.sleep(0.1)
+        assert answers[-1].startswith(b"HTTP/1.0 204")
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()

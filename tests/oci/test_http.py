@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 import uuid
 from pathlib import Path
 
@@ -16,7 +17,12 @@ from bsr_team_cache.oci import open_registry
 from bsr_team_cache.oci.base import OCI_INDEX, OCI_MANIFEST, sha256_digest
 from bsr_team_cache.oci.credentials import Credentials
 from bsr_team_cache.oci.devregistry import DistributionServer, TokenService
-from bsr_team_cache.oci.http import HTTPRegistry, parse_challenge
+from bsr_team_cache.oci.http import (
+    TOKEN_CACHE_FILE,
+    HTTPRegistry,
+    TokenCache,
+    parse_challenge,
+)
 
 
 def _repo() -> str:
@@ -316,6 +322,151 @@ def test_a_refused_cached_token_is_replaced(token_registry: DistributionServer) 
         reg._tokens[key] = ("not-a-valid-token", float("inf"))  # e.g. revoked server-side
         assert reg.read_manifest(repo, "v1") is not None
         assert reg._tokens[key][0] != "not-a-valid-token"
+
+
+class _RecordingTransport(httpx.HTTPTransport):
+    """The real transport; records each answer's (host:port, status)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answers: list[tuple[str, int]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        self.answers.append((f"{request.url.host}:{request.url.port}", response.status_code))
+        return response
+
+
+def _pull_all(reg: HTTPRegistry, repos: list[str]) -> None:
+    for repo in repos:
+        assert reg.read_manifest(repo, "v1") is not None
+
+
+def test_tokens_are_shared_across_clients_through_the_token_cache(
+    token_registry: DistributionServer, tmp_path: Path
+) -> None:
+    """A fetch of N modules asks for N tokens (one per repository scope); the next process,
+    with the same cache, asks for none and is never challenged."""
+    tokens = token_registry.token_service
+    assert tokens is not None
+    repos = [f"teams/payments/deps/shared{i}" for i in range(3)]
+    with HTTPRegistry(token_registry.url, credentials=Credentials("payments", "pw1")) as writer:
+        for repo in repos:
+            _push_artifact(writer, repo, "v1", repo.encode())
+    cache = TokenCache(tmp_path / "store")
+    login = Credentials("payments", "pw1")
+    before = len(tokens.issued)
+    with HTTPRegistry(token_registry.url, credentials=login, token_cache=cache) as first:
+        _pull_all(first, repos)
+    assert len(tokens.issued) - before == 3
+    transport = _RecordingTransport()
+    registry = token_registry.url.removeprefix("http://")
+    with HTTPRegistry(
+        token_registry.url, credentials=login, token_cache=cache, transport=transport
+    ) as second:
+        _pull_all(second, repos)
+    assert len(tokens.issued) - before == 3
+    assert transport.answers == [(registry, 200)] * 3  # no 401, no token service request
+    assert stat.S_IMODE(cache.path.stat().st_mode) == 0o600
+    assert b"pw1" not in cache.path.read_bytes()
+    # Another user with the same cache directory gets a token of their own.
+    with HTTPRegistry(
+        token_registry.url, credentials=Credentials("search", "pw2"), token_cache=cache
+    ) as other:
+        _pull_all(other, repos[:1])
+    assert [t["user"] for t in tokens.issued[before:]] == ["payments"] * 3 + ["search"]
+
+
+def test_an_expiring_cached_token_is_not_used(
+    token_registry: DistributionServer, tmp_path: Path
+) -> None:
+    tokens = token_registry.token_service
+    assert tokens is not None
+    repo = "teams/payments/deps/expiring"
+    login = Credentials("payments", "pw1")
+    with HTTPRegistry(token_registry.url, credentials=login) as writer:
+        _push_artifact(writer, repo, "v1", b"x")
+    cache = TokenCache(tmp_path / "store")
+    with HTTPRegistry(token_registry.url, credentials=login, token_cache=cache) as first:
+        _pull_all(first, [repo])
+    # The same file, read 290 s later: the token (300 s, kept until 10 s before its end)
+    # has less than the 30 s reuse margin left.
+    later = TokenCache(tmp_path / "store", clock=lambda: time.time() + 290)
+    before = len(tokens.issued)
+    with HTTPRegistry(token_registry.url, credentials=login, token_cache=later) as second:
+        _pull_all(second, [repo])
+    assert len(tokens.issued) - before == 1
+
+
+def test_a_refused_cached_token_leaves_the_cache(
+    token_registry: DistributionServer, tmp_path: Path
+) -> None:
+    tokens = token_registry.token_service
+    assert tokens is not None
+    repo = "teams/payments/deps/refused"
+    login = Credentials("payments", "pw1")
+    with HTTPRegistry(token_registry.url, credentials=login) as writer:
+        _push_artifact(writer, repo, "v1", b"y")
+    cache = TokenCache(tmp_path / "store")
+    with HTTPRegistry(token_registry.url, credentials=login, token_cache=cache) as first:
+        _pull_all(first, [repo])
+    # A token the registry no longer accepts (e.g. signed by a key it stopped trusting).
+    data = json.loads(cache.path.read_text())
+    (entry,) = data["tokens"].values()
+    entry["token"] = "not-a-valid-token"
+    cache.path.write_text(json.dumps(data))
+    before = len(tokens.issued)
+    with HTTPRegistry(token_registry.url, credentials=login, token_cache=cache) as second:
+        _pull_all(second, [repo])
+    assert len(tokens.issued) - before == 1
+    (entry,) = json.loads(cache.path.read_text())["tokens"].values()
+    assert entry["token"] != "not-a-valid-token"
+
+
+def test_a_token_cache_readable_by_others_is_ignored(
+    token_registry: DistributionServer, tmp_path: Path
+) -> None:
+    tokens = token_registry.token_service
+    assert tokens is not None
+    repo = "teams/payments/deps/mode"
+    login = Credentials("payments", "pw1")
+    with HTTPRegistry(token_registry.url, credentials=login) as writer:
+        _push_artifact(writer, repo, "v1", b"z")
+    cache = TokenCache(tmp_path / "store")
+    with HTTPRegistry(token_registry.url, credentials=login, token_cache=cache) as first:
+        _pull_all(first, [repo])
+    cache.path.chmod(0o644)
+    before = len(tokens.issued)
+    with HTTPRegistry(token_registry.url, credentials=login, token_cache=cache) as second:
+        _pull_all(second, [repo])
+    assert len(tokens.issued) - before == 1
+    assert stat.S_IMODE(cache.path.stat().st_mode) == 0o600  # rewritten, private again
+
+
+def test_the_users_own_credentials_cache_tokens_in_the_local_store(
+    token_registry: DistributionServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokens = token_registry.token_service
+    assert tokens is not None
+    repo = "teams/payments/deps/default-cache"
+    with HTTPRegistry(token_registry.url, credentials=Credentials("payments", "pw1")) as writer:
+        _push_artifact(writer, repo, "v1", b"w")
+    store = tmp_path / "local-store"
+    monkeypatch.setenv("BSR_TEAM_CACHE_DIR", str(store))
+    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_USERNAME", "payments")
+    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_PASSWORD", "pw1")
+    before = len(tokens.issued)
+    for _ in range(2):  # two processes, as two `fetch` runs
+        with HTTPRegistry(token_registry.url) as reg:
+            _pull_all(reg, [repo])
+    assert len(tokens.issued) - before == 1
+    assert stat.S_IMODE((store / TOKEN_CACHE_FILE).stat().st_mode) == 0o600
+    # Credentials handed to the client (a service's own identity): memory only.
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("BSR_TEAM_CACHE_DIR", str(elsewhere))
+    with HTTPRegistry(token_registry.url, credentials=Credentials("payments", "pw1")) as reg:
+        _pull_all(reg, [repo])
+    assert not elsewhere.exists()
 
 
 class _CuttingTransport(httpx.HTTPTransport):

@@ -27,6 +27,22 @@ def _holds_proto_text(blob: bytes) -> bool:
     return any(b"syntax = " in t or b"\nmessage " in t or b"\npackage " in t for t in texts)
 
 
+def _module_tags(registry: str, project: Path) -> dict[str, str]:
+    """The manifest digest each module repository holds for its locked commit."""
+    from bsr_team_cache.domain.buflock import read_buf_lock
+    from bsr_team_cache.oci import open_registry
+    from bsr_team_cache.oci.artifact import module_repository
+    from bsr_team_cache.oci.base import sha256_digest
+
+    reg, ns = open_registry(registry), registry.rsplit("/", 1)[1]
+    out = {}
+    for dep in read_buf_lock(project / "buf.lock").deps:
+        found = reg.read_manifest(module_repository("secret", dep.module), dep.commit)
+        assert found is not None, (ns, dep.module)
+        out[str(dep.module)] = sha256_digest(found[0])
+    return out
+
+
 def _keys(tmp_path: Path, member: str) -> Path:
     out = tmp_path / "keys" / member
     done = run_cli("keys", "generate", "--out", str(out))
@@ -75,6 +91,32 @@ def test_an_encrypted_team(
         cold = run_cli("fetch", str(project_a), "--update-lock", "--json", env=env("alice"))
         assert _hits(cold) == {"local": 0, "team": 0, "bsr": 6}
         assert all(m["published"] for m in json.loads(cold.stdout)["modules"])
+        bundled = run_cli(
+            "bundle", "--name", "shop", "--deps", f"{server.host}/acme/pets", env=env("alice")
+        )
+        assert bundled.returncode == 0, bundled.stderr
+
+        # carol has no key, then a key that is not a recipient: told what to do, served by
+        # the BSR, and what the registry holds for the team is left alone (not overwritten
+        # by a copy of her own).
+        project_c = make_project(tmp_path / "c", server.host)
+        (project_c / "buf.lock").write_text((project_a / "buf.lock").read_text())
+        tags = _module_tags(registry, project_a)
+        for key, told in (
+            (False, "the team encrypts its modules: set BSR_TEAM_CACHE_PRIVATE_KEY_FILE"),
+            (True, "ask a team admin to add your public key"),
+        ):
+            scratch = tmp_path / f"carol-{key}"
+            outsider = {
+                **env("carol", key=key),
+                "BSR_TEAM_CACHE_DIR": str(scratch / "s"),
+                "BUF_CACHE_DIR": str(scratch / "b"),
+            }
+            served = run_cli("fetch", str(project_c), "--json", env=outsider)
+            assert _hits(served) == {"local": 0, "team": 0, "bsr": 6}
+            assert told in served.stderr
+            assert not any(m["published"] for m in json.loads(served.stdout)["modules"])
+        assert _module_tags(registry, project_a) == tags
     finally:
         server.stop()
 
@@ -95,17 +137,6 @@ def test_an_encrypted_team(
     built = _buf_build(buf_bin, project_b, tmp_path / "bob", server.ca_cert)
     assert built.returncode == 0, built.stderr
 
-    # carol has no key: a clear message, and the BSR (gone here) is the only way left.
-    project_c = make_project(tmp_path / "c", server.host)
-    (project_c / "buf.lock").write_text((project_a / "buf.lock").read_text())
-    keyless = run_cli("fetch", str(project_c), "--json", env=env("carol", key=False))
-    assert keyless.returncode != 0
-    assert "the team encrypts its modules: set BSR_TEAM_CACHE_PRIVATE_KEY_FILE" in keyless.stderr
-    # With a key that is not a recipient yet: told to ask an admin.
-    stranger = run_cli("fetch", str(project_c), "--json", env=env("carol"))
-    assert stranger.returncode != 0
-    assert "ask a team admin to add your public key" in stranger.stderr
-
     # alice adds carol: the layer keys are re-wrapped (manifests change, blobs do not).
     blobs_before = distribution.blob_digests()
     added = run_cli(
@@ -114,12 +145,20 @@ def test_an_encrypted_team(
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
     new_blobs = set(distribution.blob_digests()) - set(blobs_before)
-    # only small manifests and documents were written: no layer was uploaded again
-    assert all(distribution.blob_digests()[d] < 8192 for d in new_blobs)
+    # only manifests and documents were written (JSON): no layer was uploaded again
+    blob_dir = distribution.storage / "docker/registry/v2/blobs/sha256"
+    assert new_blobs and all(
+        (blob_dir / d[7:9] / d[7:] / "data").read_bytes()[:1] == b"{" for d in new_blobs
+    )
     audit = json.loads(run_cli("audit", "--op", "rewrap", "--json", env=env("alice")).stdout)
-    assert len(audit) == 1 and len(audit[0]["refs"]) == 6
+    assert len(audit) == 1
+    assert audit[0]["refs"][-1].endswith("teams/secret/bundles/shop:v2")  # and the 6 modules
+    assert len(audit[0]["refs"]) == 7
+    pulled = run_cli("bundle", "--name", "shop", "--pull", env=env("carol"))
+    assert pulled.returncode == 0, pulled.stderr
     now = run_cli("fetch", str(project_c), "--json", env=env("carol"))
-    assert _hits(now) == {"local": 0, "team": 6, "bsr": 0}
+    # the bundle's 4 (pets and its deps) came with the pull; the other 2 from the registry
+    assert _hits(now) == {"local": 4, "team": 2, "bsr": 0}
     built = _buf_build(buf_bin, project_c, tmp_path / "carol", server.ca_cert)
     assert built.returncode == 0, built.stderr
     # Removing carol re-wraps again: her key no longer opens what the registry holds.

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -461,6 +462,12 @@ class AuthService:
         for event in envelope.events:
             team = self.notification_team(event.repository)
             self._record(team, event.member, event.operation, list(event.refs), "ok")
+            if event.operation == "registry-push" and event.repository == in_namespace(
+                self.namespace, f"teams/{team}/config"
+            ):
+                # A new configuration (a member removed, a share granted) applies to the next
+                # token request, not after the cache period.
+                self.configs.forget_older_than(0.0, [team], team_list=True)
         if envelope.skipped:
             _log(f"notification: {envelope.skipped} events skipped (other actions or malformed)")
         return Answer(200)
@@ -576,6 +583,9 @@ def _handler(service: AuthService) -> type[BaseHTTPRequestHandler]:
         server_version = "bsr-team-cache-auth"
         sys_version = ""
         timeout = 30  # a client that stops sending does not hold a thread for long
+        # Headers and body go out in two writes: without this, Nagle's algorithm holds the
+        # body until the client's delayed ACK (~40 ms a token on loopback).
+        disable_nagle_algorithm = True
 
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
@@ -639,13 +649,43 @@ def build_service(options: ServerOptions) -> AuthService:
     return AuthService(options, key=key, store=store, configs=configs, registry=registry)
 
 
+MAX_CONNECTIONS = 64  # token requests at once; Distribution and clients reuse few connections
+
+
+class BoundedThreadingHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, at most MAX_CONNECTIONS at once: past that a connection is
+    closed at once, so slow clients cannot pile up threads (each waits ``timeout`` per read)."""
+
+    daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class AuthServer:
     """The HTTP server and the audit shipper, in threads; :meth:`stop` ships what is left."""
 
     def __init__(self, service: AuthService) -> None:
         self.service = service
         options = service.options
-        self.httpd = ThreadingHTTPServer((options.host, options.port), _handler(service))
+        self.httpd = BoundedThreadingHTTPServer((options.host, options.port), _handler(service))
         self.httpd.daemon_threads = True
         if options.tls_cert:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -41,7 +41,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from bsr_team_cache.errors import ConfigError, ContentTooLargeError, InvalidContentError
+from bsr_team_cache.errors import (
+    ConfigError,
+    ContentTooLargeError,
+    InvalidContentError,
+    KeyUnavailableError,
+)
 from bsr_team_cache.limits import limits
 from bsr_team_cache.oci.base import is_oci_digest, sha256_digest
 
@@ -583,7 +588,7 @@ def _unwrap_options(
     annotations: Mapping[str, str], private_keys: Sequence[PrivateKey], where: str
 ) -> _PrivateOptions:
     if not private_keys:
-        raise InvalidContentError(
+        raise KeyUnavailableError(
             f"{where}: the team encrypts its modules: set {ENV_PRIVATE_KEY_FILE} to your"
             " private key file"
         )
@@ -592,7 +597,7 @@ def _unwrap_options(
         if payload is not None:
             return _private_options(payload, where)
     fingerprints = ", ".join(key_fingerprint(k)[:19] for k in private_keys)
-    raise InvalidContentError(
+    raise KeyUnavailableError(
         f"{where}: not encrypted for your key ({fingerprints}): ask a team admin to add your"
         " public key to the team and rewrap"
     )

@@ -6,7 +6,9 @@ simple client does not, and why:
 * blobs are streamed both ways and hashed while streaming, so memory stays flat for large
   blobs and a corrupt byte is caught before anything is renamed into place;
 * the bearer-token flow asks for exactly the scope a request needs (pull, or pull+push, plus
-  pull on the source repository for a mount) and caches tokens until they expire;
+  pull on the source repository for a mount) and caches tokens until they expire: in memory,
+  and, for the user's own credentials, across processes in the local store (TokenCache), so
+  that a fetch after the first asks the token service nothing;
 * uploads above ``chunk_threshold`` go in PATCH chunks, each retried on its own;
 * ``mount_blob`` lets bundles reference blobs across repositories without re-uploading;
 * one pooled ``httpx.Client`` (thread-safe) serves parallel transfers;
@@ -23,17 +25,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import ssl
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
 
 from bsr_team_cache._deadline import deadline_scope
-from bsr_team_cache._fs import file_chunks, write_verified
+from bsr_team_cache._fs import atomic_write, file_chunks, read_regular_file, write_verified
 from bsr_team_cache._hosts import is_loopback
 from bsr_team_cache._http import (
     SPILL_BYTES,
@@ -49,6 +53,7 @@ from bsr_team_cache._http import (
 )
 from bsr_team_cache.errors import (
     AccessDeniedError,
+    BSRTeamCacheError,
     ConflictError,
     ContentTooLargeError,
     DigestMismatchError,
@@ -82,6 +87,115 @@ _MAX_REDIRECTS = 5
 _SMALL_ANSWER = 1 << 20  # token answers, error bodies, tag lists (per page)
 
 ContentFactory = Callable[[], bytes | Iterator[bytes]]
+
+TOKEN_CACHE_FILE = "registry-tokens.json"
+_TOKEN_CACHE_BYTES = 1 << 20  # a larger file is not ours: ignored, then replaced
+_TOKEN_CACHE_ENTRIES = 512
+_MAX_TOKEN_CHARS = 16 << 10
+# A cached token is used by a new process only while this much of its life is left: a fetch
+# started with it should finish before it expires (a refused token is replaced anyway).
+_TOKEN_REUSE_MARGIN = 30.0
+
+
+def _hashed(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def token_cache_key(origin: str, scope: str) -> str:
+    """The cache key of a token: the registry it is sent to and its scopes (hashed: the file
+    names no host or repository)."""
+    return _hashed(origin, scope)
+
+
+@dataclass(frozen=True)
+class CachedToken:
+    token: str = field(repr=False)
+    expires: float  # seconds since the epoch
+    realm: str  # the token service that issued it (the registry's challenge then)
+    service: str
+    principal: str  # whose credentials it was issued for (hashed)
+
+
+class TokenCache:
+    """Registry tokens kept across processes: ``registry-tokens.json`` (mode 0600) in a
+    directory of the user's (the local store): ``{"tokens": {key: {"token", "expires",
+    "realm", "service", "principal"}}}``, ``expires`` in seconds since the epoch. A file that
+    is not a regular file owned by this user, or is readable by others, or does not parse, is
+    ignored (and replaced on the next write). Tokens are bearer credentials: they are never
+    logged, and are only sent to the registry origin their key names."""
+
+    def __init__(self, directory: Path, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(directory) / TOKEN_CACHE_FILE
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def _read(self) -> dict[str, CachedToken]:
+        try:
+            data = read_regular_file(self.path, _TOKEN_CACHE_BYTES)
+            info = os.stat(self.path, follow_symlinks=False)
+        except (OSError, BSRTeamCacheError):
+            return {}
+        if info.st_mode & 0o077 or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
+            return {}
+        try:
+            entries = json.loads(data)["tokens"]
+            items = entries.items()
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            return {}
+        now = self._clock()
+        found: dict[str, CachedToken] = {}
+        for key, entry in items:
+            if not isinstance(entry, dict):
+                continue
+            texts = [entry.get(name) for name in ("token", "realm", "service", "principal")]
+            expires = entry.get("expires")
+            valid_texts = all(
+                isinstance(t, str) and len(t) <= _MAX_TOKEN_CHARS and t.isprintable() for t in texts
+            )
+            valid_time = isinstance(expires, int | float) and not isinstance(expires, bool)
+            if valid_texts and texts[0] and valid_time and expires > now:
+                token, realm, service, principal = texts
+                found[str(key)] = CachedToken(token, float(expires), realm, service, principal)
+        return found
+
+    def get(self, key: str) -> CachedToken | None:
+        """The token cached under ``key`` if more than the reuse margin of its life is left."""
+        with self._lock:
+            entry = self._read().get(key)
+        if entry is None or entry.expires - self._clock() <= _TOKEN_REUSE_MARGIN:
+            return None
+        return entry
+
+    def put(self, key: str, entry: CachedToken) -> None:
+        self._update(key, entry)
+
+    def forget(self, key: str) -> None:
+        self._update(key, None)
+
+    def _update(self, key: str, entry: CachedToken | None) -> None:
+        """Re-read (other processes write too), change one entry, drop expired ones, replace
+        the file atomically; the temporary file is 0600 from its creation (mkstemp)."""
+        with self._lock:
+            entries = self._read()
+            if entry is None:
+                if entries.pop(key, None) is None:
+                    return
+            else:
+                entries[key] = entry
+            kept = sorted(entries.items(), key=lambda item: item[1].expires)
+            payload = {"tokens": {k: asdict(e) for k, e in kept[-_TOKEN_CACHE_ENTRIES:]}}
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                atomic_write(self.path, json.dumps(payload).encode())
+            except OSError:
+                pass  # a cache: a fetch goes on without it (and asks for tokens again)
+
+
+def default_token_cache() -> TokenCache:
+    """The cache in the local store directory (``$BSR_TEAM_CACHE_DIR`` or its default)."""
+    from bsr_team_cache.store.local import default_store_dir
+
+    return TokenCache(default_store_dir())
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -143,7 +257,13 @@ def _upload_offset(status: httpx.Response) -> int:
 
 
 class HTTPRegistry:
-    """``https://host[:port][/namespace]``; repositories live under the namespace."""
+    """``https://host[:port][/namespace]``; repositories live under the namespace.
+
+    Bearer tokens are kept across processes in ``token_cache``; without one, a client that
+    finds the user's own credentials itself (``credentials`` not given: environment or docker
+    config) uses the local store's (default_token_cache). A caller that passes credentials
+    (a service with its own identity) keeps its tokens in memory only, unless it passes a
+    cache."""
 
     def __init__(
         self,
@@ -161,8 +281,11 @@ class HTTPRegistry:
         transport: httpx.BaseTransport | None = None,
         verify: ssl.SSLContext | bool | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        token_cache: TokenCache | None = None,
     ) -> None:
         parsed = parse_http_registry_url(url, insecure=insecure)
+        self._token_cache = token_cache
+        self._default_token_cache = token_cache is None and credentials is None
         scheme = parsed.scheme
         self.host = parsed.host
         self.base = parsed.base
@@ -172,6 +295,7 @@ class HTTPRegistry:
         self._where = f"team registry {self._url}"
         if credentials is None and parsed.username:
             credentials = Credentials(parsed.username, parsed.password)
+            self._default_token_cache = False
         self._credentials = credentials
         self._max_attempts = max(1, max_attempts)
         self._backoff, self._max_backoff = backoff, max_backoff
@@ -218,6 +342,55 @@ class HTTPRegistry:
             self._credentials = credentials_for(self.host)
         return self._credentials
 
+    def _persistent_tokens(self) -> TokenCache | None:
+        if self._token_cache is None and self._default_token_cache:
+            self._token_cache = default_token_cache()
+            self._default_token_cache = False
+        return self._token_cache
+
+    def _persistent_key(self, scope: str) -> str:
+        origin = f"{self._origin.scheme}://{self._origin.netloc.decode('ascii')}"
+        return token_cache_key(origin, scope)
+
+    def _principal(self) -> str:
+        """Whose credentials these are, hashed (a cached token is only reused by them)."""
+        creds = self.credentials
+        if creds.identity_token:
+            return _hashed("identity", creds.identity_token)
+        return _hashed("user", creds.username)
+
+    def _stored_token(self, key: str, realm: str | None, service: str | None) -> str | None:
+        """A token another process (or an earlier client) cached for these scopes, if its
+        issuer is the registry's current token service (``None``: not known yet, the first
+        request of a process). Kept in memory from here on."""
+        persistent = self._persistent_tokens()
+        stored = persistent.get(self._persistent_key(key)) if persistent else None
+        # Credentials are looked up only once a token is cached: a registry that never asks
+        # for them costs no credential helper run.
+        if stored is None or stored.principal != self._principal():
+            return None
+        if realm is not None and (stored.realm, stored.service) != (realm, service):
+            return None
+        with self._auth_lock:
+            self._tokens[key] = (stored.token, time.monotonic() + stored.expires - time.time())
+        return stored.token
+
+    def _known_token(self, key: str) -> str | None:
+        with self._auth_lock:
+            cached = self._tokens.get(key)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        return self._stored_token(key, None, None)
+
+    def _forget_token(self, scopes: tuple[str, ...]) -> None:
+        """Drop a token the registry refused, here and in the cross-process cache."""
+        key = " ".join(scopes)
+        with self._auth_lock:
+            self._tokens.pop(key, None)
+        persistent = self._persistent_tokens()
+        if persistent is not None:
+            persistent.forget(self._persistent_key(key))
+
     def _token(self, scopes: tuple[str, ...]) -> str:
         assert self._challenge is not None
         key = " ".join(scopes)
@@ -241,6 +414,10 @@ class HTTPRegistry:
                 f"{self._where}: refusing to send credentials to the token service {realm!r}:"
                 " it is not https"
             )
+        service = params.get("service", "")
+        stored = self._stored_token(key, realm, service)
+        if stored is not None:
+            return stored
         query: list[tuple[str, str]] = [("scope", s) for s in scopes]
         if params.get("service"):
             query.append(("service", params["service"]))
@@ -294,14 +471,21 @@ class HTTPRegistry:
                 raise ValueError("not a token")
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             raise RegistryError(f"{self._where}: token service returned no token") from None
-        lifetime = min(lifetime, 24 * 3600.0)
+        usable = max(10.0, min(lifetime, 24 * 3600.0) - 10.0)
         with self._auth_lock:
-            self._tokens[key] = (token, time.monotonic() + max(10.0, lifetime - 10.0))
+            self._tokens[key] = (token, time.monotonic() + usable)
+        persistent = self._persistent_tokens()
+        if persistent is not None:
+            entry = CachedToken(token, time.time() + usable, realm, service, self._principal())
+            persistent.put(self._persistent_key(key), entry)
         return token
 
     def _auth_header(self, scopes: tuple[str, ...]) -> dict[str, str]:
         if self._challenge is None:
-            return {}
+            # No 401 seen yet: a token cached for these scopes (by this client, or by an
+            # earlier process) spares the 401 round trip.
+            stored = self._known_token(" ".join(scopes)) if scopes else None
+            return {"Authorization": f"Bearer {stored}"} if stored else {}
         scheme, _ = self._challenge
         if scheme == "basic":
             basic = self.credentials.basic()
@@ -335,11 +519,12 @@ class HTTPRegistry:
             while True:
                 hint: float | None = None
                 own = same_origin(target, self._origin)
+                auth = self._auth_header(scopes) if own else {}
                 request = self._client.build_request(
                     method,
                     target,
                     params=params,
-                    headers={**(headers or {}), **(self._auth_header(scopes) if own else {})},
+                    headers={**(headers or {}), **auth},
                     content=content() if content is not None else None,
                 )
                 try:
@@ -352,8 +537,8 @@ class HTTPRegistry:
                     if resp.status_code == 401 and own and not answered_challenge:
                         resp.close()
                         self._learn_challenge(resp)
-                        with self._auth_lock:  # a cached token was refused: ask for a new one
-                            self._tokens.pop(" ".join(scopes), None)
+                        if auth.get("Authorization", "").startswith("Bearer "):
+                            self._forget_token(scopes)  # a cached token was refused
                         answered_challenge = True
                         continue
                     if resp.status_code in _REDIRECTS and method in ("GET", "HEAD"):

@@ -362,7 +362,39 @@ class TeamCache:
                     self.registry, repo, commit, keys, recipients
                 ):
                     done.append(f"{module}:{commit}")
+        done += self._rewrap_bundles(keys, recipients)
         self.audit("rewrap", done)
+        return done
+
+    def _rewrap_bundles(self, keys: list, recipients: list[str]) -> list[str]:
+        """Each bundle of the index whose layers are encrypted, pushed again as a new version
+        with its keys wrapped for ``recipients`` (versions are immutable; layers are mounted,
+        not uploaded)."""
+        from bsr_team_cache.team.bundles import rewrap_members
+
+        done = []
+        for record in self.config([]).bundles:
+            repo = bundle_repository(self.team, record.name, self.namespace)
+            context = bundle_repository(self.team, record.name)
+            found = self._read_verified_bundle(repo, context, reference=record.version)
+            if found is None or not any(m.encrypted for m in found[0].members):
+                continue
+            version = next_version(self.registry, repo)
+            bundle = replace(rewrap_members(found[0], keys, recipients), version=version)
+            push_bundle(
+                self.registry,
+                repo,
+                bundle,
+                sources=layer_sources(bundle, self.context.repo),
+                tags=(version, LATEST),
+                annotations={ANN_OWNER: self.team},
+                require_encrypted=True,
+                signer=self._signer(bundle_context(context, version)),
+            )
+            record_bundle(
+                self.registry, self.team, replace(record, version=version), self.namespace
+            )
+            done.append(f"{repo}:{version}")
         return done
 
     def _known_modules(self) -> set[str]:
@@ -492,7 +524,7 @@ class TeamCache:
         return signer and signer.at(context)
 
     def _read_verified_bundle(
-        self, repo: str, context_repo: str, owner: str | None = None
+        self, repo: str, context_repo: str, owner: str | None = None, reference: str = LATEST
     ) -> tuple[Bundle, dict[str, str]] | None:
         """A bundle of ``owner`` (this team by default), checked against the configuration this
         machine trusts for that team: a signed team's must be signed by a maintainer or admin
@@ -501,7 +533,9 @@ class TeamCache:
 
         team = owner or self.team
         trusted = read_trusted_config(self.registry, team, self.namespace, self.store, [])
-        return read_bundle(self.registry, repo, trusted=trusted, context_repo=context_repo)
+        return read_bundle(
+            self.registry, repo, reference, trusted=trusted, context_repo=context_repo
+        )
 
     def pull_bundle(self, name: str, *, owner_team: str | None = None) -> tuple[Bundle, list]:
         """Pull a bundle into the local store: the team's own, or one shared with it."""

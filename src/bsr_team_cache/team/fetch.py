@@ -36,6 +36,7 @@ from bsr_team_cache.errors import (
     ConfigError,
     DigestMismatchError,
     InvalidContentError,
+    KeyUnavailableError,
     RegistryError,
     UnavailableError,
     UsageError,
@@ -127,6 +128,8 @@ class _Run:
     pinned: dict[str, LockedDep] = field(default_factory=dict)  # by module name
     buf_cache: Path | None = None  # buf's cache, filled as each artifact comes in
     need_files: bool = True  # else artifacts are dropped once stored and placed (memory)
+    # Commits the registry holds encrypted for others: not overwritten by this member's copy.
+    keyless: set[str] = field(default_factory=set)
 
     def place(self, dep: LockedDep, artifact: ModuleArtifact) -> None:
         """buf's cache entry for ``dep``, written as soon as its artifact is in and checked
@@ -621,6 +624,9 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
                 proceed=go_on,
                 private_keys=run.team.private_keys(),
             )
+        except KeyUnavailableError as exc:
+            run.keyless.add(dep.commit)
+            return dep, None, None, f"{exc}; fetching it from the BSR", False, t0
         except InvalidContentError as exc:  # this artifact only: the next tier has it
             return dep, None, None, f"{exc}; fetching it from the BSR", False, t0
         except RegistryError as exc:  # the registry itself: unreachable, refusing us
@@ -811,7 +817,7 @@ def _from_bsr(run: _Run, misses: list[LockedDep], bsr: BSRModuleClient) -> None:
         fetched.append((dep, artifact))
     # Stored and published before buf's cache is written: a download is never lost to a
     # buf cache that cannot be written.
-    published = _publish(run, [a for _, a in fetched])
+    published = _publish(run, [a for _, a in fetched if a.commit not in run.keyless])
     for dep, artifact in fetched:
         run.place(dep, artifact)
         run.add(
