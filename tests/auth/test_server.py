@@ -137,19 +137,11 @@ def _start_auth_server(state: Path, registry_port: int, port: int, log: Path) ->
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    work = tmp_path_factory.mktemp("auth-server")
-    state = work / "state"
-    users = CredentialStore(state, rounds=4)
-    for name, password in PASSWORDS.items():
-        users.add_user(name, password, site_admin=name == "root")
-    _, valid = users.add_token("carol", lifetime=3600)
-    revoked_token, revoked = users.add_token("carol", lifetime=3600)
-    users.revoke_token(revoked_token.id)
-    # A token that expired an hour ago: created two hours ago with a one-hour lifetime.
-    past = CredentialStore(state, clock=lambda: time.time() - 7200, rounds=4)
-    _, expired = past.add_token("carol", lifetime=3600)
+def start_registry_behind_auth_server(
+    work: Path, state: Path
+) -> tuple[DistributionServer, subprocess.Popen, str]:
+    """A real auth-server (state in ``state``) and a Distribution trusting it and notifying it:
+    (registry, the server's process, its URL). The caller stops both."""
     registry_port, auth_port = free_port(), free_port()
     auth = _start_auth_server(state, registry_port, auth_port, work / "auth-server.log")
     auth_url = f"http://127.0.0.1:{auth_port}"
@@ -165,6 +157,27 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     )
     try:
         registry.start()
+    except BaseException:
+        stop_process(auth)
+        raise
+    return registry, auth, auth_url
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    work = tmp_path_factory.mktemp("auth-server")
+    state = work / "state"
+    users = CredentialStore(state, rounds=4)
+    for name, password in PASSWORDS.items():
+        users.add_user(name, password, site_admin=name == "root")
+    _, valid = users.add_token("carol", lifetime=3600)
+    revoked_token, revoked = users.add_token("carol", lifetime=3600)
+    users.revoke_token(revoked_token.id)
+    # A token that expired an hour ago: created two hours ago with a one-hour lifetime.
+    past = CredentialStore(state, clock=lambda: time.time() - 7200, rounds=4)
+    _, expired = past.add_token("carol", lifetime=3600)
+    registry, auth, auth_url = start_registry_behind_auth_server(work, state)
+    try:
         built = Stack(
             registry,
             auth,

@@ -19,13 +19,10 @@ from bsr_team_cache.oci.base import sha256_digest
 from bsr_team_cache.oci.credentials import Credentials
 from bsr_team_cache.oci.devregistry import (
     DistributionServer,
-    NotificationEndpoint,
-    TokenAuth,
-    free_port,
 )
 from bsr_team_cache.oci.http import HTTPRegistry
 from bsr_team_cache.team.bundles import read_bundle, shared_bundle_repository
-from tests.auth.test_server import HOOK_SECRET, ISSUER, SERVICE, _start_auth_server
+from tests.auth.test_server import start_registry_behind_auth_server
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -68,21 +65,8 @@ def access(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Access]:
     users = CredentialStore(state, rounds=4)
     for name, password in PASSWORDS.items():
         users.add_user(name, password, site_admin=name == "root")
-    registry_port, auth_port = free_port(), free_port()
-    auth = _start_auth_server(state, registry_port, auth_port, work / "auth-server.log")
-    auth_url = f"http://127.0.0.1:{auth_port}"
-    registry = DistributionServer(
-        work / "registry",
-        port=registry_port,
-        token_auth=TokenAuth(f"{auth_url}/token", SERVICE, ISSUER, state / "cert.pem"),
-        notifications=[
-            NotificationEndpoint(
-                "audit", f"{auth_url}/notifications", (("Authorization", f"Bearer {HOOK_SECRET}"),)
-            )
-        ],
-    )
+    registry, auth, _ = start_registry_behind_auth_server(work, state)
     try:
-        registry.start()
         yield Access(registry, state)
     finally:
         registry.stop()

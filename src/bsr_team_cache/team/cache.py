@@ -381,19 +381,7 @@ class TeamCache:
                 continue
             version = next_version(self.registry, repo)
             bundle = replace(rewrap_members(found[0], keys, recipients), version=version)
-            push_bundle(
-                self.registry,
-                repo,
-                bundle,
-                sources=layer_sources(bundle, self.context.repo),
-                tags=(version, LATEST),
-                annotations={ANN_OWNER: self.team},
-                require_encrypted=True,
-                signer=self._signer(bundle_context(context, version)),
-            )
-            record_bundle(
-                self.registry, self.team, replace(record, version=version), self.namespace
-            )
+            self._publish_bundle(bundle, record.description, encrypted=True)
             done.append(f"{repo}:{version}")
         return done
 
@@ -496,21 +484,28 @@ class TeamCache:
             else None
         )
         bundle = new_bundle(name, self.team, description, self.member, version, artifacts, stored)
-        push_bundle(
-            self.registry,
-            repo,
-            bundle,
-            sources=layer_sources(bundle, self.context.repo),
-            tags=(version, LATEST),
-            annotations={ANN_OWNER: self.team},
-            require_encrypted=recipients is not None,
-            signer=self._signer(bundle_context(bundle_repository(self.team, name), version)),
-        )
-        record = BundleRecord(name, version, description, tuple(m.key for m in bundle.members))
-        record_bundle(self.registry, self.team, record, self.namespace)
+        self._publish_bundle(bundle, description, encrypted=recipients is not None)
         # The next fetch here sees the bundle without waiting for its copy to age.
         self.store.kv_put(team_config_key(self.context), json.dumps(self.config([]).to_json()))
         return f"{repo}:{version}"
+
+    def _publish_bundle(self, bundle: Bundle, description: str, *, encrypted: bool) -> None:
+        """Push a bundle of this team (signed in a signed team; its layers mounted from the
+        module repositories) and record it in the bundle index."""
+        context = bundle_repository(self.team, bundle.name)
+        push_bundle(
+            self.registry,
+            bundle_repository(self.team, bundle.name, self.namespace),
+            bundle,
+            sources=layer_sources(bundle, self.context.repo),
+            tags=(bundle.version, LATEST),
+            annotations={ANN_OWNER: self.team},
+            require_encrypted=encrypted,
+            signer=self._signer(bundle_context(context, bundle.version)),
+        )
+        keys = tuple(m.key for m in bundle.members)
+        record = BundleRecord(bundle.name, bundle.version, description, keys)
+        record_bundle(self.registry, self.team, record, self.namespace)
 
     def _signer(self, context: SigningContext) -> DocumentSigner | None:
         """How this member signs a document of the team at ``context``: None in an unsigned
