@@ -819,3 +819,25 @@ def test_skopeo_decrypts_our_module_artifact(distribution, tmp_path, keys):
     assert pull_module(registry, repo, PETS, artifact.commit, private_keys=[keys["p256"]]) == (
         artifact
     )
+
+
+@pytest.mark.parametrize("kind", ["rsa", "p256"])
+def test_a_planted_recipient_entry_in_front_of_ours_is_skipped(keys, kind):
+    """Anyone with the team's public keys can wrap some other content key for a member and put
+    that entry first: it unwraps but does not authenticate, and the member's real entry is
+    still used."""
+    real = encrypt_layer(LAYER, BUF_LAYER, [keys[kind].public_key()])
+    other = encrypt_layer(b"something else", BUF_LAYER, [keys[kind].public_key()])
+    planted = _decoded_json(other.annotations[ANN_KEYS_JWE])["recipients"][0]
+    annotations = _with_json(
+        real.annotations, ANN_KEYS_JWE, lambda j: j["recipients"].insert(0, planted)
+    )
+    assert recipient_count(annotations) == 2
+    plain = decrypt_layer(real.data, real.media_type, annotations, [keys[kind]], WHERE)
+    assert plain == LAYER
+    # Only planted entries: the JWE does not authenticate for this key, said as such.
+    only_planted = _with_json(
+        real.annotations, ANN_KEYS_JWE, lambda j: j.update(recipients=[planted])
+    )
+    with pytest.raises(InvalidContentError, match="were altered"):
+        decrypt_layer(real.data, real.media_type, only_planted, [keys[kind]], WHERE)

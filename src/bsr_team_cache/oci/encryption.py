@@ -59,6 +59,7 @@ CIPHER = "AES_256_CTR_HMAC_SHA256"
 # thousand members fit, and nothing read from a registry makes us parse more.
 MAX_ANNOTATION_BYTES = 1 << 20
 MAX_RECIPIENTS = 1000
+MAX_UNWRAP_ATTEMPTS = 256  # recipient entries tried per private key (each a key operation)
 MIN_RSA_BITS = 2048
 MAX_RSA_BITS = 8192
 ENV_PRIVATE_KEY_FILE = "BSR_TEAM_CACHE_PRIVATE_KEY_FILE"
@@ -544,22 +545,27 @@ def _unwrap_content_key(key: PrivateKey, header: dict[str, Any], wrapped: bytes)
 
 
 def _jwe_decrypt(jwe: _ParsedJWE, keys: Sequence[PrivateKey], where: str) -> bytes | None:
-    """The payload, if one of ``keys`` is a recipient; None if none is. A key that unwraps
-    but whose content does not authenticate means the JWE was altered."""
+    """The payload, if one of ``keys`` is a recipient; None if none is. An entry that unwraps
+    with our key but whose content key does not authenticate is skipped (anyone holding the
+    team's public keys can add such an entry in front of ours); if no entry works and one of
+    them unwrapped, the JWE was altered. At most MAX_UNWRAP_ATTEMPTS entries are tried per
+    key: each is a private-key operation (milliseconds for RSA)."""
+    altered = False
     for key in keys:
-        for header, wrapped in jwe.recipients:
+        for header, wrapped in jwe.recipients[:MAX_UNWRAP_ATTEMPTS]:
             cek = _unwrap_content_key(key, header, wrapped)
-            if cek is None:
+            if cek is None or len(cek) != _CONTENT_KEY_BYTES[jwe.enc]:
+                altered = altered or cek is not None
                 continue
-            if len(cek) != _CONTENT_KEY_BYTES[jwe.enc]:
-                raise InvalidContentError(f"{where}: the wrapped content key has the wrong size")
             try:
                 return AESGCM(cek).decrypt(jwe.iv, jwe.ciphertext + jwe.tag, jwe.aad)
             except InvalidTag:
-                raise InvalidContentError(
-                    f"{where}: the layer's wrapped keys ({ANN_KEYS_JWE}) were altered: the JWE"
-                    " does not authenticate"
-                ) from None
+                altered = True
+    if altered:
+        raise InvalidContentError(
+            f"{where}: the layer's wrapped keys ({ANN_KEYS_JWE}) were altered: the JWE does not"
+            " authenticate"
+        )
     return None
 
 
