@@ -119,6 +119,8 @@ class Services:
     open_url: str  # the registry without auth, through its link, with the namespace
     auth_url: str  # the registry with auth: token, through its link, with the namespace
     token_url: str  # the auth server's /token, straight (not through its link)
+    open_direct: str  # the same registries, straight (for per-request costs)
+    auth_direct: str
     auth_state: Path  # the auth server's state directory (users, key, audit.jsonl)
     links: dict[str, CountingProxy]
 
@@ -199,6 +201,8 @@ def services(tmp: Path, data: Path, rtt_ms: float, mbit: float) -> Iterator[Serv
             open_url=f"http://127.0.0.1:{links['registry'].port}/{NAMESPACE}",
             auth_url=f"http://127.0.0.1:{links['auth-registry'].port}/{NAMESPACE}",
             token_url=f"http://127.0.0.1:{auth_port}/token",
+            open_direct=open_registry.url,
+            auth_direct=auth_registry.url,
             auth_state=state,
             links=links,
         )
@@ -365,17 +369,63 @@ def token_request_cost(svc: Services, team: str, n: int) -> dict[str, float]:
     params = {"service": SERVICE, "scope": scope}
     auth = (FETCHER, PASSWORDS[FETCHER])
 
-    def one() -> None:
-        httpx.get(svc.token_url, params=params, auth=auth, timeout=30).raise_for_status()
+    # One client: a new httpx client per request would measure its own set-up (an SSL
+    # context, ~30 ms), not the server.
+    with httpx.Client(timeout=30) as client:
 
-    one()  # the bcrypt check, cached by the server from here on
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        one()
-        samples.append(time.perf_counter() - start)
+        def one() -> None:
+            client.get(svc.token_url, params=params, auth=auth).raise_for_status()
+
+        one()  # the bcrypt check, cached by the server from here on
+        samples = []
+        for _ in range(n):
+            start = time.perf_counter()
+            one()
+            samples.append(time.perf_counter() - start)
     lo, med = summary(samples)
     return {"requests": n, "min_ms": lo * 1000, "median_ms": med * 1000}
+
+
+def registry_request_cost(svc: Services, rounds: int) -> dict[str, float]:
+    """What a cached token costs the registry: 10 manifest GETs in a row, straight to each
+    registry (no link), alternating, the token already in the client's memory."""
+    from bsr_team_cache.oci.base import OCI_MANIFEST, sha256_digest
+    from bsr_team_cache.oci.credentials import Credentials
+    from bsr_team_cache.oci.documents import EMPTY_CONFIG, artifact_manifest
+    from bsr_team_cache.oci.http import HTTPRegistry
+
+    creds = Credentials(PUBLISHER, PASSWORDS[PUBLISHER])
+    clients = {
+        "open": HTTPRegistry(svc.open_direct, credentials=creds),
+        "token": HTTPRegistry(svc.auth_direct, credentials=creds),
+    }
+    repos = [f"{NAMESPACE}/teams/request-cost/dependencies/bench/o/m{i}" for i in range(10)]
+    layer = {"mediaType": "application/octet-stream", "digest": sha256_digest(b"x"), "size": 1}
+    manifest = artifact_manifest("application/vnd.example.bench", [layer])
+    samples: dict[str, list[float]] = {name: [] for name in clients}
+    try:
+        for client in clients.values():
+            for repo in repos:
+                for blob in (EMPTY_CONFIG, b"x"):
+                    client.push_blob(repo, blob, sha256_digest(blob))
+                client.push_manifest(repo, "v1", manifest, OCI_MANIFEST)
+                client.read_manifest(repo, "v1")  # the token, once
+        for _ in range(rounds):
+            for name, client in clients.items():
+                start = time.perf_counter()
+                for repo in repos:
+                    client.read_manifest(repo, "v1")
+                samples[name].append(time.perf_counter() - start)
+    finally:
+        for client in clients.values():
+            client.close()
+    (open_min, open_med), (tok_min, tok_med) = summary(samples["open"]), summary(samples["token"])
+    return {
+        "open_median_ms": open_med * 1000,
+        "token_median_ms": tok_med * 1000,
+        "per_request_ms": (tok_med - open_med) * 100,  # of 10 requests
+        "per_request_min_ms": (tok_min - open_min) * 100,
+    }
 
 
 def bcrypt_check_ms() -> float:
@@ -538,9 +588,21 @@ def main(argv: list[str] | None = None) -> None:
                 }
             team = f"s{args.sets[0]}auth"
             server = token_request_cost(svc, team, args.token_requests)
+            per_request = registry_request_cost(svc, 30)
     bcrypt_ms = bcrypt_check_ms()
     crypto = encryption_cost(8, args.repeat)
-    results.update(token_request=server, bcrypt_check_ms=bcrypt_ms, encryption=crypto)
+    results.update(
+        token_request=server,
+        registry_request=per_request,
+        bcrypt_check_ms=bcrypt_ms,
+        encryption=crypto,
+    )
+    print(
+        "registry, 10 manifest GETs in a row with a cached token vs none (straight, n=30):"
+        f" {per_request['token_median_ms']:.1f} vs {per_request['open_median_ms']:.1f} ms,"
+        f" {per_request['per_request_ms']:.2f} ms per request (mins:"
+        f" {per_request['per_request_min_ms']:.2f})"
+    )
     print(
         f"auth server, per token request (straight to its port, bcrypt cached, n={server['requests']}):"
         f" median {server['median_ms']:.1f} ms, min {server['min_ms']:.1f} ms;"
