@@ -3,9 +3,10 @@ in document order against real servers, with its hosts swapped for the test ones
 ``buf.build`` -> dev-bsr, ``oras.birb.homes`` -> the team registry (Distribution, or the
 embedded on-disk registry), ``/tmp/...`` cache directories -> temporary ones.
 
-Blocks that are Buck2 Starlark (``load(...)``) belong to the Buck2 rules and are run by their
-tests; the document's sample outputs (dashboard, recommendations) are compared with what
-``monitor`` and ``recommend`` print.
+Blocks that are Buck2 Starlark (``load(...)``) are BUCK file contents: they evaluate unchanged
+in the Buck2 harness (tests/buck2), in the example workspace that holds them (examples/buck2);
+the document's sample outputs (dashboard, recommendations) are compared with what ``monitor``
+and ``recommend`` print.
 """
 
 from __future__ import annotations
@@ -85,6 +86,18 @@ def test_the_document_has_the_blocks_this_test_expects() -> None:
     assert kinds.count("shell") == 3
     assert kinds.count("sample-output") == 2
     assert kinds.count("starlark") == 4
+
+
+def test_the_starlark_blocks_evaluate_in_the_buck2_harness(tmp_path: Path) -> None:
+    from tests.buck2.harness import Workspace
+    from tests.buck2.test_rules import DOCUMENT_PACKAGES, EXAMPLE, example_workspace
+
+    workspace = Workspace(example_workspace(tmp_path / "buck2"))
+    blocks = [b for b in document_blocks() if b.kind == "starlark"]
+    for block, (package, expected) in zip(blocks, DOCUMENT_PACKAGES.items(), strict=True):
+        assert block.text in (EXAMPLE / package / "BUCK").read_text(), f"line {block.line}"
+        declared = workspace.targets("//" + package)
+        assert {name: t.rule_name for name, t in declared.items()} == expected, package
 
 
 @pytest.fixture(params=["distribution", "oci-layout"])

@@ -1,0 +1,4 @@
+def shout(text: str) -> str:
+    return text.upper() + "!"
+
+SEPARATOR = "-"
