@@ -9,7 +9,8 @@
 # dependency_bundle   publishes a bundle of modules in the team registry (`bsr-team-cache bundle`).
 # bsr_team_cache_toolchain, system_tool
 #                     the tools these rules run, declared once in the workspace's
-#                     //toolchains package (see examples/buck2/toolchains/BUCK).
+#                     //toolchains package (see examples/buck2/toolchains/BUCK). The toolchain
+#                     is a toolchain rule: rules reach it with attrs.toolchain_dep only.
 #
 # BSR module names are written as the design document writes them (buf.build/owner/module);
 # the toolchain's `bsr_host` sends them to another BSR (a private instance, or a test server).
@@ -114,11 +115,14 @@ def team_flags(toolchain, team: str | None, registry: str) -> list[str]:
     return flags
 
 def run_to_file(ctx: AnalysisContext, stdout, command, category: str, identifier: str | None = None):
-    """Run `command` as an action, its standard output written to the declared `stdout`."""
+    """Run `command` as an action, its standard output written to the declared `stdout`.
+
+    Local only: the CLI talks to the team registry and the BSR, and uses the machine's store."""
     ctx.actions.run(
         cmd_args("/bin/sh", "-c", _STDOUT_TO_FILE, "sh", stdout.as_output(), command),
         category = category,
         identifier = identifier,
+        local_only = True,
     )
 
 def _setup_team_cache_impl(ctx: AnalysisContext) -> list[Provider]:
@@ -187,9 +191,9 @@ setup_team_cache = rule(
         "max_cache_size_mb": attrs.option(attrs.int(), default = None),
         "sync_frequency_minutes": attrs.option(attrs.int(), default = None),
         "shared_cache": attrs.bool(default = True),
-        "_bsr_team_cache": attrs.exec_dep(
+        "_bsr_team_cache": attrs.toolchain_dep(
             default = "//toolchains:bsr_team_cache",
-            providers = [RunInfo, BsrTeamCacheToolchainInfo],
+            providers = [BsrTeamCacheToolchainInfo],
         ),
     },
 )
@@ -236,9 +240,9 @@ dependency_bundle = rule(
         "team": attrs.string(doc = "The team that owns the bundle."),
         "description": attrs.string(default = ""),
         "registry": attrs.option(attrs.string(), default = None, doc = "Default: the toolchain's."),
-        "_bsr_team_cache": attrs.exec_dep(
+        "_bsr_team_cache": attrs.toolchain_dep(
             default = "//toolchains:bsr_team_cache",
-            providers = [RunInfo, BsrTeamCacheToolchainInfo],
+            providers = [BsrTeamCacheToolchainInfo],
         ),
     },
 )

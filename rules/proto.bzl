@@ -104,6 +104,8 @@ def _fetch_bsr_deps(ctx: AnalysisContext, modules: list[str]):
             fetch,
         ),
         category = "bsr_fetch",
+        # The CLI talks to the team registry and the BSR, and shares the machine's store.
+        local_only = True,
     )
     return exported, report, resolved
 
@@ -196,12 +198,12 @@ proto_library = rule(
         "lock": attrs.option(
             attrs.source(),
             default = None,
-            doc = "buf.lock pinning the BSR deps (without it they are resolved at each build).",
+            doc = "buf.lock pinning the BSR deps (without it the labels resolve when the fetch first runs).",
         ),
         "python": attrs.bool(default = False, doc = "Also generate Python (protoc --python_out)."),
-        "_bsr_team_cache": attrs.exec_dep(
+        "_bsr_team_cache": attrs.toolchain_dep(
             default = "//toolchains:bsr_team_cache",
-            providers = [RunInfo, BsrTeamCacheToolchainInfo],
+            providers = [BsrTeamCacheToolchainInfo],
         ),
         "_protoc": attrs.exec_dep(default = "//toolchains:protoc", providers = [RunInfo]),
     },

@@ -273,29 +273,36 @@ def public_value(spec: AttrSpec, value: Any) -> Any:
 
 def dep_labels(spec: AttrSpec, value: Any) -> list[str]:
     """The targets a coerced value depends on (deps and target-produced sources)."""
+    return [label for label, _ in dep_edges(spec, value)]
+
+
+def dep_edges(spec: AttrSpec, value: Any) -> list[tuple[str, str]]:
+    """The targets a coerced value depends on, each with the kind of attribute that names it
+    (``dep``, ``exec_dep``, ``toolchain_dep`` or ``source``): Buck2 configures a
+    ``toolchain_dep`` differently, and only toolchain rules may be one."""
     if value is None:
         return []
     kind = spec["type"]
     if kind in DEP_TYPES:
-        return [split_subtargets(value)[0]]
+        return [(split_subtargets(value)[0], kind)]
     if kind == "source":
-        return [split_subtargets(value["target"])[0]] if "target" in value else []
+        return [(split_subtargets(value["target"])[0], kind)] if "target" in value else []
     if kind in ("list",):
-        return [label for item in value for label in dep_labels(spec["inner"], item)]
+        return [edge for item in value for edge in dep_edges(spec["inner"], item)]
     if kind in ("option", "default_only"):
-        return dep_labels(spec["inner"], value)
+        return dep_edges(spec["inner"], value)
     if kind == "one_of":
-        return dep_labels(spec["alternatives"][value["alternative"]], value["value"])
+        return dep_edges(spec["alternatives"][value["alternative"]], value["value"])
     if kind == "tuple":
         return [
-            label
+            edge
             for item_spec, item in zip(spec["alternatives"], value, strict=True)
-            for label in dep_labels(item_spec, item)
+            for edge in dep_edges(item_spec, item)
         ]
     if kind == "dict":
         return [
-            label
+            edge
             for key, item in value.items()
-            for label in dep_labels(spec["key"], key) + dep_labels(spec["value"], item)
+            for edge in dep_edges(spec["key"], key) + dep_edges(spec["value"], item)
         ]
     return []

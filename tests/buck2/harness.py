@@ -38,7 +38,9 @@ API:
 - ``Target``: ``label``, ``rule`` (``root//rules:x.bzl:my_rule``), ``rule_name``, ``attrs``
   (coerced values as plain data: a source is its project-relative path or the label of the
   target producing it, a dep its canonical label, an enum its lower-case variant; defaults
-  applied), ``deps`` (labels of the targets it depends on), ``internal_attrs`` (``visibility``...).
+  applied), ``deps`` (labels of the targets it depends on), ``internal_attrs`` (``visibility``...),
+  ``is_toolchain_rule``, ``toolchain_deps`` / ``other_deps`` (the deps named by a
+  ``toolchain_dep``, and the others).
 - ``AnalysisResult``: ``label``; ``providers: dict[str, dict]`` (provider name -> fields as plain
   data: an artifact is its project-relative path, ``cmd_args`` a list of strings, a dependency
   a dict of its providers, ``DefaultInfo.sub_targets`` a dict name -> providers);
@@ -57,7 +59,9 @@ API:
   ``LoadError`` (bad label, missing file or symbol, load cycle, a Starlark error while loading),
   ``AttributeCoercionError`` (missing, unknown or wrongly typed attribute, missing source file,
   bad or duplicate target name), ``AnalysisError`` (an impl failed, a dep lacks a required
-  provider, bad providers returned, unbound output, dependency cycle, unknown target),
+  provider, bad providers returned, unbound output, dependency cycle, unknown target, a
+  toolchain rule used other than as a ``toolchain_dep`` or the reverse, a bad action category
+  or a duplicate category/identifier),
   ``ActionError`` (an action failed, or did not produce a declared output).
 """
 
@@ -71,7 +75,7 @@ import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +89,7 @@ from tests.buck2.attrs import (
     CoercionFailure,
     coerce_default,
     coerce_value,
-    dep_labels,
+    dep_edges,
     display_attr,
     public_value,
 )
@@ -188,6 +192,15 @@ _TOP_LEVEL_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*(?::[^=]*)?=(?!
 
 _T = TypeVar("_T")
 
+_TOOLCHAIN_RULE_AS_NORMAL_DEP = (
+    "Target `{}` was used not as a toolchain_dep, but is a toolchain rule"
+)
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    """The items in first-seen order, each once."""
+    return list(dict.fromkeys(items))
+
 
 def bzl_dialect() -> sl.Dialect:
     """Buck2's `.bzl` dialect (buck2_interpreter file_type.rs): types on, f-strings on."""
@@ -229,6 +242,11 @@ class Target:
     internal_attrs: dict[str, Any] = field(default_factory=dict)
     # The coerced values as analysis resolves them (see attrs.py for their shape).
     coerced: dict[str, Any] = field(default_factory=dict, repr=False)
+    # Declared with `rule(is_toolchain_rule = True)`: usable only as a `toolchain_dep`.
+    is_toolchain_rule: bool = False
+    # The subset of `deps` named by `attrs.toolchain_dep`, and the rest (a label may be both).
+    toolchain_deps: list[str] = field(default_factory=list)
+    other_deps: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -507,7 +525,12 @@ class Workspace:
         return sorted(f for f in found if not any(fnmatch.fnmatch(f, x) for x in exclude))
 
     def _declare_target(
-        self, rule_id: str, rule_name: str, specs: dict[str, dict[str, Any]], kwargs: dict[str, Any]
+        self,
+        rule_id: str,
+        rule_name: str,
+        specs: dict[str, dict[str, Any]],
+        kwargs: dict[str, Any],
+        is_toolchain_rule: bool,
     ) -> None:
         """Called by a rule in a BUCK file: checks the attributes like Buck2 and records it."""
         if self._current_package is None:
@@ -539,11 +562,20 @@ class Workspace:
             )
         if name in self._declared:
             raise AttributeCoercionError(f"Attempted to register target {label} twice")
-        coerced, deps = self._coerce_attrs(label, rule_id, rule_name, specs, kwargs)
+        coerced, edges = self._coerce_attrs(label, rule_id, rule_name, specs, kwargs)
         attrs = {attr: public_value(specs[attr], value) for attr, value in coerced.items()}
         internal = {k: v for k, v in kwargs.items() if k in INTERNAL_ATTRS and k != "name"}
         self._declared[name] = Target(
-            label, rule_id, rule_name, attrs, deps, internal_attrs=internal, coerced=coerced
+            label,
+            rule_id,
+            rule_name,
+            attrs,
+            deps=_unique(dep for dep, _ in edges),
+            internal_attrs=internal,
+            coerced=coerced,
+            is_toolchain_rule=bool(is_toolchain_rule),
+            toolchain_deps=_unique(dep for dep, kind in edges if kind == "toolchain_dep"),
+            other_deps=_unique(dep for dep, kind in edges if kind != "toolchain_dep"),
         )
 
     def _coerce_attrs(
@@ -553,7 +585,8 @@ class Workspace:
         rule_name: str,
         specs: dict[str, dict[str, Any]],
         kwargs: dict[str, Any],
-    ) -> tuple[dict[str, Any], list[str]]:
+    ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        """The coerced attribute values, and the dependency edges (label, attribute kind)."""
         package_dir = self.cell_path(label.cell) / label.package
         target_ctx = CoercionContext(
             label.cell, label.package, package_dir, self.root, label.package_label
@@ -561,7 +594,7 @@ class Workspace:
         rule_cell = rule_id.split("//", 1)[0]
         default_ctx = CoercionContext(rule_cell, None, None, self.root, f"{rule_cell}//")
         attrs: dict[str, Any] = {}
-        deps: list[str] = []
+        edges: list[tuple[str, str]] = []
         for attr, spec in specs.items():
             user_value = kwargs.get(attr)
             try:
@@ -578,8 +611,8 @@ class Workspace:
                     ],
                 ) from None
             attrs[attr] = value
-            deps += [dep for dep in dep_labels(spec, value) if dep not in deps]
-        return attrs, deps
+            edges += dep_edges(spec, value)
+        return attrs, edges
 
     # -- analysis -----------------------------------------------------------------------------
 
@@ -598,13 +631,34 @@ class Workspace:
                 raise AnalysisError(f"Cycle detected in the target graph: {cycle}")
             path.append(label)
             for dep in target.deps:
-                visit(self.target(dep))
+                dependency = self.target(dep)
+                self._check_toolchain_use(target, dependency)
+                visit(dependency)
             path.pop()
             done.add(label)
             order.append(target)
 
+        if top.is_toolchain_rule:
+            # Built on its own, a toolchain target is not a toolchain_dep either.
+            raise AnalysisError(
+                f"Error configuring `{top.label}`",
+                [_TOOLCHAIN_RULE_AS_NORMAL_DEP.format(top.label)],
+            )
         visit(top)
         return order
+
+    @staticmethod
+    def _check_toolchain_use(target: Target, dependency: Target) -> None:
+        """Buck2 configures a toolchain_dep for the exec platform of its dependent: a toolchain
+        rule's target must be depended on that way, and only such a target (nodes.rs)."""
+        dep = str(dependency.label)
+        if dependency.is_toolchain_rule and dep in target.other_deps:
+            message = _TOOLCHAIN_RULE_AS_NORMAL_DEP.format(dep)
+        elif not dependency.is_toolchain_rule and dep in target.toolchain_deps:
+            message = f"Target `{dep}` was used as a toolchain_dep, but is not a toolchain rule"
+        else:
+            return
+        raise AnalysisError(f"Error configuring dependencies of `{target.label}`", [message])
 
     def analyze(self, label: str) -> AnalysisResult:
         """Runs the implementation of ``label`` and of its deps, recording their actions.

@@ -22,28 +22,31 @@ Attr = typing.Any
 
 _NO_DEFAULT = struct(_kind = "no_default")
 
+# As in Buck2 (attrs_global.rs), `default`, `doc` and the other options of `attrs.*` are
+# named-only: `attrs.string("x")` is an error, not a default.
+
 def _attr(kind, default, doc, **extra):
     return struct(_kind = "attr", type = kind, default = default, doc = doc, **extra)
 
-def _attr_string(default = _NO_DEFAULT, validate = None, doc = ""):
+def _attr_string(*, default = _NO_DEFAULT, validate = None, doc = ""):
     return _attr("string", default, doc)
 
-def _attr_bool(default = _NO_DEFAULT, doc = ""):
+def _attr_bool(*, default = _NO_DEFAULT, doc = ""):
     return _attr("bool", default, doc)
 
-def _attr_int(default = _NO_DEFAULT, doc = ""):
+def _attr_int(*, default = _NO_DEFAULT, doc = ""):
     return _attr("int", default, doc)
 
-def _attr_any(default = _NO_DEFAULT, doc = ""):
+def _attr_any(*, default = _NO_DEFAULT, doc = ""):
     return _attr("any", default, doc)
 
-def _attr_list(inner, default = _NO_DEFAULT, doc = ""):
+def _attr_list(inner, *, default = _NO_DEFAULT, doc = ""):
     return _attr("list", default, doc, inner = inner)
 
-def _attr_dict(key, value, sorted = False, default = _NO_DEFAULT, doc = ""):
+def _attr_dict(key, value, *, sorted = False, default = _NO_DEFAULT, doc = ""):
     return _attr("dict", default, doc, key = key, value = value, sorted = sorted)
 
-def _attr_option(inner, default = _NO_DEFAULT, doc = ""):
+def _attr_option(inner, *, default = _NO_DEFAULT, doc = ""):
     if default != _NO_DEFAULT and default != None:
         harness_py_error("load", "`attrs.option` `default` parameter must be `None` or absent")
     return _attr("option", None, doc, inner = inner)
@@ -54,28 +57,28 @@ def _attr_one_of(*alternatives, default = _NO_DEFAULT, doc = ""):
 def _attr_tuple(*items, default = _NO_DEFAULT, doc = ""):
     return _attr("tuple", default, doc, alternatives = list(items))
 
-def _attr_enum(variants, default = _NO_DEFAULT, doc = ""):
+def _attr_enum(variants, *, default = _NO_DEFAULT, doc = ""):
     for variant in variants:
         if variant != variant.lower():
             harness_py_error("load", "enum.attr() variant names must all be lowercase, got `{}`".format(variant))
     return _attr("enum", default, doc, variants = list(variants))
 
-def _attr_source(allow_directory = False, default = _NO_DEFAULT, doc = ""):
+def _attr_source(*, allow_directory = False, default = _NO_DEFAULT, doc = ""):
     return _attr("source", default, doc, allow_directory = allow_directory)
 
-def _attr_dep(providers = [], default = _NO_DEFAULT, doc = ""):
+def _attr_dep(*, providers = [], default = _NO_DEFAULT, doc = ""):
     return _attr("dep", default, doc, providers = list(providers))
 
-def _attr_exec_dep(providers = [], default = _NO_DEFAULT, doc = ""):
+def _attr_exec_dep(*, providers = [], default = _NO_DEFAULT, doc = ""):
     return _attr("exec_dep", default, doc, providers = list(providers))
 
-def _attr_toolchain_dep(providers = [], default = _NO_DEFAULT, doc = ""):
+def _attr_toolchain_dep(*, providers = [], default = _NO_DEFAULT, doc = ""):
     return _attr("toolchain_dep", default, doc, providers = list(providers))
 
-def _attr_label(default = _NO_DEFAULT, doc = ""):
+def _attr_label(*, default = _NO_DEFAULT, doc = ""):
     return _attr("label", default, doc)
 
-def _attr_default_only(inner, doc = ""):
+def _attr_default_only(inner, *, doc = ""):
     if inner.default == _NO_DEFAULT:
         harness_py_error("load", "`attrs.default_only` argument must have a default")
     return _attr("default_only", inner.default, doc, inner = inner)
@@ -184,7 +187,7 @@ def harness_new_rule(registry, impl, attrs, doc, is_toolchain_rule):
         if info["name"] == None:
             harness_py_error("load", "Rule defined with `rule()` must be assigned to a variable, e.g. `my_rule = rule(...)`")
         specs = {name: _plain_attr(spec) for name, spec in attrs.items()}
-        harness_py_declare_target(info["id"], info["name"], specs, kwargs)
+        harness_py_declare_target(info["id"], info["name"], specs, kwargs, is_toolchain_rule)
 
     registry.append(struct(callable = declare_target, record = record))
     return declare_target
@@ -260,10 +263,6 @@ def cmd_args(*args, hidden = [], delimiter = None, format = None, prepend = None
         items.extend(more)
         return this[0]
 
-    def add_hidden(*more):
-        hidden_items.extend(more)
-        return this[0]
-
     value = struct(
         _kind = "cmd_args",
         _items = items,
@@ -274,8 +273,8 @@ def cmd_args(*args, hidden = [], delimiter = None, format = None, prepend = None
         _quote = quote,
         _parent = parent,
         _ignore_artifacts = ignore_artifacts,
+        # Buck2's cmd_args has `.add()` but no `.hidden()` method any more: `hidden =` only.
         add = add,
-        hidden = add_hidden,
     )
     this.append(value)
     items.extend(args)
@@ -391,11 +390,26 @@ def _plain_collection(collection):
 # ---------------------------------------------------------------------------------------------
 # Analysis: `ctx`, `ctx.actions`, and the driver that runs rule implementations in order
 
+_LOWER = "abcdefghijklmnopqrstuvwxyz"
+_DIGITS = "0123456789"
+
+def _is_snake_case_category(category):
+    """Buck2's category syntax (buck2_core category.rs): `^[a-z][a-z0-9]*(_[a-z][a-z0-9]*)*$`."""
+    if type(category) != "string":
+        return False
+    for section in category.split("_"):
+        if not section or section[0] not in _LOWER:
+            return False
+        for char in section.elems():
+            if char not in _LOWER and char not in _DIGITS:
+                return False
+    return True
+
 def _new_actions(target):
     """`ctx.actions` of one target; records its actions with the Python side."""
     declared = {}  # path -> artifact, for outputs this target declared
     bound = {}  # path -> True once an action produces it
-    action_keys = {}
+    identifiers_by_category = {}  # category -> identifiers its actions were given
 
     def declare(name, is_dir = False):
         path = target["out_dir"] + "/" + name
@@ -426,10 +440,17 @@ def _new_actions(target):
         harness_py_error("analysis", "Expected an output path (string) or a declared artifact, got `{}`".format(output))
 
     def record(kind, category, identifier, outputs, data):
-        key = (category, identifier)
-        if key in action_keys:
-            harness_py_error("analysis", "Analysis of `{}` produced multiple actions with category `{}` and identifier `{}`; give each a distinct `identifier`".format(target["label"], category, identifier))
-        action_keys[key] = True
+        # Buck2's rule (actions/registry.rs): a category used without an identifier is used
+        # once; within a category, identifiers are unique.
+        if identifier == None:
+            if category in identifiers_by_category:
+                harness_py_error("analysis", "Analysis produced multiple actions with category `{}` and at least one of them had no identifier. Add an identifier to these actions to disambiguate them".format(category))
+            identifiers_by_category[category] = []
+        else:
+            identifiers = identifiers_by_category.setdefault(category, [])
+            if identifier in identifiers:
+                harness_py_error("analysis", "Action category `{}` contains duplicate identifier `{}`; category-identifier pairs must be unique within a rule".format(category, identifier))
+            identifiers.append(identifier)
         for path in outputs:
             bind(path)
         harness_py_record_action(target["label"], kind, category, identifier, outputs, data)
@@ -460,7 +481,9 @@ def _new_actions(target):
         record("symlinked_dir", "symlinked_dir", artifact.short_path, [artifact.path], {"inputs": links.values(), "srcs": links})
         return artifact
 
-    def run(arguments, category, identifier = None, env = None, local_only = False, prefer_local = False, prefer_remote = False, always_print_stderr = False, weight = None, allow_cache_upload = False, exe = None, timeout_seconds = None, no_outputs_cleanup = False):
+    def run(arguments, *, category, identifier = None, env = None, local_only = False, prefer_local = False, prefer_remote = False, always_print_stderr = False, weight = None, allow_cache_upload = False, exe = None, timeout_seconds = None, no_outputs_cleanup = False):
+        if not _is_snake_case_category(category):
+            harness_py_error("analysis", "Invalid category `{}`. Must be a snake_cased identifier consisting of lowercase alphanumeric characters, e.g. `cxx_compile`. Each section of the snake_cased identifier must begin with a lowercase letter (not a number).".format(category))
         line = _command_line([exe, arguments] if exe != None else arguments)
         env_plain = {}
         for name, value in (env or {}).items():

@@ -507,3 +507,181 @@ def test_sub_targets(ws: Workspace, workspace_dir: Path) -> None:
         "    0: The sub target `nope` of `root//app:top` is not available. "
         "Available sub targets are: `config`"
     )
+
+
+# A toolchain rule, and rules reaching it as a toolchain_dep, as an exec_dep, and a
+# non-toolchain target as a toolchain_dep.
+TOOLCHAIN_BZL = """
+ToolchainInfo = provider(fields = ["tool"])
+
+def _toolchain_impl(ctx: AnalysisContext) -> list[Provider]:
+    return [DefaultInfo(), ToolchainInfo(tool = ctx.attrs.tool)]
+
+my_toolchain = rule(impl = _toolchain_impl, attrs = {"tool": attrs.string()}, is_toolchain_rule = True)
+
+def _plain_impl(ctx: AnalysisContext) -> list[Provider]:
+    return [DefaultInfo()]
+
+plain = rule(impl = _plain_impl, attrs = {})
+
+def _user_impl(ctx: AnalysisContext) -> list[Provider]:
+    out = ctx.actions.write(ctx.label.name + ".txt", ctx.attrs.toolchain[ToolchainInfo].tool)
+    return [DefaultInfo(default_output = out)]
+
+def _user(kind):
+    return rule(impl = _user_impl, attrs = {"toolchain": kind(providers = [ToolchainInfo])})
+
+uses_toolchain_dep = _user(attrs.toolchain_dep)
+uses_exec_dep = _user(attrs.exec_dep)
+"""
+
+TOOLCHAIN_BUCK = """load(":tc.bzl", "my_toolchain", "plain", "uses_exec_dep", "uses_toolchain_dep")
+
+my_toolchain(name = "tc", tool = "cc")
+plain(name = "not_tc")
+uses_toolchain_dep(name = "good", toolchain = ":tc")
+uses_exec_dep(name = "exec", toolchain = ":tc")
+uses_toolchain_dep(name = "not_toolchain", toolchain = ":not_tc")
+"""
+
+
+def test_toolchain_rules_are_reached_through_toolchain_dep_only(
+    ws: Workspace, workspace_dir: Path
+) -> None:
+    write_package(workspace_dir, "tc", TOOLCHAIN_BUCK, {"tc.bzl": TOOLCHAIN_BZL})
+    assert ws.target("//tc:tc").is_toolchain_rule is True
+    assert ws.target("//tc:good").toolchain_deps == ["root//tc:tc"]
+    good = ws.analyze("//tc:good")
+    assert good.providers["DefaultInfo"]["default_outputs"] == [f"{GEN}/tc/__good__/good.txt"]
+    expected = {
+        "//tc:exec": (
+            "Error configuring dependencies of `root//tc:exec`",
+            "Target `root//tc:tc` was used not as a toolchain_dep, but is a toolchain rule",
+        ),
+        "//tc:not_toolchain": (
+            "Error configuring dependencies of `root//tc:not_toolchain`",
+            "Target `root//tc:not_tc` was used as a toolchain_dep, but is not a toolchain rule",
+        ),
+        # Built on its own, a toolchain target is no toolchain_dep either.
+        "//tc:tc": (
+            "Error configuring `root//tc:tc`",
+            "Target `root//tc:tc` was used not as a toolchain_dep, but is a toolchain rule",
+        ),
+    }
+    for label, (message, cause) in expected.items():
+        with pytest.raises(AnalysisError) as error:
+            ws.analyze(label)
+        assert (error.value.message, error.value.causes) == (message, [cause])
+
+
+# One rule per action-naming case: `categories` lists (category, identifier) pairs to run.
+CATEGORY_BZL = """
+def _impl(ctx: AnalysisContext) -> list[Provider]:
+    outs = []
+    for index, (category, identifier) in enumerate(ctx.attrs.actions):
+        out = ctx.actions.declare_output("out{}".format(index))
+        ctx.actions.run(
+            cmd_args("touch", out.as_output()),
+            category = category,
+            identifier = identifier or None,
+        )
+        outs.append(out)
+    return [DefaultInfo(default_outputs = outs)]
+
+actions = rule(impl = _impl, attrs = {
+    "actions": attrs.list(attrs.tuple(attrs.string(), attrs.string())),
+})
+"""
+
+
+def test_action_categories_and_identifiers_follow_buck2(ws: Workspace, workspace_dir: Path) -> None:
+    cases = {
+        # Buck2 accepts these...
+        "ok": '[("cxx_compile", "a"), ("cxx_compile", "b"), ("link2", ""), ("z_a1_b", "")]',
+        # ...an identifier after a category's single unnamed action too (registry.rs order).
+        "unnamed_first": '[("c", ""), ("c", "x")]',
+        # ...and rejects these.
+        "upper": '[("Compile", "")]',
+        "digit": '[("cxx_2compile", "")]',
+        "trailing": '[("cxx_", "")]',
+        "named_then_unnamed": '[("c", "x"), ("c", "")]',
+        "two_unnamed": '[("c", ""), ("c", "")]',
+        "same_identifier": '[("c", "x"), ("c", "x")]',
+    }
+    build = 'load(":cat.bzl", "actions")\n' + "".join(
+        f'actions(name = "{name}", actions = {value})\n' for name, value in cases.items()
+    )
+    write_package(workspace_dir, "cat", build, {"cat.bzl": CATEGORY_BZL})
+    assert [a.description for a in ws.analyze("//cat:ok").actions] == [
+        "root//cat:ok (cxx_compile a)",
+        "root//cat:ok (cxx_compile b)",
+        "root//cat:ok (link2)",
+        "root//cat:ok (z_a1_b)",
+    ]
+    assert len(ws.analyze("//cat:unnamed_first").actions) == 2
+
+    def invalid(category: str) -> str:
+        return (
+            f"Invalid category `{category}`. Must be a snake_cased identifier consisting of "
+            "lowercase alphanumeric characters, e.g. `cxx_compile`. Each section of the "
+            "snake_cased identifier must begin with a lowercase letter (not a number)."
+        )
+
+    singleton = (
+        "Analysis produced multiple actions with category `c` and at least one of them had no "
+        "identifier. Add an identifier to these actions to disambiguate them"
+    )
+    expected = {
+        "upper": invalid("Compile"),
+        "digit": invalid("cxx_2compile"),
+        "trailing": invalid("cxx_"),
+        "named_then_unnamed": singleton,
+        "two_unnamed": singleton,
+        "same_identifier": (
+            "Action category `c` contains duplicate identifier `x`; category-identifier pairs "
+            "must be unique within a rule"
+        ),
+    }
+    for name, cause in expected.items():
+        with pytest.raises(AnalysisError) as error:
+            ws.analyze(f"//cat:{name}")
+        assert (error.value.message, error.value.causes) == (
+            f"Error running analysis for `root//cat:{name}`",
+            [cause],
+        )
+
+
+def test_attrs_options_are_named_only_and_cmd_args_has_no_hidden_method(
+    ws: Workspace, workspace_dir: Path
+) -> None:
+    # Buck2 takes `default`/`doc` by name only: `attrs.string("x")` is no default.
+    bzl = 'def _impl(ctx):\n    return [DefaultInfo()]\n\nr = rule(impl = _impl, attrs = {"a": attrs.string("x")})\n'
+    write_package(workspace_dir, "named", "", {"defs.bzl": bzl})
+    with pytest.raises(LoadError) as error:
+        ws.load("//named:defs.bzl")
+    assert error.value.message == "Error evaluating module: `root//named:defs.bzl`"
+    assert _starlark_error_line(error.value.causes[0]) == (
+        "error: Found 1 extra positional argument(s) for call to model.bzl._attr_string"
+    )
+    # `hidden` is a cmd_args argument; the `.hidden()` method was removed from Buck2.
+    bzl = (
+        "def _impl(ctx):\n"
+        '    out = ctx.actions.declare_output("o")\n'
+        '    ctx.actions.run(cmd_args("touch", out.as_output()).hidden("x"), category = "t")\n'
+        "    return [DefaultInfo(default_output = out)]\n\n"
+        "r = rule(impl = _impl, attrs = {})\n"
+    )
+    write_package(
+        workspace_dir, "hidden", 'load(":defs.bzl", "r")\nr(name = "t")\n', {"defs.bzl": bzl}
+    )
+    with pytest.raises(AnalysisError) as error:
+        ws.analyze("//hidden:t")
+    assert error.value.message == "Error running analysis for `root//hidden:t`"
+    assert _starlark_error_line(error.value.causes[0]) == (
+        "error: Object of type `struct` has no attribute `hidden`, did you mean `_hidden`?"
+    )
+
+
+def _starlark_error_line(traceback: str) -> str:
+    """The `error: ...` line of a starlark-rust error report."""
+    return next(line for line in traceback.splitlines() if line.startswith("error: "))

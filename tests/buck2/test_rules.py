@@ -183,6 +183,23 @@ def test_analysis_records_the_fetch_and_protoc_actions(doc_workspace: Workspace)
     ]
     assert "--update-lock" not in fetch  # buf.lock pins the deps
     assert "protos/shop/buf.lock" in fetch
+    # Hermetic: what the fetch reads is declared (the buf.yaml it writes, the pin file).
+    fetch_action = next(a for a in runs if a.category == "bsr_fetch")
+    assert fetch_action.inputs == [
+        "buck-out/v2/gen/root/protos/shop/__shop_proto__/shop_proto.buf.yaml",
+        "protos/shop/buf.lock",
+    ]
+    # The CLI's actions need the network and the machine's store: never remote.
+    assert {a.category: a.local_only for a in runs} == {
+        "protoc": False,
+        "bsr_fetch": True,
+        "bsr_team_setup": True,
+    }
+    # The toolchain is a toolchain rule, reached the one way Buck2 allows.
+    assert doc_workspace.target("//toolchains:bsr_team_cache").is_toolchain_rule
+    assert doc_workspace.target("//protos/shop:shop_proto").toolchain_deps == [
+        "root//toolchains:bsr_team_cache"
+    ]
     buf_yaml = next(a for a in analysis.actions if a.kind == "write_json")
     assert json.loads(buf_yaml.content) == {"version": "v2", "deps": ["buf.build/acme/orders"]}
 
