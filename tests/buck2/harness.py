@@ -75,6 +75,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -288,6 +289,7 @@ class BuildResult:
     default_outputs: list[Path]
     outputs: dict[str, Path]
     executed: list[Action]
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time by action description
 
 
 def _top_level_names(source: str) -> list[str]:
@@ -786,10 +788,11 @@ class Workspace:
         run_info = analysis.providers.get("RunInfo")
         if run_info is not None:
             wanted += run_info["args"]
-        executed = self._execute(analysis.actions, wanted)
+        seconds: dict[str, float] = {}
+        executed = self._execute(analysis.actions, wanted, seconds)
         outputs = {path: self.root / path for action in executed for path in action.outputs}
         default_outputs = [self.root / path for path in default_info["default_outputs"]]
-        return BuildResult(analysis, default_outputs, outputs, executed)
+        return BuildResult(analysis, default_outputs, outputs, executed, seconds)
 
     def _needed_actions(self, actions: list[Action], wanted: Sequence[str]) -> list[Action]:
         producers = {path: action for action in actions for path in action.outputs}
@@ -803,9 +806,12 @@ class Workspace:
                 pending += [path for path in action.argv if path in producers]
         return [action for action in actions if id(action) in needed]
 
-    def _execute(self, actions: list[Action], wanted: Sequence[str]) -> list[Action]:
+    def _execute(
+        self, actions: list[Action], wanted: Sequence[str], seconds: dict[str, float] | None = None
+    ) -> list[Action]:
         executed = []
         for action in self._needed_actions(actions, wanted):
+            started = time.perf_counter()
             for output in action.outputs:
                 self._clear_output(self.root / output)
             runner = {
@@ -826,6 +832,8 @@ class Workspace:
                     ],
                 )
             executed.append(action)
+            if seconds is not None:
+                seconds[action.description] = time.perf_counter() - started
         return executed
 
     @staticmethod

@@ -326,13 +326,15 @@ def test_proto_library_builds_through_the_team_cache(
     # Again on that machine: the warm local store.
     workspace.clean()
     started = time.perf_counter()
-    workspace.build(label)
+    warm = workspace.build(label)
     seconds = time.perf_counter() - started
     report = _fetch_report(workspace)
     assert report["hits"] == {"local": SHOP_BSR_MODULES, "team": 0, "bsr": 0}
+    fetch_action = next(t for d, t in warm.seconds.items() if "bsr_fetch" in d)
     print(
-        f"\nproto_library from a warm local store: fetch {report['seconds'] * 1000:.0f} ms"
-        f" (CLI's own timing), whole build {seconds * 1000:.0f} ms"
+        f"\nproto_library from a warm local store: the fetch action {fetch_action * 1000:.0f} ms"
+        f" as a process (the CLI's own timing {report['seconds'] * 1000:.0f} ms), the whole"
+        f" build {seconds * 1000:.0f} ms"
     )
 
 
