@@ -127,29 +127,46 @@ def test_every_attribute_type_is_coerced_and_resolved(ws: Workspace) -> None:
     }
 
 
-def test_wrong_type_names_rule_target_and_attribute(ws: Workspace, workspace_dir: Path) -> None:
-    label = kinds_package(workspace_dir, "errors", count='"three"')
+@pytest.mark.parametrize(
+    ("given", "attr_type", "cause"),
+    [
+        ({"count": '"three"'}, "attrs.int()", 'Expected `int`, but got `string (repr: "three")`'),
+        (
+            {"items": '["a", 2]'},
+            "attrs.list(attrs.string())",
+            "Expected `str`, but got `int (repr: 2)`",
+        ),
+        (
+            {"mode": '"Slow"'},
+            'attrs.enum(["fast", "safe"])',
+            "enum called with `slow`, only allowed: `fast`, `safe`",
+        ),
+        (
+            {"src": '"nope.txt"'},
+            "attrs.source()",
+            "Source file `nope.txt` does not exist as a member of package `root//errors`.",
+        ),
+        (
+            {"fixed": '"mine"'},
+            "attrs.default_only(attrs.string())",
+            'default_only is not allowed to be specified, but got `"mine"`',
+        ),
+    ],
+    ids=["wrong-type", "wrong-type-in-list", "bad-enum", "missing-source", "default-only-set"],
+)
+def test_coercion_errors_name_rule_target_and_attribute(
+    ws: Workspace, workspace_dir: Path, given: dict[str, str], attr_type: str, cause: str
+) -> None:
+    label = kinds_package(workspace_dir, "errors", **given)
     with pytest.raises(AttributeCoercionError) as error:
         ws.target(label)
+    (attr,) = given
     assert str(error.value) == (
-        "Error coercing attribute `count` of `root//errors:t` (rule `kinds`)\n"
+        f"Error coercing attribute `{attr}` of `root//errors:t` (rule `kinds`)\n"
         "\n"
         "Caused by:\n"
-        "    0: Error coercing attribute `count` of type `attrs.int()`\n"
-        '    1: Expected `int`, but got `string (repr: "three")`'
-    )
-
-
-def test_wrong_type_inside_a_list(ws: Workspace, workspace_dir: Path) -> None:
-    label = kinds_package(workspace_dir, "errors", items='["a", 2]')
-    with pytest.raises(AttributeCoercionError) as error:
-        ws.target(label)
-    assert str(error.value) == (
-        "Error coercing attribute `items` of `root//errors:t` (rule `kinds`)\n"
-        "\n"
-        "Caused by:\n"
-        "    0: Error coercing attribute `items` of type `attrs.list(attrs.string())`\n"
-        "    1: Expected `str`, but got `int (repr: 2)`"
+        f"    0: Error coercing attribute `{attr}` of type `{attr_type}`\n"
+        f"    1: {cause}"
     )
 
 
@@ -169,45 +186,6 @@ def test_unknown_attribute(ws: Workspace, workspace_dir: Path) -> None:
     assert str(error.value) == (
         "Found `colour` `size` extra named parameter(s) for call to `kinds` "
         "(target `root//errors:t`)"
-    )
-
-
-def test_bad_enum_value(ws: Workspace, workspace_dir: Path) -> None:
-    label = kinds_package(workspace_dir, "errors", mode='"Slow"')
-    with pytest.raises(AttributeCoercionError) as error:
-        ws.target(label)
-    assert str(error.value) == (
-        "Error coercing attribute `mode` of `root//errors:t` (rule `kinds`)\n"
-        "\n"
-        "Caused by:\n"
-        '    0: Error coercing attribute `mode` of type `attrs.enum(["fast", "safe"])`\n'
-        "    1: enum called with `slow`, only allowed: `fast`, `safe`"
-    )
-
-
-def test_missing_source_file(ws: Workspace, workspace_dir: Path) -> None:
-    label = kinds_package(workspace_dir, "errors", src='"nope.txt"')
-    with pytest.raises(AttributeCoercionError) as error:
-        ws.target(label)
-    assert str(error.value) == (
-        "Error coercing attribute `src` of `root//errors:t` (rule `kinds`)\n"
-        "\n"
-        "Caused by:\n"
-        "    0: Error coercing attribute `src` of type `attrs.source()`\n"
-        "    1: Source file `nope.txt` does not exist as a member of package `root//errors`."
-    )
-
-
-def test_default_only_attribute_cannot_be_set(ws: Workspace, workspace_dir: Path) -> None:
-    label = kinds_package(workspace_dir, "errors", fixed='"mine"')
-    with pytest.raises(AttributeCoercionError) as error:
-        ws.target(label)
-    assert str(error.value) == (
-        "Error coercing attribute `fixed` of `root//errors:t` (rule `kinds`)\n"
-        "\n"
-        "Caused by:\n"
-        "    0: Error coercing attribute `fixed` of type `attrs.default_only(attrs.string())`\n"
-        '    1: default_only is not allowed to be specified, but got `"mine"`'
     )
 
 
