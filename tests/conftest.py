@@ -165,3 +165,12 @@ def _isolated_local_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     for name in ("BSR_TEAM_CACHE_REGISTRY", "BSR_TEAM_CACHE_TEAM", "BSR_TEAM_CACHE_CONFIG"):
         monkeypatch.delenv(name, raising=False)
+
+
+def read_team_settings(registry, team: str, namespace: str = ""):
+    """What the registry holds for a team: its configuration with the bundle index's records
+    (unverified, unlike what commands read: for tests to check what was written)."""
+    from bsr_team_cache.team.bundle_index import with_bundle_index
+    from bsr_team_cache.team.config import read_team_config
+
+    return with_bundle_index(registry, team, read_team_config(registry, team, namespace), namespace)

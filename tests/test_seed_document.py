@@ -25,9 +25,8 @@ import pytest
 
 from bsr_team_cache.oci import open_registry
 from bsr_team_cache.oci.devregistry import DistributionServer
-from bsr_team_cache.team.bundle_index import read_team_settings
 from bsr_team_cache.team.bundles import read_bundle
-from tests.conftest import DevBSRProcess
+from tests.conftest import DevBSRProcess, read_team_settings
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent

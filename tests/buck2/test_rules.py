@@ -16,11 +16,10 @@ import pytest
 from google.protobuf import descriptor_pb2
 
 from bsr_team_cache.oci import open_registry
-from bsr_team_cache.team.bundle_index import read_team_settings
 from bsr_team_cache.team.bundles import read_bundle
 from tests.buck2.errors import Buck2Error
 from tests.buck2.harness import Workspace
-from tests.conftest import DevBSRProcess
+from tests.conftest import DevBSRProcess, read_team_settings
 from tests.test_seed_document import document_blocks
 
 ROOT = Path(__file__).resolve().parents[2]

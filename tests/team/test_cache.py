@@ -24,12 +24,11 @@ from bsr_team_cache.oci.devregistry import DistributionServer
 from bsr_team_cache.oci.http import HTTPRegistry
 from bsr_team_cache.oci.layout import OCILayoutRegistry
 from bsr_team_cache.store import LocalStore
-from bsr_team_cache.team.bundle_index import read_team_settings
 from bsr_team_cache.team.cache import TeamCache
 from bsr_team_cache.team.config import STRATEGIES, make_config, read_team_config
 from bsr_team_cache.team.fetch import fetch
 from tests.bsr.test_real_buf import make_project
-from tests.conftest import SHOP_DEP_CLOSURE, start_dev_bsr
+from tests.conftest import SHOP_DEP_CLOSURE, read_team_settings, start_dev_bsr
 
 pytestmark = pytest.mark.slow
 

@@ -128,6 +128,10 @@ class TokenCache:
         self.path = Path(directory) / TOKEN_CACHE_FILE
         self._clock = clock
         self._lock = threading.Lock()
+        # The file as last read, and its (inode, size, mtime, mode, owner): read again only when
+        # one changed, not on every request (an open registry would pay it each time).
+        self._entries: dict[str, CachedToken] = {}
+        self._seen: tuple[int, ...] | None = None
 
     def _read(self) -> dict[str, CachedToken]:
         try:
@@ -158,10 +162,23 @@ class TokenCache:
                 found[str(key)] = CachedToken(token, float(expires), realm, service, principal)
         return found
 
+    def _current(self) -> dict[str, CachedToken]:
+        """The file's entries, read again only if it changed since the last look."""
+        try:
+            info = os.stat(self.path, follow_symlinks=False)
+            seen = (info.st_ino, info.st_size, info.st_mtime_ns, info.st_mode, info.st_uid)
+        except OSError:
+            seen = None
+        if seen is None:
+            self._entries, self._seen = {}, None
+        elif seen != self._seen:
+            self._entries, self._seen = self._read(), seen
+        return self._entries
+
     def get(self, key: str) -> CachedToken | None:
         """The token cached under ``key`` if more than the reuse margin of its life is left."""
         with self._lock:
-            entry = self._read().get(key)
+            entry = self._current().get(key)
         if entry is None or entry.expires - self._clock() <= _TOKEN_REUSE_MARGIN:
             return None
         return entry
@@ -176,7 +193,7 @@ class TokenCache:
         """Re-read (other processes write too), change one entry, drop expired ones, replace
         the file atomically; the temporary file is 0600 from its creation (mkstemp)."""
         with self._lock:
-            entries = self._read()
+            entries = dict(self._current())
             if entry is None:
                 if entries.pop(key, None) is None:
                     return

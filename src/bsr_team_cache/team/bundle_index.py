@@ -26,7 +26,6 @@ from bsr_team_cache.team.config import (
     TeamConfig,
     bundle_record,
     make_config,
-    read_team_config,
     validate_team_name,
 )
 
@@ -107,11 +106,3 @@ def with_bundle_index(
     if records is None:
         return config
     return replace(config or make_config(team), bundles=records)
-
-
-def read_team_settings(
-    registry: RegistryBackend, team: str, namespace: str = ""
-) -> TeamConfig | None:
-    """The team configuration with its bundles (from the bundle index): what fetch and every
-    command use. A malformed configuration is an InvalidContentError, as read_team_config."""
-    return with_bundle_index(registry, team, read_team_config(registry, team, namespace), namespace)

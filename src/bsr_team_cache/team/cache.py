@@ -216,7 +216,7 @@ class TeamCache:
 
     # -- configuration -------------------------------------------------------------------
     def config(self, warnings: list[str] | None = None) -> TeamConfig:
-        """The team configuration this machine trusts (trust/policy.py; defaults when there is
+        """The team configuration this machine trusts (team/trust.py; defaults when there is
         none). With ``warnings``, a malformed or untrusted configuration is reported there and
         the trusted one (or the defaults) applies; without, it is an InvalidContentError."""
         from bsr_team_cache.team.trust import read_trusted_config
@@ -346,7 +346,8 @@ class TeamCache:
         ``module:commit`` refs re-wrapped."""
         from bsr_team_cache.oci.artifact import rewrap_module
 
-        recipients = recipients or self.config([]).recipients()
+        config = self.config([])
+        recipients = recipients or config.recipients()
         keys = self.context.private_keys()
         if not recipients or not keys:
             raise ConfigError(
@@ -355,25 +356,25 @@ class TeamCache:
                 " the current recipients): set it and run setup --rewrap",
             )
         done = []
-        for module in sorted(self._known_modules()):
+        for module in sorted(self._known_modules(config)):
             repo = self.context.repo(parse_module_name(module))
             for commit in self.registry.list_tags(repo):
                 if len(commit) == 32 and rewrap_module(
                     self.registry, repo, commit, keys, recipients
                 ):
                     done.append(f"{module}:{commit}")
-        done += self._rewrap_bundles(keys, recipients)
+        done += self._rewrap_bundles(config, keys, recipients)
         self.audit("rewrap", done)
         return done
 
-    def _rewrap_bundles(self, keys: list, recipients: list[str]) -> list[str]:
+    def _rewrap_bundles(self, config: TeamConfig, keys: list, recipients: list[str]) -> list[str]:
         """Each bundle of the index whose layers are encrypted, pushed again as a new version
         with its keys wrapped for ``recipients`` (versions are immutable; layers are mounted,
         not uploaded)."""
         from bsr_team_cache.team.bundles import rewrap_members
 
         done = []
-        for record in self.config([]).bundles:
+        for record in config.bundles:
             repo = bundle_repository(self.team, record.name, self.namespace)
             context = bundle_repository(self.team, record.name)
             found = self._read_verified_bundle(repo, context, reference=record.version)
@@ -385,21 +386,13 @@ class TeamCache:
             done.append(f"{repo}:{version}")
         return done
 
-    def _known_modules(self) -> set[str]:
+    def _known_modules(self, config: TeamConfig) -> set[str]:
+        """The modules this store, the team's bundles and its usage log know of."""
         modules = {entry.module for entry in self.store.entries()}
-        for record in self.config([]).bundles:
+        for record in config.bundles:
             modules.update(key.rpartition(":")[0] for key in record.modules)
-        log = self.events([], merge=False)
-        try:
-            where, params = log.where(team=self.team)
-            ids = [
-                row[0]
-                for row in log.db.execute(f"SELECT DISTINCT module FROM events{where}", params)
-            ]
-            modules.update(log.strings(ids).values())
-        finally:
-            log.close()
-        return modules
+        with self.events([], merge=False) as log:
+            return modules | log.module_names(team=self.team)
 
     # -- modules -------------------------------------------------------------------------
     def _resolve(self, refs: list[str] | tuple[str, ...]) -> Resolution:
@@ -432,7 +425,7 @@ class TeamCache:
         artifacts = self._obtain(resolution, report)
         if report.registry_down is None:  # else said once already, and the BSR served
             try:
-                self._publish_missing(artifacts, report.warnings)
+                self._publish_missing(artifacts)
             except (RegistryError, InvalidContentError) as exc:
                 report.warnings.append(f"could not publish to the team registry: {exc}")
         report.seconds = time.time() - started
@@ -441,10 +434,12 @@ class TeamCache:
         )
         return report
 
-    def _publish_missing(self, artifacts: list[ModuleArtifact], warnings: list[str]) -> list[str]:
+    def _publish_missing(
+        self, artifacts: list[ModuleArtifact], config: TeamConfig | None = None
+    ) -> list[str]:
         """Push artifacts the team registry lacks (e.g. found only in this machine's store),
-        encrypted when the team encrypts."""
-        recipients = self.config([]).recipients()
+        encrypted when the team encrypts (``config``: the team's, read if not given)."""
+        recipients = (config or self.config([])).recipients()
 
         def one(artifact: ModuleArtifact) -> str | None:
             repo = self.context.repo(artifact.module)
@@ -470,14 +465,15 @@ class TeamCache:
         """Resolve, make sure every module (closure included) is in the team registry, push
         one bundle artifact tagged ``v<N>`` and ``latest``. Returns ``<repo>:<version>``."""
         validate_bundle_name(name)
-        _require_role(self.config([]), self.member, "maintainer", "create bundles")
+        config = self.config([])
+        _require_role(config, self.member, "maintainer", "create bundles")
         resolution = self._resolve(refs)
         report = FetchReport(warnings=list(resolution.warnings))
         artifacts = self._obtain(resolution, report)
-        self._publish_missing(artifacts, report.warnings)
+        self._publish_missing(artifacts, config)
         repo = bundle_repository(self.team, name, self.namespace)
         version = next_version(self.registry, repo)
-        recipients = self.config([]).recipients()
+        recipients = config.recipients()
         stored = (
             stored_layers(self.registry, artifacts, self.context.repo, recipients)
             if recipients
@@ -509,7 +505,7 @@ class TeamCache:
 
     def _signer(self, context: SigningContext) -> DocumentSigner | None:
         """How this member signs a document of the team at ``context``: None in an unsigned
-        team; a UsageError if the team is signed and they cannot (trust/policy.py)."""
+        team; a UsageError if the team is signed and they cannot (team/trust.py)."""
         from bsr_team_cache.team.trust import document_signer, read_trusted_config
         from bsr_team_cache.trust.keys import load_signing_key
 
@@ -688,7 +684,7 @@ class TeamCache:
             if artifact is not None:
                 artifacts.append(artifact)
         try:
-            report.pushed = self._publish_missing(artifacts, report.warnings)
+            report.pushed = self._publish_missing(artifacts, config)
         except (RegistryError, InvalidContentError) as exc:
             report.warnings.append(f"could not push local modules: {exc}")
         log = self._event_log()

@@ -321,6 +321,14 @@ class EventLog:
                 rollups.update(self.db, last_seq)
             return added
 
+    def module_names(self, *, team: str | None = None) -> set[str]:
+        """Every module the selected events name."""
+        where, params = self.where(team=team)
+        ids = [
+            row[0] for row in self.db.execute(f"SELECT DISTINCT module FROM events{where}", params)
+        ]
+        return set(self.strings(ids).values())
+
     def where(
         self,
         *,
