@@ -401,6 +401,25 @@ def test_a_login_check_the_catalog_and_malformed_requests(stack: Stack) -> None:
     assert (odd.status_code, _granted(odd)) == (200, [])
 
 
+def test_a_refused_login_check_is_one_refusal(stack: Stack) -> None:
+    before = len(stack.audit())
+    login = httpx.get(
+        f"{stack.auth_url}/token", params={"service": SERVICE}, auth=("bob", "wrong-password")
+    )
+    assert login.status_code == 401
+    decisions = [
+        r | {"time": "", "host": ""}
+        for r in stack.audit()[before:]
+        if r["member"] == "bob" and r["operation"] in ("grant", "refuse")
+    ]
+    assert decisions == [
+        {
+            "time": "", "host": "", "team": "", "member": "bob", "operation": "refuse",
+            "refs": [], "result": "error: bad credentials",
+        }
+    ]  # fmt: skip
+
+
 def test_sigterm_stops_the_server_cleanly(tmp_path: Path) -> None:
     port = free_port()
     proc = _start_auth_server(tmp_path / "state", free_port(), port, tmp_path / "log")

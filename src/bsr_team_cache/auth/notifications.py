@@ -91,7 +91,7 @@ def parse_event(raw: object) -> RegistryEvent | None:
             return None
         refs.append(f"{repository}:{tag}")
     operation = OPERATION_OF[raw["action"]]
-    return RegistryEvent(operation, _member(_actor_name(raw)), repository, tuple(refs))
+    return RegistryEvent(operation, audit_member(_actor_name(raw)), repository, tuple(refs))
 
 
 def _actor_name(raw: object) -> object:
@@ -99,7 +99,9 @@ def _actor_name(raw: object) -> object:
     return actor.get("name") if isinstance(actor, dict) else None
 
 
-def _member(name: object) -> str:
+def audit_member(name: object) -> str:
+    """A client's name as audit records show it: as given if it could be a member name (so
+    its records are found under the member), "anonymous" if none, else "unknown"."""
     if not isinstance(name, str) or not name:
         return "anonymous"
     try:

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bsr_team_cache.errors import BSRTeamCacheError
+from bsr_team_cache.oci.url import in_namespace
 from bsr_team_cache.team.config import (
     ROLES,
     ShareGrant,
@@ -171,7 +172,7 @@ def decide(principal: Principal, scope: Scope, configs: TeamConfigs, namespace: 
         return _refuse(scope, "", "the catalog is for site admins only")
     if len(scope.name) > MAX_NAME or not REPOSITORY_NAME_RE.fullmatch(scope.name):
         return _refuse(scope, "", "invalid repository name")
-    prefix = f"{namespace.strip('/')}/" if namespace.strip("/") else ""
+    prefix = in_namespace(namespace, "")
     if not scope.name.startswith(prefix):
         return _refuse(scope, "", f"outside the namespace {namespace.strip('/')}")
     parts = scope.name[len(prefix) :].split("/")

@@ -42,7 +42,12 @@ import httpx
 from bsr_team_cache.audit import log as audit_log
 from bsr_team_cache.audit.team import audit_repository
 from bsr_team_cache.audit.team import ship as ship_audit
-from bsr_team_cache.auth.notifications import MAX_BODY, EnvelopeError, parse_envelope
+from bsr_team_cache.auth.notifications import (
+    MAX_BODY,
+    EnvelopeError,
+    audit_member,
+    parse_envelope,
+)
 from bsr_team_cache.auth.policy import (
     MAX_NAME,
     REPOSITORY_NAME_RE,
@@ -354,7 +359,7 @@ class AuthService:
         try:
             who = self.store.authenticate(claimed, secret)
         except AuthenticationFailed as exc:
-            self._refuse_all(_shown_name(claimed), scopes, str(exc))
+            self._refuse_all(audit_member(claimed), scopes, str(exc))
             return self._unauthorized(str(exc))
         principal = Principal(who.name, who.site_admin, who.via)
         decisions = [decide(principal, s, self.configs, self.namespace) for s in scopes]
@@ -403,9 +408,10 @@ class AuthService:
             Decision(s, repository_team(s.name, self.namespace), (), s.actions, reason)
             for s in scopes
         ]
-        if not decisions:
+        if not decisions:  # a refused login check: one refusal (``_audit`` would add a grant)
             self._record("", member, "refuse", [], f"error: {reason}")
             _log(f"refused {member}: {reason}")
+            return
         self._audit(member, decisions)
 
     def _audit(self, member: str, decisions: list[Decision]) -> None:
@@ -554,17 +560,6 @@ def _is_share(name: str, namespace: str) -> bool:
     return name.startswith(in_namespace(namespace, "shared/organization/bundles/"))
 
 
-def _shown_name(claimed: str) -> str:
-    """A refused user name as the audit log shows it: as given if it could be a member name
-    (so a refusal is found under the member), else "unknown"."""
-    from bsr_team_cache.team.config import validate_member
-
-    try:
-        return validate_member(claimed)
-    except BSRTeamCacheError:
-        return "unknown"
-
-
 def _access(decisions: list[Decision]) -> list[Access]:
     """The token's ``access`` claim: granted actions per resource, merged."""
     merged: dict[tuple[str, str], dict[str, None]] = {}
@@ -686,7 +681,6 @@ class AuthServer:
         self.service = service
         options = service.options
         self.httpd = BoundedThreadingHTTPServer((options.host, options.port), _handler(service))
-        self.httpd.daemon_threads = True
         if options.tls_cert:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(options.tls_cert, options.tls_key)

@@ -402,14 +402,8 @@ class DistributionServer:
             bundle.write_bytes(
                 self.token_service.certificate.public_bytes(serialization.Encoding.PEM)
             )
-            lines += [
-                "auth:",
-                "  token:",
-                f"    realm: {realm}",
-                f"    service: {self.token_service.service}",
-                f"    issuer: {self.token_service.issuer}",
-                f"    rootcertbundle: {bundle}",
-            ]
+            service, issuer = self.token_service.service, self.token_service.issuer
+            lines += TokenAuth(realm, service, issuer, bundle).config_lines()
         elif self.token_auth is not None:
             lines += self.token_auth.config_lines()
         if self.notifications:
