@@ -163,10 +163,10 @@ def public_key_pem(path: str, what: str) -> str:
 
 def signing_key_text(path: str, what: str) -> str:
     """``ed25519:<base64>`` of an Ed25519 public key file (PEM)."""
-    import base64
-
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from bsr_team_cache.trust.keys import public_key_text
 
     data = _read_small(path, what)
     try:
@@ -175,8 +175,7 @@ def signing_key_text(path: str, what: str) -> str:
         key = None
     if not isinstance(key, Ed25519PublicKey):
         raise UsageError(f"{what}: {path} is not a PEM Ed25519 public key")
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return "ed25519:" + base64.b64encode(raw).decode()
+    return public_key_text(key)
 
 
 def _read_small(path: str, what: str) -> bytes:
