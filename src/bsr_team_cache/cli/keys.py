@@ -58,9 +58,12 @@ def show() -> None:
     of the configured encryption key(s)."""
     import os
 
-    from cryptography.hazmat.primitives import serialization
-
-    from bsr_team_cache.oci.encryption import key_fingerprint, private_keys_from_env
+    from bsr_team_cache.oci.encryption import (
+        ENV_PRIVATE_KEY_FILE,
+        key_fingerprint,
+        private_keys_from_env,
+        public_key_pem,
+    )
     from bsr_team_cache.trust.keys import SIGNING_KEY_ENV, SIGNING_KEY_FILE_ENV, load_signing_key
 
     signing = load_signing_key()
@@ -68,14 +71,11 @@ def show() -> None:
     if signing is None and not encryption:
         raise UsageError(
             f"no keys configured: set {SIGNING_KEY_FILE_ENV} (or {SIGNING_KEY_ENV}) and"
-            " BSR_TEAM_CACHE_PRIVATE_KEY_FILE; make them with `bsr-team-cache keys generate`"
+            f" {ENV_PRIVATE_KEY_FILE}; make them with `bsr-team-cache keys generate`"
         )
     if signing is not None:
         click.echo(f"signing key:    {signing.public_text} (key id {signing.key_id})")
         click.echo(f"  from {signing.source}")
     for key in encryption:
-        pem = key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
         click.echo(f"encryption key (public, fingerprint {key_fingerprint(key)}):")
-        click.echo(pem.decode().rstrip())
+        click.echo(public_key_pem(key).decode().rstrip())

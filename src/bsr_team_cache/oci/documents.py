@@ -150,8 +150,12 @@ Vet = Callable[[DocumentRead | None], Any]
 Annotate = Callable[[bytes, str | None], dict[str, str]]
 
 
+def _as_read(found: DocumentRead | None) -> Any:
+    return None if found is None else found.document
+
+
 def _current(
-    registry: RegistryBackend, repo: str, tag: str, artifact_type: str, vet: Vet | None = None
+    registry: RegistryBackend, repo: str, tag: str, artifact_type: str, vet: Vet
 ) -> tuple[Any, str | None]:
     """(document or None, digest of what the tag holds or None). A malformed document reads
     as None with its digest, so that the next write replaces it (and checks it is still it)."""
@@ -159,10 +163,8 @@ def _current(
         found = read_document_at(registry, repo, tag, artifact_type)
     except InvalidContentError:
         raw = registry.read_manifest(repo, tag)
-        return (None if vet is None else vet(None)), sha256_digest(raw[0]) if raw else None
-    if vet is not None:
-        return vet(found), found.digest if found else None
-    return (found.document, found.digest) if found else (None, None)
+        return vet(None), sha256_digest(raw[0]) if raw else None
+    return vet(found), found.digest if found else None
 
 
 def read_document(
@@ -193,7 +195,7 @@ def update_document(
     on (a signed document: only what verifies); ``annotations`` may be computed per payload."""
     wrote = False
     for attempt in range(attempts):
-        current, digest = _current(registry, repo, tag, artifact_type, vet)
+        current, digest = _current(registry, repo, tag, artifact_type, vet or _as_read)
         try:
             new = change(current)
         except InvalidContentError:

@@ -49,11 +49,11 @@ from bsr_team_cache.errors import (
 )
 from bsr_team_cache.limits import limits
 from bsr_team_cache.oci.base import is_oci_digest, sha256_digest
+from bsr_team_cache.trust.keys import private_key_path
 
 ENCRYPTED_SUFFIX = "+encrypted"
 ANN_KEYS_JWE = "org.opencontainers.image.enc.keys.jwe"
 ANN_PUBOPTS = "org.opencontainers.image.enc.pubopts"
-ANNOTATION_PREFIX = "org.opencontainers.image.enc."
 CIPHER = "AES_256_CTR_HMAC_SHA256"
 # The JWE annotation grows by ~350 bytes (RSA-2048) to ~1 KB (RSA-4096) per recipient: a
 # thousand members fit, and nothing read from a registry makes us parse more.
@@ -200,10 +200,13 @@ def private_key_pem(key: PrivateKey) -> bytes:
     )
 
 
+def _public_of(key: PrivateKey | PublicKey) -> PublicKey:
+    return key.public_key() if hasattr(key, "private_bytes") else key  # type: ignore[union-attr]
+
+
 def public_key_pem(key: PrivateKey | PublicKey) -> bytes:
     """SubjectPublicKeyInfo PEM (what skopeo's ``--encryption-key jwe:`` reads)."""
-    public = key.public_key() if hasattr(key, "private_bytes") else key
-    return public.public_bytes(  # type: ignore[union-attr]
+    return _public_of(key).public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
@@ -214,7 +217,8 @@ def private_keys_from_env(env: Mapping[str, str]) -> list[PrivateKey]:
     keys = []
     path = env.get(ENV_PRIVATE_KEY_FILE, "").strip()
     if path:
-        data, where = _private_key_file(path, ENV_PRIVATE_KEY_FILE)
+        key_file = private_key_path(path, ENV_PRIVATE_KEY_FILE, ENV_PRIVATE_KEY)
+        data, where = _private_key_file(key_file.expanduser())
         keys.append(load_private_key(data, name=where))
     pem = env.get(ENV_PRIVATE_KEY, "").strip()
     if pem:
@@ -224,17 +228,9 @@ def private_keys_from_env(env: Mapping[str, str]) -> list[PrivateKey]:
     return keys
 
 
-def _private_key_file(value: str, variable: str) -> tuple[bytes, str]:
-    """The bytes of the private key file that ``variable`` names, refused when group or
-    others may read it (as ssh refuses such keys). A value that is the key itself, not a
-    path, is refused without being shown: messages name the file, and this one is secret."""
-    if "-----BEGIN" in value or "\n" in value or len(value) > 4096:
-        raise ConfigError(
-            variable,
-            "holds a key, not a file path: put the PEM text in"
-            f" {ENV_PRIVATE_KEY} or the key in a file (mode 600) and its path here",
-        )
-    path = Path(value).expanduser()
+def _private_key_file(path: Path) -> tuple[bytes, str]:
+    """The bytes of the private key file ``path``, refused when group or others may read it
+    (as ssh refuses such keys)."""
     try:
         mode = path.stat().st_mode
     except OSError as exc:
@@ -250,8 +246,7 @@ def _private_key_file(value: str, variable: str) -> tuple[bytes, str]:
 
 def key_fingerprint(key: PrivateKey | PublicKey) -> str:
     """sha256 of the public key's DER (SubjectPublicKeyInfo): names a key in messages."""
-    public = key.public_key() if hasattr(key, "private_bytes") else key
-    der = public.public_bytes(  # type: ignore[union-attr]
+    der = _public_of(key).public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return sha256_digest(der)
@@ -723,8 +718,3 @@ def rewrap(
 def recipient_count(annotations: Mapping[str, str], where: str = "<layer>") -> int:
     """How many recipients the keys annotation names (wrapped keys are not readable)."""
     return sum(len(j.recipients) for j in _jwes(annotations, where))
-
-
-def encryption_annotations(annotations: Mapping[str, str]) -> dict[str, str]:
-    """The ``org.opencontainers.image.enc.*`` annotations of a descriptor."""
-    return {k: v for k, v in annotations.items() if k.startswith(ANNOTATION_PREFIX)}

@@ -53,13 +53,11 @@ from bsr_team_cache.oci.layer import decode_files_layer
 from bsr_team_cache.oci.url import in_namespace
 from bsr_team_cache.team.config import validate_repository_name
 
-if TYPE_CHECKING:  # trust/ (and cryptography) load only where a team signs its documents
-    from bsr_team_cache.team.trust import DocumentSigner, TrustedConfig
-    from bsr_team_cache.trust.signatures import SigningContext
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # trust/, oci/encryption.py (and cryptography) load only where used
     from bsr_team_cache.oci.artifact import Recipients
     from bsr_team_cache.oci.encryption import PrivateKey
+    from bsr_team_cache.team.trust import DocumentSigner, TrustedConfig
+    from bsr_team_cache.trust.signatures import SigningContext
 
 BUNDLE_TYPE = "application/vnd.buf.module.bundle.v1"
 BUNDLE_CONFIG_TYPE = "application/vnd.buf.module.bundle.config.v1+json"

@@ -151,16 +151,13 @@ def update_label_index(
             }
         }
 
-    if signer is None:
-        update_document(registry, repo, LABEL_INDEX_TAG, LABELS_ARTIFACT_TYPE, merge)
-    else:
-        update_document(
-            registry,
-            repo,
-            LABEL_INDEX_TAG,
-            LABELS_ARTIFACT_TYPE,
-            merge,
-            signer.annotate,
-            vet=signer.vet,
-        )
+    update_document(
+        registry,
+        repo,
+        LABEL_INDEX_TAG,
+        LABELS_ARTIFACT_TYPE,
+        merge,
+        None if signer is None else signer.annotate,
+        vet=None if signer is None else signer.vet,
+    )
     return pushed

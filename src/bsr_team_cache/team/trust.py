@@ -69,12 +69,6 @@ def is_signed_team(config: TeamConfig | None) -> bool:
     return config is not None and config.signed
 
 
-def unscoped(namespace: str, repo: str) -> str:
-    """``repo`` without the team registry's namespace: what a signature's context names."""
-    prefix = namespace.strip("/")
-    return repo[len(prefix) + 1 :] if prefix and repo.startswith(prefix + "/") else repo
-
-
 def check_signature(
     config: TeamConfig,
     annotations: Mapping[str, str],
@@ -295,13 +289,15 @@ def read_trusted_config(
     warnings: list[str],
     *,
     env: Mapping[str, str] | None = None,
+    found: DocumentRead | None = None,
 ) -> TrustedConfig:
-    """The team configuration this machine trusts, read from the registry and checked against
-    its pin (which it then moves). Refusals are warnings (and the pinned configuration
-    applies); a registry that does not answer is a RegistryError."""
+    """The team configuration this machine trusts, read from the registry (unless ``found``,
+    the configuration as just read, is given) and checked against its pin (which it then
+    moves). Refusals are warnings (and the pinned configuration applies); a registry that does
+    not answer is a RegistryError."""
     pin = read_pin(store, registry, namespace, team)
     reader = _Reader(registry, team, namespace, pin, trusted_key_ids(env), store)
-    result = _verified(reader)
+    result = _verified(reader, found)
     warnings.extend(reader.warnings)
     return result
 
@@ -322,10 +318,11 @@ def _fallback(reader: _Reader, why: str) -> TrustedConfig:
     return TrustedConfig(None, bool(reader.expected))
 
 
-def _verified(reader: _Reader) -> TrustedConfig:
+def _verified(reader: _Reader, found: DocumentRead | None = None) -> TrustedConfig:
     pin = reader.pin
     try:
-        found = read_document_at(reader.registry, reader.repo, CONFIG_TAG, TEAM_CONFIG_TYPE)
+        if found is None:
+            found = read_document_at(reader.registry, reader.repo, CONFIG_TAG, TEAM_CONFIG_TYPE)
         if found is None:
             if pin is None:
                 return TrustedConfig(None, bool(reader.expected))
@@ -347,21 +344,6 @@ def _verified(reader: _Reader) -> TrustedConfig:
             reader.store, reader.registry, reader.namespace, reader.team, config, found.digest
         )
     return TrustedConfig(config, is_signed_team(config), found.digest)
-
-
-def pin_written(
-    store: LocalStore | FallibleStore | None,
-    registry: RegistryBackend,
-    namespace: str,
-    team: str,
-    config: TeamConfig,
-) -> None:
-    """After this member wrote (and signed) the configuration: pin what the registry holds."""
-    found = read_document_at(
-        registry, config_repository(team, namespace), CONFIG_TAG, TEAM_CONFIG_TYPE
-    )
-    if found is not None:
-        write_pin(store, registry, namespace, team, config, found.digest)
 
 
 # -- writing signed documents --------------------------------------------------------------
@@ -452,9 +434,10 @@ def update_team_config(
     base_digest = [""]  # the trusted configuration the change builds on: what it replaces
     must_sign = [False]
 
-    def vet(found: Any) -> Any:
+    def vet(found: DocumentRead | None) -> Any:
         said: list[str] = []
-        trusted = read_trusted_config(registry, team, namespace, store, said)
+        # What update_document just read (None: absent or malformed, then read here again).
+        trusted = read_trusted_config(registry, team, namespace, store, said, found=found)
         if not notes:  # what the first attempt built on; later reads include our own write
             notes.extend(said)
         base_digest[0] = trusted.digest

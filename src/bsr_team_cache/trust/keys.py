@@ -100,6 +100,18 @@ def _private_key_from_pem(data: bytes, source: str) -> SigningKey:
     return SigningKey(key, source)
 
 
+def private_key_path(value: str, variable: str, pem_variable: str) -> Path:
+    """The key file path that ``variable`` holds. A value that is the key itself, not a path,
+    is refused without being shown: messages name the file, and this one is secret."""
+    if "-----BEGIN" in value or "\n" in value or len(value) > 4096:
+        raise ConfigError(
+            variable,
+            f"holds a key, not a file path: put the PEM text in {pem_variable} or the key in a"
+            " file (mode 600) and its path here",
+        )
+    return Path(value)
+
+
 def read_private_key_file(path: Path, what: str) -> bytes:
     """A private key file's bytes, refused (like ssh does) when group or others may read it."""
     try:
@@ -126,14 +138,8 @@ def load_signing_key(env: Mapping[str, str] | None = None) -> SigningKey | None:
     env = os.environ if env is None else env
     path = env.get(SIGNING_KEY_FILE_ENV, "")
     if path:
-        if "-----BEGIN" in path or "\n" in path or len(path) > 4096:
-            # The key itself, not a path: messages name the file, and this one is secret.
-            raise ConfigError(
-                SIGNING_KEY_FILE_ENV,
-                f"holds a key, not a file path: put the PEM text in {SIGNING_KEY_ENV} or the"
-                " key in a file (mode 600) and its path here",
-            )
-        return _private_key_from_pem(read_private_key_file(Path(path), "signing key"), path)
+        key_file = private_key_path(path, SIGNING_KEY_FILE_ENV, SIGNING_KEY_ENV)
+        return _private_key_from_pem(read_private_key_file(key_file, "signing key"), path)
     text = env.get(SIGNING_KEY_ENV, "")
     if text:
         if len(text) > _MAX_PEM:
