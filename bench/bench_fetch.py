@@ -30,12 +30,15 @@ preparation such as emptying directories is not timed:
   team fetch (cold) + buf build
                         `bsr-team-cache fetch -q` from the team registry into an empty local
                         store and empty buf cache (member A having run `fetch --update-lock`
-                        once, which published the deps and wrote buf.lock), then `buf build`
-                        offline;
+                        once, which published the deps and wrote buf.lock, and, for sets of two
+                        modules or more, a second machine having fetched them from the team
+                        registry, which published the lock pack), then `buf build` offline;
     of which fetch      the fetch alone;
-  warm fetch            `bsr-team-cache fetch -q` again, local store and buf cache warm.
-For every set of two modules or more also: the cold team fetch + build once member A made a
-team bundle of the deps (fetch finds it), and with `fetch --bundle NAME`.
+  warm fetch            `bsr-team-cache fetch -q` again, local store and buf cache warm;
+  team fetch --no-packs (cold) + build
+                        the cold team fetch without the lock pack: module by module.
+For every set of two modules or more also: the cold team fetch (--no-packs) + build once
+member A made a team bundle of the deps (fetch finds it), and with `fetch --bundle NAME`.
 
 "Offline" is checked, not assumed: those builds run with SSL_CERT_FILE naming a CA that did not
 sign dev-bsr's certificate, and the BSR link must see no connection while they run. The "links"
@@ -100,8 +103,9 @@ TARBALL = "tarball restore + buf build"
 RESTORE = "  of which restore"
 TEAM = "team fetch (cold) + buf build"
 FETCH = "  of which fetch"
+TEAM_MODULES = "team fetch --no-packs (cold) + build"
 WARM = "warm fetch"
-TEAM_BUNDLE = "team fetch (cold, team has a bundle) + build"
+TEAM_BUNDLE = "team fetch --no-packs (cold, team has a bundle) + build"
 TEAM_NAMED = "team fetch --bundle NAME (cold) + build"
 
 # Restoring without curl: the same stream, read by Python.
@@ -398,6 +402,11 @@ class SetBench:
         self.info["its .tar.gz (MB)"] = tarball.stat().st_size / 1e6
         shutil.rmtree(cache)
         self.negative_control()
+        if len(self.depset.deps) >= 2:
+            # The second machine to use the lock takes it from the team registry and makes the
+            # lock pack (docs/artifact-format.md) that the cold team fetch rows then read.
+            run = self.fetch("member-p")
+            self.info["second machine's fetch, making the lock pack (s)"] = run.seconds
 
     def negative_control(self) -> None:
         """An offline build must fail without the deps in its cache: else "offline" is unproven."""
@@ -445,6 +454,7 @@ class SetBench:
             self.team_case(TEAM),
             # Runs right after the cold fetch: its store and buf cache are warm.
             Case(WARM, lambda: self.timed({"fetch": lambda: self.fetch("member-b")})),
+            *([self.team_case(TEAM_MODULES, "--no-packs")] if len(self.depset.deps) >= 2 else []),
         ]
 
     def team_case(self, name: str, *extra: str) -> Case:
@@ -486,13 +496,27 @@ class SetBench:
         argv += ["--registry", self.svc.registry_url, "--name", BUNDLE, "--deps"]
         argv += [f"{self.svc.bsr_host}/{d}" for d in self.depset.deps]
         check_child("bundle", run_child(argv, env=self.env(cache, store)))
-        cases = [self.team_case(TEAM_BUNDLE), self.team_case(TEAM_NAMED, "--bundle", BUNDLE)]
+        cases = [
+            self.team_case(TEAM_BUNDLE, "--no-packs"),
+            self.team_case(TEAM_NAMED, "--bundle", BUNDLE),
+        ]
         self.measure(cases, repeat, warmup)
 
 
 # -- reporting ------------------------------------------------------------------------------
 
-ROW_ORDER = (PYTHON, BUF_ALONE, TARBALL, RESTORE, TEAM, FETCH, WARM, TEAM_BUNDLE, TEAM_NAMED)
+ROW_ORDER = (
+    PYTHON,
+    BUF_ALONE,
+    TARBALL,
+    RESTORE,
+    TEAM,
+    FETCH,
+    WARM,
+    TEAM_MODULES,
+    TEAM_BUNDLE,
+    TEAM_NAMED,
+)
 
 
 def _links(row: RowResult) -> str:

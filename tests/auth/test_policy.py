@@ -36,6 +36,7 @@ TEAM_B = make_config("b", members=["carol"], roles={"carol": "member"})
 REPOSITORIES = {
     "config": "teams/a/config",
     "dependencies": "teams/a/dependencies/buf.build/acme/pets",
+    "packs": "teams/a/packs",
     "bundles": "teams/a/bundles/core",
     "bundle-index": "teams/a/bundle-index",
     "labels": "teams/a/labels/buf.build/acme/pets",
@@ -49,6 +50,7 @@ EXPECTED = {
     "bob": {  # reader
         "config": "pull",
         "dependencies": "pull",
+        "packs": "pull",
         "bundles": "pull",
         "bundle-index": "pull",
         "labels": "pull",
@@ -59,6 +61,7 @@ EXPECTED = {
     "mo": {  # member
         "config": "pull",
         "dependencies": "pull,push",
+        "packs": "pull,push",
         "bundles": "pull",
         "bundle-index": "pull",
         "labels": "pull",
@@ -69,6 +72,7 @@ EXPECTED = {
     "mia": {  # maintainer
         "config": "pull",
         "dependencies": "pull,push",
+        "packs": "pull,push",
         "bundles": "pull,push",
         "bundle-index": "pull,push",
         "labels": "pull,push",
@@ -79,6 +83,7 @@ EXPECTED = {
     "alice": {  # admin
         "config": _ALL,
         "dependencies": _ALL,
+        "packs": _ALL,
         "bundles": _ALL,
         "bundle-index": _ALL,
         "labels": _ALL,

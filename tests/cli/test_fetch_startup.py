@@ -1,5 +1,6 @@
-"""`bsr-team-cache fetch` starts fast: importing the command, or answering --help, loads none of
-the fetch machinery, which is imported when the command runs."""
+"""`bsr-team-cache fetch` starts fast: importing the command, parsing its argv, or answering
+--help, loads none of the fetch machinery, which is imported when the command runs; only --help
+(and a mistake in argv) loads click."""
 
 from __future__ import annotations
 
@@ -28,17 +29,26 @@ LOADED_WHEN_FETCH_RUNS = [
 
 
 @pytest.mark.parametrize(
-    "start",
+    ("start", "not_loaded"),
     [
-        "import bsr_team_cache.cli.fetch",
-        "from bsr_team_cache.cli import main\nassert main(['fetch', '--help']) == 0",
+        ("import bsr_team_cache.cli.fetch", [*LOADED_WHEN_FETCH_RUNS, "click"]),
+        (  # what `bsr-team-cache fetch ...` does before the command runs: no click either
+            "from bsr_team_cache.cli import fetch\n"
+            "from bsr_team_cache.cli._fastpath import parse\n"
+            "assert parse(fetch.PARAMS, ['-q', '--team', 't', '.']) is not None",
+            [*LOADED_WHEN_FETCH_RUNS, "click"],
+        ),
+        (  # --help is click's
+            "from bsr_team_cache.cli import main\nassert main(['fetch', '--help']) == 0",
+            LOADED_WHEN_FETCH_RUNS,
+        ),
     ],
-    ids=["import", "help"],
+    ids=["import", "parse", "help"],
 )
-def test_fetch_start_up_loads_no_fetch_machinery(start: str) -> None:
+def test_fetch_start_up_loads_no_fetch_machinery(start: str, not_loaded: list[str]) -> None:
     probe = (  # what the start-up itself imports, whatever the interpreter loaded before
         f"import sys\nbefore = set(sys.modules)\n{start}\nimport json\n"
-        f"print(json.dumps([m for m in {LOADED_WHEN_FETCH_RUNS!r}"
+        f"print(json.dumps([m for m in {not_loaded!r}"
         " if m in sys.modules and m not in before]))"
     )
     done = subprocess.run(

@@ -189,7 +189,20 @@ def test_bundle_round_trip_without_duplicate_blobs(
         assert len(report.modules) == 10
         assert report.count("bsr") == (10 if i == 0 else 0)
         stored.append(distribution.blob_digests())
-    assert stored[0] == stored[3]  # members 2-4 added no blob at all
+    # Members 2-4 added no blob but the lock pack member 2 made (the second machine to use
+    # the lock): its manifest, config and layer.
+    from bsr_team_cache.team.packs import pack_repository, pack_tag
+
+    pack_repo = pack_repository("platform-team", ns)
+    pack_tag_ = pack_tag(read_buf_lock(tmp_path / "p0" / "buf.lock").deps)
+    pack_bytes, _ = registry.read_manifest(pack_repo, pack_tag_)
+    pack = json.loads(pack_bytes)
+    assert set(stored[3]) - set(stored[0]) == {
+        "sha256:" + hashlib.sha256(pack_bytes).hexdigest(),
+        pack["config"]["digest"],
+        pack["layers"][0]["digest"],
+    }
+    assert set(stored[0]) <= set(stored[3])
     uploads_after_members = len(counting.uploads)
 
     # Two bundles over the same modules: no layer is uploaded again, they are mounted.
@@ -207,18 +220,19 @@ def test_bundle_round_trip_without_duplicate_blobs(
     assert not layers & new_uploads  # every layer was mounted, none uploaded again
     assert counting.mounts >= 10
     after = distribution.blob_digests()
-    added = set(after) - set(stored[0])
+    added = set(after) - set(stored[3])  # what the bundles added
     assert not added & layers
     assert added <= new_uploads | set(counting.manifests)
     assert alice.create_bundle(deps, "platform-apis", "again").endswith(":v2")
 
     # A fresh member: the fetch uses the bundle (one manifest + parallel layers). Not knowing
-    # the team configuration yet, it asks for the module manifests meanwhile (10 deps).
+    # the team configuration yet, it asks for the module manifests meanwhile (10 deps). (The
+    # lock's pack would serve it in one request: turned off to see what bundles do alone.)
     fresh = project(tmp_path / "fresh")
     (fresh / "buf.lock").write_text((tmp_path / "p0" / "buf.lock").read_text())
     (fresh / "x.proto").write_text('syntax = "proto3";\nimport "bench/lib0/v1/file0.proto";\n')
     reads_before = counting.module_manifest_reads
-    report = member_fetch(fresh, "fresh")
+    report = member_fetch(fresh, "fresh", packs=False)
     assert report.count("team") == 10
     assert report.bundles and report.bundles[0].startswith("platform-apis:")
     assert all(m.bundle for m in report.modules)

@@ -6,8 +6,8 @@ Roles (``TeamConfig.role_of(member)``; each role has what the ones before it hav
 role           on ``teams/<T>/…`` (``T`` is the team the configuration is for)
 =============  ======================================================================
 reader         pull on every repository under ``teams/<T>/``
-member         + push on ``teams/<T>/dependencies/**``, ``teams/<T>/usage-events``,
-               ``teams/<T>/audit``
+member         + push on ``teams/<T>/dependencies/**``, ``teams/<T>/packs``,
+               ``teams/<T>/usage-events``, ``teams/<T>/audit``
 maintainer     + push on ``teams/<T>/bundles/<name>``, ``teams/<T>/bundle-index`` and
                ``teams/<T>/labels/**``
 admin          + push on ``teams/<T>/config``; delete on every repository under
@@ -138,7 +138,7 @@ def role_of(config: TeamConfig, member: str) -> str | None:
 def team_repository_kind(rest: list[str]) -> str:
     """What a repository under ``teams/<T>/`` is, from the path parts after the team."""
     match rest:
-        case ["config"] | ["usage-events"] | ["audit"] | ["bundle-index"]:
+        case ["config"] | ["usage-events"] | ["audit"] | ["bundle-index"] | ["packs"]:
             return rest[0]
         case ["dependencies", _, *_]:
             return "dependencies"
@@ -152,6 +152,8 @@ def team_repository_kind(rest: list[str]) -> str:
 # Who may push each kind of team repository (None: nobody but site admins).
 PUSH_ROLE: dict[str, str | None] = {
     "dependencies": "member",
+    # Lock packs hold copies of module artifacts, checked by readers as those are.
+    "packs": "member",
     "usage-events": "member",
     "audit": "member",
     "bundles": "maintainer",

@@ -159,12 +159,18 @@ def entry_complete(cache_dir: Path, module: ModuleName, commit: str, digest_type
     return os.path.exists(module_entry_dir(cache_dir, module, commit, digest_type) / "module.yaml")
 
 
-def _write_new(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _write_new(path: str, pieces: Iterable[bytes]) -> None:
+    """A new file (never one that exists, nor through a link) holding ``pieces``: one open,
+    one write per piece (usually one), one close."""
+    fd = os.open(path, _NEW_FILE, 0o666)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        for piece in pieces:
+            view = memoryview(piece)
+            while view:
+                view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
 
@@ -172,37 +178,139 @@ def _write_new(path: str, data: bytes) -> None:
 # A module with this many files is written by several threads (file creation is kernel work,
 # done without the GIL): googleapis' ~4,000 files take about half the time on two cores.
 _THREADED_WRITE_FILES = 256
+_WRITER_THREADS = 4
 
 
-def _write_tree(root: str, files: dict[str, bytes]) -> None:
-    """Write ``files`` (validated relative paths) under the new directory ``root``, creating
-    each directory once."""
-    made = {root}
-    os.makedirs(root, exist_ok=True)
-    targets = []
-    for rel, content in files.items():
-        path = os.path.join(root, rel)
+class EntryWriter:
+    """One entry of buf's cache, built in a new staging directory beside where it goes: files
+    are added as they come (``add``, from any thread, e.g. as a streamed layer yields them;
+    or all at once, ``add_all``), then ``commit`` writes module.yaml last and renames the
+    directory into place (buf never sees half an entry), or ``discard`` removes it. Paths
+    added must be valid module file paths (domain/files.py; the layer reader and
+    ``write_module`` check them): the staging directory is ours and new, files are created
+    exclusively and never through a link, so nothing lands outside it."""
+
+    def __init__(
+        self, cache_dir: Path, module: ModuleName, commit: str, digest_type: str = B5
+    ) -> None:
+        import tempfile  # only when an entry is written (a warm fetch writes none)
+
+        self.cache_dir = cache_dir
+        self.module = module
+        self.commit_id = commit
+        self.digest_type = digest_type
+        self.entry = inside(cache_dir, module_entry_dir(cache_dir, module, commit, digest_type))
+        _make_dirs(self.entry.parent)
+        try:
+            self.staging = tempfile.mkdtemp(dir=self.entry.parent, prefix=f".{commit}.")
+        except FileNotFoundError:  # removed since we made it (buf's cache cleared meanwhile)
+            _made_dirs.discard(str(self.entry.parent))
+            _make_dirs(self.entry.parent)
+            self.staging = tempfile.mkdtemp(dir=self.entry.parent, prefix=f".{commit}.")
+        self._files = os.path.join(self.staging, "files")
+        os.mkdir(self._files)
+        self._made = {self._files}  # directories of the staging tree that exist
+
+    @classmethod
+    def open(
+        cls, cache_dir: Path, module: ModuleName, commit: str, digest_type: str = B5
+    ) -> EntryWriter | None:
+        """A writer for the entry, or None if a complete entry (with module.yaml) is there."""
+        if entry_complete(cache_dir, module, commit, digest_type):
+            return None
+        return cls(cache_dir, module, commit, digest_type)
+
+    def _parent_made(self, path: str) -> None:
+        """Make the directories of ``path`` (under ``files/``) that are not there yet: one
+        mkdir each, once."""
+        missing = []
         parent = os.path.dirname(path)
-        if parent not in made:
-            os.makedirs(parent, exist_ok=True)
-            while parent not in made:  # its ancestors exist now too
-                made.add(parent)
-                parent = os.path.dirname(parent)
-        targets.append((path, content))
-    workers = min(4, os.cpu_count() or 1)
-    if len(targets) < _THREADED_WRITE_FILES or workers < 2:
-        for path, content in targets:
-            _write_new(path, content)
-        return
-    from concurrent.futures import ThreadPoolExecutor  # only for large modules
+        while parent not in self._made:
+            if parent == self.staging or len(parent) < len(self.staging):
+                raise BSRTeamCacheError(f"refusing to write {path}: outside {self._files}")
+            missing.append(parent)
+            parent = os.path.dirname(parent)
+        for directory in reversed(missing):
+            with contextlib.suppress(FileExistsError):  # another thread made it meanwhile
+                os.mkdir(directory)
+            self._made.add(directory)
 
-    def write_share(start: int) -> None:
-        for path, content in targets[start::workers]:
-            _write_new(path, content)
+    def add(self, path: str, pieces: Iterable[bytes]) -> None:
+        """The file ``path`` (relative to ``files/``) with the bytes of ``pieces``."""
+        full = os.path.join(self._files, path)
+        self._parent_made(full)
+        _write_new(full, pieces)
 
-    with ThreadPoolExecutor(workers) as pool:
-        for done in [pool.submit(write_share, i) for i in range(workers)]:
-            done.result()
+    def add_all(self, files: dict[str, bytes]) -> None:
+        """Every file of a module held in memory; a large module by several threads."""
+        paths = list(files)
+        workers = min(_WRITER_THREADS, os.cpu_count() or 1)
+        if len(paths) < _THREADED_WRITE_FILES or workers < 2:
+            for rel in paths:
+                self.add(rel, (files[rel],))
+            return
+        from concurrent.futures import ThreadPoolExecutor  # only for large modules
+
+        def write_share(start: int) -> None:
+            for rel in paths[start::workers]:
+                self.add(rel, (files[rel],))
+
+        with ThreadPoolExecutor(workers) as pool:
+            for done in [pool.submit(write_share, i) for i in range(workers)]:
+                done.result()
+
+    def commit(
+        self,
+        deps: Iterable[tuple[ModuleName, str, Digest]],
+        v1_files: dict[str, bytes] | None = None,
+    ) -> bool:
+        """Write the v1 module's own files (a b4 entry) and module.yaml, then rename the entry
+        into place; False if a valid entry was there already. The staging directory is gone
+        afterwards either way."""
+        v1_files = v1_files or {}
+        try:
+            if not set(v1_files) <= set(V1_CONFIG_FILES):
+                raise BSRTeamCacheError(
+                    f"{self.module}:{self.commit_id}: unexpected v1 files {sorted(v1_files)}"
+                )
+            for name, data in v1_files.items():
+                full = os.path.join(self.staging, _v1_path(name))
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+                _write_new(full, (data,))
+            reached("bufcache.files-written")
+            module_yaml = _module_yaml(deps, v1_files).encode()
+            _write_new(os.path.join(self.staging, "module.yaml"), (module_yaml,))
+            reached("bufcache.before-rename")
+            return self._rename_into_place()
+        finally:
+            self.discard()
+
+    def _rename_into_place(self) -> bool:
+        entry = self.entry
+        # The common case, an entry nobody has begun: one atomic rename and no lock (a rename
+        # never replaces a directory that has content). If buf or another fetch got there
+        # first, decide under buf's lock.
+        if not os.path.lexists(entry):
+            try:
+                os.rename(self.staging, entry)
+                return True
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+        with _entry_lock(self.cache_dir, self.module, self.commit_id, self.digest_type):
+            if (entry / "module.yaml").exists():
+                return False
+            if entry.is_symlink():  # never follow it: remove the link itself
+                entry.unlink()
+            elif entry.exists():  # a half-written entry without module.yaml: replace it
+                shutil.rmtree(entry)
+            os.rename(self.staging, entry)
+            return True
+
+    def discard(self) -> None:
+        """Remove the staging directory, if it is still there (safe to call again)."""
+        if os.path.lexists(self.staging):
+            shutil.rmtree(self.staging, ignore_errors=True)
 
 
 def write_module(
@@ -218,52 +326,18 @@ def write_module(
     """Write one entry (b5, or with ``digest_type`` "shake256" a b4 entry, with the v1 module's
     own buf.yaml/buf.lock); False if a valid entry (with module.yaml) was already there."""
     v1_files = v1_files or {}
-    entry = module_entry_dir(cache_dir, module, commit, digest_type)
-    if (entry / "module.yaml").exists():
+    if entry_complete(cache_dir, module, commit, digest_type):
         return False
     validate_file_set(files, f"{module}:{commit}")
     if not set(v1_files) <= set(V1_CONFIG_FILES):
         raise BSRTeamCacheError(f"{module}:{commit}: unexpected v1 files {sorted(v1_files)}")
-    import tempfile  # only when an entry is written (a warm fetch writes none)
-
-    entry = inside(cache_dir, entry)
-    _make_dirs(entry.parent)
+    writer = EntryWriter(cache_dir, module, commit, digest_type)
     try:
-        staging = tempfile.mkdtemp(dir=entry.parent, prefix=f".{commit}.")
-    except FileNotFoundError:  # removed since we made it (buf's cache cleared meanwhile)
-        _made_dirs.discard(str(entry.parent))
-        _make_dirs(entry.parent)
-        staging = tempfile.mkdtemp(dir=entry.parent, prefix=f".{commit}.")
-    try:
-        # Paths are validated (relative, normalized) and staging is a new directory of ours:
-        # nothing here can land outside it.
-        _write_tree(os.path.join(staging, "files"), files)
-        _write_tree(staging, {_v1_path(name): data for name, data in v1_files.items()})
-        reached("bufcache.files-written")
-        _write_new(os.path.join(staging, "module.yaml"), _module_yaml(deps, v1_files).encode())
-        reached("bufcache.before-rename")
-        # The common case, an entry nobody has begun: one atomic rename and no lock (a rename
-        # never replaces a directory that has content). If buf or another fetch got there
-        # first, decide under buf's lock.
-        if not os.path.lexists(entry):
-            try:
-                os.rename(staging, entry)
-                return True
-            except OSError as exc:
-                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                    raise
-        with _entry_lock(cache_dir, module, commit, digest_type):
-            if (entry / "module.yaml").exists():
-                return False
-            if entry.is_symlink():  # never follow it: remove the link itself
-                entry.unlink()
-            elif entry.exists():  # a half-written entry without module.yaml: replace it
-                shutil.rmtree(entry)
-            os.rename(staging, entry)
-            return True
-    finally:
-        if os.path.lexists(staging):
-            shutil.rmtree(staging, ignore_errors=True)
+        writer.add_all(files)
+    except BaseException:
+        writer.discard()
+        raise
+    return writer.commit(deps, v1_files)
 
 
 # Directories known to exist (entries' parents): each is created once per process.

@@ -1,5 +1,10 @@
 """``bsr-team-cache fetch``: get a project's deps from the local store, the team registry or
-the BSR, fill buf's cache, optionally export them for protoc."""
+the BSR, fill buf's cache, optionally export them for protoc.
+
+The hot command: ``PARAMS`` declares its argument and options once; ``_fastpath`` parses argv
+with them and calls ``fetch_command`` without importing click, and the click command (for
+``--help`` and for click's messages about wrong arguments) is built from the same PARAMS when
+the CLI group asks for ``command``. Nothing here writes through click."""
 
 from __future__ import annotations
 
@@ -9,9 +14,17 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import click
-
-from bsr_team_cache.cli.options import TeamOptions, team_options
+from bsr_team_cache.cli.options import (
+    FLAG,
+    NON_NEGATIVE_FLOAT,
+    PATH,
+    TEXT,
+    Param,
+    TeamOptions,
+    click_params,
+    run_with_team_options,
+    team_params,
+)
 from bsr_team_cache.errors import StoreError
 from bsr_team_cache.team import DEFAULT_LABEL_TTL
 
@@ -19,6 +32,67 @@ from bsr_team_cache.team import DEFAULT_LABEL_TTL
 # that `fetch --help` and a mistyped option answer at once.
 if TYPE_CHECKING:
     from bsr_team_cache.team.fetch import FetchReport, ModuleResult
+
+PARAMS = (
+    Param("project_dir", (), PATH, default="."),
+    *team_params(content=True),
+    Param(
+        "buf_cache_dir_opt",
+        ("--buf-cache-dir",),
+        PATH,
+        help="buf's cache to fill (default: as buf chooses: $BUF_CACHE_DIR, ...).",
+    ),
+    Param("no_buf_cache", ("--no-buf-cache",), FLAG, help="Do not write buf's cache."),
+    Param(
+        "export",
+        ("--export",),
+        PATH,
+        help="Also write the deps' .proto files, for protoc -I, into this directory (never"
+        " overwriting files it did not write).",
+    ),
+    Param(
+        "update_lock",
+        ("--update-lock",),
+        FLAG,
+        help="Resolve buf.yaml's deps and write buf.lock (of buf.yaml's version, as buf does).",
+    ),
+    Param(
+        "label_ttl",
+        ("--label-ttl",),
+        NON_NEGATIVE_FLOAT,
+        default=DEFAULT_LABEL_TTL / 3600,
+        show_default=True,
+        help="Hours a label index entry may be used for when the BSR is unreachable.",
+    ),
+    Param(
+        "bundle",
+        ("--bundle",),
+        TEXT,
+        help="Pull this team bundle first (saves asking the team configuration which bundle fits).",
+    ),
+    Param(
+        "no_bundles",
+        ("--no-bundles",),
+        FLAG,
+        help="Never use bundles (lock packs included); pull modules one by one.",
+    ),
+    Param(
+        "no_packs",
+        ("--no-packs",),
+        FLAG,
+        help="Do not read or make the lock's pack (one artifact with every module buf.lock"
+        " pins, read in one request by a machine new to the lock).",
+    ),
+    Param("as_json", ("--json",), FLAG, help="Print a JSON summary."),
+    Param("quiet", ("-q", "--quiet"), FLAG, help="Print only warnings and errors."),
+)
+
+
+def _echo(text: str, *, err: bool = False, end: str = "\n") -> None:
+    """Write and flush, as click.echo does (the streams are looked up at each call)."""
+    stream = sys.stderr if err else sys.stdout
+    stream.write(text + end)
+    stream.flush()
 
 
 def _summary(report: FetchReport) -> str:
@@ -44,49 +118,28 @@ class _Progress:
             f"[{'#' * filled}{' ' * (20 - filled)}] {done}/{total} {result.tier:<5} {result.name}"
         )
         self.width = max(self.width, len(line))
-        click.echo("\r" + line.ljust(self.width), nl=False, err=True)
+        _echo("\r" + line.ljust(self.width), end="", err=True)
 
     def close(self) -> None:
         if self.width:
-            click.echo("\r" + " " * self.width + "\r", nl=False, err=True)
+            _echo("\r" + " " * self.width + "\r", end="", err=True)
 
 
-@click.command("fetch")
-@click.argument("project_dir", type=click.Path(path_type=Path), default=".")
-@team_options(content=True)
-@click.option(
-    "--buf-cache-dir",
-    "buf_cache_dir_opt",
-    type=click.Path(path_type=Path),
-    help="buf's cache to fill (default: as buf chooses: $BUF_CACHE_DIR, ...).",
-)
-@click.option("--no-buf-cache", is_flag=True, help="Do not write buf's cache.")
-@click.option(
-    "--export",
-    type=click.Path(path_type=Path),
-    help="Also write the deps' .proto files, for protoc -I, into this directory (never"
-    " overwriting files it did not write).",
-)
-@click.option(
-    "--update-lock",
-    is_flag=True,
-    help="Resolve buf.yaml's deps and write buf.lock (of buf.yaml's version, as buf does).",
-)
-@click.option(
-    "--label-ttl",
-    type=click.FloatRange(min=0),
-    default=DEFAULT_LABEL_TTL / 3600,
-    show_default=True,
-    help="Hours a label index entry may be used for when the BSR is unreachable.",
-)
-@click.option(
-    "--bundle",
-    help="Pull this team bundle first (saves asking the team configuration which bundle fits).",
-)
-@click.option("--no-bundles", is_flag=True, help="Never use bundles; pull modules one by one.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only warnings and errors.")
-def command(
+def import_machinery() -> None:
+    """Import what a fetch runs (``_fetch`` imports it when it starts; the fast path earlier,
+    to load it with the garbage collector paused)."""
+    import bsr_team_cache.bsr.on_demand
+    import bsr_team_cache.bufcache.v3
+    import bsr_team_cache.team.fetch  # noqa: F401
+
+
+def fetch_command(**values: object) -> None:
+    """Fetch PROJECT_DIR's dependencies: local store, team registry, then the BSR (published
+    back to the team registry). Fills buf's cache so that `buf build` needs no network."""
+    run_with_team_options(_fetch, **values)
+
+
+def _fetch(
     project_dir: Path,
     options: TeamOptions,
     buf_cache_dir_opt: Path | None,
@@ -96,12 +149,11 @@ def command(
     label_ttl: float,
     bundle: str | None,
     no_bundles: bool,
+    no_packs: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Fetch PROJECT_DIR's dependencies: local store, team registry, then the BSR (published
-    back to the team registry). Fills buf's cache so that `buf build` needs no network."""
-    from bsr_team_cache.bsr.client import BSRModuleClient
+    from bsr_team_cache.bsr.on_demand import OnDemandBSRClient
     from bsr_team_cache.bufcache.v3 import buf_cache_dir, check_buf_layout
     from bsr_team_cache.team.fetch import FetchReport, fetch
 
@@ -116,7 +168,12 @@ def command(
     except StoreError as exc:  # the store is an optimisation: fetch without it
         report.warnings.append(f"{exc}; going on without the local store")
         local = None
-    with BSRModuleClient() as bsr, contextlib.closing(local) if local else contextlib.nullcontext():
+    # The BSR client is made only if the BSR is asked (a fetch the store or the team serves
+    # does not load it).
+    with (
+        OnDemandBSRClient() as bsr,
+        contextlib.closing(local) if local else contextlib.nullcontext(),
+    ):
         try:
             fetch(
                 project_dir,
@@ -132,6 +189,7 @@ def command(
                 on_module=progress,
                 report=report,
                 use_bundles=not no_bundles,
+                packs=not no_packs,
                 bundle=bundle,
                 timeout=options.timeout,
                 member=options.settings.member,
@@ -140,15 +198,27 @@ def command(
             if progress is not None:
                 progress.close()
             for warning in report.warnings:  # also when the fetch failed: they explain why
-                click.echo(f"warning: {warning}", err=True)
+                _echo(f"warning: {warning}", err=True)
     if as_json:
         import json
 
-        click.echo(json.dumps(report.to_json(), indent=2))
+        _echo(json.dumps(report.to_json(), indent=2))
         return
     if quiet:
         return
     for m in report.modules:
         note = " (published)" if m.published else ""
-        click.echo(f"{m.tier:<5} {m.name}:{m.commit}  {m.bytes} B{note}")
-    click.echo(_summary(report))
+        _echo(f"{m.tier:<5} {m.name}:{m.commit}  {m.bytes} B{note}")
+    _echo(_summary(report))
+
+
+def __getattr__(name: str) -> object:
+    """``command``, the click command, is built on first use (by the CLI group: --help, or an
+    argv the fast path leaves to click), so that a fetch never imports click."""
+    if name != "command":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import click
+
+    built = click.command("fetch")(click_params(PARAMS)(fetch_command))
+    globals()["command"] = built
+    return built

@@ -1,14 +1,17 @@
 """Options shared by the commands that use a team registry and the local store. Values come
-from the options, else the environment, else the config file, else defaults (settings.py)."""
+from the options, else the environment, else the config file, else defaults (settings.py).
+
+Options are declared once, as :class:`Param` tables: click's options are built from them for
+every command, and ``fetch``'s fast start-up (``_fastpath``) parses argv with the same tables.
+This module imports click only when a command's click options are built, never for the tables.
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import click
 
 from bsr_team_cache._deadline import deadline_scope
 from bsr_team_cache.errors import UsageError
@@ -21,6 +24,72 @@ if TYPE_CHECKING:
     from bsr_team_cache.store import LocalStore
 
 DEFAULT_STORE_MAX_MB = 2048
+
+# What a Param's value is (click's type; what the fast parser converts and checks).
+FLAG = "flag"  # an is_flag option: True when given
+TEXT = "text"
+PATH = "path"  # click.Path(path_type=Path)
+POSITIVE_INT = "int>=1"  # click.IntRange(min=1)
+NON_NEGATIVE_FLOAT = "float>=0"  # click.FloatRange(min=0)
+
+
+class Param:
+    """One option (``flags`` given) or the positional argument (``flags`` empty) of a command.
+    ``name`` is the command function's parameter; a FLAG is False unless given. (A plain
+    class, as TeamOptions.)"""
+
+    __slots__ = ("default", "flags", "help", "kind", "name", "show_default")
+
+    def __init__(
+        self,
+        name: str,
+        flags: tuple[str, ...],
+        kind: str,
+        *,
+        default: object = None,
+        help: str = "",
+        show_default: bool = False,
+    ) -> None:
+        self.name = name
+        self.flags = flags
+        self.kind = kind
+        self.default = False if kind == FLAG else default
+        self.help = help
+        self.show_default = show_default
+
+    def click_decorator(self) -> Callable[[Callable], Callable]:
+        """click's ``argument`` or ``option`` for this Param."""
+        import click
+
+        types = {
+            TEXT: None,
+            PATH: click.Path(path_type=Path),
+            POSITIVE_INT: click.IntRange(min=1),
+            NON_NEGATIVE_FLOAT: click.FloatRange(min=0),
+        }
+        if not self.flags:
+            return click.argument(self.name, type=types[self.kind], default=self.default)
+        if self.kind == FLAG:
+            return click.option(*self.flags, self.name, is_flag=True, help=self.help)
+        return click.option(
+            *self.flags,
+            self.name,
+            type=types[self.kind],
+            default=self.default,
+            show_default=self.show_default,
+            help=self.help,
+        )
+
+
+def click_params(params: Iterable[Param]) -> Callable[[Callable], Callable]:
+    """A decorator adding ``params`` to a click command, in this order (in --help too)."""
+
+    def decorate(command: Callable) -> Callable:
+        for param in reversed(list(params)):
+            command = param.click_decorator()(command)
+        return command
+
+    return decorate
 
 
 class TeamOptions:
@@ -74,53 +143,110 @@ class TeamOptions:
         )
 
 
-_REGISTRY_OPTIONS = [
-    click.option("--team", help="Team name [env BSR_TEAM_CACHE_TEAM, config file]."),
-    click.option(
-        "--registry",
+REGISTRY_PARAMS = (
+    Param("team", ("--team",), TEXT, help="Team name [env BSR_TEAM_CACHE_TEAM, config file]."),
+    Param(
+        "registry",
+        ("--registry",),
+        TEXT,
         help="Team registry: oci-layout:PATH, https://HOST[:PORT][/NAMESPACE] or oci://HOST/NS"
         " [env BSR_TEAM_CACHE_REGISTRY, config file; default: the embedded on-disk registry].",
     ),
-    click.option(
-        "--insecure",
-        is_flag=True,
-        default=None,
+    Param(
+        "insecure",
+        ("--insecure",),
+        FLAG,
         help="Allow plain http to a registry that is not on loopback [BSR_TEAM_CACHE_INSECURE].",
     ),
-    click.option(
-        "--timeout",
-        type=click.IntRange(min=1),
+    Param(
+        "timeout",
+        ("--timeout",),
+        POSITIVE_INT,
         help="Give up after this many seconds [BSR_TEAM_CACHE_TIMEOUT;"
         f" default {limits().command_seconds:g}].",
     ),
-]
-_MEMBER_OPTION = click.option(
-    "--member", help="Who you are in the team [BSR_TEAM_CACHE_MEMBER; $USER]."
 )
-_STORE_DIR_OPTION = click.option(
-    "--store-dir",
-    type=click.Path(path_type=Path),
+MEMBER_PARAM = Param(
+    "member", ("--member",), TEXT, help="Who you are in the team [BSR_TEAM_CACHE_MEMBER; $USER]."
+)
+STORE_DIR_PARAM = Param(
+    "store_dir",
+    ("--store-dir",),
+    PATH,
     help="Local store [BSR_TEAM_CACHE_DIR; default ~/.cache/bsr-team-cache].",
 )
-_CONTENT_OPTIONS = [
-    click.option(
-        "--store-max-mb",
-        type=click.IntRange(min=1),
+CONTENT_PARAMS = (
+    Param(
+        "store_max_mb",
+        ("--store-max-mb",),
+        POSITIVE_INT,
         help=f"Evict least-recently-used modules above this size [default {DEFAULT_STORE_MAX_MB}].",
     ),
-    click.option(
-        "--max-module-mb",
-        type=click.IntRange(min=1),
+    Param(
+        "max_module_mb",
+        ("--max-module-mb",),
+        POSITIVE_INT,
         help="Refuse modules larger than this (decompressed) from the registry or the BSR"
         f" [BSR_TEAM_CACHE_MAX_MODULE_MB; default {limits().max_module_bytes // MiB}].",
     ),
-]
+)
+
+
+def team_params(
+    *, registry: bool = True, member: bool = False, content: bool = False
+) -> tuple[Param, ...]:
+    """The options a command that uses the team (``registry``), says who the member is
+    (``member``), or moves modules (``content``: store size, module size limit) takes; only
+    those, so that no command accepts an option it would ignore."""
+    params = [STORE_DIR_PARAM]
+    if registry:
+        params += REGISTRY_PARAMS
+    if member:
+        params.append(MEMBER_PARAM)
+    if content:
+        params += CONTENT_PARAMS
+    return tuple(params)
+
+
+TEAM_PARAM_NAMES = frozenset(p.name for p in team_params(registry=True, member=True, content=True))
 
 
 def _default_store_dir() -> Path:
     from bsr_team_cache.store import default_store_dir
 
     return default_store_dir()
+
+
+def resolve_team_options(chosen: Mapping[str, object]) -> TeamOptions:
+    """TeamOptions from the team options given (by name; missing or None: not given), the
+    environment, the config file and the defaults; sets the process's module size limit."""
+    from bsr_team_cache.settings import load_settings
+
+    settings = load_settings(
+        registry=chosen.get("registry"),
+        team=chosen.get("team"),
+        member=chosen.get("member"),
+        insecure=chosen.get("insecure") or None,
+    )
+    module_mb = chosen.get("max_module_mb") or settings.max_module_mb
+    if module_mb:
+        configure(max_module_bytes=module_mb * MiB)
+    return TeamOptions(
+        settings,
+        chosen.get("store_dir") or settings.store_dir or _default_store_dir(),
+        chosen.get("store_max_mb") or settings.store_max_mb or DEFAULT_STORE_MAX_MB,
+        float(chosen.get("timeout") or settings.timeout or limits().command_seconds),
+    )
+
+
+def run_with_team_options(command: Callable, **kwargs: object) -> object:
+    """Call ``command`` with ``options=`` (TeamOptions made of the team options in ``kwargs``)
+    and its other ``kwargs``, within the command's deadline."""
+    chosen = {name: kwargs.pop(name) for name in TEAM_PARAM_NAMES if name in kwargs}
+    options = resolve_team_options(chosen)
+    # Every request the command makes ends by then, in every thread it starts.
+    with deadline_scope(options.timeout):
+        return command(options=options, **kwargs)
 
 
 def team_options(
@@ -130,80 +256,43 @@ def team_options(
     member: bool = False,
     content: bool = False,
 ) -> Callable:
-    """The options a command that uses the team (``registry``), says who the member is
-    (``member``), or moves modules (``content``: store size, module size limit) takes; only
-    those, so that no command accepts an option it would ignore."""
+    """Decorate a click command function with the team options (see ``team_params``); it is
+    called with ``options=TeamOptions`` in their stead."""
 
     def decorate(command: Callable) -> Callable:
         @functools.wraps(command)
         def wrapper(*args, **kwargs):
-            from bsr_team_cache.settings import load_settings
+            return run_with_team_options(functools.partial(command, *args), **kwargs)
 
-            chosen = {
-                name: kwargs.pop(name, None)
-                for name in (
-                    "team",
-                    "registry",
-                    "insecure",
-                    "member",
-                    "store_dir",
-                    "store_max_mb",
-                    "max_module_mb",
-                    "timeout",
-                )
-            }
-            settings = load_settings(
-                registry=chosen["registry"],
-                team=chosen["team"],
-                member=chosen["member"],
-                insecure=chosen["insecure"] or None,
-            )
-            module_mb = chosen["max_module_mb"] or settings.max_module_mb
-            if module_mb:
-                configure(max_module_bytes=module_mb * MiB)
-            options = TeamOptions(
-                settings,
-                chosen["store_dir"] or settings.store_dir or _default_store_dir(),
-                chosen["store_max_mb"] or settings.store_max_mb or DEFAULT_STORE_MAX_MB,
-                float(chosen["timeout"] or settings.timeout or limits().command_seconds),
-            )
-            # Every request the command makes ends by then, in every thread it starts.
-            with deadline_scope(options.timeout):
-                return command(*args, options=options, **kwargs)
-
-        decorators = [_STORE_DIR_OPTION]
-        if registry:
-            decorators += _REGISTRY_OPTIONS
-        if member:
-            decorators.append(_MEMBER_OPTION)
-        if content:
-            decorators += _CONTENT_OPTIONS
-        for option in reversed(decorators):
-            wrapper = option(wrapper)
-        return wrapper
+        params = team_params(registry=registry, member=member, content=content)
+        return click_params(params)(wrapper)
 
     return decorate(func) if func is not None else decorate
+
+
+VIEW_PARAMS = (
+    Param(
+        "only_member",
+        ("--member",),
+        TEXT,
+        help="Only this member's requests (default: the team).",
+    ),
+    Param(
+        "since",
+        ("--since",),
+        TEXT,
+        help="From this time: RFC 3339, a date, or an age like 7d [default: 30d].",
+    ),
+    Param(
+        "local_only",
+        ("--local-only",),
+        FLAG,
+        help="Do not merge the team's events from the registry first (this machine's copy).",
+    ),
+)
 
 
 def view_options(command: Callable) -> Callable:
     """``--member NAME`` (one member's requests), ``--since`` and ``--local-only``: how
     monitor, analyze and recommend choose the events they show."""
-    for option in reversed(
-        [
-            click.option(
-                "--member", "only_member", help="Only this member's requests (default: the team)."
-            ),
-            click.option(
-                "--since",
-                help="From this time: RFC 3339, a date, or an age like 7d [default: 30d].",
-            ),
-            click.option(
-                "--local-only",
-                is_flag=True,
-                help="Do not merge the team's events from the registry first (this machine's"
-                " copy).",
-            ),
-        ]
-    ):
-        command = option(command)
-    return command
+    return click_params(VIEW_PARAMS)(command)

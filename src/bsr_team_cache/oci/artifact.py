@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,9 @@ from bsr_team_cache.domain.digest import (
     V1_CONFIG_FILES,
     Digest,
     b4_from_contents,
+    b4_from_file_digests,
     b5_from_contents,
+    b5_from_file_digests,
     parse_digest,
 )
 from bsr_team_cache.domain.moduleref import (
@@ -54,6 +56,7 @@ from bsr_team_cache.oci.layer import decode_files_layer, files_layer
 
 if TYPE_CHECKING:  # oci/encryption.py (and cryptography) load only when a layer is encrypted
     from bsr_team_cache.oci.encryption import KeySource, PrivateKey, PublicKey
+    from bsr_team_cache.oci.streaming import LayerSinks, OpenSinks
 
     # The public keys a module layer is encrypted for (PEM bytes, paths or loaded keys).
     Recipients = Sequence[KeySource | PublicKey]
@@ -135,6 +138,76 @@ class ModuleArtifact:
         return sum(len(c) for c in self.files.values())
 
 
+class StreamedModule:
+    """A module commit whose large files layer was streamed (oci/streaming.py) instead of read
+    into memory, and checked like a ModuleArtifact: the blob's sha256, its files (paths,
+    limits) and their b5 (and b4) against the config. Its files are not held: they wait in
+    ``sinks`` (buf's cache staging directory), as does the layer as it arrived (the local
+    store's temporary file), until the store adopts the blob (``LocalStore.adopt``) and buf's
+    entry is renamed into place (``place``); ``discard`` removes what is left."""
+
+    __slots__ = (
+        "b4",
+        "commit",
+        "create_time",
+        "deps",
+        "digest",
+        "labels",
+        "layer",
+        "module",
+        "sinks",
+        "size",
+        "v1_files",
+    )
+
+    def __init__(
+        self,
+        *,
+        module: ModuleName,
+        commit: str,
+        digest: Digest,
+        deps: tuple[ModuleDepRecord, ...],
+        create_time: str,
+        labels: tuple[str, ...],
+        b4: Digest | None,
+        v1_files: dict[str, bytes],
+        layer: Descriptor,
+        size: int,
+        sinks: LayerSinks,
+    ) -> None:
+        self.module = module
+        self.commit = commit
+        self.digest = digest
+        self.deps = deps
+        self.create_time = create_time
+        self.labels = labels
+        self.b4 = b4
+        self.v1_files = v1_files
+        self.layer = layer  # the plain files layer as it arrived (kept only if exact)
+        self.size = size  # bytes of its files
+        self.sinks = sinks
+
+    @property
+    def has_b4(self) -> bool:
+        """As ModuleArtifact.has_b4."""
+        return self.b4 is not None and all(d.b4 is not None for d in self.deps)
+
+    def place(
+        self,
+        deps: Iterable[tuple[ModuleName, str, Digest]],
+        v1_files: dict[str, bytes] | None = None,
+    ) -> bool:
+        """Make the staged buf cache entry visible, with these deps in its module.yaml (and a
+        b4 entry's v1 files); False if there is none to place (the entry was complete)."""
+        if self.sinks.files is None:
+            return False
+        return self.sinks.files.commit(deps, v1_files)
+
+    def discard(self) -> None:
+        """Remove what was staged and not committed (nothing once stored and placed)."""
+        self.sinks.discard()
+
+
 def _component(text: str) -> str:
     cleaned = _REPO_COMPONENT.sub("-", text.lower()).strip("-._")
     return cleaned or "x"
@@ -193,6 +266,29 @@ def encode_module(
 ) -> EncodedArtifact:
     """The artifact's blobs; with ``encryption``, its files layer encrypted for those public
     keys (a fresh key each time: the manifest differs at every call)."""
+    config = _config_bytes(artifact)
+    layer = artifact.files_layer()
+    media_type, encryption_annotations = LAYER_MEDIA_TYPE, {}
+    if encryption is not None:
+        from bsr_team_cache.oci.encryption import encrypt_layer
+
+        encrypted = encrypt_layer(layer, LAYER_MEDIA_TYPE, encryption)
+        layer, media_type = encrypted.data, encrypted.media_type
+        encryption_annotations = encrypted.annotations
+    manifest = _manifest_bytes(
+        artifact, config, media_type, sha256_digest(layer), len(layer), encryption_annotations
+    )
+    return EncodedArtifact(manifest, config, layer, media_type, encryption_annotations)
+
+
+def streamed_manifest(module: StreamedModule) -> bytes:
+    """The manifest ``encode_module`` makes for the same module (unencrypted), naming the
+    streamed layer as it arrived: what the local store keeps for it."""
+    config = _config_bytes(module)
+    return _manifest_bytes(module, config, LAYER_MEDIA_TYPE, module.layer.digest, module.layer.size)
+
+
+def _config_bytes(artifact: ModuleArtifact | StreamedModule) -> bytes:
     fields: dict[str, object] = {
         "name": str(artifact.module),
         "commit": artifact.commit,
@@ -207,16 +303,18 @@ def encode_module(
             name: base64.b64encode(data).decode()
             for name, data in sorted(artifact.v1_files.items())
         }
-    config = _canonical_json(fields)
-    layer = artifact.files_layer()
-    media_type, encryption_annotations = LAYER_MEDIA_TYPE, {}
-    if encryption is not None:
-        from bsr_team_cache.oci.encryption import encrypt_layer
+    return _canonical_json(fields)
 
-        encrypted = encrypt_layer(layer, LAYER_MEDIA_TYPE, encryption)
-        layer, media_type = encrypted.data, encrypted.media_type
-        encryption_annotations = encrypted.annotations
-    manifest = _canonical_json(
+
+def _manifest_bytes(
+    artifact: ModuleArtifact | StreamedModule,
+    config: bytes,
+    layer_media_type: str,
+    layer_digest: str,
+    layer_size: int,
+    encryption_annotations: dict[str, str] | None = None,
+) -> bytes:
+    return _canonical_json(
         {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
@@ -231,12 +329,12 @@ def encode_module(
             },
             "layers": [
                 {
-                    "mediaType": media_type,
-                    "digest": sha256_digest(layer),
-                    "size": len(layer),
+                    "mediaType": layer_media_type,
+                    "digest": layer_digest,
+                    "size": layer_size,
                     "annotations": {
                         "org.opencontainers.image.title": LAYER_TITLE,
-                        **encryption_annotations,
+                        **(encryption_annotations or {}),
                     },
                 }
             ],
@@ -248,7 +346,6 @@ def encode_module(
             },
         }
     )
-    return EncodedArtifact(manifest, config, layer, media_type, encryption_annotations)
 
 
 def _dep_records(value: object, where: str) -> tuple[ModuleDepRecord, ...]:
@@ -375,6 +472,14 @@ def decode_module(
     """Check and parse an artifact whose blobs ``read_blob`` returns (bounded, verified):
     media types, sizes, config (module, commit, digest, deps), files (paths, limits), b5. An
     encrypted files layer is decrypted with ``private_keys`` (none: InvalidContentError)."""
+    layer_desc, fields = _checked_header(manifest_bytes, read_blob, module, commit, where)
+    return _decoded(layer_desc, fields, read_blob, module, commit, where, private_keys)
+
+
+def _checked_header(
+    manifest_bytes: bytes, read_blob: ReadBlob, module: ModuleName, commit: str, where: str
+) -> tuple[Descriptor, dict]:
+    """An artifact's files layer descriptor and its config's checked fields."""
     manifest = parse_manifest(manifest_bytes, where, ARTIFACT_TYPE)
     config_desc = parse_descriptor(
         manifest.get("config"),
@@ -386,6 +491,19 @@ def decode_module(
     fields = _config_fields(
         parse_json(read_blob(config_desc), where, "config"), module, commit, where
     )
+    return layer_desc, fields
+
+
+def _decoded(
+    layer_desc: Descriptor,
+    fields: dict,
+    read_blob: ReadBlob,
+    module: ModuleName,
+    commit: str,
+    where: str,
+    private_keys: Sequence[PrivateKey] | None,
+) -> ModuleArtifact:
+    """The artifact with its files layer read whole (and decrypted), checked and verified."""
     layer = plain_files_layer(read_blob(layer_desc), layer_desc, private_keys, where)
     files, exact = decode_files_layer(layer, where)
     artifact = ModuleArtifact(
@@ -429,11 +547,14 @@ def pull_module(
     *,
     proceed: Callable[[], bool] | None = None,
     private_keys: Sequence[PrivateKey] | None = None,
-) -> ModuleArtifact | None:
+    sinks: OpenSinks | None = None,
+) -> ModuleArtifact | StreamedModule | None:
     """Read and check the artifact of ``module`` at ``commit`` (sha256 of every blob, the
     config against what was asked, paths and limits, then b5); None if absent, or if
     ``proceed`` (asked once the manifest is in) says the files are no longer wanted. An
-    encrypted files layer is decrypted with ``private_keys``."""
+    encrypted files layer is decrypted with ``private_keys``. With ``sinks`` (the caller does
+    not need the files in memory), a large plain files layer is streamed into the places they
+    open (oci/streaming.py) and a StreamedModule returned, checked as fully."""
     where = f"{registry.describe()}/{repo}:{commit}"
     found = registry.read_manifest(repo, commit)
     if found is None or (proceed is not None and not proceed()):
@@ -442,7 +563,68 @@ def pull_module(
     def read(descriptor: Descriptor) -> bytes:
         return descriptor_bytes(registry, repo, descriptor, where)
 
-    return decode_module(found[0], read, module, commit, where, private_keys)
+    layer_desc, fields = _checked_header(found[0], read, module, commit, where)
+    if sinks is not None:
+        from bsr_team_cache.oci.streaming import streams
+
+        if streams(layer_desc, LAYER_MEDIA_TYPE):
+            streamed = _streamed(registry, repo, layer_desc, fields, module, commit, where, sinks)
+            if streamed is not None:
+                return streamed
+    return _decoded(layer_desc, fields, read, module, commit, where, private_keys)
+
+
+def _streamed(
+    registry: RegistryBackend,
+    repo: str,
+    layer_desc: Descriptor,
+    fields: dict,
+    module: ModuleName,
+    commit: str,
+    where: str,
+    open_sinks: OpenSinks,
+) -> StreamedModule | None:
+    """The module with its files layer streamed into the sinks and verified: the blob's sha256
+    (by ``open_blob``), then the files' b5 (and b4) against the config. None when the layer
+    is more than its files and the store wants it: the caller reads it whole instead (the
+    store keeps only a layer made again from the files then)."""
+    from bsr_team_cache.oci.streaming import stream_files_layer
+
+    sinks = open_sinks()
+    try:
+        chunks = registry.open_blob(repo, layer_desc.digest, layer_desc.size)
+        try:
+            layer = stream_files_layer(chunks, layer_desc, where, sinks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()  # a response given up midway is closed now, in this thread
+        deps = fields["deps"]
+        actual = b5_from_file_digests(layer.file_digests, [d.digest for d in deps])
+        if actual != fields["digest"]:
+            raise DigestMismatchError(
+                f"{module}:{commit}: files hash to {actual}, expected {fields['digest']}"
+            )
+        if fields["b4"] is not None:
+            b4 = b4_from_file_digests(layer.file_digests, fields["v1_files"])
+            if b4 != fields["b4"]:
+                raise DigestMismatchError(
+                    f"{module}:{commit}: files hash to {b4}, expected {fields['b4']}"
+                )
+    except BaseException:
+        sinks.discard()
+        raise
+    if not layer.exact and sinks.blob is not None:
+        sinks.discard()
+        return None
+    return StreamedModule(
+        module=module,
+        commit=commit,
+        layer=layer_desc,
+        size=layer.files_bytes,
+        sinks=sinks,
+        **fields,
+    )
 
 
 def rewrap_module(
@@ -479,3 +661,29 @@ def read_layer_descriptor(registry: RegistryBackend, repo: str, commit: str) -> 
         return None
     where = f"{registry.describe()}/{repo}:{commit}"
     return _layer_descriptor(parse_manifest(found[0], where, ARTIFACT_TYPE), where)
+
+
+def module_layer_descriptor(
+    manifest_bytes: bytes, where: str
+) -> tuple[ModuleName, str, Descriptor]:
+    """The module and commit a module manifest's embedded config names, and its files layer
+    descriptor: its form only (decode_module checks the rest). For readers that place the
+    layer themselves (lock packs)."""
+    manifest = parse_manifest(manifest_bytes, where, ARTIFACT_TYPE)
+    config = parse_descriptor(
+        manifest.get("config"),
+        f"{where} config",
+        media_types=(CONFIG_MEDIA_TYPE,),
+        max_size=limits().max_document_bytes,
+    )
+    if config.data is None:
+        raise InvalidContentError(f"{where}: the config is not embedded in the manifest")
+    fields = parse_json(config.data, where, "config")
+    if not isinstance(fields, dict):
+        raise InvalidContentError(f"{where}: config is not a JSON object")
+    try:
+        module = parse_module_name(fields.get("name"))
+        commit = validate_commit_id(fields.get("commit"))
+    except InvalidModuleRefError as exc:
+        raise InvalidContentError(f"{where}: {exc}") from None
+    return module, commit, _layer_descriptor(manifest, where)

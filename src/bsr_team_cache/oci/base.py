@@ -10,6 +10,7 @@ import binascii
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -182,6 +183,13 @@ class RegistryBackend(Protocol):
     def read_blob(self, repo: str, digest: str, max_bytes: int | None = None) -> bytes:
         """The blob's bytes, verified against ``digest``; more than ``max_bytes`` (default:
         the module limit) is refused. A blob the repository lacks is a MissingBlobError."""
+        ...
+
+    def open_blob(self, repo: str, digest: str, max_bytes: int) -> Iterator[bytes]:
+        """The blob's bytes in chunks as they arrive, never more than ``max_bytes`` in all;
+        after the last chunk, a DigestMismatchError if they do not hash to ``digest`` (so a
+        reader makes nothing of them visible before the iterator is exhausted). A blob the
+        repository lacks is a MissingBlobError."""
         ...
 
     def read_blob_to(self, repo: str, digest: str, dest: Path) -> int:

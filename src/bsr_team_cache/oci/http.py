@@ -602,7 +602,8 @@ class HTTPRegistry:
         """The response with its body read (at most ``cap`` bytes)."""
         cap = limits().max_document_bytes if cap is None else cap
         try:
-            body = read_body(resp, cap, what)
+            # A HEAD answer has no body: its Content-Length is the size of the blob it names.
+            body = b"" if resp.request.method == "HEAD" else read_body(resp, cap, what)
         except ContentTooLargeError:
             if not keep_partial:
                 raise
@@ -702,6 +703,17 @@ class HTTPRegistry:
                 )
             held.seek(0)
             return held.read()
+
+    def open_blob(self, repo: str, digest: str, max_bytes: int) -> Iterator[bytes]:
+        """The blob's bytes as they arrive (what ``read_blob`` reads: same credentials,
+        redirects, retries from where a lost connection stopped, size cap and deadline),
+        verified after the last chunk. Nothing is requested before the first chunk is asked
+        for."""
+        from bsr_team_cache.oci.streaming import verified_chunks
+
+        name = self._name(repo)
+        chunks = self._blob_stream(name, digest, max_bytes)
+        return verified_chunks(chunks, digest, f"{self.host}/{name}")
 
     def read_blob_to(self, repo: str, digest: str, dest: Path, max_bytes: int | None = None) -> int:
         """Stream a blob into ``dest`` (atomic rename), hashing as it arrives; a connection

@@ -6,7 +6,10 @@ The reader accepts only what the writer makes: regular-file members (with PAX re
 paths), gzip-compressed. It checks each member's declared size against what is left of the
 module limit before reading it, stops decompressing as soon as the output outgrows the input by
 more than any real text does (a gzip bomb is refused after a few MiB, not after GiBs), and
-validates every path (domain/files.py). Anything else is an InvalidContentError.
+validates every path (domain/files.py; and no file may be named like another's directory).
+Anything else is an InvalidContentError. ``decode_files_layer`` holds the files it reads;
+``open_layer`` and ``layer_members`` let a reader that does not (oci/streaming.py) take each
+file as it completes, under the same checks, with the same messages.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from bsr_team_cache.domain.files import validate_file_set
+from bsr_team_cache.domain.digest import DOC_FILE_NAMES
+from bsr_team_cache.domain.files import path_problem, validate_file_set
 from bsr_team_cache.errors import ContentTooLargeError, InvalidContentError
 from bsr_team_cache.limits import INFLATE_RATIO, INFLATE_RATIO_FLOOR, limits
 
@@ -48,7 +52,7 @@ def files_layer(files: dict[str, bytes]) -> bytes:
     return gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)
 
 
-class _Inflater:
+class Inflater:
     """Decompressed bytes on demand, counted against the limits as they are produced."""
 
     def __init__(self, source: BinaryIO, where: str, max_output: int) -> None:
@@ -139,11 +143,11 @@ def _checksum_ok(header: bytes) -> bool:
         expected = int(stored, 8)
     except ValueError:
         return False
-    blanked = header[:148] + b" " * 8 + header[156:]
-    unsigned = sum(blanked)
+    unsigned = sum(header) - sum(header[148:156]) + 8 * 0x20  # the field counts as 8 blanks
     if expected == unsigned:
         return True
     # Some old tars sum signed bytes.
+    blanked = header[:148] + b" " * 8 + header[156:]
     return expected == unsigned - 256 * sum(1 for b in blanked if b > 127)
 
 
@@ -173,7 +177,7 @@ def _pax_records(data: bytes, where: str) -> dict[str, str]:
     return records
 
 
-def _members(inflater: _Inflater, where: str) -> Iterator[tuple[str, int]]:
+def _members(inflater: Inflater, where: str) -> Iterator[tuple[str, int]]:
     """(path, size) of each regular-file member; the caller reads ``size`` bytes next."""
     pax: dict[str, str] = {}
     metadata = 0
@@ -226,36 +230,84 @@ def read_files_layer(data: bytes | BinaryIO, where: str) -> dict[str, bytes]:
     return decode_files_layer(data, where)[0]
 
 
-def decode_files_layer(data: bytes | BinaryIO, where: str) -> tuple[dict[str, bytes], bool]:
-    """The files of a layer (as ``read_files_layer``), and whether the layer is exactly such
-    files and nothing more: a gzip header without optional fields, nothing after the gzip
-    stream, only tar's zero padding after the archive. Only such a layer is worth keeping as
-    received; anything else a peer could pad out is made again from the files."""
+def layer_members(inflater: Inflater, where: str) -> Iterator[tuple[str, int]]:
+    """(path, size) of each file of a layer opened with ``open_layer``, checked before its
+    bytes are read: within what is left of the module limits, a valid module path
+    (domain/files.py), not seen before, not named like a directory of another file. The caller
+    takes ``size`` bytes (at once, or in pieces) and then ``skip_padding`` before asking for
+    the next; at the end, at most one doc file (``validate_file_set``'s rule and message)."""
     lim = limits()
-    source = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
-    # Headers and padding come on top of the files' bytes: allow for them in the output bound.
-    inflater = _Inflater(source, where, lim.max_module_bytes + MAX_METADATA_BYTES)
-    files: dict[str, bytes] = {}
     total = 0
+    seen: set[str] = set()
+    directories: set[str] = set()  # of the files so far: no file may be one of them
+    docs: list[str] = []
     for path, size in _members(inflater, where):
         if size < 0 or total + size > lim.max_module_bytes:
             raise ContentTooLargeError(
                 f"{where}: the module's files exceed {lim.max_module_bytes} bytes"
                 " (raise --max-module-mb if this module is really that large)"
             )
-        if len(files) >= lim.max_module_files:
+        if len(seen) >= lim.max_module_files:
             raise ContentTooLargeError(
                 f"{where}: the module has more than {lim.max_module_files} files"
             )
-        if path in files:
+        if path in seen:
             raise InvalidContentError(f"{where}: file {path!r} appears twice")
+        problem = path_problem(path)
+        if problem is not None:
+            raise InvalidContentError(f"{where}: unsafe file path {path!r}: {problem}")
+        _no_file_is_a_directory(path, seen, directories, where)
+        seen.add(path)
+        if path in DOC_FILE_NAMES:
+            docs.append(path)
         total += size
-        content = inflater.take(size)
-        padding = -size % BLOCK
-        if padding:
-            inflater.take(padding)
-        files[path] = content
-    validate_file_set(files, where)
+        yield path, size
+    validate_file_set(docs, where)  # valid and unique already: only the one-doc-file rule
+
+
+def _no_file_is_a_directory(path: str, files: set[str], directories: set[str], where: str) -> None:
+    """Refuse a file named like a directory of another file (``a.proto`` and
+    ``a.proto/b.proto``): no file system holds both. Records ``path``'s directories."""
+    clash = path if path in directories else None
+    parent = path.rpartition("/")[0]
+    while clash is None and parent and parent not in directories:
+        if parent in files:
+            clash = parent
+        directories.add(parent)
+        parent = parent.rpartition("/")[0]
+    if clash is not None:
+        raise InvalidContentError(f"{where}: {clash!r} is both a file and a directory")
+
+
+def skip_padding(inflater: Inflater, size: int) -> None:
+    """Read past the zeros that fill a member of ``size`` bytes up to a whole block."""
+    padding = -size % BLOCK
+    if padding:
+        inflater.take(padding)
+
+
+def is_gzip_without_extras(head: bytes) -> bool:
+    """A gzip header of the kind we write: deflate, no optional fields (FLG 0)."""
+    return head[:3] == b"\x1f\x8b\x08" and head[3:4] == b"\0"
+
+
+def decode_files_layer(data: bytes | BinaryIO, where: str) -> tuple[dict[str, bytes], bool]:
+    """The files of a layer (as ``read_files_layer``), and whether the layer is exactly such
+    files and nothing more: a gzip header without optional fields, nothing after the gzip
+    stream, only tar's zero padding after the archive. Only such a layer is worth keeping as
+    received; anything else a peer could pad out is made again from the files."""
+    source = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+    inflater = open_layer(source, where)
+    files: dict[str, bytes] = {}
+    for path, size in layer_members(inflater, where):
+        files[path] = inflater.take(size)
+        skip_padding(inflater, size)
     header = data[:4] if isinstance(data, bytes | bytearray) else b""
-    exact = header[:3] == b"\x1f\x8b\x08" and header[3:4] == b"\0" and inflater.at_end()
+    exact = is_gzip_without_extras(header) and inflater.at_end()
     return files, exact
+
+
+def open_layer(source: BinaryIO, where: str) -> Inflater:
+    """A files layer to read with ``layer_members``, decompressed as it is read."""
+    # Headers and padding come on top of the files' bytes: allow for them in the output bound.
+    return Inflater(source, where, limits().max_module_bytes + MAX_METADATA_BYTES)

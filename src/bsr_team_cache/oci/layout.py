@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,7 @@ from bsr_team_cache._fs import (
 )
 from bsr_team_cache.errors import (
     ConflictError,
+    ContentTooLargeError,
     InvalidContentError,
     MissingBlobError,
     RegistryError,
@@ -43,6 +45,7 @@ from bsr_team_cache.oci.base import (
 REF_NAME = "org.opencontainers.image.ref.name"
 # index.json holds one entry (~250 B) per tag; this allows ~250,000 tags in one repository.
 MAX_INDEX_BYTES = 64 << 20
+_CHUNK_BYTES = 1 << 20  # what open_blob yields at a time
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -131,6 +134,45 @@ class OCILayoutRegistry:
         except FileNotFoundError:
             raise MissingBlobError(f"{self.describe()}: {repo}: blob {digest} not found") from None
         return verify_blob(data, digest, f"{self.describe()}/{repo}")
+
+    @_filesystem_errors
+    def open_blob(self, repo: str, digest: str, max_bytes: int) -> Iterator[bytes]:
+        """The blob in 1 MiB chunks, read from the regular file that holds it (never a link),
+        refused beyond ``max_bytes``; verified after the last chunk."""
+        from bsr_team_cache.oci.streaming import verified_chunks
+
+        path = self._blob_path(repo, digest)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise MissingBlobError(f"{self.describe()}: {repo}: blob {digest} not found") from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise InvalidContentError(f"{path}: not a regular file")
+            if info.st_size > max_bytes:
+                raise ContentTooLargeError(f"{path}: {info.st_size} bytes exceeds {max_bytes}")
+        except BaseException:
+            os.close(fd)
+            raise
+        chunks = self._file_chunks(fd, path, max_bytes)
+        return verified_chunks(chunks, digest, f"{self.describe()}/{repo}")
+
+    def _file_chunks(self, fd: int, path: Path, max_bytes: int) -> Iterator[bytes]:
+        """The open file's bytes (then closed); at most ``max_bytes`` of them."""
+        read = 0
+        try:
+            while chunk := os.read(fd, _CHUNK_BYTES):
+                read += len(chunk)
+                if read > max_bytes:
+                    raise ContentTooLargeError(f"{path}: grew beyond {max_bytes} bytes while read")
+                yield chunk
+        except OSError as exc:
+            raise RegistryError(
+                f"team registry {self.describe()}: {path}: {exc.strerror or exc}"
+            ) from None
+        finally:
+            os.close(fd)
 
     @_filesystem_errors
     def push_blob(self, repo: str, data: bytes, digest: str) -> None:

@@ -38,8 +38,15 @@ from bsr_team_cache._testhooks import reached
 from bsr_team_cache.domain.moduleref import ModuleName
 from bsr_team_cache.errors import InvalidContentError, StoreError
 from bsr_team_cache.limits import limits
-from bsr_team_cache.oci.artifact import ModuleArtifact, decode_module, encode_module
-from bsr_team_cache.oci.base import Descriptor, validate_oci_digest, verify_blob
+from bsr_team_cache.oci.artifact import (
+    ModuleArtifact,
+    StreamedModule,
+    decode_module,
+    encode_module,
+    module_layer_descriptor,
+    streamed_manifest,
+)
+from bsr_team_cache.oci.base import Descriptor, sha256_digest, validate_oci_digest, verify_blob
 
 SCHEMA_VERSION = 3
 _STALE_TMP_SECONDS = 3600
@@ -327,6 +334,24 @@ class LocalStore:
             is not None
         )
 
+    @_store_errors
+    def encoded(self, module: ModuleName, commit: str) -> tuple[bytes, bytes] | None:
+        """The entry's manifest and files layer as stored, each checked against its digest but
+        not decoded (a lock pack carries them; its readers check everything). None if the entry
+        is absent or its blobs are not sound."""
+        row = self._db.execute(
+            "SELECT manifest FROM entries WHERE module = ? AND commit_id = ?",
+            (str(module), commit),
+        ).fetchone()
+        if row is None:
+            return None
+        where = f"{self.describe()}: {module}:{commit}"
+        try:
+            manifest = self._read_blob(row[0], limits().max_document_bytes)
+            return manifest, self._read_descriptor(module_layer_descriptor(manifest, where)[2])
+        except (_MissingBlob, InvalidContentError):
+            return None
+
     def put(self, artifact: ModuleArtifact) -> None:
         """Store a verified artifact: its blobs (the files layer as it arrived), then the index
         row that makes it visible. In a ``batch``, rows wait for its end (one transaction) and
@@ -355,6 +380,46 @@ class LocalStore:
             str(artifact.digest),
             None if artifact.b4 is None else str(artifact.b4),
             artifact.size,
+        )
+        with self._pending_lock:
+            self._rows.append(row)
+
+    @_store_errors
+    def temp_blob(self) -> TempBlob:
+        """A new temporary file in the store, for a blob written as it arrives (a streamed
+        layer, oci/streaming.py): ``adopt`` moves it into place once it is verified."""
+        return TempBlob(self.root / "tmp")
+
+    def adopt(self, module: StreamedModule) -> None:
+        """Store a verified streamed module: its layer as it arrived (the temporary file from
+        ``temp_blob``, renamed into place), its manifest, then the index row that makes it
+        visible, as ``put`` does."""
+        self._adopt(module)
+        if not self._batched:
+            self.flush()
+
+    @_store_errors
+    def _adopt(self, module: StreamedModule) -> None:
+        blob = module.sinks.blob
+        if not isinstance(blob, TempBlob) or blob.directory != self.root / "tmp":
+            raise StoreError(f"{self.describe()}: {module.module}:{module.commit} was not staged")
+        blob.move_to(self._blob_path(module.layer.digest))
+        manifest = streamed_manifest(module)
+        manifest_digest = sha256_digest(manifest)
+        self._write_blob(manifest, manifest_digest)
+        reached("store.blobs-written")
+        now = time.time()
+        row = (
+            str(module.module),
+            module.commit,
+            manifest_digest,
+            json.dumps([module.layer.digest, manifest_digest]),
+            module.layer.size + len(manifest),
+            now,
+            now,
+            str(module.digest),
+            None if module.b4 is None else str(module.b4),
+            module.size,
         )
         with self._pending_lock:
             self._rows.append(row)
@@ -582,3 +647,49 @@ class UsageEvent:
 
 class _MissingBlob(Exception):
     pass
+
+
+class TempBlob:
+    """A blob being written into the store's ``tmp/`` as it arrives (a BlobSink of
+    oci/streaming.py). A write that fails (a full disk) drops the blob, not the transfer: the
+    store then does not keep it (``move_to`` says why) and the fetch goes on."""
+
+    def __init__(self, directory: Path) -> None:
+        import tempfile
+
+        self.directory = directory
+        fd, self.path = tempfile.mkstemp(dir=directory, prefix=".layer.")
+        self._fd: int | None = fd
+        self._problem: str | None = None
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self._fd is None:
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            self._problem = f"{self.path}: {exc.strerror or exc}"
+            self.discard()
+
+    def move_to(self, target: Path) -> None:
+        """Rename the complete blob into place (or, if that blob is there already, make it
+        young again and drop this copy)."""
+        if self._fd is None:
+            raise StoreError(f"local store: {self._problem or 'the blob was discarded'}")
+        os.close(self._fd)
+        self._fd = None
+        try:
+            os.utime(target)  # already here (another entry's): young again, so GC spares it
+            os.unlink(self.path)
+        except FileNotFoundError:
+            os.replace(self.path, target)
+
+    def discard(self) -> None:
+        """Close and remove the temporary file, if it is still there."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)

@@ -18,6 +18,7 @@ from bsr_team_cache.errors import (
 from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.oci.documents import read_document
 from bsr_team_cache.oci.url import in_namespace
+from bsr_team_cache.team.names import validate_repository_name, validate_team_name
 
 if TYPE_CHECKING:  # trust/ (and cryptography) load only when a configuration is written
     pass
@@ -51,24 +52,8 @@ _SIGNING_KEY_RE = re.compile(r"^ed25519:[A-Za-z0-9+/]{43}=$")
 _MAX_PUBLIC_KEY_PEM = 16 * 1024
 
 # Team and bundle names become OCI repository path components: lowercase, digits, separators.
-_REPO_NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 # Members are user names or e-mail addresses, as directories and CI systems spell them.
 _MEMBER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*(?:@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)?$")
-
-
-def validate_repository_name(what: str, value: str, max_length: int) -> str:
-    """A name that becomes part of OCI repository names (a team's, a bundle's)."""
-    if not _REPO_NAME_RE.match(value or "") or len(value) > max_length:
-        raise UsageError(
-            f"invalid {what} name {value!r}: use lowercase letters, digits and single '.', '_'"
-            f" or '-' between them (it becomes part of OCI repository names), at most"
-            f" {max_length} characters"
-        )
-    return value
-
-
-def validate_team_name(team: str) -> str:
-    return validate_repository_name("team", team, 64)
 
 
 def validate_member(member: str) -> str:

@@ -15,10 +15,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bsr_team_cache._deadline import deadline_passed, deadline_scope
-from bsr_team_cache._threads import ContextThreadPool
-from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.bufcache.v3 import entry_complete, write_module
 from bsr_team_cache.domain.buflock import (
     BUF_LOCK,
@@ -31,6 +30,7 @@ from bsr_team_cache.domain.bufyaml import BUF_YAML
 from bsr_team_cache.domain.digest import B5, SHAKE256, Digest
 from bsr_team_cache.domain.moduleref import ModuleRef
 from bsr_team_cache.errors import (
+    AccessDeniedError,
     BSRError,
     BSRTeamCacheError,
     ConfigError,
@@ -45,22 +45,27 @@ from bsr_team_cache.limits import limits
 from bsr_team_cache.oci.artifact import (
     ModuleArtifact,
     ModuleDepRecord,
+    StreamedModule,
     pull_module,
     push_module,
 )
 from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.store import LocalStore
 from bsr_team_cache.store.fallible import FallibleStore
-from bsr_team_cache.team.bundle_index import with_bundle_index
-from bsr_team_cache.team.bundles import LATEST, bundle_repository, pull_members, read_bundle
-from bsr_team_cache.team.config import (
-    TeamConfig,
-    config_from_json,
-    validate_team_name,
-)
+from bsr_team_cache.team.names import validate_team_name
 from bsr_team_cache.team.resolve import DEFAULT_LABEL_TTL, TeamContext, resolve_project
 
+# What only a fetch that reaches the team registry needs (bundles, packs, the team
+# configuration, worker threads) is imported there: a warm fetch does not load it.
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bsr_team_cache.bsr.client import BSRModuleClient
+    from bsr_team_cache.team.config import TeamConfig
+    from bsr_team_cache.team.packs import Pack
+
 LOCAL, TEAM, BSR = "local", "team", "bsr"
+PACK_MIN_MODULES = 2  # team/packs.py's, here so that a warm fetch need not import it
 TIERS = (LOCAL, TEAM, BSR)
 # Misses are filled in batches, each under its commits' fill locks: open files stay bounded
 # however many deps a project has.
@@ -68,6 +73,12 @@ FILL_BATCH = 128
 # From this many deps on, the team registry tier asks whether a bundle covers them before
 # pulling modules one by one (see _from_registry).
 DECIDE_FIRST_DEPS = 32
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    from bsr_team_cache._threads import ContextThreadPool
+
+    return ContextThreadPool(max_workers=workers)
 
 
 @dataclass
@@ -91,6 +102,11 @@ class FetchReport:
     bundles: list[str] = field(default_factory=list)
     # Why the team registry was found unusable (then said once in ``warnings``), if it was.
     registry_down: str | None = None
+    # The lock pack (team/packs.py) looked for: its tag, whether it served, whether this
+    # fetch published it.
+    pack: str = ""
+    pack_used: bool = False
+    pack_published: bool = False
 
     def count(self, tier: str) -> int:
         return sum(1 for m in self.modules if m.tier == tier)
@@ -105,6 +121,11 @@ class FetchReport:
             "bytes": {tier: self.bytes(tier) for tier in TIERS},
             "resolved_by": self.resolved_by,
             "bundles": self.bundles,
+            "pack": (
+                {"tag": self.pack, "used": self.pack_used, "published": self.pack_published}
+                if self.pack
+                else None
+            ),
             "seconds": round(self.seconds, 4),
             "warnings": self.warnings,
         }
@@ -130,10 +151,15 @@ class _Run:
     need_files: bool = True  # else artifacts are dropped once stored and placed (memory)
     # Commits the registry holds encrypted for others: not overwritten by this member's copy.
     keyless: set[str] = field(default_factory=set)
+    pack: Pack | None = None  # the lock's pack, read and checked for shape
+    # Looked for, and the team has none (or an unusable one): this fetch may make it.
+    pack_missing: bool = False
+    whole_lock: bool = False  # the deps are a buf.lock's: every dep record must be pinned
 
-    def place(self, dep: LockedDep, artifact: ModuleArtifact) -> None:
+    def place(self, dep: LockedDep, artifact: ModuleArtifact | StreamedModule) -> None:
         """buf's cache entry for ``dep``, written as soon as its artifact is in and checked
-        (from the worker that pulled it: writing overlaps the other transfers)."""
+        (from the worker that pulled it: writing overlaps the other transfers; a streamed
+        module's entry is staged already and only renamed into place)."""
         if self.buf_cache is not None:
             write_cache_entry(self.buf_cache, dep, artifact)
 
@@ -182,8 +208,12 @@ class _Run:
                 f"team registry unavailable ({where}); falling back to the BSR"
             )
 
-    def keep(self, artifact: ModuleArtifact) -> None:
-        if self.store is not None:  # a full disk: a warning, and the fetch goes on
+    def keep(self, artifact: ModuleArtifact | StreamedModule) -> None:
+        if self.store is None:
+            return
+        if isinstance(artifact, StreamedModule):  # its layer waits in the store's tmp/
+            self.store.adopt(artifact)
+        else:  # a full disk: a warning, and the fetch goes on
             self.store.put(artifact)
 
 
@@ -213,9 +243,11 @@ def fetch(
     bundle: str | None = None,
     timeout: float | None = None,
     member: str = "",
+    packs: bool = True,
 ) -> FetchReport:
     """Fetch a project's deps within ``timeout`` seconds (default: the command limit). Pass
-    ``report`` to keep its warnings if the fetch fails."""
+    ``report`` to keep its warnings if the fetch fails. ``packs``: read the lock's pack, and
+    make it when due (team/packs.py); ``use_bundles`` False turns packs off too."""
     started = time.time()
     if not (project / BUF_YAML).is_file():
         raise UsageError(f"{project / BUF_YAML}: file not found (is {project} a buf project?)")
@@ -239,6 +271,7 @@ def fetch(
                 parallel=parallel,
                 use_bundles=use_bundles,
                 bundle=bundle,
+                packs=packs,
             )
         except BSRTeamCacheError as exc:
             record_fetch(local, report, started, team=context.team, member=member, failed=exc)
@@ -266,18 +299,25 @@ def fetch(
     return report
 
 
-def write_cache_entry(buf_cache: Path, dep: LockedDep, artifact: ModuleArtifact) -> bool:
+def write_cache_entry(
+    buf_cache: Path, dep: LockedDep, artifact: ModuleArtifact | StreamedModule
+) -> bool:
     """buf's cache entry of the digest type the lock pins: b5, or b4 with the deps' b4 digests
-    and the module's own v1 buf.yaml/buf.lock."""
+    and the module's own v1 buf.yaml/buf.lock. A streamed module's entry was staged in
+    ``buf_cache`` as its layer arrived (team/stream_sinks.py): it is only made visible."""
     b4 = dep.pins_b4
+    deps = [(d.module, d.commit, d.b4 if b4 else d.digest) for d in artifact.deps]
+    v1_files = artifact.v1_files if b4 else None
+    if isinstance(artifact, StreamedModule):
+        return artifact.place(deps, v1_files)
     return write_module(
         buf_cache,
         artifact.module,
         artifact.commit,
         artifact.files,
-        [(d.module, d.commit, d.b4 if b4 else d.digest) for d in artifact.deps],
+        deps,
         digest_type=SHAKE256 if b4 else B5,
-        v1_files=artifact.v1_files if b4 else None,
+        v1_files=v1_files,
     )
 
 
@@ -296,6 +336,7 @@ def _resolve_and_obtain(
     parallel: int,
     use_bundles: bool,
     bundle: str | None,
+    packs: bool,
 ):
     resolution = resolve_project(
         project,
@@ -330,6 +371,8 @@ def _resolve_and_obtain(
         registry_down=resolution.registry_down,
         buf_cache=buf_cache,
         need_files=need_files,
+        whole_lock=True,
+        lock_pack=packs,
     )
     return artifacts, lock
 
@@ -430,13 +473,17 @@ def obtain(
     registry_down: str | None = None,
     buf_cache: Path | None = None,
     need_files: bool = True,
+    whole_lock: bool = False,
+    lock_pack: bool = False,
 ) -> dict[str, ModuleArtifact]:
     """Verified artifacts of ``deps`` by commit: local store, team registry (bundles first),
     then the BSR (published back), each written to ``buf_cache`` (if given) as it comes in.
     Results and warnings go to ``report``. ``registry_down``: why the team registry is known
     to be unusable already (it is then skipped). Without ``need_files``, a dep that the store
     has and whose buf cache entry is complete is a hit without reading it (and is not in the
-    result)."""
+    result). ``whole_lock``: ``deps`` are a buf.lock's, so every dependency an artifact names
+    must be pinned there. With ``lock_pack`` too, a machine missing most of them reads the
+    lock's pack first, and publishes one if the team has none (team/packs.py)."""
     local = fallible(store, report)
     run = _Run(
         team,
@@ -453,22 +500,28 @@ def obtain(
     run.pinned = {str(d.module): d for d in deps}
     run.use_bundles = use_bundles
     run.bundle = bundle
+    run.whole_lock = whole_lock
     keys = [(d.module, d.commit) for d in deps]
     run.total = len(keys)
     with _maybe(local and local.using(keys)), _maybe(local and local.batch()):
         pending = list(deps) if need_files else _already_placed(run, list(deps))
         pending = _from_local(run, pending, prefetched or {})
+        if lock_pack and whole_lock:
+            _look_up_pack(run, deps, pending)
         for start in range(0, len(pending), FILL_BATCH):
             batch = pending[start : start + FILL_BATCH]
             with _maybe(local and local.filling((d.module, d.commit) for d in batch)):
                 try:
                     batch = _from_local(run, batch, {})  # filled by another process meanwhile?
+                    batch = _from_pack(run, batch)
                     batch = _from_registry(run, batch)
                     if batch:
                         _from_bsr(run, batch, bsr)
                 finally:
                     if local is not None:
                         local.flush()  # visible before the fill locks go: single-flight
+        if run.pack_missing:
+            _publish_pack(run, deps)
     return run.artifacts
 
 
@@ -572,18 +625,22 @@ def _mismatch(run: _Run, dep: LockedDep, artifact: ModuleArtifact | None, what: 
             f"{dep}: {what} has digest {digest}, buf.lock says {dep.digest};"
             " fetching it again from the next tier"
         )
-    if digest.type == SHAKE256 and (problem := _unpinned_b4_dep(run, artifact)):
+    b4 = digest.type == SHAKE256
+    if (b4 or run.whole_lock) and (problem := _unpinned_dep(run, artifact, b4)):
         return f"{dep}: {what} names {problem}; fetching it again from the next tier"
     return None
 
 
-def _unpinned_b4_dep(run: _Run, artifact: ModuleArtifact) -> str | None:
-    """b4 covers a module's files, not its deps: the deps buf's b4 entry lists (commit and b4)
-    must be the ones buf.lock pins, or a peer could write any into buf's module.yaml."""
+def _unpinned_dep(run: _Run, artifact: ModuleArtifact, b4: bool) -> str | None:
+    """The deps buf's entry lists (module, commit, digest) must be the ones buf.lock pins (a
+    lock pins every module of the closure, and buf finds each dep in its cache by commit): b4
+    covers none of them, and b5 covers the deps' digests but not their commits, so a peer could
+    otherwise write commits into buf's module.yaml that break every build."""
     for d in artifact.deps:
         pinned = run.pinned.get(str(d.module))
-        if pinned is None or (pinned.commit, pinned.digest) != (d.commit, d.b4):
-            return f"dependency {d.module}:{d.commit} ({d.b4}), which buf.lock does not pin"
+        digest = d.b4 if b4 else d.digest
+        if pinned is None or (pinned.commit, pinned.digest) != (d.commit, digest):
+            return f"dependency {d.module}:{d.commit} ({digest}), which buf.lock does not pin"
     return None
 
 
@@ -615,6 +672,8 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
             decided.wait()
             return dep.commit not in covered
 
+        from bsr_team_cache.team.stream_sinks import layer_sinks
+
         try:
             artifact = pull_module(
                 run.team.registry,
@@ -623,6 +682,9 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
                 dep.commit,
                 proceed=go_on,
                 private_keys=run.team.private_keys(),
+                # Files not wanted in memory: a large layer streams into the store and buf's
+                # cache, and is made visible by keep and place.
+                sinks=None if run.need_files else layer_sinks(run.store, run.buf_cache, dep),
             )
         except KeyUnavailableError as exc:
             run.keyless.add(dep.commit)
@@ -631,18 +693,22 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
             return dep, None, None, f"{exc}; fetching it from the BSR", False, t0
         except RegistryError as exc:  # the registry itself: unreachable, refusing us
             return dep, None, None, str(exc), True, t0
-        problem = _mismatch(run, dep, artifact, "the team registry's copy")
-        if problem is not None:
-            return dep, None, None, problem or None, False, t0
-        assert artifact is not None
-        run.keep(artifact)
-        run.place(dep, artifact)
+        try:
+            problem = _mismatch(run, dep, artifact, "the team registry's copy")
+            if problem is not None:
+                return dep, None, None, problem or None, False, t0
+            assert artifact is not None
+            run.keep(artifact)
+            run.place(dep, artifact)
+        finally:
+            if isinstance(artifact, StreamedModule):
+                artifact.discard()  # what was staged and not made visible (none, once placed)
         # Stored and placed: without need_files, no files are held until the batch ends.
         return dep, artifact if run.need_files else None, artifact.size, None, False, t0
 
     pending: list[LockedDep] = []
     run.bundle_problem = None
-    with ContextThreadPool(max_workers=min(run.parallel, len(deps))) as pool:
+    with _pool(min(run.parallel, len(deps))) as pool:
         if decide_first:
             try:
                 covered.update(_from_bundle(run, deps))
@@ -692,6 +758,13 @@ def _team_config_known(run: _Run) -> bool:
 def _from_bundle(run: _Run, deps: list[LockedDep]) -> set[str]:
     """Commits obtained from the team bundle that covers most of ``deps`` (none if no bundle
     covers two or more); problems become warnings and the modules are pulled one by one."""
+    from bsr_team_cache.team.bundles import (
+        LATEST,
+        bundle_repository,
+        pull_members,
+        read_bundle,
+    )
+
     t0 = time.time()
     wanted = {f"{d.module}:{d.commit}": d for d in deps}
     try:
@@ -742,11 +815,145 @@ def _from_bundle(run: _Run, deps: list[LockedDep]) -> set[str]:
         run.keep(item[1])
         run.place(*item)
 
-    with ContextThreadPool(max_workers=max(1, min(run.parallel, len(matched)))) as pool:
+    with _pool(max(1, min(run.parallel, len(matched)))) as pool:
         list(pool.map(keep_and_place, matched))
     for dep, artifact in matched:
         run.found(dep, artifact, TEAM, t0, bundle=label)
     return {dep.commit for dep, _ in matched}
+
+
+def _look_up_pack(run: _Run, deps: list[LockedDep], pending: list[LockedDep]) -> None:
+    """Read the lock's pack (one request, two for a large one) when this machine lacks most of
+    the lock's modules; a named bundle, --no-bundles or a few misses go module by module."""
+    if (
+        run.registry_down
+        or not run.use_bundles
+        or run.bundle is not None
+        or len(pending) < PACK_MIN_MODULES
+        or 2 * len(pending) < len(deps)
+    ):
+        return
+    from bsr_team_cache.team.packs import pack_repository, pack_tag, read_pack
+
+    tag = pack_tag(deps)
+    run.report.pack = tag
+    wanted = {f"{d.module}:{d.commit}": d for d in deps}
+    try:
+        run.pack = read_pack(
+            run.team.registry, pack_repository(run.team.team, run.team.namespace), tag, wanted
+        )
+    except InvalidContentError as exc:
+        run.report.warnings.append(f"lock pack unusable ({exc}); fetching modules one by one")
+        run.pack_missing = True  # replaced by this fetch's, when it can make one
+        return
+    except AccessDeniedError as exc:  # a registry whose policy does not know packs
+        run.report.warnings.append(f"lock pack not readable ({exc}); fetching modules one by one")
+        return
+    except RegistryError as exc:  # the registry itself: unreachable
+        run.mark_registry_down(str(exc))
+        return
+    run.pack_missing = run.pack is None
+
+
+def _from_pack(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
+    """The deps the lock's pack holds, each checked as a module pulled on its own and against
+    buf.lock, stored and placed in parallel; returns the others (pulled one by one)."""
+    pack = run.pack
+    in_pack = [d for d in deps if pack is not None and d.commit in pack]
+    if pack is None or not in_pack:
+        return deps
+    t0 = time.time()
+
+    def one(dep: LockedDep) -> tuple[LockedDep, ModuleArtifact | None, str]:
+        try:
+            artifact = pack.artifact(dep, run.team.private_keys())
+        except KeyUnavailableError:
+            return dep, None, ""  # its own pull says what to do
+        except InvalidContentError as exc:
+            return dep, None, f"{exc}; fetching it on its own"
+        problem = _mismatch(run, dep, artifact, f"the lock pack {run.report.pack[:17]}'s copy")
+        if problem is not None:
+            return dep, None, problem
+        run.keep(artifact)
+        run.place(dep, artifact)
+        return dep, artifact, ""
+
+    obtained = set()
+    with _pool(min(run.parallel, len(in_pack))) as pool:
+        for dep, artifact, problem in pool.map(one, in_pack):
+            if artifact is None:
+                if problem:
+                    run.report.warnings.append(problem)
+                    run.pack_missing = True  # a bad member: replaced when this fetch can
+                continue
+            run.found(dep, artifact, TEAM, t0)
+            obtained.add(dep.commit)
+    run.report.pack_used = run.report.pack_used or bool(obtained)
+    return [d for d in deps if d.commit not in obtained]
+
+
+def _publish_pack(run: _Run, deps: list[LockedDep]) -> None:
+    """Make the lock's pack from the local store when the team has none and this machine took
+    modules from the team registry (so it is at least the second machine to use the lock).
+    Not for teams that encrypt, keep downloads private, or where this member only reads."""
+    from bsr_team_cache.team.packs import (
+        PACK_MAX_BYTES,
+        PACK_MEMBER_MAX_BYTES,
+        PackTooLargeError,
+        pack_repository,
+        push_pack,
+    )
+
+    from_team = sum(1 for m in run.report.modules if m.tier == TEAM)
+    if run.registry_down or run.store is None or run.keyless or from_team < PACK_MIN_MODULES:
+        return
+    try:
+        config = _team_config_or_defaults(run)
+    except RegistryError:
+        return
+    # A member holding keys for encrypted layers makes no pack whatever the configuration says
+    # (one that cannot be read must not turn an encrypted team's modules into a plain pack);
+    # a member without them could not have read an encrypted team's modules (run.keyless).
+    try:
+        holds_keys = bool(run.team.private_keys())
+    except BSRTeamCacheError:
+        holds_keys = True  # keys are set, if unusable: the same rule
+    if holds_keys or (
+        config is not None
+        and (
+            not config.shared_cache or config.encrypt or config.role_of(run.team.member) == "reader"
+        )
+    ):
+        return
+    indexed = run.store.indexed((d.module, d.commit) for d in deps)
+    members, total = [], 0
+    for dep in deps:
+        entry = indexed.get((str(dep.module), dep.commit))
+        recorded = None if entry is None else (entry.b4 if dep.pins_b4 else entry.digest)
+        encoded = run.store.encoded(dep.module, dep.commit) if recorded == str(dep.digest) else None
+        if encoded is None:
+            return  # not all here as buf.lock pins them: no pack this time
+        if len(encoded[1]) > PACK_MEMBER_MAX_BYTES:
+            continue  # large modules are streamed on their own, not packed
+        total += len(encoded[1])
+        if total > PACK_MAX_BYTES:
+            return
+        members.append(encoded)
+    if len(members) < PACK_MIN_MODULES:
+        return
+    try:
+        push_pack(
+            run.team.registry,
+            pack_repository(run.team.team, run.team.namespace),
+            run.report.pack,
+            members,
+        )
+    except PackTooLargeError:
+        return  # its manifest would be beyond registries' limits: the lock goes without
+    except RegistryError as exc:
+        run.report.warnings.append(f"could not publish the lock pack: {exc}")
+        return
+    run.report.pack_published = True
 
 
 def _from_bsr(run: _Run, misses: list[LockedDep], bsr: BSRModuleClient) -> None:
@@ -861,7 +1068,7 @@ def _publish(run: _Run, artifacts: list[ModuleArtifact]) -> set[str]:
             return artifact, str(exc)
 
     published = set()
-    with ContextThreadPool(max_workers=min(run.parallel, len(artifacts))) as pool:
+    with _pool(min(run.parallel, len(artifacts))) as pool:
         for artifact, problem in pool.map(push, artifacts):
             if problem is None:
                 published.add(artifact.commit)
@@ -895,6 +1102,8 @@ def team_config_cached(
         if cached == "null":
             return None
         if cached is not None:
+            from bsr_team_cache.team.config import config_from_json
+
             with contextlib.suppress(ValueError, RecursionError, InvalidContentError):
                 return config_from_json(json.loads(cached), key)
     from bsr_team_cache.team.trust import read_trusted_config
@@ -905,6 +1114,8 @@ def team_config_cached(
         raise InvalidContentError(said[-1])  # malformed, as before: the defaults apply
     if warnings is not None:
         warnings.extend(said)
+    from bsr_team_cache.team.bundle_index import with_bundle_index
+
     config = with_bundle_index(team.registry, team.team, trusted.config, team.namespace)
     if store is not None:
         store.kv_put(key, json.dumps(config.to_json() if config else None))

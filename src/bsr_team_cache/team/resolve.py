@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.domain.buflock import (
     BUF_LOCK,
     BufLock,
@@ -36,6 +35,7 @@ from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.store import LocalStore
 
 if TYPE_CHECKING:
+    from bsr_team_cache.bsr.client import BSRModuleClient
     from bsr_team_cache.store.fallible import FallibleStore
 from bsr_team_cache.team import DEFAULT_LABEL_TTL
 from bsr_team_cache.team.labels import (

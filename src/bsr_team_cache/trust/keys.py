@@ -17,16 +17,17 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
+from typing import TYPE_CHECKING
 
 from bsr_team_cache.errors import ConfigError, UsageError
+
+# cryptography is imported where keys are loaded, made or checked: reading an unsigned team's
+# configuration (every fetch) needs only key ids, and the library costs ~100 ms to import.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 SIGNING_KEY_FILE_ENV = "BSR_TEAM_CACHE_SIGNING_KEY_FILE"
 SIGNING_KEY_ENV = "BSR_TEAM_CACHE_SIGNING_KEY"
@@ -57,6 +58,9 @@ class SigningKey:
 
 def public_key_text(key: Ed25519PublicKey | Ed25519PrivateKey) -> str:
     """``ed25519:<base64 of the raw 32-byte public key>``, as the team configuration lists it."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return PUBLIC_KEY_PREFIX + base64.b64encode(raw).decode()
@@ -78,10 +82,16 @@ def key_id(public_text: str) -> str:
 
 def load_public_key(public_text: str) -> Ed25519PublicKey:
     """The key of an ``ed25519:<base64>`` text; ValueError if it is not one."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     return Ed25519PublicKey.from_public_bytes(_raw_public_key(public_text))
 
 
 def _private_key_from_pem(data: bytes, source: str) -> SigningKey:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except TypeError:
@@ -178,6 +188,10 @@ def generate_keys(out: Path, encryption: str = "ec") -> GeneratedKeys:
     taken = [str(p) for p in paths if p.exists()]
     if taken:
         raise UsageError(f"refusing to overwrite existing key files: {', '.join(taken)}")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
     signing = Ed25519PrivateKey.generate()
     sealing = (

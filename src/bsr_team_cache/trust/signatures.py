@@ -28,8 +28,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
-
 from bsr_team_cache.errors import InvalidContentError
 from bsr_team_cache.trust.keys import KEY_ID_LENGTH, SigningKey, key_id, load_public_key
 
@@ -166,6 +164,8 @@ def verify_with(
     annotations: Mapping[str, str],
 ) -> None:
     """Check ``signature`` with the member's registered public key; SignatureError if not."""
+    from cryptography.exceptions import InvalidSignature  # only when a signature is checked
+
     try:
         public = load_public_key(public_text)
         registered_id = key_id(public_text)

@@ -1,0 +1,226 @@
+"""Lock packs: every module a buf.lock pins, in one artifact, so that a machine new to a lock
+gets its deps with one request (two for large packs) instead of two per module.
+
+A pack lives at ``[ns/]teams/<team>/packs:lock-<sha256 of the lock's pins>``: a reader finds it
+from buf.lock alone, with no index to consult. Its manifest (artifact type PACK_TYPE) embeds a
+config listing each member's own module manifest (the one the local store keeps, config
+embedded), and one layer: the members' files layers concatenated in that order (embedded in the
+manifest too when small). A reader checks the pack's shape (members pinned by the lock, sizes
+that add up exactly), then decodes each member exactly as a module pulled on its own (sha256 of
+its layer slice, config against the module and commit, paths and limits, b5) and the caller
+matches it against buf.lock. Nothing in a pack is trusted for being in a pack: a forged or
+damaged one costs a warning and the modules are pulled one by one.
+
+A pack is written by the second machine that fetches a lock from the team registry (a lock only
+one machine ever uses costs the registry nothing), from the entries of its local store. Teams
+that encrypt get no packs: their members' layers are re-wrapped when members change, which a
+pack's copies would escape.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from bsr_team_cache.domain.buflock import LockedDep
+from bsr_team_cache.errors import InvalidContentError
+from bsr_team_cache.oci.artifact import ModuleArtifact, decode_module, module_layer_descriptor
+from bsr_team_cache.oci.base import (
+    OCI_MANIFEST,
+    Descriptor,
+    RegistryBackend,
+    descriptor_bytes,
+    document_limit,
+    parse_descriptor,
+    parse_json,
+    read_typed_manifest,
+    sha256_digest,
+    verify_blob,
+)
+from bsr_team_cache.oci.documents import canonical_json
+from bsr_team_cache.oci.streaming import STREAM_LAYER_BYTES
+from bsr_team_cache.oci.url import in_namespace
+
+if TYPE_CHECKING:
+    from bsr_team_cache.oci.encryption import PrivateKey
+
+PACK_TYPE = "application/vnd.bsr-team-cache.pack.v1"
+PACK_CONFIG_TYPE = "application/vnd.bsr-team-cache.pack.config.v1+json"
+# The members' files layers (each a gzip of a tar), concatenated: a reader splits it by the
+# sizes their manifests give.
+PACK_LAYER_TYPE = "application/vnd.bsr-team-cache.pack.layers.v1"
+PACK_MIN_MODULES = 2  # one module is one request either way
+# Packs are for many small modules, where requests cost more than bytes; beyond this the
+# modules are pulled one by one (in parallel, and without holding them all in memory).
+PACK_MAX_BYTES = 64 * 1024 * 1024
+# Members' layers are at most this (the size from which a module's layer is streamed to disk
+# on its own, never whole in memory): larger modules are not packed.
+PACK_MEMBER_MAX_BYTES = STREAM_LAYER_BYTES
+# The layer rides inside the manifest up to this size (one request), keeping the manifest far
+# below registries' limits (Distribution: 4 MiB) and our own document limit.
+EMBED_MAX = 1024 * 1024
+_MAX_MANIFEST_B64 = 256 * 1024  # a member's module manifest, base64
+
+
+def pack_repository(team: str, namespace: str = "") -> str:
+    return in_namespace(namespace, f"teams/{team}/packs")
+
+
+def pack_tag(deps: Sequence[LockedDep]) -> str:
+    """``lock-<hex>``: the SHA-256 of the lock's pins (module, commit, digest), in any order."""
+    pins = sorted(f"{d.module}:{d.commit}@{d.digest}" for d in deps)
+    return "lock-" + hashlib.sha256("\n".join(pins).encode()).hexdigest()
+
+
+class PackTooLargeError(ValueError):
+    """The pack's manifest would exceed the document limit (registries refuse such manifests:
+    Distribution's is 4 MiB)."""
+
+
+def encode_pack(members: Sequence[tuple[bytes, bytes]]) -> tuple[bytes, bytes, bytes]:
+    """(manifest, config, layer) of a pack of ``members``: (module manifest, its files layer).
+    The layer is embedded when small and the manifest stays within the document limit;
+    PackTooLargeError if even the manifest without it would not."""
+    config = canonical_json(
+        {
+            "members": [
+                {"manifest": base64.b64encode(manifest).decode()} for manifest, _ in members
+            ],
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+    )
+    layer = b"".join(layer for _, layer in members)
+    for embed in (len(layer) <= EMBED_MAX, False):
+        manifest = _pack_manifest(config, layer, embed, len(members))
+        if len(manifest) <= document_limit():
+            return manifest, config, layer
+    raise PackTooLargeError(f"a pack manifest of {len(manifest)} bytes")
+
+
+def _pack_manifest(config: bytes, layer: bytes, embed: bool, count: int) -> bytes:
+    layer_descriptor: dict[str, object] = {
+        "mediaType": PACK_LAYER_TYPE,
+        "digest": sha256_digest(layer),
+        "size": len(layer),
+    }
+    if embed:
+        layer_descriptor["data"] = base64.b64encode(layer).decode()
+    return canonical_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": PACK_TYPE,
+            "config": {
+                "mediaType": PACK_CONFIG_TYPE,
+                "digest": sha256_digest(config),
+                "size": len(config),
+                "data": base64.b64encode(config).decode(),
+            },
+            "layers": [layer_descriptor],
+            "annotations": {"org.opencontainers.image.title": f"lock pack of {count}"},
+        }
+    )
+
+
+def push_pack(
+    registry: RegistryBackend, repo: str, tag: str, members: Sequence[tuple[bytes, bytes]]
+) -> str:
+    """Push a pack (blobs, then the manifest that makes it visible); its manifest digest."""
+    manifest, config, layer = encode_pack(members)
+    for data in (config, layer):  # registries check that a manifest's blobs exist
+        digest = sha256_digest(data)
+        if not registry.blob_exists(repo, digest):
+            registry.push_blob(repo, data, digest)
+    return registry.push_manifest(repo, tag, manifest, OCI_MANIFEST)
+
+
+class Pack:
+    """A pack read and checked for shape; its members are decoded on demand (``artifact``)."""
+
+    def __init__(self, where: str, members: dict[str, tuple[bytes, bytes]]) -> None:
+        self.where = where
+        self._members = members  # commit -> (module manifest, files layer)
+
+    def __contains__(self, commit: str) -> bool:
+        return commit in self._members
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def artifact(
+        self, dep: LockedDep, private_keys: Sequence[PrivateKey] | None = None
+    ) -> ModuleArtifact:
+        """The member for ``dep``, checked as a module pulled on its own would be (its layer's
+        sha256, config, paths, limits, b5); InvalidContentError if it is not sound."""
+        manifest, layer = self._members[dep.commit]
+        where = f"{self.where} {dep.module}:{dep.commit}"
+
+        def read(descriptor: Descriptor) -> bytes:
+            if descriptor.data is not None:  # the member's embedded config
+                return descriptor.data
+            if descriptor.size != len(layer):
+                raise InvalidContentError(f"{where}: names a blob that is not in the pack")
+            return verify_blob(layer, descriptor.digest, where)
+
+        return decode_module(manifest, read, dep.module, dep.commit, where, private_keys)
+
+
+def read_pack(
+    registry: RegistryBackend, repo: str, tag: str, wanted: Mapping[str, LockedDep]
+) -> Pack | None:
+    """The pack at ``tag``, checked for shape: members are modules ``wanted`` pins (by
+    "module:commit"), each once, whose layers fill the pack's layer exactly. None if absent;
+    InvalidContentError if it is not a sound pack."""
+    found = read_typed_manifest(registry, repo, tag, PACK_TYPE)
+    if found is None:
+        return None
+    manifest, where, _ = found
+    config_descriptor = parse_descriptor(
+        manifest.get("config"),
+        f"{where} config",
+        media_types=(PACK_CONFIG_TYPE,),
+        max_size=document_limit(),
+    )
+    if len(manifest["layers"]) != 1:
+        raise InvalidContentError(f"{where}: a pack has exactly one layer")
+    layer_descriptor = parse_descriptor(
+        manifest["layers"][0], f"{where} layer", media_types=(PACK_LAYER_TYPE,),
+        max_size=PACK_MAX_BYTES,
+    )  # fmt: skip
+    config = parse_json(descriptor_bytes(registry, repo, config_descriptor, where), where, "config")
+    listed = config.get("members") if isinstance(config, dict) else None
+    if not isinstance(listed, list) or not 0 < len(listed) <= len(wanted):
+        raise InvalidContentError(
+            f"{where}: config members must be a list of 1 to {len(wanted)} modules"
+        )
+    parts: list[tuple[LockedDep, bytes, int]] = []
+    for i, item in enumerate(listed):
+        encoded = item.get("manifest") if isinstance(item, dict) else None
+        if not isinstance(encoded, str) or len(encoded) > _MAX_MANIFEST_B64:
+            raise InvalidContentError(f"{where}: member {i} has no module manifest")
+        try:
+            member_manifest = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            raise InvalidContentError(f"{where}: member {i}'s manifest is not base64") from None
+        module, commit, layer = module_layer_descriptor(member_manifest, f"{where} member {i}")
+        dep = wanted.get(f"{module}:{commit}")
+        if dep is None:
+            raise InvalidContentError(f"{where}: member {module}:{commit} is not pinned here")
+        if any(p[0].commit == commit for p in parts):
+            raise InvalidContentError(f"{where}: member {module}:{commit} is listed twice")
+        if layer.size > PACK_MEMBER_MAX_BYTES:  # such modules are streamed on their own
+            raise InvalidContentError(
+                f"{where}: member {module}:{commit} has a layer over {PACK_MEMBER_MAX_BYTES} B"
+            )
+        parts.append((dep, member_manifest, layer.size))
+    if sum(size for _, _, size in parts) != layer_descriptor.size:
+        raise InvalidContentError(f"{where}: the members' layers do not fill the pack's layer")
+    data = descriptor_bytes(registry, repo, layer_descriptor, where)
+    members, offset = {}, 0
+    for dep, member_manifest, size in parts:
+        members[dep.commit] = (member_manifest, data[offset : offset + size])
+        offset += size
+    return Pack(where, members)

@@ -1,0 +1,326 @@
+"""Lock packs (team/packs.py): one request for a lock's modules on a machine new to it, made
+by the second machine that uses the lock, and never trusted for being a pack."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bsr_team_cache.bsr.client import BSRModuleClient
+from bsr_team_cache.bufcache.v3 import module_entry_dir
+from bsr_team_cache.domain.buflock import read_buf_lock
+from bsr_team_cache.oci.artifact import encode_module
+from bsr_team_cache.oci.base import OCI_MANIFEST, sha256_digest
+from bsr_team_cache.oci.devregistry import DistributionServer
+from bsr_team_cache.oci.http import HTTPRegistry
+from bsr_team_cache.oci.layer import files_layer
+from bsr_team_cache.store import LocalStore
+from bsr_team_cache.team.cache import TeamCache
+from bsr_team_cache.team.fetch import FetchReport, fetch
+from bsr_team_cache.team.packs import (
+    PACK_CONFIG_TYPE,
+    PACK_LAYER_TYPE,
+    PACK_TYPE,
+    encode_pack,
+    pack_repository,
+    pack_tag,
+    push_pack,
+)
+from tests.bsr.test_real_buf import make_project
+
+pytestmark = pytest.mark.slow
+TEAM = "platform-team"
+
+
+class _Recording(httpx.HTTPTransport):
+    """The real transport; records each request as "METHOD path"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(f"{request.method} {request.url.path}")
+        return super().handle_request(request)
+
+
+class _Team:
+    """Members of one team on a fresh namespace of Distribution, each with its own store and
+    buf cache, fetching the sample project (6 modules) through the library."""
+
+    def __init__(self, root: Path, distribution: DistributionServer, bsr_host: str) -> None:
+        self.root = root
+        self.ns = f"p{uuid.uuid4().hex[:8]}"
+        self.transport = _Recording()
+        self.registry = HTTPRegistry(distribution.url, transport=self.transport)
+        self.project = make_project(root / "project", bsr_host)
+
+    def fetch(self, member: str, **options) -> FetchReport:
+        with LocalStore(self.root / member / "store") as store, BSRModuleClient() as bsr:
+            return fetch(
+                self.project,
+                team=TEAM,
+                registry=self.registry,
+                bsr=bsr,
+                store=store,
+                buf_cache=self.root / member / "buf-cache",
+                namespace=self.ns,
+                member=member,
+                **options,
+            )
+
+    @property
+    def repo(self) -> str:
+        return pack_repository(TEAM, self.ns)
+
+    @property
+    def tag(self) -> str:
+        return pack_tag(read_buf_lock(self.project / "buf.lock").deps)
+
+
+@pytest.fixture
+def team(tmp_path: Path, distribution: DistributionServer, bsr_env) -> _Team:
+    return _Team(tmp_path, distribution, bsr_env.host)
+
+
+def _tiers(report: FetchReport) -> dict[str, int]:
+    return {tier: report.count(tier) for tier in ("local", "team", "bsr")}
+
+
+def test_the_second_machine_makes_the_pack_and_the_third_reads_it_in_one_request(team):
+    first = team.fetch("alice", update_lock=True)
+    assert _tiers(first) == {"local": 0, "team": 0, "bsr": 6}
+    # A lock only one machine used costs the registry nothing.
+    assert (first.pack, first.pack_used, first.pack_published) == (team.tag, False, False)
+    assert team.registry.read_manifest(team.repo, team.tag) is None
+
+    second = team.fetch("bob")
+    assert _tiers(second) == {"local": 0, "team": 6, "bsr": 0}
+    assert (second.pack_used, second.pack_published) == (False, True)
+    manifest = json.loads(team.registry.read_manifest(team.repo, team.tag)[0])
+    assert manifest["artifactType"] == PACK_TYPE
+    assert "data" in manifest["layers"][0]  # small: the layer rides in the manifest
+
+    team.transport.requests.clear()
+    third = team.fetch("carol")
+    assert _tiers(third) == {"local": 0, "team": 6, "bsr": 0}
+    assert (third.pack_used, third.pack_published, third.warnings) == (True, False, [])
+    assert team.transport.requests == [f"GET /v2/{team.repo}/manifests/{team.tag}"]
+    assert third.to_json()["pack"] == {"tag": team.tag, "used": True, "published": False}
+    # What carol's store and buf cache hold is what bob's hold, file for file.
+    for dep in read_buf_lock(team.project / "buf.lock").deps:
+        mine = module_entry_dir(team.root / "carol" / "buf-cache", dep.module, dep.commit)
+        theirs = module_entry_dir(team.root / "bob" / "buf-cache", dep.module, dep.commit)
+        files = sorted(p.relative_to(mine) for p in mine.rglob("*") if p.is_file())
+        assert files == sorted(p.relative_to(theirs) for p in theirs.rglob("*") if p.is_file())
+        assert all((mine / f).read_bytes() == (theirs / f).read_bytes() for f in files)
+    with LocalStore(team.root / "carol" / "store") as store:
+        assert len(store.entries()) == 6
+
+
+def test_no_pack_is_looked_for_with_no_bundles_a_named_bundle_or_few_misses(team):
+    team.fetch("alice", update_lock=True)
+    plain = team.fetch("bob", use_bundles=False)
+    assert (plain.pack, plain.pack_published) == ("", False)
+    assert plain.to_json()["pack"] is None
+    # One module missing of six: pulled on its own, no pack looked for.
+    lock = read_buf_lock(team.project / "buf.lock")
+    with LocalStore(team.root / "bob" / "store") as store:
+        store.clear()
+        for dep in lock.deps[1:]:
+            store.put(LocalStore(team.root / "alice" / "store").get(dep.module, dep.commit))
+    few = team.fetch("bob")
+    assert _tiers(few) == {"local": 5, "team": 1, "bsr": 0}
+    assert few.pack == ""
+
+
+def _members_of_alices_store(team: _Team) -> list[tuple[bytes, bytes]]:
+    with LocalStore(team.root / "alice" / "store") as store:
+        return [
+            store.encoded(d.module, d.commit) for d in read_buf_lock(team.project / "buf.lock").deps
+        ]
+
+
+def test_a_forged_member_is_a_warning_and_that_module_comes_on_its_own(team):
+    team.fetch("alice", update_lock=True)
+    lock = read_buf_lock(team.project / "buf.lock")
+    members = _members_of_alices_store(team)
+    # A member with push rights swaps pets' files for others, with a manifest and layer that
+    # agree with each other: only pets' b5 (and buf.lock) can tell.
+    pets = next(i for i, d in enumerate(lock.deps) if d.module.name == "pets")
+    with LocalStore(team.root / "alice" / "store") as store:
+        genuine = store.get(lock.deps[pets].module, lock.deps[pets].commit)
+    forged_files = {**genuine.files, "acme/pets/v1/pet.proto": b'syntax = "proto3";\n'}
+    forged = replace(genuine, files=forged_files, layer=None)
+    encoded = encode_module(forged)
+    assert encoded.layer == files_layer(forged_files)
+    members[pets] = (encoded.manifest, encoded.layer)
+    push_pack(team.registry, team.repo, team.tag, members)
+
+    report = team.fetch("carol")
+    assert _tiers(report) == {"local": 0, "team": 6, "bsr": 0}
+    assert report.pack_used is True
+    assert len(report.warnings) == 1
+    assert (
+        f"{lock.deps[pets].module}:{lock.deps[pets].commit}: files hash to" in (report.warnings[0])
+    )
+    assert report.warnings[0].endswith("fetching it on its own")
+    entry = module_entry_dir(team.root / "carol" / "buf-cache", genuine.module, genuine.commit)
+    assert (entry / "files" / "acme" / "pets" / "v1" / "pet.proto").read_bytes() == (
+        genuine.files["acme/pets/v1/pet.proto"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("forge", "problem"),
+    [
+        ("unpinned", "is not pinned here"),
+        ("twice", "is listed twice"),
+        ("short", "the members' layers do not fill the pack's layer"),
+        ("no-members", "config members must be a list of 1 to 6 modules"),
+    ],
+)
+def test_a_pack_of_the_wrong_shape_is_not_used(team, forge, problem):
+    team.fetch("alice", update_lock=True)
+    members = _members_of_alices_store(team)
+    if forge == "unpinned":  # a commit of the module this lock does not pin
+        dep = read_buf_lock(team.project / "buf.lock").deps[0]
+        with LocalStore(team.root / "alice" / "store") as store:
+            other = replace(store.get(dep.module, dep.commit), commit="f" * 32)
+        members[0] = (encode_module(other).manifest, members[0][1])
+    elif forge == "twice":
+        members[1] = members[0]
+    _, config, layer = encode_pack(members)
+    if forge == "short":
+        layer = layer[:-1]
+    elif forge == "no-members":
+        config = json.dumps({"members": []}).encode()
+    for data in (config, layer):
+        team.registry.push_blob(team.repo, data, sha256_digest(data))
+    team.registry.push_manifest(team.repo, team.tag, _manifest_for(config, layer), OCI_MANIFEST)
+
+    report = team.fetch("carol")
+    assert _tiers(report) == {"local": 0, "team": 6, "bsr": 0}
+    assert report.pack_used is False
+    assert len(report.warnings) == 1
+    assert report.warnings[0].startswith("lock pack unusable (")
+    assert problem in report.warnings[0]
+    assert report.warnings[0].endswith("; fetching modules one by one")
+
+
+def _manifest_for(config: bytes, layer: bytes) -> bytes:
+    """A pack manifest for these bytes, whatever they hold (config and layer embedded)."""
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": PACK_TYPE,
+            "config": {
+                "mediaType": PACK_CONFIG_TYPE,
+                "digest": sha256_digest(config),
+                "size": len(config),
+                "data": base64.b64encode(config).decode(),
+            },
+            "layers": [
+                {
+                    "mediaType": PACK_LAYER_TYPE,
+                    "digest": sha256_digest(layer),
+                    "size": len(layer),
+                    "data": base64.b64encode(layer).decode(),
+                }
+            ],
+        }
+    ).encode()
+
+
+def test_no_pack_for_a_team_that_keeps_downloads_private(team):
+    team.fetch("alice", update_lock=True)  # published: shared_cache is on by default
+    with LocalStore(team.root / "admin-store") as store, BSRModuleClient() as bsr:
+        TeamCache(
+            TEAM, registry=team.registry, bsr=bsr, store=store, member="alice", namespace=team.ns
+        ).setup(shared_cache=False)
+    second = team.fetch("bob")
+    assert _tiers(second) == {"local": 0, "team": 6, "bsr": 0}
+    assert (second.pack_used, second.pack_published) == (False, False)
+    assert team.registry.read_manifest(team.repo, team.tag) is None
+
+
+def test_the_fetch_path_knows_the_smallest_pack_without_importing_packs():
+    from bsr_team_cache.team import fetch as fetch_module
+    from bsr_team_cache.team import packs
+
+    assert fetch_module.PACK_MIN_MODULES == packs.PACK_MIN_MODULES == 2
+
+
+def test_a_bad_pack_is_replaced_by_the_next_machine_that_can(team):
+    team.fetch("alice", update_lock=True)
+    members = _members_of_alices_store(team)
+    members[1] = members[0]  # a member twice: the pack is unusable
+    _, config, layer = encode_pack(members)
+    for data in (config, layer):
+        team.registry.push_blob(team.repo, data, sha256_digest(data))
+    team.registry.push_manifest(team.repo, team.tag, _manifest_for(config, layer), OCI_MANIFEST)
+
+    carol = team.fetch("carol")
+    assert carol.warnings[0].startswith("lock pack unusable (")
+    assert (carol.pack_used, carol.pack_published) == (False, True)
+    dave = team.fetch("dave")
+    assert (dave.pack_used, dave.pack_published, dave.warnings) == (True, False, [])
+    assert _tiers(dave) == {"local": 0, "team": 6, "bsr": 0}
+
+
+def test_a_member_holding_encryption_keys_makes_no_pack(team, tmp_path, monkeypatch):
+    from bsr_team_cache.trust.keys import generate_keys
+
+    team.fetch("alice", update_lock=True)
+    generate_keys(tmp_path / "keys")
+    monkeypatch.setenv("BSR_TEAM_CACHE_PRIVATE_KEY_FILE", str(tmp_path / "keys" / "encryption.pem"))
+    bob = team.fetch("bob")
+    assert _tiers(bob) == {"local": 0, "team": 6, "bsr": 0}
+    assert bob.pack_published is False
+    assert team.registry.read_manifest(team.repo, team.tag) is None
+
+
+def test_an_artifact_naming_dependency_commits_the_lock_does_not_pin_is_refused(team, bsr_env):
+    """b5 covers a module's deps' digests, not their commits: a member could push a module with
+    its genuine files and deps' digests but other deps' commits, which buf's module.yaml would
+    then name (and every build fail). Such a copy is refused, from a pack or on its own."""
+    from bsr_team_cache.oci.artifact import ModuleDepRecord, module_repository, push_module
+
+    team.fetch("alice", update_lock=True)
+    lock = read_buf_lock(team.project / "buf.lock")
+    with LocalStore(team.root / "alice" / "store") as store:
+        victim = next(a for a in (store.get(d.module, d.commit) for d in lock.deps) if a.deps)
+    forged = replace(
+        victim,
+        deps=tuple(ModuleDepRecord(d.module, "0" * 32, d.digest, d.b4) for d in victim.deps),
+        layer=None,
+    )
+    forged.verify()  # b5 still holds: the digests are the genuine ones
+    push_module(team.registry, module_repository(TEAM, victim.module, team.ns), forged)
+
+    report = team.fetch("bob", packs=False)
+    assert _tiers(report) == {"local": 0, "team": 5, "bsr": 1}
+    (warning,) = [w for w in report.warnings if "does not pin" in w]
+    assert warning.startswith(f"{victim.module}:{victim.commit}: the team registry's copy names")
+    entry = module_entry_dir(team.root / "bob" / "buf-cache", victim.module, victim.commit)
+    assert "0" * 32 not in (entry / "module.yaml").read_text()
+
+    # The same forgery inside a pack: that module comes on its own (from the team registry,
+    # whose copy bob's download from the BSR replaced).
+    members = _members_of_alices_store(team)
+    index = [d.commit for d in lock.deps].index(victim.commit)
+    members[index] = (encode_module(forged).manifest, members[index][1])
+    push_pack(team.registry, team.repo, team.tag, members)
+    carol = team.fetch("carol")
+    assert carol.pack_used is True
+    assert _tiers(carol) == {"local": 0, "team": 6, "bsr": 0}
+    entry = module_entry_dir(team.root / "carol" / "buf-cache", victim.module, victim.commit)
+    assert "0" * 32 not in (entry / "module.yaml").read_text()
+    assert any(f"the lock pack {team.tag[:17]}'s copy names" in w for w in carol.warnings)
