@@ -31,22 +31,19 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bsr_team_cache._fs import atomic_write, read_regular_file
 from bsr_team_cache._testhooks import reached
 from bsr_team_cache.domain.moduleref import ModuleName
 from bsr_team_cache.errors import InvalidContentError, StoreError
 from bsr_team_cache.limits import limits
-from bsr_team_cache.oci.artifact import (
-    ModuleArtifact,
-    StreamedModule,
-    decode_module,
-    encode_module,
-    module_layer_descriptor,
-    streamed_manifest,
-)
 from bsr_team_cache.oci.base import Descriptor, sha256_digest, validate_oci_digest, verify_blob
+
+# The artifact codec is imported by the methods that read or write entries: a warm fetch asks
+# the index only.
+if TYPE_CHECKING:
+    from bsr_team_cache.oci.artifact import ModuleArtifact, StreamedModule
 
 SCHEMA_VERSION = 3
 _STALE_TMP_SECONDS = 3600
@@ -308,6 +305,8 @@ class LocalStore:
         ).fetchone()
         if row is None:
             return None
+        from bsr_team_cache.oci.artifact import decode_module
+
         where = f"{self.describe()}: {module}:{commit}"
         try:
             manifest = self._read_blob(row[0], limits().max_document_bytes)
@@ -348,6 +347,8 @@ class LocalStore:
         where = f"{self.describe()}: {module}:{commit}"
         try:
             manifest = self._read_blob(row[0], limits().max_document_bytes)
+            from bsr_team_cache.oci.artifact import module_layer_descriptor
+
             return manifest, self._read_descriptor(module_layer_descriptor(manifest, where)[2])
         except (_MissingBlob, InvalidContentError):
             return None
@@ -362,6 +363,8 @@ class LocalStore:
 
     @_store_errors
     def _put(self, artifact: ModuleArtifact) -> None:
+        from bsr_team_cache.oci.artifact import encode_module
+
         encoded = encode_module(artifact)
         # The config is embedded in the manifest: it is not kept twice.
         blobs = [*encoded.external_blobs(), (encoded.manifest, encoded.manifest_digest)]
@@ -404,6 +407,8 @@ class LocalStore:
         if not isinstance(blob, TempBlob) or blob.directory != self.root / "tmp":
             raise StoreError(f"{self.describe()}: {module.module}:{module.commit} was not staged")
         blob.move_to(self._blob_path(module.layer.digest))
+        from bsr_team_cache.oci.artifact import streamed_manifest
+
         manifest = streamed_manifest(module)
         manifest_digest = sha256_digest(manifest)
         self._write_blob(manifest, manifest_digest)

@@ -42,13 +42,6 @@ from bsr_team_cache.errors import (
     UsageError,
 )
 from bsr_team_cache.limits import limits
-from bsr_team_cache.oci.artifact import (
-    ModuleArtifact,
-    ModuleDepRecord,
-    StreamedModule,
-    pull_module,
-    push_module,
-)
 from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.store import LocalStore
 from bsr_team_cache.store.fallible import FallibleStore
@@ -61,6 +54,7 @@ if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
     from bsr_team_cache.bsr.client import BSRModuleClient
+    from bsr_team_cache.oci.artifact import ModuleArtifact, StreamedModule
     from bsr_team_cache.team.config import TeamConfig
     from bsr_team_cache.team.packs import Pack
 
@@ -211,6 +205,8 @@ class _Run:
     def keep(self, artifact: ModuleArtifact | StreamedModule) -> None:
         if self.store is None:
             return
+        from bsr_team_cache.oci.artifact import StreamedModule
+
         if isinstance(artifact, StreamedModule):  # its layer waits in the store's tmp/
             self.store.adopt(artifact)
         else:  # a full disk: a warning, and the fetch goes on
@@ -305,6 +301,8 @@ def write_cache_entry(
     """buf's cache entry of the digest type the lock pins: b5, or b4 with the deps' b4 digests
     and the module's own v1 buf.yaml/buf.lock. A streamed module's entry was staged in
     ``buf_cache`` as its layer arrived (team/stream_sinks.py): it is only made visible."""
+    from bsr_team_cache.oci.artifact import StreamedModule
+
     b4 = dep.pins_b4
     deps = [(d.module, d.commit, d.b4 if b4 else d.digest) for d in artifact.deps]
     v1_files = artifact.v1_files if b4 else None
@@ -659,6 +657,8 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
     decide_first = wants_bundle and (
         run.bundle is not None or len(deps) >= DECIDE_FIRST_DEPS or _team_config_known(run)
     )
+    from bsr_team_cache.oci.artifact import StreamedModule, pull_module
+
     decided = threading.Event()
     covered: set[str] = set()
 
@@ -959,6 +959,8 @@ def _publish_pack(run: _Run, deps: list[LockedDep]) -> None:
 def _from_bsr(run: _Run, misses: list[LockedDep], bsr: BSRModuleClient) -> None:
     """One batched download. For a v1 lock (b4 digests) also the b4 graph and the v1beta1
     download (a v1 module's own buf.yaml/buf.lock): the artifact then serves both types."""
+    from bsr_team_cache.oci.artifact import ModuleArtifact, ModuleDepRecord
+
     t0 = time.time()
     refs = [ModuleRef(d.module, d.commit) for d in misses]
     b4 = any(d.pins_b4 for d in misses)
@@ -1043,6 +1045,8 @@ def _from_bsr(run: _Run, misses: list[LockedDep], bsr: BSRModuleClient) -> None:
 def _publish(run: _Run, artifacts: list[ModuleArtifact]) -> set[str]:
     """Push BSR downloads to the team registry, in parallel; failures are warnings. A team
     whose configuration turns ``shared_cache`` off keeps downloads private."""
+    from bsr_team_cache.oci.artifact import push_module
+
     if run.registry_down is not None or not artifacts:
         return set()
     try:

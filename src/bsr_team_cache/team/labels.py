@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from bsr_team_cache.domain.moduleref import ModuleName, is_commit_id, is_label
 from bsr_team_cache.errors import InvalidContentError
-from bsr_team_cache.oci.artifact import module_repository
 from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.oci.documents import read_document, read_document_at, update_document
 from bsr_team_cache.oci.url import in_namespace
@@ -44,6 +43,8 @@ class LabelRecord:
 
 def label_index_repository(team: str, module: ModuleName, namespace: str = "") -> str:
     """``[ns/]teams/<team>/labels/<host>/<owner>/<module>``."""
+    from bsr_team_cache.oci.artifact import module_repository  # not loaded by a warm fetch
+
     parts = module_repository(team, module).split("/")
     parts[2] = "labels"  # teams/<team>/dependencies/... -> teams/<team>/labels/...
     return in_namespace(namespace, "/".join(parts))
@@ -85,6 +86,8 @@ def read_trusted_label_index(
     if found is None:
         if trusted.signed:
             return {}
+        from bsr_team_cache.oci.artifact import module_repository
+
         return read_label_index(registry, module_repository(team, module, namespace))
     try:
         trusted.check(found.annotations, found.payload, labels_context(team, module))

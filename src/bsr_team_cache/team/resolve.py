@@ -30,12 +30,12 @@ from bsr_team_cache.errors import (
     RegistryError,
     UnavailableError,
 )
-from bsr_team_cache.oci.artifact import ModuleArtifact, module_repository, pull_module
 from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.store import LocalStore
 
 if TYPE_CHECKING:
     from bsr_team_cache.bsr.client import BSRModuleClient
+    from bsr_team_cache.oci.artifact import ModuleArtifact
     from bsr_team_cache.store.fallible import FallibleStore
 from bsr_team_cache.team import DEFAULT_LABEL_TTL
 from bsr_team_cache.team.labels import (
@@ -81,6 +81,8 @@ class TeamContext:
         return self._private_keys
 
     def repo(self, module: ModuleName) -> str:
+        from bsr_team_cache.oci.artifact import module_repository
+
         return module_repository(self.team, module, self.namespace)
 
     def labels_repo(self, module: ModuleName) -> str:
@@ -436,6 +438,8 @@ def _artifact(
             found = None
         if found is not None:
             return found
+    from bsr_team_cache.oci.artifact import pull_module
+
     try:
         return pull_module(
             team.registry, team.repo(module), module, commit, private_keys=team.private_keys()
