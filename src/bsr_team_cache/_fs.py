@@ -91,15 +91,26 @@ def inside(root: Path, path: Path, error: type[Exception] = UsageError) -> Path:
     return Path(path_text)
 
 
-def read_regular_file(path: Path, max_bytes: int) -> bytes:
-    """A regular file's bytes (never a link, FIFO or device), refused beyond ``max_bytes``."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+def open_regular_file(path: Path, max_bytes: int) -> int:
+    """A descriptor of ``path`` opened for reading if it is a regular file (never a link, FIFO
+    or device) of at most ``max_bytes``; else the file is closed and the error raised."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise InvalidContentError(f"{path}: not a regular file")
         if info.st_size > max_bytes:
             raise ContentTooLargeError(f"{path}: {info.st_size} bytes exceeds {max_bytes}")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular_file(path: Path, max_bytes: int) -> bytes:
+    """A regular file's bytes (never a link, FIFO or device), refused beyond ``max_bytes``."""
+    fd = open_regular_file(path, max_bytes)
+    try:
         with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read(max_bytes + 1)
     finally:

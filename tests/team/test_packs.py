@@ -3,7 +3,6 @@ by the second machine that uses the lock, and never trusted for being a pack."""
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from dataclasses import replace
@@ -24,9 +23,8 @@ from bsr_team_cache.store import LocalStore
 from bsr_team_cache.team.cache import TeamCache
 from bsr_team_cache.team.fetch import FetchReport, fetch
 from bsr_team_cache.team.packs import (
-    PACK_CONFIG_TYPE,
-    PACK_LAYER_TYPE,
     PACK_TYPE,
+    _pack_manifest,
     encode_pack,
     pack_repository,
     pack_tag,
@@ -216,27 +214,7 @@ def test_a_pack_of_the_wrong_shape_is_not_used(team, forge, problem):
 
 def _manifest_for(config: bytes, layer: bytes) -> bytes:
     """A pack manifest for these bytes, whatever they hold (config and layer embedded)."""
-    return json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "artifactType": PACK_TYPE,
-            "config": {
-                "mediaType": PACK_CONFIG_TYPE,
-                "digest": sha256_digest(config),
-                "size": len(config),
-                "data": base64.b64encode(config).decode(),
-            },
-            "layers": [
-                {
-                    "mediaType": PACK_LAYER_TYPE,
-                    "digest": sha256_digest(layer),
-                    "size": len(layer),
-                    "data": base64.b64encode(layer).decode(),
-                }
-            ],
-        }
-    ).encode()
+    return _pack_manifest(config, layer, True, 6)
 
 
 def test_no_pack_for_a_team_that_keeps_downloads_private(team):

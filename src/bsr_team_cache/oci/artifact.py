@@ -476,17 +476,21 @@ def decode_module(
     return _decoded(layer_desc, fields, read_blob, module, commit, where, private_keys)
 
 
-def _checked_header(
-    manifest_bytes: bytes, read_blob: ReadBlob, module: ModuleName, commit: str, where: str
-) -> tuple[Descriptor, dict]:
-    """An artifact's files layer descriptor and its config's checked fields."""
-    manifest = parse_manifest(manifest_bytes, where, ARTIFACT_TYPE)
-    config_desc = parse_descriptor(
+def _config_descriptor(manifest: dict, where: str) -> Descriptor:
+    return parse_descriptor(
         manifest.get("config"),
         f"{where} config",
         media_types=(CONFIG_MEDIA_TYPE,),
         max_size=limits().max_document_bytes,
     )
+
+
+def _checked_header(
+    manifest_bytes: bytes, read_blob: ReadBlob, module: ModuleName, commit: str, where: str
+) -> tuple[Descriptor, dict]:
+    """An artifact's files layer descriptor and its config's checked fields."""
+    manifest = parse_manifest(manifest_bytes, where, ARTIFACT_TYPE)
+    config_desc = _config_descriptor(manifest, where)
     layer_desc = _layer_descriptor(manifest, where)
     fields = _config_fields(
         parse_json(read_blob(config_desc), where, "config"), module, commit, where
@@ -670,12 +674,7 @@ def module_layer_descriptor(
     descriptor: its form only (decode_module checks the rest). For readers that place the
     layer themselves (lock packs)."""
     manifest = parse_manifest(manifest_bytes, where, ARTIFACT_TYPE)
-    config = parse_descriptor(
-        manifest.get("config"),
-        f"{where} config",
-        media_types=(CONFIG_MEDIA_TYPE,),
-        max_size=limits().max_document_bytes,
-    )
+    config = _config_descriptor(manifest, where)
     if config.data is None:
         raise InvalidContentError(f"{where}: the config is not embedded in the manifest")
     fields = parse_json(config.data, where, "config")

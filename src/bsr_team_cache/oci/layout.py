@@ -13,7 +13,6 @@ import functools
 import json
 import os
 import shutil
-import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ from bsr_team_cache._fs import (
     atomic_write,
     file_chunks,
     inside,
+    open_regular_file,
     read_regular_file,
     write_verified,
 )
@@ -143,18 +143,9 @@ class OCILayoutRegistry:
 
         path = self._blob_path(repo, digest)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = open_regular_file(path, max_bytes)
         except FileNotFoundError:
             raise MissingBlobError(f"{self.describe()}: {repo}: blob {digest} not found") from None
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise InvalidContentError(f"{path}: not a regular file")
-            if info.st_size > max_bytes:
-                raise ContentTooLargeError(f"{path}: {info.st_size} bytes exceeds {max_bytes}")
-        except BaseException:
-            os.close(fd)
-            raise
         chunks = self._file_chunks(fd, path, max_bytes)
         return verified_chunks(chunks, digest, f"{self.describe()}/{repo}")
 

@@ -299,10 +299,7 @@ class LocalStore:
     def get(self, module: ModuleName, commit: str, *, touch: bool = True) -> ModuleArtifact | None:
         """The verified artifact, or None. A corrupt entry is dropped and reported. A read that
         is not a use (``touch=False``: sync pushing what is here) leaves the LRU order alone."""
-        row = self._db.execute(
-            "SELECT manifest, blobs FROM entries WHERE module = ? AND commit_id = ?",
-            (str(module), commit),
-        ).fetchone()
+        row = self._entry(module, commit, "manifest, blobs")
         if row is None:
             return None
         from bsr_team_cache.oci.artifact import decode_module
@@ -324,31 +321,30 @@ class LocalStore:
             self.touch(module, commit)
         return artifact
 
+    def _entry(self, module: ModuleName | str, commit: str, columns: str) -> tuple | None:
+        """These columns (a constant of this class's) of the entry's index row, if there is one."""
+        return self._db.execute(
+            f"SELECT {columns} FROM entries WHERE module = ? AND commit_id = ?",
+            (str(module), commit),
+        ).fetchone()
+
     @_store_errors
     def contains(self, module: ModuleName, commit: str) -> bool:
-        return (
-            self._db.execute(
-                "SELECT 1 FROM entries WHERE module = ? AND commit_id = ?", (str(module), commit)
-            ).fetchone()
-            is not None
-        )
+        return self._entry(module, commit, "1") is not None
 
     @_store_errors
     def encoded(self, module: ModuleName, commit: str) -> tuple[bytes, bytes] | None:
         """The entry's manifest and files layer as stored, each checked against its digest but
         not decoded (a lock pack carries them; its readers check everything). None if the entry
         is absent or its blobs are not sound."""
-        row = self._db.execute(
-            "SELECT manifest FROM entries WHERE module = ? AND commit_id = ?",
-            (str(module), commit),
-        ).fetchone()
+        row = self._entry(module, commit, "manifest")
         if row is None:
             return None
+        from bsr_team_cache.oci.artifact import module_layer_descriptor
+
         where = f"{self.describe()}: {module}:{commit}"
         try:
             manifest = self._read_blob(row[0], limits().max_document_bytes)
-            from bsr_team_cache.oci.artifact import module_layer_descriptor
-
             return manifest, self._read_descriptor(module_layer_descriptor(manifest, where)[2])
         except (_MissingBlob, InvalidContentError):
             return None
