@@ -14,7 +14,10 @@ file as it completes, under the same checks, with the same messages.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import io
+import threading
 import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -32,6 +35,43 @@ MAX_METADATA_BYTES = 32 << 20  # all headers and PAX records of one layer
 # What may follow the end-of-archive block in a layer that is kept as received: tar's record
 # padding (zeros; 10 KiB for tarfile and GNU tar).
 MAX_TRAILING_ZEROS = 64 << 10
+
+# Layers read whole into memory that inflate past INFLATE_RATIO_FLOOR each hold one of these
+# slots while they decode (and, inside ``holding_large_layers``, until that block ends, while
+# their files are stored and placed): a peer cannot make 16 workers hold 16 modules of up to
+# the module limit at once. A block holds at most one slot, so no holder ever waits for
+# another slot and no wait can close a circle.
+LARGE_LAYER_SLOTS = 2
+_large_slots = threading.BoundedSemaphore(LARGE_LAYER_SLOTS)
+_held_slots: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
+    "held_large_layer_slots", default=None
+)
+
+
+@contextlib.contextmanager
+def holding_large_layers() -> Iterator[None]:
+    """Large layers decoded in this block keep their slot until it ends (one worker's module:
+    pulled, stored, placed)."""
+    held: list[bool] = []
+    token = _held_slots.set(held)
+    try:
+        yield
+    finally:
+        _held_slots.reset(token)
+        if held:
+            _large_slots.release()
+
+
+def _take_large_slot() -> bool:
+    """Wait for a slot; True if the caller releases it (no block holds it for longer)."""
+    held = _held_slots.get()
+    if held:
+        return False  # this block already has its slot
+    _large_slots.acquire()
+    if held is None:
+        return True
+    held.append(True)
+    return False
 
 
 def files_layer(files: dict[str, bytes]) -> bytes:
@@ -299,9 +339,17 @@ def decode_files_layer(data: bytes | BinaryIO, where: str) -> tuple[dict[str, by
     source = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
     inflater = open_layer(source, where)
     files: dict[str, bytes] = {}
-    for path, size in layer_members(inflater, where):
-        files[path] = inflater.take(size)
-        skip_padding(inflater, size)
+    release = large = False
+    try:
+        for path, size in layer_members(inflater, where):
+            if not large and inflater.produced + size > INFLATE_RATIO_FLOOR:
+                large = True
+                release = _take_large_slot()
+            files[path] = inflater.take(size)
+            skip_padding(inflater, size)
+    finally:
+        if release:
+            _large_slots.release()
     header = data[:4] if isinstance(data, bytes | bytearray) else b""
     exact = is_gzip_without_extras(header) and inflater.at_end()
     return files, exact

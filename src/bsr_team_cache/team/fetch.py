@@ -9,13 +9,14 @@ so N processes missing the same commit make exactly one upstream download.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from bsr_team_cache._deadline import deadline_passed, deadline_scope
 from bsr_team_cache.bufcache.v3 import entry_complete, write_module
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from bsr_team_cache.team.config import TeamConfig
     from bsr_team_cache.team.packs import Pack
 
+T = TypeVar("T")
 LOCAL, TEAM, BSR = "local", "team", "bsr"
 PACK_MIN_MODULES = 2  # team/packs.py's, here so that a warm fetch need not import it
 TIERS = (LOCAL, TEAM, BSR)
@@ -67,6 +69,15 @@ FILL_BATCH = 128
 # From this many deps on, the team registry tier asks whether a bundle covers them before
 # pulling modules one by one (see _from_registry).
 DECIDE_FIRST_DEPS = 32
+
+
+def _held(work: Callable[[LockedDep], T], dep: LockedDep) -> T:
+    """``work`` for one module, a large layer it reads whole keeping its slot until the module
+    is stored and placed (oci/layer.py: a bound on such layers in memory at once)."""
+    from bsr_team_cache.oci.layer import holding_large_layers
+
+    with holding_large_layers():
+        return work(dep)
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
@@ -714,7 +725,7 @@ def _from_registry(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
                 covered.update(_from_bundle(run, deps))
             finally:
                 decided.set()
-        futures = [pool.submit(pull, dep) for dep in deps if dep.commit not in covered]
+        futures = [pool.submit(_held, pull, dep) for dep in deps if dep.commit not in covered]
         try:
             if wants_bundle and not decide_first:
                 covered.update(_from_bundle(run, deps))
@@ -880,7 +891,7 @@ def _from_pack(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
 
     obtained = set()
     with _pool(min(run.parallel, len(in_pack))) as pool:
-        for dep, artifact, problem in pool.map(one, in_pack):
+        for dep, artifact, problem in pool.map(functools.partial(_held, one), in_pack):
             if artifact is None:
                 if problem:
                     run.report.warnings.append(problem)
