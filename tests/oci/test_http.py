@@ -342,6 +342,24 @@ def _pull_all(reg: HTTPRegistry, repos: list[str]) -> None:
         assert reg.read_manifest(repo, "v1") is not None
 
 
+PAYMENTS = Credentials("payments", "pw1")
+
+
+def _token_cached(
+    registry: DistributionServer, directory: Path, repo: str, layer: bytes
+) -> tuple[TokenService, TokenCache]:
+    """The token service, and a cache in ``directory`` holding the token of one pull of
+    ``repo`` (pushed first, holding ``layer``) by the payments user."""
+    tokens = registry.token_service
+    assert tokens is not None
+    with HTTPRegistry(registry.url, credentials=PAYMENTS) as writer:
+        _push_artifact(writer, repo, "v1", layer)
+    cache = TokenCache(directory)
+    with HTTPRegistry(registry.url, credentials=PAYMENTS, token_cache=cache) as first:
+        _pull_all(first, [repo])
+    return tokens, cache
+
+
 def test_tokens_are_shared_across_clients_through_the_token_cache(
     token_registry: DistributionServer, tmp_path: Path
 ) -> None:
@@ -380,20 +398,13 @@ def test_tokens_are_shared_across_clients_through_the_token_cache(
 def test_an_expiring_cached_token_is_not_used(
     token_registry: DistributionServer, tmp_path: Path
 ) -> None:
-    tokens = token_registry.token_service
-    assert tokens is not None
     repo = "teams/payments/deps/expiring"
-    login = Credentials("payments", "pw1")
-    with HTTPRegistry(token_registry.url, credentials=login) as writer:
-        _push_artifact(writer, repo, "v1", b"x")
-    cache = TokenCache(tmp_path / "store")
-    with HTTPRegistry(token_registry.url, credentials=login, token_cache=cache) as first:
-        _pull_all(first, [repo])
+    tokens, _ = _token_cached(token_registry, tmp_path / "store", repo, b"x")
     # The same file, read 290 s later: the token (300 s, kept until 10 s before its end)
     # has less than the 30 s reuse margin left.
     later = TokenCache(tmp_path / "store", clock=lambda: time.time() + 290)
     before = len(tokens.issued)
-    with HTTPRegistry(token_registry.url, credentials=login, token_cache=later) as second:
+    with HTTPRegistry(token_registry.url, credentials=PAYMENTS, token_cache=later) as second:
         _pull_all(second, [repo])
     assert len(tokens.issued) - before == 1
 
@@ -401,22 +412,15 @@ def test_an_expiring_cached_token_is_not_used(
 def test_a_refused_cached_token_leaves_the_cache(
     token_registry: DistributionServer, tmp_path: Path
 ) -> None:
-    tokens = token_registry.token_service
-    assert tokens is not None
     repo = "teams/payments/deps/refused"
-    login = Credentials("payments", "pw1")
-    with HTTPRegistry(token_registry.url, credentials=login) as writer:
-        _push_artifact(writer, repo, "v1", b"y")
-    cache = TokenCache(tmp_path / "store")
-    with HTTPRegistry(token_registry.url, credentials=login, token_cache=cache) as first:
-        _pull_all(first, [repo])
+    tokens, cache = _token_cached(token_registry, tmp_path / "store", repo, b"y")
     # A token the registry no longer accepts (e.g. signed by a key it stopped trusting).
     data = json.loads(cache.path.read_text())
     (entry,) = data["tokens"].values()
     entry["token"] = "not-a-valid-token"
     cache.path.write_text(json.dumps(data))
     before = len(tokens.issued)
-    with HTTPRegistry(token_registry.url, credentials=login, token_cache=cache) as second:
+    with HTTPRegistry(token_registry.url, credentials=PAYMENTS, token_cache=cache) as second:
         _pull_all(second, [repo])
     assert len(tokens.issued) - before == 1
     (entry,) = json.loads(cache.path.read_text())["tokens"].values()
@@ -426,18 +430,11 @@ def test_a_refused_cached_token_leaves_the_cache(
 def test_a_token_cache_readable_by_others_is_ignored(
     token_registry: DistributionServer, tmp_path: Path
 ) -> None:
-    tokens = token_registry.token_service
-    assert tokens is not None
     repo = "teams/payments/deps/mode"
-    login = Credentials("payments", "pw1")
-    with HTTPRegistry(token_registry.url, credentials=login) as writer:
-        _push_artifact(writer, repo, "v1", b"z")
-    cache = TokenCache(tmp_path / "store")
-    with HTTPRegistry(token_registry.url, credentials=login, token_cache=cache) as first:
-        _pull_all(first, [repo])
+    tokens, cache = _token_cached(token_registry, tmp_path / "store", repo, b"z")
     cache.path.chmod(0o644)
     before = len(tokens.issued)
-    with HTTPRegistry(token_registry.url, credentials=login, token_cache=cache) as second:
+    with HTTPRegistry(token_registry.url, credentials=PAYMENTS, token_cache=cache) as second:
         _pull_all(second, [repo])
     assert len(tokens.issued) - before == 1
     assert stat.S_IMODE(cache.path.stat().st_mode) == 0o600  # rewritten, private again

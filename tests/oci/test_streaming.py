@@ -273,13 +273,18 @@ def test_files_that_do_not_hash_to_the_pinned_digest_leave_nothing_behind(
     _nothing_left(store, cache)
 
 
-def _tar_gz(members: list[tuple[str, bytes]]) -> bytes:
+def _tar_gz(members: list[tuple[str, bytes]], *, symlink: bool = False) -> bytes:
+    """A tar+gzip of ``members`` (and, with ``symlink``, then a link to /etc/passwd)."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name, data in members:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+        if symlink:
+            link = tarfile.TarInfo("acme/big/link.proto")
+            link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(link)
     return gzip.compress(raw.getvalue(), mtime=0)
 
 
@@ -300,19 +305,6 @@ def _bomb(size: int) -> bytes:
     parts += [deflate.compress(zeros) for _ in range(size >> 20)]
     parts += [deflate.compress(bytes(1024)), deflate.flush()]
     return b"".join(parts)
-
-
-def _with_symlink(members: list[tuple[str, bytes]]) -> bytes:
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        link = tarfile.TarInfo("acme/big/link.proto")
-        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
-        tar.addfile(link)
-    return gzip.compress(raw.getvalue(), mtime=0)
 
 
 @pytest.mark.parametrize(
@@ -347,7 +339,7 @@ def _with_symlink(members: list[tuple[str, bytes]]) -> bytes:
         ),
         (
             "a link member",
-            lambda: _with_symlink(sorted(big_files().items())[:80]),
+            lambda: _tar_gz(sorted(big_files().items())[:80], symlink=True),
             "only regular files",
         ),
         (

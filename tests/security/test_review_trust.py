@@ -34,7 +34,7 @@ from bsr_team_cache.trust.signatures import (
     parse_signature,
     sign,
 )
-from tests.trust.conftest import ALICE, CAROL, signed_team
+from tests.trust.conftest import ALICE, CAROL, create_signed_team
 
 REPO = config_repository("t")
 
@@ -52,20 +52,7 @@ def _write(registry, store, change, by, key) -> TeamConfig:
 def test_a_removed_admin_cannot_fork_the_chain_from_before_their_removal(tmp_path: Path) -> None:
     registry = OCILayoutRegistry(tmp_path / "registry")
     alice = LocalStore(tmp_path / "alice")
-    wanted = signed_team()
-    _write(
-        registry,
-        alice,
-        lambda b: make_config(
-            "t",
-            members=wanted.members,
-            roles=wanted.roles,
-            signing_keys=wanted.signing_keys,
-            base=b,
-        ),
-        "alice",
-        ALICE,
-    )
+    create_signed_team(registry, alice)
     # alice makes carol an admin, then removes her again.
     with_carol = _write(
         registry,

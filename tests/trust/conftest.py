@@ -6,7 +6,10 @@ from __future__ import annotations
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bsr_team_cache.oci.base import RegistryBackend
+from bsr_team_cache.store import LocalStore
 from bsr_team_cache.team.config import TeamConfig, make_config
+from bsr_team_cache.team.trust import update_team_config
 from bsr_team_cache.trust.keys import SigningKey
 
 
@@ -27,10 +30,26 @@ def pem(key: SigningKey) -> str:
     ).decode()
 
 
-def signed_team(team: str = "t") -> TeamConfig:
+def signed_team(team: str = "t", base: TeamConfig | None = None) -> TeamConfig:
     return make_config(
         team,
         members=["alice", "mia", "bob"],
         roles={"alice": "admin", "mia": "maintainer"},
         signing_keys={m: k.public_text for m, k in (("alice", ALICE), ("mia", MIA), ("bob", BOB))},
+        base=base,
+    )
+
+
+def create_signed_team(
+    registry: RegistryBackend, store: LocalStore, namespace: str = ""
+) -> TeamConfig:
+    """Team t's signed configuration, written by alice (its admin) from her machine ``store``."""
+    return update_team_config(
+        registry,
+        "t",
+        lambda base: signed_team(base=base),
+        by="alice",
+        namespace=namespace,
+        signing_key=ALICE,
+        store=store,
     )

@@ -20,7 +20,7 @@ from bsr_team_cache.team.config import (
 )
 from bsr_team_cache.team.trust import TRUSTED_KEYS_ENV, read_trusted_config, update_team_config
 from bsr_team_cache.trust.signatures import sign
-from tests.trust.conftest import ALICE, BOB, CAROL, MIA, signed_team
+from tests.trust.conftest import ALICE, BOB, CAROL, MIA, create_signed_team
 
 REPO = config_repository("t")
 
@@ -34,24 +34,6 @@ def _store(tmp_path: Path, name: str) -> LocalStore:
     return LocalStore(tmp_path / name)
 
 
-def _create_signed_team(registry: OCILayoutRegistry, store: LocalStore) -> TeamConfig:
-    wanted = signed_team()
-    return update_team_config(
-        registry,
-        "t",
-        lambda base: make_config(
-            "t",
-            members=wanted.members,
-            roles=wanted.roles,
-            signing_keys=wanted.signing_keys,
-            base=base,
-        ),
-        by="alice",
-        signing_key=ALICE,
-        store=store,
-    )
-
-
 def _read(registry, store, env=None) -> tuple[TeamConfig | None, bool, list[str]]:
     warnings: list[str] = []
     trusted = read_trusted_config(registry, "t", "", store, warnings, env=env or {})
@@ -59,7 +41,7 @@ def _read(registry, store, env=None) -> tuple[TeamConfig | None, bool, list[str]
 
 
 def test_first_contact_is_trusted_on_first_use_then_pinned(registry, tmp_path: Path) -> None:
-    created = _create_signed_team(registry, _store(tmp_path, "alice"))
+    created = create_signed_team(registry, _store(tmp_path, "alice"))
     machine = _store(tmp_path, "bob")
     config, signed, warnings = _read(registry, machine)
     assert (config, signed) == (created, True)
@@ -71,7 +53,7 @@ def test_first_contact_is_trusted_on_first_use_then_pinned(registry, tmp_path: P
 
 
 def test_expected_admin_keys_refuse_another_first_configuration(registry, tmp_path) -> None:
-    _create_signed_team(registry, _store(tmp_path, "alice"))
+    create_signed_team(registry, _store(tmp_path, "alice"))
     config, signed, warnings = _read(
         registry, _store(tmp_path, "bob"), env={TRUSTED_KEYS_ENV: CAROL.key_id}
     )
@@ -89,7 +71,7 @@ def test_expected_admin_keys_refuse_another_first_configuration(registry, tmp_pa
 
 def test_admin_rotation_is_followed_through_the_chain(registry, tmp_path: Path) -> None:
     alice_machine = _store(tmp_path, "alice")
-    first = _create_signed_team(registry, alice_machine)
+    first = create_signed_team(registry, alice_machine)
     bob_machine = _store(tmp_path, "bob")
     assert _read(registry, bob_machine)[0] == first  # pinned: alice is the only admin
     # alice makes carol an admin, then carol removes alice: bob's machine saw neither.
@@ -141,7 +123,7 @@ def _push_signed(registry, config: TeamConfig, key, member: str) -> None:
 def test_a_configuration_not_signed_by_an_admin_is_ignored(
     registry, tmp_path: Path, signer: str | None, reason: str
 ) -> None:
-    trusted = _create_signed_team(registry, _store(tmp_path, "alice"))
+    trusted = create_signed_team(registry, _store(tmp_path, "alice"))
     machine = _store(tmp_path, "dan")
     _read(registry, machine)  # pinned
     # bob (or mia, or anyone unsigned) makes himself admin and adds an encryption key.
@@ -164,7 +146,7 @@ def test_a_configuration_not_signed_by_an_admin_is_ignored(
 
 def test_an_older_admin_signed_configuration_is_not_a_rollback(registry, tmp_path) -> None:
     alice_machine = _store(tmp_path, "alice")
-    _create_signed_team(registry, alice_machine)
+    create_signed_team(registry, alice_machine)
     old_manifest, _ = registry.read_manifest(REPO, CONFIG_TAG)
     newer = update_team_config(
         registry,
@@ -188,7 +170,7 @@ def test_an_older_admin_signed_configuration_is_not_a_rollback(registry, tmp_pat
 
 def test_writers_of_a_signed_team(registry, tmp_path: Path) -> None:
     store = _store(tmp_path, "alice")
-    _create_signed_team(registry, store)
+    create_signed_team(registry, store)
 
     def add_dan(c: TeamConfig) -> TeamConfig:
         return make_config("t", members=[*c.members, "dan"], base=c)

@@ -20,7 +20,6 @@ from bsr_team_cache.oci.documents import canonical_json, push_document
 from bsr_team_cache.oci.http import HTTPRegistry
 from bsr_team_cache.oci.layout import OCILayoutRegistry
 from bsr_team_cache.store import LocalStore
-from bsr_team_cache.team.config import make_config
 from bsr_team_cache.team.labels import (
     LABEL_INDEX_TAG,
     LABELS_ARTIFACT_TYPE,
@@ -30,11 +29,10 @@ from bsr_team_cache.team.labels import (
     update_label_index,
 )
 from bsr_team_cache.team.resolve import TeamContext, label_writer, resolve_refs
-from bsr_team_cache.team.trust import update_team_config
 from bsr_team_cache.trust.keys import SIGNING_KEY_ENV
 from bsr_team_cache.trust.signatures import sign
 from tests.security.hostile import free_port
-from tests.trust.conftest import ALICE, BOB, MIA, pem, signed_team
+from tests.trust.conftest import BOB, MIA, create_signed_team, pem
 
 LEGIT = "a" * 32
 EVIL = "e" * 32
@@ -74,22 +72,7 @@ def test_a_members_forged_label_index_is_ignored_offline(
     evil = _artifact(str(pets), EVIL, b'syntax = "proto3";\npackage evil.v1;\n')
     for artifact in (legit, evil):  # members publish modules: both are in the registry
         push_module(registry, module_repository("t", pets, ns), artifact)
-    wanted = signed_team()
-    update_team_config(
-        registry,
-        "t",
-        lambda base: make_config(
-            "t",
-            members=wanted.members,
-            roles=wanted.roles,
-            signing_keys=wanted.signing_keys,
-            base=base,
-        ),
-        by="alice",
-        namespace=ns,
-        signing_key=ALICE,
-        store=LocalStore(tmp_path / "alice"),
-    )
+    create_signed_team(registry, LocalStore(tmp_path / "alice"), ns)
     repo = label_index_repository("t", pets, ns)
     where = f"{registry.describe()}/{repo}:{LABEL_INDEX_TAG}"
 

@@ -75,10 +75,6 @@ class Scope:
     name: str
     actions: tuple[str, ...]
 
-    def text(self, actions: Iterable[str] | None = None) -> str:
-        chosen = self.actions if actions is None else tuple(actions)
-        return f"{self.type}:{self.name}:{','.join(chosen)}"
-
 
 def parse_scope(text: str) -> Scope | None:
     """A scope, or None if it does not parse or names nothing the registry knows (no
@@ -103,11 +99,10 @@ def parse_scope(text: str) -> Scope | None:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who asks: a member name, whether a site admin, and how they authenticated."""
+    """Who asks: a member name, and whether a site admin (never through a CI token)."""
 
     name: str
     site_admin: bool = False
-    via: str = "password"  # "password" or "token"
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from bsr_team_cache._http import same_origin
 from bsr_team_cache.audit import log as audit_log
 from bsr_team_cache.audit.team import audit_repository
 from bsr_team_cache.audit.team import ship as ship_audit
@@ -161,13 +162,8 @@ class SelfAuthTransport(httpx.HTTPTransport):
         self._origin = httpx.URL(origin)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        own = (url.scheme, url.host, url.port) == (
-            self._origin.scheme,
-            self._origin.host,
-            self._origin.port,
-        )
-        access = self_access(request.method, url.path) if own else None
+        own = same_origin(request.url, self._origin)
+        access = self_access(request.method, request.url.path) if own else None
         if access is not None and "Authorization" not in request.headers:
             request.headers["Authorization"] = self._tokens.header(access)
         return super().handle_request(request)
@@ -361,7 +357,7 @@ class AuthService:
         except AuthenticationFailed as exc:
             self._refuse_all(audit_member(claimed), scopes, str(exc))
             return self._unauthorized(str(exc))
-        principal = Principal(who.name, who.site_admin, who.via)
+        principal = Principal(who.name, who.site_admin)
         decisions = [decide(principal, s, self.configs, self.namespace) for s in scopes]
         if self._forget_for_recheck(decisions):
             # A refusal is checked against fresh configurations: an admin's change (a new

@@ -7,7 +7,7 @@ import json
 import click
 
 from bsr_team_cache.cli.options import TeamOptions, team_options
-from bsr_team_cache.errors import UsageError
+from bsr_team_cache.errors import ConfigError, UsageError
 from bsr_team_cache.oci.url import redact
 from bsr_team_cache.team.config import ROLES, STRATEGIES
 
@@ -148,17 +148,14 @@ def _pairs(values: tuple[str, ...], option: str, shape: str) -> dict[str, str]:
 
 
 def public_key_pem(path: str, what: str) -> str:
-    """The PEM text of a public key file, checked to be one (RSA or EC)."""
-    from cryptography.hazmat.primitives import serialization
+    """The PEM text of a public key file, checked to be one (RSA or EC, as encryption takes)."""
+    from bsr_team_cache.oci import encryption
 
-    data = _read_small(path, what)
     try:
-        key = serialization.load_pem_public_key(data)
-    except ValueError:
-        raise UsageError(f"{what}: {path} is not a PEM public key") from None
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+        key = encryption.load_public_key(path)
+    except ConfigError as exc:
+        raise UsageError(f"{what}: {exc}") from None
+    return encryption.public_key_pem(key).decode()
 
 
 def signing_key_text(path: str, what: str) -> str:

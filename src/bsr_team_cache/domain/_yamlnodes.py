@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 # Strings that YAML reads back as the same string when written plain: a letter first (so not a
 # number, and not a YAML indicator), then name-like characters. Module names, commits that begin
 # with a letter, and digests are of this kind; anything else goes through the full check.
-_PLAIN_SAFE = re.compile(r"[A-Za-z][A-Za-z0-9._/-]*(?::[A-Za-z0-9._/-]+)*")
+PLAIN_SAFE = re.compile(r"[A-Za-z][A-Za-z0-9._/-]*(?::[A-Za-z0-9._/-]+)*")
 # Words YAML reads as something else than that string (booleans, null, numbers).
 PLAIN_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "nan", "inf"}
 # YAML 1.2 numbers (what buf's Go YAML reads), which PyYAML's 1.1 rules read as strings.
@@ -31,7 +31,7 @@ _YAML12_NUMBER = re.compile(
 def scalar_text(value: str) -> str:
     """``value`` as a YAML scalar: plain when YAML would read it back unchanged, else a
     double-quoted string with every special character escaped (so no value can add keys)."""
-    if _PLAIN_SAFE.fullmatch(value) and value.lower() not in PLAIN_WORDS:
+    if PLAIN_SAFE.fullmatch(value) and value.lower() not in PLAIN_WORDS:
         return value
     import yaml
 

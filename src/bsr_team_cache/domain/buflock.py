@@ -78,7 +78,7 @@ def _required(path: Path, entry: dict, key: str, what: str, line: int) -> yaml.N
 # The lock exactly as buf (and format_buf_lock) writes it, every value plain: the form nearly
 # every buf.lock has. It is read without YAML (~20 ms to import on a new machine); any other
 # text, valid or not, goes to the YAML reader, which gives the errors with their lines.
-_PLAIN = r"[A-Za-z][A-Za-z0-9._/-]*(?::[A-Za-z0-9._/-]+)*"
+_PLAIN = yn.PLAIN_SAFE.pattern  # a value scalar_text writes plain (if not a PLAIN_WORD)
 _V2_ENTRY = re.compile(
     rf"  - name: ({_PLAIN})\n    commit: ([0-9a-f]{{32}})\n    digest: (b5:[0-9a-f]+)\n"
 )

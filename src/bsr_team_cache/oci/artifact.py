@@ -23,11 +23,10 @@ from bsr_team_cache.domain.digest import (
     SHAKE256,
     V1_CONFIG_FILES,
     Digest,
-    b4_from_contents,
     b4_from_file_digests,
-    b5_from_contents,
     b5_from_file_digests,
     parse_digest,
+    shake256_bytes,
 )
 from bsr_team_cache.domain.moduleref import (
     ModuleName,
@@ -121,17 +120,10 @@ class ModuleArtifact:
         return self.b4 is not None and all(d.b4 is not None for d in self.deps)
 
     def verify(self) -> None:
-        actual = b5_from_contents(self.files, [d.digest for d in self.deps])
-        if actual != self.digest:
-            raise DigestMismatchError(
-                f"{self.module}:{self.commit}: files hash to {actual}, expected {self.digest}"
-            )
-        if self.b4 is not None:
-            b4 = b4_from_contents(self.files, self.v1_files)
-            if b4 != self.b4:
-                raise DigestMismatchError(
-                    f"{self.module}:{self.commit}: files hash to {b4}, expected {self.b4}"
-                )
+        file_digests = {path: shake256_bytes(content) for path, content in self.files.items()}
+        _check_digests(
+            file_digests, self.deps, self.digest, self.b4, self.v1_files, self.module, self.commit
+        )
 
     @property
     def size(self) -> int:
@@ -206,6 +198,26 @@ class StreamedModule:
     def discard(self) -> None:
         """Remove what was staged and not committed (nothing once stored and placed)."""
         self.sinks.discard()
+
+
+def _check_digests(
+    file_digests: dict[str, bytes],
+    deps: Iterable[ModuleDepRecord],
+    digest: Digest,
+    b4: Digest | None,
+    v1_files: dict[str, bytes],
+    module: ModuleName,
+    commit: str,
+) -> None:
+    """The files (their shake256 digests) against the b5 ``digest`` and, if known, ``b4``: a
+    DigestMismatchError if either differs."""
+    actual = b5_from_file_digests(file_digests, [d.digest for d in deps])
+    if actual != digest:
+        raise DigestMismatchError(f"{module}:{commit}: files hash to {actual}, expected {digest}")
+    if b4 is not None:
+        actual = b4_from_file_digests(file_digests, v1_files)
+        if actual != b4:
+            raise DigestMismatchError(f"{module}:{commit}: files hash to {actual}, expected {b4}")
 
 
 def _component(text: str) -> str:
@@ -603,18 +615,15 @@ def _streamed(
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()  # a response given up midway is closed now, in this thread
-        deps = fields["deps"]
-        actual = b5_from_file_digests(layer.file_digests, [d.digest for d in deps])
-        if actual != fields["digest"]:
-            raise DigestMismatchError(
-                f"{module}:{commit}: files hash to {actual}, expected {fields['digest']}"
-            )
-        if fields["b4"] is not None:
-            b4 = b4_from_file_digests(layer.file_digests, fields["v1_files"])
-            if b4 != fields["b4"]:
-                raise DigestMismatchError(
-                    f"{module}:{commit}: files hash to {b4}, expected {fields['b4']}"
-                )
+        _check_digests(
+            layer.file_digests,
+            fields["deps"],
+            fields["digest"],
+            fields["b4"],
+            fields["v1_files"],
+            module,
+            commit,
+        )
     except BaseException:
         sinks.discard()
         raise

@@ -367,18 +367,29 @@ class LocalStore:
         for data, digest in blobs:
             self._write_blob(data, digest)
         reached("store.blobs-written")
+        stored = sum(len(data) for data, _ in blobs)
+        self._pend_row(artifact, encoded.manifest_digest, [d for _, d in blobs], stored)
+
+    def _pend_row(
+        self,
+        entry: ModuleArtifact | StreamedModule,
+        manifest_digest: str,
+        blobs: list[str],
+        stored_bytes: int,
+    ) -> None:
+        """Queue the index row that makes an entry visible (written at ``flush``)."""
         now = time.time()
         row = (
-            str(artifact.module),
-            artifact.commit,
-            encoded.manifest_digest,
-            json.dumps([d for _, d in blobs]),
-            sum(len(data) for data, _ in blobs),
+            str(entry.module),
+            entry.commit,
+            manifest_digest,
+            json.dumps(blobs),
+            stored_bytes,
             now,
             now,
-            str(artifact.digest),
-            None if artifact.b4 is None else str(artifact.b4),
-            artifact.size,
+            str(entry.digest),
+            None if entry.b4 is None else str(entry.b4),
+            entry.size,
         )
         with self._pending_lock:
             self._rows.append(row)
@@ -409,21 +420,8 @@ class LocalStore:
         manifest_digest = sha256_digest(manifest)
         self._write_blob(manifest, manifest_digest)
         reached("store.blobs-written")
-        now = time.time()
-        row = (
-            str(module.module),
-            module.commit,
-            manifest_digest,
-            json.dumps([module.layer.digest, manifest_digest]),
-            module.layer.size + len(manifest),
-            now,
-            now,
-            str(module.digest),
-            None if module.b4 is None else str(module.b4),
-            module.size,
-        )
-        with self._pending_lock:
-            self._rows.append(row)
+        blobs = [module.layer.digest, manifest_digest]
+        self._pend_row(module, manifest_digest, blobs, module.layer.size + len(manifest))
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:

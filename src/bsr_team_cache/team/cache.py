@@ -481,8 +481,10 @@ class TeamCache:
         )
         bundle = new_bundle(name, self.team, description, self.member, version, artifacts, stored)
         self._publish_bundle(bundle, description, encrypted=recipients is not None)
-        # The next fetch here sees the bundle without waiting for its copy to age.
-        self.store.kv_put(team_config_key(self.context), json.dumps(self.config([]).to_json()))
+        # The next fetch here sees the bundle without waiting for its copy to age (the
+        # configuration as read above, with the bundle index that now lists it).
+        config = with_bundle_index(self.registry, self.team, config, self.namespace)
+        self.store.kv_put(team_config_key(self.context), json.dumps(config.to_json()))
         return f"{repo}:{version}"
 
     def _publish_bundle(self, bundle: Bundle, description: str, *, encrypted: bool) -> None:

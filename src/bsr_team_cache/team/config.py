@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bsr_team_cache.domain.moduleref import parse_module_name, validate_commit_id
 from bsr_team_cache.errors import (
@@ -19,9 +19,6 @@ from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.oci.documents import read_document
 from bsr_team_cache.oci.url import in_namespace
 from bsr_team_cache.team.names import validate_repository_name, validate_team_name
-
-if TYPE_CHECKING:  # trust/ (and cryptography) load only when a configuration is written
-    pass
 
 TEAM_CONFIG_TYPE = "application/vnd.bsr-team-cache.team.v1"
 CONFIG_TAG = "latest"
@@ -51,7 +48,6 @@ DEFAULT_ROLE = "member"
 _SIGNING_KEY_RE = re.compile(r"^ed25519:[A-Za-z0-9+/]{43}=$")
 _MAX_PUBLIC_KEY_PEM = 16 * 1024
 
-# Team and bundle names become OCI repository path components: lowercase, digits, separators.
 # Members are user names or e-mail addresses, as directories and CI systems spell them.
 _MEMBER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*(?:@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)?$")
 

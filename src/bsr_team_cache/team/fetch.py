@@ -160,6 +160,7 @@ class _Run:
     # Looked for, and the team has none (or an unusable one): this fetch may make it.
     pack_missing: bool = False
     whole_lock: bool = False  # the deps are a buf.lock's: every dep record must be pinned
+    config: tuple[TeamConfig | None] | None = None  # the team configuration, once read
 
     def place(self, dep: LockedDep, artifact: ModuleArtifact | StreamedModule) -> None:
         """buf's cache entry for ``dep``, written as soon as its artifact is in and checked
@@ -1138,9 +1139,13 @@ def team_config_cached(
 
 
 def _team_config_or_defaults(run: _Run) -> TeamConfig | None:
-    """The team configuration; a malformed one is a warning, and the defaults apply."""
-    try:
-        return team_config_cached(run.team, run.store, run.report.warnings)
-    except InvalidContentError as exc:
-        run.report.warnings.append(f"team configuration ignored ({exc}); using the defaults")
-        return None
+    """The team configuration, read once per fetch (a registry that does not answer is asked
+    again); a malformed one is a warning, and the defaults apply."""
+    if run.config is None:
+        try:
+            config = team_config_cached(run.team, run.store, run.report.warnings)
+        except InvalidContentError as exc:
+            run.report.warnings.append(f"team configuration ignored ({exc}); using the defaults")
+            config = None
+        run.config = (config,)
+    return run.config[0]

@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,11 +32,6 @@ from bsr_team_cache.errors import (
 )
 from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.store import LocalStore
-
-if TYPE_CHECKING:
-    from bsr_team_cache.bsr.client import BSRModuleClient
-    from bsr_team_cache.oci.artifact import ModuleArtifact
-    from bsr_team_cache.store.fallible import FallibleStore
 from bsr_team_cache.team import DEFAULT_LABEL_TTL
 from bsr_team_cache.team.labels import (
     DEFAULT_LABEL,
@@ -48,6 +43,9 @@ from bsr_team_cache.team.labels import (
 )
 
 if TYPE_CHECKING:
+    from bsr_team_cache.bsr.client import BSRModuleClient
+    from bsr_team_cache.oci.artifact import ModuleArtifact
+    from bsr_team_cache.store.fallible import FallibleStore
     from bsr_team_cache.team.trust import DocumentSigner, TrustedConfig
 
 
@@ -89,10 +87,10 @@ class TeamContext:
         return label_index_repository(self.team, module, self.namespace)
 
 
-def member_private_keys(env: Mapping[str, str] | None = None) -> list:
+def member_private_keys() -> list:
     """The private keys named by BSR_TEAM_CACHE_PRIVATE_KEY_FILE / _PRIVATE_KEY; the
     cryptography machinery loads only when one is set."""
-    env = os.environ if env is None else env
+    env = os.environ
     if not (env.get("BSR_TEAM_CACHE_PRIVATE_KEY_FILE") or env.get("BSR_TEAM_CACHE_PRIVATE_KEY")):
         return []
     from bsr_team_cache.oci.encryption import private_keys_from_env
