@@ -148,3 +148,46 @@ def test_both_loaders_read_alike_or_fail_alike(seed: str, changes) -> None:
     text = _mutate(seed, changes)
     for parse in (parse_buf_lock, parse_buf_yaml):
         assert _outcome(parse, text, libyaml=True) == _outcome(parse, text, libyaml=False)
+
+
+def _read_back_as_itself(value: str) -> bool:
+    """What scalar_text's full check asks of a plain value: YAML 1.1 (PyYAML) and 1.2 (buf)
+    read it back as the same string."""
+    from bsr_team_cache.domain._yamlnodes import _YAML12_NUMBER
+
+    return yaml.safe_load(value) == value and not _YAML12_NUMBER.fullmatch(value)
+
+
+@given(st.text(alphabet="0123456789abcdef", min_size=1, max_size=40))
+@example("0" * 32)
+@example("12345678901234567890123456789012")
+@example("1234567890123456e890123456789012")  # a 1.2 float
+@example("0b01010101010101010101010101010101")  # a 1.1 binary integer
+@example("0b0101010101010101010101010101010f")
+@example("0755")  # a 1.1 octal integer
+@example("1e5")
+@example("e12")
+@example("deadbeef")
+def test_hex_values_are_written_as_the_full_check_writes_them(value: str) -> None:
+    from bsr_team_cache.domain._yamlnodes import scalar_text
+
+    expected = value if _read_back_as_itself(value) else f'"{value}"'
+    assert scalar_text(value) == expected
+
+
+def test_a_module_yaml_with_commits_beginning_with_digits_needs_no_yaml(tmp_path) -> None:
+    probe = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from bsr_team_cache.bufcache.v3 import write_module\n"
+        "from bsr_team_cache.domain.digest import parse_digest\n"
+        "from bsr_team_cache.domain.moduleref import parse_module_name\n"
+        "dep = (parse_module_name('localhost:8443/acme/money'), '2bb75b8cc22842fa8841c641fb25d3a6',"
+        " parse_digest('b5:' + '98' * 64))\n"
+        "write_module(Path(sys.argv[1]), parse_module_name('localhost:8443/acme/pets'),"
+        " '41b522898fb54799af1f78eb67f18d87', {'a.proto': b'x'}, [dep])\n"
+        "assert 'yaml' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", probe, str(tmp_path)], check=True)
+    text = next(tmp_path.rglob("module.yaml")).read_text()
+    assert "    commit: 2bb75b8cc22842fa8841c641fb25d3a6\n" in text
