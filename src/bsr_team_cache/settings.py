@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import getpass
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bsr_team_cache.errors import ConfigError
 
@@ -81,8 +80,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
+    """What the options, the environment and the config file say. (A NamedTuple: defined at
+    every start-up, where a dataclass would compile its methods and import inspect.)"""
+
     registry: str
     team: str | None
     member: str

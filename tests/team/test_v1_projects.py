@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,19 @@ def test_a_v1_project_builds_offline_from_the_team_registry(
     assert ours == bufs
     legacy = [k for k in ours if "/acme/legacy/" in k]
     assert any(k.endswith("v1_buf_lock/buf.lock") for k in legacy)
+    # Again: every b4 entry is in place, so the check of placed.py answers alone.
+    again = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "bsr_team_cache", "fetch", str(v1), "--team",
+         TEAM, "--registry", registry_url],
+        env={**os.environ, "SSL_CERT_FILE": str(ca), "BUF_CACHE_DIR": str(member_b / "buf-cache"),
+             "BSR_TEAM_CACHE_DIR": str(member_b / "store")},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[-1].startswith("6 modules (6 local, 0 team, 0 bsr)")
+    assert "| bsr_team_cache.placed\n" in again.stderr
+    assert "bsr_team_cache.team.fetch" not in again.stderr
+    assert _tree(member_b / "buf-cache" / "v3" / "modules") == ours
 
     # A v2 project pinning the same commits: the same artifacts serve it (one per commit).
     member_c = tmp_path / "member-c"

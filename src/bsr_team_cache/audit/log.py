@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from bsr_team_cache._fs import append_lines
@@ -88,14 +87,23 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-@dataclass
 class AuditQuery:
-    since: float | None = None
-    team: str | None = None
-    member: str | None = None
-    operation: str | None = None
-    skipped: int = 0  # damaged lines
-    records: list[dict] = field(default_factory=list)
+    """Which records to read, and then what was read. (A plain class: every fetch imports this
+    module to record, and a dataclass would compile its methods and import inspect.)"""
+
+    def __init__(
+        self,
+        since: float | None = None,
+        team: str | None = None,
+        member: str | None = None,
+        operation: str | None = None,
+    ) -> None:
+        self.since = since
+        self.team = team
+        self.member = member
+        self.operation = operation
+        self.skipped = 0  # damaged lines
+        self.records: list[dict] = []
 
 
 def read(store_root: Path, query: AuditQuery) -> AuditQuery:

@@ -16,100 +16,33 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
-import re
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from bsr_team_cache._fs import inside
 from bsr_team_cache._testhooks import reached
+from bsr_team_cache.bufcache.layout import (  # noqa: F401 - also this module's API
+    ENTRY_KINDS,
+    FIRST_V3_VERSION,
+    KNOWN_LAYOUTS,
+    MODULE_YAML,
+    buf_cache_dir,
+    check_buf_layout,
+    entry_dir_of,
+    installed_buf_version,
+    parse_buf_version,
+)
 from bsr_team_cache.domain._yamlnodes import scalar_text
-from bsr_team_cache.domain.digest import B5, SHAKE256, V1_CONFIG_FILES, Digest
+from bsr_team_cache.domain.digest import B5, V1_CONFIG_FILES, Digest
 from bsr_team_cache.domain.files import validate_file_set
 from bsr_team_cache.domain.moduleref import ModuleName, validate_commit_id
 from bsr_team_cache.errors import BSRTeamCacheError
 
-KNOWN_LAYOUTS = ("v3",)
-# buf wrote v1 (<1.17), v2 (1.17-1.31) and v3 (>=1.32) caches; only v3 holds b5 module entries.
-FIRST_V3_VERSION = (1, 32, 0)
-
-
-def parse_buf_version(text: str) -> tuple[int, int, int] | None:
-    match = re.search(r"(\d+)\.(\d+)\.(\d+)", text)
-    return (int(match[1]), int(match[2]), int(match[3])) if match else None
-
-
-def installed_buf_version(
-    buf: str | None = None, memo: Path | None = None
-) -> tuple[str, tuple[int, int, int] | None] | None:
-    """(path, version) of the buf on PATH (or $BUF_BIN), or None when there is none.
-    ``memo`` remembers the answer per binary (path, size, mtime): no process per fetch."""
-    buf = buf or os.environ.get("BUF_BIN") or shutil.which("buf")
-    if not buf:
-        return None
-    try:
-        st = os.stat(buf)
-    except OSError:
-        return None
-    key = f"{os.path.realpath(buf)}:{st.st_size}:{st.st_mtime_ns}"
-    if memo is not None:
-        with contextlib.suppress(OSError, ValueError):
-            cached = json.loads(memo.read_text())
-            if cached.get("key") == key:
-                return buf, tuple(cached["version"]) if cached["version"] else None
-    import subprocess  # only when the version is not remembered
-
-    try:
-        done = subprocess.run(
-            [buf, "--version"], capture_output=True, text=True, timeout=30, check=False
-        )
-    except OSError:
-        return None
-    version = parse_buf_version(done.stdout + done.stderr)
-    if memo is not None:
-        with contextlib.suppress(OSError):
-            memo.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
-            tmp.write_text(json.dumps({"key": key, "version": version}))
-            os.replace(tmp, memo)
-    return buf, version
-
-
-def check_buf_layout(buf: str | None = None, memo: Path | None = None) -> str:
-    """The cache layout the installed buf reads; refuse clearly if we do not write it."""
-    found = installed_buf_version(buf, memo)
-    if found is None:
-        return "v3"  # no buf here (e.g. a protoc-only job): write the current layout
-    path, version = found
-    if version is None:
-        raise BSRTeamCacheError(
-            f"cannot tell the version of {path} (buf --version printed no version); pass"
-            " --no-buf-cache, or set BUF_BIN to a working buf"
-        )
-    if version < FIRST_V3_VERSION:
-        shown = ".".join(map(str, version))
-        raise BSRTeamCacheError(
-            f"{path} is buf {shown}, whose module cache layout predates v3 (buf >= 1.32);"
-            " this version of bsr-team-cache writes only the v3 layout. Upgrade buf, or pass"
-            " --no-buf-cache and use --export"
-        )
-    return "v3"
-
-
-def buf_cache_dir(env: dict[str, str] | None = None) -> Path:
-    """``$BUF_CACHE_DIR``, else ``$XDG_CACHE_HOME/buf``, else ``~/.cache/buf`` (as buf does)."""
-    env = dict(os.environ) if env is None else env
-    if env.get("BUF_CACHE_DIR"):
-        return Path(env["BUF_CACHE_DIR"])
-    if env.get("XDG_CACHE_HOME"):
-        return Path(env["XDG_CACHE_HOME"]) / "buf"
-    return Path(env.get("HOME", str(Path.home()))) / ".cache" / "buf"
-
 
 def _digest_dir(digest_type: str) -> str:
-    if digest_type not in (B5, SHAKE256):
+    if digest_type not in ENTRY_KINDS:
         raise BSRTeamCacheError(f"no buf cache layout for digest type {digest_type!r}")
     return digest_type  # "b5", or "shake256" for b4 (v1 buf.lock projects)
 
@@ -124,9 +57,7 @@ def module_entry_dir(
     if any(not p or "/" in p or p in (".", "..") for p in parts):
         raise BSRTeamCacheError(f"refusing to write module {str(module)!r} into buf's cache")
     kind = _digest_dir(digest_type)
-    return (
-        cache_dir / "v3" / "modules" / kind / module.registry / module.owner / module.name / commit
-    )
+    return entry_dir_of(cache_dir, kind, module.registry, module.owner, module.name, commit)
 
 
 def _module_yaml(deps: Iterable[tuple[ModuleName, str, Digest]], v1_files: Iterable[str]) -> str:
@@ -156,7 +87,7 @@ def _v1_path(name: str) -> str:
 def entry_complete(cache_dir: Path, module: ModuleName, commit: str, digest_type: str = B5) -> bool:
     """buf's test of an entry: its module.yaml is there (buf re-verifies the files' digest
     against buf.lock when it reads them, so a complete entry is never rebuilt)."""
-    return os.path.exists(module_entry_dir(cache_dir, module, commit, digest_type) / "module.yaml")
+    return os.path.exists(module_entry_dir(cache_dir, module, commit, digest_type) / MODULE_YAML)
 
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -279,7 +210,7 @@ class EntryWriter:
                 _write_new(full, (data,))
             reached("bufcache.files-written")
             module_yaml = _module_yaml(deps, v1_files).encode()
-            _write_new(os.path.join(self.staging, "module.yaml"), (module_yaml,))
+            _write_new(os.path.join(self.staging, MODULE_YAML), (module_yaml,))
             reached("bufcache.before-rename")
             return self._rename_into_place()
         finally:
@@ -298,7 +229,7 @@ class EntryWriter:
                 if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                     raise
         with _entry_lock(self.cache_dir, self.module, self.commit_id, self.digest_type):
-            if (entry / "module.yaml").exists():
+            if (entry / MODULE_YAML).exists():
                 return False
             if entry.is_symlink():  # never follow it: remove the link itself
                 entry.unlink()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,11 @@ from bsr_team_cache.team import DEFAULT_LABEL_TTL
 # The fetch machinery (store, registry, BSR client, YAML) is imported when the command runs, so
 # that `fetch --help` and a mistyped option answer at once.
 if TYPE_CHECKING:
-    from bsr_team_cache.team.fetch import FetchReport, ModuleResult
+    from bsr_team_cache.team.fetch import ModuleResult
+    from bsr_team_cache.usage.record import ModuleOutcome
+
+# team.fetch.TIERS (which a fetch finding everything in place does not import).
+TIERS = ("local", "team", "bsr")
 
 PARAMS = (
     Param("project_dir", (), PATH, default="."),
@@ -95,14 +100,16 @@ def _echo(text: str, *, err: bool = False, end: str = "\n") -> None:
     stream.flush()
 
 
-def _summary(report: FetchReport) -> str:
-    from bsr_team_cache.team.fetch import TIERS
-
-    parts = [f"{report.count(tier)} {tier}" for tier in TIERS]
-    total = report.bytes()
-    return (
-        f"{len(report.modules)} modules ({', '.join(parts)}), {total / 1024:.0f} KiB,"
-        f" {report.seconds * 1000:.0f} ms"
+def _print_modules(modules: Sequence[ModuleOutcome], seconds: float) -> None:
+    """A line per module, then the summary (the tiers in team.fetch.TIERS's order)."""
+    for m in modules:
+        note = " (published)" if m.published else ""
+        _echo(f"{m.tier:<5} {m.name}:{m.commit}  {m.bytes} B{note}")
+    parts = [f"{sum(1 for m in modules if m.tier == tier)} {tier}" for tier in TIERS]
+    total = sum(m.bytes for m in modules)
+    _echo(
+        f"{len(modules)} modules ({', '.join(parts)}), {total / 1024:.0f} KiB,"
+        f" {seconds * 1000:.0f} ms"
     )
 
 
@@ -126,11 +133,18 @@ class _Progress:
 
 
 def import_machinery() -> None:
-    """Import what a fetch runs (``_fetch`` imports it when it starts; the fast path earlier,
-    to load it with the garbage collector paused)."""
-    import bsr_team_cache.bsr.on_demand
-    import bsr_team_cache.bufcache.v3
-    import bsr_team_cache.team.fetch  # noqa: F401
+    """Import what a full fetch runs (with the garbage collector paused when this process runs
+    this one command: see _fastpath)."""
+    from bsr_team_cache.cli._fastpath import start_up_objects_kept
+
+    with start_up_objects_kept(WHOLE_PROCESS):
+        import bsr_team_cache.bsr.on_demand
+        import bsr_team_cache.bufcache.v3
+        import bsr_team_cache.team.fetch  # noqa: F401
+
+
+# Set by the console script's fast path: this process runs one fetch and exits.
+WHOLE_PROCESS = False
 
 
 def fetch_command(**values: object) -> None:
@@ -153,16 +167,37 @@ def _fetch(
     as_json: bool,
     quiet: bool,
 ) -> None:
-    from bsr_team_cache.bsr.on_demand import OnDemandBSRClient
-    from bsr_team_cache.bufcache.v3 import buf_cache_dir, check_buf_layout
-    from bsr_team_cache.team.fetch import FetchReport, fetch
+    from bsr_team_cache.bufcache.layout import buf_cache_dir, check_buf_layout
 
     cache = None if no_buf_cache else (buf_cache_dir_opt or buf_cache_dir(dict(os.environ)))
     if cache is not None:
         check_buf_layout(memo=options.store_dir / "buf-version.json")
+    team, registry = options.team, options.open_registry()
+    if cache is not None and not (update_lock or export or as_json):
+        # Every module in place already (a build's every run after its first): done without
+        # loading the fetch machinery (placed.py), or None and the full fetch runs.
+        from bsr_team_cache.placed import fetch_if_placed
+        from bsr_team_cache.team.names import validate_team_name
+
+        placed = fetch_if_placed(
+            project_dir,
+            store_root=options.store_dir,
+            buf_cache=cache,
+            team=validate_team_name(team),
+            member=options.settings.member,
+        )
+        if placed is not None:
+            for warning in placed.warnings:
+                _echo(f"warning: {warning}", err=True)
+            if not quiet:
+                _print_modules(placed.modules, placed.seconds)
+            return
+    import_machinery()
+    from bsr_team_cache.bsr.on_demand import OnDemandBSRClient
+    from bsr_team_cache.team.fetch import FetchReport, fetch
+
     progress = _Progress() if not (as_json or quiet) and sys.stderr.isatty() else None
     report = FetchReport()
-    team, registry = options.team, options.open_registry()
     try:
         local = options.open_store()
     except StoreError as exc:  # the store is an optimisation: fetch without it
@@ -204,12 +239,8 @@ def _fetch(
 
         _echo(json.dumps(report.to_json(), indent=2))
         return
-    if quiet:
-        return
-    for m in report.modules:
-        note = " (published)" if m.published else ""
-        _echo(f"{m.tier:<5} {m.name}:{m.commit}  {m.bytes} B{note}")
-    _echo(_summary(report))
+    if not quiet:
+        _print_modules(report.modules, report.seconds)
 
 
 def __getattr__(name: str) -> object:

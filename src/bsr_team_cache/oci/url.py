@@ -5,20 +5,30 @@ only and never appear in any message: ``redact`` is what ``describe()`` shows.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from bsr_team_cache._hosts import is_loopback
 from bsr_team_cache.errors import UsageError
 
 
-@dataclass(frozen=True)
-class HTTPRegistryURL:
+class HTTPRegistryURL(NamedTuple):
+    """A parsed registry URL. (A NamedTuple: a fetch parses one at start-up, where a dataclass
+    would compile its methods and import inspect.)"""
+
     scheme: str  # "https" or "http"
     host: str  # host[:port], without credentials
     namespace: str  # repositories live under it ("" for none)
     username: str = ""
-    password: str = field(default="", repr=False)
+    password: str = ""
+
+    def __repr__(self) -> str:  # never the password
+        return (
+            f"HTTPRegistryURL(scheme={self.scheme!r}, host={self.host!r},"
+            f" namespace={self.namespace!r}, username={self.username!r})"
+        )
+
+    __str__ = __repr__
 
     @property
     def base(self) -> str:

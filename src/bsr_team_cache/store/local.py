@@ -39,13 +39,20 @@ from bsr_team_cache.domain.moduleref import ModuleName
 from bsr_team_cache.errors import InvalidContentError, StoreError
 from bsr_team_cache.limits import limits
 from bsr_team_cache.oci.base import Descriptor, sha256_digest, validate_oci_digest, verify_blob
+from bsr_team_cache.store.index import (
+    INDEX_FILE,
+    SCHEMA_VERSION,
+    default_store_dir,  # noqa: F401 - also this module's API
+    select_indexed,
+    select_kv,
+    update_last_used,
+)
 
 # The artifact codec is imported by the methods that read or write entries: a warm fetch asks
 # the index only.
 if TYPE_CHECKING:
     from bsr_team_cache.oci.artifact import ModuleArtifact, StreamedModule
 
-SCHEMA_VERSION = 3
 _STALE_TMP_SECONDS = 3600
 _BLOB_GRACE_SECONDS = 120
 # "use" locks are striped: a fetch of thousands of deps holds at most this many files open.
@@ -113,15 +120,6 @@ CREATE TABLE IF NOT EXISTS labels (
 """
 
 
-def default_store_dir(env: dict[str, str] | None = None) -> Path:
-    """``$BSR_TEAM_CACHE_DIR``, else ``$XDG_CACHE_HOME/bsr-team-cache``, else ~/.cache/…"""
-    env = dict(os.environ) if env is None else env
-    if env.get("BSR_TEAM_CACHE_DIR"):
-        return Path(env["BSR_TEAM_CACHE_DIR"]).expanduser()
-    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "bsr-team-cache"
-
-
 @dataclass(frozen=True)
 class StoreEntry:
     module: str
@@ -164,7 +162,7 @@ class LocalStore:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             for sub in ("blobs/sha256", "locks", "tmp"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.root / "store.db", timeout=60, isolation_level=None)
+            self._db = sqlite3.connect(self.root / INDEX_FILE, timeout=60, isolation_level=None)
             self._open()
         except OSError as exc:
             raise StoreError(
@@ -460,9 +458,7 @@ class LocalStore:
             )
             if rows:
                 reached("store.row-written")
-            self._db.executemany(
-                "UPDATE entries SET last_used = ? WHERE module = ? AND commit_id = ?", touched
-            )
+            update_last_used(self._db, touched)
         if rows and self.max_bytes is not None:
             self.evict(self.max_bytes)
 
@@ -472,19 +468,8 @@ class LocalStore:
     ) -> dict[tuple[str, str], IndexedEntry]:
         """The index's record of those entries that are here, without reading them (entries
         stored by versions that did not record digests are left out: they are read)."""
-        found: dict[tuple[str, str], IndexedEntry] = {}
-        wanted = [(str(m), c) for m, c in keys]
-        for start in range(0, len(wanted), 400):  # bounded statement size
-            chunk = wanted[start : start + 400]
-            query = (
-                "SELECT module, commit_id, digest, b4, files_bytes FROM entries WHERE"
-                f" (module, commit_id) IN (VALUES {', '.join(['(?, ?)'] * len(chunk))})"
-                " AND digest IS NOT NULL AND files_bytes IS NOT NULL"
-            )
-            params = [x for pair in chunk for x in pair]
-            for module, commit, digest, b4, files_bytes in self._db.execute(query, params):
-                found[(module, commit)] = IndexedEntry(digest, b4, files_bytes)
-        return found
+        found = select_indexed(self._db, ((str(m), c) for m, c in keys))
+        return {key: IndexedEntry(*row) for key, row in found.items()}
 
     def touch(self, module: ModuleName | str, commit: str) -> None:
         """A use of the entry: it moves up in the LRU order (written with the batch)."""
@@ -618,10 +603,7 @@ class LocalStore:
 
     @_store_errors
     def kv_get(self, key: str, max_age: float | None = None) -> str | None:
-        row = self._db.execute("SELECT value, updated FROM kv WHERE key = ?", (key,)).fetchone()
-        if row is None or (max_age is not None and time.time() - row[1] > max_age):
-            return None
-        return row[0]
+        return select_kv(self._db, key, max_age)
 
     @_store_errors
     def kv_put(self, key: str, value: str) -> None:

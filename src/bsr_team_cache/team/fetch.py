@@ -421,10 +421,6 @@ def _kept_sections(project: Path, new: BufLock) -> str:
     return extra
 
 
-# A command's usage operation -> its audit operation (sync records itself as a whole).
-_AUDITED = {"fetch": "fetch", "warm": "warm", "bundle": "bundle-pull"}
-
-
 def record_fetch(
     store: LocalStore | FallibleStore | None,
     report: FetchReport,
@@ -441,30 +437,10 @@ def record_fetch(
     root = getattr(store, "root", None)
     if root is None or getattr(store, "broken", False):
         return
-    from bsr_team_cache.audit.log import record as audit
-    from bsr_team_cache.usage.record import Served, record
+    from bsr_team_cache.usage.record import record_modules
 
-    record(
-        root,
-        [Served(m.name, m.commit, m.tier, m.bytes, m.seconds, m.bundle) for m in report.modules],
-        team=team,
-        member=member,
-        operation=operation,
-        started=started,
-        project=project,
-        warnings=report.warnings,
-        failed=failed,
-    )
-    if operation not in _AUDITED:
-        return
-    refs = [f"{m.name}:{m.commit}" + (f"@{m.digest}" if m.digest else "") for m in report.modules]
-    result = "ok" if failed is None else f"error: {failed}"
-    audit(root, team=team, member=member, operation=_AUDITED[operation], refs=refs,
-          result=result, warnings=report.warnings, when=started)  # fmt: skip
-    published = [ref for ref, m in zip(refs, report.modules, strict=True) if m.published]
-    if published:
-        audit(root, team=team, member=member, operation="publish", refs=published,
-              warnings=report.warnings, when=started)  # fmt: skip
+    record_modules(root, report.modules, report.warnings, started, team=team, member=member,
+                   operation=operation, project=project, failed=failed)  # fmt: skip
 
 
 def obtain(

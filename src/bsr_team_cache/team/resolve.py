@@ -32,6 +32,7 @@ from bsr_team_cache.errors import (
 )
 from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.store import LocalStore
+from bsr_team_cache.store.index import lock_memo_key
 from bsr_team_cache.team import DEFAULT_LABEL_TTL
 from bsr_team_cache.team.labels import (
     DEFAULT_LABEL,
@@ -138,7 +139,7 @@ def _read_lock(path: Path, store: LocalStore | FallibleStore | None) -> BufLock:
         data = path.read_bytes()
     except OSError:
         return read_buf_lock(path)  # which says what is wrong
-    key = f"buf.lock:{path.resolve()}"
+    key = lock_memo_key(path)
     digest = hashlib.sha256(data).hexdigest()
     memo = store.kv_get(key)
     if memo is not None:

@@ -11,7 +11,6 @@ import re
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from bsr_team_cache.domain.moduleref import is_commit_id, parse_module_name
 from bsr_team_cache.errors import BSRTeamCacheError
 
 LOCAL, TEAM, BUNDLE, BSR = "local", "team", "bundle", "bsr"
@@ -147,6 +146,9 @@ def check_text(value: object, field: str, *, limit: int = MAX_TEXT, empty: bool 
 def check_module(value: object, field: str = "module") -> str:
     if not isinstance(value, str):
         raise EventError(field, "expected a module name registry/owner/name")
+    # Imported by the readers of events: a fetch that only records them does not load it.
+    from bsr_team_cache.domain.moduleref import parse_module_name
+
     try:
         parse_module_name(value)
     except BSRTeamCacheError as exc:
@@ -155,6 +157,8 @@ def check_module(value: object, field: str = "module") -> str:
 
 
 def check_commit(value: object, field: str = "commit") -> str:
+    from bsr_team_cache.domain.moduleref import is_commit_id
+
     if not is_commit_id(value):
         raise EventError(field, "expected a commit id (32 lowercase hex digits)")
     return value  # type: ignore[return-value]

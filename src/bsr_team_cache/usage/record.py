@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from bsr_team_cache.usage.events import (
     BUNDLE,
@@ -109,6 +109,62 @@ def record(
     except OSError as exc:
         if warnings is not None:
             warnings.append(f"usage not recorded: {exc.strerror or exc}")
+
+
+class ModuleOutcome(Protocol):
+    """A module a command obtained, as its report lists it (team.fetch.ModuleResult)."""
+
+    name: str
+    commit: str
+    tier: str
+    bytes: int
+    seconds: float
+    published: bool
+    bundle: str
+    digest: str
+
+
+# A command's usage operation -> its audit operation (sync records itself as a whole).
+_AUDITED = {"fetch": "fetch", "warm": "warm", "bundle": "bundle-pull"}
+
+
+def record_modules(
+    store_root: Path,
+    modules: list[ModuleOutcome],
+    warnings: list[str],
+    started: float,
+    *,
+    team: str,
+    member: str,
+    operation: str,
+    project: str = "",
+    failed: BaseException | None = None,
+) -> None:
+    """Usage events of what each module came from, and the audit records of the command (and
+    of the BSR downloads it published); never fails the command (``warnings`` gets a line)."""
+    from bsr_team_cache.audit.log import record as audit
+
+    record(
+        store_root,
+        [Served(m.name, m.commit, m.tier, m.bytes, m.seconds, m.bundle) for m in modules],
+        team=team,
+        member=member,
+        operation=operation,
+        started=started,
+        project=project,
+        warnings=warnings,
+        failed=failed,
+    )
+    if operation not in _AUDITED:
+        return
+    refs = [f"{m.name}:{m.commit}" + (f"@{m.digest}" if m.digest else "") for m in modules]
+    result = "ok" if failed is None else f"error: {failed}"
+    audit(store_root, team=team, member=member, operation=_AUDITED[operation], refs=refs,
+          result=result, warnings=warnings, when=started)  # fmt: skip
+    published = [ref for ref, m in zip(refs, modules, strict=True) if m.published]
+    if published:
+        audit(store_root, team=team, member=member, operation="publish", refs=published,
+              warnings=warnings, when=started)  # fmt: skip
 
 
 def _failure_kind(exc: BaseException) -> str:

@@ -1,0 +1,159 @@
+"""A fetch that finds every module buf.lock pins already in place, without the fetch machinery.
+
+"In place" is what the full fetch's first step asks of each module (team/fetch.py,
+``_already_placed``): the local store holds it, recorded with the digest buf.lock pins, and
+buf's cache entry for it is complete (buf verifies that digest against the files when it reads
+them). That is every run of a build after its first, so this path reads only what that needs —
+buf.lock's bytes, the store's memo of their last parse, the store's index, one ``stat`` per
+module — records the use as the full fetch does (the LRU order, a usage event per module, an
+audit record), and loads none of the domain types, artifact codec, registry or BSR clients.
+
+Anything else — a module missing, recorded with another digest or with an incomplete entry, a
+buf.lock not parsed before (no memo, or a memo of other bytes), a store of another schema, an
+error of any kind — and ``fetch_if_placed`` returns None having written nothing: the full fetch
+runs, and it says what is wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from bsr_team_cache.bufcache.layout import ENTRY_KINDS, MODULE_YAML, entry_dir_of
+from bsr_team_cache.store.index import (
+    lock_memo_key,
+    open_existing,
+    select_indexed,
+    select_kv,
+    update_last_used,
+)
+
+BUF_YAML, BUF_LOCK = "buf.yaml", "buf.lock"
+LOCK_VERSIONS = ("v1beta1", "v1", "v2")
+# The memo holds what the full fetch parsed and validated; this checks it again only as far as
+# the paths it names depend on it: three plain name parts, a commit id.
+_NAME_PART = re.compile(r"[^/\x00]+")
+_COMMIT = re.compile(r"[0-9a-f]{32}")
+
+
+class PlacedModule(NamedTuple):
+    """A module found in place, as the fetch report lists it (team.fetch.ModuleResult)."""
+
+    name: str
+    commit: str
+    tier: str
+    bytes: int
+    seconds: float
+    published: bool = False
+    bundle: str = ""
+    digest: str = ""
+
+
+class PlacedFetch(NamedTuple):
+    modules: list[PlacedModule]
+    seconds: float  # the fetch, as the full fetch's report counts it (recording excluded)
+    warnings: list[str]  # from recording (a log that could not be written)
+
+
+def fetch_if_placed(
+    project: Path, *, store_root: Path, buf_cache: Path, team: str, member: str
+) -> PlacedFetch | None:
+    """The fetch of ``project``'s deps if every one is in place (recorded as the full fetch
+    records it); None, with nothing written, if the full fetch must run."""
+    started = time.time()
+    if not (project / BUF_YAML).is_file():
+        return None
+    db = open_existing(store_root)
+    if db is None:
+        return None
+    try:
+        with contextlib.closing(db):
+            modules = _placed(db, project / BUF_LOCK, buf_cache)
+            if modules is None:
+                return None
+            now = time.time()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                update_last_used(db, [(now, m.name, m.commit) for m in modules])
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+    except (sqlite3.Error, OSError):
+        return None  # the full fetch reports it (as a warning: the store is an optimisation)
+    seconds = time.time() - started
+    from bsr_team_cache.usage.record import record_modules
+
+    warnings: list[str] = []
+    record_modules(store_root, modules, warnings, started, team=team, member=member,
+                   operation="fetch", project=str(project.resolve()))  # fmt: skip
+    return PlacedFetch(modules, seconds, warnings)
+
+
+def _placed(db: sqlite3.Connection, lock_path: Path, buf_cache: Path) -> list[PlacedModule] | None:
+    pins = _memo_pins(db, lock_path)
+    if pins is None:
+        return None
+    t0 = time.time()
+    indexed = select_indexed(db, [(name, commit) for name, commit, _, _ in pins])
+    modules = []
+    for name, commit, digest, kind in pins:
+        row = indexed.get((name, commit))
+        if row is None:
+            return None
+        recorded_b5, recorded_b4, files_bytes = row
+        if (recorded_b4 if kind == "shake256" else recorded_b5) != digest:
+            return None
+        entry = entry_dir_of(buf_cache, kind, *name.split("/"), commit)
+        if not os.path.exists(entry / MODULE_YAML):
+            return None
+        modules.append(
+            PlacedModule(name, commit, "local", files_bytes, time.time() - t0, digest=digest)
+        )
+    return modules
+
+
+def _memo_pins(db: sqlite3.Connection, lock_path: Path) -> list[tuple[str, str, str, str]] | None:
+    """(module, commit, digest, entry kind) of each dep, from the store's memo of buf.lock's
+    last parse (team/resolve.py writes it) if the memo is of these bytes; None otherwise, or if
+    a dep has no digest (the full fetch asks the BSR for it)."""
+    try:
+        data = lock_path.read_bytes()
+    except OSError:
+        return None
+    memo = select_kv(db, lock_memo_key(lock_path))
+    if memo is None:
+        return None
+    try:
+        value = json.loads(memo)
+        if value["sha256"] != hashlib.sha256(data).hexdigest():
+            return None
+        lock = value["lock"]
+        if lock["version"] not in LOCK_VERSIONS:
+            return None
+        pins = []
+        for name, commit, digest in lock["deps"]:
+            if not (_plain_name(name) and isinstance(commit, str) and isinstance(digest, str)):
+                return None
+            kind = digest.partition(":")[0]
+            if not _COMMIT.fullmatch(commit) or kind not in ENTRY_KINDS:
+                return None
+            pins.append((name, commit, digest, kind))
+    except (ValueError, TypeError, KeyError):
+        return None
+    return pins
+
+
+def _plain_name(name: object) -> bool:
+    """registry/owner/name, each part a plain file name (an entry's path is built of them)."""
+    if not isinstance(name, str):
+        return False
+    parts = name.split("/")
+    return len(parts) == 3 and all(_NAME_PART.fullmatch(p) and p not in (".", "..") for p in parts)

@@ -1,0 +1,86 @@
+"""Where the local store is, and its SQLite index as a warm fetch reads it: which entries are
+here with which digests, the memos kept beside them, and a use of an entry. Light on purpose
+(sqlite3 only: no artifact codec, no domain types): LocalStore runs these statements, and a
+fetch finding every module in place (placed.py) needs no more than this."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+SCHEMA_VERSION = 3
+INDEX_FILE = "store.db"
+# Keys per statement (SQLite's parameter limit is 32,766; two per key).
+_CHUNK = 400
+
+
+def default_store_dir(env: dict[str, str] | None = None) -> Path:
+    """``$BSR_TEAM_CACHE_DIR``, else ``$XDG_CACHE_HOME/bsr-team-cache``, else ~/.cache/…"""
+    env = dict(os.environ) if env is None else env
+    if env.get("BSR_TEAM_CACHE_DIR"):
+        return Path(env["BSR_TEAM_CACHE_DIR"]).expanduser()
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "bsr-team-cache"
+
+
+def open_existing(root: Path) -> sqlite3.Connection | None:
+    """The index of the store at ``root`` if there is one of this schema version, else None
+    (LocalStore makes and upgrades stores; this never writes a schema)."""
+    path = root / INDEX_FILE
+    if not path.is_file():
+        return None
+    try:
+        db = sqlite3.connect(path, timeout=60, isolation_level=None)
+    except sqlite3.Error:
+        return None
+    try:
+        db.execute("PRAGMA synchronous=NORMAL")
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+    except sqlite3.Error:
+        db.close()
+        return None
+    if version != SCHEMA_VERSION:
+        db.close()
+        return None
+    return db
+
+
+def select_indexed(
+    db: sqlite3.Connection, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[str, str | None, int]]:
+    """(digest, b4, files_bytes) of those (module, commit) entries that are here (entries stored
+    by versions that did not record digests are left out: they are read)."""
+    found: dict[tuple[str, str], tuple[str, str | None, int]] = {}
+    wanted = list(keys)
+    for start in range(0, len(wanted), _CHUNK):  # bounded statement size
+        chunk = wanted[start : start + _CHUNK]
+        query = (
+            "SELECT module, commit_id, digest, b4, files_bytes FROM entries WHERE"
+            f" (module, commit_id) IN (VALUES {', '.join(['(?, ?)'] * len(chunk))})"
+            " AND digest IS NOT NULL AND files_bytes IS NOT NULL"
+        )
+        params = [x for pair in chunk for x in pair]
+        for module, commit, digest, b4, files_bytes in db.execute(query, params):
+            found[(module, commit)] = (digest, b4, files_bytes)
+    return found
+
+
+def update_last_used(db: sqlite3.Connection, uses: Iterable[tuple[float, str, str]]) -> None:
+    """Record uses (time, module, commit): the entries move up in the LRU order. Within the
+    caller's transaction."""
+    db.executemany("UPDATE entries SET last_used = ? WHERE module = ? AND commit_id = ?", uses)
+
+
+def lock_memo_key(lock_path: Path) -> str:
+    """The kv key of the memo of a buf.lock's last parse (team/resolve.py writes it)."""
+    return f"buf.lock:{lock_path.resolve()}"
+
+
+def select_kv(db: sqlite3.Connection, key: str, max_age: float | None = None) -> str | None:
+    row = db.execute("SELECT value, updated FROM kv WHERE key = ?", (key,)).fetchone()
+    if row is None or (max_age is not None and time.time() - row[1] > max_age):
+        return None
+    return row[0]
