@@ -5,6 +5,7 @@ as the full fetch's first step requires."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import sys
@@ -205,6 +206,27 @@ def _no_buf_yaml(tmp_path: Path, project: Path) -> None:
     (project / "buf.yaml").rename(project / "buf.yaml.aside")
 
 
+def _memo_nested_too_deeply(tmp_path: Path, project: Path) -> None:
+    key = lock_memo_key(project / "buf.lock")
+    _sql(tmp_path, "UPDATE kv SET value = ? WHERE key = ?", "[" * 100_000, key)
+
+
+def _memo_digest_not_hex(tmp_path: Path, project: Path) -> None:
+    memo = _memo(tmp_path, project)
+    memo["lock"]["deps"][0][2] = "b5:" + "Z" * 128
+    _set_memo(tmp_path, project, memo)
+
+
+def _lock_a_link_to_a_device(tmp_path: Path, project: Path) -> None:
+    (project / "buf.lock").unlink()
+    (project / "buf.lock").symlink_to("/dev/zero")  # never read (the full fetch: not a file)
+
+
+def _lock_a_fifo(tmp_path: Path, project: Path) -> None:
+    (project / "buf.lock").unlink()
+    os.mkfifo(project / "buf.lock")  # never opened for a blocking read
+
+
 @pytest.mark.parametrize(
     "spoil",
     [
@@ -217,6 +239,10 @@ def _no_buf_yaml(tmp_path: Path, project: Path) -> None:
         _memo_without_a_digest,
         _store_of_another_schema,
         _no_buf_yaml,
+        _memo_nested_too_deeply,
+        _memo_digest_not_hex,
+        _lock_a_link_to_a_device,
+        _lock_a_fifo,
     ],
 )
 def test_it_declines_having_written_nothing(warm: Path, tmp_path: Path, capsys, spoil) -> None:
@@ -226,6 +252,39 @@ def test_it_declines_having_written_nothing(warm: Path, tmp_path: Path, capsys, 
     before = _state(tmp_path)
     assert _check(tmp_path, warm) is None
     assert _state(tmp_path) == before
+
+
+def test_an_invalid_team_name_declines(warm: Path, tmp_path: Path, capsys) -> None:
+    _fetch(warm, capsys, "-q")
+    result = placed.fetch_if_placed(
+        warm, store_root=tmp_path / "store", buf_cache=tmp_path / "buf-cache", team="Bad Team",
+        member="alice",
+    )  # fmt: skip
+    assert result is None  # the full fetch says what is wrong with it
+
+
+def test_eviction_meanwhile_skips_the_entries_being_used(
+    warm: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """The full fetch's use locks are held from the index read to the recorded use."""
+    from bsr_team_cache.store.local import LocalStore
+
+    _fetch(warm, capsys, "-q")
+    evicted = []
+    check = placed._placed
+
+    def with_an_eviction_meanwhile(*args):
+        with LocalStore(tmp_path / "store") as store:
+            evicted.extend(store.evict(0))
+        return check(*args)
+
+    monkeypatch.setattr(placed, "_placed", with_an_eviction_meanwhile)
+    result = _check(tmp_path, warm)
+    assert result is not None and len(result.modules) == 5
+    assert evicted == []
+    db = sqlite3.connect(tmp_path / "store" / "store.db")
+    assert db.execute("SELECT count(*) FROM entries").fetchone() == (5,)
+    db.close()
 
 
 def test_no_store_declines(warm: Path, tmp_path: Path) -> None:

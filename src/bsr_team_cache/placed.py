@@ -17,23 +17,29 @@ runs, and it says what is wrong.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import sqlite3
+import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 from bsr_team_cache.bufcache.layout import ENTRY_KINDS, MODULE_YAML, entry_dir_of
+from bsr_team_cache.errors import UsageError
 from bsr_team_cache.store.index import (
     lock_memo_key,
     open_existing,
     select_indexed,
     select_kv,
     update_last_used,
+    use_lock_path,
 )
+from bsr_team_cache.team.names import validate_team_name
 
 BUF_YAML, BUF_LOCK = "buf.yaml", "buf.lock"
 LOCK_VERSIONS = ("v1beta1", "v1", "v2")
@@ -41,6 +47,10 @@ LOCK_VERSIONS = ("v1beta1", "v1", "v2")
 # the paths it names depend on it: three plain name parts, a commit id.
 _NAME_PART = re.compile(r"[^/\x00]+")
 _COMMIT = re.compile(r"[0-9a-f]{32}")
+_DIGEST = re.compile(r"(?:b5|shake256):[0-9a-f]{128}")
+# How long the use is waited for when another process writes the index; then the full fetch
+# runs (which waits as long as any store write does).
+_BUSY_MS = 2000
 
 
 class PlacedModule(NamedTuple):
@@ -70,22 +80,33 @@ def fetch_if_placed(
     started = time.time()
     if not (project / BUF_YAML).is_file():
         return None
+    try:
+        validate_team_name(team)
+    except UsageError:
+        return None  # the full fetch says what is wrong, after what it checks first
     db = open_existing(store_root)
     if db is None:
         return None
     try:
         with contextlib.closing(db):
-            modules = _placed(db, project / BUF_LOCK, buf_cache)
-            if modules is None:
+            pins = _memo_pins(db, project / BUF_LOCK)
+            if pins is None:
                 return None
-            now = time.time()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                update_last_used(db, [(now, m.name, m.commit) for m in modules])
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+            # Held, as the full fetch holds them, until the use is recorded: eviction skips
+            # these entries meanwhile.
+            with _using(store_root, [(name, commit) for name, commit, _, _ in pins]):
+                modules = _placed(db, pins, buf_cache)
+                if modules is None:
+                    return None
+                now = time.time()
+                db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    update_last_used(db, [(now, m.name, m.commit) for m in modules])
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
     except (sqlite3.Error, OSError):
         return None  # the full fetch reports it (as a warning: the store is an optimisation)
     seconds = time.time() - started
@@ -97,10 +118,20 @@ def fetch_if_placed(
     return PlacedFetch(modules, seconds, warnings)
 
 
-def _placed(db: sqlite3.Connection, lock_path: Path, buf_cache: Path) -> list[PlacedModule] | None:
-    pins = _memo_pins(db, lock_path)
-    if pins is None:
-        return None
+@contextlib.contextmanager
+def _using(store_root: Path, keys: list[tuple[str, str]]) -> Iterator[None]:
+    """LocalStore.using's shared locks (one file per stripe, taken in sorted order)."""
+    with contextlib.ExitStack() as held:
+        for path in sorted({use_lock_path(store_root, m, c) for m, c in keys}):
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            held.callback(os.close, fd)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+
+
+def _placed(
+    db: sqlite3.Connection, pins: list[tuple[str, str, str, str]], buf_cache: Path
+) -> list[PlacedModule] | None:
     t0 = time.time()
     indexed = select_indexed(db, [(name, commit) for name, commit, _, _ in pins])
     modules = []
@@ -124,9 +155,8 @@ def _memo_pins(db: sqlite3.Connection, lock_path: Path) -> list[tuple[str, str, 
     """(module, commit, digest, entry kind) of each dep, from the store's memo of buf.lock's
     last parse (team/resolve.py writes it) if the memo is of these bytes; None otherwise, or if
     a dep has no digest (the full fetch asks the BSR for it)."""
-    try:
-        data = lock_path.read_bytes()
-    except OSError:
+    data = _regular_file_bytes(lock_path)
+    if data is None:
         return None
     memo = select_kv(db, lock_memo_key(lock_path))
     if memo is None:
@@ -143,12 +173,32 @@ def _memo_pins(db: sqlite3.Connection, lock_path: Path) -> list[tuple[str, str, 
             if not (_plain_name(name) and isinstance(commit, str) and isinstance(digest, str)):
                 return None
             kind = digest.partition(":")[0]
-            if not _COMMIT.fullmatch(commit) or kind not in ENTRY_KINDS:
+            if not (_COMMIT.fullmatch(commit) and _DIGEST.fullmatch(digest)):
                 return None
+            assert kind in ENTRY_KINDS
             pins.append((name, commit, digest, kind))
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):
         return None
     return pins
+
+
+def _regular_file_bytes(path: Path) -> bytes | None:
+    """The file's bytes if it is a regular file (after symlinks, as ``is_file`` sees it, which
+    is the full fetch's test); None for anything else: a FIFO never blocks, a device is never
+    read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _plain_name(name: object) -> bool:

@@ -234,7 +234,11 @@ def _run(args: argparse.Namespace) -> int:
     oras = OrasClient(settings.registry, store, insecure=settings.insecure)
     cache = BSRTeamOrasCache(args.team, BSRClient(team=args.team, cache_dir=store), oras)
     log.debug(
-        "team %s, registry %s (%s), store %s", args.team, settings.registry, settings.source, store
+        "team %s, registry %s (%s), store %s",
+        args.team,
+        redact(settings.registry),
+        settings.source,
+        store,
     )
     if args.command == "setup":
         config = cache.enable_shared_cache(args.members, args.strategy)

@@ -95,6 +95,15 @@ class Settings(NamedTuple):
     max_module_mb: int | None = None
     timeout: int | None = None
 
+    def __repr__(self) -> str:  # the registry URL may hold a password
+        from bsr_team_cache.oci.url import redact
+
+        shown = self._replace(registry=redact(self.registry))
+        fields = ", ".join(f"{name}={value!r}" for name, value in shown._asdict().items())
+        return f"Settings({fields})"
+
+    __str__ = __repr__
+
 
 def load_settings(
     *,

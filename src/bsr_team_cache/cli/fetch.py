@@ -177,13 +177,12 @@ def _fetch(
         # Every module in place already (a build's every run after its first): done without
         # loading the fetch machinery (placed.py), or None and the full fetch runs.
         from bsr_team_cache.placed import fetch_if_placed
-        from bsr_team_cache.team.names import validate_team_name
 
         placed = fetch_if_placed(
             project_dir,
             store_root=options.store_dir,
             buf_cache=cache,
-            team=validate_team_name(team),
+            team=team,
             member=options.settings.member,
         )
         if placed is not None:

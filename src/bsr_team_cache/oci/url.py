@@ -36,25 +36,36 @@ class HTTPRegistryURL(NamedTuple):
 
 
 def redact(url: str) -> str:
-    """``url`` without the ``user:password@`` part, for messages."""
+    """``url`` without the ``user:password@`` part, for messages. Everything up to the last
+    ``@`` goes: a password mistyped with a bare ``/``, ``?`` or ``#`` (which a URL needs
+    percent-encoded) is never shown either (no registry URL has an ``@`` after its host)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
-    authority, slash, path = rest.partition("/")
-    if "@" in authority:
-        authority = authority.rpartition("@")[2]
-    return f"{scheme}://{authority}{slash}{path}"
+    return f"{scheme}://{rest.rpartition('@')[2]}"
 
 
 def parse_http_registry_url(url: str, *, insecure: bool = False) -> HTTPRegistryURL:
     """``https://HOST[:PORT][/NS]``, ``oci://HOST/NS`` (https) or ``http://`` (loopback, or
     with ``insecure``)."""
     shown = redact(url)
+    rest = url.partition("://")[2]
+    authority_end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    if "@" in rest[authority_end:]:
+        # A password with a bare '/', '?' or '#': the rest of it would be read as the host or
+        # the namespace, and end up in requests and messages.
+        raise UsageError(
+            f"registry {shown!r}: '@' after the host (a user or password with '/', '?', '#' or"
+            " '@' must be percent-encoded)"
+        )
     try:
         parts = urlsplit(url)
         hostname, port = parts.hostname, parts.port
-    except ValueError as exc:
-        raise UsageError(f"registry {shown!r}: not a URL ({exc})") from None
+    except ValueError:  # its text may quote the password
+        raise UsageError(
+            f"registry {shown!r}: not a URL (expected https://[USER:PASSWORD@]HOST[:PORT][/NS];"
+            " a user or password with '/', '?', '#' or '@' must be percent-encoded)"
+        ) from None
     if parts.scheme not in ("https", "http", "oci") or not hostname:
         raise UsageError(f"registry {shown!r}: expected https://HOST[:PORT][/NAMESPACE]")
     if parts.query or parts.fragment:

@@ -5,6 +5,7 @@ fetch finding every module in place (placed.py) needs no more than this."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import time
@@ -13,6 +14,8 @@ from pathlib import Path
 
 SCHEMA_VERSION = 3
 INDEX_FILE = "store.db"
+# Files that ``use`` locks are striped over (eviction skips an entry whose stripe is held).
+USE_LOCK_STRIPES = 64
 # Keys per statement (SQLite's parameter limit is 32,766; two per key).
 _CHUNK = 400
 
@@ -24,6 +27,21 @@ def default_store_dir(env: dict[str, str] | None = None) -> Path:
         return Path(env["BSR_TEAM_CACHE_DIR"]).expanduser()
     base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "bsr-team-cache"
+
+
+def lock_key(module: str, commit: str) -> str:
+    """The name part of an entry's lock files."""
+    return hashlib.sha256(f"{module}:{commit}".encode()).hexdigest()[:32]
+
+
+def use_stripe(module: str, commit: str) -> int:
+    """The "use" lock stripe of an entry (entries of a stripe are spared together)."""
+    return int(lock_key(module, commit)[:8], 16) % USE_LOCK_STRIPES
+
+
+def use_lock_path(root: Path, module: str, commit: str) -> Path:
+    """The file a fetch holds shared while it uses the entry (LocalStore.using)."""
+    return root / "locks" / f"stripe-{use_stripe(module, commit):02d}.use"
 
 
 def open_existing(root: Path) -> sqlite3.Connection | None:

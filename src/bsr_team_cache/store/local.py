@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
-import hashlib
 import json
 import os
 import sqlite3
@@ -43,9 +42,11 @@ from bsr_team_cache.store.index import (
     INDEX_FILE,
     SCHEMA_VERSION,
     default_store_dir,  # noqa: F401 - also this module's API
+    lock_key,
     select_indexed,
     select_kv,
     update_last_used,
+    use_lock_path,
 )
 
 # The artifact codec is imported by the methods that read or write entries: a warm fetch asks
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
 _STALE_TMP_SECONDS = 3600
 _BLOB_GRACE_SECONDS = 120
 # "use" locks are striped: a fetch of thousands of deps holds at most this many files open.
-USE_LOCK_STRIPES = 64
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -258,10 +258,9 @@ class LocalStore:
 
     # -- locks ---------------------------------------------------------------------------
     def _lock_path(self, module: ModuleName | str, commit: str, kind: str) -> Path:
-        key = hashlib.sha256(f"{module}:{commit}".encode()).hexdigest()[:32]
         if kind == "use":
-            return self.root / "locks" / f"stripe-{int(key[:8], 16) % USE_LOCK_STRIPES:02d}.use"
-        return self.root / "locks" / f"{key}.{kind}"
+            return use_lock_path(self.root, str(module), commit)
+        return self.root / "locks" / f"{lock_key(str(module), commit)}.{kind}"
 
     @contextlib.contextmanager
     def _flocks(self, paths: Iterable[Path], mode: int) -> Iterator[None]:

@@ -143,7 +143,9 @@ def _read_lock(path: Path, store: LocalStore | FallibleStore | None) -> BufLock:
     digest = hashlib.sha256(data).hexdigest()
     memo = store.kv_get(key)
     if memo is not None:
-        with contextlib.suppress(ValueError, TypeError, KeyError, BSRTeamCacheError):
+        with contextlib.suppress(
+            ValueError, TypeError, KeyError, RecursionError, BSRTeamCacheError
+        ):
             value = json.loads(memo)
             if value["sha256"] == digest:
                 return lock_from_json(value["lock"])

@@ -27,14 +27,14 @@ lock-sparing eviction above does not have: a few sizes are simulated exactly ins
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from bsr_team_cache.domain.moduleref import parse_module_name
-from bsr_team_cache.store.local import USE_LOCK_STRIPES, LocalStore
+from bsr_team_cache.store.index import use_stripe
+from bsr_team_cache.store.local import LocalStore
 from bsr_team_cache.usage.events import BUNDLE_PULL, FETCH, SYNC
 from bsr_team_cache.usage.log import OPERATION_CODE, TIER_CODE, EventLog
 
@@ -101,12 +101,6 @@ def size_model_from(pairs: Sequence[tuple[int, int]]) -> SizeModel:
         if ratio > 0 and overhead >= 0:
             return SizeModel(overhead, ratio, n)
     return SizeModel(0.0, sy / sx if sx else 1.0, n)  # through the origin
-
-
-def use_stripe(module: str, commit: str) -> int:
-    """The "use" lock stripe of an entry, as ``LocalStore._lock_path`` computes it."""
-    key = hashlib.sha256(f"{module}:{commit}".encode()).hexdigest()[:32]
-    return int(key[:8], 16) % USE_LOCK_STRIPES
 
 
 @dataclass(frozen=True)
