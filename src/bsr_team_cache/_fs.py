@@ -26,9 +26,18 @@ def _temp_file(directory: Path, name: str) -> tuple[int, str]:
 
 
 def atomic_write(
-    path: Path, data: bytes, *, tmp_dir: Path | None = None, fsync: bool = False
+    path: Path,
+    data: bytes,
+    *,
+    tmp_dir: Path | None = None,
+    fsync: bool = False,
+    make_parent: bool = True,
 ) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """``path`` holding ``data``, written to a temp file and renamed into place. Without
+    ``make_parent`` the caller knows the directory exists (a store writes two blobs per module
+    into one directory: no mkdir each time)."""
+    if make_parent:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _temp_file(tmp_dir or path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as f:

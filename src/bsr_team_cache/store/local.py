@@ -254,7 +254,10 @@ class LocalStore:
         try:
             os.utime(path)  # already here (another entry's): young again, so GC spares it
         except FileNotFoundError:
-            atomic_write(path, data, tmp_dir=self.root / "tmp")
+            try:  # blobs/sha256 is made when the store is opened
+                atomic_write(path, data, tmp_dir=self.root / "tmp", make_parent=False)
+            except FileNotFoundError:  # removed since (the store cleared meanwhile)
+                atomic_write(path, data, tmp_dir=self.root / "tmp")
 
     # -- locks ---------------------------------------------------------------------------
     def _lock_path(self, module: ModuleName | str, commit: str, kind: str) -> Path:
