@@ -40,6 +40,7 @@ from bsr_team_cache.store.index import (
     use_lock_path,
 )
 from bsr_team_cache.team.names import validate_team_name
+from bsr_team_cache.usage.record import ModuleResult, record_modules
 
 BUF_YAML, BUF_LOCK = "buf.yaml", "buf.lock"
 LOCK_VERSIONS = ("v1beta1", "v1", "v2")
@@ -53,21 +54,8 @@ _DIGEST = re.compile(r"(?:b5|shake256):[0-9a-f]{128}")
 _BUSY_MS = 2000
 
 
-class PlacedModule(NamedTuple):
-    """A module found in place, as the fetch report lists it (team.fetch.ModuleResult)."""
-
-    name: str
-    commit: str
-    tier: str
-    bytes: int
-    seconds: float
-    published: bool = False
-    bundle: str = ""
-    digest: str = ""
-
-
 class PlacedFetch(NamedTuple):
-    modules: list[PlacedModule]
+    modules: list[ModuleResult]
     seconds: float  # the fetch, as the full fetch's report counts it (recording excluded)
     warnings: list[str]  # from recording (a log that could not be written)
 
@@ -110,8 +98,6 @@ def fetch_if_placed(
     except (sqlite3.Error, OSError):
         return None  # the full fetch reports it (as a warning: the store is an optimisation)
     seconds = time.time() - started
-    from bsr_team_cache.usage.record import record_modules
-
     warnings: list[str] = []
     record_modules(store_root, modules, warnings, started, team=team, member=member,
                    operation="fetch", project=str(project.resolve()))  # fmt: skip
@@ -131,7 +117,7 @@ def _using(store_root: Path, keys: list[tuple[str, str]]) -> Iterator[None]:
 
 def _placed(
     db: sqlite3.Connection, pins: list[tuple[str, str, str, str]], buf_cache: Path
-) -> list[PlacedModule] | None:
+) -> list[ModuleResult] | None:
     t0 = time.time()
     indexed = select_indexed(db, [(name, commit) for name, commit, _, _ in pins])
     modules = []
@@ -146,7 +132,7 @@ def _placed(
         if not os.path.exists(entry / MODULE_YAML):
             return None
         modules.append(
-            PlacedModule(name, commit, "local", files_bytes, time.time() - t0, digest=digest)
+            ModuleResult(name, commit, "local", files_bytes, time.time() - t0, digest=digest)
         )
     return modules
 

@@ -32,8 +32,7 @@ from bsr_team_cache.team import DEFAULT_LABEL_TTL
 # The fetch machinery (store, registry, BSR client, YAML) is imported when the command runs, so
 # that `fetch --help` and a mistyped option answer at once.
 if TYPE_CHECKING:
-    from bsr_team_cache.team.fetch import ModuleResult
-    from bsr_team_cache.usage.record import ModuleOutcome
+    from bsr_team_cache.usage.record import ModuleResult
 
 # team.fetch.TIERS (which a fetch finding everything in place does not import).
 TIERS = ("local", "team", "bsr")
@@ -100,7 +99,7 @@ def _echo(text: str, *, err: bool = False, end: str = "\n") -> None:
     stream.flush()
 
 
-def _print_modules(modules: Sequence[ModuleOutcome], seconds: float) -> None:
+def _print_modules(modules: Sequence[ModuleResult], seconds: float) -> None:
     """A line per module, then the summary (the tiers in team.fetch.TIERS's order)."""
     for m in modules:
         note = " (published)" if m.published else ""

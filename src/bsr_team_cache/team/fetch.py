@@ -14,7 +14,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -48,6 +48,7 @@ from bsr_team_cache.store import LocalStore
 from bsr_team_cache.store.fallible import FallibleStore
 from bsr_team_cache.team.names import validate_team_name
 from bsr_team_cache.team.resolve import DEFAULT_LABEL_TTL, TeamContext, resolve_project
+from bsr_team_cache.usage.record import ModuleResult
 
 # What only a fetch that reaches the team registry needs (bundles, packs, the team
 # configuration, worker threads) is imported there: a warm fetch does not load it.
@@ -87,18 +88,6 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 
 
 @dataclass
-class ModuleResult:
-    name: str
-    commit: str
-    tier: str
-    bytes: int
-    seconds: float
-    published: bool = False
-    bundle: str = ""  # "<name>:<version>" when the module came in a bundle
-    digest: str = ""  # the digest buf.lock pins (b5, or b4 for v1 locks)
-
-
-@dataclass
 class FetchReport:
     modules: list[ModuleResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -121,7 +110,7 @@ class FetchReport:
 
     def to_json(self) -> dict:
         return {
-            "modules": [asdict(m) for m in self.modules],
+            "modules": [m._asdict() for m in self.modules],
             "hits": {tier: self.count(tier) for tier in TIERS},
             "bytes": {tier: self.bytes(tier) for tier in TIERS},
             "resolved_by": self.resolved_by,

@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 from bsr_team_cache.usage.events import (
     BUNDLE,
@@ -111,17 +111,18 @@ def record(
             warnings.append(f"usage not recorded: {exc.strerror or exc}")
 
 
-class ModuleOutcome(Protocol):
-    """A module a command obtained, as its report lists it (team.fetch.ModuleResult)."""
+class ModuleResult(NamedTuple):
+    """A module a command obtained, as its report lists it. (A NamedTuple: every fetch makes
+    them, and one that finds every module in place, placed.py, loads no dataclass.)"""
 
     name: str
     commit: str
     tier: str
     bytes: int
     seconds: float
-    published: bool
-    bundle: str
-    digest: str
+    published: bool = False
+    bundle: str = ""  # "<name>:<version>" when the module came in a bundle
+    digest: str = ""  # the digest buf.lock pins (b5, or b4 for v1 locks)
 
 
 # A command's usage operation -> its audit operation (sync records itself as a whole).
@@ -130,7 +131,7 @@ _AUDITED = {"fetch": "fetch", "warm": "warm", "bundle": "bundle-pull"}
 
 def record_modules(
     store_root: Path,
-    modules: list[ModuleOutcome],
+    modules: list[ModuleResult],
     warnings: list[str],
     started: float,
     *,
