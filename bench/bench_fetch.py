@@ -28,7 +28,8 @@ preparation such as emptying directories is not timed:
                         tarball server's link, then `buf build` offline;
     of which restore    the restore alone;
   team fetch (cold) + buf build
-                        `bsr-team-cache fetch -q` from the team registry into an empty local
+                        `bsr-team-cache fetch -q` (the console script installed beside this
+                        interpreter; `python -m bsr_team_cache` without one) from the team registry into an empty local
                         store and empty buf cache (member A having run `fetch --update-lock`
                         once, which published the deps and wrote buf.lock, and, for sets of two
                         modules or more, a second machine having fetched them from the team
@@ -107,6 +108,10 @@ TEAM_MODULES = "team fetch --no-packs (cold) + build"
 WARM = "warm fetch"
 TEAM_BUNDLE = "team fetch --no-packs (cold, team has a bundle) + build"
 TEAM_NAMED = "team fetch --bundle NAME (cold) + build"
+
+# What a user runs: the console script beside this interpreter (else python -m, ~5 ms more).
+_SCRIPT = Path(sys.executable).parent / "bsr-team-cache"
+CLI = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "bsr_team_cache"]
 
 # Restoring without curl: the same stream, read by Python.
 _PY_RESTORE = (
@@ -349,7 +354,7 @@ class SetBench:
 
     def fetch(self, member: str, *extra: str) -> ChildRun:
         cache, store = self.member(member)
-        argv = [sys.executable, "-m", "bsr_team_cache", "fetch", str(self.project)]
+        argv = [*CLI, "fetch", str(self.project)]
         argv += ["--team", self.team, "--registry", self.svc.registry_url, "-q", *extra]
         return check_child(f"fetch ({member})", run_child(argv, env=self.env(cache, store)))
 
@@ -638,6 +643,7 @@ def environment(buf: str, use_curl: bool) -> dict[str, object]:
         "buf": _first_line([buf, "--version"]),
         "distribution": _first_line([find_distribution() or "docker-registry", "--version"]),
         "restore": "curl | tar" if use_curl else "python urllib + tarfile (no curl here)",
+        "fetch command": "bsr-team-cache (console script)" if len(CLI) == 1 else "python -m",
         "git": f"{head}{' + uncommitted changes under src/' if dirty else ''}",
         "cpus": os.cpu_count(),
         "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),

@@ -245,3 +245,20 @@ def test_a_warm_fetch_process_loads_none_of_the_heavy_modules(bsr_env, tmp_path:
     imported = _imported(warm.stderr)
     assert "bsr_team_cache.team.fetch" in imported  # the probe sees the fetch's imports
     assert sorted(m for m in NOT_LOADED_BY_A_WARM_FETCH if m in imported) == []
+
+
+def test_a_fetch_process_exits_with_its_code_and_every_byte_it_printed() -> None:
+    """The console script's fetch ends with os._exit (no teardown): the standard streams are
+    flushed first, whatever their size, and the command's exit code is the process's."""
+    probe = (
+        "import sys\n"
+        "from bsr_team_cache.cli._fastpath import exit_now\n"
+        "sys.stdout.write('o' * 1_000_000)\n"
+        "sys.stderr.write('e' * 200_000)\n"
+        "exit_now(3)\n"
+        "print('not reached')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60)
+    assert done.returncode == 3
+    assert done.stdout == b"o" * 1_000_000
+    assert done.stderr == b"e" * 200_000

@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from bsr_team_cache.cli.options import FLAG, NON_NEGATIVE_FLOAT, PATH, POSITIVE_INT, TEXT, Param
 from bsr_team_cache.errors import BSRTeamCacheError
@@ -133,7 +134,8 @@ def run_fetch(argv: Sequence[str], *, whole_process: bool = False) -> int | None
     """``bsr-team-cache fetch ARGV``: the exit code, or None if click must answer argv.
 
     ``whole_process``: this process runs this one command and exits (the console script), so
-    the objects its imports make live until exit: the garbage collector need not scan them."""
+    the objects its imports make live until exit (the garbage collector need not scan them),
+    and it exits here, with the command's code (``exit_now``)."""
     if os.environ.get(COMPLETION_VARIABLE):
         return None
     from bsr_team_cache.cli import fetch
@@ -142,7 +144,20 @@ def run_fetch(argv: Sequence[str], *, whole_process: bool = False) -> int | None
     if values is None:
         return None
     fetch.WHOLE_PROCESS = whole_process  # the machinery, if loaded, loads as start-up
-    return run_command(lambda: fetch.fetch_command(**values))
+    code = run_command(lambda: fetch.fetch_command(**values))
+    if whole_process:
+        exit_now(code)
+    return code
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process without Python's teardown of the ~300 modules a fetch loads (20-40 ms of
+    it). Nothing needs it: every file the fetch wrote is closed, the store's index committed and
+    closed, its thread pools shut down; the standard streams are flushed here."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a reader gone: as at a normal exit
+            stream.flush()
+    os._exit(code)
 
 
 @contextlib.contextmanager
