@@ -17,7 +17,10 @@ class OnDemandBSRClient:
 
     def __getattr__(self, name: str) -> Any:
         if self._client is None:
-            from bsr_team_cache.bsr.client import BSRModuleClient
+            from bsr_team_cache._startup import loading
+
+            with loading():  # the BSR client, protobuf and the HTTP stack
+                from bsr_team_cache.bsr.client import BSRModuleClient
 
             self._client = BSRModuleClient()
         return getattr(self._client, name)

@@ -13,10 +13,11 @@ import contextlib
 import errno
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from bsr_team_cache import _startup
 from bsr_team_cache.cli.options import FLAG, NON_NEGATIVE_FLOAT, PATH, POSITIVE_INT, TEXT, Param
 from bsr_team_cache.errors import BSRTeamCacheError
 
@@ -134,8 +135,8 @@ def run_fetch(argv: Sequence[str], *, whole_process: bool = False) -> int | None
     """``bsr-team-cache fetch ARGV``: the exit code, or None if click must answer argv.
 
     ``whole_process``: this process runs this one command and exits (the console script), so
-    the objects its imports make live until exit (the garbage collector need not scan them),
-    and it exits here, with the command's code (``exit_now``)."""
+    the objects its imports make live until exit (``_startup.loading``), and it exits here,
+    with the command's code (``exit_now``)."""
     if os.environ.get(COMPLETION_VARIABLE):
         return None
     from bsr_team_cache.cli import fetch
@@ -143,7 +144,8 @@ def run_fetch(argv: Sequence[str], *, whole_process: bool = False) -> int | None
     values = parse(fetch.PARAMS, argv)
     if values is None:
         return None
-    fetch.WHOLE_PROCESS = whole_process  # the machinery, if loaded, loads as start-up
+    if whole_process:
+        _startup.SHORT_LIVED = True  # what it loads from now on is kept until exit
     code = run_command(lambda: fetch.fetch_command(**values))
     if whole_process:
         exit_now(code)
@@ -158,21 +160,3 @@ def exit_now(code: int) -> NoReturn:
         with contextlib.suppress(OSError, ValueError):  # a reader gone: as at a normal exit
             stream.flush()
     os._exit(code)
-
-
-@contextlib.contextmanager
-def start_up_objects_kept(enabled: bool) -> Iterator[None]:
-    """No collections while the modules load, then everything loaded so far is frozen (moved
-    out of the collector's generations): later collections, and the one at exit, skip it.
-    ~190 modules' objects: this saves 15-25 ms of a full fetch's ~150."""
-    if not enabled:
-        yield
-        return
-    import gc
-
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        gc.enable()

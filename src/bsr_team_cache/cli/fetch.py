@@ -132,18 +132,13 @@ class _Progress:
 
 
 def import_machinery() -> None:
-    """Import what a full fetch runs (with the garbage collector paused when this process runs
-    this one command: see _fastpath)."""
-    from bsr_team_cache.cli._fastpath import start_up_objects_kept
+    """Import what a full fetch runs (see _startup: the process may keep it until exit)."""
+    from bsr_team_cache._startup import loading
 
-    with start_up_objects_kept(WHOLE_PROCESS):
+    with loading():
         import bsr_team_cache.bsr.on_demand
         import bsr_team_cache.bufcache.v3
         import bsr_team_cache.team.fetch  # noqa: F401
-
-
-# Set by the console script's fast path: this process runs one fetch and exits.
-WHOLE_PROCESS = False
 
 
 def fetch_command(**values: object) -> None:
@@ -175,7 +170,10 @@ def _fetch(
     if cache is not None and not (update_lock or export or as_json):
         # Every module in place already (a build's every run after its first): done without
         # loading the fetch machinery (placed.py), or None and the full fetch runs.
-        from bsr_team_cache.placed import fetch_if_placed
+        from bsr_team_cache._startup import loading
+
+        with loading():
+            from bsr_team_cache.placed import fetch_if_placed
 
         placed = fetch_if_placed(
             project_dir,

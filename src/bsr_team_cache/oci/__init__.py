@@ -44,7 +44,10 @@ def open_registry(url: str, *, insecure: bool = False) -> RegistryBackend:
         parse_http_registry_url(url, insecure=insecure)  # bad URLs fail now, not on first use
 
         def connect() -> RegistryBackend:
-            from bsr_team_cache.oci.http import HTTPRegistry
+            from bsr_team_cache._startup import loading
+
+            with loading():  # the HTTP stack: ~100 modules
+                from bsr_team_cache.oci.http import HTTPRegistry
 
             return HTTPRegistry(url, insecure=insecure)
 
