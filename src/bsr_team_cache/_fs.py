@@ -107,10 +107,12 @@ def inside(root: Path, path: Path, error: type[Exception] = UsageError) -> Path:
     return Path(path_text)
 
 
-def open_regular_file(path: Path, max_bytes: int) -> int:
-    """A descriptor of ``path`` opened for reading if it is a regular file (never a link, FIFO
-    or device) of at most ``max_bytes``; else the file is closed and the error raised."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+def open_regular_file(path: Path, max_bytes: int, *, follow_links: bool = False) -> int:
+    """A descriptor of ``path`` opened for reading if it is a regular file (never a link, unless
+    ``follow_links``, never a FIFO or device) of at most ``max_bytes``; else the file is closed
+    and the error raised."""
+    nofollow = 0 if follow_links else os.O_NOFOLLOW
+    fd = os.open(path, os.O_RDONLY | nofollow | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -123,9 +125,10 @@ def open_regular_file(path: Path, max_bytes: int) -> int:
     return fd
 
 
-def read_regular_file(path: Path, max_bytes: int) -> bytes:
-    """A regular file's bytes (never a link, FIFO or device), refused beyond ``max_bytes``."""
-    fd = open_regular_file(path, max_bytes)
+def read_regular_file(path: Path, max_bytes: int, *, follow_links: bool = False) -> bytes:
+    """A regular file's bytes (never a link, unless ``follow_links``, never a FIFO or device),
+    refused beyond ``max_bytes``."""
+    fd = open_regular_file(path, max_bytes, follow_links=follow_links)
     try:
         with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read(max_bytes + 1)

@@ -23,15 +23,15 @@ import json
 import os
 import re
 import sqlite3
-import stat
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+from bsr_team_cache._fs import read_regular_file
 from bsr_team_cache.bufcache.layout import ENTRY_KINDS, MODULE_YAML, entry_dir_of
-from bsr_team_cache.errors import UsageError
+from bsr_team_cache.errors import BSRTeamCacheError, StoreError, UsageError
 from bsr_team_cache.store.index import (
+    flocks,
     lock_memo_key,
     open_existing,
     select_indexed,
@@ -40,8 +40,10 @@ from bsr_team_cache.store.index import (
     use_lock_path,
 )
 from bsr_team_cache.team.names import validate_team_name
+from bsr_team_cache.usage.events import LOCAL
 from bsr_team_cache.usage.record import ModuleResult, record_modules
 
+# domain.bufyaml.BUF_YAML and domain.buflock.BUF_LOCK (modules this path does not load).
 BUF_YAML, BUF_LOCK = "buf.yaml", "buf.lock"
 LOCK_VERSIONS = ("v1beta1", "v1", "v2")
 # The memo holds what the full fetch parsed and validated; this checks it again only as far as
@@ -49,6 +51,8 @@ LOCK_VERSIONS = ("v1beta1", "v1", "v2")
 _NAME_PART = re.compile(r"[^/\x00]+")
 _COMMIT = re.compile(r"[0-9a-f]{32}")
 _DIGEST = re.compile(r"(?:b5|shake256):[0-9a-f]{128}")
+# A buf.lock larger than this is left to the full fetch (thousands of deps take well under 1 MiB).
+_LOCK_MAX_BYTES = 16 << 20
 # How long the use is waited for when another process writes the index; then the full fetch
 # runs (which waits as long as any store write does).
 _BUSY_MS = 2000
@@ -82,7 +86,8 @@ def fetch_if_placed(
                 return None
             # Held, as the full fetch holds them, until the use is recorded: eviction skips
             # these entries meanwhile.
-            with _using(store_root, [(name, commit) for name, commit, _, _ in pins]):
+            uses = (use_lock_path(store_root, name, commit) for name, commit, _, _ in pins)
+            with flocks(uses, fcntl.LOCK_SH):
                 modules = _placed(db, pins, buf_cache)
                 if modules is None:
                     return None
@@ -95,24 +100,13 @@ def fetch_if_placed(
                     db.execute("ROLLBACK")
                     raise
                 db.execute("COMMIT")
-    except (sqlite3.Error, OSError):
+    except (sqlite3.Error, OSError, StoreError):
         return None  # the full fetch reports it (as a warning: the store is an optimisation)
     seconds = time.time() - started
     warnings: list[str] = []
     record_modules(store_root, modules, warnings, started, team=team, member=member,
                    operation="fetch", project=str(project.resolve()))  # fmt: skip
     return PlacedFetch(modules, seconds, warnings)
-
-
-@contextlib.contextmanager
-def _using(store_root: Path, keys: list[tuple[str, str]]) -> Iterator[None]:
-    """LocalStore.using's shared locks (one file per stripe, taken in sorted order)."""
-    with contextlib.ExitStack() as held:
-        for path in sorted({use_lock_path(store_root, m, c) for m, c in keys}):
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            held.callback(os.close, fd)
-            fcntl.flock(fd, fcntl.LOCK_SH)
-        yield
 
 
 def _placed(
@@ -132,7 +126,7 @@ def _placed(
         if not os.path.exists(entry / MODULE_YAML):
             return None
         modules.append(
-            ModuleResult(name, commit, "local", files_bytes, time.time() - t0, digest=digest)
+            ModuleResult(name, commit, LOCAL, files_bytes, time.time() - t0, digest=digest)
         )
     return modules
 
@@ -141,8 +135,9 @@ def _memo_pins(db: sqlite3.Connection, lock_path: Path) -> list[tuple[str, str, 
     """(module, commit, digest, entry kind) of each dep, from the store's memo of buf.lock's
     last parse (team/resolve.py writes it) if the memo is of these bytes; None otherwise, or if
     a dep has no digest (the full fetch asks the BSR for it)."""
-    data = _regular_file_bytes(lock_path)
-    if data is None:
+    try:  # a FIFO never blocks, a device is never read; links followed as ``is_file`` does
+        data = read_regular_file(lock_path, _LOCK_MAX_BYTES, follow_links=True)
+    except (OSError, BSRTeamCacheError):
         return None
     memo = select_kv(db, lock_memo_key(lock_path))
     if memo is None:
@@ -166,25 +161,6 @@ def _memo_pins(db: sqlite3.Connection, lock_path: Path) -> list[tuple[str, str, 
     except (ValueError, TypeError, KeyError, RecursionError):
         return None
     return pins
-
-
-def _regular_file_bytes(path: Path) -> bytes | None:
-    """The file's bytes if it is a regular file (after symlinks, as ``is_file`` sees it, which
-    is the full fetch's test); None for anything else: a FIFO never blocks, a device is never
-    read."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        with os.fdopen(os.dup(fd), "rb") as f:
-            return f.read()
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def _plain_name(name: object) -> bool:

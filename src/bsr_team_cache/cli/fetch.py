@@ -34,9 +34,6 @@ from bsr_team_cache.team import DEFAULT_LABEL_TTL
 if TYPE_CHECKING:
     from bsr_team_cache.usage.record import ModuleResult
 
-# team.fetch.TIERS (which a fetch finding everything in place does not import).
-TIERS = ("local", "team", "bsr")
-
 PARAMS = (
     Param("project_dir", (), PATH, default="."),
     *team_params(content=True),
@@ -100,11 +97,13 @@ def _echo(text: str, *, err: bool = False, end: str = "\n") -> None:
 
 
 def _print_modules(modules: Sequence[ModuleResult], seconds: float) -> None:
-    """A line per module, then the summary (the tiers in team.fetch.TIERS's order)."""
+    """A line per module, then the summary."""
     for m in modules:
         note = " (published)" if m.published else ""
         _echo(f"{m.tier:<5} {m.name}:{m.commit}  {m.bytes} B{note}")
-    parts = [f"{sum(1 for m in modules if m.tier == tier)} {tier}" for tier in TIERS]
+    from bsr_team_cache.usage.record import FETCH_TIERS
+
+    parts = [f"{sum(1 for m in modules if m.tier == tier)} {tier}" for tier in FETCH_TIERS]
     total = sum(m.bytes for m in modules)
     _echo(
         f"{len(modules)} modules ({', '.join(parts)}), {total / 1024:.0f} KiB,"

@@ -5,12 +5,16 @@ fetch finding every module in place (placed.py) needs no more than this."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from bsr_team_cache.errors import StoreError
 
 SCHEMA_VERSION = 3
 INDEX_FILE = "store.db"
@@ -44,6 +48,32 @@ def use_lock_path(root: Path, module: str, commit: str) -> Path:
     return root / "locks" / f"stripe-{use_stripe(module, commit):02d}.use"
 
 
+def connect(path: Path) -> sqlite3.Connection:
+    """The index at ``path``, as every user of it opens it (autocommit: transactions are
+    explicit; waiting up to 60 s for another process's write)."""
+    db = sqlite3.connect(path, timeout=60, isolation_level=None)
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
+@contextlib.contextmanager
+def flocks(paths: Iterable[Path], mode: int) -> Iterator[None]:
+    """``flock`` (``mode``) on each of ``paths`` (made if missing) while the block runs. Taken
+    in sorted order: two processes locking overlapping sets cannot deadlock. StoreError if one
+    cannot be opened or locked."""
+    with contextlib.ExitStack() as held:
+        for path in sorted(set(paths)):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                held.callback(os.close, fd)  # closing releases the lock
+                fcntl.flock(fd, mode)
+            except OSError as exc:
+                raise StoreError(
+                    f"local store: cannot lock {path}: {exc.strerror or exc}"
+                ) from None
+        yield
+
+
 def open_existing(root: Path) -> sqlite3.Connection | None:
     """The index of the store at ``root`` if there is one of this schema version, else None
     (LocalStore makes and upgrades stores; this never writes a schema)."""
@@ -51,11 +81,10 @@ def open_existing(root: Path) -> sqlite3.Connection | None:
     if not path.is_file():
         return None
     try:
-        db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        db = connect(path)
     except sqlite3.Error:
         return None
     try:
-        db.execute("PRAGMA synchronous=NORMAL")
         (version,) = db.execute("PRAGMA user_version").fetchone()
     except sqlite3.Error:
         db.close()

@@ -41,7 +41,9 @@ from bsr_team_cache.oci.base import Descriptor, sha256_digest, validate_oci_dige
 from bsr_team_cache.store.index import (
     INDEX_FILE,
     SCHEMA_VERSION,
+    connect,
     default_store_dir,  # noqa: F401 - also this module's API
+    flocks,
     lock_key,
     select_indexed,
     select_kv,
@@ -162,7 +164,7 @@ class LocalStore:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             for sub in ("blobs/sha256", "locks", "tmp"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.root / INDEX_FILE, timeout=60, isolation_level=None)
+            self._db = connect(self.root / INDEX_FILE)
             self._open()
         except OSError as exc:
             raise StoreError(
@@ -183,7 +185,6 @@ class LocalStore:
 
     def _open(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
         if version == SCHEMA_VERSION:
             return  # the common case: no write transaction at start-up
@@ -265,34 +266,15 @@ class LocalStore:
             return use_lock_path(self.root, str(module), commit)
         return self.root / "locks" / f"{lock_key(str(module), commit)}.{kind}"
 
-    @contextlib.contextmanager
-    def _flocks(self, paths: Iterable[Path], mode: int) -> Iterator[None]:
-        # Sorted order: two processes locking overlapping sets cannot deadlock.
-        held = []
-        try:
-            try:
-                for path in sorted(set(paths)):
-                    f = open(path, "a+b")  # noqa: SIM115 - closed in finally
-                    held.append(f)
-                    fcntl.flock(f, mode)
-            except OSError as exc:
-                raise StoreError(
-                    f"local store: cannot lock {path}: {exc.strerror or exc}"
-                ) from None
-            yield
-        finally:
-            for f in held:
-                f.close()  # closing releases the lock
-
     def filling(self, keys: Iterable[tuple[ModuleName, str]]) -> contextlib.AbstractContextManager:
         """Exclusive: one process at a time fetches a given commit from upstream. One file
         per key: callers hold these for a bounded batch of keys at a time."""
-        return self._flocks((self._lock_path(m, c, "fill") for m, c in keys), fcntl.LOCK_EX)
+        return flocks((self._lock_path(m, c, "fill") for m, c in keys), fcntl.LOCK_EX)
 
     def using(self, keys: Iterable[tuple[ModuleName, str]]) -> contextlib.AbstractContextManager:
         """Shared: eviction leaves these entries alone while held (and, lock files being
         striped, some others too: it only ever spares more)."""
-        return self._flocks((self._lock_path(m, c, "use") for m, c in keys), fcntl.LOCK_SH)
+        return flocks((self._lock_path(m, c, "use") for m, c in keys), fcntl.LOCK_SH)
 
     # -- entries -------------------------------------------------------------------------
     @_store_errors

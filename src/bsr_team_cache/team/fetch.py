@@ -48,7 +48,8 @@ from bsr_team_cache.store import LocalStore
 from bsr_team_cache.store.fallible import FallibleStore
 from bsr_team_cache.team.names import validate_team_name
 from bsr_team_cache.team.resolve import DEFAULT_LABEL_TTL, TeamContext, resolve_project
-from bsr_team_cache.usage.record import ModuleResult
+from bsr_team_cache.usage.events import BSR, LOCAL, TEAM
+from bsr_team_cache.usage.record import FETCH_TIERS, ModuleResult
 
 # What only a fetch that reaches the team registry needs (bundles, packs, the team
 # configuration, worker threads) is imported there: a warm fetch does not load it.
@@ -61,9 +62,8 @@ if TYPE_CHECKING:
     from bsr_team_cache.team.packs import Pack
 
 T = TypeVar("T")
-LOCAL, TEAM, BSR = "local", "team", "bsr"
 PACK_MIN_MODULES = 2  # team/packs.py's, here so that a warm fetch need not import it
-TIERS = (LOCAL, TEAM, BSR)
+TIERS = FETCH_TIERS
 # Misses are filled in batches, each under its commits' fill locks: open files stay bounded
 # however many deps a project has.
 FILL_BATCH = 128

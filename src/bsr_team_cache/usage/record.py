@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from bsr_team_cache.usage.events import (
+    BSR,
     BUNDLE,
+    LOCAL,
     TEAM,
     UsageEvent,
     build_id,
@@ -109,6 +111,10 @@ def record(
     except OSError as exc:
         if warnings is not None:
             warnings.append(f"usage not recorded: {exc.strerror or exc}")
+
+
+# The tiers a fetch reports, in its summary's order (a bundle is the team tier there).
+FETCH_TIERS = (LOCAL, TEAM, BSR)
 
 
 class ModuleResult(NamedTuple):
