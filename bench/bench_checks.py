@@ -1,6 +1,6 @@
 """What the boundary checks cost: this tree's fetch against another checkout's, side by side.
 
-    python bench/bench_checks.py --baseline DIR [--repeat 11] [--rtt-ms 20] [--mbit 100]
+    python bench/bench_checks.py --baseline DIR [--repeat 11] [--rtt-ms 20] [--mbit 100] [--set 10]
 
 ``DIR`` is a checkout of an earlier version (e.g. ``git worktree add DIR <commit>``); its
 ``src`` is put first on PYTHONPATH for its runs. Both run against the same servers through the
@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _util import table
-from bench_fetch import DEPS, shaped_servers, write_project
+from bench_fetch import DepSet, Services, services, write_bench_data, write_project
 
 from bsr_team_cache.demo import find_buf
 
@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=11)
     parser.add_argument("--rtt-ms", type=float, default=20.0)
     parser.add_argument("--mbit", type=float, default=100.0)
+    parser.add_argument("--set", default="10", help="bench_fetch's dependency set (10, 200, ...)")
     args = parser.parse_args()
     buf = find_buf()
     if buf is None:
@@ -67,20 +68,19 @@ def main() -> None:
     trees = {"baseline": baseline_src, "this tree": THIS_TREE / "src"}
     for src in trees.values():  # as an install would: no tree pays for compiling at start-up
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(src)], check=True)
-    with (
-        tempfile.TemporaryDirectory() as tmp_name,
-        shaped_servers(Path(tmp_name), args.rtt_ms, args.mbit) as (ca, bsr_port, reg_port),
-    ):
-        _measure(args, buf, Path(tmp_name), ca, bsr_port, reg_port, trees)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        depset = write_bench_data(tmp / "data", [args.set])[args.set]
+        with services(tmp, tmp / "data", args.rtt_ms, args.mbit) as svc:
+            _measure(args, buf, tmp, svc, depset, trees)
 
 
-def _measure(args, buf: str, tmp: Path, ca: Path, bsr_port: int, reg_port: int, trees) -> None:
-    host = f"localhost:{bsr_port}"
-    registry_url = f"http://127.0.0.1:{reg_port}/bench"
+def _measure(args, buf: str, tmp: Path, svc: Services, depset: DepSet, trees) -> None:
+    registry_url = svc.registry_url
     project = tmp / "project"
-    write_project(project, host)
+    write_project(project, svc.bsr_host, depset)
     base_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    base_env["SSL_CERT_FILE"] = str(ca)
+    base_env["SSL_CERT_FILE"] = str(svc.ca)
 
     def env(tree: str, member: str) -> dict[str, str]:
         return {
@@ -128,7 +128,7 @@ def _measure(args, buf: str, tmp: Path, ca: Path, bsr_port: int, reg_port: int, 
 
     ms = 1000.0
     print(
-        f"{len(DEPS)} deps; link: {args.rtt_ms:g} ms RTT, {args.mbit:g} Mbit/s; "
+        f"{len(depset.deps)} deps; link: {args.rtt_ms:g} ms RTT, {args.mbit:g} Mbit/s; "
         f"{args.repeat} runs each, alternating\n"
     )
     rows = [("", "baseline", "this tree", "this / baseline")]
