@@ -229,13 +229,6 @@ def test_no_pack_for_a_team_that_keeps_downloads_private(team):
     assert team.registry.read_manifest(team.repo, team.tag) is None
 
 
-def test_the_fetch_path_knows_the_smallest_pack_without_importing_packs():
-    from bsr_team_cache.team import fetch as fetch_module
-    from bsr_team_cache.team import packs
-
-    assert fetch_module.PACK_MIN_MODULES == packs.PACK_MIN_MODULES == 2
-
-
 def test_a_bad_pack_is_replaced_by_the_next_machine_that_can(team):
     team.fetch("alice", update_lock=True)
     members = _members_of_alices_store(team)

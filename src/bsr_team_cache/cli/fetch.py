@@ -187,6 +187,21 @@ def _fetch(
             if not quiet:
                 _print_modules(placed.modules, placed.seconds)
             return
+    pack_read = None
+    if not (no_packs or no_bundles or bundle or update_lock):
+        # A cold fetch's first request, made while the rest of the fetch loads (pack_read.py).
+        from bsr_team_cache._startup import loading
+
+        with loading():
+            from bsr_team_cache.team.pack_read import start_pack_read
+
+        pack_read = start_pack_read(
+            project_dir,
+            team=team,
+            namespace=options.settings.namespace,
+            registry=registry,
+            store_root=options.store_dir,
+        )
     import_machinery()
     from bsr_team_cache.bsr.on_demand import OnDemandBSRClient
     from bsr_team_cache.team.fetch import FetchReport, fetch
@@ -223,6 +238,7 @@ def _fetch(
                 bundle=bundle,
                 timeout=options.timeout,
                 member=options.settings.member,
+                pack_read=pack_read,
             )
         finally:
             if progress is not None:

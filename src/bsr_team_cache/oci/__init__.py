@@ -29,10 +29,18 @@ class _OnFirstUse:
         return self._url
 
     def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend(), name)
+
+    def backend(self) -> RegistryBackend:
         with self._lock:
             if self._backend is None:
                 self._backend = self._factory()
-        return getattr(self._backend, name)
+        return self._backend
+
+
+def built(registry: RegistryBackend) -> RegistryBackend:
+    """``registry`` with its HTTP client built now, in this thread (not on first use)."""
+    return registry.backend() if isinstance(registry, _OnFirstUse) else registry
 
 
 def open_registry(url: str, *, insecure: bool = False) -> RegistryBackend:

@@ -47,6 +47,7 @@ from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.store import LocalStore
 from bsr_team_cache.store.fallible import FallibleStore
 from bsr_team_cache.team.names import validate_team_name
+from bsr_team_cache.team.pack_read import PACK_MIN_MODULES, PackRead, pack_worth_reading
 from bsr_team_cache.team.resolve import DEFAULT_LABEL_TTL, TeamContext, resolve_project
 from bsr_team_cache.usage.events import BSR, LOCAL, TEAM
 from bsr_team_cache.usage.record import FETCH_TIERS, ModuleResult
@@ -62,7 +63,6 @@ if TYPE_CHECKING:
     from bsr_team_cache.team.packs import Pack
 
 T = TypeVar("T")
-PACK_MIN_MODULES = 2  # team/packs.py's, here so that a warm fetch need not import it
 TIERS = FETCH_TIERS
 # Misses are filled in batches, each under its commits' fill locks: open files stay bounded
 # however many deps a project has.
@@ -148,6 +148,7 @@ class _Run:
     pack: Pack | None = None  # the lock's pack, read and checked for shape
     # Looked for, and the team has none (or an unusable one): this fetch may make it.
     pack_missing: bool = False
+    pack_read: PackRead | None = None  # the pack's read, started before this module loaded
     whole_lock: bool = False  # the deps are a buf.lock's: every dep record must be pinned
     config: tuple[TeamConfig | None] | None = None  # the team configuration, once read
 
@@ -241,10 +242,12 @@ def fetch(
     timeout: float | None = None,
     member: str = "",
     packs: bool = True,
+    pack_read: PackRead | None = None,
 ) -> FetchReport:
     """Fetch a project's deps within ``timeout`` seconds (default: the command limit). Pass
     ``report`` to keep its warnings if the fetch fails. ``packs``: read the lock's pack, and
-    make it when due (team/packs.py); ``use_bundles`` False turns packs off too."""
+    make it when due (team/packs.py); ``use_bundles`` False turns packs off too. ``pack_read``:
+    that pack's read, started early (team/pack_read.py), taken if it is the one wanted."""
     started = time.time()
     if not (project / BUF_YAML).is_file():
         raise UsageError(f"{project / BUF_YAML}: file not found (is {project} a buf project?)")
@@ -269,6 +272,7 @@ def fetch(
                 use_bundles=use_bundles,
                 bundle=bundle,
                 packs=packs,
+                pack_read=pack_read,
             )
         except BSRTeamCacheError as exc:
             record_fetch(local, report, started, team=context.team, member=member, failed=exc)
@@ -336,6 +340,7 @@ def _resolve_and_obtain(
     use_bundles: bool,
     bundle: str | None,
     packs: bool,
+    pack_read: PackRead | None = None,
 ):
     resolution = resolve_project(
         project,
@@ -372,6 +377,7 @@ def _resolve_and_obtain(
         need_files=need_files,
         whole_lock=True,
         lock_pack=packs,
+        pack_read=pack_read,
     )
     return artifacts, lock
 
@@ -450,6 +456,7 @@ def obtain(
     need_files: bool = True,
     whole_lock: bool = False,
     lock_pack: bool = False,
+    pack_read: PackRead | None = None,
 ) -> dict[str, ModuleArtifact]:
     """Verified artifacts of ``deps`` by commit: local store, team registry (bundles first),
     then the BSR (published back), each written to ``buf_cache`` (if given) as it comes in.
@@ -476,6 +483,7 @@ def obtain(
     run.use_bundles = use_bundles
     run.bundle = bundle
     run.whole_lock = whole_lock
+    run.pack_read = pack_read
     keys = [(d.module, d.commit) for d in deps]
     run.total = len(keys)
     with _maybe(local and local.using(keys)), _maybe(local and local.batch()):
@@ -806,8 +814,7 @@ def _look_up_pack(run: _Run, deps: list[LockedDep], pending: list[LockedDep]) ->
         run.registry_down
         or not run.use_bundles
         or run.bundle is not None
-        or len(pending) < PACK_MIN_MODULES
-        or 2 * len(pending) < len(deps)
+        or not pack_worth_reading(len(pending), len(deps))
     ):
         return
     from bsr_team_cache.team.packs import pack_repository, pack_tag, read_pack
@@ -815,10 +822,12 @@ def _look_up_pack(run: _Run, deps: list[LockedDep], pending: list[LockedDep]) ->
     tag = pack_tag(deps)
     run.report.pack = tag
     wanted = {f"{d.module}:{d.commit}": d for d in deps}
+    repo, early = pack_repository(run.team.team, run.team.namespace), run.pack_read
     try:
-        run.pack = read_pack(
-            run.team.registry, pack_repository(run.team.team, run.team.namespace), tag, wanted
-        )
+        if early is not None and early.serves(run.team.registry, repo, tag):
+            run.pack = early.result()  # requested while this module loaded
+        else:
+            run.pack = read_pack(run.team.registry, repo, tag, wanted)
     except InvalidContentError as exc:
         run.report.warnings.append(f"lock pack unusable ({exc}); fetching modules one by one")
         run.pack_missing = True  # replaced by this fetch's, when it can make one

@@ -52,7 +52,6 @@ PACK_CONFIG_TYPE = "application/vnd.bsr-team-cache.pack.config.v1+json"
 # The members' files layers (each a gzip of a tar), concatenated: a reader splits it by the
 # sizes their manifests give.
 PACK_LAYER_TYPE = "application/vnd.bsr-team-cache.pack.layers.v1"
-PACK_MIN_MODULES = 2  # one module is one request either way
 # Packs are for many small modules, where requests cost more than bytes; beyond this the
 # modules are pulled one by one (in parallel, and without holding them all in memory).
 PACK_MAX_BYTES = 64 * 1024 * 1024

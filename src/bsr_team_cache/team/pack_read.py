@@ -1,0 +1,127 @@
+"""A cold fetch's lock pack, requested while the fetch machinery is still loading.
+
+On a machine new to a lock, the fetch's first registry request is the pack's (team/packs.py):
+one or two round trips, plus the token exchange on registries that want one, which the process
+spends waiting. Started in a thread just before the CLI loads the rest of the fetch (team.fetch,
+buf's cache writer, the store), that wait overlaps the loading instead of following it. Only
+the request moves: the fetch takes the result here when it would read the same pack (same
+registry, repository and tag) and checks it exactly as it checks a pack it reads itself
+(read_pack, then every member as a module pulled on its own). Anything that makes the pack's
+use doubtful here (no buf.lock, one that does not parse, a store that has most of its modules,
+a team name that is not valid) starts nothing: the fetch decides as before.
+
+This module is light (no HTTP stack, no artifact codec) until it starts a read: the full fetch
+imports it for the rule below, and a fetch served by the store never loads team/packs.py.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import sqlite3
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bsr_team_cache.domain.buflock import BUF_LOCK, LockedDep, read_buf_lock
+from bsr_team_cache.errors import BSRTeamCacheError
+from bsr_team_cache.store import index
+from bsr_team_cache.team.names import validate_team_name
+
+if TYPE_CHECKING:
+    from bsr_team_cache.oci.base import RegistryBackend
+    from bsr_team_cache.team.packs import Pack
+
+PACK_MIN_MODULES = 2  # one module is one request either way
+
+
+def pack_worth_reading(missing: int, total: int) -> bool:
+    """Whether a fetch lacking ``missing`` of a lock's ``total`` modules reads the lock's pack:
+    it lacks most of them (a few misses go module by module)."""
+    return missing >= PACK_MIN_MODULES and 2 * missing >= total
+
+
+class PackRead:
+    """``read_pack`` of one pack, running in a daemon thread in the caller's context (so within
+    its deadline); ``result`` waits for it and returns or raises what ``read_pack`` did."""
+
+    def __init__(
+        self, registry: RegistryBackend, repo: str, tag: str, wanted: Mapping[str, LockedDep]
+    ) -> None:
+        from bsr_team_cache.oci import built
+
+        self.registry, self.repo, self.tag = registry, repo, tag
+        # The HTTP stack loads here, not in the thread, where it would compete with the
+        # fetch's own loading for the interpreter.
+        backend = built(registry)
+        from bsr_team_cache.team.packs import read_pack
+
+        self._outcome: tuple[Pack | None, BaseException | None] = (None, None)
+
+        def read() -> None:
+            try:
+                self._outcome = (read_pack(backend, repo, tag, wanted), None)
+            except BaseException as exc:  # the fetch handles it as its own read's
+                self._outcome = (None, exc)
+
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(read,), name="lock-pack-read", daemon=True
+        )
+        self._thread.start()
+
+    def serves(self, registry: RegistryBackend, repo: str, tag: str) -> bool:
+        return registry is self.registry and (repo, tag) == (self.repo, self.tag)
+
+    def result(self) -> Pack | None:
+        self._thread.join()
+        pack, failure = self._outcome
+        if failure is not None:
+            raise failure
+        return pack
+
+
+def start_pack_read(
+    project: Path, *, team: str, namespace: str, registry: RegistryBackend, store_root: Path
+) -> PackRead | None:
+    """Start reading the pack of ``project``'s buf.lock if the fetch will want it: the store at
+    ``store_root`` lacks most of the lock's modules as buf.lock pins them (pack_worth_reading).
+    None otherwise, and on anything unexpected (the fetch then says what it is)."""
+    try:
+        deps = read_buf_lock(project / BUF_LOCK).deps
+        team = validate_team_name(team)
+    except (BSRTeamCacheError, OSError, ValueError):
+        return None
+    if not pack_worth_reading(len(deps) - _stored(store_root, deps), len(deps)):
+        return None
+    with _loading():
+        from bsr_team_cache.team.packs import pack_repository, pack_tag
+
+    wanted = {f"{d.module}:{d.commit}": d for d in deps}
+    return PackRead(registry, pack_repository(team, namespace), pack_tag(deps), wanted)
+
+
+def _stored(store_root: Path, deps: tuple[LockedDep, ...] | list[LockedDep]) -> int:
+    """How many of ``deps`` the store's index records with the digest buf.lock pins (all, when
+    an index is there but cannot be read here: then no read is started)."""
+    db = index.open_existing(store_root)
+    if db is None:
+        return len(deps) if (store_root / index.INDEX_FILE).exists() else 0
+    try:
+        found = index.select_indexed(db, ((str(d.module), d.commit) for d in deps))
+    except sqlite3.Error:
+        return len(deps)
+    finally:
+        db.close()
+    stored = 0
+    for dep in deps:
+        entry = found.get((str(dep.module), dep.commit))
+        if entry is not None and (entry[1] if dep.pins_b4 else entry[0]) == str(dep.digest):
+            stored += 1
+    return stored
+
+
+def _loading():
+    from bsr_team_cache._startup import loading
+
+    return loading()

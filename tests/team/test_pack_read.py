@@ -1,0 +1,223 @@
+"""The lock pack requested before the fetch machinery loads (team/pack_read.py): started only
+when the fetch will want that pack, taken by the fetch only if it is the pack it would read,
+and whatever it brings handled exactly as the fetch's own read."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from bsr_team_cache.cli import main
+from bsr_team_cache.domain.buflock import read_buf_lock
+from bsr_team_cache.oci.base import OCI_MANIFEST, sha256_digest
+from bsr_team_cache.oci.devregistry import DistributionServer
+from bsr_team_cache.oci.http import HTTPRegistry
+from bsr_team_cache.store import LocalStore
+from bsr_team_cache.store.index import INDEX_FILE
+from bsr_team_cache.team import packs
+from bsr_team_cache.team.pack_read import PackRead, pack_worth_reading, start_pack_read
+from tests.team.test_packs import (
+    TEAM,
+    _manifest_for,
+    _members_of_alices_store,
+    _Recording,
+    _Team,
+    _tiers,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def team(tmp_path: Path, distribution: DistributionServer, bsr_env) -> _Team:
+    """A team whose lock has its pack: alice resolved it, bob (the second machine) packed it."""
+    team = _Team(tmp_path, distribution, bsr_env.host)
+    team.fetch("alice", update_lock=True)
+    assert team.fetch("bob").pack_published is True
+    team.transport.requests.clear()
+    return team
+
+
+def _start(the_team: _Team, member: str = "carol", **overrides) -> PackRead | None:
+    team = the_team
+    arguments = {
+        "team": TEAM,
+        "namespace": team.ns,
+        "registry": team.registry,
+        "store_root": team.root / member / "store",
+        **overrides,
+    }
+    return start_pack_read(team.project, **arguments)
+
+
+def _pack_get(team: _Team, tag: str | None = None) -> str:
+    return f"GET /v2/{team.repo}/manifests/{tag or team.tag}"
+
+
+def test_the_fetch_takes_the_pack_read_before_it_loaded(team):
+    early = _start(team)
+    assert early is not None
+    assert (early.repo, early.tag) == (team.repo, team.tag)
+    report = team.fetch("carol", pack_read=early)
+    assert _tiers(report) == {"local": 0, "team": 6, "bsr": 0}
+    assert (report.pack, report.pack_used, report.warnings) == (team.tag, True, [])
+    # The early read was the only request: the fetch did not read the pack again.
+    assert team.transport.requests == [_pack_get(team)]
+
+
+def test_a_read_of_another_pack_or_through_another_client_is_not_taken(team, distribution):
+    wanted = {f"{d.module}:{d.commit}": d for d in read_buf_lock(team.project / "buf.lock").deps}
+    other_tag = "lock-" + "0" * 64
+    stale = PackRead(team.registry, team.repo, other_tag, wanted)
+    report = team.fetch("carol", pack_read=stale)
+    assert (report.pack_used, report.warnings) == (True, [])
+    assert sorted(team.transport.requests) == sorted([_pack_get(team, other_tag), _pack_get(team)])
+
+    team.transport.requests.clear()
+    elsewhere = _Recording()
+    other_client = HTTPRegistry(distribution.url, transport=elsewhere)
+    foreign = PackRead(other_client, team.repo, team.tag, wanted)
+    report = team.fetch("dave", pack_read=foreign)
+    assert (report.pack_used, report.warnings) == (True, [])
+    assert team.transport.requests == [_pack_get(team)]  # the fetch read it itself
+    assert elsewhere.requests == [_pack_get(team)]
+
+
+def test_a_bad_pack_read_early_is_the_same_warning_as_the_fetchs_own(team):
+    members = _members_of_alices_store(team)
+    members[1] = members[0]  # listed twice
+    _, config, layer = packs.encode_pack(members)
+    for data in (config, layer):
+        team.registry.push_blob(team.repo, data, sha256_digest(data))
+
+    def forge() -> None:  # again before each fetch: each replaces a bad pack with a sound one
+        manifest = _manifest_for(config, layer)
+        team.registry.push_manifest(team.repo, team.tag, manifest, OCI_MANIFEST)
+
+    forge()
+    early = team.fetch("carol", pack_read=_start(team, "carol"))
+    forge()
+    own = team.fetch("dave")
+    for report in (early, own):
+        assert _tiers(report) == {"local": 0, "team": 6, "bsr": 0}
+        assert report.pack_used is False
+    assert early.warnings == own.warnings
+    assert len(early.warnings) == 1
+    assert early.warnings[0].startswith("lock pack unusable (")
+    assert "is listed twice" in early.warnings[0]
+
+
+def test_an_unreachable_registry_read_early_is_the_same_as_without(team, bsr_env):
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = HTTPRegistry(f"http://127.0.0.1:{port}", max_attempts=1)
+    team.registry = down
+    early = team.fetch("carol", pack_read=_start(team, "carol", registry=down))
+    own = team.fetch("dave")
+    for report in (early, own):
+        assert _tiers(report) == {"local": 0, "team": 0, "bsr": 6}
+        assert report.registry_down is not None
+    assert early.warnings == own.warnings
+
+
+@pytest.mark.parametrize(("stored", "started"), [(0, True), (3, True), (4, False), (6, False)])
+def test_a_read_starts_only_when_the_store_lacks_most_of_the_lock(team, stored, started):
+    deps = read_buf_lock(team.project / "buf.lock").deps
+    with (
+        LocalStore(team.root / "alice" / "store") as alices,
+        LocalStore(team.root / "carol" / "store") as store,
+    ):
+        for dep in deps[:stored]:
+            store.put(alices.get(dep.module, dep.commit))
+    early = _start(team)
+    assert (early is not None) is started
+    if early is not None:
+        early.result()
+    assert team.transport.requests == ([_pack_get(team)] if started else [])
+
+
+def test_a_stored_module_with_another_digest_counts_as_missing(team):
+    deps = read_buf_lock(team.project / "buf.lock").deps
+    with (
+        LocalStore(team.root / "alice" / "store") as alices,
+        LocalStore(team.root / "carol" / "store") as store,
+    ):
+        for dep in deps:
+            store.put(alices.get(dep.module, dep.commit))
+    assert _start(team) is None  # all six stored as pinned
+    db = sqlite3.connect(team.root / "carol" / "store" / INDEX_FILE)
+    with db:
+        for dep in deps[:3]:
+            db.execute(
+                "UPDATE entries SET digest = ? WHERE module = ? AND commit_id = ?",
+                ("b5:" + "0" * 128, str(dep.module), dep.commit),
+            )
+    db.close()
+    early = _start(team)
+    assert early is not None
+    early.result()
+
+
+def test_nothing_starts_without_a_lock_team_or_index_it_can_use(team):
+    lock = team.project / "buf.lock"
+    text = lock.read_text()
+    assert _start(team, team="Not A Team") is None
+    lock.write_text("version: v2\ndeps: [\n")
+    assert _start(team) is None
+    lock.unlink()
+    assert _start(team) is None
+    one_dep = text.split("\n  - name:")[0] + "\n  - name:" + text.split("\n  - name:")[1]
+    lock.write_text(one_dep.rstrip("\n") + "\n")
+    assert len(read_buf_lock(lock).deps) == 1
+    assert _start(team) is None
+    lock.write_text(text)
+    unreadable = team.root / "erin" / "store"
+    unreadable.mkdir(parents=True)
+    (unreadable / INDEX_FILE).write_bytes(b"not a database")
+    assert _start(team, "erin") is None
+    assert team.transport.requests == []
+
+
+@pytest.mark.parametrize(
+    ("missing", "total", "worth"),
+    [(0, 0, False), (1, 1, False), (2, 2, True), (2, 4, True), (2, 5, False), (3, 6, True)],
+)
+def test_a_pack_is_worth_reading_for_most_of_a_lock_and_two_modules_at_least(missing, total, worth):
+    assert pack_worth_reading(missing, total) is worth
+
+
+def test_the_cli_reads_a_cold_machines_pack_before_loading_the_fetch(
+    team, distribution, tmp_path, monkeypatch, capsys
+):
+    readers: list[str] = []
+    real_read_pack = packs.read_pack
+
+    def read_pack(*args, **kwargs):
+        readers.append(threading.current_thread().name)
+        return real_read_pack(*args, **kwargs)
+
+    monkeypatch.setattr(packs, "read_pack", read_pack)
+    monkeypatch.setenv("BSR_TEAM_CACHE_DIR", str(tmp_path / "frank" / "store"))
+    monkeypatch.setenv("BUF_CACHE_DIR", str(tmp_path / "frank" / "buf-cache"))
+    argv = ["fetch", str(team.project), "--team", TEAM, "--registry"]
+    argv.append(f"{distribution.url}/{team.ns}")
+
+    assert main([*argv, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["pack"] == {"tag": team.tag, "used": True, "published": False}
+    assert report["hits"] == {"local": 0, "team": 6, "bsr": 0}
+    assert readers == ["lock-pack-read"]  # once, early
+
+    readers.clear()
+    assert main([*argv, "-q"]) == 0  # everything in place: no pack, no registry
+    assert readers == []
+    monkeypatch.setenv("BSR_TEAM_CACHE_DIR", str(tmp_path / "grace" / "store"))
+    monkeypatch.setenv("BUF_CACHE_DIR", str(tmp_path / "grace" / "buf-cache"))
+    assert main([*argv, "-q", "--no-packs"]) == 0
+    assert readers == []
