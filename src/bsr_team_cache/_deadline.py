@@ -31,3 +31,9 @@ def deadline_scope(seconds: float | None) -> Iterator[float]:
 
 def deadline_passed() -> bool:
     return time.monotonic() >= _deadline.get()
+
+
+def seconds_left() -> float | None:
+    """Seconds until the current deadline (0 once passed), or None if there is none."""
+    until = _deadline.get()
+    return None if until == math.inf else max(0.0, until - time.monotonic())

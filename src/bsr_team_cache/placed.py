@@ -76,7 +76,7 @@ def fetch_if_placed(
         validate_team_name(team)
     except UsageError:
         return None  # the full fetch says what is wrong, after what it checks first
-    db = open_existing(store_root)
+    db = open_existing(store_root, wait=_BUSY_MS / 1000)
     if db is None:
         return None
     try:

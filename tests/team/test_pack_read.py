@@ -12,12 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from bsr_team_cache._deadline import deadline_scope
 from bsr_team_cache.cli import main
 from bsr_team_cache.domain.buflock import read_buf_lock
+from bsr_team_cache.errors import RegistryError
+from bsr_team_cache.oci import open_registry
 from bsr_team_cache.oci.base import OCI_MANIFEST, sha256_digest
 from bsr_team_cache.oci.devregistry import DistributionServer
 from bsr_team_cache.oci.http import HTTPRegistry
-from bsr_team_cache.store import LocalStore
+from bsr_team_cache.store import LocalStore, index
 from bsr_team_cache.store.index import INDEX_FILE
 from bsr_team_cache.team import packs
 from bsr_team_cache.team.pack_read import PackRead, pack_worth_reading, start_pack_read
@@ -142,7 +145,12 @@ def test_a_read_starts_only_when_the_store_lacks_most_of_the_lock(team, stored, 
     assert team.transport.requests == ([_pack_get(team)] if started else [])
 
 
-def test_a_stored_module_with_another_digest_counts_as_missing(team):
+@pytest.mark.parametrize(("recorded", "started"), [("b5:" + "0" * 128, True), (None, False)])
+def test_a_module_stored_with_another_digest_is_missing_one_with_none_is_not(
+    team, recorded, started
+):
+    """Another digest: the fetch refetches it. None (stored by a version that did not record
+    digests): the fetch reads it from the store and checks it, so no pack for it."""
     deps = read_buf_lock(team.project / "buf.lock").deps
     with (
         LocalStore(team.root / "alice" / "store") as alices,
@@ -156,18 +164,27 @@ def test_a_stored_module_with_another_digest_counts_as_missing(team):
         for dep in deps[:3]:
             db.execute(
                 "UPDATE entries SET digest = ? WHERE module = ? AND commit_id = ?",
-                ("b5:" + "0" * 128, str(dep.module), dep.commit),
+                (recorded, str(dep.module), dep.commit),
             )
     db.close()
     early = _start(team)
-    assert early is not None
-    early.result()
+    assert (early is not None) is started
+    if early is not None:
+        early.result()
+    else:  # and the fetch finds all six in the store, with no request
+        assert _tiers(team.fetch("carol")) == {"local": 6, "team": 0, "bsr": 0}
+        assert team.transport.requests == []
 
 
-def test_nothing_starts_without_a_lock_team_or_index_it_can_use(team):
+def test_nothing_starts_without_a_lock_team_or_index_it_can_use(team, tmp_path):
     lock = team.project / "buf.lock"
     text = lock.read_text()
     assert _start(team, team="Not A Team") is None
+    buf_yaml = team.project / "buf.yaml"
+    config = buf_yaml.read_bytes()
+    buf_yaml.unlink()  # not a buf project: the fetch says so, before any request
+    assert _start(team) is None
+    buf_yaml.write_bytes(config)
     lock.write_text("version: v2\ndeps: [\n")
     assert _start(team) is None
     lock.unlink()
@@ -181,7 +198,58 @@ def test_nothing_starts_without_a_lock_team_or_index_it_can_use(team):
     unreadable.mkdir(parents=True)
     (unreadable / INDEX_FILE).write_bytes(b"not a database")
     assert _start(team, "erin") is None
+    too_long = tmp_path / ("x" * 300)  # a store path the system refuses (ENAMETOOLONG)
+    assert _start(team, store_root=too_long) is None
+    assert index.open_existing(too_long) is None
+    locked = sqlite3.connect(team.root / "bob" / "store" / INDEX_FILE, isolation_level=None)
+    locked.execute("PRAGMA journal_mode = DELETE")  # where a writer shuts readers out
+    locked.execute("BEGIN EXCLUSIVE")
+    try:
+        assert index.open_existing(team.root / "bob" / "store", wait=0.05) is None
+        assert _start(team, "bob") is None  # not waited for: the fetch decides
+    finally:
+        locked.execute("ROLLBACK")
+        locked.close()
     assert team.transport.requests == []
+
+
+def test_a_lock_whose_deps_lack_digests_starts_nothing(tmp_path):
+    """A v1 lock with b1/b3 or empty digests: the fetch asks the BSR for digests first, so its
+    pack tag is not known yet."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "buf.yaml").write_text("version: v1\n")
+    deps = "".join(
+        f"  - remote: localhost:1234\n    owner: acme\n    repository: {name}\n"
+        f"    commit: {commit}\n    digest: {digest}\n"
+        for name, commit, digest in [
+            ("pets", "0" * 31 + "1", '""'),
+            ("money", "0" * 31 + "2", "b1-abc"),
+        ]
+    )
+    (project / "buf.lock").write_text(f"version: v1\ndeps:\n{deps}")
+    arguments = {"team": TEAM, "namespace": "", "store_root": tmp_path / "store"}
+    registry = open_registry(f"oci-layout:{tmp_path / 'registry'}")
+    assert start_pack_read(project, registry=registry, **arguments) is None
+
+
+def test_the_read_is_not_waited_for_beyond_the_callers_deadline(team):
+    silent = socket.socket()  # accepts connections, never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    try:
+        registry = HTTPRegistry(f"http://127.0.0.1:{silent.getsockname()[1]}", max_attempts=1)
+        wanted = {
+            f"{d.module}:{d.commit}": d for d in read_buf_lock(team.project / "buf.lock").deps
+        }
+        early = PackRead(registry, team.repo, team.tag, wanted)
+        with deadline_scope(0.3), pytest.raises(RegistryError) as caught:
+            early.result()
+        assert str(caught.value) == (
+            f"{registry.describe()}: the lock pack {team.tag[:17]}: the deadline passed"
+        )
+    finally:
+        silent.close()
 
 
 @pytest.mark.parametrize(
@@ -221,3 +289,23 @@ def test_the_cli_reads_a_cold_machines_pack_before_loading_the_fetch(
     monkeypatch.setenv("BUF_CACHE_DIR", str(tmp_path / "grace" / "buf-cache"))
     assert main([*argv, "-q", "--no-packs"]) == 0
     assert readers == []
+
+
+@pytest.mark.parametrize("output", ["-q", "--json"])
+def test_a_store_the_system_refuses_is_a_warning_whatever_the_output(
+    team, distribution, tmp_path, monkeypatch, capsys, output
+):
+    """The early read and the in-place check only consult the store: one that cannot be opened
+    (here a path the system refuses) leaves the fetch to go on without it, as it says."""
+    store = tmp_path / ("x" * 300)
+    monkeypatch.setenv("BSR_TEAM_CACHE_DIR", str(store))
+    monkeypatch.setenv("BUF_CACHE_DIR", str(tmp_path / "buf-cache"))
+    argv = ["fetch", str(team.project), "--team", TEAM, "--registry"]
+    assert main([*argv, f"{distribution.url}/{team.ns}", output]) == 0
+    out, err = capsys.readouterr()
+    assert err == (
+        f"warning: local store {store}: cannot use it (File name too long); point --store-dir or"
+        " BSR_TEAM_CACHE_DIR at a writable directory; going on without the local store\n"
+    )
+    if output == "--json":
+        assert json.loads(out)["hits"] == {"local": 0, "team": 6, "bsr": 0}

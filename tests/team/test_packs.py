@@ -20,6 +20,7 @@ from bsr_team_cache.oci.devregistry import DistributionServer
 from bsr_team_cache.oci.http import HTTPRegistry
 from bsr_team_cache.oci.layer import files_layer
 from bsr_team_cache.store import LocalStore
+from bsr_team_cache.team import fetch as fetch_module
 from bsr_team_cache.team.cache import TeamCache
 from bsr_team_cache.team.fetch import FetchReport, fetch
 from bsr_team_cache.team.packs import (
@@ -295,3 +296,23 @@ def test_an_artifact_naming_dependency_commits_the_lock_does_not_pin_is_refused(
     entry = module_entry_dir(team.root / "carol" / "buf-cache", victim.module, victim.commit)
     assert "0" * 32 not in (entry / "module.yaml").read_text()
     assert any(f"the lock pack {team.tag[:17]}'s copy names" in w for w in carol.warnings)
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(3, 3), (1, 1), (None, 1), (64, 6)])
+def test_a_packs_members_are_checked_and_written_by_a_worker_per_core(
+    team, monkeypatch, cores, workers
+):
+    team.fetch("alice", update_lock=True)
+    team.fetch("bob")  # makes the pack
+    made: list[int] = []
+    real_pool = fetch_module._pool
+
+    def pool(n: int):
+        made.append(n)
+        return real_pool(n)
+
+    monkeypatch.setattr(fetch_module, "_pool", pool)
+    monkeypatch.setattr(fetch_module.os, "cpu_count", lambda: cores)
+    report = team.fetch("carol")
+    assert (report.pack_used, _tiers(report)) == (True, {"local": 0, "team": 6, "bsr": 0})
+    assert made == [workers]  # six members, at most one worker per core

@@ -48,10 +48,10 @@ def use_lock_path(root: Path, module: str, commit: str) -> Path:
     return root / "locks" / f"stripe-{use_stripe(module, commit):02d}.use"
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, wait: float = 60.0) -> sqlite3.Connection:
     """The index at ``path``, as every user of it opens it (autocommit: transactions are
-    explicit; waiting up to 60 s for another process's write)."""
-    db = sqlite3.connect(path, timeout=60, isolation_level=None)
+    explicit; waiting up to ``wait`` seconds for another process's write)."""
+    db = sqlite3.connect(path, timeout=wait, isolation_level=None)
     db.execute("PRAGMA synchronous=NORMAL")
     return db
 
@@ -74,15 +74,16 @@ def flocks(paths: Iterable[Path], mode: int) -> Iterator[None]:
         yield
 
 
-def open_existing(root: Path) -> sqlite3.Connection | None:
-    """The index of the store at ``root`` if there is one of this schema version, else None
-    (LocalStore makes and upgrades stores; this never writes a schema)."""
+def open_existing(root: Path, wait: float = 60.0) -> sqlite3.Connection | None:
+    """The index of the store at ``root`` if there is one of this schema version that can be
+    read within ``wait`` seconds, else None (LocalStore makes and upgrades stores, and says
+    what is wrong with one; this never writes a schema)."""
     path = root / INDEX_FILE
-    if not path.is_file():
-        return None
     try:
-        db = connect(path)
-    except sqlite3.Error:
+        if not path.is_file():
+            return None
+        db = connect(path, wait)
+    except (OSError, sqlite3.Error):
         return None
     try:
         (version,) = db.execute("PRAGMA user_version").fetchone()
@@ -100,19 +101,29 @@ def select_indexed(
 ) -> dict[tuple[str, str], tuple[str, str | None, int]]:
     """(digest, b4, files_bytes) of those (module, commit) entries that are here (entries stored
     by versions that did not record digests are left out: they are read)."""
-    found: dict[tuple[str, str], tuple[str, str | None, int]] = {}
+    rows = _select(db, keys, " AND digest IS NOT NULL AND files_bytes IS NOT NULL")
+    return {(module, commit): (digest, b4, size) for module, commit, digest, b4, size in rows}
+
+
+def select_recorded(
+    db: sqlite3.Connection, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[str | None, str | None]]:
+    """(digest, b4) of every one of those (module, commit) entries that is here; None where the
+    version that stored it did not record that digest."""
+    return {(module, commit): (digest, b4) for module, commit, digest, b4, _ in _select(db, keys)}
+
+
+def _select(
+    db: sqlite3.Connection, keys: Iterable[tuple[str, str]], condition: str = ""
+) -> Iterator[tuple[str, str, str | None, str | None, int | None]]:
     wanted = list(keys)
     for start in range(0, len(wanted), _CHUNK):  # bounded statement size
         chunk = wanted[start : start + _CHUNK]
         query = (
             "SELECT module, commit_id, digest, b4, files_bytes FROM entries WHERE"
-            f" (module, commit_id) IN (VALUES {', '.join(['(?, ?)'] * len(chunk))})"
-            " AND digest IS NOT NULL AND files_bytes IS NOT NULL"
+            f" (module, commit_id) IN (VALUES {', '.join(['(?, ?)'] * len(chunk))}){condition}"
         )
-        params = [x for pair in chunk for x in pair]
-        for module, commit, digest, b4, files_bytes in db.execute(query, params):
-            found[(module, commit)] = (digest, b4, files_bytes)
-    return found
+        yield from db.execute(query, [x for pair in chunk for x in pair])
 
 
 def update_last_used(db: sqlite3.Connection, uses: Iterable[tuple[float, str, str]]) -> None:

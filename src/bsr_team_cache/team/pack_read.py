@@ -23,8 +23,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bsr_team_cache._deadline import seconds_left
 from bsr_team_cache.domain.buflock import BUF_LOCK, LockedDep, read_buf_lock
-from bsr_team_cache.errors import BSRTeamCacheError
+from bsr_team_cache.domain.bufyaml import BUF_YAML
+from bsr_team_cache.errors import BSRTeamCacheError, RegistryError
 from bsr_team_cache.store import index
 from bsr_team_cache.team.names import validate_team_name
 
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
     from bsr_team_cache.team.packs import Pack
 
 PACK_MIN_MODULES = 2  # one module is one request either way
+# The store's index is only consulted here, never waited for: locked, the fetch decides.
+_INDEX_WAIT = 0.1
 
 
 def pack_worth_reading(missing: int, total: int) -> bool:
@@ -74,8 +78,14 @@ class PackRead:
         return registry is self.registry and (repo, tag) == (self.repo, self.tag)
 
     def result(self) -> Pack | None:
-        self._thread.join()
-        pack, failure = self._outcome
+        """The pack (None if there is none), or what the read raised; RegistryError if it is
+        not done by the caller's deadline (which may be sooner than the one it started in)."""
+        self._thread.join(seconds_left())
+        if self._thread.is_alive():
+            raise RegistryError(
+                f"{self.registry.describe()}: the lock pack {self.tag[:17]}: the deadline passed"
+            )
+        (pack, failure), self._outcome = self._outcome, (None, None)
         if failure is not None:
             raise failure
         return pack
@@ -88,11 +98,15 @@ def start_pack_read(
     ``store_root`` lacks most of the lock's modules as buf.lock pins them (pack_worth_reading).
     None otherwise, and on anything unexpected (the fetch then says what it is)."""
     try:
+        if not (project / BUF_YAML).is_file():
+            return None  # the fetch says so
         deps = read_buf_lock(project / BUF_LOCK).deps
         team = validate_team_name(team)
-    except (BSRTeamCacheError, OSError, ValueError):
-        return None
-    if not pack_worth_reading(len(deps) - _stored(store_root, deps), len(deps)):
+        if any(dep.digest is None for dep in deps):
+            return None  # the fetch asks the BSR for digests, then decides
+        if not pack_worth_reading(len(deps) - _stored(store_root, deps), len(deps)):
+            return None
+    except (BSRTeamCacheError, OSError, ValueError, sqlite3.Error):
         return None
     with _loading():
         from bsr_team_cache.team.packs import pack_repository, pack_tag
@@ -102,21 +116,21 @@ def start_pack_read(
 
 
 def _stored(store_root: Path, deps: tuple[LockedDep, ...] | list[LockedDep]) -> int:
-    """How many of ``deps`` the store's index records with the digest buf.lock pins (all, when
-    an index is there but cannot be read here: then no read is started)."""
-    db = index.open_existing(store_root)
+    """How many of ``deps`` the fetch may find in the store: entries recorded with the digest
+    buf.lock pins, or with none recorded (the fetch reads and checks those). All of them when an
+    index is there but cannot be read at once (locked, unreadable, another schema): then no
+    read is started, and the fetch decides."""
+    db = index.open_existing(store_root, wait=_INDEX_WAIT)
     if db is None:
         return len(deps) if (store_root / index.INDEX_FILE).exists() else 0
     try:
-        found = index.select_indexed(db, ((str(d.module), d.commit) for d in deps))
-    except sqlite3.Error:
-        return len(deps)
+        found = index.select_recorded(db, ((str(d.module), d.commit) for d in deps))
     finally:
         db.close()
     stored = 0
     for dep in deps:
-        entry = found.get((str(dep.module), dep.commit))
-        if entry is not None and (entry[1] if dep.pins_b4 else entry[0]) == str(dep.digest):
+        recorded = found.get((str(dep.module), dep.commit))
+        if recorded is not None and recorded[1 if dep.pins_b4 else 0] in (None, str(dep.digest)):
             stored += 1
     return stored
 
