@@ -318,7 +318,8 @@ def test_a_check_of_a_project_in_place_loads_no_fetch_machinery(warm: Path, caps
         "heavy = ['dataclasses', 'inspect', 'yaml', 'click', 'httpx', 'sqlite3.dump',\n"
         "         'bsr_team_cache.team.fetch', 'bsr_team_cache.store.local',\n"
         "         'bsr_team_cache.bufcache.v3', 'bsr_team_cache.domain.moduleref',\n"
-        "         'bsr_team_cache.oci.artifact', 'bsr_team_cache.bsr.on_demand']\n"
+        "         'bsr_team_cache.oci.artifact', 'bsr_team_cache.bsr.on_demand',\n"
+        "         'bsr_team_cache.oci.base', 'bsr_team_cache.oci.layout', 'shutil']\n"
         "print([m for m in heavy if m in sys.modules])\n"
         "print('bsr_team_cache.placed' in sys.modules)\n"
     )
@@ -328,3 +329,22 @@ def test_a_check_of_a_project_in_place_loads_no_fetch_machinery(warm: Path, caps
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.splitlines() == ["[]", "True"]
+
+
+@pytest.mark.parametrize(
+    ("registry", "problem"),
+    [
+        ("ftp://registry.example", "unknown scheme"),
+        ("ghcr.io/acme", "looks like a host, not a directory"),
+        ("http://registry.example/ns", "plain http"),
+    ],
+)
+def test_a_bad_registry_url_is_an_error_with_every_dep_in_place(
+    warm: Path, capsys, registry: str, problem: str
+) -> None:
+    capsys.readouterr()
+    assert main(["fetch", str(warm), "--registry", registry]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("bsr-team-cache: error: registry ")
+    assert problem in err

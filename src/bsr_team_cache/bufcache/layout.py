@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 from bsr_team_cache.errors import BSRTeamCacheError
@@ -29,12 +28,22 @@ def parse_buf_version(text: str) -> tuple[int, int, int] | None:
     return (int(match[1]), int(match[2]), int(match[3])) if match else None
 
 
+def _on_path(name: str) -> str | None:
+    """The first executable ``name`` in $PATH's directories, as ``shutil.which`` finds it
+    (every fetch looks for buf: this spares it shutil's imports, ~2 ms)."""
+    for directory in os.get_exec_path():
+        candidate = os.path.join(directory or os.curdir, name)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return None
+
+
 def installed_buf_version(
     buf: str | None = None, memo: Path | None = None
 ) -> tuple[str, tuple[int, int, int] | None] | None:
     """(path, version) of the buf on PATH (or $BUF_BIN), or None when there is none.
     ``memo`` remembers the answer per binary (path, size, mtime): no process per fetch."""
-    buf = buf or os.environ.get("BUF_BIN") or shutil.which("buf")
+    buf = buf or os.environ.get("BUF_BIN") or _on_path("buf")
     if not buf:
         return None
     try:

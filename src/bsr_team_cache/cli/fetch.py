@@ -165,7 +165,8 @@ def _fetch(
     cache = None if no_buf_cache else (buf_cache_dir_opt or buf_cache_dir(dict(os.environ)))
     if cache is not None:
         check_buf_layout(memo=options.store_dir / "buf-version.json")
-    team, registry = options.team, options.open_registry()
+    team = options.team
+    options.check_registry()  # a bad URL is an error even when nothing would be fetched
     if cache is not None and not (update_lock or export or as_json):
         # Every module in place already (a build's every run after its first): done without
         # loading the fetch machinery (placed.py), or None and the full fetch runs.
@@ -187,6 +188,7 @@ def _fetch(
             if not quiet:
                 _print_modules(placed.modules, placed.seconds)
             return
+    registry = options.open_registry()
     pack_read = None
     if not (no_packs or no_bundles or bundle or update_lock):
         # A cold fetch's first request, made while the rest of the fetch loads (pack_read.py).

@@ -124,6 +124,13 @@ class TeamOptions:
 
         return LocalStore(self.store_dir, max_bytes=self.store_max_mb * 1024 * 1024)
 
+    def check_registry(self) -> None:
+        """UsageError now if the registry URL is not one open_registry can open (without
+        loading the registry adapters)."""
+        from bsr_team_cache.oci.url import check_registry_url
+
+        check_registry_url(self.settings.registry, insecure=self.settings.insecure)
+
     def open_registry(self):
         from bsr_team_cache.oci import open_registry
 

@@ -3,16 +3,16 @@ and an HTTP client for any distribution-spec registry."""
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bsr_team_cache.errors import UsageError
-from bsr_team_cache.oci.base import RegistryBackend
-from bsr_team_cache.oci.layout import OCILayoutRegistry
-from bsr_team_cache.oci.url import parse_http_registry_url, redact
+from bsr_team_cache.oci.url import check_registry_url, redact
+
+if TYPE_CHECKING:
+    from bsr_team_cache.oci.base import RegistryBackend
+    from bsr_team_cache.oci.layout import OCILayoutRegistry
 
 
 class _OnFirstUse:
@@ -46,10 +46,12 @@ def built(registry: RegistryBackend) -> RegistryBackend:
 def open_registry(url: str, *, insecure: bool = False) -> RegistryBackend:
     """``oci-layout:PATH`` (or a plain path) is on disk; ``https://HOST[:PORT][/NS]``,
     ``oci://HOST/NS`` (https) and ``http://`` (loopback or ``insecure`` only) are HTTP."""
+    from bsr_team_cache.oci.layout import OCILayoutRegistry
+
+    check_registry_url(url, insecure=insecure)  # bad URLs fail now, not on first use
     if url.startswith("oci-layout:"):
         return OCILayoutRegistry(Path(url.removeprefix("oci-layout:")).expanduser())
     if url.startswith(("https://", "http://", "oci://")):
-        parse_http_registry_url(url, insecure=insecure)  # bad URLs fail now, not on first use
 
         def connect() -> RegistryBackend:
             from bsr_team_cache._startup import loading
@@ -60,29 +62,24 @@ def open_registry(url: str, *, insecure: bool = False) -> RegistryBackend:
             return HTTPRegistry(url, insecure=insecure)
 
         return _OnFirstUse(url, connect)  # type: ignore[return-value]
-    if "://" in url:
-        raise UsageError(
-            f"registry {redact(url)!r}: unknown scheme (expected oci-layout:PATH,"
-            " https://HOST/NAMESPACE or oci://HOST/NAMESPACE)"
-        )
-    path = Path(url).expanduser()
-    if _HOST_LIKE.fullmatch(url.split("/", 1)[0]) and not path.exists():
-        raise UsageError(
-            f"registry {url!r} looks like a host, not a directory: write https://{url} (or"
-            f" oci-layout:{url} for an on-disk registry in a directory of that name)"
-        )
-    return OCILayoutRegistry(path)
-
-
-# ghcr.io, registry.example.com:5000, localhost:5000 (a plain path has no dot or port there)
-_HOST_LIKE = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?::[0-9]+)?|[A-Za-z0-9-]+:[0-9]+")
+    return OCILayoutRegistry(Path(url).expanduser())
 
 
 def __getattr__(name: str) -> Any:
+    # The adapters load when asked for: importing oci.url (as a fetch's start does) loads
+    # this package, and not them.
     if name == "HTTPRegistry":
         from bsr_team_cache.oci.http import HTTPRegistry
 
         return HTTPRegistry
+    if name == "OCILayoutRegistry":
+        from bsr_team_cache.oci.layout import OCILayoutRegistry
+
+        return OCILayoutRegistry
+    if name == "RegistryBackend":
+        from bsr_team_cache.oci.base import RegistryBackend
+
+        return RegistryBackend
     raise AttributeError(name)
 
 

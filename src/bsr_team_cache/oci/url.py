@@ -5,6 +5,8 @@ only and never appear in any message: ``redact`` is what ``describe()`` shows.""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
@@ -33,6 +35,30 @@ class HTTPRegistryURL(NamedTuple):
     @property
     def base(self) -> str:
         return f"{self.scheme}://{self.host}"
+
+
+def check_registry_url(url: str, *, insecure: bool = False) -> None:
+    """UsageError if ``url`` names no registry that ``oci.open_registry`` can open: an unknown
+    scheme, an HTTP URL ``parse_http_registry_url`` refuses, or a host written as a path."""
+    if url.startswith("oci-layout:"):
+        return
+    if url.startswith(("https://", "http://", "oci://")):
+        parse_http_registry_url(url, insecure=insecure)
+        return
+    if "://" in url:
+        raise UsageError(
+            f"registry {redact(url)!r}: unknown scheme (expected oci-layout:PATH,"
+            " https://HOST/NAMESPACE or oci://HOST/NAMESPACE)"
+        )
+    if re.fullmatch(_HOST_LIKE, url.split("/", 1)[0]) and not Path(url).expanduser().exists():
+        raise UsageError(
+            f"registry {url!r} looks like a host, not a directory: write https://{url} (or"
+            f" oci-layout:{url} for an on-disk registry in a directory of that name)"
+        )
+
+
+# ghcr.io, registry.example.com:5000, localhost:5000 (a plain path has no dot or port there)
+_HOST_LIKE = r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?::[0-9]+)?|[A-Za-z0-9-]+:[0-9]+"
 
 
 def redact(url: str) -> str:
