@@ -81,6 +81,8 @@ def _measure(args, buf: str, tmp: Path, svc: Services, depset: DepSet, trees) ->
     write_project(project, svc.bsr_host, depset)
     base_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     base_env["SSL_CERT_FILE"] = str(svc.ca)
+    # buf on PATH, as on a machine that builds with it (a fetch asks its version once)
+    base_env["PATH"] = os.pathsep.join([str(Path(buf).parent), base_env.get("PATH", os.defpath)])
 
     def env(tree: str, member: str) -> dict[str, str]:
         return {

@@ -336,6 +336,10 @@ class SetBench:
             for k, v in os.environ.items()
             if not k.startswith(("BUF_", "BSR_TEAM_CACHE_", "SSL_CERT_"))
         }
+        # buf on PATH, as on a machine that builds with it: the fetch then asks its version
+        # (once per machine) to know which cache layout to write.
+        path = self.base_env.get("PATH", os.defpath)
+        self.base_env["PATH"] = os.pathsep.join([str(Path(buf).parent), path])
 
     # -- processes ----------------------------------------------------------------------
     def env(self, buf_cache: Path, store: Path | None = None, *, offline: bool = False) -> dict:
@@ -644,6 +648,7 @@ def environment(buf: str, use_curl: bool) -> dict[str, object]:
         "distribution": _first_line([find_distribution() or "docker-registry", "--version"]),
         "restore": "curl | tar" if use_curl else "python urllib + tarfile (no curl here)",
         "fetch command": "bsr-team-cache (console script)" if len(CLI) == 1 else "python -m",
+        "buf on PATH": "yes (every child's PATH starts with its directory)",
         "git": f"{head}{' + uncommitted changes under src/' if dirty else ''}",
         "cpus": os.cpu_count(),
         "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),

@@ -348,3 +348,31 @@ def test_a_bad_registry_url_is_an_error_with_every_dep_in_place(
     assert out == ""
     assert err.startswith("bsr-team-cache: error: registry ")
     assert problem in err
+
+
+@pytest.mark.parametrize("machine", ["this one", "a new one"])
+def test_a_buf_too_old_for_the_cache_is_refused_before_anything_is_written(
+    warm: Path, tmp_path: Path, capsys, monkeypatch, machine: str
+) -> None:
+    """With a store, before the in-place check (which would record a use); on a new machine
+    (whose `buf --version` runs while the fetch loads), before anything reaches buf's cache."""
+    old = tmp_path / "old" / "buf"
+    old.parent.mkdir()
+    old.write_text("#!/bin/sh\necho 1.28.1\n")
+    old.chmod(0o755)
+    monkeypatch.setenv("BUF_BIN", str(old))
+    if machine == "a new one":
+        monkeypatch.setenv("BSR_TEAM_CACHE_DIR", str(tmp_path / "new" / "store"))
+        monkeypatch.setenv("BUF_CACHE_DIR", str(tmp_path / "new" / "buf-cache"))
+    before = _state(tmp_path)
+    capsys.readouterr()
+    assert main(["fetch", str(warm)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"bsr-team-cache: error: {old} is buf 1.28.1, whose module cache layout predates v3"
+        " (buf >= 1.32); this version of bsr-team-cache writes only the v3 layout. Upgrade buf,"
+        " or pass --no-buf-cache and use --export\n"
+    )
+    assert _state(tmp_path) == before
+    assert not (tmp_path / "new" / "buf-cache").exists()

@@ -1,14 +1,19 @@
-"""Finding buf on PATH (bufcache/layout.py) as shutil.which does, without importing shutil."""
+"""Which buf is installed and which cache layout it reads (bufcache/layout.py): found on PATH
+as shutil.which finds it, its version asked once per binary, in the background."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
+from bsr_team_cache.bufcache import layout
 from bsr_team_cache.bufcache.layout import _on_path
+from bsr_team_cache.errors import BSRTeamCacheError
 
 
 def _executable(path: Path) -> Path:
@@ -42,3 +47,59 @@ def test_an_empty_path_entry_is_the_current_directory(tmp_path, monkeypatch, pat
     monkeypatch.setenv("PATH", path + os.pathsep + "/nonexistent")
     assert shutil.which("buf") == "buf"
     assert _on_path("buf") == os.path.join(os.curdir, "buf")
+
+
+def _fake_buf(path: Path, body: str) -> str:
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_buf_is_asked_its_version_once_in_the_background_then_remembered(tmp_path) -> None:
+    asked = tmp_path / "asked"
+    buf = _fake_buf(tmp_path / "buf", f"echo asked >> {asked}\necho 'buf 1.40.2'")
+    memo = tmp_path / "store" / "buf-version.json"
+    check = layout.start_layout_check(buf, memo)
+    # Running before its answer is asked for: the caller goes on meanwhile.
+    deadline = time.monotonic() + 30
+    while not asked.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert asked.read_text() == "asked\n"
+    assert check() == "v3"
+    assert check() == "v3"  # answered once
+    assert json.loads(memo.read_text())["version"] == [1, 40, 2]
+    assert layout.start_layout_check(buf, memo)() == "v3"
+    assert layout.check_buf_layout(buf, memo) == "v3"
+    assert asked.read_text() == "asked\n"  # remembered: no second process
+
+
+def test_an_old_buf_found_in_the_background_is_refused_as_before(tmp_path) -> None:
+    old = _fake_buf(tmp_path / "buf", "echo 1.28.1")
+    check = layout.start_layout_check(old, tmp_path / "memo.json")
+    with pytest.raises(BSRTeamCacheError) as caught:
+        check()
+    assert str(caught.value) == (
+        f"{old} is buf 1.28.1, whose module cache layout predates v3 (buf >= 1.32); this version"
+        " of bsr-team-cache writes only the v3 layout. Upgrade buf, or pass --no-buf-cache and"
+        " use --export"
+    )
+
+
+def test_a_buf_that_does_not_answer_is_an_error_not_a_traceback(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(layout, "_VERSION_SECONDS", 0.2)
+    stuck = _fake_buf(tmp_path / "buf", "exec sleep 30")
+    memo = tmp_path / "memo.json"
+    with pytest.raises(BSRTeamCacheError) as caught:
+        layout.check_buf_layout(stuck, memo)
+    assert str(caught.value) == (
+        f"cannot tell the version of {stuck} (buf --version did not finish within 0.2 s); pass"
+        " --no-buf-cache, or set BUF_BIN to a working buf"
+    )
+    assert not memo.exists()  # not remembered: asked again next time
+
+
+def test_no_buf_at_all_means_the_current_layout(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("BUF_BIN", raising=False)
+    assert layout.installed_buf_version() is None
+    assert layout.start_layout_check(memo=tmp_path / "memo.json")() == "v3"

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from bsr_team_cache.errors import BSRTeamCacheError
@@ -43,40 +44,88 @@ def installed_buf_version(
 ) -> tuple[str, tuple[int, int, int] | None] | None:
     """(path, version) of the buf on PATH (or $BUF_BIN), or None when there is none.
     ``memo`` remembers the answer per binary (path, size, mtime): no process per fetch."""
-    buf = buf or os.environ.get("BUF_BIN") or _on_path("buf")
-    if not buf:
-        return None
-    try:
-        st = os.stat(buf)
-    except OSError:
-        return None
-    key = f"{os.path.realpath(buf)}:{st.st_size}:{st.st_mtime_ns}"
-    if memo is not None:
-        with contextlib.suppress(OSError, ValueError):
-            cached = json.loads(memo.read_text())
-            if cached.get("key") == key:
-                return buf, tuple(cached["version"]) if cached["version"] else None
-    import subprocess  # only when the version is not remembered
+    return _version_lookup(buf, memo)()
 
-    try:
-        done = subprocess.run(
-            [buf, "--version"], capture_output=True, text=True, timeout=30, check=False
-        )
-    except OSError:
-        return None
-    version = parse_buf_version(done.stdout + done.stderr)
-    if memo is not None:
-        with contextlib.suppress(OSError):
-            memo.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
-            tmp.write_text(json.dumps({"key": key, "version": version}))
-            os.replace(tmp, memo)
-    return buf, version
+
+def start_layout_check(buf: str | None = None, memo: Path | None = None) -> Callable[[], str]:
+    """``check_buf_layout``, begun now: when ``memo`` does not know this buf, ``buf --version``
+    starts running in the background (30-60 ms on a new machine, which the fetch's loading and
+    first request then overlap). Calling the result waits for it and returns, or raises, what
+    ``check_buf_layout`` does."""
+    lookup = _version_lookup(buf, memo)
+    return lambda: _layout(lookup())
 
 
 def check_buf_layout(buf: str | None = None, memo: Path | None = None) -> str:
     """The cache layout the installed buf reads; refuse clearly if we do not write it."""
-    found = installed_buf_version(buf, memo)
+    return start_layout_check(buf, memo)()
+
+
+_VERSION_SECONDS = 30
+
+
+def _version_lookup(
+    buf: str | None, memo: Path | None
+) -> Callable[[], tuple[str, tuple[int, int, int] | None] | None]:
+    """What ``installed_buf_version`` returns, as a call: answered at once if there is no buf
+    or ``memo`` knows it, else when the ``buf --version`` started here has answered."""
+    buf = buf or os.environ.get("BUF_BIN") or _on_path("buf")
+    if not buf:
+        return lambda: None
+    try:
+        st = os.stat(buf)
+    except OSError:
+        return lambda: None
+    key = f"{os.path.realpath(buf)}:{st.st_size}:{st.st_mtime_ns}"
+    if memo is not None:
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            cached = json.loads(memo.read_text())
+            if cached.get("key") == key:
+                known = (buf, tuple(cached["version"]) if cached["version"] else None)
+                return lambda: known  # type: ignore[return-value]
+    import subprocess  # only when the version is not remembered
+
+    try:
+        child = subprocess.Popen(
+            [buf, "--version"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    except OSError:
+        return lambda: None
+    answer: list[tuple[str, tuple[int, int, int] | None]] = []
+
+    def wait() -> tuple[str, tuple[int, int, int] | None]:
+        if not answer:
+            try:
+                out, err = child.communicate(timeout=_VERSION_SECONDS)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.communicate()
+                raise BSRTeamCacheError(
+                    f"cannot tell the version of {buf} (buf --version did not finish within"
+                    f" {_VERSION_SECONDS} s); pass --no-buf-cache, or set BUF_BIN to a working buf"
+                ) from None
+            version = parse_buf_version(out + err)
+            if memo is not None:
+                _remember(memo, key, version)
+            answer.append((buf, version))
+        return answer[0]
+
+    return wait
+
+
+def _remember(memo: Path, key: str, version: tuple[int, int, int] | None) -> None:
+    with contextlib.suppress(OSError):
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"key": key, "version": version}))
+        os.replace(tmp, memo)
+
+
+def _layout(found: tuple[str, tuple[int, int, int] | None] | None) -> str:
     if found is None:
         return "v3"  # no buf here (e.g. a protoc-only job): write the current layout
     path, version = found

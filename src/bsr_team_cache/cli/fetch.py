@@ -160,16 +160,21 @@ def _fetch(
     as_json: bool,
     quiet: bool,
 ) -> None:
-    from bsr_team_cache.bufcache.layout import buf_cache_dir, check_buf_layout
+    from bsr_team_cache.bufcache.layout import buf_cache_dir, start_layout_check
+    from bsr_team_cache.store.index import INDEX_FILE
 
     cache = None if no_buf_cache else (buf_cache_dir_opt or buf_cache_dir(dict(os.environ)))
-    if cache is not None:
-        check_buf_layout(memo=options.store_dir / "buf-version.json")
+    # Which cache layout the installed buf reads: known at once when remembered; on a new
+    # machine `buf --version` runs meanwhile, and its answer is awaited before any write.
+    layout = start_layout_check(memo=options.store_dir / "buf-version.json") if cache else None
     team = options.team
     options.check_registry()  # a bad URL is an error even when nothing would be fetched
     if cache is not None and not (update_lock or export or as_json):
         # Every module in place already (a build's every run after its first): done without
-        # loading the fetch machinery (placed.py), or None and the full fetch runs.
+        # loading the fetch machinery (placed.py), or None and the full fetch runs. It needs
+        # a store (a machine without one goes on while buf answers).
+        if layout is not None and os.path.isfile(options.store_dir / INDEX_FILE):
+            layout()
         from bsr_team_cache._startup import loading
 
         with loading():
@@ -205,6 +210,8 @@ def _fetch(
             store_root=options.store_dir,
         )
     import_machinery()
+    if layout is not None:
+        layout()  # before anything is written to buf's cache
     from bsr_team_cache.bsr.on_demand import OnDemandBSRClient
     from bsr_team_cache.team.fetch import FetchReport, fetch
 
