@@ -46,11 +46,7 @@ def built(registry: RegistryBackend) -> RegistryBackend:
 def open_registry(url: str, *, insecure: bool = False) -> RegistryBackend:
     """``oci-layout:PATH`` (or a plain path) is on disk; ``https://HOST[:PORT][/NS]``,
     ``oci://HOST/NS`` (https) and ``http://`` (loopback or ``insecure`` only) are HTTP."""
-    from bsr_team_cache.oci.layout import OCILayoutRegistry
-
     check_registry_url(url, insecure=insecure)  # bad URLs fail now, not on first use
-    if url.startswith("oci-layout:"):
-        return OCILayoutRegistry(Path(url.removeprefix("oci-layout:")).expanduser())
     if url.startswith(("https://", "http://", "oci://")):
 
         def connect() -> RegistryBackend:
@@ -62,7 +58,9 @@ def open_registry(url: str, *, insecure: bool = False) -> RegistryBackend:
             return HTTPRegistry(url, insecure=insecure)
 
         return _OnFirstUse(url, connect)  # type: ignore[return-value]
-    return OCILayoutRegistry(Path(url).expanduser())
+    from bsr_team_cache.oci.layout import OCILayoutRegistry
+
+    return OCILayoutRegistry(Path(url.removeprefix("oci-layout:")).expanduser())
 
 
 def __getattr__(name: str) -> Any:
