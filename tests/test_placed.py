@@ -356,6 +356,8 @@ def test_a_buf_too_old_for_the_cache_is_refused_before_anything_is_written(
 ) -> None:
     """With a store, before the in-place check (which would record a use); on a new machine
     (whose `buf --version` runs while the fetch loads), before anything reaches buf's cache."""
+    _fetch(warm, capsys, "-q")  # in place, and known to the in-place check
+    assert _check(tmp_path, warm) is not None
     old = tmp_path / "old" / "buf"
     old.parent.mkdir()
     old.write_text("#!/bin/sh\necho 1.28.1\n")
