@@ -24,6 +24,7 @@ import os
 import re
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -65,10 +66,18 @@ class PlacedFetch(NamedTuple):
 
 
 def fetch_if_placed(
-    project: Path, *, store_root: Path, buf_cache: Path, team: str, member: str
+    project: Path,
+    *,
+    store_root: Path,
+    buf_cache: Path,
+    team: str,
+    member: str,
+    before_use: Callable[[], object] | None = None,
 ) -> PlacedFetch | None:
     """The fetch of ``project``'s deps if every one is in place (recorded as the full fetch
-    records it); None, with nothing written, if the full fetch must run."""
+    records it); None, with nothing written, if the full fetch must run. ``before_use`` is
+    called once every dep is found in place, before the use is recorded (what it raises
+    passes through, nothing written)."""
     started = time.time()
     if not (project / BUF_YAML).is_file():
         return None
@@ -91,6 +100,8 @@ def fetch_if_placed(
                 modules = _placed(db, pins, buf_cache)
                 if modules is None:
                     return None
+                if before_use is not None:
+                    before_use()
                 now = time.time()
                 db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
                 db.execute("BEGIN IMMEDIATE")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -103,3 +105,126 @@ def test_no_buf_at_all_means_the_current_layout(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("BUF_BIN", raising=False)
     assert layout.installed_buf_version() is None
     assert layout.start_layout_check(memo=tmp_path / "memo.json")() == "v3"
+
+
+def test_an_empty_path_finds_nothing_as_which_does(tmp_path, monkeypatch) -> None:
+    _executable(tmp_path / "buf")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "")
+    assert _on_path("buf") is shutil.which("buf") is None
+
+
+def _in_a_process(script: str) -> str:
+    """Run ``script`` in a new interpreter (bounded: a hang is a failure, not a stuck suite)."""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    return done.stdout
+
+
+def test_a_buf_that_hangs_with_children_holding_its_output_is_stopped(tmp_path) -> None:
+    """Not `exec`: the shell's child keeps the pipe open after the shell is killed."""
+    pids = tmp_path / "pids"
+    buf = _fake_buf(tmp_path / "buf", f"sleep 600 &\necho $$ $! > {pids}\nwait")
+    out = _in_a_process(
+        "from bsr_team_cache.bufcache import layout\n"
+        "layout._VERSION_SECONDS = 1\n"
+        "try:\n"
+        f"    layout.check_buf_layout({buf!r})\n"
+        "except Exception as exc:\n"
+        "    print(exc)\n"
+    )
+    assert out == (
+        f"cannot tell the version of {buf} (buf --version did not finish within 1 s); pass"
+        " --no-buf-cache, or set BUF_BIN to a working buf\n"
+    )
+    for pid in map(int, pids.read_text().split()):
+        assert not _running(pid)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_a_buf_that_prints_without_end_is_read_up_to_a_bound(tmp_path) -> None:
+    buf = _fake_buf(tmp_path / "buf", "exec yes 1.40.0")
+    memo = tmp_path / "memo.json"
+    out = _in_a_process(
+        "import resource\n"
+        "from bsr_team_cache.bufcache import layout\n"
+        f"print(layout.start_layout_check({buf!r}, layout.Path({str(memo)!r}))())\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 200_000)\n"
+    )
+    assert out == "v3\nTrue\n"
+    assert not memo.exists()  # cut short: not remembered
+
+
+def test_an_answer_is_kept_and_remembered_only_when_buf_succeeded(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(layout, "_VERSION_SECONDS", 0.5)
+    stuck = layout.start_layout_check(_fake_buf(tmp_path / "stuck", "exec sleep 30"))
+    with pytest.raises(BSRTeamCacheError) as first:
+        stuck()
+    with pytest.raises(BSRTeamCacheError) as second:
+        stuck()  # the same answer, not a parse of what it printed meanwhile
+    assert str(first.value) == str(second.value)
+    failing = _fake_buf(tmp_path / "failing", "echo 1.40.0; exit 3")
+    memo = tmp_path / "memo.json"
+    assert layout.check_buf_layout(failing, memo) == "v3"
+    assert not memo.exists()
+    garbled = _fake_buf(tmp_path / "garbled", r"printf '\377\376 buf 1.40.0\n'")
+    assert layout.check_buf_layout(garbled, memo) == "v3"
+    assert json.loads(memo.read_text())["version"] == [1, 40, 0]
+
+
+def test_a_check_no_longer_wanted_stops_its_buf(tmp_path) -> None:
+    pids = tmp_path / "pids"
+    buf = _fake_buf(tmp_path / "buf", f"sleep 600 &\necho $$ $! > {pids}\nwait")
+    check = layout.start_layout_check(buf, tmp_path / "memo.json")
+    deadline = time.monotonic() + 30
+    while not (pids.exists() and pids.read_text().endswith("\n")):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    check.discard()
+    check.discard()  # again: nothing left to stop
+    for pid in map(int, pids.read_text().split()):
+        assert not _running(pid)
+
+
+def _key(buf: str) -> str:
+    st = os.stat(buf)
+    return f"{os.path.realpath(buf)}:{st.st_size}:{st.st_mtime_ns}"
+
+
+@pytest.mark.parametrize(
+    "memo_text",
+    [
+        "[]",
+        "null",
+        "3",
+        '"x"',
+        "[" * 100_000 + "]" * 100_000,
+        '{"key": KEY, "version": "1.40.0"}',
+        '{"key": KEY, "version": [2]}',
+        '{"key": KEY, "version": [1, 28, true]}',
+        '{"key": KEY, "version": null}',
+        "FIFO",
+        "LINK",
+    ],
+)
+def test_a_memo_that_is_not_sound_is_ignored_and_buf_asked(tmp_path, memo_text) -> None:
+    asked = tmp_path / "asked"
+    buf = _fake_buf(tmp_path / "buf", f"echo asked >> {asked}\necho 1.40.0")
+    memo = tmp_path / "memo.json"
+    if memo_text == "FIFO":
+        os.mkfifo(memo)
+    elif memo_text == "LINK":
+        memo.symlink_to("/dev/zero")
+    else:
+        memo.write_text(memo_text.replace("KEY", json.dumps(_key(buf))))
+    assert layout.check_buf_layout(buf, memo) == "v3"
+    assert asked.read_text() == "asked\n"
+    assert json.loads(memo.read_text()) == {"key": _key(buf), "version": [1, 40, 0]}

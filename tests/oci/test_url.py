@@ -72,3 +72,16 @@ def test_settings_never_show_the_registry_password() -> None:
     assert settings.registry == "https://bob:s3cr@host/ns"  # used as given
     assert SECRET not in repr(settings) and SECRET not in str(settings)
     assert "registry='https://host/ns'" in repr(settings)
+
+
+@pytest.mark.parametrize("url", ["~no-such-user-here/registry", "oci-layout:~no-such-user-here/r"])
+def test_a_home_of_an_unknown_user_is_a_usage_error(url: str) -> None:
+    from bsr_team_cache.oci import open_registry
+    from bsr_team_cache.oci.url import check_registry_url
+
+    for attempt in (check_registry_url, open_registry):
+        with pytest.raises(UsageError) as caught:
+            attempt(url)
+        assert str(caught.value) == (
+            f"registry {url!r}: cannot tell which directory it names (~ of an unknown user)"
+        )

@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 from bsr_team_cache.errors import BSRTeamCacheError
@@ -31,8 +30,14 @@ def parse_buf_version(text: str) -> tuple[int, int, int] | None:
 
 def _on_path(name: str) -> str | None:
     """The first executable ``name`` in $PATH's directories, as ``shutil.which`` finds it
-    (every fetch looks for buf: this spares it shutil's imports, ~2 ms)."""
-    for directory in os.get_exec_path():
+    (every fetch looks for buf: this spares it shutil's imports, ~2 ms); named so that running
+    it runs that file (``./buf`` for an empty entry, where which says ``buf``)."""
+    path = os.environ.get("PATH")
+    if path is None:
+        path = os.defpath
+    if not path:
+        return None  # PATH set and empty: nothing, as which (never the current directory)
+    for directory in path.split(os.pathsep):
         candidate = os.path.join(directory or os.curdir, name)
         if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
             return candidate
@@ -47,13 +52,12 @@ def installed_buf_version(
     return _version_lookup(buf, memo)()
 
 
-def start_layout_check(buf: str | None = None, memo: Path | None = None) -> Callable[[], str]:
+def start_layout_check(buf: str | None = None, memo: Path | None = None) -> LayoutCheck:
     """``check_buf_layout``, begun now: when ``memo`` does not know this buf, ``buf --version``
     starts running in the background (30-60 ms on a new machine, which the fetch's loading and
     first request then overlap). Calling the result waits for it and returns, or raises, what
-    ``check_buf_layout`` does."""
-    lookup = _version_lookup(buf, memo)
-    return lambda: _layout(lookup())
+    ``check_buf_layout`` does; ``discard`` stops a check whose answer is no longer wanted."""
+    return LayoutCheck(_version_lookup(buf, memo))
 
 
 def check_buf_layout(buf: str | None = None, memo: Path | None = None) -> str:
@@ -61,28 +65,123 @@ def check_buf_layout(buf: str | None = None, memo: Path | None = None) -> str:
     return start_layout_check(buf, memo)()
 
 
+class LayoutCheck:
+    def __init__(self, lookup: _Lookup) -> None:
+        self._lookup = lookup
+
+    def __call__(self) -> str:
+        return _layout(self._lookup())
+
+    def discard(self) -> None:
+        discard = getattr(self._lookup, "discard", None)
+        if discard is not None:
+            discard()
+
+
 _VERSION_SECONDS = 30
+_VERSION_MAX_BYTES = 64 * 1024  # `buf --version` prints one short line
+_MEMO_MAX_BYTES = 4096
+
+_Found = tuple[str, tuple[int, int, int] | None]
 
 
-def _version_lookup(
-    buf: str | None, memo: Path | None
-) -> Callable[[], tuple[str, tuple[int, int, int] | None] | None]:
-    """What ``installed_buf_version`` returns, as a call: answered at once if there is no buf
-    or ``memo`` knows it, else when the ``buf --version`` started here has answered."""
+class _Lookup:
+    """What ``installed_buf_version`` returns, as a call: answered at once, or when the
+    ``buf --version`` started here has answered (then remembered in the memo)."""
+
+    def __init__(self, found: _Found | None = None) -> None:
+        self._found = found
+
+    def __call__(self) -> _Found | None:
+        return self._found
+
+
+class _Asking(_Lookup):
+    """``buf --version`` running in its own session (so that a wrapper's children are stopped
+    with it), its output read up to _VERSION_MAX_BYTES within _VERSION_SECONDS. The answer, or
+    the error, is kept: a second call says the same."""
+
+    def __init__(self, buf: str, child, memo: Path | None, key: str) -> None:
+        super().__init__()
+        self._buf, self._child, self._memo, self._key = buf, child, memo, key
+        self._failure: BSRTeamCacheError | None = None
+        self._done = False
+
+    def __call__(self) -> _Found | None:
+        if not self._done:
+            self._done = True
+            try:
+                output, status = self._read()
+            except BSRTeamCacheError as exc:
+                self._failure = exc
+            else:
+                version = parse_buf_version(output.decode("utf-8", "replace"))
+                if status == 0 and version is not None and self._memo is not None:
+                    _remember(self._memo, self._key, version)
+                self._found = (self._buf, version)
+        if self._failure is not None:
+            raise self._failure
+        return self._found
+
+    def _read(self) -> tuple[bytes, int]:
+        import selectors
+        import time
+
+        child, chunks, size = self._child, [], 0
+        until = time.monotonic() + _VERSION_SECONDS
+        with selectors.DefaultSelector() as selector:
+            selector.register(child.stdout, selectors.EVENT_READ)
+            while size <= _VERSION_MAX_BYTES:
+                left = until - time.monotonic()
+                if left <= 0 or not selector.select(left):
+                    self.discard()
+                    raise BSRTeamCacheError(
+                        f"cannot tell the version of {self._buf} (buf --version did not finish"
+                        f" within {_VERSION_SECONDS} s); pass --no-buf-cache, or set BUF_BIN to"
+                        " a working buf"
+                    )
+                chunk = os.read(child.stdout.fileno(), 8192)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        if size > _VERSION_MAX_BYTES:
+            self.discard()  # one line expected: the first bytes hold the version if any
+            return b"".join(chunks)[:_VERSION_MAX_BYTES], -1
+        child.stdout.close()
+        left = max(0.0, until - time.monotonic())
+        try:
+            return b"".join(chunks), child.wait(left)
+        except Exception:  # subprocess.TimeoutExpired: output closed, process lingering
+            self.discard()
+            return b"".join(chunks), -1
+
+    def discard(self) -> None:
+        """Stop the process (and whatever it started) if it still runs, and reap it."""
+        import signal
+
+        child = self._child
+        if child.returncode is None:  # not reaped: its pid, its group's id, is still its own
+            with contextlib.suppress(OSError):
+                os.killpg(child.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError, ValueError):
+            child.stdout.close()
+        child.wait()
+
+
+def _version_lookup(buf: str | None, memo: Path | None) -> _Lookup:
     buf = buf or os.environ.get("BUF_BIN") or _on_path("buf")
     if not buf:
-        return lambda: None
+        return _Lookup()
     try:
         st = os.stat(buf)
     except OSError:
-        return lambda: None
+        return _Lookup()
     key = f"{os.path.realpath(buf)}:{st.st_size}:{st.st_mtime_ns}"
     if memo is not None:
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            cached = json.loads(memo.read_text())
-            if cached.get("key") == key:
-                known = (buf, tuple(cached["version"]) if cached["version"] else None)
-                return lambda: known  # type: ignore[return-value]
+        known = _recall(memo, key)
+        if known is not None:
+            return _Lookup((buf, known))
     import subprocess  # only when the version is not remembered
 
     try:
@@ -90,34 +189,36 @@ def _version_lookup(
             [buf, "--version"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     except OSError:
-        return lambda: None
-    answer: list[tuple[str, tuple[int, int, int] | None]] = []
-
-    def wait() -> tuple[str, tuple[int, int, int] | None]:
-        if not answer:
-            try:
-                out, err = child.communicate(timeout=_VERSION_SECONDS)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.communicate()
-                raise BSRTeamCacheError(
-                    f"cannot tell the version of {buf} (buf --version did not finish within"
-                    f" {_VERSION_SECONDS} s); pass --no-buf-cache, or set BUF_BIN to a working buf"
-                ) from None
-            version = parse_buf_version(out + err)
-            if memo is not None:
-                _remember(memo, key, version)
-            answer.append((buf, version))
-        return answer[0]
-
-    return wait
+        return _Lookup()
+    return _Asking(buf, child, memo, key)
 
 
-def _remember(memo: Path, key: str, version: tuple[int, int, int] | None) -> None:
+def _recall(memo: Path, key: str) -> tuple[int, int, int] | None:
+    """The version the memo holds for ``key``; None if it holds none that is sound (a memo is
+    only ever a hint: anything odd in it and buf is asked again)."""
+    from bsr_team_cache._fs import read_regular_file
+
+    try:
+        cached = json.loads(read_regular_file(memo, _MEMO_MAX_BYTES))
+    except (OSError, ValueError, RecursionError, BSRTeamCacheError):
+        return None
+    if not isinstance(cached, dict) or cached.get("key") != key:
+        return None
+    version = cached.get("version")
+    if (
+        isinstance(version, list)
+        and len(version) == 3
+        and all(type(part) is int and 0 <= part < 1_000_000 for part in version)
+    ):
+        return (version[0], version[1], version[2])
+    return None
+
+
+def _remember(memo: Path, key: str, version: tuple[int, int, int]) -> None:
     with contextlib.suppress(OSError):
         memo.parent.mkdir(parents=True, exist_ok=True)
         tmp = memo.with_name(f".{memo.name}.{os.getpid()}")

@@ -32,6 +32,7 @@ from bsr_team_cache.team import DEFAULT_LABEL_TTL
 # The fetch machinery (store, registry, BSR client, YAML) is imported when the command runs, so
 # that `fetch --help` and a mistyped option answer at once.
 if TYPE_CHECKING:
+    from bsr_team_cache.bufcache.layout import LayoutCheck
     from bsr_team_cache.usage.record import ModuleResult
 
 PARAMS = (
@@ -161,20 +162,44 @@ def _fetch(
     quiet: bool,
 ) -> None:
     from bsr_team_cache.bufcache.layout import buf_cache_dir, start_layout_check
-    from bsr_team_cache.store.index import INDEX_FILE
 
     cache = None if no_buf_cache else (buf_cache_dir_opt or buf_cache_dir(dict(os.environ)))
+    team = options.team
+    options.check_registry()  # a bad URL is an error even when nothing would be fetched
     # Which cache layout the installed buf reads: known at once when remembered; on a new
     # machine `buf --version` runs meanwhile, and its answer is awaited before any write.
     layout = start_layout_check(memo=options.store_dir / "buf-version.json") if cache else None
-    team = options.team
-    options.check_registry()  # a bad URL is an error even when nothing would be fetched
+    try:
+        _fetch_checked(
+            project_dir, options, team, cache, layout, export=export, update_lock=update_lock,
+            label_ttl=label_ttl, bundle=bundle, no_bundles=no_bundles, no_packs=no_packs,
+            as_json=as_json, quiet=quiet,
+        )  # fmt: skip
+    finally:
+        if layout is not None:
+            layout.discard()  # not awaited (the fetch failed first): its buf is stopped
+
+
+def _fetch_checked(
+    project_dir: Path,
+    options: TeamOptions,
+    team: str,
+    cache: Path | None,
+    layout: LayoutCheck | None,
+    *,
+    export: Path | None,
+    update_lock: bool,
+    label_ttl: float,
+    bundle: str | None,
+    no_bundles: bool,
+    no_packs: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     if cache is not None and not (update_lock or export or as_json):
         # Every module in place already (a build's every run after its first): done without
-        # loading the fetch machinery (placed.py), or None and the full fetch runs. It needs
-        # a store (a machine without one goes on while buf answers).
-        if layout is not None and os.path.isfile(options.store_dir / INDEX_FILE):
-            layout()
+        # loading the fetch machinery (placed.py), or None and the full fetch runs. The buf
+        # check is awaited once every dep is found in place, before the use is recorded.
         from bsr_team_cache._startup import loading
 
         with loading():
@@ -186,6 +211,7 @@ def _fetch(
             buf_cache=cache,
             team=team,
             member=options.settings.member,
+            before_use=layout,
         )
         if placed is not None:
             for warning in placed.warnings:

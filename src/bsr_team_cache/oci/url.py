@@ -40,8 +40,6 @@ class HTTPRegistryURL(NamedTuple):
 def check_registry_url(url: str, *, insecure: bool = False) -> None:
     """UsageError if ``url`` names no registry that ``oci.open_registry`` can open: an unknown
     scheme, an HTTP URL ``parse_http_registry_url`` refuses, or a host written as a path."""
-    if url.startswith("oci-layout:"):
-        return
     if url.startswith(("https://", "http://", "oci://")):
         parse_http_registry_url(url, insecure=insecure)
         return
@@ -50,7 +48,15 @@ def check_registry_url(url: str, *, insecure: bool = False) -> None:
             f"registry {redact(url)!r}: unknown scheme (expected oci-layout:PATH,"
             " https://HOST/NAMESPACE or oci://HOST/NAMESPACE)"
         )
-    if re.fullmatch(_HOST_LIKE, url.split("/", 1)[0]) and not Path(url).expanduser().exists():
+    try:
+        path = Path(url.removeprefix("oci-layout:")).expanduser()
+    except RuntimeError:  # ~user of no such user
+        raise UsageError(
+            f"registry {url!r}: cannot tell which directory it names (~ of an unknown user)"
+        ) from None
+    if url.startswith("oci-layout:"):
+        return
+    if re.fullmatch(_HOST_LIKE, url.split("/", 1)[0]) and not path.exists():
         raise UsageError(
             f"registry {url!r} looks like a host, not a directory: write https://{url} (or"
             f" oci-layout:{url} for an on-disk registry in a directory of that name)"
