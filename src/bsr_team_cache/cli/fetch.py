@@ -32,7 +32,6 @@ from bsr_team_cache.team import DEFAULT_LABEL_TTL
 # The fetch machinery (store, registry, BSR client, YAML) is imported when the command runs, so
 # that `fetch --help` and a mistyped option answer at once.
 if TYPE_CHECKING:
-    from bsr_team_cache.bufcache.layout import LayoutCheck
     from bsr_team_cache.usage.record import ModuleResult
 
 PARAMS = (
@@ -170,123 +169,100 @@ def _fetch(
     # machine `buf --version` runs meanwhile, and its answer is awaited before any write.
     layout = start_layout_check(memo=options.store_dir / "buf-version.json") if cache else None
     try:
-        _fetch_checked(
-            project_dir, options, team, cache, layout, export=export, update_lock=update_lock,
-            label_ttl=label_ttl, bundle=bundle, no_bundles=no_bundles, no_packs=no_packs,
-            as_json=as_json, quiet=quiet,
-        )  # fmt: skip
+        if cache is not None and not (update_lock or export or as_json):
+            # Every module in place already (a build's every run after its first): done without
+            # loading the fetch machinery (placed.py), or None and the full fetch runs. The buf
+            # check is awaited once every dep is found in place, before the use is recorded.
+            from bsr_team_cache._startup import loading
+
+            with loading():
+                from bsr_team_cache.placed import fetch_if_placed
+
+            placed = fetch_if_placed(
+                project_dir,
+                store_root=options.store_dir,
+                buf_cache=cache,
+                team=team,
+                member=options.settings.member,
+                before_use=layout,
+            )
+            if placed is not None:
+                for warning in placed.warnings:
+                    _echo(f"warning: {warning}", err=True)
+                if not quiet:
+                    _print_modules(placed.modules, placed.seconds)
+                return
+        registry = options.open_registry()
+        pack_read = None
+        if not (no_packs or no_bundles or bundle or update_lock):
+            # A cold fetch's first request, made while the rest of the fetch loads (pack_read.py).
+            from bsr_team_cache._startup import loading
+
+            with loading():
+                from bsr_team_cache.team.pack_read import start_pack_read
+
+            pack_read = start_pack_read(
+                project_dir,
+                team=team,
+                namespace=options.settings.namespace,
+                registry=registry,
+                store_root=options.store_dir,
+            )
+        import_machinery()
+        if layout is not None:
+            layout()  # before anything is written to buf's cache
+        from bsr_team_cache.bsr.on_demand import OnDemandBSRClient
+        from bsr_team_cache.team.fetch import FetchReport, fetch
+
+        progress = _Progress() if not (as_json or quiet) and sys.stderr.isatty() else None
+        report = FetchReport()
+        try:
+            local = options.open_store()
+        except StoreError as exc:  # the store is an optimisation: fetch without it
+            report.warnings.append(f"{exc}; going on without the local store")
+            local = None
+        # The BSR client is made only if the BSR is asked (a fetch the store or the team serves
+        # does not load it).
+        with (
+            OnDemandBSRClient() as bsr,
+            contextlib.closing(local) if local else contextlib.nullcontext(),
+        ):
+            try:
+                fetch(
+                    project_dir,
+                    team=team,
+                    registry=registry,
+                    namespace=options.settings.namespace,
+                    bsr=bsr,
+                    store=local,
+                    buf_cache=cache,
+                    export=export,
+                    update_lock=update_lock,
+                    label_ttl=label_ttl * 3600,
+                    on_module=progress,
+                    report=report,
+                    use_bundles=not no_bundles,
+                    packs=not no_packs,
+                    bundle=bundle,
+                    timeout=options.timeout,
+                    member=options.settings.member,
+                    pack_read=pack_read,
+                )
+            finally:
+                if progress is not None:
+                    progress.close()
+                for warning in report.warnings:  # also when the fetch failed: they explain why
+                    _echo(f"warning: {warning}", err=True)
+        if as_json:
+            import json
+
+            _echo(json.dumps(report.to_json(), indent=2))
+            return
+        if not quiet:
+            _print_modules(report.modules, report.seconds)
     finally:
         if layout is not None:
             layout.discard()  # not awaited (the fetch failed first): its buf is stopped
-
-
-def _fetch_checked(
-    project_dir: Path,
-    options: TeamOptions,
-    team: str,
-    cache: Path | None,
-    layout: LayoutCheck | None,
-    *,
-    export: Path | None,
-    update_lock: bool,
-    label_ttl: float,
-    bundle: str | None,
-    no_bundles: bool,
-    no_packs: bool,
-    as_json: bool,
-    quiet: bool,
-) -> None:
-    if cache is not None and not (update_lock or export or as_json):
-        # Every module in place already (a build's every run after its first): done without
-        # loading the fetch machinery (placed.py), or None and the full fetch runs. The buf
-        # check is awaited once every dep is found in place, before the use is recorded.
-        from bsr_team_cache._startup import loading
-
-        with loading():
-            from bsr_team_cache.placed import fetch_if_placed
-
-        placed = fetch_if_placed(
-            project_dir,
-            store_root=options.store_dir,
-            buf_cache=cache,
-            team=team,
-            member=options.settings.member,
-            before_use=layout,
-        )
-        if placed is not None:
-            for warning in placed.warnings:
-                _echo(f"warning: {warning}", err=True)
-            if not quiet:
-                _print_modules(placed.modules, placed.seconds)
-            return
-    registry = options.open_registry()
-    pack_read = None
-    if not (no_packs or no_bundles or bundle or update_lock):
-        # A cold fetch's first request, made while the rest of the fetch loads (pack_read.py).
-        from bsr_team_cache._startup import loading
-
-        with loading():
-            from bsr_team_cache.team.pack_read import start_pack_read
-
-        pack_read = start_pack_read(
-            project_dir,
-            team=team,
-            namespace=options.settings.namespace,
-            registry=registry,
-            store_root=options.store_dir,
-        )
-    import_machinery()
-    if layout is not None:
-        layout()  # before anything is written to buf's cache
-    from bsr_team_cache.bsr.on_demand import OnDemandBSRClient
-    from bsr_team_cache.team.fetch import FetchReport, fetch
-
-    progress = _Progress() if not (as_json or quiet) and sys.stderr.isatty() else None
-    report = FetchReport()
-    try:
-        local = options.open_store()
-    except StoreError as exc:  # the store is an optimisation: fetch without it
-        report.warnings.append(f"{exc}; going on without the local store")
-        local = None
-    # The BSR client is made only if the BSR is asked (a fetch the store or the team serves
-    # does not load it).
-    with (
-        OnDemandBSRClient() as bsr,
-        contextlib.closing(local) if local else contextlib.nullcontext(),
-    ):
-        try:
-            fetch(
-                project_dir,
-                team=team,
-                registry=registry,
-                namespace=options.settings.namespace,
-                bsr=bsr,
-                store=local,
-                buf_cache=cache,
-                export=export,
-                update_lock=update_lock,
-                label_ttl=label_ttl * 3600,
-                on_module=progress,
-                report=report,
-                use_bundles=not no_bundles,
-                packs=not no_packs,
-                bundle=bundle,
-                timeout=options.timeout,
-                member=options.settings.member,
-                pack_read=pack_read,
-            )
-        finally:
-            if progress is not None:
-                progress.close()
-            for warning in report.warnings:  # also when the fetch failed: they explain why
-                _echo(f"warning: {warning}", err=True)
-    if as_json:
-        import json
-
-        _echo(json.dumps(report.to_json(), indent=2))
-        return
-    if not quiet:
-        _print_modules(report.modules, report.seconds)
 
 
 def __getattr__(name: str) -> object:
