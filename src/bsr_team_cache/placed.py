@@ -103,8 +103,7 @@ def fetch_if_placed(
                 if before_use is not None:
                     before_use()
                 now = time.time()
-                db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
-                db.execute("BEGIN IMMEDIATE")
+                db.execute("BEGIN IMMEDIATE")  # waits _BUSY_MS at most (open_existing's wait)
                 try:
                     update_last_used(db, [(now, m.name, m.commit) for m in modules])
                 except BaseException:

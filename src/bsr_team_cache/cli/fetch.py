@@ -32,6 +32,7 @@ from bsr_team_cache.team import DEFAULT_LABEL_TTL
 # The fetch machinery (store, registry, BSR client, YAML) is imported when the command runs, so
 # that `fetch --help` and a mistyped option answer at once.
 if TYPE_CHECKING:
+    from bsr_team_cache.bufcache.layout import LayoutCheck
     from bsr_team_cache.usage.record import ModuleResult
 
 PARAMS = (
@@ -146,6 +147,39 @@ def fetch_command(**values: object) -> None:
     run_with_team_options(_fetch, **values)
 
 
+def _answered_in_place(
+    project_dir: Path,
+    options: TeamOptions,
+    team: str,
+    cache: Path,
+    layout: LayoutCheck | None,
+    quiet: bool,
+) -> bool:
+    """Every module in place already (a build's every run after its first): printed and
+    recorded without loading the fetch machinery (placed.py); False if the full fetch must run.
+    buf's answer is awaited once every dep is found in place, before the use is recorded."""
+    from bsr_team_cache._startup import loading
+
+    with loading():
+        from bsr_team_cache.placed import fetch_if_placed
+
+    placed = fetch_if_placed(
+        project_dir,
+        store_root=options.store_dir,
+        buf_cache=cache,
+        team=team,
+        member=options.settings.member,
+        before_use=layout,
+    )
+    if placed is None:
+        return False
+    for warning in placed.warnings:
+        _echo(f"warning: {warning}", err=True)
+    if not quiet:
+        _print_modules(placed.modules, placed.seconds)
+    return True
+
+
 def _fetch(
     project_dir: Path,
     options: TeamOptions,
@@ -160,6 +194,7 @@ def _fetch(
     as_json: bool,
     quiet: bool,
 ) -> None:
+    from bsr_team_cache._startup import loading
     from bsr_team_cache.bufcache.layout import buf_cache_dir, start_layout_check
 
     cache = None if no_buf_cache else (buf_cache_dir_opt or buf_cache_dir(dict(os.environ)))
@@ -169,35 +204,16 @@ def _fetch(
     # machine `buf --version` runs meanwhile, and its answer is awaited before any write.
     layout = start_layout_check(memo=options.store_dir / "buf-version.json") if cache else None
     try:
-        if cache is not None and not (update_lock or export or as_json):
-            # Every module in place already (a build's every run after its first): done without
-            # loading the fetch machinery (placed.py), or None and the full fetch runs. The buf
-            # check is awaited once every dep is found in place, before the use is recorded.
-            from bsr_team_cache._startup import loading
-
-            with loading():
-                from bsr_team_cache.placed import fetch_if_placed
-
-            placed = fetch_if_placed(
-                project_dir,
-                store_root=options.store_dir,
-                buf_cache=cache,
-                team=team,
-                member=options.settings.member,
-                before_use=layout,
-            )
-            if placed is not None:
-                for warning in placed.warnings:
-                    _echo(f"warning: {warning}", err=True)
-                if not quiet:
-                    _print_modules(placed.modules, placed.seconds)
-                return
+        if (
+            cache is not None
+            and not (update_lock or export or as_json)
+            and _answered_in_place(project_dir, options, team, cache, layout, quiet)
+        ):
+            return
         registry = options.open_registry()
         pack_read = None
         if not (no_packs or no_bundles or bundle or update_lock):
             # A cold fetch's first request, made while the rest of the fetch loads (pack_read.py).
-            from bsr_team_cache._startup import loading
-
             with loading():
                 from bsr_team_cache.team.pack_read import start_pack_read
 

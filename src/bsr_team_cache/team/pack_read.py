@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bsr_team_cache._deadline import seconds_left
+from bsr_team_cache._startup import loading
 from bsr_team_cache.domain.buflock import BUF_LOCK, LockedDep, read_buf_lock
 from bsr_team_cache.domain.bufyaml import BUF_YAML
 from bsr_team_cache.errors import BSRTeamCacheError, RegistryError
@@ -108,7 +109,7 @@ def start_pack_read(
             return None
     except (BSRTeamCacheError, OSError, ValueError, sqlite3.Error):
         return None
-    with _loading():
+    with loading():
         from bsr_team_cache.team.packs import pack_repository, pack_tag
 
     wanted = {f"{d.module}:{d.commit}": d for d in deps}
@@ -133,9 +134,3 @@ def _stored(store_root: Path, deps: tuple[LockedDep, ...] | list[LockedDep]) -> 
         if recorded is not None and recorded[1 if dep.pins_b4 else 0] in (None, str(dep.digest)):
             stored += 1
     return stored
-
-
-def _loading():
-    from bsr_team_cache._startup import loading
-
-    return loading()
