@@ -134,3 +134,38 @@ def test_a_refusal_re_reads_only_what_it_depends_on(tmp_path: Path) -> None:
     assert registry.reads == Counter({"teams/a/config": 1})  # team a's refusal re-checked
     assert [c.team for c in configs.all()] == ["a", "b", "c"]
     assert (registry.reads, catalog_reads) == (Counter({"teams/a/config": 1}), Counter())
+
+
+class PushDuringRead(OCILayoutRegistry):
+    """An on-disk registry where a new configuration is pushed (and the cache told to forget)
+    while the first read of it is in flight: that read returns the old configuration."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.on_read: list[object] = []
+
+    def read_manifest(self, repo: str, reference: str) -> tuple[bytes, str] | None:
+        found = super().read_manifest(repo, reference)
+        while self.on_read:
+            self.on_read.pop()()  # type: ignore[operator]
+        return found
+
+
+def test_a_config_read_in_flight_when_it_is_forgotten_is_not_cached(tmp_path: Path) -> None:
+    registry = PushDuringRead(tmp_path / "registry")
+    repo = config_repository("a")
+    push_document(registry, repo, CONFIG_TAG, TEAM_CONFIG_TYPE,
+                  make_config("a", members=["alice", "dave"]).to_json())  # fmt: skip
+    configs = RegistryTeamConfigs(registry, lambda: [repo], "", ttl=5.0, clock=lambda: 1000.0)
+
+    def push_and_forget() -> None:
+        new = make_config("a", members=["alice"])
+        push_document(registry, repo, CONFIG_TAG, TEAM_CONFIG_TYPE, new.to_json())
+        assert configs.forget_older_than(0.0, ["a"], team_list=True) is False  # nothing cached
+
+    registry.on_read.append(push_and_forget)
+    first = configs.get("a")
+    assert first is not None and sorted(first.members) == ["alice", "dave"]  # read before
+    second = configs.get("a")  # the clock has not moved: a cached read would be returned
+    assert second is not None and sorted(second.members) == ["alice"]
+    assert configs.get("a") is second  # and that one is cached

@@ -189,12 +189,15 @@ class RegistryTeamConfigs:
         self._namespace, self._ttl, self._clock = namespace, ttl, clock
         self._configs: dict[str, tuple[float, TeamConfig | None]] = {}
         self._teams: tuple[float, list[str]] | None = None
+        # Bumped by each forget: a read that began before it must not cache what it read (it
+        # may be the configuration the forget was for).
+        self._generation = 0
         self._lock = threading.Lock()
 
     def get(self, team: str) -> TeamConfig | None:
         now = self._clock()
         with self._lock:
-            cached = self._configs.get(team)
+            cached, generation = self._configs.get(team), self._generation
         if cached and cached[0] > now:
             return cached[1]
         try:
@@ -203,7 +206,8 @@ class RegistryTeamConfigs:
             _log(f"team {team}: configuration unreadable, treated as none: {exc}")
             config = None
         with self._lock:
-            self._configs[team] = (now + self._ttl, config)
+            if generation == self._generation:
+                self._configs[team] = (now + self._ttl, config)
         return config
 
     def forget_older_than(
@@ -227,12 +231,14 @@ class RegistryTeamConfigs:
             )
             if stale_list:
                 self._teams = None
+            if old or stale_list or age <= 0:  # age 0: a read in flight is stale as well
+                self._generation += 1
         return bool(old) or stale_list
 
     def teams(self) -> list[str]:
         now = self._clock()
         with self._lock:
-            cached = self._teams
+            cached, generation = self._teams, self._generation
         if cached and cached[0] > now:
             return cached[1]
         try:
@@ -247,7 +253,8 @@ class RegistryTeamConfigs:
             if name.startswith(prefix) and slash and rest == "config":
                 found.append(team)
         with self._lock:
-            self._teams = (now + self._ttl, found)
+            if generation == self._generation:
+                self._teams = (now + self._ttl, found)
         return found
 
     def all(self) -> Iterable[TeamConfig]:
@@ -463,13 +470,14 @@ class AuthService:
             return _error(400, "invalid_request", str(exc))
         for event in envelope.events:
             team = self.notification_team(event.repository)
-            self._record(team, event.member, event.operation, list(event.refs), "ok")
             if event.operation == "registry-push" and event.repository == in_namespace(
                 self.namespace, f"teams/{team}/config"
             ):
                 # A new configuration (a member removed, a share granted) applies to the next
-                # token request, not after the cache period.
+                # token request, not after the cache period: forgotten before the push is
+                # recorded, so that no request answered after the record sees the old one.
                 self.configs.forget_older_than(0.0, [team], team_list=True)
+            self._record(team, event.member, event.operation, list(event.refs), "ok")
         if envelope.skipped:
             _log(f"notification: {envelope.skipped} events skipped (other actions or malformed)")
         return Answer(200)
