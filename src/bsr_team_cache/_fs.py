@@ -25,6 +25,13 @@ def _temp_file(directory: Path, name: str) -> tuple[int, str]:
     return tempfile.mkstemp(dir=directory, prefix=f".{name}.")
 
 
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """All of ``data`` to ``fd`` (os.write may write less than it was given)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def atomic_write(
     path: Path,
     data: bytes,
@@ -40,11 +47,12 @@ def atomic_write(
         path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _temp_file(tmp_dir or path.parent, path.name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        try:  # the fd itself, not a file object: no stat, seek or terminal probe per write
+            write_all(fd, data)
             if fsync:
-                f.flush()
-                os.fsync(f.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -21,7 +21,7 @@ import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from bsr_team_cache._fs import inside
+from bsr_team_cache._fs import inside, write_all
 from bsr_team_cache._testhooks import reached
 from bsr_team_cache.bufcache.layout import (  # noqa: F401 - also this module's API
     ENTRY_KINDS,
@@ -99,9 +99,7 @@ def _write_new(path: str, pieces: Iterable[bytes]) -> None:
     fd = os.open(path, _NEW_FILE, 0o666)
     try:
         for piece in pieces:
-            view = memoryview(piece)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, piece)
     finally:
         os.close(fd)
 
@@ -175,8 +173,10 @@ class EntryWriter:
     def add_all(self, files: dict[str, bytes]) -> None:
         """Every file of a module held in memory; a large module by several threads."""
         paths = list(files)
-        workers = min(_WRITER_THREADS, os.cpu_count() or 1)
-        if len(paths) < _THREADED_WRITE_FILES or workers < 2:
+        workers = 1  # os.cpu_count() reads a file: asked only for a module large enough
+        if len(paths) >= _THREADED_WRITE_FILES:
+            workers = min(_WRITER_THREADS, os.cpu_count() or 1)
+        if workers < 2:
             for rel in paths:
                 self.add(rel, (files[rel],))
             return

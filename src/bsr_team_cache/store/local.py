@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from bsr_team_cache._fs import atomic_write, read_regular_file
+from bsr_team_cache._fs import atomic_write, read_regular_file, write_all
 from bsr_team_cache._testhooks import reached
 from bsr_team_cache.domain.moduleref import ModuleName
 from bsr_team_cache.errors import InvalidContentError, StoreError
@@ -630,10 +630,8 @@ class TempBlob:
     def write(self, data: bytes | memoryview) -> None:
         if self._fd is None:
             return
-        view = memoryview(data)
         try:
-            while view:
-                view = view[os.write(self._fd, view) :]
+            write_all(self._fd, data)
         except OSError as exc:
             self._problem = f"{self.path}: {exc.strerror or exc}"
             self.discard()
