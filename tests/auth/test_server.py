@@ -529,3 +529,24 @@ def test_connections_past_the_cap_are_closed_at_once() -> None:
         release.set()
         server.shutdown()
         server.server_close()
+
+
+def test_only_an_admin_prunes_the_teams_packs(stack: Stack) -> None:
+    from bsr_team_cache.housekeeping.packs import prune_packs
+    from bsr_team_cache.team.packs import pack_repository, push_pack
+
+    repo, tag = pack_repository("a"), "lock-" + "ab" * 32
+    with stack.client("dave") as dave:  # a member pushes packs, as its fetches do
+        digest = push_pack(dave, repo, tag, [(b"member manifest", b"member layer")])
+        with pytest.raises(AccessDeniedError) as refused:
+            prune_packs(dave, "a", time.time() + 60)
+        assert str(refused.value).endswith(
+            "your role in the team does not allow it: ask a team admin. Deleting needs the"
+            " team's admin role and a registry that allows deletes (Distribution:"
+            " storage.delete.enabled, docs/deploy.md)"
+        )
+        assert dave.list_tags(repo) == [tag]
+    with stack.client("alice") as alice:
+        report = prune_packs(alice, "a", time.time() + 60)
+        assert (report.deleted, report.kept) == ([f"{tag}@{digest}"], 0)
+        assert alice.list_tags(repo) == []

@@ -31,6 +31,8 @@ OPERATIONS = (
     "sync",
     "clear",
     "evict",
+    # lock packs deleted from the team registry (admins only)
+    "prune-packs",
     # membership, recorded by setup (admins only)
     "member-add",
     "member-remove",
@@ -77,6 +79,9 @@ def record(
         "result": _one_line(result)[:MAX_RESULT],
     }
     try:
+        # A machine's first command may be one that opens no store (prune-packs): the log's
+        # directory is made as the store would make it.
+        Path(store_root).mkdir(parents=True, exist_ok=True)
         append_lines(Path(store_root) / FILE_NAME, [json.dumps(line, separators=(",", ":"))])
     except OSError as exc:
         if warnings is not None:

@@ -26,6 +26,7 @@ COMMANDS = {
     "keys": "keys",
     "metrics": "metrics",
     "monitor": "monitor",
+    "prune-packs": "prune_packs",
     "recommend": "recommend",
     "resolve": "resolve",
     "serve-metrics": "serve_metrics",

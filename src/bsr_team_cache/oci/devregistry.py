@@ -338,6 +338,7 @@ class DistributionServer:
     # An external token service (``bsr-team-cache auth-server``): Distribution trusts it.
     token_auth: TokenAuth | None = None
     notifications: list[NotificationEndpoint] = field(default_factory=list)
+    delete: bool = True  # the API may delete manifests (storage.delete.enabled)
 
     @property
     def url(self) -> str:
@@ -377,7 +378,7 @@ class DistributionServer:
             "storage:",
             *self._storage_driver(),
             "  delete:",
-            "    enabled: true",
+            f"    enabled: {str(self.delete).lower()}",
             "  maintenance:",
             "    uploadpurging:",
             "      enabled: false",

@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -297,3 +298,36 @@ class OCILayoutRegistry:
                 self._repo_dir(repo) / "index.json",
                 json.dumps(index, indent=2, sort_keys=True).encode(),
             )
+
+    @_filesystem_errors
+    def collect_garbage(self, repo: str, grace_seconds: float = 3600.0) -> int:
+        """Remove the repository's blobs no tagged manifest refers to (as Distribution's
+        ``garbage-collect`` does for a registry); the bytes freed. Blobs younger than
+        ``grace_seconds`` are kept: a push writes its blobs before the manifest that names them.
+        A manifest that cannot be read keeps every blob (nothing is removed on a guess)."""
+        import time
+
+        with self._index_lock(repo):
+            referenced: set[str] = set()
+            cap = limits().max_document_bytes
+            for entry in self._read_index(repo)["manifests"]:
+                digest = entry.get("digest")
+                where = f"{self.describe()}/{repo}@{digest}"
+                manifest = parse_json(self.read_blob(repo, digest, cap), where, "manifest")
+                referenced.add(digest)
+                if not isinstance(manifest, dict):
+                    raise InvalidContentError(f"{where}: not a manifest")
+                children = [*(manifest.get("layers") or []), *(manifest.get("manifests") or [])]
+                for descriptor in [manifest.get("config"), *children]:
+                    if isinstance(descriptor, dict):
+                        referenced.add(str(descriptor.get("digest")))
+            blobs = self._repo_dir(repo) / "blobs" / "sha256"
+            cutoff, freed = time.time() - grace_seconds, 0
+            for path in blobs.iterdir() if blobs.is_dir() else ():
+                if f"sha256:{path.name}" in referenced:
+                    continue
+                info = path.lstat()
+                if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
+                    path.unlink()
+                    freed += info.st_size
+            return freed

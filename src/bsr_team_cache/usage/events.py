@@ -242,9 +242,9 @@ def host_name(env: dict[str, str] | None = None) -> str:
     return _CONTROL.sub("", name)[:MAX_TEXT] or "unknown"
 
 
-def parse_since(text: str, now: float | None = None) -> float:
-    """``--since``: an RFC 3339 time, a date (``2026-11-01``, midnight UTC), or an age such as
-    ``90m``, ``24h``, ``7d``, ``4w``."""
+def parse_since(text: str, now: float | None = None, option: str = "--since") -> float:
+    """``--since`` (or another ``option`` taking a time): an RFC 3339 time, a date
+    (``2026-11-01``, midnight UTC), or an age such as ``90m``, ``24h``, ``7d``, ``4w``."""
     import time as _time
 
     now = _time.time() if now is None else now
@@ -256,10 +256,10 @@ def parse_since(text: str, now: float | None = None) -> float:
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
         text += "T00:00:00Z"
     try:
-        return parse_time(text, "--since")
+        return parse_time(text, option)
     except EventError:
         raise EventError(
-            "--since", f"{text!r}: expected an RFC 3339 time, a date, or an age like 7d or 24h"
+            option, f"{text!r}: expected an RFC 3339 time, a date, or an age like 7d or 24h"
         ) from None
 
 

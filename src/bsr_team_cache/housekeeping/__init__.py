@@ -1,0 +1,1 @@
+"""Keeping the team registry's size in check: what machines add for speed and no one removes."""
