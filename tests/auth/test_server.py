@@ -538,9 +538,9 @@ def test_only_an_admin_prunes_the_teams_packs(stack: Stack) -> None:
     repo, tag = pack_repository("a"), "lock-" + "ab" * 32
     with stack.client("dave") as dave:  # a member pushes packs, as its fetches do
         digest = push_pack(dave, repo, tag, [(b"member manifest", b"member layer")])
-        with pytest.raises(AccessDeniedError) as refused:
-            prune_packs(dave, "a", time.time() + 60)
-        assert str(refused.value).endswith(
+        refused = prune_packs(dave, "a", time.time() + 60)
+        assert refused.deleted == [] and refused.error is not None
+        assert refused.error.endswith(
             "your role in the team does not allow it: ask a team admin. Deleting needs the"
             " team's admin role and a registry that allows deletes (Distribution:"
             " storage.delete.enabled, docs/deploy.md)"

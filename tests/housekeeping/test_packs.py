@@ -14,8 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bsr_team_cache.errors import RegistryError
-from bsr_team_cache.housekeeping.packs import pack_created, prune_packs
+from bsr_team_cache.housekeeping.packs import pack_time, prune_packs
 from bsr_team_cache.oci.base import OCI_MANIFEST, sha256_digest
 from bsr_team_cache.oci.devregistry import DistributionServer
 from bsr_team_cache.oci.http import HTTPRegistry
@@ -82,10 +81,9 @@ def test_packs_made_before_the_cut_off_are_deleted_and_their_blobs_freed(
     assert {registry.read_manifest(REPO, d) for d in old.values()} == {None}
     assert set(_blobs(tmp_path / "registry")) == kept_blobs
     assert report.freed_bytes == sum(size for d, size in before.items() if d not in kept_blobs)
-    assert pack_created(registry, REPO, _tag(3)) == (
-        float(calendar.timegm(time.strptime(_at(NOW - 29 * DAY), "%Y-%m-%dT%H:%M:%SZ"))),
-        young,
-    )
+    data = registry.read_manifest(REPO, _tag(3))[0]
+    made = calendar.timegm(time.strptime(_at(NOW - 29 * DAY), "%Y-%m-%dT%H:%M:%SZ"))
+    assert pack_time(data, registry, REPO, "here") == float(made)
 
 
 def test_a_dry_run_deletes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -132,7 +130,6 @@ def _hostile_manifest(config: bytes, artifact_type: str = packs.PACK_TYPE) -> by
 @pytest.mark.parametrize(
     ("tag", "manifest", "warning"),
     [
-        ("latest", None, f"{REPO}:latest: not a lock pack's tag, left alone"),
         (_tag(9), _hostile_manifest(b"{}", "x/other"), "pack.v1 artifact, found 'x/other'"),
         (_tag(9), _hostile_manifest(b'{"members": []}'), "no creation time"),
         (_tag(9), _hostile_manifest(b'{"created": "2020-13-45T99:00:00Z"}'), "is not a time"),
@@ -142,19 +139,16 @@ def _hostile_manifest(config: bytes, artifact_type: str = packs.PACK_TYPE) -> by
     ],
 )
 def test_what_is_not_a_dated_pack_is_reported_and_left_alone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tag: str, manifest: bytes | None, warning: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tag: str, manifest: bytes, warning: str
 ) -> None:
     registry = OCILayoutRegistry(tmp_path / "registry")
     old = _push(registry, _tag(1), NOW - 40 * DAY, monkeypatch)
-    if manifest is None:  # another tag on a genuine, old pack
-        registry.push_manifest(REPO, tag, registry.read_manifest(REPO, old)[0], OCI_MANIFEST)
-    else:
-        registry.push_manifest(REPO, tag, manifest, OCI_MANIFEST)
+    registry.push_manifest(REPO, tag, manifest, OCI_MANIFEST)
     report = prune_packs(registry, TEAM, NOW - 30 * DAY)
     assert len(report.warnings) == 1 and warning in report.warnings[0]
-    assert report.warnings[0].endswith("left alone")
+    assert report.warnings[0].endswith("left alone") and len(report.warnings[0]) < 600
     assert report.deleted == [f"{_tag(1)}@{old}"]
-    assert tag in registry.list_tags(REPO) or manifest is None
+    assert tag in registry.list_tags(REPO)
 
 
 class _Tags(OCILayoutRegistry):
@@ -192,14 +186,23 @@ def test_the_prune_on_distribution_and_its_refusal_without_deletes(
     try:
         with HTTPRegistry(no_delete.url) as registry:
             digest = _push(registry, _tag(1), NOW - 40 * DAY, monkeypatch)
-            with pytest.raises(RegistryError) as caught:
-                prune_packs(registry, TEAM, NOW - 30 * DAY)
-            assert str(caught.value).endswith(
+            report = prune_packs(registry, TEAM, NOW - 30 * DAY)
+            assert report.deleted == [] and report.error is not None
+            assert report.error.endswith(
                 ". Deleting needs the team's admin role and a registry that allows deletes"
                 " (Distribution: storage.delete.enabled, docs/deploy.md)"
             )
-            assert f"DELETE manifest {REPO}@{digest}" in str(caught.value)
+            assert f"DELETE manifest {REPO}@{digest}" in report.error
             assert registry.list_tags(REPO) == [_tag(1)]
+        refused = run_cli("prune-packs", "--team", TEAM, "--registry", no_delete.url)
+        assert refused.returncode == 1
+        assert refused.stdout == "deleted 0 packs, kept 0\n"
+        assert refused.stderr.startswith("bsr-team-cache: error: ")
+        assert refused.stderr.endswith("storage.delete.enabled, docs/deploy.md)\n")
+        audit = json.loads(run_cli("audit", "--team", TEAM, "--json", "--local-only").stdout)
+        assert [(r["operation"], r["refs"], r["result"][:7]) for r in audit] == [
+            ("prune-packs", [], "error: ")
+        ]
     finally:
         no_delete.stop()
 
@@ -233,6 +236,8 @@ def test_the_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         [f"{REPO}:{_tag(1)}@{old}"]
     ]
 
+    store = Path(os.environ["BSR_TEAM_CACHE_DIR"])
+    assert store.stat().st_mode & 0o777 == 0o700  # made by the audit record, as a store is
     bad = run_cli(*common, "--older-than", "soon")
     assert bad.returncode != 0 and bad.stdout == ""
     assert "--older-than" in bad.stderr and "'soon': expected an RFC 3339 time" in bad.stderr
@@ -258,6 +263,159 @@ def test_a_manifest_that_cannot_be_read_keeps_every_blob(
     )
     assert report.warnings == [
         f"{corrupt}; left alone",
-        f"the deleted packs' space was not reclaimed: {corrupt}",
+        f"the deleted packs' blobs stay until every manifest of {REPO} can be read ({corrupt}):"
+        f" remove that manifest (skopeo delete oci:<registry path>/{REPO}@<digest>) and prune"
+        " again",
     ]
     assert _blobs(root) == before
+
+
+def test_a_pack_whose_manifest_another_tag_names_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deleting a manifest removes every tag on it: an old pack also tagged `keep-me` stays."""
+    registry = OCILayoutRegistry(tmp_path / "registry")
+    shared = _push(registry, _tag(1), NOW - 40 * DAY, monkeypatch)
+    alone = _push(registry, _tag(2), NOW - 40 * DAY, monkeypatch)
+    registry.push_manifest(REPO, "keep-me", registry.read_manifest(REPO, shared)[0], OCI_MANIFEST)
+    report = prune_packs(registry, TEAM, NOW - 30 * DAY)
+    assert report.warnings == [
+        f"{REPO}:keep-me: not a lock pack's tag, left alone",
+        f"{REPO}:{_tag(1)}: its manifest has another tag, left alone",
+    ]
+    assert (report.deleted, report.kept) == ([f"{_tag(2)}@{alone}"], 1)
+    assert registry.list_tags(REPO) == ["keep-me", _tag(1)]
+
+
+def _blob(registry: OCILayoutRegistry, data: bytes) -> str:
+    digest = sha256_digest(data)
+    registry.push_blob(REPO, data, digest)
+    return digest
+
+
+def test_what_an_index_a_subject_or_a_config_names_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "registry"
+    registry = OCILayoutRegistry(root)
+    _push(registry, _tag(1), NOW - 40 * DAY, monkeypatch)
+    child_config, child_layer, subject_layer = (_blob(registry, b) for b in (b"c", b"l", b"s"))
+
+    def image(config: str, layer: str, **extra: object) -> bytes:
+        descriptor = {"mediaType": "application/octet-stream", "size": 1}
+        return json.dumps(
+            {"schemaVersion": 2, "mediaType": OCI_MANIFEST, **extra,
+             "config": {**descriptor, "digest": config},
+             "layers": [{**descriptor, "digest": layer}]}
+        ).encode()  # fmt: skip
+
+    child = _blob(registry, image(child_config, child_layer))  # pushed by digest only
+    subject = _blob(registry, image(child_config, subject_layer))
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+             "manifests": [{"mediaType": OCI_MANIFEST, "digest": child, "size": 1}],
+             "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": 1}}  # fmt: skip
+    registry.push_manifest(REPO, "multi", json.dumps(index).encode(), OCI_MANIFEST)
+    _age_blobs(root, 40)
+    wanted = {child, child_config, child_layer, subject, subject_layer}
+    wanted.add(sha256_digest(json.dumps(index).encode()))
+    report = prune_packs(registry, TEAM, NOW - 30 * DAY)
+    assert len(report.deleted) == 1 and report.freed_bytes is not None
+    assert set(_blobs(root)) == wanted
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        {"layers": 5},
+        {"manifests": True},
+        {"layers": [{"digest": 7}]},
+        {"config": "sha256:" + "0" * 64},
+        [],
+    ],
+)
+def test_a_manifest_of_odd_shape_keeps_every_blob_and_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, manifest: object
+) -> None:
+    root = tmp_path / "registry"
+    registry = OCILayoutRegistry(root)
+    old = _push(registry, _tag(1), NOW - 40 * DAY, monkeypatch)
+    registry.push_manifest(REPO, "odd", json.dumps(manifest).encode(), OCI_MANIFEST)
+    _age_blobs(root, 40)
+    before = _blobs(root)
+    report = prune_packs(registry, TEAM, NOW - 30 * DAY)
+    assert (report.deleted, report.freed_bytes) == ([f"{_tag(1)}@{old}"], None)
+    assert report.warnings[0].startswith(f"{REPO}:odd: ")
+    assert report.warnings[1].startswith(
+        f"the deleted packs' blobs stay until every manifest of {REPO} can be read ("
+    )
+    assert report.warnings[1].endswith(
+        f"): remove that manifest (skopeo delete oci:<registry path>/{REPO}@<digest>) and prune"
+        " again"
+    )
+    assert _blobs(root) == before
+
+
+def test_the_blob_directory_is_never_left_through_a_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member who swaps blobs/sha256 for a link to elsewhere gets nothing there removed."""
+    root = tmp_path / "registry"
+    registry = OCILayoutRegistry(root)
+    _push(registry, _tag(1), NOW - 40 * DAY, monkeypatch)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / ("a" * 64)).write_bytes(b"precious")
+    os.utime(victim / ("a" * 64), (NOW - 40 * DAY, NOW - 40 * DAY))
+    blobs = root / REPO / "blobs" / "sha256"
+    real_collect = registry.collect_garbage
+
+    def swap_then_collect(repo: str) -> int:
+        blobs.rename(blobs.with_name("moved"))
+        blobs.symlink_to(victim)
+        return real_collect(repo)
+
+    monkeypatch.setattr(registry, "collect_garbage", swap_then_collect)
+    report = prune_packs(registry, TEAM, NOW - 30 * DAY)
+    assert len(report.deleted) == 1 and report.freed_bytes is None
+    assert "the deleted packs' blobs stay" in report.warnings[-1]
+    assert (victim / ("a" * 64)).read_bytes() == b"precious"
+
+
+def test_only_blob_names_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A repository named teams/…/packs/blobs/sha256 lives inside the blob directory: its
+    files are not blobs."""
+    root = tmp_path / "registry"
+    registry = OCILayoutRegistry(root)
+    _push(registry, _tag(1), NOW - 40 * DAY, monkeypatch)
+    nested = f"{REPO}/blobs/sha256"
+    registry.push_blob(nested, b"x", sha256_digest(b"x"))
+    registry.push_manifest(nested, "t", _hostile_manifest(b"{}"), OCI_MANIFEST)
+    _age_blobs(root, 40)
+
+    def not_blobs() -> list[str]:
+        return sorted(p.name for p in (root / nested).iterdir() if len(p.name) != 64)
+
+    kept = not_blobs()
+    assert kept == [".index.lock", "blobs", "index.json", "oci-layout"]
+    report = prune_packs(registry, TEAM, NOW - 30 * DAY)
+    assert len(report.deleted) == 1 and report.freed_bytes is not None
+    assert not_blobs() == kept
+    assert registry.read_manifest(nested, "t") is not None
+
+
+def test_a_blob_a_pusher_found_present_is_young_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new pack for the same lock has the same layer: the pusher skips uploading it, and a
+    prune deleting the old pack meanwhile must not take it."""
+    root = tmp_path / "registry"
+    registry = OCILayoutRegistry(root)
+    old = _push(registry, _tag(1), NOW - 40 * DAY, monkeypatch)
+    layer = json.loads(registry.read_manifest(REPO, old)[0])["layers"][0]["digest"]
+    _age_blobs(root, 40)
+    assert registry.blob_exists(REPO, layer)  # what push_pack asks before it uploads
+    prune_packs(registry, TEAM, NOW - 30 * DAY)
+    assert registry.blob_exists(REPO, layer)
+    assert (root / REPO / "blobs" / "sha256" / layer.removeprefix("sha256:")).stat().st_mtime > (
+        NOW - 60
+    )

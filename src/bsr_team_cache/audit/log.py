@@ -81,7 +81,7 @@ def record(
     try:
         # A machine's first command may be one that opens no store (prune-packs): the log's
         # directory is made as the store would make it.
-        Path(store_root).mkdir(parents=True, exist_ok=True)
+        Path(store_root).mkdir(mode=0o700, parents=True, exist_ok=True)
         append_lines(Path(store_root) / FILE_NAME, [json.dumps(line, separators=(",", ":"))])
     except OSError as exc:
         if warnings is not None:

@@ -24,6 +24,7 @@ def command(options: TeamOptions, older_than: str, dry_run: bool, as_json: bool)
     registry grants delete to them). A lock still in use gets a new pack from the next machine
     that fetches it from the team registry."""
     from bsr_team_cache.audit.log import record
+    from bsr_team_cache.errors import RegistryError
     from bsr_team_cache.housekeeping.packs import prune_packs
     from bsr_team_cache.usage.events import parse_since
 
@@ -33,22 +34,25 @@ def command(options: TeamOptions, older_than: str, dry_run: bool, as_json: bool)
     report = prune_packs(
         registry, team, made_before, namespace=options.settings.namespace, dry_run=dry_run
     )
-    if not dry_run:
+    if not dry_run:  # what was deleted is recorded, also when a refusal stopped the prune
         record(
             options.store_dir,
             team=team,
             member=options.settings.member,
             operation="prune-packs",
             refs=[f"{report.repository}:{d}" for d in report.deleted],
+            result=f"error: {report.error}" if report.error else "ok",
             warnings=report.warnings,
         )
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps({**report.__dict__, "dry_run": dry_run}, indent=2))
-        return
-    verb = "would delete" if dry_run else "deleted"
-    for name in report.deleted:
-        click.echo(f"{verb} {report.repository}:{name}")
-    freed = "" if report.freed_bytes is None else f", {report.freed_bytes:,} bytes freed"
-    click.echo(f"{verb} {len(report.deleted)} packs, kept {report.kept}{freed}")
+    else:
+        verb = "would delete" if dry_run else "deleted"
+        for name in report.deleted:
+            click.echo(f"{verb} {report.repository}:{name}")
+        freed = "" if report.freed_bytes is None else f", {report.freed_bytes:,} bytes freed"
+        click.echo(f"{verb} {len(report.deleted)} packs, kept {report.kept}{freed}")
+    if report.error:
+        raise RegistryError(report.error)

@@ -15,45 +15,45 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from bsr_team_cache.errors import (
-    AccessDeniedError,
-    BSRTeamCacheError,
-    InvalidContentError,
-    RegistryError,
-)
+from bsr_team_cache.errors import BSRTeamCacheError, InvalidContentError, RegistryError
 from bsr_team_cache.oci.base import (
     RegistryBackend,
     descriptor_bytes,
     document_limit,
     parse_descriptor,
     parse_json,
-    read_typed_manifest,
+    parse_manifest,
+    sha256_digest,
 )
 from bsr_team_cache.team.packs import PACK_CONFIG_TYPE, PACK_TYPE, pack_repository
 
 _PACK_TAG = re.compile(r"lock-[0-9a-f]{64}")
 _CREATED = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+# Machines' clocks differ: a pack made by one a little ahead of this one is not "future".
+_CLOCK_SKEW = 24 * 3600
+_DELETE_HINT = (
+    ". Deleting needs the team's admin role and a registry that allows deletes"
+    " (Distribution: storage.delete.enabled, docs/deploy.md)"
+)
 
 
 @dataclass
 class PrunedPacks:
-    """What a prune found: packs deleted (or, in a dry run, that would be), packs kept, and
-    what it left alone with the reason."""
+    """What a prune found: packs deleted (or, in a dry run, that would be), packs kept, what it
+    left alone with the reason, and the registry's refusal that stopped it, if one did."""
 
     repository: str
     deleted: list[str] = field(default_factory=list)  # "lock-…@sha256:…"
     kept: int = 0
     freed_bytes: int | None = None  # reclaimed here (the embedded registry); None: not known
     warnings: list[str] = field(default_factory=list)
+    error: str | None = None
 
 
-def pack_created(registry: RegistryBackend, repo: str, tag: str) -> tuple[float, str] | None:
-    """(creation time, manifest digest) of the pack at ``tag``, or None if it is gone.
-    InvalidContentError if it is not a sound pack manifest with a creation time."""
-    found = read_typed_manifest(registry, repo, tag, PACK_TYPE)
-    if found is None:
-        return None
-    manifest, where, digest = found
+def pack_time(data: bytes, registry: RegistryBackend, repo: str, where: str) -> float:
+    """When the pack whose manifest is ``data`` was made (its config's ``created``), as a Unix
+    time; InvalidContentError if it is not a sound pack manifest with a creation time."""
+    manifest = parse_manifest(data, where, PACK_TYPE)
     descriptor = parse_descriptor(
         manifest.get("config"), f"{where} config", media_types=(PACK_CONFIG_TYPE,),
         max_size=document_limit(),
@@ -63,10 +63,9 @@ def pack_created(registry: RegistryBackend, repo: str, tag: str) -> tuple[float,
     if not isinstance(created, str) or not _CREATED.fullmatch(created):
         raise InvalidContentError(f"{where}: no creation time (YYYY-MM-DDTHH:MM:SSZ) in its config")
     try:
-        when = calendar.timegm(time.strptime(created, "%Y-%m-%dT%H:%M:%SZ"))
+        return float(calendar.timegm(time.strptime(created, "%Y-%m-%dT%H:%M:%SZ")))
     except ValueError:
         raise InvalidContentError(f"{where}: its creation time {created} is not a time") from None
-    return float(when), digest
 
 
 def prune_packs(
@@ -78,37 +77,55 @@ def prune_packs(
     dry_run: bool = False,
 ) -> PrunedPacks:
     """Delete the team's lock packs made before ``made_before`` (a Unix time). A registry that
-    refuses to delete stops the prune with a RegistryError (what was deleted so far is in the
-    error's message)."""
+    refuses a delete stops the prune: ``error`` says why, ``deleted`` what went before it.
+    A pack whose manifest another tag also names (one left alone, or a pack kept) is kept:
+    deleting a manifest removes every tag on it."""
     repo = pack_repository(team, namespace)
     report = PrunedPacks(repo)
     now = time.time()
+    candidates: list[tuple[str, str]] = []  # (tag, manifest digest)
+    named_by_others: set[str] = set()
     for tag in sorted(registry.list_tags(repo)):
-        if not _PACK_TAG.fullmatch(tag):
-            report.warnings.append(f"{repo}:{_shown(tag)}: not a lock pack's tag, left alone")
-            continue
+        where = f"{repo}:{_shown(tag)}"
+        is_pack = bool(_PACK_TAG.fullmatch(tag))
+        if not is_pack:
+            report.warnings.append(f"{where}: not a lock pack's tag, left alone")
         try:
-            found = pack_created(registry, repo, tag)
+            found = registry.read_manifest(repo, tag)
         except InvalidContentError as exc:
-            report.warnings.append(f"{exc}; left alone")
+            if is_pack:
+                report.warnings.append(f"{_shown(str(exc), 300)}; left alone")
             continue
         if found is None:  # deleted meanwhile (another prune)
             continue
-        created, digest = found
-        if created > now + _CLOCK_SKEW:
-            report.warnings.append(f"{repo}:{tag}: made in the future, left alone")
-            report.kept += 1
+        digest = sha256_digest(found[0])
+        if not is_pack:  # what it names is not deleted with a pack
+            named_by_others.add(digest)
             continue
+        try:
+            created = pack_time(found[0], registry, repo, f"{registry.describe()}/{where}")
+        except InvalidContentError as exc:
+            report.warnings.append(f"{_shown(str(exc), 300)}; left alone")
+            named_by_others.add(digest)
+            continue
+        if created > now + _CLOCK_SKEW:
+            report.warnings.append(f"{where}: made in the future, left alone")
         if created >= made_before:
+            report.kept += 1
+            named_by_others.add(digest)
+            continue
+        candidates.append((tag, digest))
+    for tag, digest in candidates:
+        if digest in named_by_others:
+            report.warnings.append(f"{repo}:{tag}: its manifest has another tag, left alone")
             report.kept += 1
             continue
         if not dry_run:
             try:
                 registry.delete_manifest(repo, digest)
             except RegistryError as exc:
-                done = f" (deleted before it: {len(report.deleted)})" if report.deleted else ""
-                kind = AccessDeniedError if isinstance(exc, AccessDeniedError) else RegistryError
-                raise kind(f"{exc}{done}{_DELETE_HINT}") from None
+                report.error = f"{exc}{_DELETE_HINT}"
+                return report
         report.deleted.append(f"{tag}@{digest}")
     collect = getattr(registry, "collect_garbage", None)
     if report.deleted and not dry_run and collect is not None:
@@ -117,19 +134,16 @@ def prune_packs(
         try:
             report.freed_bytes = collect(repo)
         except BSRTeamCacheError as exc:
-            report.warnings.append(f"the deleted packs' space was not reclaimed: {exc}")
+            report.warnings.append(
+                f"the deleted packs' blobs stay until every manifest of {repo} can be read"
+                f" ({_shown(str(exc), 300)}): remove that manifest (skopeo delete"
+                f" oci:<registry path>/{repo}@<digest>) and prune again"
+            )
     return report
 
 
-# Machines' clocks differ: a pack made by one a little ahead of this one is not "future".
-_CLOCK_SKEW = 24 * 3600
-_DELETE_HINT = (
-    ". Deleting needs the team's admin role and a registry that allows deletes"
-    " (Distribution: storage.delete.enabled, docs/deploy.md)"
-)
-
-
-def _shown(tag: str) -> str:
-    """A tag from the registry, printable and short (it is not a pack's: anything may be in it)."""
-    text = tag.encode("unicode_escape").decode("ascii")
-    return text if len(text) <= 80 else text[:77] + "..."
+def _shown(text: str, limit: int = 80) -> str:
+    """Text from the registry, printable and at most ``limit`` characters (anything may be in
+    a tag, or in a document an error message quotes)."""
+    text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[: limit - 3] + "..."

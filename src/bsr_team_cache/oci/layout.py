@@ -12,6 +12,7 @@ import fcntl
 import functools
 import json
 import os
+import re
 import shutil
 import stat
 from collections.abc import Callable, Iterator
@@ -124,7 +125,9 @@ class OCILayoutRegistry:
     # -- RegistryBackend -----------------------------------------------------------------
     @_filesystem_errors
     def blob_exists(self, repo: str, digest: str) -> bool:
-        return self._blob_path(repo, digest).exists()
+        """Whether the blob is here; one that is becomes young again (a pusher asks before it
+        names the blob in a manifest: collect_garbage must not take it meanwhile)."""
+        return _touched(self._blob_path(repo, digest))
 
     @_filesystem_errors
     def read_blob(self, repo: str, digest: str, max_bytes: int | None = None) -> bytes:
@@ -171,7 +174,7 @@ class OCILayoutRegistry:
         verify_blob(data, digest, "push")
         self._init(repo)
         path = self._blob_path(repo, digest)
-        if not path.exists():
+        if not _touched(path):
             atomic_write(path, data)
 
     @_filesystem_errors
@@ -185,7 +188,7 @@ class OCILayoutRegistry:
     def push_blob_file(self, repo: str, path: Path, digest: str) -> None:
         self._init(repo)
         target = self._blob_path(repo, digest)
-        if not target.exists():
+        if not _touched(target):
             write_verified(target, file_chunks(path), digest, f"push {path}")
 
     @_filesystem_errors
@@ -195,7 +198,7 @@ class OCILayoutRegistry:
             return False
         self._init(repo)
         target = self._blob_path(repo, digest)
-        if target.exists():
+        if _touched(target):
             return True
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.mount")
@@ -204,6 +207,7 @@ class OCILayoutRegistry:
         except OSError:
             shutil.copyfile(source, tmp)
         os.replace(tmp, target)
+        _touched(target)  # the link keeps the source's time: young here, as a new blob is
         return True
 
     @_filesystem_errors
@@ -266,7 +270,7 @@ class OCILayoutRegistry:
     def read_manifest(self, repo: str, reference: str) -> tuple[bytes, str] | None:
         cap = limits().max_document_bytes
         if reference.startswith("sha256:"):
-            if not self.blob_exists(repo, reference):
+            if not self._blob_path(repo, reference).exists():
                 return None
             data = self.read_blob(repo, reference, cap)
             found = parse_json(data, f"{self.describe()}/{repo}@{reference}", "manifest")
@@ -301,33 +305,105 @@ class OCILayoutRegistry:
 
     @_filesystem_errors
     def collect_garbage(self, repo: str, grace_seconds: float = 3600.0) -> int:
-        """Remove the repository's blobs no tagged manifest refers to (as Distribution's
-        ``garbage-collect`` does for a registry); the bytes freed. Blobs younger than
-        ``grace_seconds`` are kept: a push writes its blobs before the manifest that names them.
-        A manifest that cannot be read keeps every blob (nothing is removed on a guess)."""
+        """Remove the repository's blobs that no manifest of its index refers to, directly or
+        through an index, a subject or a config (as Distribution's ``garbage-collect`` does for
+        a registry); the bytes freed. Blobs younger than ``grace_seconds`` are kept: a push
+        writes or touches its blobs (``blob_exists`` refreshes one it finds) before the manifest
+        that names them. A manifest that cannot be read keeps every blob (InvalidContentError:
+        nothing is removed on a guess). Only files named as blobs are, and the directory is
+        opened without following a link at any step."""
         import time
 
         with self._index_lock(repo):
-            referenced: set[str] = set()
-            cap = limits().max_document_bytes
-            for entry in self._read_index(repo)["manifests"]:
-                digest = entry.get("digest")
-                where = f"{self.describe()}/{repo}@{digest}"
-                manifest = parse_json(self.read_blob(repo, digest, cap), where, "manifest")
-                referenced.add(digest)
-                if not isinstance(manifest, dict):
-                    raise InvalidContentError(f"{where}: not a manifest")
-                children = [*(manifest.get("layers") or []), *(manifest.get("manifests") or [])]
-                for descriptor in [manifest.get("config"), *children]:
-                    if isinstance(descriptor, dict):
-                        referenced.add(str(descriptor.get("digest")))
-            blobs = self._repo_dir(repo) / "blobs" / "sha256"
-            cutoff, freed = time.time() - grace_seconds, 0
-            for path in blobs.iterdir() if blobs.is_dir() else ():
-                if f"sha256:{path.name}" in referenced:
-                    continue
-                info = path.lstat()
-                if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
-                    path.unlink()
-                    freed += info.st_size
+            referenced = self._referenced(repo)
+            fd = self._open_blob_dir(repo)
+            if fd is None:
+                return 0
+            try:
+                cutoff, freed = time.time() - grace_seconds, 0
+                with os.scandir(fd) as entries:
+                    for entry in entries:
+                        if not _BLOB_NAME.fullmatch(entry.name):
+                            continue
+                        if f"sha256:{entry.name}" in referenced:
+                            continue
+                        info = entry.stat(follow_symlinks=False)
+                        if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
+                            os.unlink(entry.name, dir_fd=fd)
+                            freed += info.st_size
+            finally:
+                os.close(fd)
             return freed
+
+    def _referenced(self, repo: str) -> set[str]:
+        """Every digest the repository's manifests need: theirs, their configs', layers',
+        subjects' and (for an index) its manifests' and what those need."""
+        cap = limits().max_document_bytes
+        pending = [m.get("digest") for m in self._read_index(repo)["manifests"]]
+        manifests: set[str] = set()
+        referenced: set[str] = set()
+        while pending:
+            digest = pending.pop()
+            where = f"{self.describe()}/{repo}@{str(digest)[:80]}"
+            if not isinstance(digest, str):
+                raise InvalidContentError(f"{where}: a manifest digest is not a string")
+            if digest in manifests:
+                continue
+            if len(manifests) >= _MAX_WALKED:
+                raise InvalidContentError(f"{where}: more than {_MAX_WALKED} manifests")
+            manifests.add(digest)
+            manifest = parse_json(self.read_blob(repo, digest, cap), where, "manifest")
+            if not isinstance(manifest, dict):
+                raise InvalidContentError(f"{where}: not a manifest")
+            children = []
+            for key in ("layers", "manifests", "blobs"):
+                value = manifest.get(key, [])
+                if not isinstance(value, list):
+                    raise InvalidContentError(f"{where}: {key} is not a list")
+                children += [(key, d) for d in value]
+            children += [(k, manifest[k]) for k in ("config", "subject") if k in manifest]
+            for key, descriptor in children:
+                named = descriptor.get("digest") if isinstance(descriptor, dict) else None
+                if not isinstance(named, str):
+                    raise InvalidContentError(f"{where}: a {key} descriptor without a digest")
+                if key in ("manifests", "subject"):
+                    pending.append(named)
+                else:
+                    referenced.add(named)
+        return referenced | manifests
+
+    def _open_blob_dir(self, repo: str) -> int | None:
+        """A descriptor of ``<repo>/blobs/sha256``, each directory opened without following a
+        link (one swapped in meanwhile fails the open); None if there is none."""
+        parts = [*repo.split("/"), "blobs", "sha256"]
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for part in parts:
+                try:
+                    child = os.open(part, _DIR_NO_LINK, dir_fd=fd)
+                except FileNotFoundError:
+                    return None
+                os.close(fd)
+                fd = child
+            found, fd = fd, -1
+            return found
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+
+def _touched(path: Path) -> bool:
+    """Whether ``path`` exists; if so its time is now (a member's blob we may not touch on a
+    shared filesystem is still there: exists, untouched)."""
+    try:
+        os.utime(path, follow_symlinks=False)  # a planted link: its own time, nothing beyond
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return path.exists()
+
+
+_BLOB_NAME = re.compile(r"[0-9a-f]{64}")
+_DIR_NO_LINK = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+_MAX_WALKED = 100_000
