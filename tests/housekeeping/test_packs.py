@@ -18,7 +18,7 @@ from bsr_team_cache.housekeeping.packs import pack_time, prune_packs
 from bsr_team_cache.oci.base import OCI_MANIFEST, sha256_digest
 from bsr_team_cache.oci.devregistry import DistributionServer
 from bsr_team_cache.oci.http import HTTPRegistry
-from bsr_team_cache.oci.layout import OCILayoutRegistry
+from bsr_team_cache.oci.layout import REF_NAME, OCILayoutRegistry
 from bsr_team_cache.team import packs
 from bsr_team_cache.team.packs import pack_repository, push_pack
 from tests.conftest import run_cli
@@ -419,3 +419,15 @@ def test_a_blob_a_pusher_found_present_is_young_again(
     assert (root / REPO / "blobs" / "sha256" / layer.removeprefix("sha256:")).stat().st_mtime > (
         NOW - 60
     )
+
+
+def test_ref_names_that_are_not_strings_are_not_tags(tmp_path: Path) -> None:
+    registry = OCILayoutRegistry(tmp_path / "registry")
+    registry.push_manifest(REPO, "real", _hostile_manifest(b"{}"), OCI_MANIFEST)
+    index_path = tmp_path / "registry" / REPO / "index.json"
+    index = json.loads(index_path.read_text())
+    entry = index["manifests"][0]
+    for odd in (7, ["a"], {"b": 1}, None, ""):
+        index["manifests"].append({**entry, "annotations": {REF_NAME: odd}})
+    index_path.write_text(json.dumps(index))
+    assert registry.list_tags(REPO) == ["real"]

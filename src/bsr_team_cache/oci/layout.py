@@ -290,8 +290,9 @@ class OCILayoutRegistry:
 
     @_filesystem_errors
     def list_tags(self, repo: str) -> list[str]:
-        tags = {m.get("annotations", {}).get(REF_NAME) for m in self._read_index(repo)["manifests"]}
-        return sorted(t for t in tags if t)
+        manifests = self._read_index(repo)["manifests"]
+        names = [m.get("annotations", {}).get(REF_NAME) for m in manifests]
+        return sorted({t for t in names if isinstance(t, str) and t})  # a member wrote the index
 
     @_filesystem_errors
     def delete_manifest(self, repo: str, digest: str) -> None:
