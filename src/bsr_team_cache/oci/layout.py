@@ -74,6 +74,7 @@ class OCILayoutRegistry:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self._checked: dict[str, Path] = {}  # repository -> its directory, links checked
+        self._indexes: dict[str, tuple[bytes, dict]] = {}  # repository -> index.json, parsed
 
     def describe(self) -> str:
         return f"oci-layout:{self.root}"
@@ -111,7 +112,13 @@ class OCILayoutRegistry:
         path = self._repo_dir(repo) / "index.json"
         if not path.exists():
             return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
-        index = parse_json(read_regular_file(path, MAX_INDEX_BYTES), str(path), "index.json")
+        data = read_regular_file(path, MAX_INDEX_BYTES)
+        cached = self._indexes.get(repo)
+        if cached is not None and cached[0] == data:
+            # Parsed once per content (a prune reads every tag of a long index); a copy of the
+            # top level: writers replace "manifests", they never change an entry.
+            return {**cached[1]}
+        index = parse_json(data, str(path), "index.json")
         entries = index.get("manifests") if isinstance(index, dict) else None
         if not isinstance(entries, list) or not all(
             isinstance(m, dict)
@@ -120,7 +127,8 @@ class OCILayoutRegistry:
             for m in entries
         ):
             raise InvalidContentError(f"{path}: corrupt index.json (no list of manifests)")
-        return index
+        self._indexes[repo] = (data, index)
+        return {**index}
 
     # -- RegistryBackend -----------------------------------------------------------------
     @_filesystem_errors
