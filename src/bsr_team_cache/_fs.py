@@ -25,6 +25,19 @@ def _temp_file(directory: Path, name: str) -> tuple[int, str]:
     return tempfile.mkstemp(dir=directory, prefix=f".{name}.")
 
 
+def touch_existing(path: Path) -> bool:
+    """Whether ``path`` exists; if so its time is now, so that a collector of old blobs spares
+    it (a link's own time: nothing beyond it is touched). A file we may not touch (another
+    user's, on a shared filesystem) is still there: exists, untouched."""
+    try:
+        os.utime(path, follow_symlinks=False)
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return os.path.exists(path)
+
+
 def write_all(fd: int, data: bytes | memoryview) -> None:
     """All of ``data`` to ``fd`` (os.write may write less than it was given)."""
     view = memoryview(data)

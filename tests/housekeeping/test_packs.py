@@ -165,7 +165,7 @@ class _Tags(OCILayoutRegistry):
 def test_a_tag_with_control_characters_is_shown_escaped_and_short(tmp_path: Path) -> None:
     registry = _Tags(tmp_path / "registry", ["x\x1b[2J\n" + "y" * 200])
     report = prune_packs(registry, TEAM, NOW)
-    shown = "x\\x1b[2J\\n" + "y" * 67 + "..."
+    shown = "x\\x1b[2J\\n" + "y" * 74 + "…"  # the first 80 characters, escaped
     assert report.warnings == [f"{REPO}:{shown}: not a lock pack's tag, left alone"]
 
 

@@ -78,11 +78,15 @@ def record(
         "refs": list(refs)[:MAX_REFS],
         "result": _one_line(result)[:MAX_RESULT],
     }
+    lines = [json.dumps(line, separators=(",", ":"))]
     try:
-        # A machine's first command may be one that opens no store (prune-packs): the log's
-        # directory is made as the store would make it.
-        Path(store_root).mkdir(mode=0o700, parents=True, exist_ok=True)
-        append_lines(Path(store_root) / FILE_NAME, [json.dumps(line, separators=(",", ":"))])
+        try:
+            append_lines(Path(store_root) / FILE_NAME, lines)
+        except FileNotFoundError:
+            # A machine's first command may be one that opens no store (prune-packs): the
+            # log's directory is made as the store would make it.
+            Path(store_root).mkdir(mode=0o700, parents=True, exist_ok=True)
+            append_lines(Path(store_root) / FILE_NAME, lines)
     except OSError as exc:
         if warnings is not None:
             warnings.append(f"audit record not written: {exc.strerror or exc}")

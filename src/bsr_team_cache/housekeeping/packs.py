@@ -10,12 +10,16 @@ was read (a tag moved meanwhile keeps its new manifest)."""
 
 from __future__ import annotations
 
-import calendar
 import re
 import time
 from dataclasses import dataclass, field
 
-from bsr_team_cache.errors import BSRTeamCacheError, InvalidContentError, RegistryError
+from bsr_team_cache.errors import (
+    BSRTeamCacheError,
+    InvalidContentError,
+    RegistryError,
+    remote_text,
+)
 from bsr_team_cache.oci.base import (
     RegistryBackend,
     descriptor_bytes,
@@ -26,9 +30,9 @@ from bsr_team_cache.oci.base import (
     sha256_digest,
 )
 from bsr_team_cache.team.packs import PACK_CONFIG_TYPE, PACK_TYPE, pack_repository
+from bsr_team_cache.usage.events import EventError, parse_time
 
 _PACK_TAG = re.compile(r"lock-[0-9a-f]{64}")
-_CREATED = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 # Machines' clocks differ: a pack made by one a little ahead of this one is not "future".
 _CLOCK_SKEW = 24 * 3600
 _DELETE_HINT = (
@@ -60,12 +64,13 @@ def pack_time(data: bytes, registry: RegistryBackend, repo: str, where: str) -> 
     )  # fmt: skip
     config = parse_json(descriptor_bytes(registry, repo, descriptor, where), where, "config")
     created = config.get("created") if isinstance(config, dict) else None
-    if not isinstance(created, str) or not _CREATED.fullmatch(created):
+    if not isinstance(created, str):
         raise InvalidContentError(f"{where}: no creation time (YYYY-MM-DDTHH:MM:SSZ) in its config")
     try:
-        return float(calendar.timegm(time.strptime(created, "%Y-%m-%dT%H:%M:%SZ")))
-    except ValueError:
-        raise InvalidContentError(f"{where}: its creation time {created} is not a time") from None
+        return parse_time(created, "created")
+    except EventError:
+        shown = remote_text(created, 80)
+        raise InvalidContentError(f"{where}: its creation time {shown} is not a time") from None
 
 
 def prune_packs(
@@ -86,7 +91,7 @@ def prune_packs(
     candidates: list[tuple[str, str]] = []  # (tag, manifest digest)
     named_by_others: set[str] = set()
     for tag in sorted(registry.list_tags(repo)):
-        where = f"{repo}:{_shown(tag)}"
+        where = f"{repo}:{remote_text(tag, 80)}"
         is_pack = bool(_PACK_TAG.fullmatch(tag))
         if not is_pack:
             report.warnings.append(f"{where}: not a lock pack's tag, left alone")
@@ -94,7 +99,7 @@ def prune_packs(
             found = registry.read_manifest(repo, tag)
         except InvalidContentError as exc:
             if is_pack:
-                report.warnings.append(f"{_shown(str(exc), 300)}; left alone")
+                report.warnings.append(f"{remote_text(exc)}; left alone")
             continue
         if found is None:  # deleted meanwhile (another prune)
             continue
@@ -105,7 +110,7 @@ def prune_packs(
         try:
             created = pack_time(found[0], registry, repo, f"{registry.describe()}/{where}")
         except InvalidContentError as exc:
-            report.warnings.append(f"{_shown(str(exc), 300)}; left alone")
+            report.warnings.append(f"{remote_text(exc)}; left alone")
             named_by_others.add(digest)
             continue
         if created > now + _CLOCK_SKEW:
@@ -136,14 +141,7 @@ def prune_packs(
         except BSRTeamCacheError as exc:
             report.warnings.append(
                 f"the deleted packs' blobs stay until every manifest of {repo} can be read"
-                f" ({_shown(str(exc), 300)}): remove that manifest (skopeo delete"
+                f" ({remote_text(exc)}): remove that manifest (skopeo delete"
                 f" oci:<registry path>/{repo}@<digest>) and prune again"
             )
     return report
-
-
-def _shown(text: str, limit: int = 80) -> str:
-    """Text from the registry, printable and at most ``limit`` characters (anything may be in
-    a tag, or in a document an error message quotes)."""
-    text = text.encode("unicode_escape").decode("ascii")
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -26,6 +26,7 @@ from bsr_team_cache._fs import (
     inside,
     open_regular_file,
     read_regular_file,
+    touch_existing,
     write_verified,
 )
 from bsr_team_cache.errors import (
@@ -135,7 +136,7 @@ class OCILayoutRegistry:
     def blob_exists(self, repo: str, digest: str) -> bool:
         """Whether the blob is here; one that is becomes young again (a pusher asks before it
         names the blob in a manifest: collect_garbage must not take it meanwhile)."""
-        return _touched(self._blob_path(repo, digest))
+        return touch_existing(self._blob_path(repo, digest))
 
     @_filesystem_errors
     def read_blob(self, repo: str, digest: str, max_bytes: int | None = None) -> bytes:
@@ -182,7 +183,7 @@ class OCILayoutRegistry:
         verify_blob(data, digest, "push")
         self._init(repo)
         path = self._blob_path(repo, digest)
-        if not _touched(path):
+        if not touch_existing(path):
             atomic_write(path, data)
 
     @_filesystem_errors
@@ -196,7 +197,7 @@ class OCILayoutRegistry:
     def push_blob_file(self, repo: str, path: Path, digest: str) -> None:
         self._init(repo)
         target = self._blob_path(repo, digest)
-        if not _touched(target):
+        if not touch_existing(target):
             write_verified(target, file_chunks(path), digest, f"push {path}")
 
     @_filesystem_errors
@@ -206,7 +207,7 @@ class OCILayoutRegistry:
             return False
         self._init(repo)
         target = self._blob_path(repo, digest)
-        if _touched(target):
+        if touch_existing(target):
             return True
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.mount")
@@ -215,7 +216,7 @@ class OCILayoutRegistry:
         except OSError:
             shutil.copyfile(source, tmp)
         os.replace(tmp, target)
-        _touched(target)  # the link keeps the source's time: young here, as a new blob is
+        touch_existing(target)  # the link keeps the source's time: young here, as a new blob is
         return True
 
     @_filesystem_errors
@@ -399,18 +400,6 @@ class OCILayoutRegistry:
         finally:
             if fd >= 0:
                 os.close(fd)
-
-
-def _touched(path: Path) -> bool:
-    """Whether ``path`` exists; if so its time is now (a member's blob we may not touch on a
-    shared filesystem is still there: exists, untouched)."""
-    try:
-        os.utime(path, follow_symlinks=False)  # a planted link: its own time, nothing beyond
-        return True
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return path.exists()
 
 
 _BLOB_NAME = re.compile(r"[0-9a-f]{64}")

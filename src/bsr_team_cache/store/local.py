@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from bsr_team_cache._fs import atomic_write, read_regular_file, write_all
+from bsr_team_cache._fs import atomic_write, read_regular_file, touch_existing, write_all
 from bsr_team_cache._testhooks import reached
 from bsr_team_cache.domain.moduleref import ModuleName
 from bsr_team_cache.errors import InvalidContentError, StoreError
@@ -252,9 +252,8 @@ class LocalStore:
 
     def _write_blob(self, data: bytes, digest: str) -> None:
         path = self._blob_path(digest)
-        try:
-            os.utime(path)  # already here (another entry's): young again, so GC spares it
-        except FileNotFoundError:
+        # Already here (another entry's): young again, so GC spares it.
+        if not touch_existing(path):
             try:  # blobs/sha256 is made when the store is opened
                 atomic_write(path, data, tmp_dir=self.root / "tmp", make_parent=False)
             except FileNotFoundError:  # removed since (the store cleared meanwhile)
@@ -643,10 +642,9 @@ class TempBlob:
             raise StoreError(f"local store: {self._problem or 'the blob was discarded'}")
         os.close(self._fd)
         self._fd = None
-        try:
-            os.utime(target)  # already here (another entry's): young again, so GC spares it
+        if touch_existing(target):  # already here (another entry's): young again, GC spares it
             os.unlink(self.path)
-        except FileNotFoundError:
+        else:
             os.replace(self.path, target)
 
     def discard(self) -> None:
