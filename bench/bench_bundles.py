@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _util import median_seconds, table
 
-from bsr_team_cache._http import default_ssl_context
+from bsr_team_cache._wire import default_ssl_context
 from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.bsr.connect import ConnectTransport
 from bsr_team_cache.bsr.devbsr import DevBSRServer, ModuleRepository

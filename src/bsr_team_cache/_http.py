@@ -10,7 +10,6 @@ set with ``deadline_scope``) and (2) a minimum transfer rate (``Limits.low_speed
 from __future__ import annotations
 
 import math
-import os
 import random
 import ssl
 import tempfile
@@ -22,13 +21,10 @@ from typing import Any
 import httpcore
 import httpx
 
-from bsr_team_cache import __version__
-from bsr_team_cache._deadline import _deadline, deadline_passed
+from bsr_team_cache._deadline import _deadline
+from bsr_team_cache._wire import SPILL_BYTES, Pace, TransferTooSlow
 from bsr_team_cache.errors import ContentTooLargeError, InvalidContentError, remote_text
-from bsr_team_cache.limits import INFLATE_RATIO, INFLATE_RATIO_FLOOR, limits
-
-USER_AGENT = f"bsr-team-cache/{__version__}"
-SPILL_BYTES = 16 << 20  # answers larger than this wait in a temporary file, not in memory
+from bsr_team_cache.limits import INFLATE_RATIO, INFLATE_RATIO_FLOOR
 
 
 class TransferAbandoned(httpcore.ReadTimeout):
@@ -48,54 +44,34 @@ def abandoned(exc: BaseException) -> bool:
 
 
 class _GuardedStream(httpcore.NetworkStream):
-    """A connection that enforces the current deadline and a minimum transfer rate."""
+    """A connection that enforces the current deadline and a minimum transfer rate (Pace)."""
 
     def __init__(self, stream: httpcore.NetworkStream) -> None:
         self._stream = stream
-        self._window_start = time.monotonic()
-        self._window_bytes = 0
+        self._pace = Pace()
 
     def _bound(self, timeout: float | None, *, reading: bool) -> float:
-        now = time.monotonic()
-        left = _deadline.get() - now
-        if left <= 0:
-            raise TransferAbandoned("the deadline passed")
-        if reading:
-            lim = limits()
-            if now - self._window_start >= lim.low_speed_seconds:
-                if self._window_bytes < lim.low_speed_bytes:
-                    raise TransferAbandoned(self._too_slow())
-                self._window_start, self._window_bytes = now, 0
-            if self._window_bytes < lim.low_speed_bytes:
-                left = min(left, self._window_start + lim.low_speed_seconds - now)
-        return left if timeout is None else min(timeout, left)
-
-    def _too_slow(self) -> str:
-        lim = limits()
-        return (
-            f"the server sent less than {lim.low_speed_bytes} bytes in"
-            f" {lim.low_speed_seconds:g} s: abandoned"
-        )
+        try:
+            return self._pace.bound(timeout, reading=reading)
+        except TransferTooSlow as exc:
+            raise TransferAbandoned(str(exc)) from None
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         bound = self._bound(timeout, reading=True)
         try:
-            data = self._stream.read(max_bytes, max(bound, 0.001))
+            data = self._stream.read(max_bytes, bound)
         except httpcore.ReadTimeout:
-            if deadline_passed():
-                raise TransferAbandoned("the deadline passed") from None
-            if self._window_bytes < limits().low_speed_bytes and (
-                time.monotonic() - self._window_start >= limits().low_speed_seconds
-            ):
-                raise TransferAbandoned(self._too_slow()) from None
+            reason = self._pace.timed_out()
+            if reason is not None:
+                raise TransferAbandoned(str(reason)) from None
             raise
-        self._window_bytes += len(data)
+        self._pace.received(len(data))
         return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         # A write starts (or continues) a request: the answer's rate is measured from here.
-        self._window_start, self._window_bytes = time.monotonic(), 0
-        self._stream.write(buffer, max(self._bound(timeout, reading=False), 0.001))
+        self._pace.request_started()
+        self._stream.write(buffer, self._bound(timeout, reading=False))
 
     def close(self) -> None:
         self._stream.close()
@@ -242,15 +218,6 @@ def same_origin(a: httpx.URL, b: httpx.URL) -> bool:
         return url.scheme, url.host.lower(), port
 
     return origin(a) == origin(b)
-
-
-def default_ssl_context() -> ssl.SSLContext:
-    """System trust store; OpenSSL honours SSL_CERT_FILE/SSL_CERT_DIR as Go does for buf."""
-    ctx = ssl.create_default_context()
-    cafile = os.environ.get("SSL_CERT_FILE")
-    if cafile and os.path.isfile(cafile):
-        ctx.load_verify_locations(cafile=cafile)
-    return ctx
 
 
 def describe_transport_error(exc: httpx.TransportError) -> str:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bsr_team_cache._http import default_ssl_context
+from bsr_team_cache._wire import default_ssl_context
 from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.bsr.connect import ConnectTransport
 from bsr_team_cache.bsr.devbsr import DevBSRServer, ModuleRepository

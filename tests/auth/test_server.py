@@ -533,7 +533,8 @@ def test_connections_past_the_cap_are_closed_at_once() -> None:
 
 def test_only_an_admin_prunes_the_teams_packs(stack: Stack) -> None:
     from bsr_team_cache.housekeeping.packs import prune_packs
-    from bsr_team_cache.team.packs import pack_repository, push_pack
+    from bsr_team_cache.team.names import pack_repository
+    from bsr_team_cache.team.packs import push_pack
 
     repo, tag = pack_repository("a"), "lock-" + "ab" * 32
     with stack.client("dave") as dave:  # a member pushes packs, as its fetches do

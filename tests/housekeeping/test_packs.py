@@ -20,7 +20,8 @@ from bsr_team_cache.oci.devregistry import DistributionServer
 from bsr_team_cache.oci.http import HTTPRegistry
 from bsr_team_cache.oci.layout import REF_NAME, OCILayoutRegistry
 from bsr_team_cache.team import packs
-from bsr_team_cache.team.packs import pack_repository, push_pack
+from bsr_team_cache.team.names import pack_repository
+from bsr_team_cache.team.packs import push_pack
 from tests.conftest import run_cli
 
 TEAM = "platform-team"

@@ -17,12 +17,8 @@ from bsr_team_cache.oci import open_registry
 from bsr_team_cache.oci.base import OCI_INDEX, OCI_MANIFEST, sha256_digest
 from bsr_team_cache.oci.credentials import Credentials
 from bsr_team_cache.oci.devregistry import DistributionServer, TokenService
-from bsr_team_cache.oci.http import (
-    TOKEN_CACHE_FILE,
-    HTTPRegistry,
-    TokenCache,
-    parse_challenge,
-)
+from bsr_team_cache.oci.http import HTTPRegistry
+from bsr_team_cache.oci.tokens import TOKEN_CACHE_FILE, TokenCache, parse_challenge
 
 
 def _repo() -> str:

@@ -191,7 +191,7 @@ def test_bundle_round_trip_without_duplicate_blobs(
         stored.append(distribution.blob_digests())
     # Members 2-4 added no blob but the lock pack member 2 made (the second machine to use
     # the lock): its manifest, config and layer.
-    from bsr_team_cache.team.packs import pack_repository, pack_tag
+    from bsr_team_cache.team.names import pack_repository, pack_tag
 
     pack_repo = pack_repository("platform-team", ns)
     pack_tag_ = pack_tag(read_buf_lock(tmp_path / "p0" / "buf.lock").deps)

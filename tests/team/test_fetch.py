@@ -226,7 +226,7 @@ def test_skopeo_reads_the_on_disk_layout(sample_data, tmp_path):
 
 def _lock_without_download(project: Path, server, modules: list[str]) -> BufLock:
     """Write buf.lock from GetGraph only, so the request log's Downloads are the fetch's."""
-    from bsr_team_cache._http import default_ssl_context
+    from bsr_team_cache._wire import default_ssl_context
     from bsr_team_cache.bsr.client import BSRModuleClient
     from bsr_team_cache.bsr.connect import ConnectTransport
 

@@ -16,7 +16,7 @@ from bsr_team_cache._deadline import deadline_scope
 from bsr_team_cache.cli import main
 from bsr_team_cache.domain.buflock import read_buf_lock
 from bsr_team_cache.errors import RegistryError
-from bsr_team_cache.oci import open_registry
+from bsr_team_cache.oci import direct, open_registry
 from bsr_team_cache.oci.base import OCI_MANIFEST, sha256_digest
 from bsr_team_cache.oci.devregistry import DistributionServer
 from bsr_team_cache.oci.http import HTTPRegistry
@@ -264,13 +264,19 @@ def test_the_cli_reads_a_cold_machines_pack_before_loading_the_fetch(
     team, distribution, tmp_path, monkeypatch, capsys
 ):
     readers: list[str] = []
-    real_read_pack = packs.read_pack
+    direct_reads: list[tuple[str, str]] = []
+    real_decode_pack, real_direct = packs.decode_pack, direct.DirectReader.read_manifest
 
-    def read_pack(*args, **kwargs):
+    def decode_pack(*args, **kwargs):
         readers.append(threading.current_thread().name)
-        return real_read_pack(*args, **kwargs)
+        return real_decode_pack(*args, **kwargs)
 
-    monkeypatch.setattr(packs, "read_pack", read_pack)
+    def read_manifest_directly(reader, repo, reference):
+        direct_reads.append((threading.current_thread().name, reference))
+        return real_direct(reader, repo, reference)
+
+    monkeypatch.setattr(packs, "decode_pack", decode_pack)
+    monkeypatch.setattr(direct.DirectReader, "read_manifest", read_manifest_directly)
     monkeypatch.setenv("BSR_TEAM_CACHE_DIR", str(tmp_path / "frank" / "store"))
     monkeypatch.setenv("BUF_CACHE_DIR", str(tmp_path / "frank" / "buf-cache"))
     argv = ["fetch", str(team.project), "--team", TEAM, "--registry"]
@@ -281,6 +287,8 @@ def test_the_cli_reads_a_cold_machines_pack_before_loading_the_fetch(
     assert report["pack"] == {"tag": team.tag, "used": True, "published": False}
     assert report["hits"] == {"local": 0, "team": 6, "bsr": 0}
     assert readers == ["lock-pack-read"]  # once, early
+    # The pack's manifest was the registry's first read, made without the HTTP stack.
+    assert direct_reads == [("lock-pack-read", team.tag)]
 
     readers.clear()
     assert main([*argv, "-q"]) == 0  # everything in place: no pack, no registry
@@ -289,6 +297,11 @@ def test_the_cli_reads_a_cold_machines_pack_before_loading_the_fetch(
     monkeypatch.setenv("BUF_CACHE_DIR", str(tmp_path / "grace" / "buf-cache"))
     assert main([*argv, "-q", "--no-packs"]) == 0
     assert readers == []
+    # A new registry client reads directly until its HTTP client is built (here a module's
+    # manifest, tagged with its commit, by a worker of the module-by-module fetch).
+    commits = {dep.commit for dep in read_buf_lock(team.project / "buf.lock").deps}
+    assert direct_reads[0][1] == team.tag and len(direct_reads) >= 2
+    assert {ref for _, ref in direct_reads[1:]} <= commits
 
 
 @pytest.mark.parametrize("output", ["-q", "--json"])

@@ -23,12 +23,11 @@ from bsr_team_cache.store import LocalStore
 from bsr_team_cache.team import fetch as fetch_module
 from bsr_team_cache.team.cache import TeamCache
 from bsr_team_cache.team.fetch import FetchReport, fetch
+from bsr_team_cache.team.names import pack_repository, pack_tag
 from bsr_team_cache.team.packs import (
     PACK_TYPE,
     _pack_manifest,
     encode_pack,
-    pack_repository,
-    pack_tag,
     push_pack,
 )
 from tests.bsr.test_real_buf import make_project

@@ -628,7 +628,7 @@ def build_service(options: ServerOptions) -> AuthService:
     tokens = SelfTokens(key, options)
     verify: ssl.SSLContext | bool = True
     if parsed.scheme == "https":
-        from bsr_team_cache._http import default_ssl_context
+        from bsr_team_cache._wire import default_ssl_context
 
         verify = default_ssl_context()
     transport = SelfAuthTransport(tokens, parsed.base, verify=verify)

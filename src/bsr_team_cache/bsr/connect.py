@@ -21,15 +21,14 @@ from google.protobuf.message import DecodeError, Message
 
 from bsr_team_cache._deadline import deadline_scope
 from bsr_team_cache._http import (
-    USER_AGENT,
     abandoned,
     backoff_delay,
-    default_ssl_context,
     describe_transport_error,
     guarded_client,
     read_body,
 )
 from bsr_team_cache._http import retry_after as retry_after_header
+from bsr_team_cache._wire import USER_AGENT, default_ssl_context
 from bsr_team_cache.bsr.auth import token_for_host
 from bsr_team_cache.errors import (
     BSRError,

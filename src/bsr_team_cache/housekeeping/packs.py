@@ -29,7 +29,8 @@ from bsr_team_cache.oci.base import (
     parse_manifest,
     sha256_digest,
 )
-from bsr_team_cache.team.packs import PACK_CONFIG_TYPE, PACK_TYPE, pack_repository
+from bsr_team_cache.team.names import pack_repository
+from bsr_team_cache.team.packs import PACK_CONFIG_TYPE, PACK_TYPE
 from bsr_team_cache.usage.events import EventError, parse_time
 
 _PACK_TAG = re.compile(r"lock-[0-9a-f]{64}")

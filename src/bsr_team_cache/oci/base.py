@@ -19,6 +19,14 @@ from bsr_team_cache.limits import limits
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+MANIFEST_ACCEPT = ", ".join(
+    (
+        OCI_MANIFEST,
+        OCI_INDEX,
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    )
+)
 _SHA256_RE = re.compile(r"sha256:[0-9a-f]{64}")
 
 
@@ -162,10 +170,41 @@ def read_typed_manifest(
     """(checked manifest, a "registry/repo:ref" label for messages, manifest digest), or None
     if absent. Raises InvalidContentError for anything but a manifest of ``artifact_type``."""
     found = registry.read_manifest(repo, reference)
+    return typed_manifest(registry, repo, reference, found, artifact_type)
+
+
+def typed_manifest(
+    registry: RegistryBackend,
+    repo: str,
+    reference: str,
+    found: tuple[bytes, str] | None,
+    artifact_type: str,
+) -> tuple[dict, str, str] | None:
+    """read_typed_manifest of the answer ``found`` that ``registry.read_manifest`` gave."""
     if found is None:
         return None
     where = f"{registry.describe()}/{repo}:{reference}"
     return parse_manifest(found[0], where, artifact_type), where, sha256_digest(found[0])
+
+
+def manifest_answer(
+    data: bytes, reference: str, echoed_digest: str, content_type: str, where: str
+) -> tuple[bytes, str]:
+    """(manifest, media type) from a registry's 200 answer to a manifest GET: the bytes checked
+    against the digest asked for, else against the one the registry states
+    (Docker-Content-Digest); the media type from Content-Type, else from the document."""
+    expected = reference if reference.startswith("sha256:") else None
+    if expected is None and echoed_digest.startswith("sha256:"):
+        expected = echoed_digest
+    if expected is not None:
+        verify_blob(data, expected, where)
+    media_type = content_type.split(";", 1)[0].strip()
+    if not media_type or media_type == "application/octet-stream":
+        try:
+            media_type = str(json.loads(data).get("mediaType", ""))
+        except (ValueError, AttributeError, RecursionError):
+            media_type = ""
+    return data, media_type
 
 
 def document_limit() -> int:

@@ -25,35 +25,30 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import ssl
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
 
 from bsr_team_cache._deadline import deadline_scope
-from bsr_team_cache._fs import atomic_write, file_chunks, read_regular_file, write_verified
+from bsr_team_cache._fs import file_chunks, write_verified
 from bsr_team_cache._hosts import is_loopback
 from bsr_team_cache._http import (
-    SPILL_BYTES,
-    USER_AGENT,
     abandoned,
     backoff_delay,
-    default_ssl_context,
     describe_transport_error,
     guarded_client,
     read_body,
     retry_after,
     same_origin,
 )
+from bsr_team_cache._wire import SPILL_BYTES, USER_AGENT, default_ssl_context
 from bsr_team_cache.errors import (
     AccessDeniedError,
-    BSRTeamCacheError,
     ConflictError,
     ContentTooLargeError,
     DigestMismatchError,
@@ -63,23 +58,27 @@ from bsr_team_cache.errors import (
 )
 from bsr_team_cache.limits import limits
 from bsr_team_cache.oci.base import (
-    OCI_INDEX,
-    OCI_MANIFEST,
+    MANIFEST_ACCEPT,
+    manifest_answer,
     sha256_digest,
     validate_oci_digest,
     verify_blob,
 )
 from bsr_team_cache.oci.credentials import Credentials, credentials_for
+from bsr_team_cache.oci.tokens import (
+    TokenCache,
+    default_token_cache,
+    parse_challenge,
+    principal_of,
+    registry_origin,
+    stored_token,
+    token_cache_key,
+    token_from_answer,
+    token_realm,
+    token_request,
+)
 from bsr_team_cache.oci.url import parse_http_registry_url, redact
 
-MANIFEST_ACCEPT = ", ".join(
-    (
-        OCI_MANIFEST,
-        OCI_INDEX,
-        "application/vnd.docker.distribution.manifest.v2+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-    )
-)
 _STREAM_BLOCK = 1 << 20
 _RETRY_STATUSES = {429, 500, 502, 503, 504}
 _REDIRECTS = {301, 302, 303, 307, 308}
@@ -87,163 +86,6 @@ _MAX_REDIRECTS = 5
 _SMALL_ANSWER = 1 << 20  # token answers, error bodies, tag lists (per page)
 
 ContentFactory = Callable[[], bytes | Iterator[bytes]]
-
-TOKEN_CACHE_FILE = "registry-tokens.json"
-_TOKEN_CACHE_BYTES = 1 << 20  # a larger file is not ours: ignored, then replaced
-_TOKEN_CACHE_ENTRIES = 512
-_MAX_TOKEN_CHARS = 16 << 10
-# A cached token is used by a new process only while this much of its life is left: a fetch
-# started with it should finish before it expires (a refused token is replaced anyway).
-_TOKEN_REUSE_MARGIN = 30.0
-
-
-def _hashed(*parts: str) -> str:
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
-
-
-def token_cache_key(origin: str, scope: str) -> str:
-    """The cache key of a token: the registry it is sent to and its scopes (hashed: the file
-    names no host or repository)."""
-    return _hashed(origin, scope)
-
-
-@dataclass(frozen=True)
-class CachedToken:
-    token: str = field(repr=False)
-    expires: float  # seconds since the epoch
-    realm: str  # the token service that issued it (the registry's challenge then)
-    service: str
-    principal: str  # whose credentials it was issued for (hashed)
-
-
-class TokenCache:
-    """Registry tokens kept across processes: ``registry-tokens.json`` (mode 0600) in a
-    directory of the user's (the local store): ``{"tokens": {key: {"token", "expires",
-    "realm", "service", "principal"}}}``, ``expires`` in seconds since the epoch. A file that
-    is not a regular file owned by this user, or is readable by others, or does not parse, is
-    ignored (and replaced on the next write). Tokens are bearer credentials: they are never
-    logged, and are only sent to the registry origin their key names."""
-
-    def __init__(self, directory: Path, clock: Callable[[], float] = time.time) -> None:
-        self.path = Path(directory) / TOKEN_CACHE_FILE
-        self._clock = clock
-        self._lock = threading.Lock()
-        # The file as last read, and its (inode, size, mtime, mode, owner): read again only when
-        # one changed, not on every request (an open registry would pay it each time).
-        self._entries: dict[str, CachedToken] = {}
-        self._seen: tuple[int, ...] | None = None
-
-    def _read(self) -> dict[str, CachedToken]:
-        try:
-            data = read_regular_file(self.path, _TOKEN_CACHE_BYTES)
-            info = os.stat(self.path, follow_symlinks=False)
-        except (OSError, BSRTeamCacheError):
-            return {}
-        if info.st_mode & 0o077 or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
-            return {}
-        try:
-            entries = json.loads(data)["tokens"]
-            items = entries.items()
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-            return {}
-        now = self._clock()
-        found: dict[str, CachedToken] = {}
-        for key, entry in items:
-            if not isinstance(entry, dict):
-                continue
-            texts = [entry.get(name) for name in ("token", "realm", "service", "principal")]
-            expires = entry.get("expires")
-            valid_texts = all(
-                isinstance(t, str) and len(t) <= _MAX_TOKEN_CHARS and t.isprintable() for t in texts
-            )
-            valid_time = isinstance(expires, int | float) and not isinstance(expires, bool)
-            if valid_texts and texts[0] and valid_time and expires > now:
-                token, realm, service, principal = texts
-                found[str(key)] = CachedToken(token, float(expires), realm, service, principal)
-        return found
-
-    def _current(self) -> dict[str, CachedToken]:
-        """The file's entries, read again only if it changed since the last look."""
-        try:
-            info = os.stat(self.path, follow_symlinks=False)
-            seen = (info.st_ino, info.st_size, info.st_mtime_ns, info.st_mode, info.st_uid)
-        except OSError:
-            seen = None
-        if seen is None:
-            self._entries, self._seen = {}, None
-        elif seen != self._seen:
-            self._entries, self._seen = self._read(), seen
-        return self._entries
-
-    def get(self, key: str) -> CachedToken | None:
-        """The token cached under ``key`` if more than the reuse margin of its life is left."""
-        with self._lock:
-            entry = self._current().get(key)
-        if entry is None or entry.expires - self._clock() <= _TOKEN_REUSE_MARGIN:
-            return None
-        return entry
-
-    def put(self, key: str, entry: CachedToken) -> None:
-        self._update(key, entry)
-
-    def forget(self, key: str) -> None:
-        self._update(key, None)
-
-    def _update(self, key: str, entry: CachedToken | None) -> None:
-        """Re-read (other processes write too), change one entry, drop expired ones, replace
-        the file atomically; the temporary file is 0600 from its creation (mkstemp)."""
-        with self._lock:
-            entries = dict(self._current())
-            if entry is None:
-                if entries.pop(key, None) is None:
-                    return
-            else:
-                entries[key] = entry
-            kept = sorted(entries.items(), key=lambda item: item[1].expires)
-            payload = {"tokens": {k: asdict(e) for k, e in kept[-_TOKEN_CACHE_ENTRIES:]}}
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                atomic_write(self.path, json.dumps(payload).encode())
-            except OSError:
-                pass  # a cache: a fetch goes on without it (and asks for tokens again)
-
-
-def default_token_cache() -> TokenCache:
-    """The cache in the local store directory (``$BSR_TEAM_CACHE_DIR`` or its default)."""
-    from bsr_team_cache.store.index import default_store_dir
-
-    return TokenCache(default_store_dir())
-
-
-def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
-    """``Bearer realm="…",service="…",scope="…"`` → ("bearer", {realm, service, scope})."""
-    scheme, _, rest = header.strip().partition(" ")
-    params: dict[str, str] = {}
-    i = 0
-    while i < len(rest):
-        while i < len(rest) and rest[i] in " ,":
-            i += 1
-        eq = rest.find("=", i)
-        if eq < 0:
-            break
-        key = rest[i:eq].strip().lower()
-        i = eq + 1
-        if i < len(rest) and rest[i] == '"':
-            end = i + 1
-            value = []
-            while end < len(rest) and rest[end] != '"':
-                if rest[end] == "\\" and end + 1 < len(rest):
-                    end += 1
-                value.append(rest[end])
-                end += 1
-            params[key] = "".join(value)
-            i = end + 1
-        else:
-            end = rest.find(",", i)
-            end = len(rest) if end < 0 else end
-            params[key] = rest[i:end].strip()
-            i = end
-    return scheme.lower(), params
 
 
 def _error_text(status: int, body: bytes) -> str:
@@ -307,6 +149,7 @@ class HTTPRegistry:
         self.host = parsed.host
         self.base = parsed.base
         self._origin = httpx.URL(parsed.base)
+        self._origin_key = registry_origin(scheme, parsed.host)
         self.namespace = parsed.namespace
         self._url = redact(url)
         self._where = f"team registry {self._url}"
@@ -365,28 +208,17 @@ class HTTPRegistry:
             self._default_token_cache = False
         return self._token_cache
 
-    def _persistent_key(self, scope: str) -> str:
-        origin = f"{self._origin.scheme}://{self._origin.netloc.decode('ascii')}"
-        return token_cache_key(origin, scope)
-
     def _principal(self) -> str:
-        """Whose credentials these are, hashed (a cached token is only reused by them)."""
-        creds = self.credentials
-        if creds.identity_token:
-            return _hashed("identity", creds.identity_token)
-        return _hashed("user", creds.username)
+        return principal_of(self.credentials)
 
     def _stored_token(self, key: str, realm: str | None, service: str | None) -> str | None:
-        """A token another process (or an earlier client) cached for these scopes, if its
-        issuer is the registry's current token service (``None``: not known yet, the first
-        request of a process). Kept in memory from here on."""
-        persistent = self._persistent_tokens()
-        stored = persistent.get(self._persistent_key(key)) if persistent else None
-        # Credentials are looked up only once a token is cached: a registry that never asks
-        # for them costs no credential helper run.
-        if stored is None or stored.principal != self._principal():
-            return None
-        if realm is not None and (stored.realm, stored.service) != (realm, service):
+        """A token another process (or an earlier client) cached for these scopes (see
+        tokens.stored_token; ``realm`` None: the first request of a process). Kept in memory
+        from here on."""
+        stored = stored_token(
+            self._persistent_tokens(), self._origin_key, key, self._principal, realm, service
+        )
+        if stored is None:
             return None
         with self._auth_lock:
             self._tokens[key] = (stored.token, time.monotonic() + stored.expires - time.time())
@@ -406,7 +238,7 @@ class HTTPRegistry:
             self._tokens.pop(key, None)
         persistent = self._persistent_tokens()
         if persistent is not None:
-            persistent.forget(self._persistent_key(key))
+            persistent.forget(token_cache_key(self._origin_key, key))
 
     def _token(self, scopes: tuple[str, ...]) -> str:
         assert self._challenge is not None
@@ -416,46 +248,13 @@ class HTTPRegistry:
             if cached and cached[1] > time.monotonic():
                 return cached[0]
         params = self._challenge[1]
-        realm = params.get("realm")
-        if not realm:
-            raise RegistryError(f"{self._where}: bearer challenge without a realm")
-        try:
-            realm_url = httpx.URL(realm)
-        except httpx.InvalidURL:
-            raise RegistryError(f"{self._where}: bearer realm {realm!r} is not a URL") from None
-        if realm_url.scheme != "https" and not (
-            realm_url.scheme == "http" and is_loopback(realm_url.host)
-        ):
-            # The realm receives the registry credentials: never in clear text over a network.
-            raise RegistryError(
-                f"{self._where}: refusing to send credentials to the token service {realm!r}:"
-                " it is not https"
-            )
+        realm = token_realm(params, self._where)
         service = params.get("service", "")
         stored = self._stored_token(key, realm, service)
         if stored is not None:
             return stored
-        query: list[tuple[str, str]] = [("scope", s) for s in scopes]
-        if params.get("service"):
-            query.append(("service", params["service"]))
-        creds = self.credentials
-        if creds.identity_token:
-            request = self._client.build_request(
-                "POST",
-                realm_url,
-                data={
-                    "grant_type": "refresh_token",
-                    "refresh_token": creds.identity_token,
-                    "service": params.get("service", ""),
-                    "scope": " ".join(scopes),
-                    "client_id": "bsr-team-cache",
-                },
-            )
-        else:
-            basic = creds.basic()
-            request = self._client.build_request(
-                "GET", realm_url, params=query, headers={"Authorization": basic} if basic else {}
-            )
+        method, url, headers, form = token_request(realm, params, scopes, self.credentials)
+        request = self._client.build_request(method, url, headers=headers, content=form)
         try:
             with deadline_scope(limits().request_seconds):
                 resp = self._client.send(request, stream=True)
@@ -480,21 +279,14 @@ class HTTPRegistry:
             raise RegistryError(
                 f"{self._where}: token service: {_error_text(resp.status_code, body)}"
             )
-        try:
-            payload = json.loads(body)
-            token = payload.get("token") or payload["access_token"]
-            lifetime = float(payload.get("expires_in", 60))
-            if not isinstance(token, str) or not token.isprintable() or not lifetime > 0:
-                raise ValueError("not a token")
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-            raise RegistryError(f"{self._where}: token service returned no token") from None
-        usable = max(10.0, min(lifetime, 24 * 3600.0) - 10.0)
+        token, usable = token_from_answer(body, self._where)
         with self._auth_lock:
             self._tokens[key] = (token, time.monotonic() + usable)
         persistent = self._persistent_tokens()
         if persistent is not None:
-            entry = CachedToken(token, time.time() + usable, realm, service, self._principal())
-            persistent.put(self._persistent_key(key), entry)
+            persistent.remember(
+                self._origin_key, key, token, usable, realm, service, self._principal()
+            )
         return token
 
     def _auth_header(self, scopes: tuple[str, ...]) -> dict[str, str]:
@@ -940,20 +732,13 @@ class HTTPRegistry:
         resp = self._manifest_request("GET", repo, reference)
         if resp is None:
             return None
-        data = resp.content
-        expected = reference if reference.startswith("sha256:") else None
-        echoed = resp.headers.get("Docker-Content-Digest", "")
-        if expected is None and echoed.startswith("sha256:"):
-            expected = echoed
-        if expected is not None:
-            verify_blob(data, expected, f"{self.host}/{name} manifest")
-        media_type = resp.headers.get("Content-Type", "").split(";", 1)[0].strip()
-        if not media_type or media_type == "application/octet-stream":
-            try:
-                media_type = str(json.loads(data).get("mediaType", ""))
-            except (ValueError, AttributeError, RecursionError):
-                media_type = ""
-        return data, media_type
+        return manifest_answer(
+            resp.content,
+            reference,
+            resp.headers.get("Docker-Content-Digest", ""),
+            resp.headers.get("Content-Type", ""),
+            f"{self.host}/{name} manifest",
+        )
 
     def delete_manifest(self, repo: str, digest: str) -> None:
         name = self._name(repo)

@@ -825,7 +825,8 @@ def _look_up_pack(run: _Run, deps: list[LockedDep], pending: list[LockedDep]) ->
         or not pack_worth_reading(len(pending), len(deps))
     ):
         return
-    from bsr_team_cache.team.packs import pack_repository, pack_tag, read_pack
+    from bsr_team_cache.team.names import pack_repository, pack_tag
+    from bsr_team_cache.team.packs import read_pack
 
     tag = pack_tag(deps)
     run.report.pack = tag
@@ -890,11 +891,11 @@ def _publish_pack(run: _Run, deps: list[LockedDep]) -> None:
     """Make the lock's pack from the local store when the team has none and this machine took
     modules from the team registry (so it is at least the second machine to use the lock).
     Not for teams that encrypt, keep downloads private, or where this member only reads."""
+    from bsr_team_cache.team.names import pack_repository
     from bsr_team_cache.team.packs import (
         PACK_MAX_BYTES,
         PACK_MEMBER_MAX_BYTES,
         PackTooLargeError,
-        pack_repository,
         push_pack,
     )
 

@@ -11,7 +11,10 @@ use doubtful here (no buf.lock, one that does not parse, a store that has most o
 a team name that is not valid) starts nothing: the fetch decides as before.
 
 This module is light (no HTTP stack, no artifact codec) until it starts a read: the full fetch
-imports it for the rule below, and a fetch served by the store never loads team/packs.py.
+imports it for the rule below, and a fetch served by the store never loads team/packs.py. The
+read itself loads no HTTP stack either when the registry was opened from its URL (the pack's
+manifest is that registry's first read: oci/direct.py), so a fetch the pack serves never
+loads httpx.
 """
 
 from __future__ import annotations
@@ -24,12 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bsr_team_cache._deadline import seconds_left
-from bsr_team_cache._startup import loading
 from bsr_team_cache.domain.buflock import BUF_LOCK, LockedDep, read_buf_lock
 from bsr_team_cache.domain.bufyaml import BUF_YAML
 from bsr_team_cache.errors import BSRTeamCacheError, RegistryError
 from bsr_team_cache.store import index
-from bsr_team_cache.team.names import validate_team_name
+from bsr_team_cache.team.names import pack_repository, pack_tag, validate_team_name
 
 if TYPE_CHECKING:
     from bsr_team_cache.oci.base import RegistryBackend
@@ -53,19 +55,17 @@ class PackRead:
     def __init__(
         self, registry: RegistryBackend, repo: str, tag: str, wanted: Mapping[str, LockedDep]
     ) -> None:
-        from bsr_team_cache.oci import built
-
         self.registry, self.repo, self.tag = registry, repo, tag
-        # The HTTP stack loads here, not in the thread, where it would compete with the
-        # fetch's own loading for the interpreter.
-        backend = built(registry)
-        from bsr_team_cache.team.packs import read_pack
-
         self._outcome: tuple[Pack | None, BaseException | None] = (None, None)
 
         def read() -> None:
             try:
-                self._outcome = (read_pack(backend, repo, tag, wanted), None)
+                # The request first (a registry opened from a URL reads it without the HTTP
+                # stack: oci/direct.py), then the code that checks the answer.
+                found = registry.read_manifest(repo, tag)
+                from bsr_team_cache.team.packs import decode_pack
+
+                self._outcome = (decode_pack(registry, repo, tag, found, wanted), None)
             except BaseException as exc:  # the fetch handles it as its own read's
                 self._outcome = (None, exc)
 
@@ -109,9 +109,6 @@ def start_pack_read(
             return None
     except (BSRTeamCacheError, OSError, ValueError, sqlite3.Error):
         return None
-    with loading():
-        from bsr_team_cache.team.packs import pack_repository, pack_tag
-
     wanted = {f"{d.module}:{d.commit}": d for d in deps}
     return PackRead(registry, pack_repository(team, namespace), pack_tag(deps), wanted)
 

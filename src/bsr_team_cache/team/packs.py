@@ -20,7 +20,6 @@ pack's copies would escape.
 from __future__ import annotations
 
 import base64
-import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -36,13 +35,12 @@ from bsr_team_cache.oci.base import (
     document_limit,
     parse_descriptor,
     parse_json,
-    read_typed_manifest,
     sha256_digest,
+    typed_manifest,
     verify_blob,
 )
 from bsr_team_cache.oci.documents import canonical_json
 from bsr_team_cache.oci.streaming import STREAM_LAYER_BYTES
-from bsr_team_cache.oci.url import in_namespace
 
 if TYPE_CHECKING:
     from bsr_team_cache.oci.encryption import PrivateKey
@@ -62,16 +60,6 @@ PACK_MEMBER_MAX_BYTES = STREAM_LAYER_BYTES
 # below registries' limits (Distribution: 4 MiB) and our own document limit.
 EMBED_MAX = 1024 * 1024
 _MAX_MANIFEST_B64 = 256 * 1024  # a member's module manifest, base64
-
-
-def pack_repository(team: str, namespace: str = "") -> str:
-    return in_namespace(namespace, f"teams/{team}/packs")
-
-
-def pack_tag(deps: Sequence[LockedDep]) -> str:
-    """``lock-<hex>``: the SHA-256 of the lock's pins (module, commit, digest), in any order."""
-    pins = sorted(f"{d.module}:{d.commit}@{d.digest}" for d in deps)
-    return "lock-" + hashlib.sha256("\n".join(pins).encode()).hexdigest()
 
 
 class PackTooLargeError(ValueError):
@@ -173,10 +161,22 @@ def read_pack(
     """The pack at ``tag``, checked for shape: members are modules ``wanted`` pins (by
     "module:commit"), each once, whose layers fill the pack's layer exactly. None if absent;
     InvalidContentError if it is not a sound pack."""
-    found = read_typed_manifest(registry, repo, tag, PACK_TYPE)
-    if found is None:
+    return decode_pack(registry, repo, tag, registry.read_manifest(repo, tag), wanted)
+
+
+def decode_pack(
+    registry: RegistryBackend,
+    repo: str,
+    tag: str,
+    found: tuple[bytes, str] | None,
+    wanted: Mapping[str, LockedDep],
+) -> Pack | None:
+    """read_pack of the manifest ``found`` (as ``registry.read_manifest`` answered); the
+    layer, unless embedded, is read from ``registry``."""
+    checked = typed_manifest(registry, repo, tag, found, PACK_TYPE)
+    if checked is None:
         return None
-    manifest, where, _ = found
+    manifest, where, _ = checked
     config_descriptor = parse_descriptor(
         manifest.get("config"),
         f"{where} config",

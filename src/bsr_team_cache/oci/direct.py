@@ -1,0 +1,450 @@
+"""One manifest read without the HTTP stack: a cold fetch's first request.
+
+A machine new to a lock reads one document from the team registry, the lock pack's manifest
+(team/packs.py; the modules ride inside it), and needs nothing else from it. Loading httpx and
+httpcore costs a process 70-130 ms, as long as the whole restore of a small tarball. This module
+reads that manifest over a plain socket (TLS by the ssl module, loaded for https only) while the
+rest of the fetch loads, and a fetch that the pack serves never loads the HTTP stack at all.
+
+It handles only the usual case, HTTP/1.1 with at most one idle connection kept per origin, and
+raises NotAnswered for anything else, so that the caller asks the full client (http.py), which
+then behaves as always: a proxy configured, a redirect, a status worth a retry, a challenge
+other than basic or bearer, a cached token refused, a compressed or malformed answer, a
+connection that fails. What it does, it does as the full client does:
+
+* credentials go to the registry's own origin only (no redirect is followed), a basic password
+  only after the registry asked for it, and registry credentials to a token service only over
+  https (plain http on loopback);
+* tokens come from, and go into, the same cross-process cache (oci/tokens.py), under the same
+  key and owner, so the full client reuses a token obtained here;
+* every wait is bounded by the command's deadline and the minimum transfer rate (_wire.Pace);
+* answers are bounded: the header section by 64 KiB, a manifest by the document limit, a token
+  answer by 1 MiB, whether sized, chunked or closed by the server;
+* the manifest is checked against the digest the registry states (base.manifest_answer).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from bsr_team_cache._deadline import deadline_scope
+from bsr_team_cache._wire import (
+    SPILL_BYTES,
+    USER_AGENT,
+    Pace,
+    TransferTooSlow,
+    default_ssl_context,
+    proxy_configured,
+)
+from bsr_team_cache.errors import BSRTeamCacheError, RegistryError
+from bsr_team_cache.limits import limits
+from bsr_team_cache.oci.base import (
+    MANIFEST_ACCEPT,
+    document_limit,
+    manifest_answer,
+    validate_oci_digest,
+    verify_blob,
+)
+from bsr_team_cache.oci.credentials import Credentials, credentials_for
+from bsr_team_cache.oci.tokens import (
+    TokenCache,
+    default_token_cache,
+    parse_challenge,
+    principal_of,
+    pull_scope,
+    registry_origin,
+    stored_token,
+    token_from_answer,
+    token_realm,
+    token_request,
+)
+from bsr_team_cache.oci.url import parse_http_registry_url, redact
+
+if TYPE_CHECKING:
+    import ssl  # loaded by default_ssl_context, for https only
+
+HEADER_BYTES = 64 << 10
+_TOKEN_ANSWER_BYTES = 1 << 20
+_RECEIVE = 64 << 10
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-5][0-9][0-9])(?: [^\r\n]*)?")
+_CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]{1,15}")
+_HEADER_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+class NotAnswered(Exception):
+    """This read did not get a usable answer: ask the full client (the reason is for tests)."""
+
+
+class Answer:
+    """An HTTP answer: status, headers (names in lower case; a repeated one keeps its first
+    value), body."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+
+class _Connection:
+    """A socket read through a buffer, every wait bounded by the pace."""
+
+    def __init__(self, sock: socket.socket, pace: Pace) -> None:
+        self._sock, self._pace = sock, pace
+        self._buffer = bytearray()
+        self._closed = False
+
+    def _fill(self) -> bool:
+        if self._closed:
+            return False
+        self._sock.settimeout(self._pace.bound(None, reading=True))
+        try:
+            data = self._sock.recv(_RECEIVE)
+        except TimeoutError:
+            raise self._pace.timed_out() or NotAnswered("timed out") from None
+        if not data:
+            self._closed = True
+            return False
+        self._pace.received(len(data))
+        self._buffer += data
+        return True
+
+    def reusable(self) -> bool:
+        """The answer ended where the data did: the connection may carry another request."""
+        return not self._closed and not self._buffer
+
+    def head(self) -> bytes:
+        """Everything up to the blank line that ends the header section (not included)."""
+        start = 0
+        while True:
+            end = self._buffer.find(b"\r\n\r\n", start)
+            if end >= 0:
+                head = bytes(self._buffer[:end])
+                del self._buffer[: end + 4]
+                return head
+            if len(self._buffer) > HEADER_BYTES:
+                raise NotAnswered("the header section is too large")
+            start = max(0, len(self._buffer) - 3)
+            if not self._fill():
+                raise NotAnswered("the connection closed within the header section")
+
+    def line(self, limit: int) -> bytes:
+        start = 0
+        while True:
+            end = self._buffer.find(b"\r\n", start)
+            if end >= 0:
+                line = bytes(self._buffer[:end])
+                del self._buffer[: end + 2]
+                return line
+            if len(self._buffer) > limit:
+                raise NotAnswered("a chunk line is too long")
+            start = max(0, len(self._buffer) - 1)
+            if not self._fill():
+                raise NotAnswered("the connection closed within a chunk line")
+
+    def exactly(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            if not self._fill():
+                raise NotAnswered("the connection closed before the body's end")
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    def to_end(self, cap: int) -> bytes:
+        while self._fill():
+            if len(self._buffer) > cap:
+                raise NotAnswered(f"the answer exceeds {cap} bytes")
+        if len(self._buffer) > cap:
+            raise NotAnswered(f"the answer exceeds {cap} bytes")
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data
+
+
+def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    lines = head.split(b"\r\n")
+    status = _STATUS_LINE.fullmatch(lines[0])
+    if status is None:
+        raise NotAnswered("not an HTTP/1.1 status line")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or not _HEADER_NAME.fullmatch(name):
+            raise NotAnswered("a malformed header line")  # also an obsolete folded line
+        headers.setdefault(name.decode("ascii").lower(), value.strip(b" \t").decode("latin-1"))
+    return int(status.group(1)), headers
+
+
+def _chunked(conn: _Connection, cap: int) -> bytes:
+    body = bytearray()
+    while True:
+        size_text = conn.line(1024).split(b";", 1)[0].strip()
+        if (
+            not size_text
+            or len(size_text) > 16
+            or not all(c in b"0123456789abcdefABCDEF" for c in size_text)
+        ):
+            raise NotAnswered("a malformed chunk size")
+        size = int(size_text, 16)
+        if size == 0:
+            break
+        if len(body) + size > cap:
+            raise NotAnswered(f"the answer exceeds {cap} bytes")
+        body += conn.exactly(size)
+        if conn.exactly(2) != b"\r\n":
+            raise NotAnswered("a chunk without its line end")
+    trailers = 0
+    while conn.line(HEADER_BYTES):  # trailer fields, ignored; a blank line ends them
+        trailers += 1
+        if trailers > 100:
+            raise NotAnswered("too many trailer fields")
+    return bytes(body)
+
+
+def _body(conn: _Connection, status: int, headers: dict[str, str], cap: int) -> bytes:
+    if status in (204, 304):
+        return b""
+    if headers.get("content-encoding", "identity").strip().lower() != "identity":
+        raise NotAnswered("a compressed answer (identity was asked for)")
+    coding = headers.get("transfer-encoding")
+    if coding is not None:
+        if coding.strip().lower() != "chunked":
+            raise NotAnswered("a transfer coding other than chunked")
+        return _chunked(conn, cap)
+    length = headers.get("content-length")
+    if length is not None:
+        if not length.isdigit() or len(length) > 12:
+            raise NotAnswered("a malformed Content-Length")
+        if int(length) > cap:
+            raise NotAnswered(f"the answer is {int(length)} bytes, over {cap}")
+        return conn.exactly(int(length))
+    return conn.to_end(cap)
+
+
+class Session:
+    """Requests over HTTP/1.1, keeping at most one idle connection per origin for the next
+    request to it (a registry's answer to a challenge, then the same read with a token)."""
+
+    def __init__(self, tls: Callable[[], ssl.SSLContext]) -> None:
+        self._tls = tls
+        self._idle: dict[tuple[str, str, int], socket.socket] = {}
+
+    def close(self) -> None:
+        for sock in self._idle.values():
+            sock.close()
+        self._idle.clear()
+
+    def _connect(self, scheme: str, hostname: str, port: int, pace: Pace) -> socket.socket:
+        # An ASCII name goes to the resolver as bytes: no IDNA codec to load for it.
+        name = hostname.encode("ascii") if hostname.isascii() else hostname
+        try:
+            sock = socket.create_connection((name, port), timeout=pace.bound(None, reading=False))
+        except TimeoutError:
+            raise pace.timed_out() or NotAnswered("connecting timed out") from None
+        except OSError as exc:
+            raise NotAnswered(f"cannot connect ({exc})") from None
+        if scheme == "https":
+            sock.settimeout(pace.bound(None, reading=False))
+            try:
+                return self._tls().wrap_socket(sock, server_hostname=hostname)
+            except TimeoutError:
+                sock.close()
+                raise pace.timed_out() or NotAnswered("the TLS handshake timed out") from None
+            except OSError as exc:
+                sock.close()
+                raise NotAnswered(f"TLS: {exc}") from None
+        return sock
+
+    def request(
+        self, method: str, url: str, headers: dict[str, str], cap: int, body: bytes | None = None
+    ) -> Answer:
+        """One request to ``url`` (http or https), its answer read whole (at most ``cap`` body
+        bytes); NotAnswered for anything unusual."""
+        if not url.isprintable() or " " in url:
+            raise NotAnswered("a URL with spaces or control characters")  # never sent
+        parts = urlsplit(url)
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise NotAnswered("a port that is not a number") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+            raise NotAnswered("not a plain http(s) URL")
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}"]
+        lines += [f"User-Agent: {USER_AGENT}", "Accept-Encoding: identity"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        if body is not None:
+            lines.append(f"Content-Length: {len(body)}")
+        if any(c in "\r\n" for line in lines for c in line):
+            raise NotAnswered("a line break in the request")  # never sent: it would split it
+        request = "\r\n".join([*lines, "", ""]).encode("latin-1") + (body or b"")
+        key = (parts.scheme, parts.hostname, port)
+        pace = Pace()
+        sock = self._idle.pop(key, None) or self._connect(parts.scheme, parts.hostname, port, pace)
+        conn = _Connection(sock, pace)
+        kept = False
+        try:
+            pace.request_started()
+            sock.settimeout(pace.bound(None, reading=False))
+            sock.sendall(request)
+            status, answer_headers = _parse_head(conn.head())
+            if status < 200:
+                raise NotAnswered("an interim answer")
+            data = b"" if method == "HEAD" else _body(conn, status, answer_headers, cap)
+            if conn.reusable() and "close" not in answer_headers.get("connection", "").lower():
+                self._idle[key], kept = sock, True
+            return Answer(status, answer_headers, data)
+        except TimeoutError:
+            raise pace.timed_out() or NotAnswered("timed out") from None
+        except (OSError, UnicodeError) as exc:
+            raise NotAnswered(f"{type(exc).__name__}: {exc}") from None
+        finally:
+            if not kept:
+                sock.close()
+
+
+class DirectReader:
+    """Reads of one registry (opened from its URL) over one Session, answering its
+    challenges as the full client does. Not thread-safe: one caller at a time."""
+
+    def __init__(
+        self,
+        url: str,
+        insecure: bool = False,
+        *,
+        tls: Callable[[], ssl.SSLContext] = default_ssl_context,
+    ) -> None:
+        parsed = parse_http_registry_url(url, insecure=insecure)
+        self.base, self.host, self.namespace = parsed.base, parsed.host, parsed.namespace
+        self._origin = registry_origin(parsed.scheme, parsed.host)
+        self._where = f"team registry {redact(url)}"
+        # Credentials in the URL are kept in memory only (the full client does the same).
+        self._given = Credentials(parsed.username, parsed.password) if parsed.username else None
+        self._cache: TokenCache | None = None if self._given else default_token_cache()
+        self._found: Credentials | None = None
+        self._answers: dict[str, str] = {}  # scope -> the Authorization header that worked
+        self._session = Session(tls)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def read_manifest(self, repo: str, reference: str) -> tuple[bytes, str] | None:
+        """(manifest, media type), or None if the registry has none at ``reference``; as
+        HTTPRegistry.read_manifest reads it."""
+        name = self._name(repo)
+        path = f"/v2/{name}/manifests/{reference}"
+        answer = self._get(name, path, {"Accept": MANIFEST_ACCEPT}, document_limit())
+        if answer.status == 404:
+            return None
+        if answer.status != 200:
+            raise NotAnswered(f"HTTP {answer.status}")
+        return manifest_answer(
+            answer.body,
+            reference,
+            answer.headers.get("docker-content-digest", ""),
+            answer.headers.get("content-type", ""),
+            f"{self.host}/{name} manifest",
+        )
+
+    def read_blob(self, repo: str, digest: str, max_bytes: int | None = None) -> bytes:
+        """The blob, verified, if at most ``max_bytes`` (default: the module limit) and small
+        enough to hold in memory (else the full client, which spills to disk, reads it)."""
+        name = self._name(repo)
+        validate_oci_digest(digest, f"{self.host}/{name}")
+        cap = limits().max_module_bytes if max_bytes is None else max_bytes
+        if cap > SPILL_BYTES:  # held in memory here; the full client spills it to disk
+            raise NotAnswered("a blob that may be too large to hold")
+        answer = self._get(name, f"/v2/{name}/blobs/{digest}", {}, cap)
+        if answer.status != 200:
+            raise NotAnswered(f"HTTP {answer.status}")  # a redirect, an absent blob: full client
+        return verify_blob(answer.body, digest, f"{self.host}/{name}")
+
+    def _name(self, repo: str) -> str:
+        return f"{self.namespace}/{repo}" if self.namespace else repo
+
+    def _get(self, name: str, path: str, headers: dict[str, str], cap: int) -> Answer:
+        """GET ``path``, answering one challenge; a transfer given up (too slow, or past the
+        deadline) is the full client's RegistryError: asking again would take as long."""
+        scope = pull_scope(name)
+        try:
+            with deadline_scope(limits().request_seconds):
+                sent = self._answers.get(scope)
+                if sent is None:
+                    token = self._stored(scope, None, None)
+                    sent = f"Bearer {token}" if token else None
+                auth = {"Authorization": sent} if sent else {}
+                answer = self._session.request("GET", self.base + path, {**headers, **auth}, cap)
+                if answer.status == 401 and not sent:
+                    auth = {"Authorization": self._authorization(scope, answer.headers)}
+                    answer = self._session.request(
+                        "GET", self.base + path, {**headers, **auth}, cap
+                    )
+                if answer.status != 401 and auth:
+                    self._answers[scope] = auth["Authorization"]
+                return answer
+        except TransferTooSlow as exc:
+            raise RegistryError(f"{self._where}: GET {path}: {exc}") from None
+        except BSRTeamCacheError as exc:  # the full client says it, with its own wording
+            raise NotAnswered(str(exc)) from None
+
+    # -- credentials, as http.py handles them ----------------------------------------------
+    def _credentials(self) -> Credentials:
+        if self._given is not None:
+            return self._given
+        if self._found is None:
+            self._found = credentials_for(self.host)
+        return self._found
+
+    def _principal(self) -> str:
+        return principal_of(self._credentials())
+
+    def _stored(self, scope: str, realm: str | None, service: str | None) -> str | None:
+        found = stored_token(self._cache, self._origin, scope, self._principal, realm, service)
+        return found.token if found else None
+
+    def _authorization(self, scope: str, headers: dict[str, str]) -> str:
+        """The Authorization header that answers the registry's challenge."""
+        scheme, params = parse_challenge(headers.get("www-authenticate", ""))
+        if scheme == "basic":
+            basic = self._credentials().basic()
+            if not basic:
+                raise NotAnswered("the registry wants a password and there is none")
+            return basic
+        if scheme != "bearer":
+            raise NotAnswered(f"an authentication scheme {scheme!r}")
+        realm = token_realm(params, self._where)
+        service = params.get("service", "")
+        token = self._stored(scope, realm, service)
+        if token is None:
+            method, url, headers, form = token_request(realm, params, (scope,), self._credentials())
+            answer = self._session.request(method, url, headers, _TOKEN_ANSWER_BYTES, form)
+            if answer.status != 200:
+                raise NotAnswered(f"the token service answered HTTP {answer.status}")
+            token, usable = token_from_answer(answer.body, self._where)
+            if self._cache is not None:
+                self._cache.remember(
+                    self._origin, scope, token, usable, realm, service, self._principal()
+                )
+        return f"Bearer {token}"
+
+
+def read_manifest_directly(
+    url: str,
+    insecure: bool,
+    repo: str,
+    reference: str,
+    *,
+    tls: Callable[[], ssl.SSLContext] = default_ssl_context,
+) -> tuple[bytes, str] | None:
+    """DirectReader.read_manifest on a reader of its own (closed after)."""
+    if proxy_configured():
+        raise NotAnswered("a proxy is configured")
+    reader = DirectReader(url, insecure, tls=tls)
+    try:
+        return reader.read_manifest(repo, reference)
+    finally:
+        reader.close()
+
+
+__all__ = ["Answer", "DirectReader", "NotAnswered", "Session", "read_manifest_directly"]

@@ -1,0 +1,444 @@
+"""The direct manifest read (oci/direct.py): the same answers as the full client against real
+Distribution (with and without token auth), and against scripted servers that lie, stall,
+redirect or ask for credentials: a bounded NotAnswered, credentials only where they belong."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import ssl
+import stat
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bsr_team_cache._deadline import deadline_scope
+from bsr_team_cache.bsr.devbsr import ensure_tls_files
+from bsr_team_cache.errors import DigestMismatchError, MissingBlobError, RegistryError
+from bsr_team_cache.limits import limits
+from bsr_team_cache.oci import open_registry
+from bsr_team_cache.oci.base import OCI_MANIFEST, sha256_digest
+from bsr_team_cache.oci.credentials import Credentials
+from bsr_team_cache.oci.devregistry import DistributionServer, TokenService
+from bsr_team_cache.oci.direct import DirectReader, NotAnswered, read_manifest_directly
+from bsr_team_cache.oci.http import HTTPRegistry
+from bsr_team_cache.oci.tokens import TOKEN_CACHE_FILE, TokenCache
+from tests.oci.test_http import _push_artifact
+
+MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": []}).encode()
+PATH = "/v2/t/m/manifests/v1"
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+Responder = Callable[[bytes], bytes | list[bytes] | None]
+
+
+class Scripted:
+    """A loopback server that answers each request with what ``respond`` returns for it (the
+    raw answer, or its parts; None: close without answering), keeping connections open between
+    requests unless the parts end with b"". ``requests`` holds (connection number, raw
+    request) in order."""
+
+    def __init__(self, respond: Responder, tls: ssl.SSLContext | None = None) -> None:
+        self.respond = respond
+        self.requests: list[tuple[int, bytes]] = []
+        self.connections = 0
+        self._tls = tls
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            number = self.connections
+            threading.Thread(target=self._serve, args=(sock, number), daemon=True).start()
+
+    def _serve(self, sock: socket.socket, number: int) -> None:
+        try:
+            if self._tls is not None:
+                sock = self._tls.wrap_socket(sock, server_side=True)
+            buffer = b""
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(buffer) < length:
+                    buffer += sock.recv(65536)
+                request, buffer = head + b"\r\n\r\n" + buffer[:length], buffer[length:]
+                self.requests.append((number, request))
+                answer = self.respond(request)
+                if answer is None:
+                    return
+                parts = answer if isinstance(answer, list) else [answer]
+                for part in parts:
+                    sock.sendall(part)
+                if parts[-1] == b"":
+                    return
+        except (OSError, ssl.SSLError):
+            return
+        finally:
+            sock.close()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[..., Scripted]]:
+    servers: list[Scripted] = []
+
+    def make(respond: Responder, tls: ssl.SSLContext | None = None) -> Scripted:
+        servers.append(Scripted(respond, tls))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+def answer(status: str, body: bytes = b"", **headers: str) -> bytes:
+    lines = [f"HTTP/1.1 {status}", *(f"{k.replace('_', '-')}: {v}" for k, v in headers.items())]
+    if "Content_Length" not in headers and "Transfer_Encoding" not in headers:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def manifest_answer(body: bytes = MANIFEST) -> bytes:
+    return answer(
+        "200 OK", body, Content_Type=OCI_MANIFEST, Docker_Content_Digest=sha256_digest(body)
+    )
+
+
+def header(request: bytes, name: str) -> str | None:
+    for line in request.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name.lower().encode():
+            return value.strip().decode()
+    return None
+
+
+def read(url: str, reference: str = "v1", **kwargs) -> tuple[bytes, str] | None:
+    return read_manifest_directly(url, False, "t/m", reference, **kwargs)
+
+
+# -- real Distribution -----------------------------------------------------------------------
+
+
+def test_the_direct_read_answers_as_the_full_client(distribution: DistributionServer) -> None:
+    with HTTPRegistry(distribution.url + "/direct") as full:
+        manifest = _push_artifact(full, "a/b", "v1", b"layer bytes")
+        assert full.read_manifest("a/b", "v1") == (manifest, OCI_MANIFEST)
+    url = distribution.url + "/direct"
+    assert read_manifest_directly(url, False, "a/b", "v1") == (manifest, OCI_MANIFEST)
+    digest = sha256_digest(manifest)
+    assert read_manifest_directly(url, False, "a/b", digest) == (manifest, OCI_MANIFEST)
+    assert read_manifest_directly(url, False, "a/b", "absent") is None
+    assert read_manifest_directly(url, False, "never/pushed", "v1") is None
+
+
+@pytest.fixture(scope="module")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DistributionServer]:
+    tokens = TokenService(users={"payments": "pw1"}, rule=lambda user, name, actions: actions)
+    server = DistributionServer(tmp_path_factory.mktemp("direct"), token_service=tokens).start()
+    yield server
+    server.stop()
+
+
+def test_a_token_got_by_the_direct_read_serves_the_full_client(
+    token_registry: DistributionServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user's own credentials (environment): the direct read answers the challenge with a
+    token it keeps in the local store's token cache, where the full client finds it."""
+    tokens = token_registry.token_service
+    assert tokens is not None
+    with HTTPRegistry(token_registry.url, credentials=Credentials("payments", "pw1")) as writer:
+        manifest = _push_artifact(writer, "teams/p/packs", "lock-1", b"pack")
+    monkeypatch.setenv("BSR_TEAM_CACHE_DIR", str(tmp_path / "store"))
+    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_USERNAME", "payments")
+    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_PASSWORD", "pw1")
+    before = len(tokens.issued)
+    found = read_manifest_directly(token_registry.url, False, "teams/p/packs", "lock-1")
+    assert found == (manifest, OCI_MANIFEST)
+    pull = {"type": "repository", "name": "teams/p/packs", "actions": ["pull"]}
+    assert tokens.issued[before:] == [{"user": "payments", "access": [pull]}]
+    cache = tmp_path / "store" / TOKEN_CACHE_FILE
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600 and b"pw1" not in cache.read_bytes()
+    # A later read, direct or full, needs no new token.
+    assert read_manifest_directly(token_registry.url, False, "teams/p/packs", "lock-1") == found
+    with HTTPRegistry(token_registry.url) as full:
+        assert full.read_manifest("teams/p/packs", "lock-1") == found
+    assert len(tokens.issued) == before + 1
+    # Wrong credentials: the direct read leaves it to the full client, which says so.
+    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_PASSWORD", "wrong")
+    monkeypatch.setenv("BSR_TEAM_CACHE_DIR", str(tmp_path / "other-store"))
+    with pytest.raises(NotAnswered, match="HTTP 401"):
+        read_manifest_directly(token_registry.url, False, "teams/p/packs", "lock-1")
+
+
+def test_a_registry_opened_from_its_url_reads_directly_until_its_client_is_built(
+    distribution: DistributionServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with HTTPRegistry(distribution.url) as full:
+        manifest = _push_artifact(full, "first/read", "v1", b"layer")
+    calls: list[str] = []
+    real = DirectReader.read_manifest
+
+    def recording(reader, repo, reference):
+        calls.append(reference)
+        return real(reader, repo, reference)
+
+    monkeypatch.setattr(DirectReader, "read_manifest", recording)
+    registry = open_registry(distribution.url)
+    layer = sha256_digest(b"layer")
+    for _ in range(2):
+        assert registry.read_manifest("first/read", "v1") == (manifest, OCI_MANIFEST)
+        assert registry.read_blob("first/read", layer, max_bytes=5) == b"layer"
+    assert calls == ["v1", "v1"] and registry._backend is None  # no HTTP client built
+    # Anything else builds the client, which then serves every read.
+    assert registry.blob_exists("first/read", layer)
+    assert registry.read_manifest("first/read", "v1") == (manifest, OCI_MANIFEST)
+    assert calls == ["v1", "v1"] and registry._backend is not None
+    registry.close()
+    # A proxy in the environment: the client reads (here told to bypass it for loopback).
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    proxied = open_registry(distribution.url)
+    assert proxied.read_manifest("first/read", "v1") == (manifest, OCI_MANIFEST)
+    assert calls == ["v1", "v1"] and proxied._backend is not None
+    proxied.close()
+
+
+def test_a_read_not_answered_directly_goes_to_the_client_and_so_do_all_after_it(
+    distribution: DistributionServer,
+) -> None:
+    with HTTPRegistry(distribution.url) as full:
+        manifest = _push_artifact(full, "after/miss", "v1", b"layer")
+    registry = open_registry(distribution.url)
+    # A blob that is not there: the direct read leaves it to the client, which says so.
+    with pytest.raises(MissingBlobError):
+        registry.read_blob("after/miss", sha256_digest(b"absent"), max_bytes=100)
+    assert registry._direct_off and registry._backend is not None
+    assert registry.read_manifest("after/miss", "v1") == (manifest, OCI_MANIFEST)
+    registry.close()
+
+
+# -- scripted servers -------------------------------------------------------------------------
+
+
+def test_sized_chunked_and_closed_answers_are_read_exactly(scripted) -> None:
+    body = MANIFEST
+    digest = sha256_digest(body)
+    chunked = (
+        f"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: {OCI_MANIFEST}\r\n"
+        f"Docker-Content-Digest: {digest}\r\n\r\n"
+    ).encode()
+    chunked += b"".join(b"%x;ext=1\r\n%s\r\n" % (len(body[i : i + 7]), body[i : i + 7])
+                        for i in range(0, len(body), 7))  # fmt: skip
+    chunked += b"0\r\nTrailer: x\r\n\r\n"
+    closed = (
+        f"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: {OCI_MANIFEST}\r\n\r\n"
+    ).encode() + body
+    for raw in (manifest_answer(), [chunked[:5], chunked[5:40], chunked[40:]], [closed, b""]):
+        server = scripted(lambda request, raw=raw: raw)
+        assert read(server.url) == (body, OCI_MANIFEST)
+        request = server.requests[0][1]
+        assert request.startswith(f"GET {PATH} HTTP/1.1\r\n".encode())
+        assert header(request, "Host") == f"127.0.0.1:{server.port}"
+        assert header(request, "Accept-Encoding") == "identity"
+        assert header(request, "Authorization") is None
+
+
+def test_a_manifest_that_is_not_what_the_registry_states_is_refused(scripted) -> None:
+    lie = answer("200 OK", MANIFEST, Docker_Content_Digest=sha256_digest(b"other"))
+    server = scripted(lambda request: lie)
+    with pytest.raises(DigestMismatchError):
+        read(server.url)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (answer("200 OK", b"x", Content_Length=str(4 * 1024 * 1024 + 1)), "over 4194304"),
+        (answer("200 OK", b"x", Content_Length="12a"), "malformed Content-Length"),
+        (answer("200 OK", MANIFEST, Content_Encoding="gzip"), "compressed"),
+        (answer("200 OK", MANIFEST, Transfer_Encoding="gzip, chunked"), "transfer coding"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "chunk size"),
+        (b"HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n", "malformed header"),
+        (b"HTTP/2 200\r\n\r\n", "status line"),
+        (b"HTTP/1.1 100 Continue\r\n\r\n", "interim"),
+        ([b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", b""], "closed before the"),
+        (answer("302 Found", Location="http://127.0.0.1:9/elsewhere"), "HTTP 302"),
+        (answer("500 Internal Server Error"), "HTTP 500"),
+        (answer("401 Unauthorized", WWW_Authenticate='Negotiate x="y"'), "scheme 'negotiate'"),
+        (answer("401 Unauthorized", WWW_Authenticate="Basic realm=r"), "wants a password"),
+    ],
+)
+def test_an_unusual_answer_is_left_to_the_full_client(scripted, raw, reason) -> None:
+    server = scripted(lambda request: raw)
+    with pytest.raises(NotAnswered, match=reason):
+        read(server.url)
+    assert len(server.requests) == 1  # a redirect is not followed, nothing is retried
+
+
+def test_endless_answers_stop_at_their_bounds(scripted) -> None:
+    header_flood = [b"HTTP/1.1 200 OK\r\n"] + [b"X-Pad: " + b"a" * 1000 + b"\r\n"] * 100
+    server = scripted(lambda request: header_flood)
+    with pytest.raises(NotAnswered, match="header section is too large"):
+        read(server.url)
+    cap = limits().max_document_bytes
+    unsized = [b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"] + [b"{" * 65536] * (
+        cap // 65536 + 2
+    )
+    server = scripted(lambda request: [*unsized, b""])
+    with pytest.raises(NotAnswered, match=f"exceeds {cap} bytes"):
+        read(server.url)
+    chunks = [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"]
+    chunks += [b"10000\r\n" + b"{" * 65536 + b"\r\n"] * (cap // 65536 + 2)
+    server = scripted(lambda request: chunks)
+    with pytest.raises(NotAnswered, match=f"exceeds {cap} bytes"):
+        read(server.url)
+
+
+def test_a_server_that_stalls_is_given_up_at_the_deadline(scripted) -> None:
+    release = threading.Event()
+
+    def stall(request: bytes) -> None:
+        release.wait(30)
+        return None
+
+    server = scripted(stall)
+    try:
+        stalled = f"team registry {server.url}: GET {PATH}: the deadline passed"
+        with deadline_scope(0.5), pytest.raises(RegistryError, match=stalled):
+            read(server.url)
+    finally:
+        release.set()
+
+
+def test_nothing_is_sent_for_a_reference_that_would_split_the_request(scripted) -> None:
+    server = scripted(lambda request: manifest_answer())
+    with pytest.raises(NotAnswered, match="control characters"):
+        read(server.url, reference="v1\r\nX-Injected: 1")
+    assert server.requests == []
+
+
+def test_a_proxy_in_the_environment_leaves_the_read_to_the_full_client(
+    scripted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = scripted(lambda request: manifest_answer())
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+    with pytest.raises(NotAnswered, match="proxy"):
+        read(server.url)
+    assert server.connections == 0
+
+
+def test_a_basic_challenge_is_answered_on_the_same_connection(
+    scripted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def respond(request: bytes) -> bytes:
+        if header(request, "Authorization") is None:
+            return answer("401 Unauthorized", b"{}", WWW_Authenticate='Basic realm="r"')
+        return manifest_answer()
+
+    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_USERNAME", "ann")
+    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_PASSWORD", "s3cret")
+    server = scripted(respond)
+    assert read(server.url) == (MANIFEST, OCI_MANIFEST)
+    expected = "Basic " + base64.b64encode(b"ann:s3cret").decode()
+    assert [(n, header(r, "Authorization")) for n, r in server.requests] == [
+        (1, None),
+        (1, expected),
+    ]
+
+
+def test_the_bearer_flow_sends_credentials_only_to_the_token_service(
+    scripted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BSR_TEAM_CACHE_DIR", str(tmp_path / "store"))
+    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_USERNAME", "ann")
+    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_PASSWORD", "s3cret")
+    token_server = scripted(
+        lambda request: answer("200 OK", b'{"token": "tok-1", "expires_in": 300}')
+    )
+    realm = f"{token_server.url}/token?a=1"
+
+    def registry(request: bytes) -> bytes:
+        if header(request, "Authorization") != "Bearer tok-1":
+            challenge = f'Bearer realm="{realm}",service="reg"'
+            return answer("401 Unauthorized", b"{}", WWW_Authenticate=challenge)
+        return manifest_answer()
+
+    server = scripted(registry)
+    assert read(server.url) == (MANIFEST, OCI_MANIFEST)
+    assert [(n, header(r, "Authorization")) for n, r in server.requests] == [
+        (1, None),
+        (1, "Bearer tok-1"),
+    ]
+    ((_, token_request),) = token_server.requests
+    basic = "Basic " + base64.b64encode(b"ann:s3cret").decode()
+    assert token_request.startswith(
+        b"GET /token?a=1&scope=repository%3At%2Fm%3Apull&service=reg HTTP/1.1\r\n"
+    )
+    assert header(token_request, "Authorization") == basic
+    cached = TokenCache(tmp_path / "store")._read()
+    assert [entry.token for entry in cached.values()] == ["tok-1"]
+    # The next process sends the cached token at once: no challenge, no token request.
+    assert read(server.url) == (MANIFEST, OCI_MANIFEST)
+    assert [header(r, "Authorization") for _, r in server.requests[2:]] == ["Bearer tok-1"]
+    assert len(token_server.requests) == 1
+
+
+def test_a_token_service_not_on_https_gets_no_credentials(
+    scripted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BSR_TEAM_CACHE_DIR", str(tmp_path / "store"))
+    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_USERNAME", "ann")
+    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_PASSWORD", "s3cret")
+    challenge = 'Bearer realm="http://tokens.example.invalid/token"'
+    server = scripted(lambda request: answer("401 Unauthorized", b"{}", WWW_Authenticate=challenge))
+    with pytest.raises(NotAnswered, match="it is not https"):
+        read(server.url)
+    assert all(b"s3cret" not in r and header(r, "Authorization") is None
+               for _, r in server.requests)  # fmt: skip
+
+
+def test_tls_is_verified_against_the_trusted_cas(
+    scripted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = ensure_tls_files(tmp_path / "tls", ["localhost", "127.0.0.1"])
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(files.server_cert, files.server_key)
+    server = scripted(lambda request: manifest_answer(), tls=context)
+    monkeypatch.setenv("SSL_CERT_FILE", str(files.ca_cert))
+    assert read(server.url) == (MANIFEST, OCI_MANIFEST)
+    other = ensure_tls_files(tmp_path / "other-tls", ["localhost"])
+    monkeypatch.setenv("SSL_CERT_FILE", str(other.ca_cert))
+    with pytest.raises(NotAnswered, match="CERTIFICATE_VERIFY_FAILED"):
+        read(server.url)
+    assert len(server.requests) == 1  # nothing was sent over the untrusted connection
