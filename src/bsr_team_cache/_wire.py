@@ -6,6 +6,7 @@ before (and often instead of) loading httpx."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -35,8 +36,15 @@ def default_ssl_context() -> ssl.SSLContext:
 
 
 def proxy_configured() -> bool:
-    """Whether the environment names an HTTP proxy (which only the full client honours)."""
-    return any(os.environ.get(name) or os.environ.get(name.upper()) for name in _PROXY_VARIABLES)
+    """Whether an HTTP proxy may be configured (which only the full client honours): named in
+    the environment, or, on macOS and Windows, in the system settings httpx also reads."""
+    if any(os.environ.get(name) or os.environ.get(name.upper()) for name in _PROXY_VARIABLES):
+        return True
+    if sys.platform in ("darwin", "win32"):
+        import urllib.request
+
+        return bool(urllib.request.getproxies())
+    return False
 
 
 class TransferTooSlow(Exception):

@@ -19,11 +19,11 @@ from bsr_team_cache._deadline import deadline_scope
 from bsr_team_cache.bsr.devbsr import ensure_tls_files
 from bsr_team_cache.errors import DigestMismatchError, MissingBlobError, RegistryError
 from bsr_team_cache.limits import limits
-from bsr_team_cache.oci import open_registry
+from bsr_team_cache.oci import direct, open_registry
 from bsr_team_cache.oci.base import OCI_MANIFEST, sha256_digest
 from bsr_team_cache.oci.credentials import Credentials
 from bsr_team_cache.oci.devregistry import DistributionServer, TokenService
-from bsr_team_cache.oci.direct import DirectReader, NotAnswered, read_manifest_directly
+from bsr_team_cache.oci.direct import DirectReader, NotAnswered
 from bsr_team_cache.oci.http import HTTPRegistry
 from bsr_team_cache.oci.tokens import TOKEN_CACHE_FILE, TokenCache
 from tests.oci.test_http import _push_artifact
@@ -143,8 +143,18 @@ def header(request: bytes, name: str) -> str | None:
     return None
 
 
-def read(url: str, reference: str = "v1", **kwargs) -> tuple[bytes, str] | None:
-    return read_manifest_directly(url, False, "t/m", reference, **kwargs)
+def read_manifest_directly(
+    url: str, insecure: bool, repo: str, reference: str
+) -> tuple[bytes, str] | None:
+    reader = DirectReader(url, insecure)
+    try:
+        return reader.read_manifest(repo, reference)
+    finally:
+        reader.close()
+
+
+def read(url: str, reference: str = "v1") -> tuple[bytes, str] | None:
+    return read_manifest_directly(url, False, "t/m", reference)
 
 
 # -- real Distribution -----------------------------------------------------------------------
@@ -286,6 +296,7 @@ def test_a_manifest_that_is_not_what_the_registry_states_is_refused(scripted) ->
     [
         (answer("200 OK", b"x", Content_Length=str(4 * 1024 * 1024 + 1)), "over 4194304"),
         (answer("200 OK", b"x", Content_Length="12a"), "malformed Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nx", "malformed Content-Length"),
         (answer("200 OK", MANIFEST, Content_Encoding="gzip"), "compressed"),
         (answer("200 OK", MANIFEST, Transfer_Encoding="gzip, chunked"), "transfer coding"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "chunk size"),
@@ -343,19 +354,9 @@ def test_a_server_that_stalls_is_given_up_at_the_deadline(scripted) -> None:
 
 def test_nothing_is_sent_for_a_reference_that_would_split_the_request(scripted) -> None:
     server = scripted(lambda request: manifest_answer())
-    with pytest.raises(NotAnswered, match="control characters"):
+    with pytest.raises(NotAnswered, match="control or non-ASCII"):
         read(server.url, reference="v1\r\nX-Injected: 1")
     assert server.requests == []
-
-
-def test_a_proxy_in_the_environment_leaves_the_read_to_the_full_client(
-    scripted, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    server = scripted(lambda request: manifest_answer())
-    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
-    with pytest.raises(NotAnswered, match="proxy"):
-        read(server.url)
-    assert server.connections == 0
 
 
 def test_a_basic_challenge_is_answered_on_the_same_connection(
@@ -442,3 +443,81 @@ def test_tls_is_verified_against_the_trusted_cas(
     with pytest.raises(NotAnswered, match="CERTIFICATE_VERIFY_FAILED"):
         read(server.url)
     assert len(server.requests) == 1  # nothing was sent over the untrusted connection
+
+
+def test_a_token_that_is_not_ascii_is_refused_and_not_kept(
+    scripted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BSR_TEAM_CACHE_DIR", str(tmp_path / "store"))
+    token_server = scripted(lambda request: answer("200 OK", '{"token": "\u20ac"}'.encode()))
+    challenge = f'Bearer realm="{token_server.url}/token"'
+    server = scripted(lambda request: answer("401 Unauthorized", b"{}", WWW_Authenticate=challenge))
+    with pytest.raises(NotAnswered, match="returned no token"):
+        read(server.url)
+    assert not (tmp_path / "store" / TOKEN_CACHE_FILE).exists()
+
+
+def test_names_outside_ascii_are_left_to_the_full_client(scripted) -> None:
+    """The full client sends such names in their IDNA form; nothing is sent here."""
+    with pytest.raises(NotAnswered, match="non-ASCII"):
+        read_manifest_directly("https://\u4f8b\u3048.example/ns", False, "t/m", "v1")
+    challenge = 'Bearer realm="https://\u00e9xample.test/token"'
+    server = scripted(lambda request: answer("401 Unauthorized", b"{}", WWW_Authenticate=challenge))
+    with pytest.raises(NotAnswered, match="non-ASCII"):
+        read(server.url)
+    assert len(server.requests) == 1
+
+
+def test_an_idle_connection_the_server_closed_is_replaced_once(scripted, monkeypatch) -> None:
+    """A server that closes a connection after a 401 without saying so: the read with the
+    password goes on a new connection, and the direct read still answers."""
+
+    def respond(request: bytes) -> bytes | list[bytes]:
+        if header(request, "Authorization") is None:
+            return [answer("401 Unauthorized", b"{}", WWW_Authenticate="Basic realm=r"), b""]
+        return manifest_answer()
+
+    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_USERNAME", "ann")
+    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_PASSWORD", "s3cret")
+    server = scripted(respond)
+    assert read(server.url) == (MANIFEST, OCI_MANIFEST)
+    assert [n for n, _ in server.requests] == [1, 2]
+
+
+def test_a_host_that_does_not_accept_is_left_to_the_full_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Connecting is bounded as in the full client (10 s; shortened here), and a registry that
+    cannot be reached is the full client's to retry and report."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    queued = []
+    for _ in range(4):  # fill the accept queue: further connections wait for ever
+        client = socket.socket()
+        client.setblocking(False)
+        client.connect_ex(("127.0.0.1", port))
+        queued.append(client)
+    monkeypatch.setattr(direct, "CONNECT_SECONDS", 0.5)
+    try:
+        with pytest.raises(NotAnswered, match="cannot connect"):
+            read(f"http://127.0.0.1:{port}")
+    finally:
+        for client in queued:
+            client.close()
+        listener.close()
+
+
+def test_a_proxy_in_the_environment_leaves_reads_to_the_full_client(
+    scripted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = scripted(lambda request: manifest_answer())
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+    registry = open_registry(server.url)
+    assert registry._read_directly(lambda reader: reader.read_manifest("t/m", "v1")) == (
+        False,
+        None,
+    )
+    assert server.connections == 0
+    registry.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bsr_team_cache._wire import SPILL_BYTES
+from bsr_team_cache.errors import BSRTeamCacheError
 from bsr_team_cache.oci.url import check_registry_url, redact
 
 if TYPE_CHECKING:
@@ -63,6 +64,11 @@ class _OnFirstUse:
             except NotAnswered:
                 self._direct_off = True  # the client asks again, and reports what it finds
                 return False, None
+            except BSRTeamCacheError:
+                raise  # a verdict on the content, or a transfer given up: the client's too
+            except Exception:  # a case direct.py does not foresee: the client's to handle
+                self._direct_off = True
+                return False, None
         finally:
             if self._direct is not None and (self._direct_off or self._backend is not None):
                 self._direct.close()  # no more direct reads: its idle connection goes
@@ -90,6 +96,7 @@ class _OnFirstUse:
         return self._backend  # (a direct read under way closes its reader when it ends)
 
     def close(self) -> None:
+        self._direct_off = True
         if self._direct is not None:
             with self._direct_lock:
                 self._direct.close()

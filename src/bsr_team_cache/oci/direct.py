@@ -1,26 +1,31 @@
-"""One manifest read without the HTTP stack: a cold fetch's first request.
+"""Registry reads without the HTTP stack: a cold fetch's first requests.
 
 A machine new to a lock reads one document from the team registry, the lock pack's manifest
-(team/packs.py; the modules ride inside it), and needs nothing else from it. Loading httpx and
-httpcore costs a process 70-130 ms, as long as the whole restore of a small tarball. This module
-reads that manifest over a plain socket (TLS by the ssl module, loaded for https only) while the
-rest of the fetch loads, and a fetch that the pack serves never loads the HTTP stack at all.
+(team/packs.py; the modules ride inside it, or in one blob beside it), and needs nothing else
+from it. Loading httpx and httpcore costs a process 70-130 ms, as long as the whole restore of
+a small tarball. A registry opened from its URL (oci/__init__.py) therefore reads manifests and
+small blobs here, over a plain socket (TLS by the ssl module, loaded for https only), until its
+full client is needed for anything else: the pack's request leaves while the rest of the fetch
+loads, and a fetch that the pack serves never loads the HTTP stack at all.
 
 It handles only the usual case, HTTP/1.1 with at most one idle connection kept per origin, and
-raises NotAnswered for anything else, so that the caller asks the full client (http.py), which
-then behaves as always: a proxy configured, a redirect, a status worth a retry, a challenge
-other than basic or bearer, a cached token refused, a compressed or malformed answer, a
-connection that fails. What it does, it does as the full client does:
+raises NotAnswered for anything else, so that the caller asks the full client (http.py),
+which then behaves as always: a proxy configured, a redirect, a status other than 200 and 404,
+a challenge other than basic or bearer, a cached token refused, a compressed or malformed
+answer, a host name outside ASCII, a connection that cannot be made within 10 s. What it does,
+it does as the full client does:
 
 * credentials go to the registry's own origin only (no redirect is followed), a basic password
   only after the registry asked for it, and registry credentials to a token service only over
   https (plain http on loopback);
 * tokens come from, and go into, the same cross-process cache (oci/tokens.py), under the same
   key and owner, so the full client reuses a token obtained here;
-* every wait is bounded by the command's deadline and the minimum transfer rate (_wire.Pace);
+* once connected, every wait is bounded by the command's deadline and the minimum transfer
+  rate (_wire.Pace); a transfer given up for them is the error (RegistryError), not asked again;
 * answers are bounded: the header section by 64 KiB, a manifest by the document limit, a token
-  answer by 1 MiB, whether sized, chunked or closed by the server;
-* the manifest is checked against the digest the registry states (base.manifest_answer).
+  answer by 1 MiB, a blob by its size (and 16 MiB), whether sized, chunked or closed by the
+  server;
+* a manifest is checked against the digest the registry states, a blob against its digest.
 """
 
 from __future__ import annotations
@@ -38,7 +43,6 @@ from bsr_team_cache._wire import (
     Pace,
     TransferTooSlow,
     default_ssl_context,
-    proxy_configured,
 )
 from bsr_team_cache.errors import BSRTeamCacheError, RegistryError
 from bsr_team_cache.limits import limits
@@ -72,6 +76,9 @@ _TOKEN_ANSWER_BYTES = 1 << 20
 _RECEIVE = 64 << 10
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-5][0-9][0-9])(?: [^\r\n]*)?")
 _CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]{1,15}")
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,12}")
+# Connecting (TCP and TLS) may take this long, as in the full client (http.py).
+CONNECT_SECONDS = 10.0
 _HEADER_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
@@ -109,6 +116,11 @@ class _Connection:
         self._pace.received(len(data))
         self._buffer += data
         return True
+
+    def first_bytes(self) -> None:
+        """Wait for the answer to start; NotAnswered if the connection closes first."""
+        if not self._buffer and not self._fill():
+            raise NotAnswered("the connection closed before answering")
 
     def reusable(self) -> bool:
         """The answer ended where the data did: the connection may carry another request."""
@@ -214,7 +226,7 @@ def _body(conn: _Connection, status: int, headers: dict[str, str], cap: int) -> 
         return _chunked(conn, cap)
     length = headers.get("content-length")
     if length is not None:
-        if not length.isdigit() or len(length) > 12:
+        if not _CONTENT_LENGTH.fullmatch(length):
             raise NotAnswered("a malformed Content-Length")
         if int(length) > cap:
             raise NotAnswered(f"the answer is {int(length)} bytes, over {cap}")
@@ -235,59 +247,85 @@ class Session:
             sock.close()
         self._idle.clear()
 
-    def _connect(self, scheme: str, hostname: str, port: int, pace: Pace) -> socket.socket:
-        # An ASCII name goes to the resolver as bytes: no IDNA codec to load for it.
-        name = hostname.encode("ascii") if hostname.isascii() else hostname
+    def _connect(self, scheme: str, hostname: str, port: int) -> socket.socket:
+        """A new connection (TLS for https), given at most CONNECT_SECONDS as the full client
+        gives it: an unreachable host is the full client's to retry and report."""
+        pace = Pace()
+        timeout = min(CONNECT_SECONDS, pace.bound(None, reading=False))
         try:
-            sock = socket.create_connection((name, port), timeout=pace.bound(None, reading=False))
-        except TimeoutError:
-            raise pace.timed_out() or NotAnswered("connecting timed out") from None
+            # An ASCII name (checked by the caller) goes to the resolver as bytes: no IDNA codec.
+            sock = socket.create_connection((hostname.encode("ascii"), port), timeout=timeout)
         except OSError as exc:
             raise NotAnswered(f"cannot connect ({exc})") from None
-        if scheme == "https":
-            sock.settimeout(pace.bound(None, reading=False))
-            try:
-                return self._tls().wrap_socket(sock, server_hostname=hostname)
-            except TimeoutError:
-                sock.close()
-                raise pace.timed_out() or NotAnswered("the TLS handshake timed out") from None
-            except OSError as exc:
-                sock.close()
-                raise NotAnswered(f"TLS: {exc}") from None
-        return sock
+        if scheme != "https":
+            return sock
+        try:
+            return self._tls().wrap_socket(sock, server_hostname=hostname)
+        except Exception as exc:  # OSError, ssl.SSLError, ValueError: not a connection to use
+            sock.close()
+            raise NotAnswered(f"TLS: {exc}") from None
 
     def request(
         self, method: str, url: str, headers: dict[str, str], cap: int, body: bytes | None = None
     ) -> Answer:
         """One request to ``url`` (http or https), its answer read whole (at most ``cap`` body
-        bytes); NotAnswered for anything unusual."""
-        if not url.isprintable() or " " in url:
-            raise NotAnswered("a URL with spaces or control characters")  # never sent
+        bytes); NotAnswered for anything unusual. An idle connection the server closed
+        meanwhile is replaced once."""
+        if not url.isascii() or not url.isprintable() or " " in url:
+            # Never sent: a line break would split the request, and a name outside ASCII would
+            # need the IDNA form the full client computes.
+            raise NotAnswered("a URL with spaces, control or non-ASCII characters")
         parts = urlsplit(url)
         try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
+            port = parts.port
         except ValueError:
             raise NotAnswered("a port that is not a number") from None
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
             raise NotAnswered("not a plain http(s) URL")
+        if port is None:
+            port = 443 if parts.scheme == "https" else 80
+        elif port == 0:
+            raise NotAnswered("port 0")
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}"]
         lines += [f"User-Agent: {USER_AGENT}", "Accept-Encoding: identity"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         if body is not None:
             lines.append(f"Content-Length: {len(body)}")
-        if any(c in "\r\n" for line in lines for c in line):
-            raise NotAnswered("a line break in the request")  # never sent: it would split it
-        request = "\r\n".join([*lines, "", ""]).encode("latin-1") + (body or b"")
+        text = "\r\n".join([*lines, "", ""])
+        if not text.isascii() or any(c in "\r\n" for line in lines for c in line):
+            raise NotAnswered("a header that is not one line of ASCII")  # never sent
+        request = text.encode("ascii") + (body or b"")
         key = (parts.scheme, parts.hostname, port)
+        idle = self._idle.pop(key, None)
+        if idle is not None:
+            try:
+                return self._exchange(idle, key, method, request, cap)
+            except _Unused:
+                pass  # the server closed it while idle: a new connection, once
+        sock = self._connect(parts.scheme, parts.hostname, port)
+        try:
+            return self._exchange(sock, key, method, request, cap)
+        except _Unused as exc:
+            raise NotAnswered(str(exc.__cause__ or "no answer")) from None
+
+    def _exchange(
+        self, sock: socket.socket, key: tuple[str, str, int], method: str, request: bytes, cap: int
+    ) -> Answer:
+        """``request`` on ``sock`` and its answer; _Unused if the connection failed before
+        any byte of an answer came (the request may be sent again on another)."""
         pace = Pace()
-        sock = self._idle.pop(key, None) or self._connect(parts.scheme, parts.hostname, port, pace)
         conn = _Connection(sock, pace)
         kept = False
         try:
-            pace.request_started()
             sock.settimeout(pace.bound(None, reading=False))
-            sock.sendall(request)
+            try:
+                sock.sendall(request)
+                conn.first_bytes()
+            except (OSError, NotAnswered) as exc:
+                if isinstance(exc, TimeoutError):
+                    raise
+                raise _Unused() from exc
             status, answer_headers = _parse_head(conn.head())
             if status < 200:
                 raise NotAnswered("an interim answer")
@@ -297,11 +335,15 @@ class Session:
             return Answer(status, answer_headers, data)
         except TimeoutError:
             raise pace.timed_out() or NotAnswered("timed out") from None
-        except (OSError, UnicodeError) as exc:
+        except (OSError, UnicodeError, ValueError) as exc:
             raise NotAnswered(f"{type(exc).__name__}: {exc}") from None
         finally:
             if not kept:
                 sock.close()
+
+
+class _Unused(Exception):
+    """The connection failed before any byte of the answer."""
 
 
 class DirectReader:
@@ -429,22 +471,4 @@ class DirectReader:
         return f"Bearer {token}"
 
 
-def read_manifest_directly(
-    url: str,
-    insecure: bool,
-    repo: str,
-    reference: str,
-    *,
-    tls: Callable[[], ssl.SSLContext] = default_ssl_context,
-) -> tuple[bytes, str] | None:
-    """DirectReader.read_manifest on a reader of its own (closed after)."""
-    if proxy_configured():
-        raise NotAnswered("a proxy is configured")
-    reader = DirectReader(url, insecure, tls=tls)
-    try:
-        return reader.read_manifest(repo, reference)
-    finally:
-        reader.close()
-
-
-__all__ = ["Answer", "DirectReader", "NotAnswered", "Session", "read_manifest_directly"]
+__all__ = ["Answer", "DirectReader", "NotAnswered", "Session"]

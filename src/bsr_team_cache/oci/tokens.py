@@ -87,7 +87,7 @@ class TokenCache:
             expires = entry.get("expires")
             valid_texts = all(
                 isinstance(t, str) and len(t) <= _MAX_TOKEN_CHARS and t.isprintable() for t in texts
-            )
+            ) and _header_safe(texts[0])
             valid_time = isinstance(expires, int | float) and not isinstance(expires, bool)
             if valid_texts and texts[0] and valid_time and expires > now:
                 token, realm, service, principal = texts
@@ -212,6 +212,10 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
+def _header_safe(token: str) -> bool:
+    return token.isascii() and token.isprintable()
+
+
 def principal_of(creds: Credentials) -> str:
     """Whose credentials these are, hashed (a cached token is only reused by them)."""
     if creds.identity_token:
@@ -283,7 +287,8 @@ def token_from_answer(body: bytes, where: str) -> tuple[str, float]:
         payload = json.loads(body)
         token = payload.get("token") or payload["access_token"]
         lifetime = float(payload.get("expires_in", 60))
-        if not isinstance(token, str) or not token.isprintable() or not lifetime > 0:
+        # A token is sent in a header: printable ASCII only (RFC 6750's token characters).
+        if not isinstance(token, str) or not _header_safe(token) or not lifetime > 0:
             raise ValueError("not a token")
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise RegistryError(f"{where}: token service returned no token") from None
