@@ -126,34 +126,20 @@ class _Connection:
         """The answer ended where the data did: the connection may carry another request."""
         return not self._closed and not self._buffer
 
-    def head(self) -> bytes:
-        """Everything up to the blank line that ends the header section (not included)."""
+    def until(self, separator: bytes, limit: int, what: str) -> bytes:
+        """The bytes before the next ``separator`` (which is consumed), at most ``limit``."""
         start = 0
         while True:
-            end = self._buffer.find(b"\r\n\r\n", start)
+            end = self._buffer.find(separator, start)
             if end >= 0:
-                head = bytes(self._buffer[:end])
-                del self._buffer[: end + 4]
-                return head
-            if len(self._buffer) > HEADER_BYTES:
-                raise NotAnswered("the header section is too large")
-            start = max(0, len(self._buffer) - 3)
-            if not self._fill():
-                raise NotAnswered("the connection closed within the header section")
-
-    def line(self, limit: int) -> bytes:
-        start = 0
-        while True:
-            end = self._buffer.find(b"\r\n", start)
-            if end >= 0:
-                line = bytes(self._buffer[:end])
-                del self._buffer[: end + 2]
-                return line
+                found = bytes(self._buffer[:end])
+                del self._buffer[: end + len(separator)]
+                return found
             if len(self._buffer) > limit:
-                raise NotAnswered("a chunk line is too long")
-            start = max(0, len(self._buffer) - 1)
+                raise NotAnswered(f"{what} is too large")
+            start = max(0, len(self._buffer) - len(separator) + 1)
             if not self._fill():
-                raise NotAnswered("the connection closed within a chunk line")
+                raise NotAnswered(f"the connection closed within {what}")
 
     def exactly(self, size: int) -> bytes:
         while len(self._buffer) < size:
@@ -191,7 +177,7 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
 def _chunked(conn: _Connection, cap: int) -> bytes:
     body = bytearray()
     while True:
-        size_text = conn.line(1024).split(b";", 1)[0].strip()
+        size_text = conn.until(b"\r\n", 1024, "a chunk line").split(b";", 1)[0].strip()
         if (
             not size_text
             or len(size_text) > 16
@@ -207,7 +193,7 @@ def _chunked(conn: _Connection, cap: int) -> bytes:
         if conn.exactly(2) != b"\r\n":
             raise NotAnswered("a chunk without its line end")
     trailers = 0
-    while conn.line(HEADER_BYTES):  # trailer fields, ignored; a blank line ends them
+    while conn.until(b"\r\n", HEADER_BYTES, "a trailer field"):  # ignored; a blank line ends them
         trailers += 1
         if trailers > 100:
             raise NotAnswered("too many trailer fields")
@@ -326,7 +312,8 @@ class Session:
                 if isinstance(exc, TimeoutError):
                     raise
                 raise _Unused() from exc
-            status, answer_headers = _parse_head(conn.head())
+            head = conn.until(b"\r\n\r\n", HEADER_BYTES, "the header section")
+            status, answer_headers = _parse_head(head)
             if status < 200:
                 raise NotAnswered("an interim answer")
             data = b"" if method == "HEAD" else _body(conn, status, answer_headers, cap)

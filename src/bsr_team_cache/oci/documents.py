@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -193,6 +192,8 @@ def update_document(
     that checked just before our write can overwrite it, and this second look puts our change
     back. Returns the document that holds our change. ``vet`` chooses what the change builds
     on (a signed document: only what verifies); ``annotations`` may be computed per payload."""
+    import random  # for the jitter of retries: not loaded by the readers of documents
+
     wrote = False
     for attempt in range(attempts):
         current, digest = _current(registry, repo, tag, artifact_type, vet or _as_read)

@@ -34,19 +34,12 @@ from bsr_team_cache.oci.base import RegistryBackend
 from bsr_team_cache.store import LocalStore
 from bsr_team_cache.store.index import lock_memo_key
 from bsr_team_cache.team import DEFAULT_LABEL_TTL
-from bsr_team_cache.team.labels import (
-    DEFAULT_LABEL,
-    LabelRecord,
-    label_index_repository,
-    labels_context,
-    read_trusted_label_index,
-    update_label_index,
-)
 
 if TYPE_CHECKING:
     from bsr_team_cache.bsr.client import BSRModuleClient
     from bsr_team_cache.oci.artifact import ModuleArtifact
     from bsr_team_cache.store.fallible import FallibleStore
+    from bsr_team_cache.team.labels import LabelRecord
     from bsr_team_cache.team.trust import DocumentSigner, TrustedConfig
 
 
@@ -85,6 +78,8 @@ class TeamContext:
         return module_repository(self.team, module, self.namespace)
 
     def labels_repo(self, module: ModuleName) -> str:
+        from bsr_team_cache.team.labels import label_index_repository
+
         return label_index_repository(self.team, module, self.namespace)
 
 
@@ -238,6 +233,8 @@ def _rounds(refs: tuple[ModuleRef, ...], commits: list[str]) -> list[list[Module
 
 
 def _label_of(ref: ModuleRef) -> str:
+    from bsr_team_cache.team.labels import DEFAULT_LABEL
+
     return ref.ref if ref.ref is not None else DEFAULT_LABEL
 
 
@@ -253,6 +250,8 @@ def _remember_labels(
     """Record each label's commit here and in the team's label index (in a signed team, only
     a maintainer's or admin's, signed); why the team registry could not be written, if it
     could not."""
+    from bsr_team_cache.team.labels import LabelRecord, labels_context, update_label_index
+
     now = clock()
     labelled = [
         (ref, commit) for ref, commit in zip(refs, commits, strict=True) if not ref.is_commit
@@ -406,6 +405,8 @@ def _newest_label_record(
 ) -> LabelRecord | None:
     """The newest record of the ref's label: the team's verified index (``trusted`` None: the
     registry is down) or this machine's."""
+    from bsr_team_cache.team.labels import LabelRecord, read_trusted_label_index
+
     candidates: list[LabelRecord] = []
     try:
         if trusted is not None:
