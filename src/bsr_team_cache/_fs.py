@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from bsr_team_cache.errors import (
+    ConfigError,
     ContentTooLargeError,
     DigestMismatchError,
     InvalidContentError,
@@ -157,6 +158,37 @@ def read_regular_file(path: Path, max_bytes: int, *, follow_links: bool = False)
         os.close(fd)
     if len(data) > max_bytes:
         raise ContentTooLargeError(f"{path}: grew beyond {max_bytes} bytes while read")
+    return data
+
+
+def read_private_file(path: Path, what: str, max_bytes: int) -> bytes:
+    """A private key file's bytes (``what`` names it in messages): a regular file (links
+    followed: mounted secrets are links), refused like ssh refuses it when group or others may
+    read it, and beyond ``max_bytes``. ConfigError says which file and what to do."""
+    try:
+        fd = open_regular_file(path, max_bytes, follow_links=True)
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read the {what} ({exc.strerror or exc})") from None
+    except ContentTooLargeError:  # (an InvalidContentError too: first)
+        raise ConfigError(path, f"the {what} is larger than {max_bytes} bytes") from None
+    except InvalidContentError:
+        raise ConfigError(path, f"the {what} is not a regular file") from None
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o077:
+            raise ConfigError(
+                path,
+                f"the {what} is readable by others (mode {mode:04o}); it must be private:"
+                f" chmod 600 {path}",
+            )
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read the {what} ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise ConfigError(path, f"the {what} is larger than {max_bytes} bytes")
     return data
 
 

@@ -36,8 +36,13 @@ def test_the_key_is_created_once_with_private_modes(tmp_path: Path) -> None:
 def test_a_key_readable_by_others_is_refused(tmp_path: Path) -> None:
     SigningKey.load_or_create(tmp_path, "issuer-x")
     os.chmod(tmp_path / "key.pem", 0o644)
-    with pytest.raises(ConfigError, match=r"readable by others \(mode 644\) \(chmod 600 "):
+    with pytest.raises(ConfigError) as refused:
         SigningKey.load_or_create(tmp_path, "issuer-x")
+    key = tmp_path / "key.pem"
+    assert str(refused.value) == (
+        f"{key}: the signing key is readable by others (mode 0644); it must be private:"
+        f" chmod 600 {key}"
+    )
 
 
 def test_a_certificate_of_another_key_is_refused(tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ import base64
 import datetime as dt
 import json
 import os
-import stat
 import time
 import uuid
 from collections.abc import Iterable
@@ -28,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from bsr_team_cache._fs import atomic_write
+from bsr_team_cache._fs import atomic_write, read_private_file
 from bsr_team_cache.errors import ConfigError
 
 KEY_FILE = "key.pem"
@@ -36,6 +35,8 @@ CERT_FILE = "cert.pem"
 CERT_DAYS = 3650  # the registry trusts this certificate until the key is rotated
 # Tokens are accepted a little before they were issued: clocks of the two hosts differ.
 CLOCK_SKEW = 10
+
+_MAX_KEY_BYTES = 64 << 10  # a PEM key is a few hundred bytes: more is not one
 
 
 @dataclass(frozen=True)
@@ -108,15 +109,9 @@ class SigningKey:
                 raise ConfigError(
                     path, "missing", hint="key.pem and cert.pem go together: restore or delete both"
                 )
-        mode = stat.S_IMODE(key_path.stat().st_mode)
-        if mode & 0o077:
-            raise ConfigError(
-                key_path,
-                f"the signing key is readable by others (mode {mode:o})",
-                hint=f"chmod 600 {key_path}",
-            )
+        pem = read_private_file(key_path, "signing key", _MAX_KEY_BYTES)
         try:
-            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+            key = serialization.load_pem_private_key(pem, password=None)
             certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
         except ValueError as exc:
             raise ConfigError(key_path.parent, f"unreadable key or certificate ({exc})") from None

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
+from bsr_team_cache._fs import read_private_file
 from bsr_team_cache.errors import (
     ConfigError,
     ContentTooLargeError,
@@ -218,30 +219,15 @@ def private_keys_from_env(env: Mapping[str, str]) -> list[PrivateKey]:
     path = env.get(ENV_PRIVATE_KEY_FILE, "").strip()
     if path:
         key_file = private_key_path(path, ENV_PRIVATE_KEY_FILE, ENV_PRIVATE_KEY)
-        data, where = _private_key_file(key_file.expanduser())
-        keys.append(load_private_key(data, name=where))
+        key_file = key_file.expanduser()
+        data = read_private_file(key_file, "private key", MAX_KEY_FILE_BYTES)
+        keys.append(load_private_key(data, name=str(key_file)))
     pem = env.get(ENV_PRIVATE_KEY, "").strip()
     if pem:
         if not pem.startswith("-----BEGIN"):
             raise ConfigError(ENV_PRIVATE_KEY, "is not a PEM private key ('-----BEGIN ...')")
         keys.append(load_private_key(pem.encode(), name=ENV_PRIVATE_KEY))
     return keys
-
-
-def _private_key_file(path: Path) -> tuple[bytes, str]:
-    """The bytes of the private key file ``path``, refused when group or others may read it
-    (as ssh refuses such keys)."""
-    try:
-        mode = path.stat().st_mode
-    except OSError as exc:
-        raise ConfigError(path, f"cannot read the private key ({exc.strerror})") from None
-    if mode & 0o077:
-        raise ConfigError(
-            path,
-            f"the private key is readable by others (mode {mode & 0o777:04o}); it must be"
-            f" private: chmod 600 {path}",
-        )
-    return _key_bytes(path, "private key", None)
 
 
 def key_fingerprint(key: PrivateKey | PublicKey) -> str:

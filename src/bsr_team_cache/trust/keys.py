@@ -13,12 +13,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bsr_team_cache._fs import read_private_file
 from bsr_team_cache.errors import ConfigError, UsageError
 
 # cryptography is imported where keys are loaded, made or checked: reading an unsigned team's
@@ -122,34 +122,13 @@ def private_key_path(value: str, variable: str, pem_variable: str) -> Path:
     return Path(value)
 
 
-def read_private_key_file(path: Path, what: str) -> bytes:
-    """A private key file's bytes, refused (like ssh does) when group or others may read it."""
-    try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(path, f"the {what} is not a regular file")
-        if info.st_mode & 0o077:
-            raise ConfigError(
-                path,
-                f"the {what} is readable by others (mode {stat.S_IMODE(info.st_mode):04o});"
-                f" it must be private: chmod 600 {path}",
-            )
-        with path.open("rb") as f:
-            data = f.read(_MAX_PEM + 1)
-    except OSError as exc:
-        raise ConfigError(path, f"cannot read the {what} ({exc.strerror or exc})") from None
-    if len(data) > _MAX_PEM:
-        raise ConfigError(path, f"the {what} is larger than {_MAX_PEM} bytes: not a PEM key")
-    return data
-
-
 def load_signing_key(env: Mapping[str, str] | None = None) -> SigningKey | None:
     """This member's signing key from the environment; None when none is configured."""
     env = os.environ if env is None else env
     path = env.get(SIGNING_KEY_FILE_ENV, "")
     if path:
         key_file = private_key_path(path, SIGNING_KEY_FILE_ENV, SIGNING_KEY_ENV)
-        return _private_key_from_pem(read_private_key_file(key_file, "signing key"), path)
+        return _private_key_from_pem(read_private_file(key_file, "signing key", _MAX_PEM), path)
     text = env.get(SIGNING_KEY_ENV, "")
     if text:
         if len(text) > _MAX_PEM:

@@ -1,0 +1,48 @@
+"""The one reader of private key files (_fs.read_private_file): the signing key of the auth
+server, a team's document signing key and a member's decryption key all go through it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bsr_team_cache._fs import read_private_file
+from bsr_team_cache.errors import ConfigError
+
+PEM = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+
+
+def _refusal(path: Path, max_bytes: int = 1024) -> str:
+    with pytest.raises(ConfigError) as refused:
+        read_private_file(path, "private key", max_bytes)
+    return str(refused.value)
+
+
+def test_a_private_file_is_read_through_a_link(tmp_path: Path) -> None:
+    key = tmp_path / "key.pem"
+    key.write_bytes(PEM)
+    key.chmod(0o600)
+    link = tmp_path / "mounted.pem"  # a mounted secret is often a link to the file
+    link.symlink_to(key)
+    assert read_private_file(link, "private key", 1024) == PEM
+
+
+def test_what_is_not_a_private_key_file_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    key = tmp_path / "key.pem"
+    key.write_bytes(PEM)
+    key.chmod(0o640)
+    assert _refusal(key) == (
+        f"{key}: the private key is readable by others (mode 0640); it must be private:"
+        f" chmod 600 {key}"
+    )
+    key.chmod(0o600)
+    assert _refusal(key, max_bytes=10) == f"{key}: the private key is larger than 10 bytes"
+    fifo = tmp_path / "fifo.pem"  # would block a reader for ever
+    os.mkfifo(fifo, 0o600)
+    assert _refusal(fifo) == f"{fifo}: the private key is not a regular file"
+    absent = tmp_path / "absent.pem"
+    assert _refusal(absent) == (
+        f"{absent}: cannot read the private key (No such file or directory)"
+    )
