@@ -35,7 +35,7 @@ def test_what_is_not_a_private_key_file_is_refused_with_what_to_do(tmp_path: Pat
     key.chmod(0o640)
     assert _refusal(key) == (
         f"{key}: the private key is readable by others (mode 0640); it must be private:"
-        f" chmod 600 {key}"
+        f" chmod 600 {key} (a mounted secret: mode 0400)"
     )
     key.chmod(0o600)
     assert _refusal(key, max_bytes=10) == f"{key}: the private key is larger than 10 bytes"
@@ -46,3 +46,18 @@ def test_what_is_not_a_private_key_file_is_refused_with_what_to_do(tmp_path: Pat
     assert _refusal(absent) == (
         f"{absent}: cannot read the private key (No such file or directory)"
     )
+
+
+def test_a_key_of_another_owner_is_read_as_ssh_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group or others reading a key is refused only when the key is this user's (ssh's
+    rule): a secret mounted read-only by another owner is not this user's to fix."""
+    key = tmp_path / "mounted.pem"
+    key.write_bytes(PEM)
+    key.chmod(0o440)
+    owner = key.stat().st_uid
+    monkeypatch.setattr(os, "getuid", lambda: owner + 1)  # this process: another user
+    assert read_private_file(key, "private key", 1024) == PEM
+    monkeypatch.setattr(os, "getuid", lambda: owner)
+    assert "readable by others (mode 0440)" in _refusal(key)

@@ -163,8 +163,9 @@ def read_regular_file(path: Path, max_bytes: int, *, follow_links: bool = False)
 
 def read_private_file(path: Path, what: str, max_bytes: int) -> bytes:
     """A private key file's bytes (``what`` names it in messages): a regular file (links
-    followed: mounted secrets are links), refused like ssh refuses it when group or others may
-    read it, and beyond ``max_bytes``. ConfigError says which file and what to do."""
+    followed: mounted secrets are links), refused beyond ``max_bytes`` and, as ssh refuses it,
+    when it is this user's and group or others may read it (a file of another owner, such as a
+    secret mounted read-only, is not ours to fix). ConfigError says which file and what to do."""
     try:
         fd = open_regular_file(path, max_bytes, follow_links=True)
     except OSError as exc:
@@ -174,12 +175,13 @@ def read_private_file(path: Path, what: str, max_bytes: int) -> bytes:
     except InvalidContentError:
         raise ConfigError(path, f"the {what} is not a regular file") from None
     try:
-        mode = stat.S_IMODE(os.fstat(fd).st_mode)
-        if mode & 0o077:
+        info = os.fstat(fd)
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077 and info.st_uid == os.getuid():
             raise ConfigError(
                 path,
                 f"the {what} is readable by others (mode {mode:04o}); it must be private:"
-                f" chmod 600 {path}",
+                f" chmod 600 {path} (a mounted secret: mode 0400)",
             )
         with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read(max_bytes + 1)

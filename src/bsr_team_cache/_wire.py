@@ -5,6 +5,7 @@ before (and often instead of) loading httpx."""
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -80,7 +81,10 @@ class Pace:
                 self._window_start, self._window_bytes = now, 0
             if self._window_bytes < lim.low_speed_bytes:
                 left = min(left, self._window_start + lim.low_speed_seconds - now)
-        return max(left if timeout is None else min(timeout, left), 0.001)
+        bound = left if timeout is None else min(timeout, left)
+        if bound == math.inf:  # no deadline, no timeout: a request's own bound still holds
+            bound = limits().request_seconds
+        return max(bound, 0.001)
 
     def timed_out(self) -> TransferTooSlow | None:
         """After a wait timed out: the reason to give up, or None (the caller's own timeout)."""

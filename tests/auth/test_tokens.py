@@ -41,7 +41,7 @@ def test_a_key_readable_by_others_is_refused(tmp_path: Path) -> None:
     key = tmp_path / "key.pem"
     assert str(refused.value) == (
         f"{key}: the signing key is readable by others (mode 0644); it must be private:"
-        f" chmod 600 {key}"
+        f" chmod 600 {key} (a mounted secret: mode 0400)"
     )
 
 

@@ -204,11 +204,18 @@ def test_a_token_got_by_the_direct_read_serves_the_full_client(
     with HTTPRegistry(token_registry.url) as full:
         assert full.read_manifest("teams/p/packs", "lock-1") == found
     assert len(tokens.issued) == before + 1
-    # Wrong credentials: the direct read leaves it to the full client, which says so.
+    # Wrong credentials: a verdict, in the full client's words (not a second login).
     monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_PASSWORD", "wrong")
     monkeypatch.setenv("BSR_TEAM_CACHE_DIR", str(tmp_path / "other-store"))
-    with pytest.raises(NotAnswered, match="HTTP 401"):
+    host = token_registry.url.removeprefix("http://")
+    with pytest.raises(RegistryError) as refused:
         read_manifest_directly(token_registry.url, False, "teams/p/packs", "lock-1")
+    assert str(refused.value).startswith(
+        f"team registry {token_registry.url}: the token service refused the credentials ("
+    )
+    assert str(refused.value).endswith(
+        f"); check `docker login {host}` or BSR_TEAM_CACHE_REGISTRY_USERNAME/_PASSWORD"
+    )
 
 
 def test_a_registry_opened_from_its_url_reads_directly_until_its_client_is_built(
@@ -521,3 +528,60 @@ def test_a_proxy_in_the_environment_leaves_reads_to_the_full_client(
     )
     assert server.connections == 0
     registry.close()
+
+
+def test_a_refused_password_is_sent_once_and_said_as_the_full_client_says_it(
+    scripted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def respond(request: bytes) -> bytes:
+        return answer(
+            "401 Unauthorized",
+            b'{"errors": [{"code": "UNAUTHORIZED", "message": "bad login"}]}',
+            WWW_Authenticate='Basic realm="r"',
+        )
+
+    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_USERNAME", "ann")
+    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_PASSWORD", "wrong")
+    server = scripted(respond)
+    registry = open_registry(server.url)
+    with pytest.raises(RegistryError) as refused:
+        registry.read_manifest("t/m", "v1")
+    host = f"127.0.0.1:{server.port}"
+    assert str(refused.value) == (
+        f"team registry {server.url}: GET manifest t/m:v1: not authorized (UNAUTHORIZED: bad"
+        f" login); check the credentials for {host} (docker login, or"
+        " BSR_TEAM_CACHE_REGISTRY_USERNAME)"
+    )
+    logins = [r for _, r in server.requests if header(r, "Authorization")]
+    assert len(logins) == 1 and registry._backend is None  # no second login by the client
+    registry.close()
+
+
+def test_a_token_request_is_never_sent_twice(
+    scripted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token service on the registry's own origin, closing the connection after the
+    challenge without saying so: the refresh-token POST goes once, on a new connection."""
+    config = tmp_path / "docker"
+    config.mkdir()
+    port_holder: list[int] = []
+
+    def respond(request: bytes) -> bytes | list[bytes]:
+        if request.startswith(b"POST /token"):
+            return answer("200 OK", b'{"access_token": "tok-2", "expires_in": 300}')
+        if header(request, "Authorization") == "Bearer tok-2":
+            return manifest_answer()
+        realm = f"http://127.0.0.1:{port_holder[0]}/token"
+        challenge = f'Bearer realm="{realm}",service="reg"'
+        return [answer("401 Unauthorized", b"{}", WWW_Authenticate=challenge), b""]
+
+    server = scripted(respond)
+    port_holder.append(server.port)
+    (config / "config.json").write_text(
+        json.dumps({"auths": {f"127.0.0.1:{server.port}": {"identitytoken": "REFRESH-SECRET"}}})
+    )
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    monkeypatch.setenv("BSR_TEAM_CACHE_DIR", str(tmp_path / "store"))
+    assert read(server.url) == (MANIFEST, OCI_MANIFEST)
+    posts = [r for _, r in server.requests if r.startswith(b"POST ")]
+    assert len(posts) == 1 and b"refresh_token=REFRESH-SECRET" in posts[0]

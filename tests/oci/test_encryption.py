@@ -370,6 +370,9 @@ def test_comma_separated_jwes_are_read(keys):
 def test_key_loading(tmp_path, keys):
     key_file = tmp_path / "member.pem"
     key_file.write_bytes(private_key_pem(keys["p256"]))
+    with pytest.raises(ConfigError, match=r"readable by others \(mode 0644\)"):
+        load_private_key(key_file)  # every private key file is read as _fs.read_private_file
+    key_file.chmod(0o600)
     loaded = load_private_key(key_file)
     assert key_fingerprint(loaded) == key_fingerprint(keys["p256"])
     assert key_fingerprint(load_public_key(public_key_pem(keys["rsa"]))) == key_fingerprint(
@@ -385,6 +388,7 @@ def test_key_loading(tmp_path, keys):
         assert key_fingerprint(load_private_key(traditional)) == key_fingerprint(keys[name])
 
     protected = tmp_path / "protected.pem"
+    protected.touch(mode=0o600)
     protected.write_bytes(
         keys["p256"].private_bytes(
             serialization.Encoding.PEM,
@@ -406,6 +410,7 @@ def test_key_loading(tmp_path, keys):
     with pytest.raises(ConfigError, match="cannot read the private key"):
         load_private_key(tmp_path / "absent.pem")
     not_a_key = tmp_path / "notes.txt"
+    not_a_key.touch(mode=0o600)
     not_a_key.write_text("-----BEGIN NOTHING-----\n")
     with pytest.raises(ConfigError) as error:
         load_private_key(not_a_key)

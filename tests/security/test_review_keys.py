@@ -27,7 +27,7 @@ def test_an_encryption_key_file_readable_by_others_is_refused(tmp_path: Path) ->
         private_keys_from_env({ENV_PRIVATE_KEY_FILE: str(key_file)})
     assert str(refused.value) == (
         f"{key_file}: the private key is readable by others (mode 0644); it must be private:"
-        f" chmod 600 {key_file}"
+        f" chmod 600 {key_file} (a mounted secret: mode 0400)"
     )
     key_file.chmod(0o600)
     assert len(private_keys_from_env({ENV_PRIVATE_KEY_FILE: str(key_file)})) == 1

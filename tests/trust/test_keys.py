@@ -42,7 +42,7 @@ def test_a_signing_key_others_can_read_is_refused(tmp_path: Path) -> None:
         load_signing_key({SIGNING_KEY_FILE_ENV: str(path)})
     assert str(refused.value) == (
         f"{path}: the signing key is readable by others (mode 0640); it must be private:"
-        f" chmod 600 {path}"
+        f" chmod 600 {path} (a mounted secret: mode 0400)"
     )
 
 

@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from bsr_team_cache._fs import atomic_write, read_private_file
-from bsr_team_cache.errors import ConfigError
+from bsr_team_cache._fs import atomic_write, read_private_file, read_regular_file
+from bsr_team_cache.errors import BSRTeamCacheError, ConfigError
 
 KEY_FILE = "key.pem"
 CERT_FILE = "cert.pem"
@@ -36,7 +36,16 @@ CERT_DAYS = 3650  # the registry trusts this certificate until the key is rotate
 # Tokens are accepted a little before they were issued: clocks of the two hosts differ.
 CLOCK_SKEW = 10
 
-_MAX_KEY_BYTES = 64 << 10  # a PEM key is a few hundred bytes: more is not one
+_MAX_KEY_BYTES = 64 << 10  # a PEM key or certificate is a few KiB: more is not one
+
+
+def _certificate_bytes(path: Path) -> bytes:
+    try:
+        return read_regular_file(path, _MAX_KEY_BYTES, follow_links=True)
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read the certificate ({exc.strerror or exc})") from None
+    except BSRTeamCacheError:  # not a regular file, or too large
+        raise ConfigError(path, "not a certificate file (at most 64 KiB)") from None
 
 
 @dataclass(frozen=True)
@@ -112,7 +121,7 @@ class SigningKey:
         pem = read_private_file(key_path, "signing key", _MAX_KEY_BYTES)
         try:
             key = serialization.load_pem_private_key(pem, password=None)
-            certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            certificate = x509.load_pem_x509_certificate(_certificate_bytes(cert_path))
         except ValueError as exc:
             raise ConfigError(key_path.parent, f"unreadable key or certificate ({exc})") from None
         if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from bsr_team_cache.errors import DigestMismatchError, InvalidContentError
+from bsr_team_cache.errors import DigestMismatchError, InvalidContentError, remote_text
 from bsr_team_cache.limits import limits
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -205,6 +205,18 @@ def manifest_answer(
         except (ValueError, AttributeError, RecursionError):
             media_type = ""
     return data, media_type
+
+
+def registry_error_text(status: int, body: bytes) -> str:
+    """The registry's error codes and messages (what it sent, made printable and short)."""
+    try:
+        errors = json.loads(body[: 1 << 20]).get("errors") or []
+        parts = [f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors[:5]]
+        if parts:
+            return remote_text("; ".join(parts))
+    except (ValueError, AttributeError, TypeError, RecursionError):
+        pass
+    return f"HTTP {status}"
 
 
 def document_limit() -> int:

@@ -31,7 +31,9 @@ it does as the full client does:
 from __future__ import annotations
 
 import re
+import select
 import socket
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -50,13 +52,16 @@ from bsr_team_cache.oci.base import (
     MANIFEST_ACCEPT,
     document_limit,
     manifest_answer,
+    registry_error_text,
     validate_oci_digest,
     verify_blob,
 )
 from bsr_team_cache.oci.credentials import Credentials, credentials_for
 from bsr_team_cache.oci.tokens import (
     TokenCache,
+    credentials_refused,
     default_token_cache,
+    not_authorized,
     parse_challenge,
     principal_of,
     pull_scope,
@@ -131,11 +136,13 @@ class _Connection:
         start = 0
         while True:
             end = self._buffer.find(separator, start)
+            if end > limit:
+                raise NotAnswered(f"{what} is too large")
             if end >= 0:
                 found = bytes(self._buffer[:end])
                 del self._buffer[: end + len(separator)]
                 return found
-            if len(self._buffer) > limit:
+            if len(self._buffer) >= limit + len(separator):
                 raise NotAnswered(f"{what} is too large")
             start = max(0, len(self._buffer) - len(separator) + 1)
             if not self._fill():
@@ -192,11 +199,11 @@ def _chunked(conn: _Connection, cap: int) -> bytes:
         body += conn.exactly(size)
         if conn.exactly(2) != b"\r\n":
             raise NotAnswered("a chunk without its line end")
-    trailers = 0
-    while conn.until(b"\r\n", HEADER_BYTES, "a trailer field"):  # ignored; a blank line ends them
-        trailers += 1
-        if trailers > 100:
-            raise NotAnswered("too many trailer fields")
+    trailers = 0  # trailer fields are ignored; a blank line ends them
+    while field := conn.until(b"\r\n", HEADER_BYTES, "a trailer field"):
+        trailers += len(field) + 2
+        if trailers > HEADER_BYTES:
+            raise NotAnswered("the trailer section is too large")
     return bytes(body)
 
 
@@ -234,18 +241,37 @@ class Session:
         self._idle.clear()
 
     def _connect(self, scheme: str, hostname: str, port: int) -> socket.socket:
-        """A new connection (TLS for https), given at most CONNECT_SECONDS as the full client
-        gives it: an unreachable host is the full client's to retry and report."""
-        pace = Pace()
-        timeout = min(CONNECT_SECONDS, pace.bound(None, reading=False))
+        """A new connection (TLS for https), given at most CONNECT_SECONDS in all (whatever
+        the number of addresses the name has), as the full client gives it: an unreachable
+        host is the full client's to retry and report."""
+        until = time.monotonic() + min(CONNECT_SECONDS, Pace().bound(None, reading=False))
         try:
             # An ASCII name (checked by the caller) goes to the resolver as bytes: no IDNA codec.
-            sock = socket.create_connection((hostname.encode("ascii"), port), timeout=timeout)
+            addresses = socket.getaddrinfo(hostname.encode("ascii"), port, type=socket.SOCK_STREAM)
         except OSError as exc:
-            raise NotAnswered(f"cannot connect ({exc})") from None
+            raise NotAnswered(f"cannot resolve ({exc})") from None
+        sock, problem = None, "no address"
+        for family, kind, proto, _, address in addresses:
+            left = until - time.monotonic()
+            if left <= 0:
+                problem = "timed out"
+                break
+            candidate = socket.socket(family, kind, proto)
+            try:
+                candidate.settimeout(left)
+                candidate.connect(address)
+            except OSError as exc:
+                candidate.close()
+                problem = str(exc)
+                continue
+            sock = candidate
+            break
+        if sock is None:
+            raise NotAnswered(f"cannot connect ({problem})")
         if scheme != "https":
             return sock
         try:
+            sock.settimeout(max(0.001, until - time.monotonic()))
             return self._tls().wrap_socket(sock, server_hostname=hostname)
         except Exception as exc:  # OSError, ssl.SSLError, ValueError: not a connection to use
             sock.close()
@@ -284,11 +310,17 @@ class Session:
         request = text.encode("ascii") + (body or b"")
         key = (parts.scheme, parts.hostname, port)
         idle = self._idle.pop(key, None)
+        if idle is not None and _has_news(idle):
+            idle.close()  # closed by the server, or sent what nobody asked for: not reused
+            idle = None
         if idle is not None:
             try:
                 return self._exchange(idle, key, method, request, cap)
             except _Unused:
-                pass  # the server closed it while idle: a new connection, once
+                # Closed by the server as the request left: sent again on a new connection,
+                # a read only (a token request is not repeated).
+                if method not in ("GET", "HEAD"):
+                    raise NotAnswered("the connection closed before answering") from None
         sock = self._connect(parts.scheme, parts.hostname, port)
         try:
             return self._exchange(sock, key, method, request, cap)
@@ -329,8 +361,27 @@ class Session:
                 sock.close()
 
 
+def _has_news(sock: socket.socket) -> bool:
+    """Whether an idle connection has something to read (data, or the server's close)."""
+    pending = getattr(sock, "pending", None)  # bytes TLS has decrypted and not handed over
+    if pending is not None and pending():
+        return True
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
+
+
 class _Unused(Exception):
     """The connection failed before any byte of the answer."""
+
+
+class _Refused(Exception):
+    """A verdict on the credentials: ``error`` is what the full client would raise."""
+
+    def __init__(self, error: RegistryError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class DirectReader:
@@ -363,7 +414,8 @@ class DirectReader:
         HTTPRegistry.read_manifest reads it."""
         name = self._name(repo)
         path = f"/v2/{name}/manifests/{reference}"
-        answer = self._get(name, path, {"Accept": MANIFEST_ACCEPT}, document_limit())
+        what = f"GET manifest {name}:{reference}"
+        answer = self._get(name, path, what, {"Accept": MANIFEST_ACCEPT}, document_limit())
         if answer.status == 404:
             return None
         if answer.status != 200:
@@ -384,7 +436,8 @@ class DirectReader:
         cap = limits().max_module_bytes if max_bytes is None else max_bytes
         if cap > SPILL_BYTES:  # held in memory here; the full client spills it to disk
             raise NotAnswered("a blob that may be too large to hold")
-        answer = self._get(name, f"/v2/{name}/blobs/{digest}", {}, cap)
+        what = f"GET blob {digest} from {name}"
+        answer = self._get(name, f"/v2/{name}/blobs/{digest}", what, {}, cap)
         if answer.status != 200:
             raise NotAnswered(f"HTTP {answer.status}")  # a redirect, an absent blob: full client
         return verify_blob(answer.body, digest, f"{self.host}/{name}")
@@ -392,9 +445,11 @@ class DirectReader:
     def _name(self, repo: str) -> str:
         return f"{self.namespace}/{repo}" if self.namespace else repo
 
-    def _get(self, name: str, path: str, headers: dict[str, str], cap: int) -> Answer:
-        """GET ``path``, answering one challenge; a transfer given up (too slow, or past the
-        deadline) is the full client's RegistryError: asking again would take as long."""
+    def _get(self, name: str, path: str, what: str, headers: dict[str, str], cap: int) -> Answer:
+        """GET ``path``, answering one challenge. Verdicts are the full client's errors, with
+        its words (asking again would only repeat them): a transfer given up (too slow, or
+        past the deadline), credentials refused (by the token service, or by the registry once
+        the challenge was answered)."""
         scope = pull_scope(name)
         try:
             with deadline_scope(limits().request_seconds):
@@ -409,9 +464,17 @@ class DirectReader:
                     answer = self._session.request(
                         "GET", self.base + path, {**headers, **auth}, cap
                     )
+                    if answer.status == 401:
+                        detail = registry_error_text(401, answer.body)
+                        challenge = answer.headers.get("www-authenticate", "")
+                        raise _Refused(
+                            not_authorized(self._where, what, self.host, detail, challenge)
+                        )
                 if answer.status != 401 and auth:
                     self._answers[scope] = auth["Authorization"]
                 return answer
+        except _Refused as refused:
+            raise refused.error from None
         except TransferTooSlow as exc:
             raise RegistryError(f"{self._where}: GET {path}: {exc}") from None
         except BSRTeamCacheError as exc:  # the full client says it, with its own wording
@@ -448,6 +511,9 @@ class DirectReader:
         if token is None:
             method, url, headers, form = token_request(realm, params, (scope,), self._credentials())
             answer = self._session.request(method, url, headers, _TOKEN_ANSWER_BYTES, form)
+            if answer.status in (401, 403):
+                detail = registry_error_text(answer.status, answer.body)
+                raise _Refused(credentials_refused(self._where, self.host, detail))
             if answer.status != 200:
                 raise NotAnswered(f"the token service answered HTTP {answer.status}")
             token, usable = token_from_answer(answer.body, self._where)

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from bsr_team_cache._fs import read_private_file
+from bsr_team_cache._fs import read_private_file, read_regular_file
 from bsr_team_cache.errors import (
     ConfigError,
     ContentTooLargeError,
@@ -103,20 +103,25 @@ class EncryptedLayer:
 
 def _key_bytes(source: KeySource, what: str, name: str | None) -> tuple[bytes, str]:
     """(PEM or DER bytes, a name for messages: ``name``, else the file) of a file path or
-    of the key itself."""
+    of the key itself. A private key's file is read as every private key file is
+    (_fs.read_private_file); a public key's as a bounded regular file."""
     if isinstance(source, bytes):
         return source, name or f"<{what}>"
     if isinstance(source, str) and source.lstrip().startswith("-----BEGIN"):
         return source.encode(), name or f"<{what}>"
     path = Path(source)
+    if what == "private key":
+        return read_private_file(path, what, MAX_KEY_FILE_BYTES), str(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_KEY_FILE_BYTES + 1)
+        return read_regular_file(path, MAX_KEY_FILE_BYTES, follow_links=True), str(path)
     except OSError as exc:
-        raise ConfigError(path, f"cannot read the {what} ({exc.strerror})") from None
-    if len(data) > MAX_KEY_FILE_BYTES:
-        raise ConfigError(path, f"is larger than {MAX_KEY_FILE_BYTES} bytes: not a {what}")
-    return data, str(path)
+        raise ConfigError(path, f"cannot read the {what} ({exc.strerror or exc})") from None
+    except ContentTooLargeError:  # (an InvalidContentError too: first)
+        raise ConfigError(
+            path, f"is larger than {MAX_KEY_FILE_BYTES} bytes: not a {what}"
+        ) from None
+    except InvalidContentError:
+        raise ConfigError(path, f"the {what} is not a regular file") from None
 
 
 def _checked_key(key: Any, where: str, what: str) -> Any:

@@ -60,6 +60,7 @@ from bsr_team_cache.limits import limits
 from bsr_team_cache.oci.base import (
     MANIFEST_ACCEPT,
     manifest_answer,
+    registry_error_text,
     sha256_digest,
     validate_oci_digest,
     verify_blob,
@@ -67,7 +68,9 @@ from bsr_team_cache.oci.base import (
 from bsr_team_cache.oci.credentials import Credentials, credentials_for
 from bsr_team_cache.oci.tokens import (
     TokenCache,
+    credentials_refused,
     default_token_cache,
+    not_authorized,
     parse_challenge,
     principal_of,
     registry_origin,
@@ -88,24 +91,12 @@ _SMALL_ANSWER = 1 << 20  # token answers, error bodies, tag lists (per page)
 ContentFactory = Callable[[], bytes | Iterator[bytes]]
 
 
-def _error_text(status: int, body: bytes) -> str:
-    """The registry's error codes and messages (what it sent, made printable and short)."""
-    try:
-        errors = json.loads(body[:_SMALL_ANSWER]).get("errors") or []
-        parts = [f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors[:5]]
-        if parts:
-            return remote_text("; ".join(parts))
-    except (ValueError, AttributeError, TypeError, RecursionError):
-        pass
-    return f"HTTP {status}"
-
-
 def _oci_error_text(resp: httpx.Response) -> str:
     try:
         body = resp.content
     except httpx.ResponseNotRead:
         body = b""
-    return _error_text(resp.status_code, body)
+    return registry_error_text(resp.status_code, body)
 
 
 def _upload_offset(status: httpx.Response) -> int:
@@ -270,14 +261,12 @@ class HTTPRegistry:
         except ContentTooLargeError as exc:
             raise RegistryError(str(exc)) from None
         if resp.status_code in (401, 403):
-            raise RegistryError(
-                f"{self._where}: the token service refused the credentials"
-                f" ({_error_text(resp.status_code, body)}); check `docker login {self.host}` or"
-                " BSR_TEAM_CACHE_REGISTRY_USERNAME/_PASSWORD"
+            raise credentials_refused(
+                self._where, self.host, registry_error_text(resp.status_code, body)
             )
         if resp.status_code != 200:
             raise RegistryError(
-                f"{self._where}: token service: {_error_text(resp.status_code, body)}"
+                f"{self._where}: token service: {registry_error_text(resp.status_code, body)}"
             )
         token, usable = token_from_answer(body, self._where)
         with self._auth_lock:
@@ -430,22 +419,9 @@ class HTTPRegistry:
             self._challenge = (scheme, params)
 
     def _fail(self, resp: httpx.Response, what: str) -> RegistryError:
-        header = resp.headers.get("WWW-Authenticate", "")
-        _, params = parse_challenge(header) if header else ("", {})
-        if resp.status_code == 401 and params.get("error") == "insufficient_scope":
-            # A token was issued, without what this request needs: the token service's policy
-            # (team roles, docs/security.md) said no, not the credentials.
-            wanted = remote_text(params.get("scope", ""), 300)
-            return AccessDeniedError(
-                f"{self._where}: {what}: access denied (the token service did not grant"
-                f" {wanted or 'this'}); your role in the team does not allow it: ask a team"
-                " admin"
-            )
         if resp.status_code == 401:
-            return RegistryError(
-                f"{self._where}: {what}: not authorized ({_oci_error_text(resp)}); check the"
-                f" credentials for {self.host} (docker login, or BSR_TEAM_CACHE_REGISTRY_USERNAME)"
-            )
+            challenge = resp.headers.get("WWW-Authenticate", "")
+            return not_authorized(self._where, what, self.host, _oci_error_text(resp), challenge)
         if resp.status_code == 403:
             return AccessDeniedError(
                 f"{self._where}: {what}: access denied ({_oci_error_text(resp)}); your"

@@ -17,7 +17,12 @@ from urllib.parse import urlencode, urlsplit
 
 from bsr_team_cache._fs import atomic_write, read_regular_file
 from bsr_team_cache._hosts import is_loopback
-from bsr_team_cache.errors import BSRTeamCacheError, RegistryError
+from bsr_team_cache.errors import (
+    AccessDeniedError,
+    BSRTeamCacheError,
+    RegistryError,
+    remote_text,
+)
 from bsr_team_cache.oci.credentials import Credentials
 
 TOKEN_CACHE_FILE = "registry-tokens.json"
@@ -210,6 +215,32 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
             params[key] = rest[i:end].strip()
             i = end
     return scheme.lower(), params
+
+
+def credentials_refused(where: str, host: str, detail: str) -> RegistryError:
+    """The token service refused the credentials (its 401 or 403)."""
+    return RegistryError(
+        f"{where}: the token service refused the credentials ({detail}); check `docker login"
+        f" {host}` or BSR_TEAM_CACHE_REGISTRY_USERNAME/_PASSWORD"
+    )
+
+
+def not_authorized(where: str, what: str, host: str, detail: str, challenge: str) -> RegistryError:
+    """The registry's 401 to a request that carried credentials (``challenge``: its
+    WWW-Authenticate header)."""
+    _, params = parse_challenge(challenge) if challenge else ("", {})
+    if params.get("error") == "insufficient_scope":
+        # A token was issued, without what this request needs: the token service's policy
+        # (team roles, docs/security.md) said no, not the credentials.
+        wanted = remote_text(params.get("scope", ""), 300)
+        return AccessDeniedError(
+            f"{where}: {what}: access denied (the token service did not grant"
+            f" {wanted or 'this'}); your role in the team does not allow it: ask a team admin"
+        )
+    return RegistryError(
+        f"{where}: {what}: not authorized ({detail}); check the credentials for {host} (docker"
+        " login, or BSR_TEAM_CACHE_REGISTRY_USERNAME)"
+    )
 
 
 def _header_safe(token: str) -> bool:
