@@ -153,6 +153,7 @@ class StoreStats:
 class LocalStore:
     def __init__(self, root: Path | str, *, max_bytes: int | None = None) -> None:
         self.root = Path(root)
+        self._blobs = self.root / "blobs" / "sha256"  # joined once: every blob path starts so
         self.max_bytes = max_bytes
         # Index writes waiting for ``flush``: rows of new entries (from any thread), uses.
         self._rows: list[tuple] = []
@@ -236,7 +237,7 @@ class LocalStore:
     # -- blobs ---------------------------------------------------------------------------
     def _blob_path(self, digest: str) -> Path:
         hex_value = validate_oci_digest(digest, self.describe())[len("sha256:") :]
-        return self.root / "blobs" / "sha256" / hex_value
+        return self._blobs / hex_value
 
     def _read_blob(self, digest: str, max_bytes: int) -> bytes:
         try:
@@ -431,7 +432,9 @@ class LocalStore:
             return
         # A blob shared with another entry may have been evicted (by another process) since
         # it was found present: such a row would name a missing blob. It is left out.
-        rows = [r for r in rows if all(self._blob_path(d).exists() for d in json.loads(r[3]))]
+        rows = [
+            r for r in rows if all(os.path.exists(self._blob_path(d)) for d in json.loads(r[3]))
+        ]
         with self._write():  # the rows that make entries visible go in last
             self._db.executemany(
                 "INSERT OR REPLACE INTO entries (module, commit_id, manifest, blobs, size,"
@@ -505,7 +508,7 @@ class LocalStore:
         process may have written them and not yet inserted the row that references them."""
         referenced = {d[7:] for d in self._referenced()}
         young = time.time() - _BLOB_GRACE_SECONDS
-        for path in (self.root / "blobs" / "sha256").iterdir():
+        for path in self._blobs.iterdir():
             if path.name not in referenced:
                 with contextlib.suppress(FileNotFoundError):
                     if path.stat().st_mtime < young:
