@@ -1,14 +1,16 @@
 """The one reader of private key files (_fs.read_private_file): the signing key of the auth
-server, a team's document signing key and a member's decryption key all go through it."""
+server, a team's document signing key and a member's decryption key all go through it. The
+temporary files and directories of the store and buf's cache (_fs.new_temp_file/_dir)."""
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from bsr_team_cache._fs import read_private_file
+from bsr_team_cache._fs import new_temp_dir, new_temp_file, read_private_file
 from bsr_team_cache.errors import ConfigError
 
 PEM = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
@@ -61,3 +63,23 @@ def test_a_key_of_another_owner_is_read_as_ssh_reads_it(
     assert read_private_file(key, "private key", 1024) == PEM
     monkeypatch.setattr(os, "getuid", lambda: owner)
     assert "readable by others (mode 0440)" in _refusal(key)
+
+
+def test_temporary_files_and_directories_are_new_and_private(tmp_path: Path) -> None:
+    made = []
+    for _ in range(50):
+        fd, path = new_temp_file(tmp_path, ".layer.")
+        os.write(fd, b"x")
+        os.close(fd)
+        made.append(path)
+        made.append(new_temp_dir(tmp_path, ".commit."))
+    assert len(set(made)) == 100 and sorted(os.listdir(tmp_path)) == sorted(
+        os.path.basename(p) for p in made
+    )
+    files = [Path(p) for p in made if ".layer." in p]
+    dirs = [Path(p) for p in made if ".commit." in p]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o600}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in dirs} == {0o700}
+    assert all(p.name.startswith(".layer.") and len(p.name) == len(".layer.") + 12 for p in files)
+    with pytest.raises(FileNotFoundError):
+        new_temp_file(tmp_path / "absent", ".layer.")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -17,13 +18,38 @@ from bsr_team_cache.errors import (
     UsageError,
 )
 
+_NEW_PRIVATE_FILE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def new_temp_file(directory: Path | str, prefix: str) -> tuple[int, str]:
+    """A new file of this user only (0600) in ``directory``, named ``prefix`` and random
+    hex digits: (fd, path). As tempfile.mkstemp makes it (exclusive create, never through a
+    link), without loading tempfile and with it shutil, bz2, lzma and random (~5 ms of a
+    cold fetch)."""
+    for _ in range(100):
+        path = os.path.join(directory, prefix + os.urandom(6).hex())
+        try:
+            return os.open(path, _NEW_PRIVATE_FILE, 0o600), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(directory))
+
+
+def new_temp_dir(directory: Path | str, prefix: str) -> str:
+    """A new directory of this user only (0700) in ``directory``, as new_temp_file names it."""
+    for _ in range(100):
+        path = os.path.join(directory, prefix + os.urandom(6).hex())
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(directory))
+
 
 def _temp_file(directory: Path, name: str) -> tuple[int, str]:
-    """A new file beside ``name`` in ``directory``: (fd, path). tempfile is imported here, not at
-    start-up (with shutil and random, ~4 ms a warm fetch does not need)."""
-    import tempfile
-
-    return tempfile.mkstemp(dir=directory, prefix=f".{name}.")
+    """A new file beside ``name`` in ``directory``: (fd, path)."""
+    return new_temp_file(directory, f".{name}.")
 
 
 def touch_existing(path: Path) -> bool:

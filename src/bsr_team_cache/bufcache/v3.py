@@ -17,11 +17,10 @@ import contextlib
 import errno
 import fcntl
 import os
-import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from bsr_team_cache._fs import inside, write_all
+from bsr_team_cache._fs import inside, new_temp_dir, write_all
 from bsr_team_cache._testhooks import reached
 from bsr_team_cache.bufcache.layout import (  # noqa: F401 - also this module's API
     ENTRY_KINDS,
@@ -122,8 +121,6 @@ class EntryWriter:
     def __init__(
         self, cache_dir: Path, module: ModuleName, commit: str, digest_type: str = B5
     ) -> None:
-        import tempfile  # only when an entry is written (a warm fetch writes none)
-
         self.cache_dir = cache_dir
         self.module = module
         self.commit_id = commit
@@ -131,11 +128,11 @@ class EntryWriter:
         self.entry = inside(cache_dir, module_entry_dir(cache_dir, module, commit, digest_type))
         _make_dirs(self.entry.parent)
         try:
-            self.staging = tempfile.mkdtemp(dir=self.entry.parent, prefix=f".{commit}.")
+            self.staging = new_temp_dir(self.entry.parent, f".{commit}.")
         except FileNotFoundError:  # removed since we made it (buf's cache cleared meanwhile)
             _made_dirs.discard(str(self.entry.parent))
             _make_dirs(self.entry.parent)
-            self.staging = tempfile.mkdtemp(dir=self.entry.parent, prefix=f".{commit}.")
+            self.staging = new_temp_dir(self.entry.parent, f".{commit}.")
         self._files = os.path.join(self.staging, "files")
         os.mkdir(self._files)
         self._made = {self._files}  # directories of the staging tree that exist
@@ -234,6 +231,8 @@ class EntryWriter:
             if entry.is_symlink():  # never follow it: remove the link itself
                 entry.unlink()
             elif entry.exists():  # a half-written entry without module.yaml: replace it
+                import shutil  # here: shutil loads bz2 and lzma, which a fetch never needs
+
                 shutil.rmtree(entry)
             os.rename(self.staging, entry)
             return True
@@ -241,6 +240,8 @@ class EntryWriter:
     def discard(self) -> None:
         """Remove the staging directory, if it is still there (safe to call again)."""
         if os.path.lexists(self.staging):
+            import shutil
+
             shutil.rmtree(self.staging, ignore_errors=True)
 
 

@@ -32,7 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from bsr_team_cache._fs import atomic_write, read_regular_file, touch_existing, write_all
+from bsr_team_cache._fs import (
+    atomic_write,
+    new_temp_file,
+    read_regular_file,
+    touch_existing,
+    write_all,
+)
 from bsr_team_cache._testhooks import reached
 from bsr_team_cache.domain.moduleref import ModuleName
 from bsr_team_cache.errors import InvalidContentError, StoreError
@@ -622,10 +628,8 @@ class TempBlob:
     store then does not keep it (``move_to`` says why) and the fetch goes on."""
 
     def __init__(self, directory: Path) -> None:
-        import tempfile
-
         self.directory = directory
-        fd, self.path = tempfile.mkstemp(dir=directory, prefix=".layer.")
+        fd, self.path = new_temp_file(directory, ".layer.")
         self._fd: int | None = fd
         self._problem: str | None = None
 
