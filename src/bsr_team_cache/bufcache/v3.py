@@ -177,13 +177,13 @@ class EntryWriter:
             for rel in paths:
                 self.add(rel, (files[rel],))
             return
-        from concurrent.futures import ThreadPoolExecutor  # only for large modules
+        from bsr_team_cache._threads import ContextThreadPool  # only for large modules
 
         def write_share(start: int) -> None:
             for rel in paths[start::workers]:
                 self.add(rel, (files[rel],))
 
-        with ThreadPoolExecutor(workers) as pool:
+        with ContextThreadPool(workers) as pool:
             for done in [pool.submit(write_share, i) for i in range(workers)]:
                 done.result()
 

@@ -56,8 +56,7 @@ from bsr_team_cache.usage.record import FETCH_TIERS, ModuleResult
 # What only a fetch that reaches the team registry needs (bundles, packs, the team
 # configuration, worker threads) is imported there: a warm fetch does not load it.
 if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
-
+    from bsr_team_cache._threads import ContextThreadPool
     from bsr_team_cache.bsr.client import BSRModuleClient
     from bsr_team_cache.oci.artifact import ModuleArtifact, StreamedModule
     from bsr_team_cache.team.config import TeamConfig
@@ -82,13 +81,13 @@ def _held(work: Callable[[LockedDep], T], dep: LockedDep) -> T:
         return work(dep)
 
 
-def _pool(workers: int) -> ThreadPoolExecutor:
+def _pool(workers: int) -> ContextThreadPool:
     from bsr_team_cache._threads import ContextThreadPool
 
     return ContextThreadPool(max_workers=workers)
 
 
-def _cpu_pool(run: _Run, items: int) -> ThreadPoolExecutor:
+def _cpu_pool(run: _Run, items: int) -> ContextThreadPool:
     """Workers for modules already in memory (checked, stored, written to buf's cache): work
     for the processor and the file system, which threads beyond the cores only slow down, as
     they contend for the interpreter (16 workers took 1.1-1.25x as long as 2 on two cores)."""
