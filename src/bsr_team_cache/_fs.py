@@ -7,8 +7,9 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 from bsr_team_cache.errors import (
     ConfigError,
@@ -18,7 +19,9 @@ from bsr_team_cache.errors import (
     UsageError,
 )
 
-_NEW_PRIVATE_FILE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+T = TypeVar("T")
+
+_PRIVATE_NEW = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def new_temp_file(directory: Path | str, prefix: str) -> tuple[int, str]:
@@ -26,30 +29,22 @@ def new_temp_file(directory: Path | str, prefix: str) -> tuple[int, str]:
     hex digits: (fd, path). As tempfile.mkstemp makes it (exclusive create, never through a
     link), without loading tempfile and with it shutil, bz2, lzma and random (~5 ms of a
     cold fetch)."""
-    for _ in range(100):
-        path = os.path.join(directory, prefix + os.urandom(6).hex())
-        try:
-            return os.open(path, _NEW_PRIVATE_FILE, 0o600), path
-        except FileExistsError:
-            continue
-    raise FileExistsError(errno.EEXIST, "no free temporary name", str(directory))
+    return _new_name(directory, prefix, lambda path: (os.open(path, _PRIVATE_NEW, 0o600), path))
 
 
 def new_temp_dir(directory: Path | str, prefix: str) -> str:
     """A new directory of this user only (0700) in ``directory``, as new_temp_file names it."""
+    return _new_name(directory, prefix, lambda path: (os.mkdir(path, 0o700), path)[1])
+
+
+def _new_name(directory: Path | str, prefix: str, make: Callable[[str], T]) -> T:
+    """``make(path)`` for the first free random name (``make`` raises FileExistsError)."""
     for _ in range(100):
-        path = os.path.join(directory, prefix + os.urandom(6).hex())
         try:
-            os.mkdir(path, 0o700)
-            return path
+            return make(os.path.join(directory, prefix + os.urandom(6).hex()))
         except FileExistsError:
             continue
     raise FileExistsError(errno.EEXIST, "no free temporary name", str(directory))
-
-
-def _temp_file(directory: Path, name: str) -> tuple[int, str]:
-    """A new file beside ``name`` in ``directory``: (fd, path)."""
-    return new_temp_file(directory, f".{name}.")
 
 
 def touch_existing(path: Path) -> bool:
@@ -85,7 +80,7 @@ def atomic_write(
     into one directory: no mkdir each time)."""
     if make_parent:
         path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temp_file(tmp_dir or path.parent, path.name)
+    fd, tmp = new_temp_file(tmp_dir or path.parent, f".{path.name}.")
     try:
         try:  # the fd itself, not a file object: no stat, seek or terminal probe per write
             write_all(fd, data)
@@ -103,7 +98,7 @@ def write_verified(dest: Path, chunks: Iterable[bytes], digest: str, where: str)
     """Stream ``chunks`` into ``dest``, hashing as they come; rename into place only if they
     hash to ``digest`` (``sha256:…``). Returns the size."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temp_file(dest.parent, dest.name)
+    fd, tmp = new_temp_file(dest.parent, f".{dest.name}.")
     try:
         hasher, size = hashlib.sha256(), 0
         with os.fdopen(fd, "wb") as out:

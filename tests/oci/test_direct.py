@@ -135,6 +135,16 @@ def manifest_answer(body: bytes = MANIFEST) -> bytes:
     )
 
 
+@pytest.fixture
+def ann(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The user's own credentials in the environment; the local store (its token cache)."""
+    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_USERNAME", "ann")
+    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_PASSWORD", "s3cret")
+    store = tmp_path / "store"
+    monkeypatch.setenv("BSR_TEAM_CACHE_DIR", str(store))
+    return store
+
+
 def header(request: bytes, name: str) -> str | None:
     for line in request.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
         key, _, value = line.partition(b":")
@@ -366,16 +376,12 @@ def test_nothing_is_sent_for_a_reference_that_would_split_the_request(scripted) 
     assert server.requests == []
 
 
-def test_a_basic_challenge_is_answered_on_the_same_connection(
-    scripted, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_basic_challenge_is_answered_on_the_same_connection(scripted, ann: Path) -> None:
     def respond(request: bytes) -> bytes:
         if header(request, "Authorization") is None:
             return answer("401 Unauthorized", b"{}", WWW_Authenticate='Basic realm="r"')
         return manifest_answer()
 
-    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_USERNAME", "ann")
-    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_PASSWORD", "s3cret")
     server = scripted(respond)
     assert read(server.url) == (MANIFEST, OCI_MANIFEST)
     expected = "Basic " + base64.b64encode(b"ann:s3cret").decode()
@@ -385,12 +391,7 @@ def test_a_basic_challenge_is_answered_on_the_same_connection(
     ]
 
 
-def test_the_bearer_flow_sends_credentials_only_to_the_token_service(
-    scripted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("BSR_TEAM_CACHE_DIR", str(tmp_path / "store"))
-    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_USERNAME", "ann")
-    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_PASSWORD", "s3cret")
+def test_the_bearer_flow_sends_credentials_only_to_the_token_service(scripted, ann: Path) -> None:
     token_server = scripted(
         lambda request: answer("200 OK", b'{"token": "tok-1", "expires_in": 300}')
     )
@@ -414,7 +415,7 @@ def test_the_bearer_flow_sends_credentials_only_to_the_token_service(
         b"GET /token?a=1&scope=repository%3At%2Fm%3Apull&service=reg HTTP/1.1\r\n"
     )
     assert header(token_request, "Authorization") == basic
-    cached = TokenCache(tmp_path / "store")._read()
+    cached = TokenCache(ann)._read()
     assert [entry.token for entry in cached.values()] == ["tok-1"]
     # The next process sends the cached token at once: no challenge, no token request.
     assert read(server.url) == (MANIFEST, OCI_MANIFEST)
@@ -422,12 +423,7 @@ def test_the_bearer_flow_sends_credentials_only_to_the_token_service(
     assert len(token_server.requests) == 1
 
 
-def test_a_token_service_not_on_https_gets_no_credentials(
-    scripted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("BSR_TEAM_CACHE_DIR", str(tmp_path / "store"))
-    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_USERNAME", "ann")
-    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_PASSWORD", "s3cret")
+def test_a_token_service_not_on_https_gets_no_credentials(scripted, ann: Path) -> None:
     challenge = 'Bearer realm="http://tokens.example.invalid/token"'
     server = scripted(lambda request: answer("401 Unauthorized", b"{}", WWW_Authenticate=challenge))
     with pytest.raises(NotAnswered, match="it is not https"):
@@ -475,7 +471,7 @@ def test_names_outside_ascii_are_left_to_the_full_client(scripted) -> None:
     assert len(server.requests) == 1
 
 
-def test_an_idle_connection_the_server_closed_is_replaced_once(scripted, monkeypatch) -> None:
+def test_an_idle_connection_the_server_closed_is_replaced_once(scripted, ann: Path) -> None:
     """A server that closes a connection after a 401 without saying so: the read with the
     password goes on a new connection, and the direct read still answers."""
 
@@ -484,8 +480,6 @@ def test_an_idle_connection_the_server_closed_is_replaced_once(scripted, monkeyp
             return [answer("401 Unauthorized", b"{}", WWW_Authenticate="Basic realm=r"), b""]
         return manifest_answer()
 
-    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_USERNAME", "ann")
-    monkeypatch.setenv("BSR_TEAM_CACHE_REGISTRY_PASSWORD", "s3cret")
     server = scripted(respond)
     assert read(server.url) == (MANIFEST, OCI_MANIFEST)
     assert [n for n, _ in server.requests] == [1, 2]

@@ -52,7 +52,7 @@ class _OnFirstUse:
             if self._backend is not None or self._direct_off:
                 return False, None
             from bsr_team_cache._wire import proxy_configured
-            from bsr_team_cache.oci.direct import DirectReader, NotAnswered
+            from bsr_team_cache.oci.direct import DirectReader
 
             if self._direct is None:
                 if proxy_configured():  # only the client honours it
@@ -61,13 +61,10 @@ class _OnFirstUse:
                 self._direct = DirectReader(self._given_url, self._insecure)
             try:
                 return True, read(self._direct)
-            except NotAnswered:
-                self._direct_off = True  # the client asks again, and reports what it finds
-                return False, None
             except BSRTeamCacheError:
                 raise  # a verdict on the content, or a transfer given up: the client's too
-            except Exception:  # a case direct.py does not foresee: the client's to handle
-                self._direct_off = True
+            except Exception:  # NotAnswered, or a case direct.py does not foresee
+                self._direct_off = True  # the client asks again, and reports what it finds
                 return False, None
         finally:
             if self._direct is not None and (self._direct_off or self._backend is not None):
@@ -85,15 +82,19 @@ class _OnFirstUse:
         return data if done else self.backend().read_blob(repo, digest, max_bytes)
 
     def backend(self) -> RegistryBackend:
+        if self._backend is not None:
+            return self._backend
         with self._lock:
             if self._backend is None:
                 self._backend = self._factory()
+        # The direct reader's idle connection goes (a direct read under way closes it when it
+        # ends: see _read_directly).
         if self._direct is not None and self._direct_lock.acquire(blocking=False):
             try:
-                self._direct.close()  # its idle connection: the client has its own
+                self._direct.close()
             finally:
                 self._direct_lock.release()
-        return self._backend  # (a direct read under way closes its reader when it ends)
+        return self._backend
 
     def close(self) -> None:
         self._direct_off = True
@@ -102,11 +103,6 @@ class _OnFirstUse:
                 self._direct.close()
         if self._backend is not None:
             self._backend.close()
-
-
-def built(registry: RegistryBackend) -> RegistryBackend:
-    """``registry`` with its HTTP client built now, in this thread (not on first use)."""
-    return registry.backend() if isinstance(registry, _OnFirstUse) else registry
 
 
 def open_registry(url: str, *, insecure: bool = False) -> RegistryBackend:

@@ -157,9 +157,8 @@ class _Connection:
         return data
 
     def to_end(self, cap: int) -> bytes:
-        while self._fill():
-            if len(self._buffer) > cap:
-                raise NotAnswered(f"the answer exceeds {cap} bytes")
+        while len(self._buffer) <= cap and self._fill():
+            pass
         if len(self._buffer) > cap:
             raise NotAnswered(f"the answer exceeds {cap} bytes")
         data = bytes(self._buffer)
@@ -185,11 +184,7 @@ def _chunked(conn: _Connection, cap: int) -> bytes:
     body = bytearray()
     while True:
         size_text = conn.until(b"\r\n", 1024, "a chunk line").split(b";", 1)[0].strip()
-        if (
-            not size_text
-            or len(size_text) > 16
-            or not all(c in b"0123456789abcdefABCDEF" for c in size_text)
-        ):
+        if not _CHUNK_SIZE.fullmatch(size_text):
             raise NotAnswered("a malformed chunk size")
         size = int(size_text, 16)
         if size == 0:
@@ -305,7 +300,7 @@ class Session:
         if body is not None:
             lines.append(f"Content-Length: {len(body)}")
         text = "\r\n".join([*lines, "", ""])
-        if not text.isascii() or any(c in "\r\n" for line in lines for c in line):
+        if not text.isascii() or any("\r" in line or "\n" in line for line in lines):
             raise NotAnswered("a header that is not one line of ASCII")  # never sent
         request = text.encode("ascii") + (body or b"")
         key = (parts.scheme, parts.hostname, port)
