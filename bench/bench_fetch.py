@@ -2,9 +2,12 @@
 its own shaped link (bsr_team_cache.devnet; default 20 ms RTT, 100 Mbit/s each).
 
     .venv/bin/python bench/bench_fetch.py [--repeat 5] [--warmup 1] [--rtt-ms 20] [--mbit 100]
-        [--sets 10,200,googleapis] [--json FILE] [--restore auto|curl|python]
+        [--sets 10,200,googleapis] [--json FILE] [--restore auto|curl|python] [--workdir DIR]
 
-A full run (all sets, --repeat 5) takes several minutes; --sets picks some of them.
+A full run (all sets, --repeat 5) takes several minutes; --sets picks some of them. Every file
+goes under --workdir (default: the temp dir), whose file-system latency is printed first: a
+cold fetch and a tarball restore both create thousands of directories and files, and on a slow
+file system that cost, not the network or the CPU, decides both.
 
 Services, on loopback, each behind its own ShapingProxy: dev-bsr (TLS; what the real `buf` CLI
 downloads from), CNCF Distribution (the team registry), and an http.server serving tarballs of
@@ -638,7 +641,29 @@ def _first_line(argv: list[str]) -> str:
     return lines[0] if lines else ""
 
 
-def environment(buf: str, use_curl: bool) -> dict[str, object]:
+def file_system_latency(where: Path, count: int = 200) -> str:
+    """Microseconds per new directory and per new file (empty, closed) in ``where``: a fetch
+    makes thousands of both, and the time one takes differs tenfold between file systems and
+    even between directories of one (seen here: 20 to 700 us on one ext4 disk)."""
+    probe = Path(tempfile.mkdtemp(prefix="fs-probe-", dir=where))
+    try:
+        start = time.perf_counter()
+        for i in range(count):
+            os.mkdir(probe / f"d{i}")
+        made_dirs = time.perf_counter() - start
+        start = time.perf_counter()
+        for i in range(count):
+            os.close(os.open(probe / f"d{i}" / "f", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        made_files = time.perf_counter() - start
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+    return (
+        f"mkdir {made_dirs / count * 1e6:.0f} us, new file {made_files / count * 1e6:.0f} us"
+        f" (each the mean of {count}, in {where})"
+    )
+
+
+def environment(buf: str, use_curl: bool, workdir: Path) -> dict[str, object]:
     repo = Path(__file__).resolve().parent.parent
     head = _first_line(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"])
     dirty = _first_line(["git", "-C", str(repo), "status", "--porcelain", "--", "src"])
@@ -653,6 +678,7 @@ def environment(buf: str, use_curl: bool) -> dict[str, object]:
         "cpus": os.cpu_count(),
         "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "openssl": ssl.OPENSSL_VERSION,
+        "file system": file_system_latency(workdir),
     }
 
 
@@ -677,7 +703,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="how the tarball is restored: curl | tar (auto: if installed) or Python",
     )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(tempfile.gettempdir()),
+        help="where every cache, store and service keeps its files (default: the temp dir)",
+    )
     args = parser.parse_args(argv)
+    if not args.workdir.is_dir():
+        parser.error(f"--workdir {args.workdir}: not a directory")
     args.sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     unknown = [s for s in args.sets if s not in ALL_SETS]
     if unknown or not args.sets:
@@ -700,7 +734,7 @@ def main(argv: list[str] | None = None) -> None:
     before = bytecode_state()
     package_dir = compile_package()
     after = bytecode_state()
-    env = environment(buf, use_curl)
+    env = environment(buf, use_curl, args.workdir)
     print(describe_bytecode(before, after, package_dir))
     print(" ".join(f"{k}: {v};" for k, v in env.items()))
     if not use_curl:
@@ -715,7 +749,7 @@ def main(argv: list[str] | None = None) -> None:
         "environment": env,
         "sets": {},
     }
-    with tempfile.TemporaryDirectory(prefix="bench-fetch-") as tmp_name:
+    with tempfile.TemporaryDirectory(prefix="bench-fetch-", dir=args.workdir) as tmp_name:
         tmp = Path(tmp_name)
         t0 = time.perf_counter()
         sets = write_bench_data(tmp / "data", args.sets)

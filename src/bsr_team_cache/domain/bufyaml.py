@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from bsr_team_cache._records import field, record
 from bsr_team_cache.domain import _yamlnodes as yn
 from bsr_team_cache.domain.moduleref import (
     ModuleName,
@@ -18,7 +18,7 @@ BUF_YAML = "buf.yaml"
 VERSIONS = ("v1beta1", "v1", "v2")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class WorkspaceModule:
     """A module of a v2 workspace (or the single module of a v1 buf.yaml)."""
 
@@ -26,7 +26,7 @@ class WorkspaceModule:
     name: ModuleName | None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BufYaml:
     path: Path
     version: str

@@ -18,9 +18,9 @@ import os
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
+from bsr_team_cache._records import record
 from bsr_team_cache.errors import InvalidDigestError
 
 DIGEST_LENGTH = 64
@@ -36,7 +36,7 @@ LICENSE_FILE_NAME = "LICENSE"
 V1_CONFIG_FILES = ("buf.yaml", "buf.lock")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Digest:
     """A typed digest: ``type`` is ``b5`` or ``shake256`` (b4); ``value`` is 64 raw bytes."""
 

@@ -8,8 +8,8 @@ most one ref: a label name or a dashless 32-hex commit id. No ref means the modu
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from bsr_team_cache._records import record
 from bsr_team_cache.errors import InvalidModuleRefError
 
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -61,7 +61,7 @@ def validate_commit_id(commit: object) -> str:
     return commit
 
 
-@dataclass(frozen=True, order=True)
+@record(frozen=True, order=True)
 class ModuleName:
     """A module's full name: ``registry/owner/name``."""
 
@@ -76,7 +76,7 @@ class ModuleName:
         return ModuleRef(self, ref)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ModuleRef:
     """A module name plus an optional ref (label or commit id)."""
 

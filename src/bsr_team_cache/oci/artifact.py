@@ -14,9 +14,9 @@ import base64
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from bsr_team_cache._records import field, record
 from bsr_team_cache._testhooks import reached
 from bsr_team_cache.domain.digest import (
     B5,
@@ -70,7 +70,7 @@ LAYER_TITLE = "files.tar.gz"
 _REPO_COMPONENT = re.compile(r"[^a-z0-9._-]+")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ModuleDepRecord:
     module: ModuleName
     commit: str
@@ -78,7 +78,7 @@ class ModuleDepRecord:
     b4: Digest | None = None  # the dep's b4 (shake256), when known: for b4 entries of buf's cache
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ModuleArtifact:
     """A module commit's files plus what buf needs to trust and place them. One artifact
     serves both digest types: b5 always, b4 (for v1 buf.lock projects) when it was fetched
@@ -243,7 +243,7 @@ def _canonical_json(value: object) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class EncodedArtifact:
     """The three blobs of a module artifact, as pushed and as stored locally."""
 

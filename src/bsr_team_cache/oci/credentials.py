@@ -13,13 +13,13 @@ import binascii
 import json
 import os
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
+from bsr_team_cache._records import record
 from bsr_team_cache.errors import ConfigError
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Credentials:
     username: str = ""
     password: str = ""

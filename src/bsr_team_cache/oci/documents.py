@@ -12,9 +12,9 @@ import base64
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from bsr_team_cache._records import record
 from bsr_team_cache.errors import ConflictError, InvalidContentError
 from bsr_team_cache.oci.base import (
     OCI_MANIFEST,
@@ -99,7 +99,7 @@ def push_document(
     return registry.replace_manifest(repo, tag, manifest, OCI_MANIFEST, expected)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DocumentRead:
     """A document as read: parsed, with the exact payload bytes (what a signature covers), the
     manifest's annotations and digest."""

@@ -11,12 +11,12 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 from bsr_team_cache._fs import atomic_write, read_regular_file
 from bsr_team_cache._hosts import is_loopback
+from bsr_team_cache._records import field, record
 from bsr_team_cache.errors import (
     AccessDeniedError,
     BSRTeamCacheError,
@@ -44,13 +44,22 @@ def token_cache_key(origin: str, scope: str) -> str:
     return _hashed(origin, scope)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CachedToken:
     token: str = field(repr=False)
     expires: float  # seconds since the epoch
     realm: str  # the token service that issued it (the registry's challenge then)
     service: str
     principal: str  # whose credentials it was issued for (hashed)
+
+    def as_json(self) -> dict[str, str | float]:
+        return {
+            "token": self.token,
+            "expires": self.expires,
+            "realm": self.realm,
+            "service": self.service,
+            "principal": self.principal,
+        }
 
 
 class TokenCache:
@@ -151,7 +160,7 @@ class TokenCache:
             else:
                 entries[key] = entry
             kept = sorted(entries.items(), key=lambda item: item[1].expires)
-            payload = {"tokens": {k: asdict(e) for k, e in kept[-_TOKEN_CACHE_ENTRIES:]}}
+            payload = {"tokens": {k: e.as_json() for k, e in kept[-_TOKEN_CACHE_ENTRIES:]}}
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 atomic_write(self.path, json.dumps(payload).encode())

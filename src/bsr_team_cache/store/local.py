@@ -28,7 +28,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,6 +38,7 @@ from bsr_team_cache._fs import (
     touch_existing,
     write_all,
 )
+from bsr_team_cache._records import record
 from bsr_team_cache._testhooks import reached
 from bsr_team_cache.domain.moduleref import ModuleName
 from bsr_team_cache.errors import InvalidContentError, StoreError
@@ -128,7 +128,7 @@ CREATE TABLE IF NOT EXISTS labels (
 """
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StoreEntry:
     module: str
     commit: str
@@ -136,7 +136,7 @@ class StoreEntry:
     last_used: float
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class IndexedEntry:
     """What the index knows of an entry without reading it: its digests (as verified when it
     was stored) and the size of its files."""
@@ -150,7 +150,7 @@ class IndexedEntry:
 _ADDED_COLUMNS = {"digest": "TEXT", "b4": "TEXT", "files_bytes": "INTEGER"}
 
 
-@dataclass
+@record
 class StoreStats:
     entries: int
     bytes: int  # bytes of blobs on disk that entries reference
@@ -605,7 +605,7 @@ class LocalStore:
             )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class UsageEvent:
     fetch_id: str
     time: float

@@ -15,11 +15,11 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from bsr_team_cache._deadline import deadline_passed, deadline_scope
+from bsr_team_cache._records import field, record, replace
 from bsr_team_cache.bufcache.v3 import entry_complete, write_module
 from bsr_team_cache.domain.buflock import (
     BUF_LOCK,
@@ -94,7 +94,7 @@ def _cpu_pool(run: _Run, items: int) -> ContextThreadPool:
     return _pool(max(1, min(run.parallel, items, os.cpu_count() or 1)))
 
 
-@dataclass
+@record
 class FetchReport:
     modules: list[ModuleResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -132,7 +132,7 @@ class FetchReport:
         }
 
 
-@dataclass
+@record
 class _Run:
     """State of one fetch: what was found so far, and where to report it."""
 

@@ -9,10 +9,10 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bsr_team_cache._records import field, record
 from bsr_team_cache.domain.buflock import (
     BUF_LOCK,
     BufLock,
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from bsr_team_cache.team.trust import DocumentSigner, TrustedConfig
 
 
-@dataclass
+@record
 class Resolution:
     lock: BufLock
     source: str  # "buf.lock", "bsr" or "label index"
@@ -56,7 +56,7 @@ class Resolution:
     registry_down: str | None = None
 
 
-@dataclass
+@record
 class TeamContext:
     """Where a team's artifacts live: the registry, the team name, an optional namespace."""
 
