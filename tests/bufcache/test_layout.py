@@ -228,3 +228,39 @@ def test_a_memo_that_is_not_sound_is_ignored_and_buf_asked(tmp_path, memo_text) 
     assert layout.check_buf_layout(buf, memo) == "v3"
     assert asked.read_text() == "asked\n"
     assert json.loads(memo.read_text()) == {"key": _key(buf), "version": [1, 40, 0]}
+
+
+def test_buf_is_run_without_the_subprocess_module_and_gets_no_input(tmp_path) -> None:
+    """posix_spawn: stdin is /dev/null, stdout and stderr are read together, a bare BUF_BIN
+    name runs the file that was found (./buf), and a fetch never imports subprocess for it."""
+    buf = _fake_buf(tmp_path / "buf", "read line; echo \"got [$line]\" >&2; echo 'buf 1.45.0'")
+    code = (
+        "import sys, os\n"
+        "from bsr_team_cache.bufcache import layout\n"
+        f"os.chdir({str(tmp_path)!r})\n"
+        "found = layout.installed_buf_version('buf')\n"
+        "print(found, 'subprocess' in sys.modules)\n"
+    )
+    env = dict(os.environ, PATH="/nonexistent")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout == "('buf', (1, 45, 0)) False\n", out.stderr
+    assert layout.installed_buf_version(buf) == (buf, (1, 45, 0))
+
+
+def test_without_sessions_buf_still_runs_and_a_hung_one_is_stopped(tmp_path, monkeypatch):
+    """Where posix_spawn cannot start a session, buf runs in ours and is stopped alone."""
+    spawn = os.posix_spawn
+
+    def no_sessions(*args, setsid: bool = False, **kwargs):
+        if setsid:
+            raise NotImplementedError("setsid")
+        return spawn(*args, **kwargs)
+
+    monkeypatch.setattr(os, "posix_spawn", no_sessions)
+    assert layout.installed_buf_version(_fake_buf(tmp_path / "a", "echo 1.50.1"))[1] == (1, 50, 1)
+    monkeypatch.setattr(layout, "_VERSION_SECONDS", 0.2)
+    pid_file = tmp_path / "pid"
+    with pytest.raises(BSRTeamCacheError, match=r"did not finish within 0\.2 s"):
+        layout.check_buf_layout(_fake_buf(tmp_path / "b", f"echo $$ > {pid_file}; exec sleep 30"))
+    with pytest.raises(ProcessLookupError):  # killed and reaped, not left running
+        os.kill(int(pid_file.read_text()), 0)

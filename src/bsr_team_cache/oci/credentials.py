@@ -12,7 +12,6 @@ import base64
 import binascii
 import json
 import os
-import subprocess
 from pathlib import Path
 
 from bsr_team_cache._records import record
@@ -52,6 +51,8 @@ def _host_key(key: str) -> str:
 
 
 def _from_helper(helper: str, host: str, source: Path) -> Credentials:
+    import subprocess  # only for a helper: a fetch without one does not load it
+
     program = f"docker-credential-{helper}"
     try:
         done = subprocess.run(
