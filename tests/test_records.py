@@ -128,3 +128,27 @@ def test_the_fetch_path_does_not_load_dataclasses() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_generated_code_takes_any_field_name_and_refuses_shared_defaults() -> None:
+    @record
+    class Odd:
+        self: int
+        other: int = 1
+
+    assert (Odd(5).self, Odd(5, other=2)) == (5, Odd(self=5, other=2))
+    assert Odd.__init__.__module__ == __name__
+    with pytest.raises(ValueError, match="mutable default <class 'list'> for field items"):
+
+        @record
+        class Shared:
+            items: list[str] = []
+
+    assert dataclasses.fields(Point)[0].default is dataclasses.MISSING
+
+
+def test_credentials_never_show_their_secrets() -> None:
+    from bsr_team_cache.oci.credentials import Credentials
+
+    shown = repr(Credentials("user", "hunter2", "refresh-token"))
+    assert shown == "Credentials(username='user')"

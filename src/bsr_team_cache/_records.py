@@ -63,9 +63,8 @@ class _DataclassFields:
                     default_factory=own.default_factory, repr=own.repr, compare=own.compare
                 )
             else:
-                made_field = dataclasses.field(
-                    default=own.default, repr=own.repr, compare=own.compare
-                )
+                default = dataclasses.MISSING if own.default is _MISSING else own.default
+                made_field = dataclasses.field(default=default, repr=own.repr, compare=own.compare)
             made_field.name = own.name
             made_field.type = owner.__annotations__.get(own.name)
             made_field._field_type = dataclasses._FIELD  # type: ignore[attr-defined]
@@ -86,6 +85,11 @@ def _fields_of(cls: type) -> list[Field]:
         value = cls.__dict__.get(name, _MISSING)
         own = value if isinstance(value, Field) else Field(value, _MISSING, True, True)
         own.name = name
+        if own.default.__class__.__hash__ is None:  # list, dict, set: shared by every instance
+            raise ValueError(
+                f"mutable default {type(own.default)} for field {name} is not allowed:"
+                " use default_factory"
+            )
         if isinstance(value, Field):  # the class attribute is the default, as in dataclasses
             if own.default is _MISSING:
                 delattr(cls, name)
@@ -100,21 +104,22 @@ def _source(cls: type, fields: list[Field], frozen: bool, order: bool) -> list[s
     params, body = [], []
     for f in fields:
         if f.default_factory is not _MISSING:
-            params.append(f"{f.name}=_MISSING")
-            value = f"_factory_{f.name}() if {f.name} is _MISSING else {f.name}"
+            params.append(f"{f.name}=__record_missing__")
+            value = f"__record_factory_{f.name}__() if {f.name} is __record_missing__ else {f.name}"
         elif f.default is not _MISSING:
-            params.append(f"{f.name}=_default_{f.name}")
+            params.append(f"{f.name}=__record_default_{f.name}__")
             value = f.name
         else:
             params.append(f.name)
             value = f.name
         if frozen:
-            body.append(f"  _set(self, {f.name!r}, {value})")
+            body.append(f"  __record_set__(__record_self__, {f.name!r}, {value})")
         else:
-            body.append(f"  self.{f.name} = {value}")
+            body.append(f"  __record_self__.{f.name} = {value}")
     if "__post_init__" in dir(cls):
-        body.append("  self.__post_init__()")
-    lines = [f"def __init__(self, {', '.join(params)}):", *(body or ["  pass"])]
+        body.append("  __record_self__.__post_init__()")
+    signature = ", ".join(["__record_self__", *params])  # a field may be named self
+    lines = [f"def __init__({signature}):", *(body or ["  pass"])]
     shown = ", ".join(f"{f.name}={{self.{f.name}!r}}" for f in fields if f.repr)
     lines += ["def __repr__(self):", f"  return f'{{type(self).__qualname__}}({shown})'"]
     compared = "".join(f"self.{f.name}," for f in fields if f.compare)
@@ -130,9 +135,9 @@ def _source(cls: type, fields: list[Field], frozen: bool, order: bool) -> list[s
             "def __hash__(self):",
             f"  return hash(({compared}))",
             "def __setattr__(self, name, value):",
-            "  raise _Frozen(f'cannot assign to field {name!r}')",
+            "  raise __record_frozen__(f'cannot assign to field {name!r}')",
             "def __delattr__(self, name):",
-            "  raise _Frozen(f'cannot delete field {name!r}')",
+            "  raise __record_frozen__(f'cannot delete field {name!r}')",
         ]
     if order:
         for name, op in (("__lt__", "<"), ("__le__", "<="), ("__gt__", ">"), ("__ge__", ">=")):
@@ -166,13 +171,13 @@ def record(cls: type[T] | None = None, /, *, frozen: bool = False, order: bool =
     def wrap(cls: type[T]) -> type[T]:
         fields = _fields_of(cls)
         namespace: dict[str, Any] = {
-            "_MISSING": _MISSING,
-            "_set": object.__setattr__,
-            "_Frozen": FrozenInstanceError,
+            "__record_missing__": _MISSING,
+            "__record_set__": object.__setattr__,
+            "__record_frozen__": FrozenInstanceError,
         }
         for f in fields:
-            namespace[f"_default_{f.name}"] = f.default
-            namespace[f"_factory_{f.name}"] = f.default_factory
+            namespace[f"__record_default_{f.name}__"] = f.default
+            namespace[f"__record_factory_{f.name}__"] = f.default_factory
         own = cls.__dict__
         # As dataclasses: a __hash__ of the class's own is kept (None because the class
         # defines __eq__ is not one); eq without frozen leaves instances unhashable.
@@ -183,6 +188,7 @@ def record(cls: type[T] | None = None, /, *, frozen: bool = False, order: bool =
             if name in namespace and name not in own:  # methods the class defines stay
                 method = namespace[name]
                 method.__qualname__ = f"{cls.__qualname__}.{name}"
+                method.__module__ = cls.__module__
                 setattr(cls, name, method)
         if not own_hash:
             cls.__hash__ = namespace["__hash__"] if frozen else None  # type: ignore[assignment]

@@ -230,21 +230,40 @@ def test_a_memo_that_is_not_sound_is_ignored_and_buf_asked(tmp_path, memo_text) 
     assert json.loads(memo.read_text()) == {"key": _key(buf), "version": [1, 40, 0]}
 
 
-def test_buf_is_run_without_the_subprocess_module_and_gets_no_input(tmp_path) -> None:
-    """posix_spawn: stdin is /dev/null, stdout and stderr are read together, a bare BUF_BIN
-    name runs the file that was found (./buf), and a fetch never imports subprocess for it."""
-    buf = _fake_buf(tmp_path / "buf", "read line; echo \"got [$line]\" >&2; echo 'buf 1.45.0'")
-    code = (
-        "import sys, os\n"
-        "from bsr_team_cache.bufcache import layout\n"
-        f"os.chdir({str(tmp_path)!r})\n"
-        "found = layout.installed_buf_version('buf')\n"
-        "print(found, 'subprocess' in sys.modules)\n"
+def test_buf_runs_as_subprocess_would_start_it_without_loading_subprocess(tmp_path) -> None:
+    """posix_spawn: stdin is /dev/null, stdout and stderr read together, no descriptor of the
+    caller's (not even an inheritable one), SIGPIPE at its default; a bare BUF_BIN name is
+    looked up on PATH, never in the current directory; a fetch never imports subprocess."""
+    on_path = tmp_path / "bin"
+    on_path.mkdir()
+    seen = tmp_path / "seen"
+    _fake_buf(
+        on_path / "buf",
+        f'read line; echo "got [$line]" >&2; ls /proc/$$/fd > {seen}\n'
+        f"grep SigIgn /proc/$$/status >> {seen}; echo 'buf 1.45.0'",
     )
-    env = dict(os.environ, PATH="/nonexistent")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert out.stdout == "('buf', (1, 45, 0)) False\n", out.stderr
-    assert layout.installed_buf_version(buf) == (buf, (1, 45, 0))
+    decoy = _fake_buf(tmp_path / "buf", f"touch {tmp_path / 'decoy-ran'}; echo 'buf 1.99.0'")
+    code = (
+        "import os, signal, sys\n"
+        "from bsr_team_cache.bufcache import layout\n"
+        "signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children reaped by the kernel\n"
+        "kept = os.open(os.devnull, os.O_RDONLY); os.set_inheritable(kept, True)\n"
+        "found = layout.installed_buf_version()\n"
+        "print(found, 'subprocess' in sys.modules, kept)\n"
+    )
+    env = dict(os.environ, PATH=f"{on_path}{os.pathsep}{os.environ['PATH']}", BUF_BIN="buf")
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    found, loaded, kept = out.stdout.rsplit(" ", 2)
+    assert (found, loaded) == (f"('{on_path / 'buf'}', (1, 45, 0))", "False"), out.stderr
+    fds, ignored = seen.read_text().split("SigIgn:")
+    assert int(kept) > 2
+    assert kept.strip() not in fds.split()  # the descriptor we made inheritable: closed
+    assert {"0", "1", "2"} <= set(fds.split())
+    assert int(ignored, 16) & (1 << (13 - 1)) == 0  # SIGPIPE (13) not ignored
+    assert not (tmp_path / "decoy-ran").exists()
+    assert layout.installed_buf_version(decoy) == (decoy, (1, 99, 0))  # a path: that file
 
 
 def test_without_sessions_buf_still_runs_and_a_hung_one_is_stopped(tmp_path, monkeypatch):

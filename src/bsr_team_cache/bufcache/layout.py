@@ -115,6 +115,9 @@ class _Asking(_Lookup):
                 output, status = self._read()
             except BSRTeamCacheError as exc:
                 self._failure = exc
+            except BaseException:  # interrupted: leave no process or descriptor behind
+                self.discard()
+                raise
             else:
                 version = parse_buf_version(output.decode("utf-8", "replace"))
                 if status == 0 and version is not None and self._memo is not None:
@@ -165,36 +168,44 @@ class _Asking(_Lookup):
 
 class _Child:
     """A process started with ``os.posix_spawn`` (no ``subprocess`` module, which a fetch
-    would load only for this: ~4 ms with selectors and locale), in a session of its own, stdin
-    from /dev/null, stdout and stderr to one pipe, whose reading end is ``output``."""
+    would load only for this: ~4 ms with selectors and locale), as subprocess would start it:
+    in a session of its own, stdin from /dev/null, stdout and stderr to one pipe (``output``),
+    no other descriptor of ours (not even ones our parent let us inherit), SIGPIPE and
+    SIGXFSZ at their defaults."""
 
     def __init__(self, argv: list[str]) -> None:
+        import signal
+
+        self.status: int | None = None
         self.output, write_end = os.pipe()  # both ends close on exec
-        actions = [
+        actions: list[tuple] = [
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             (os.POSIX_SPAWN_DUP2, write_end, 1),
             (os.POSIX_SPAWN_DUP2, write_end, 2),
         ]
+        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inherited_descriptors()]
+        options = {"file_actions": actions, "setsigdef": (signal.SIGPIPE, signal.SIGXFSZ)}
         try:
             try:
-                self.pid = os.posix_spawn(
-                    argv[0], argv, os.environ, file_actions=actions, setsid=True
-                )
+                self.pid = os.posix_spawn(argv[0], argv, os.environ, setsid=True, **options)
             except NotImplementedError:  # no new session here: only buf itself is stopped
-                self.pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
+                self.pid = os.posix_spawn(argv[0], argv, os.environ, **options)
         except BaseException:
             os.close(self.output)
             raise
         finally:
             os.close(write_end)
-        self.status: int | None = None
 
     def poll(self) -> int | None:
         """Its exit code once it has ended (and is reaped), else None."""
         if self.status is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid == self.pid:
-                self.status = os.waitstatus_to_exitcode(status)
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped already (SIGCHLD ignored): no status to read
+                self.status = -1
+            else:
+                if pid == self.pid:
+                    self.status = os.waitstatus_to_exitcode(status)
         return self.status
 
     def close_output(self) -> None:
@@ -203,23 +214,44 @@ class _Child:
             self.output = -1
 
     def stop(self) -> None:
-        """Kill its session if it is not reaped yet (its pid, the group's id, is still its
-        own until then), and reap it."""
+        """Kill its session if it is not reaped yet (until then its pid, the group's id, is
+        still its own), and reap it."""
         import signal
 
-        if self.status is None:
+        if self.poll() is None:
             try:
                 os.killpg(self.pid, signal.SIGKILL)
             except OSError:  # not a session of its own (see __init__)
                 with contextlib.suppress(OSError):
                     os.kill(self.pid, signal.SIGKILL)
-            _, status = os.waitpid(self.pid, 0)
-            self.status = os.waitstatus_to_exitcode(status)
+            try:
+                _, status = os.waitpid(self.pid, 0)
+                self.status = os.waitstatus_to_exitcode(status)
+            except ChildProcessError:
+                self.status = -1
         self.close_output()
 
 
+def _inherited_descriptors() -> list[int]:
+    """Our descriptors above 2 that a child would inherit (Python makes its own
+    non-inheritable; these come from whoever started us, e.g. a make jobserver's)."""
+    try:
+        listed = os.listdir("/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd")
+    except OSError:
+        return []
+    inherited = []
+    for name in listed:
+        fd = int(name)
+        with contextlib.suppress(OSError):  # the listing's own descriptor, now closed
+            if fd > 2 and os.get_inheritable(fd):
+                inherited.append(fd)
+    return inherited
+
+
 def _version_lookup(buf: str | None, memo: Path | None) -> _Lookup:
-    buf = buf or os.environ.get("BUF_BIN") or _on_path("buf")
+    buf = buf or os.environ.get("BUF_BIN") or "buf"
+    if os.sep not in buf:  # a bare name (BUF_BIN=buf): looked up on PATH, never in "."
+        buf = _on_path(buf)
     if not buf:
         return _Lookup()
     try:
@@ -231,8 +263,8 @@ def _version_lookup(buf: str | None, memo: Path | None) -> _Lookup:
         known = _recall(memo, key)
         if known is not None:
             return _Lookup((buf, known))
-    try:  # the file just found: a name without a slash is not looked up in PATH again
-        child = _Child([buf if os.sep in buf else os.path.join(os.curdir, buf), "--version"])
+    try:
+        child = _Child([buf, "--version"])
     except OSError:
         return _Lookup()
     return _Asking(buf, child, memo, key)

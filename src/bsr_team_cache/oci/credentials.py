@@ -14,15 +14,15 @@ import json
 import os
 from pathlib import Path
 
-from bsr_team_cache._records import record
+from bsr_team_cache._records import field, record
 from bsr_team_cache.errors import ConfigError
 
 
 @record(frozen=True)
 class Credentials:
     username: str = ""
-    password: str = ""
-    identity_token: str = ""  # an OAuth2 refresh token (docker's "identitytoken")
+    password: str = field(default="", repr=False)  # secrets never shown
+    identity_token: str = field(default="", repr=False)  # docker's "identitytoken" (OAuth2)
 
     def basic(self) -> str | None:
         if not self.username:
