@@ -71,6 +71,12 @@ class _OnFirstUse:
                 self._direct.close()  # no more direct reads: its idle connection goes
             self._direct_lock.release()
 
+    def prepare_direct_read(self) -> None:
+        """Load and make the direct reader now, in the caller's thread: a read started next in
+        another thread then sends its request at once, instead of loading this while the
+        caller loads the rest of the fetch (two threads importing share one interpreter)."""
+        self._read_directly(lambda reader: None)
+
     def read_manifest(self, repo: str, reference: str) -> tuple[bytes, str] | None:
         done, found = self._read_directly(lambda reader: reader.read_manifest(repo, reference))
         return found if done else self.backend().read_manifest(repo, reference)

@@ -69,6 +69,12 @@ class PackRead:
             except BaseException as exc:  # the fetch handles it as its own read's
                 self._outcome = (None, exc)
 
+        # The reader's code loads here, before the caller goes on loading the fetch: the
+        # request then leaves as soon as the thread runs (a class attribute: an opened
+        # registry hands unknown attributes to its client, which would build it).
+        prepare = getattr(type(registry), "prepare_direct_read", None)
+        if prepare is not None:
+            prepare(registry)
         context = contextvars.copy_context()
         self._thread = threading.Thread(
             target=context.run, args=(read,), name="lock-pack-read", daemon=True
