@@ -322,3 +322,26 @@ def test_a_store_the_system_refuses_is_a_warning_whatever_the_output(
     )
     if output == "--json":
         assert json.loads(out)["hits"] == {"local": 0, "team": 6, "bsr": 0}
+
+
+def test_a_new_machine_sends_the_request_before_loading_sqlite_or_the_in_place_check(
+    team, tmp_path
+):
+    """No store yet: the pack's read starts, and its reader is ready, with neither sqlite3 nor
+    the in-place check (placed.py, usage recording) loaded; they load while it travels."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from bsr_team_cache.oci import open_registry\n"
+        "from bsr_team_cache.team.pack_read import start_pack_read\n"
+        f"registry = open_registry('http://127.0.0.1:9/{team.ns}')\n"
+        f"read = start_pack_read(Path({str(team.project)!r}), team={TEAM!r}, namespace='',"
+        f" registry=registry, store_root=Path({str(tmp_path / 'new-store')!r}))\n"
+        "print(type(read).__name__, registry._direct is not None,"
+        " sorted(m for m in ('sqlite3', 'bsr_team_cache.placed', 'httpx') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout == "PackRead True []\n", out.stderr

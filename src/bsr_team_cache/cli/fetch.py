@@ -159,6 +159,10 @@ def _answered_in_place(
     recorded without loading the fetch machinery (placed.py); False if the full fetch must run.
     buf's answer is awaited once every dep is found in place, before the use is recorded."""
     from bsr_team_cache._startup import loading
+    from bsr_team_cache.store import INDEX_FILE
+
+    if not os.path.exists(options.store_dir / INDEX_FILE):  # False for a path refused too
+        return False  # no store yet (a new machine): nothing in place, nothing more to load
 
     with loading():
         from bsr_team_cache.placed import fetch_if_placed

@@ -190,7 +190,7 @@ def stored_token(
 
 def default_token_cache() -> TokenCache:
     """The cache in the local store directory (``$BSR_TEAM_CACHE_DIR`` or its default)."""
-    from bsr_team_cache.store.index import default_store_dir
+    from bsr_team_cache.store import default_store_dir
 
     return TokenCache(default_store_dir())
 

@@ -15,22 +15,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from bsr_team_cache.errors import StoreError
+from bsr_team_cache.store import INDEX_FILE, default_store_dir  # noqa: F401 - this module's API too
 
 SCHEMA_VERSION = 3
-INDEX_FILE = "store.db"
 # Files that ``use`` locks are striped over (eviction skips an entry whose stripe is held).
 USE_LOCK_STRIPES = 64
 # Keys per statement (SQLite's parameter limit is 32,766; two per key).
 _CHUNK = 400
-
-
-def default_store_dir(env: dict[str, str] | None = None) -> Path:
-    """``$BSR_TEAM_CACHE_DIR``, else ``$XDG_CACHE_HOME/bsr-team-cache``, else ~/.cache/…"""
-    env = dict(os.environ) if env is None else env
-    if env.get("BSR_TEAM_CACHE_DIR"):
-        return Path(env["BSR_TEAM_CACHE_DIR"]).expanduser()
-    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "bsr-team-cache"
 
 
 def lock_key(module: str, commit: str) -> str:

@@ -20,7 +20,6 @@ loads httpx.
 from __future__ import annotations
 
 import contextvars
-import sqlite3
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,7 +29,7 @@ from bsr_team_cache._deadline import seconds_left
 from bsr_team_cache.domain.buflock import BUF_LOCK, LockedDep, read_buf_lock
 from bsr_team_cache.domain.bufyaml import BUF_YAML
 from bsr_team_cache.errors import BSRTeamCacheError, RegistryError
-from bsr_team_cache.store import index
+from bsr_team_cache.store import INDEX_FILE
 from bsr_team_cache.team.names import pack_repository, pack_tag, validate_team_name
 
 if TYPE_CHECKING:
@@ -113,7 +112,7 @@ def start_pack_read(
             return None  # the fetch asks the BSR for digests, then decides
         if not pack_worth_reading(len(deps) - _stored(store_root, deps), len(deps)):
             return None
-    except (BSRTeamCacheError, OSError, ValueError, sqlite3.Error):
+    except (BSRTeamCacheError, OSError, ValueError):
         return None
     wanted = {f"{d.module}:{d.commit}": d for d in deps}
     return PackRead(registry, pack_repository(team, namespace), pack_tag(deps), wanted)
@@ -124,11 +123,19 @@ def _stored(store_root: Path, deps: tuple[LockedDep, ...] | list[LockedDep]) -> 
     buf.lock pins, or with none recorded (the fetch reads and checks those). All of them when an
     index is there but cannot be read at once (locked, unreadable, another schema): then no
     read is started, and the fetch decides."""
+    if not (store_root / INDEX_FILE).exists():  # a path refused raises: no read, as below
+        return 0  # a new machine (and sqlite3 loads after the request has left)
+    import sqlite3
+
+    from bsr_team_cache.store import index
+
     db = index.open_existing(store_root, wait=_INDEX_WAIT)
     if db is None:
-        return len(deps) if (store_root / index.INDEX_FILE).exists() else 0
+        return len(deps)
     try:
         found = index.select_recorded(db, ((str(d.module), d.commit) for d in deps))
+    except sqlite3.Error:
+        return len(deps)
     finally:
         db.close()
     stored = 0
