@@ -314,6 +314,11 @@ def test_a_manifest_that_is_not_what_the_registry_states_is_refused(scripted) ->
         (answer("200 OK", b"x", Content_Length=str(4 * 1024 * 1024 + 1)), "over 4194304"),
         (answer("200 OK", b"x", Content_Length="12a"), "malformed Content-Length"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nx", "malformed Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy", "Content-Length"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "transfer coding",
+        ),
         (answer("200 OK", MANIFEST, Content_Encoding="gzip"), "compressed"),
         (answer("200 OK", MANIFEST, Transfer_Encoding="gzip, chunked"), "transfer coding"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "chunk size"),

@@ -30,6 +30,7 @@ it does as the full client does:
 
 from __future__ import annotations
 
+import contextlib
 import re
 import select
 import socket
@@ -176,7 +177,10 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
         name, colon, value = line.partition(b":")
         if not colon or not _HEADER_NAME.fullmatch(name):
             raise NotAnswered("a malformed header line")  # also an obsolete folded line
-        headers.setdefault(name.decode("ascii").lower(), value.strip(b" \t").decode("latin-1"))
+        key, text = name.decode("ascii").lower(), value.strip(b" \t").decode("latin-1")
+        # A repeated field reads as its values joined, as the full client reads it: two
+        # Content-Lengths or codings are then malformed, and left to that client.
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
     return int(status.group(1)), headers
 
 
@@ -305,17 +309,15 @@ class Session:
         request = text.encode("ascii") + (body or b"")
         key = (parts.scheme, parts.hostname, port)
         idle = self._idle.pop(key, None)
-        if idle is not None and _has_news(idle):
-            idle.close()  # closed by the server, or sent what nobody asked for: not reused
+        if idle is not None and (method not in ("GET", "HEAD") or _has_news(idle)):
+            # Not reused when closed by the server or holding what nobody asked for; nor for
+            # a request never sent twice (a token POST): a close on its way cannot be seen
+            # in time, and only a read may be sent again on another connection.
+            idle.close()
             idle = None
         if idle is not None:
-            try:
+            with contextlib.suppress(_Unused):  # closed as the read left: once more, anew
                 return self._exchange(idle, key, method, request, cap)
-            except _Unused:
-                # Closed by the server as the request left: sent again on a new connection,
-                # a read only (a token request is not repeated).
-                if method not in ("GET", "HEAD"):
-                    raise NotAnswered("the connection closed before answering") from None
         sock = self._connect(parts.scheme, parts.hostname, port)
         try:
             return self._exchange(sock, key, method, request, cap)
