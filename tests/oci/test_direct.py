@@ -584,3 +584,24 @@ def test_a_token_request_is_never_sent_twice(
     assert read(server.url) == (MANIFEST, OCI_MANIFEST)
     posts = [r for _, r in server.requests if r.startswith(b"POST ")]
     assert len(posts) == 1 and b"refresh_token=REFRESH-SECRET" in posts[0]
+
+
+def test_a_stated_digest_is_shown_escaped(scripted) -> None:
+    lie = answer("200 OK", MANIFEST, Docker_Content_Digest="sha256:\x1b[2J" + "0" * 60)
+    server = scripted(lambda request: lie)
+    with pytest.raises(DigestMismatchError) as caught:
+        read(server.url)
+    assert "\x1b" not in str(caught.value) and "sha256:\\x1b[2J" in str(caught.value)
+
+
+def test_a_reader_that_cannot_be_made_leaves_the_reads_to_the_client(monkeypatch) -> None:
+    """E.g. no home directory for the token cache: nothing raised where the reader is
+    prepared (the lock pack's read starts), and every read goes to the full client."""
+
+    def no_home() -> None:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(direct, "default_token_cache", no_home)
+    registry = open_registry("http://127.0.0.1:9/team")
+    registry.prepare_direct_read()
+    assert registry._direct is None and registry._direct_off

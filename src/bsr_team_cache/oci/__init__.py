@@ -54,12 +54,12 @@ class _OnFirstUse:
             from bsr_team_cache._wire import proxy_configured
             from bsr_team_cache.oci.direct import DirectReader
 
-            if self._direct is None:
-                if proxy_configured():  # only the client honours it
-                    self._direct_off = True
-                    return False, None
-                self._direct = DirectReader(self._given_url, self._insecure)
+            if self._direct is None and proxy_configured():  # only the client honours it
+                self._direct_off = True
+                return False, None
             try:
+                if self._direct is None:  # (its token cache's place may not resolve: no HOME)
+                    self._direct = DirectReader(self._given_url, self._insecure)
                 return True, read(self._direct)
             except BSRTeamCacheError:
                 raise  # a verdict on the content, or a transfer given up: the client's too

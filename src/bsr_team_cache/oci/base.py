@@ -50,7 +50,8 @@ def verify_blob(data: bytes, digest: str, where: str) -> bytes:
     actual = sha256_digest(data)
     if actual != digest:
         raise DigestMismatchError(
-            f"{where}: blob {digest} is corrupt (its content hashes to {actual})"
+            # The digest may be what a registry stated (Docker-Content-Digest): shown escaped.
+            f"{where}: blob {remote_text(digest, 100)} is corrupt (its content hashes to {actual})"
         )
     return data
 

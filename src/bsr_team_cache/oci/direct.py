@@ -93,8 +93,8 @@ class NotAnswered(Exception):
 
 
 class Answer:
-    """An HTTP answer: status, headers (names in lower case; a repeated one keeps its first
-    value), body."""
+    """An HTTP answer: status, headers (names in lower case; a repeated one's values joined
+    with ", ", as the full client reads them), body."""
 
     def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self.status, self.headers, self.body = status, headers, body
@@ -311,8 +311,8 @@ class Session:
         idle = self._idle.pop(key, None)
         if idle is not None and (method not in ("GET", "HEAD") or _has_news(idle)):
             # Not reused when closed by the server or holding what nobody asked for; nor for
-            # a request never sent twice (a token POST): a close on its way cannot be seen
-            # in time, and only a read may be sent again on another connection.
+            # a request this session never sends twice (a token POST): a close on its way
+            # cannot be seen in time, and only a read may be sent again on another connection.
             idle.close()
             idle = None
         if idle is not None:

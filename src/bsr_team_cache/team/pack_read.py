@@ -19,6 +19,7 @@ loads httpx.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import threading
 from collections.abc import Mapping
@@ -73,7 +74,8 @@ class PackRead:
         # registry hands unknown attributes to its client, which would build it).
         prepare = getattr(type(registry), "prepare_direct_read", None)
         if prepare is not None:
-            prepare(registry)
+            with contextlib.suppress(Exception):  # the read meets it again, and says so
+                prepare(registry)
         context = contextvars.copy_context()
         self._thread = threading.Thread(
             target=context.run, args=(read,), name="lock-pack-read", daemon=True
