@@ -152,3 +152,10 @@ def test_credentials_never_show_their_secrets() -> None:
 
     shown = repr(Credentials("user", "hunter2", "refresh-token"))
     assert shown == "Credentials(username='user')"
+
+
+def test_a_record_holding_itself_shows_dots_there() -> None:
+    bag = Bag("loop")
+    bag.items.append(bag)  # type: ignore[arg-type]
+    assert repr(bag) == "Bag(name='loop', items=[...])"
+    assert Bag.__repr__.__qualname__ == "Bag.__repr__"

@@ -11,6 +11,7 @@ when first asked for (importing ``dataclasses`` then), so ``dataclasses.replace`
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -189,6 +190,8 @@ def record(cls: type[T] | None = None, /, *, frozen: bool = False, order: bool =
                 method = namespace[name]
                 method.__qualname__ = f"{cls.__qualname__}.{name}"
                 method.__module__ = cls.__module__
+                if name == "__repr__":  # a record holding itself shows "..." there
+                    method = reprlib.recursive_repr()(method)
                 setattr(cls, name, method)
         if not own_hash:
             cls.__hash__ = namespace["__hash__"] if frozen else None  # type: ignore[assignment]
