@@ -59,13 +59,14 @@ class _DataclassFields:
 
         made = {}
         for own in owner.__record_fields__:
-            if own.default_factory is not _MISSING:
-                made_field = dataclasses.field(
-                    default_factory=own.default_factory, repr=own.repr, compare=own.compare
-                )
-            else:
-                default = dataclasses.MISSING if own.default is _MISSING else own.default
-                made_field = dataclasses.field(default=default, repr=own.repr, compare=own.compare)
+            made_field = dataclasses.field(
+                default=dataclasses.MISSING if own.default is _MISSING else own.default,
+                default_factory=(
+                    dataclasses.MISSING if own.default_factory is _MISSING else own.default_factory
+                ),
+                repr=own.repr,
+                compare=own.compare,
+            )
             made_field.name = own.name
             made_field.type = owner.__annotations__.get(own.name)
             made_field._field_type = dataclasses._FIELD  # type: ignore[attr-defined]
@@ -79,8 +80,8 @@ def _fields_of(cls: type) -> list[Field]:
     for base in reversed(cls.__mro__[1:]):
         for inherited in base.__dict__.get("__record_fields__", ()):
             fields[inherited.name] = inherited
-    own = cls.__dict__.get("__annotations__", {})  # noqa: RUF063 (inspect is what we spare)
-    for name, annotation in own.items():
+    annotations = cls.__dict__.get("__annotations__", {})  # noqa: RUF063 (spares inspect)
+    for name, annotation in annotations.items():
         if isinstance(annotation, str) and annotation.startswith("ClassVar"):
             continue
         value = cls.__dict__.get(name, _MISSING)
@@ -117,7 +118,7 @@ def _source(cls: type, fields: list[Field], frozen: bool, order: bool) -> list[s
             body.append(f"  __record_set__(__record_self__, {f.name!r}, {value})")
         else:
             body.append(f"  __record_self__.{f.name} = {value}")
-    if "__post_init__" in dir(cls):
+    if hasattr(cls, "__post_init__"):
         body.append("  __record_self__.__post_init__()")
     signature = ", ".join(["__record_self__", *params])  # a field may be named self
     lines = [f"def __init__({signature}):", *(body or ["  pass"])]

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from bsr_team_cache.errors import StoreError
-from bsr_team_cache.store import INDEX_FILE, default_store_dir  # noqa: F401 - this module's API too
+from bsr_team_cache.store import INDEX_FILE
 
 SCHEMA_VERSION = 3
 # Files that ``use`` locks are striped over (eviction skips an entry whose stripe is held).

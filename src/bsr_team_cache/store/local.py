@@ -48,7 +48,6 @@ from bsr_team_cache.store.index import (
     INDEX_FILE,
     SCHEMA_VERSION,
     connect,
-    default_store_dir,  # noqa: F401 - also this module's API
     flocks,
     lock_key,
     select_indexed,
