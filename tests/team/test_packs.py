@@ -4,6 +4,7 @@ by the second machine that uses the lock, and never trusted for being a pack."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +21,7 @@ from bsr_team_cache.oci.devregistry import DistributionServer
 from bsr_team_cache.oci.http import HTTPRegistry
 from bsr_team_cache.oci.layer import files_layer
 from bsr_team_cache.store import LocalStore
+from bsr_team_cache.store.index import lock_key
 from bsr_team_cache.team import fetch as fetch_module
 from bsr_team_cache.team.cache import TeamCache
 from bsr_team_cache.team.fetch import FetchReport, fetch
@@ -173,6 +175,61 @@ def test_a_forged_member_is_a_warning_and_that_module_comes_on_its_own(team):
     assert (entry / "files" / "acme" / "pets" / "v1" / "pet.proto").read_bytes() == (
         genuine.files["acme/pets/v1/pet.proto"]
     )
+    # The pack's five good members were in hand and took no fill lock; pets, pulled on its
+    # own, took one (single-flight of its download).
+    assert _fill_locks(team.root / "carol" / "store") == {
+        lock_key(str(genuine.module), genuine.commit)
+    }
+
+
+def _fill_locks(store: Path) -> set[str]:
+    """The entries whose fill lock file a store has (made when first taken)."""
+    return {p.name.removesuffix(".fill") for p in (store / "locks").glob("*.fill")}
+
+
+def test_fetches_sharing_a_store_write_the_same_packs_members_at_once(team):
+    """No fill lock keeps two fetches of one pack apart: each writes every member to the shared
+    store (the same content-addressed blobs, each renamed into place) and its buf cache."""
+    team.fetch("alice", update_lock=True)
+    team.fetch("bob")  # makes the pack
+    start = threading.Barrier(3)
+    shared = team.root / "shared-store"
+    reports: dict[str, FetchReport] = {}
+
+    def fetch_as(member: str) -> None:
+        with LocalStore(shared) as store, BSRModuleClient() as bsr:
+            start.wait()
+            reports[member] = fetch(
+                team.project,
+                team=TEAM,
+                registry=team.registry,
+                bsr=bsr,
+                store=store,
+                buf_cache=team.root / member / "buf-cache",
+                namespace=team.ns,
+                member=member,
+            )
+
+    threads = [threading.Thread(target=fetch_as, args=(m,)) for m in ("carol", "dave", "erin")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sorted(reports) == ["carol", "dave", "erin"]
+    for report in reports.values():
+        assert report.warnings == []
+        assert (report.count("bsr"), report.count("local") + report.count("team")) == (0, 6)
+    assert sum(report.pack_used for report in reports.values()) >= 1
+    lock = read_buf_lock(team.project / "buf.lock")
+    with LocalStore(shared) as store:
+        assert len(store.entries()) == 6
+        for dep in lock.deps:
+            assert store.get(dep.module, dep.commit).digest == dep.digest  # verified read
+    assert not any((shared / "tmp").iterdir())
+    for member in ("carol", "dave", "erin"):
+        for dep in lock.deps:
+            entry = module_entry_dir(team.root / member / "buf-cache", dep.module, dep.commit)
+            assert (entry / "module.yaml").is_file()
 
 
 @pytest.mark.parametrize(
@@ -315,3 +372,22 @@ def test_a_packs_members_are_checked_and_written_by_a_worker_per_core(
     report = team.fetch("carol")
     assert (report.pack_used, _tiers(report)) == (True, {"local": 0, "team": 6, "bsr": 0})
     assert made == [workers]  # six members, at most one worker per core
+
+
+def test_a_packs_members_are_decoded_a_batch_at_a_time(team, monkeypatch):
+    """A batch's decoded members are held until it is done: a large lock's are not all held."""
+    team.fetch("alice", update_lock=True)
+    team.fetch("bob")  # makes the pack
+    sizes: list[int] = []
+    real = fetch_module._from_pack
+
+    def from_pack(run, deps):
+        sizes.append(len(deps))
+        return real(run, deps)
+
+    monkeypatch.setattr(fetch_module, "FILL_BATCH", 4)
+    monkeypatch.setattr(fetch_module, "_from_pack", from_pack)
+    report = team.fetch("carol")
+    assert (report.pack_used, _tiers(report)) == (True, {"local": 0, "team": 6, "bsr": 0})
+    assert sizes == [4, 2]
+    assert _fill_locks(team.root / "carol" / "store") == set()
