@@ -21,7 +21,6 @@ from bsr_team_cache.oci.devregistry import DistributionServer
 from bsr_team_cache.oci.http import HTTPRegistry
 from bsr_team_cache.oci.layer import files_layer
 from bsr_team_cache.store import LocalStore
-from bsr_team_cache.store.index import lock_key
 from bsr_team_cache.team import fetch as fetch_module
 from bsr_team_cache.team.cache import TeamCache
 from bsr_team_cache.team.fetch import FetchReport, fetch
@@ -175,21 +174,11 @@ def test_a_forged_member_is_a_warning_and_that_module_comes_on_its_own(team):
     assert (entry / "files" / "acme" / "pets" / "v1" / "pet.proto").read_bytes() == (
         genuine.files["acme/pets/v1/pet.proto"]
     )
-    # The pack's five good members were in hand and took no fill lock; pets, pulled on its
-    # own, took one (single-flight of its download).
-    assert _fill_locks(team.root / "carol" / "store") == {
-        lock_key(str(genuine.module), genuine.commit)
-    }
-
-
-def _fill_locks(store: Path) -> set[str]:
-    """The entries whose fill lock file a store has (made when first taken)."""
-    return {p.name.removesuffix(".fill") for p in (store / "locks").glob("*.fill")}
 
 
 def test_fetches_sharing_a_store_write_the_same_packs_members_at_once(team):
-    """No fill lock keeps two fetches of one pack apart: each writes every member to the shared
-    store (the same content-addressed blobs, each renamed into place) and its buf cache."""
+    """Three fetches of one pack at once, sharing a store: each gets every member, the store
+    holds each once, verified, with no partial file left, and every buf cache is complete."""
     team.fetch("alice", update_lock=True)
     team.fetch("bob")  # makes the pack
     start = threading.Barrier(3)
@@ -375,7 +364,8 @@ def test_a_packs_members_are_checked_and_written_by_a_worker_per_core(
 
 
 def test_a_packs_members_are_decoded_a_batch_at_a_time(team, monkeypatch):
-    """A batch's decoded members are held until it is done: a large lock's are not all held."""
+    """A batch's decoded members are held until it is done: a large lock's are not all held at
+    once."""
     team.fetch("alice", update_lock=True)
     team.fetch("bob")  # makes the pack
     sizes: list[int] = []
@@ -390,4 +380,53 @@ def test_a_packs_members_are_decoded_a_batch_at_a_time(team, monkeypatch):
     report = team.fetch("carol")
     assert (report.pack_used, _tiers(report)) == (True, {"local": 0, "team": 6, "bsr": 0})
     assert sizes == [4, 2]
-    assert _fill_locks(team.root / "carol" / "store") == set()
+
+
+def test_a_fetch_module_by_module_waits_for_a_pack_fetch_filling_the_same_store(team, monkeypatch):
+    """Single-flight holds across the two ways in: a fetch that does not read the pack, missing
+    the commits a pack fetch is writing to the same store, waits for its fill locks and then
+    finds them in the store; it downloads nothing."""
+    team.fetch("alice", update_lock=True)
+    team.fetch("bob")  # makes the pack
+    shared = team.root / "shared-store"
+    pack_writing, other_done = threading.Event(), threading.Event()
+    real_flush = LocalStore.flush
+
+    def flush(self):
+        # The pack fetch, its members written and their rows not yet committed, holds on.
+        if threading.current_thread().name == "pack" and self._rows and not pack_writing.is_set():
+            pack_writing.set()
+            other_done.wait(2)
+        return real_flush(self)
+
+    monkeypatch.setattr(LocalStore, "flush", flush)
+    reports: dict[str, FetchReport] = {}
+
+    def fetch_as(member: str, **options) -> None:
+        try:
+            with LocalStore(shared) as store, BSRModuleClient() as bsr:
+                reports[member] = fetch(
+                    team.project,
+                    team=TEAM,
+                    registry=team.registry,
+                    bsr=bsr,
+                    store=store,
+                    buf_cache=team.root / member / "buf-cache",
+                    namespace=team.ns,
+                    member=member,
+                    **options,
+                )
+        finally:
+            if member == "dave":
+                other_done.set()
+
+    pack = threading.Thread(target=fetch_as, args=("carol",), name="pack")
+    pack.start()
+    assert pack_writing.wait(60)
+    other = threading.Thread(target=fetch_as, args=("dave",), kwargs={"packs": False})
+    other.start()
+    other.join(60)
+    pack.join(60)
+    assert reports["carol"].pack_used is True
+    assert _tiers(reports["carol"]) == {"local": 0, "team": 6, "bsr": 0}
+    assert _tiers(reports["dave"]) == {"local": 6, "team": 0, "bsr": 0}

@@ -3,8 +3,7 @@ fill buf's cache; export an include tree for protoc.
 
 Concurrency: entries in use are held with shared locks (eviction skips them); misses are
 filled under per-commit exclusive locks, re-checking the local store once the lock is held,
-so N processes missing the same commit make exactly one upstream download. Members of a lock
-pack, read before any lock is taken, are already downloaded: they are written without one.
+so N processes missing the same commit make exactly one upstream download.
 """
 
 from __future__ import annotations
@@ -65,8 +64,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 TIERS = FETCH_TIERS
-# Misses are filled in batches, each under its commits' fill locks: open files, and the
-# modules decoded at once, stay bounded however many deps a project has.
+# Misses are filled in batches, each under its commits' fill locks: open files stay bounded
+# however many deps a project has.
 FILL_BATCH = 128
 # From this many deps on, the team registry tier asks whether a bundle covers them before
 # pulling modules one by one (see _from_registry).
@@ -499,21 +498,12 @@ def obtain(
         pending = _from_local(run, pending, prefetched or {})
         if lock_pack and whole_lock:
             _look_up_pack(run, deps, pending)
-            # The pack's members are in hand, so they take no fill locks: those exist so that
-            # processes missing a commit download it once, and nothing is left to download.
-            # Two processes writing the same member write the same content-addressed blobs
-            # and buf cache entry, each atomically, which a lock would only have spared. In
-            # batches as below: a batch's decoded members are held until it is done.
-            pending = [
-                dep
-                for start in range(0, len(pending), FILL_BATCH)
-                for dep in _from_pack(run, pending[start : start + FILL_BATCH])
-            ]
         for start in range(0, len(pending), FILL_BATCH):
             batch = pending[start : start + FILL_BATCH]
             with _maybe(local and local.filling((d.module, d.commit) for d in batch)):
                 try:
                     batch = _from_local(run, batch, {})  # filled by another process meanwhile?
+                    batch = _from_pack(run, batch)
                     batch = _from_registry(run, batch)
                     if batch:
                         _from_bsr(run, batch, bsr)
