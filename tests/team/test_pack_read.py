@@ -304,6 +304,38 @@ def test_the_cli_reads_a_cold_machines_pack_before_loading_the_fetch(
     assert {ref for _, ref in direct_reads[1:]} <= commits
 
 
+def test_a_new_machine_asks_bufs_version_after_the_packs_request(
+    team, distribution, tmp_path, monkeypatch
+):
+    """Starting `buf --version` takes a few ms: on a new machine the pack's request goes
+    first; where a store is, the layout check starts first, as the in-place check awaits it."""
+    from bsr_team_cache.bufcache import layout
+    from bsr_team_cache.team import pack_read
+
+    started: list[str] = []
+    real_layout_check, real_pack_read = layout.start_layout_check, pack_read.start_pack_read
+
+    def start_layout_check(*args, **kwargs):
+        started.append("layout check")
+        return real_layout_check(*args, **kwargs)
+
+    def start_pack_read(*args, **kwargs):
+        started.append("pack read")
+        return real_pack_read(*args, **kwargs)
+
+    monkeypatch.setattr(layout, "start_layout_check", start_layout_check)
+    monkeypatch.setattr(pack_read, "start_pack_read", start_pack_read)
+    monkeypatch.setenv("BSR_TEAM_CACHE_DIR", str(tmp_path / "frank" / "store"))
+    monkeypatch.setenv("BUF_CACHE_DIR", str(tmp_path / "frank" / "buf-cache"))
+    argv = ["fetch", str(team.project), "--team", TEAM, "--registry"]
+    argv += [f"{distribution.url}/{team.ns}", "-q"]
+    assert main(argv) == 0
+    assert started == ["pack read", "layout check"]
+    started.clear()
+    assert main(argv) == 0  # everything in place
+    assert started == ["layout check"]
+
+
 @pytest.mark.parametrize("output", ["-q", "--json"])
 def test_a_store_the_system_refuses_is_a_warning_whatever_the_output(
     team, distribution, tmp_path, monkeypatch, capsys, output

@@ -159,10 +159,6 @@ def _answered_in_place(
     recorded without loading the fetch machinery (placed.py); False if the full fetch must run.
     buf's answer is awaited once every dep is found in place, before the use is recorded."""
     from bsr_team_cache._startup import loading
-    from bsr_team_cache.store import INDEX_FILE
-
-    if not os.path.exists(options.store_dir / INDEX_FILE):  # False for a path refused too
-        return False  # no store yet (a new machine): nothing in place, nothing more to load
 
     with loading():
         from bsr_team_cache.placed import fetch_if_placed
@@ -200,20 +196,25 @@ def _fetch(
 ) -> None:
     from bsr_team_cache._startup import loading
     from bsr_team_cache.bufcache.layout import buf_cache_dir, start_layout_check
+    from bsr_team_cache.store import INDEX_FILE
 
     cache = None if no_buf_cache else (buf_cache_dir_opt or buf_cache_dir(dict(os.environ)))
     team = options.team
     options.check_registry()  # a bad URL is an error even when nothing would be fetched
-    # Which cache layout the installed buf reads: known at once when remembered; on a new
-    # machine `buf --version` runs meanwhile, and its answer is awaited before any write.
-    layout = start_layout_check(memo=options.store_dir / "buf-version.json") if cache else None
+    # Which cache layout the installed buf reads: known at once when remembered (in the store);
+    # else `buf --version` runs while the fetch goes on, and is awaited before any write.
+    memo = options.store_dir / "buf-version.json"
+    layout: LayoutCheck | None = None
     try:
+        # With no store yet (a new machine; also False for a path refused), nothing is in place.
         if (
             cache is not None
             and not (update_lock or export or as_json)
-            and _answered_in_place(project_dir, options, team, cache, layout, quiet)
+            and os.path.exists(options.store_dir / INDEX_FILE)
         ):
-            return
+            layout = start_layout_check(memo=memo)
+            if _answered_in_place(project_dir, options, team, cache, layout, quiet):
+                return
         registry = options.open_registry()
         pack_read = None
         if not (no_packs or no_bundles or bundle or update_lock):
@@ -228,6 +229,9 @@ def _fetch(
                 registry=registry,
                 store_root=options.store_dir,
             )
+        if cache is not None and layout is None:
+            # After the pack's request: on a new machine, starting buf takes ~4 ms.
+            layout = start_layout_check(memo=memo)
         import_machinery()
         if layout is not None:
             layout()  # before anything is written to buf's cache
