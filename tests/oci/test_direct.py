@@ -17,7 +17,12 @@ import pytest
 
 from bsr_team_cache._deadline import deadline_scope
 from bsr_team_cache.bsr.devbsr import ensure_tls_files
-from bsr_team_cache.errors import DigestMismatchError, MissingBlobError, RegistryError
+from bsr_team_cache.errors import (
+    ContentTooLargeError,
+    DigestMismatchError,
+    MissingBlobError,
+    RegistryError,
+)
 from bsr_team_cache.limits import limits
 from bsr_team_cache.oci import direct, open_registry
 from bsr_team_cache.oci.base import OCI_MANIFEST, sha256_digest
@@ -605,3 +610,148 @@ def test_a_reader_that_cannot_be_made_leaves_the_reads_to_the_client(monkeypatch
     registry = open_registry("http://127.0.0.1:9/team")
     registry.prepare_direct_read()
     assert registry._direct is None and registry._direct_off
+
+
+# -- streamed blobs (a large layer, read as it arrives) -----------------------------------------
+
+BLOB = bytes(range(256)) * 3000  # 768,000 bytes
+BLOB_PATH = f"/v2/t/m/blobs/{sha256_digest(BLOB)}"
+
+
+def _stream(registry, blob: bytes = BLOB) -> bytes:
+    return b"".join(registry.open_blob("t/m", sha256_digest(blob), len(blob)))
+
+
+def test_a_large_blob_streams_from_distribution_without_the_http_stack(
+    distribution: DistributionServer,
+) -> None:
+    """A registry opened from its URL streams a layer on the connection its manifest came by;
+    in a process of its own, neither httpx nor the client is loaded."""
+    import subprocess
+    import sys
+
+    layer = bytes(range(251)) * 12_000  # ~3 MB, over what is held in memory
+    with HTTPRegistry(distribution.url + "/stream") as full:
+        manifest = _push_artifact(full, "big/layer", "v1", layer)
+    code = (
+        "import sys\n"
+        "from bsr_team_cache.oci import open_registry\n"
+        f"registry = open_registry({distribution.url + '/stream'!r})\n"
+        "manifest = registry.read_manifest('big/layer', 'v1')[0]\n"
+        f"data = b''.join(registry.open_blob('big/layer', {sha256_digest(layer)!r}, {len(layer)}))\n"
+        f"print(manifest == {manifest!r}, len(data), registry._backend is None,"
+        " 'httpx' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout == f"True {len(layer)} True False\n", out.stderr
+    registry = open_registry(distribution.url + "/stream")
+    assert b"".join(registry.open_blob("big/layer", sha256_digest(layer), len(layer))) == layer
+    registry.close()
+
+
+def test_a_streamed_blob_comes_on_the_manifests_connection(scripted) -> None:
+    def respond(request: bytes) -> bytes | list[bytes]:
+        if request.startswith(f"GET {PATH} ".encode()):
+            return manifest_answer()
+        head = answer("200 OK", b"", Content_Length=str(len(BLOB)))
+        return [head, BLOB[:1000], BLOB[1000:300_000], BLOB[300_000:]]
+
+    server = scripted(respond)
+    registry = open_registry(server.url)
+    assert registry.read_manifest("t/m", "v1") == (MANIFEST, OCI_MANIFEST)
+    assert _stream(registry) == BLOB
+    assert [r.split(b"\r\n")[0] for _, r in server.requests] == [
+        f"GET {PATH} HTTP/1.1".encode(),
+        f"GET {BLOB_PATH} HTTP/1.1".encode(),
+    ]
+    assert server.connections == 1 and registry._backend is None
+    assert _stream(registry) == BLOB  # the connection went back for the next read
+    assert server.connections == 1
+    registry.close()
+
+
+@pytest.mark.parametrize("ranges", [True, False], ids=["range", "range-ignored"])
+def test_a_direct_stream_cut_short_goes_on_from_the_client_where_it_stopped(
+    scripted, ranges: bool
+) -> None:
+    cut = 200_000
+
+    def respond(request: bytes) -> bytes | list[bytes]:
+        asked = header(request, "Range")
+        if asked is None:  # the direct read: half the body, then the connection closes
+            return [answer("200 OK", b"", Content_Length=str(len(BLOB))), BLOB[:cut], b""]
+        if not ranges:
+            return answer("200 OK", BLOB)
+        start = int(asked.removeprefix("bytes=").removesuffix("-"))
+        rest = BLOB[start:]
+        return answer(
+            "206 Partial Content", rest, Content_Range=f"bytes {start}-{len(BLOB) - 1}/{len(BLOB)}"
+        )
+
+    server = scripted(respond)
+    registry = open_registry(server.url)
+    assert _stream(registry) == BLOB
+    assert [header(r, "Range") for _, r in server.requests] == [None, f"bytes={cut}-"]
+    assert registry._direct_off and registry._backend is not None
+    registry.close()
+
+
+@pytest.mark.parametrize(
+    "shape",
+    ["chunked", "closed", "too-long", "redirect"],
+)
+def test_a_blob_the_direct_read_cannot_stream_as_is_is_all_the_clients(scripted, shape) -> None:
+    """Left to the client before any byte is taken: what it reads is the whole blob."""
+
+    def respond(request: bytes) -> bytes | list[bytes]:
+        if request.startswith(b"GET /elsewhere"):
+            return answer("200 OK", BLOB)
+        if shape == "chunked":
+            return [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                    b"%x\r\n%s\r\n0\r\n\r\n" % (len(BLOB), BLOB)]  # fmt: skip
+        if shape == "closed":
+            return [b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", BLOB, b""]
+        if shape == "too-long":  # the direct read refuses it; so does the client
+            return answer("200 OK", BLOB + b"more")
+        return answer("307 Temporary Redirect", Location=f"{server.url}/elsewhere")
+
+    server = scripted(respond)
+    registry = open_registry(server.url)
+    if shape == "too-long":
+        with pytest.raises(ContentTooLargeError, match=f"larger than {len(BLOB)} bytes"):
+            _stream(registry)
+    else:
+        assert _stream(registry) == BLOB
+    assert registry._direct_off and registry._backend is not None
+    assert server.requests[0][1].startswith(f"GET {BLOB_PATH} ".encode())
+    assert header(server.requests[1][1], "Range") is None  # nothing was taken directly
+    registry.close()
+
+
+def test_a_streamed_blob_that_is_not_its_digest_is_refused_after_its_last_chunk(
+    scripted,
+) -> None:
+    forged = BLOB[:-1] + b"!"
+    server = scripted(lambda request: answer("200 OK", forged))
+    registry = open_registry(server.url)
+    chunks = registry.open_blob("t/m", sha256_digest(BLOB), len(BLOB))
+    with pytest.raises(DigestMismatchError) as caught:
+        for _ in chunks:
+            pass
+    where = f"127.0.0.1:{server.port}/t/m"
+    assert str(caught.value).startswith(f"{where}: blob {sha256_digest(BLOB)} is corrupt")
+    assert registry._backend is None  # a verdict: the client does not ask again
+    registry.close()
+
+
+def test_a_direct_stream_that_stalls_is_given_up_at_the_deadline(scripted) -> None:
+    # The first 1,000 bytes of the body, then nothing (the connection stays open).
+    server = scripted(
+        lambda request: [answer("200 OK", b"", Content_Length=str(len(BLOB))), BLOB[:1000]]
+    )
+    registry = open_registry(server.url)
+    stalled = f"team registry {server.url}: GET {BLOB_PATH}: the deadline passed"
+    with deadline_scope(0.5), pytest.raises(RegistryError, match=stalled):
+        _stream(registry)
+    assert registry._backend is None  # a verdict, not asked again
+    registry.close()

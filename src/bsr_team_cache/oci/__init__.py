@@ -3,14 +3,15 @@ and an HTTP client for any distribution-spec registry."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bsr_team_cache._wire import SPILL_BYTES
 from bsr_team_cache.errors import BSRTeamCacheError
-from bsr_team_cache.oci.url import check_registry_url, redact
+from bsr_team_cache.oci.url import check_registry_url, parse_http_registry_url, redact
 
 if TYPE_CHECKING:
     from bsr_team_cache.oci.base import RegistryBackend
@@ -20,9 +21,9 @@ if TYPE_CHECKING:
 class _OnFirstUse:
     """Builds the HTTP client when first used: a fetch served entirely from the local store
     never pays for importing and setting up the HTTP stack. Until then, reads of manifests and
-    of small blobs go without that stack (direct.py), one thread at a time: a fetch that the
-    lock pack serves never loads it. Once a direct read is not answered, or the client is
-    built, every call goes to the client."""
+    of small blobs, and streams of large ones, go without that stack (direct.py), one thread at
+    a time: a fetch that the lock pack, or one streamed module, serves never loads it. Once a
+    direct read is not answered, or the client is built, every call goes to the client."""
 
     def __init__(
         self, url: str, factory: Callable[[], RegistryBackend], *, insecure: bool = False
@@ -42,34 +43,60 @@ class _OnFirstUse:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.backend(), name)
 
-    def _read_directly(self, read: Callable[[Any], Any]) -> tuple[bool, Any]:
-        """(True, what ``read(reader)`` returned), or (False, None): ask the client."""
+    @contextlib.contextmanager
+    def _direct_reader(self) -> Iterator[Any]:
+        """The direct reader, held by this thread for the block; None if reads go to the
+        client (built, or direct reads off, or another thread reading directly). Anything the
+        block raises other than a verdict (BSRTeamCacheError: on the content, or a transfer
+        given up, which are the client's too) turns direct reads off: the client asks again,
+        and reports what it finds."""
         if self._backend is not None or self._direct_off:
-            return False, None
+            yield None
+            return
         if not self._direct_lock.acquire(blocking=False):
-            return False, None  # another thread reads directly: this one uses the client
+            yield None  # another thread reads directly: this one uses the client
+            return
         try:
             if self._backend is not None or self._direct_off:
-                return False, None
+                yield None
+                return
             from bsr_team_cache._wire import proxy_configured
             from bsr_team_cache.oci.direct import DirectReader
 
             if self._direct is None and proxy_configured():  # only the client honours it
                 self._direct_off = True
-                return False, None
+                yield None
+                return
             try:
                 if self._direct is None:  # (its token cache's place may not resolve: no HOME)
                     self._direct = DirectReader(self._given_url, self._insecure)
-                return True, read(self._direct)
+            except Exception:
+                self._direct_off = True
+                yield None
+                return
+            try:
+                yield self._direct
             except BSRTeamCacheError:
-                raise  # a verdict on the content, or a transfer given up: the client's too
+                raise
             except Exception:  # NotAnswered, or a case direct.py does not foresee
-                self._direct_off = True  # the client asks again, and reports what it finds
-                return False, None
+                self._direct_off = True
+                raise
         finally:
             if self._direct is not None and (self._direct_off or self._backend is not None):
                 self._direct.close()  # no more direct reads: its idle connection goes
             self._direct_lock.release()
+
+    def _read_directly(self, read: Callable[[Any], Any]) -> tuple[bool, Any]:
+        """(True, what ``read(reader)`` returned), or (False, None): ask the client."""
+        try:
+            with self._direct_reader() as reader:
+                if reader is not None:
+                    return True, read(reader)
+        except BSRTeamCacheError:
+            raise
+        except Exception:  # direct reads are off now (see _direct_reader)
+            pass
+        return False, None
 
     def prepare_direct_read(self) -> None:
         """Load and make the direct reader now, in the caller's thread: a read started next in
@@ -86,6 +113,40 @@ class _OnFirstUse:
         if max_bytes is not None and max_bytes <= SPILL_BYTES:  # one to hold in memory
             done, data = self._read_directly(lambda r: r.read_blob(repo, digest, max_bytes))
         return data if done else self.backend().read_blob(repo, digest, max_bytes)
+
+    def open_blob(self, repo: str, digest: str, max_bytes: int) -> Iterator[bytes]:
+        """The blob's bytes as they arrive, verified after the last, as the client's
+        ``open_blob``: read directly (on the connection the manifest came by, without the HTTP
+        stack) when the registry sends it at once with its length; a direct transfer cut short
+        goes on from the client where it stopped (``Range``). Nothing is requested before the
+        first chunk is asked for."""
+        if self._backend is not None or self._direct_off:
+            return self.backend().open_blob(repo, digest, max_bytes)
+        from bsr_team_cache.oci.streaming import verified_chunks
+
+        parsed = parse_http_registry_url(self._given_url, insecure=self._insecure)
+        name = f"{parsed.namespace}/{repo}" if parsed.namespace else repo
+        chunks = self._blob_chunks(repo, digest, max_bytes)
+        return verified_chunks(chunks, digest, f"{parsed.host}/{name}")  # as the client says
+
+    def _blob_chunks(self, repo: str, digest: str, max_bytes: int) -> Iterator[bytes]:
+        from bsr_team_cache.oci.direct import Interrupted
+
+        received = 0
+        try:
+            with self._direct_reader() as reader:
+                if reader is not None:
+                    for chunk in reader.open_blob(repo, digest, max_bytes):
+                        received += len(chunk)
+                        yield chunk
+                    return
+        except Interrupted as cut:
+            received = cut.received  # direct reads are off now: the client goes on
+        except BSRTeamCacheError:
+            raise
+        except Exception:  # not answered directly, before any byte: the client reads it all
+            received = 0
+        yield from self.backend().blob_chunks(repo, digest, max_bytes, start=received)
 
     def backend(self) -> RegistryBackend:
         if self._backend is not None:

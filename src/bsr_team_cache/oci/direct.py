@@ -2,11 +2,13 @@
 
 A machine new to a lock reads one document from the team registry, the lock pack's manifest
 (team/packs.py; the modules ride inside it, or in one blob beside it), and needs nothing else
-from it. Loading httpx and httpcore costs a process 70-130 ms, as long as the whole restore of
-a small tarball. A registry opened from its URL (oci/__init__.py) therefore reads manifests and
-small blobs here, over a plain socket (TLS by the ssl module, loaded for https only), until its
-full client is needed for anything else: the pack's request leaves while the rest of the fetch
-loads, and a fetch that the pack serves never loads the HTTP stack at all.
+from it; a lock of one large module (googleapis), its manifest and its layer, streamed. Loading
+httpx and httpcore costs a process 70-130 ms, as long as the whole restore of a small tarball.
+A registry opened from its URL (oci/__init__.py) therefore reads manifests and small blobs
+here, and streams large ones, over a plain socket (TLS by the ssl module, loaded for https
+only), until its full client is needed for anything else: the pack's request leaves while the
+rest of the fetch loads, a layer's request goes on the connection its manifest came by, and a
+fetch so served never loads the HTTP stack at all.
 
 It handles only the usual case, HTTP/1.1 with at most one idle connection kept per origin, and
 raises NotAnswered for anything else, so that the caller asks the full client (http.py),
@@ -24,8 +26,10 @@ it does as the full client does:
   rate (_wire.Pace); a transfer given up for them is the error (RegistryError), not asked again;
 * answers are bounded: the header section by 64 KiB, a manifest by the document limit, a token
   answer by 1 MiB, a blob by its size (and 16 MiB), whether sized, chunked or closed by the
-  server;
-* a manifest is checked against the digest the registry states, a blob against its digest.
+  server; a streamed blob is taken only with one Content-Length within its size (else it is the
+  full client's), and one cut short is finished by the full client from where it stopped;
+* a manifest is checked against the digest the registry states, a blob against its digest (a
+  streamed one after its last chunk, by the caller).
 """
 
 from __future__ import annotations
@@ -35,8 +39,8 @@ import re
 import select
 import socket
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from bsr_team_cache._deadline import deadline_scope
@@ -79,6 +83,7 @@ if TYPE_CHECKING:
 
 HEADER_BYTES = 64 << 10
 _TOKEN_ANSWER_BYTES = 1 << 20
+_ERROR_ANSWER_BYTES = 64 << 10  # the body of an answer other than the one asked for
 _RECEIVE = 64 << 10
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-5][0-9][0-9])(?: [^\r\n]*)?")
 _CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]{1,15}")
@@ -86,6 +91,11 @@ _CONTENT_LENGTH = re.compile(r"[0-9]{1,12}")
 # Connecting (TCP and TLS) may take this long, as in the full client (http.py).
 CONNECT_SECONDS = 10.0
 _HEADER_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+T = TypeVar("T")
+Key = tuple[str, str, int]  # (scheme, host, port): the connections a session keeps idle
+Headers = dict[str, str]
 
 
 class NotAnswered(Exception):
@@ -99,21 +109,24 @@ class Answer:
     def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self.status, self.headers, self.body = status, headers, body
 
+    def close(self) -> None:
+        """Nothing to release: the body was read whole (as Opened.close)."""
+
 
 class _Connection:
     """A socket read through a buffer, every wait bounded by the pace."""
 
     def __init__(self, sock: socket.socket, pace: Pace) -> None:
-        self._sock, self._pace = sock, pace
+        self.sock, self._pace = sock, pace
         self._buffer = bytearray()
         self._closed = False
 
     def _fill(self) -> bool:
         if self._closed:
             return False
-        self._sock.settimeout(self._pace.bound(None, reading=True))
+        self.sock.settimeout(self._pace.bound(None, reading=True))
         try:
-            data = self._sock.recv(_RECEIVE)
+            data = self.sock.recv(_RECEIVE)
         except TimeoutError:
             raise self._pace.timed_out() or NotAnswered("timed out") from None
         if not data:
@@ -155,6 +168,15 @@ class _Connection:
                 raise NotAnswered("the connection closed before the body's end")
         data = bytes(self._buffer[:size])
         del self._buffer[:size]
+        return data
+
+    def take(self, most: int) -> bytes:
+        """What has arrived, at most ``most`` bytes, waiting for some if none has; b"" once
+        the connection has closed."""
+        if not self._buffer and not self._fill():
+            return b""
+        data = bytes(self._buffer[:most])
+        del self._buffer[:most]
         return data
 
     def to_end(self, cap: int) -> bytes:
@@ -226,6 +248,21 @@ def _body(conn: _Connection, status: int, headers: dict[str, str], cap: int) -> 
     return conn.to_end(cap)
 
 
+def _streamable_length(status: int, headers: dict[str, str]) -> int:
+    """The Content-Length of a 200 answer whose body can be read as it arrives as is: not
+    chunked, not compressed; NotAnswered otherwise."""
+    if status != 200:
+        raise NotAnswered(f"HTTP {status}")  # a redirect, an absent blob: the full client
+    if headers.get("content-encoding", "identity").strip().lower() != "identity":
+        raise NotAnswered("a compressed answer (identity was asked for)")
+    if "transfer-encoding" in headers:
+        raise NotAnswered("a blob sent chunked")
+    length = headers.get("content-length", "")
+    if not _CONTENT_LENGTH.fullmatch(length):
+        raise NotAnswered("a blob without one Content-Length")
+    return int(length)
+
+
 class Session:
     """Requests over HTTP/1.1, keeping at most one idle connection per origin for the next
     request to it (a registry's answer to a challenge, then the same read with a token)."""
@@ -282,6 +319,34 @@ class Session:
         """One request to ``url`` (http or https), its answer read whole (at most ``cap`` body
         bytes); NotAnswered for anything unusual. An idle connection the server closed
         meanwhile is replaced once."""
+
+        def read_whole(key: Key, conn: _Connection, status: int, found: Headers) -> Answer:
+            data = b"" if method == "HEAD" else _body(conn, status, found, cap)
+            if conn.reusable() and "close" not in found.get("connection", "").lower():
+                self._idle[key] = conn.sock  # kept: not closed by _exchange
+            else:
+                conn.sock.close()
+            return Answer(status, found, data)
+
+        return self._send(method, url, headers, body, read_whole)
+
+    def open(self, url: str, headers: dict[str, str]) -> Opened:
+        """A GET whose body is left to read as it arrives (Opened); NotAnswered as
+        ``request``."""
+
+        def keep_open(key: Key, conn: _Connection, status: int, found: Headers) -> Opened:
+            return Opened(self, key, conn, status, found)
+
+        return self._send("GET", url, headers, None, keep_open)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        answer: Callable[[Key, _Connection, int, Headers], T],
+    ) -> T:
         if not url.isascii() or not url.isprintable() or " " in url:
             # Never sent: a line break would split the request, and a name outside ASCII would
             # need the IDNA form the full client computes.
@@ -317,21 +382,26 @@ class Session:
             idle = None
         if idle is not None:
             with contextlib.suppress(_Unused):  # closed as the read left: once more, anew
-                return self._exchange(idle, key, method, request, cap)
+                return self._exchange(idle, key, request, answer)
         sock = self._connect(parts.scheme, parts.hostname, port)
         try:
-            return self._exchange(sock, key, method, request, cap)
+            return self._exchange(sock, key, request, answer)
         except _Unused as exc:
             raise NotAnswered(str(exc.__cause__ or "no answer")) from None
 
     def _exchange(
-        self, sock: socket.socket, key: tuple[str, str, int], method: str, request: bytes, cap: int
-    ) -> Answer:
-        """``request`` on ``sock`` and its answer; _Unused if the connection failed before
-        any byte of an answer came (the request may be sent again on another)."""
+        self,
+        sock: socket.socket,
+        key: Key,
+        request: bytes,
+        answer: Callable[[Key, _Connection, int, Headers], T],
+    ) -> T:
+        """``request`` on ``sock`` and ``answer`` of its status and headers, which takes the
+        socket on (keeps it idle, hands it on or closes it); _Unused if the connection failed
+        before any byte of an answer came (the request may be sent again on another)."""
         pace = Pace()
         conn = _Connection(sock, pace)
-        kept = False
+        taken = False
         try:
             sock.settimeout(pace.bound(None, reading=False))
             try:
@@ -345,17 +415,72 @@ class Session:
             status, answer_headers = _parse_head(head)
             if status < 200:
                 raise NotAnswered("an interim answer")
-            data = b"" if method == "HEAD" else _body(conn, status, answer_headers, cap)
-            if conn.reusable() and "close" not in answer_headers.get("connection", "").lower():
-                self._idle[key], kept = sock, True
-            return Answer(status, answer_headers, data)
+            found = answer(key, conn, status, answer_headers)
+            taken = True
+            return found
         except TimeoutError:
             raise pace.timed_out() or NotAnswered("timed out") from None
         except (OSError, UnicodeError, ValueError) as exc:
             raise NotAnswered(f"{type(exc).__name__}: {exc}") from None
         finally:
-            if not kept:
+            if not taken:
                 sock.close()
+
+
+class Opened:
+    """An answer whose body is still on its connection: ``body`` reads it whole (an error's
+    few bytes), ``chunks`` as it arrives. A connection read to the end of its body goes back to
+    the session for the next request; ``close`` drops one that was not."""
+
+    def __init__(
+        self, session: Session, key: Key, conn: _Connection, status: int, headers: Headers
+    ) -> None:
+        self._session, self._key, self._conn = session, key, conn
+        self.status, self.headers = status, headers
+        self._open = True
+
+    @property
+    def body(self) -> bytes:
+        try:
+            return _body(self._conn, self.status, self.headers, _ERROR_ANSWER_BYTES)
+        except (OSError, ValueError):
+            return b""
+        finally:
+            self.close()
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        """The body's ``size`` bytes (its Content-Length) as they arrive. A connection that
+        closes or fails before then raises Interrupted (how many bytes came); a transfer given
+        up for the deadline or the minimum rate raises TransferTooSlow."""
+        received = 0
+        try:
+            while received < size:
+                try:  # a wait past the deadline or the minimum rate: TransferTooSlow
+                    piece = self._conn.take(min(size - received, _RECEIVE))
+                except (OSError, NotAnswered) as exc:
+                    raise Interrupted(received, str(exc)) from None
+                if not piece:
+                    raise Interrupted(received, "the connection closed before the body's end")
+                received += len(piece)
+                yield piece
+            if self._conn.reusable() and "close" not in self.headers.get("connection", "").lower():
+                self._session._idle[self._key] = self._conn.sock
+                self._open = False  # kept: not closed below
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._conn.sock.close()
+
+
+class Interrupted(Exception):
+    """A body cut short after ``received`` bytes: the rest may be asked for from there."""
+
+    def __init__(self, received: int, reason: str) -> None:
+        super().__init__(reason)
+        self.received = received
 
 
 def _has_news(sock: socket.socket) -> bool:
@@ -439,15 +564,55 @@ class DirectReader:
             raise NotAnswered(f"HTTP {answer.status}")  # a redirect, an absent blob: full client
         return verify_blob(answer.body, digest, f"{self.host}/{name}")
 
+    def open_blob(self, repo: str, digest: str, max_bytes: int) -> Iterator[bytes]:
+        """The blob's bytes as they arrive, not verified (the caller hashes them all), when the
+        registry sends it at once with a length of at most ``max_bytes``; else NotAnswered
+        before any byte (a redirect, another status, a chunked or compressed body: the full
+        client's). Cut short: Interrupted, saying how many bytes came (the rest may be asked
+        for from there); given up for the deadline or the minimum rate: RegistryError."""
+        name = self._name(repo)
+        validate_oci_digest(digest, f"{self.host}/{name}")
+        path = f"/v2/{name}/blobs/{digest}"
+        with deadline_scope(limits().request_seconds):
+            opened = self._get(name, path, f"GET blob {digest} from {name}", {}, open_body=True)
+            assert isinstance(opened, Opened)
+            try:
+                length = _streamable_length(opened.status, opened.headers)
+                if length > max_bytes:
+                    raise NotAnswered(f"a blob of {length} bytes, over {max_bytes}")
+            except NotAnswered:
+                opened.close()
+                raise
+            try:
+                yield from opened.chunks(length)
+            except TransferTooSlow as exc:
+                raise RegistryError(f"{self._where}: GET {path}: {exc}") from None
+
     def _name(self, repo: str) -> str:
         return f"{self.namespace}/{repo}" if self.namespace else repo
 
-    def _get(self, name: str, path: str, what: str, headers: dict[str, str], cap: int) -> Answer:
-        """GET ``path``, answering one challenge. Verdicts are the full client's errors, with
-        its words (asking again would only repeat them): a transfer given up (too slow, or
-        past the deadline), credentials refused (by the token service, or by the registry once
-        the challenge was answered)."""
+    def _get(
+        self,
+        name: str,
+        path: str,
+        what: str,
+        headers: dict[str, str],
+        cap: int = 0,
+        *,
+        open_body: bool = False,
+    ) -> Answer | Opened:
+        """GET ``path``, answering one challenge: the answer read whole (at most ``cap``
+        bytes), or with ``open_body`` its body left to read (Opened). Verdicts are the full
+        client's errors, with its words (asking again would only repeat them): a transfer given
+        up (too slow, or past the deadline), credentials refused (by the token service, or by
+        the registry once the challenge was answered)."""
         scope = pull_scope(name)
+
+        def send(auth: dict[str, str]) -> Answer | Opened:
+            if open_body:
+                return self._session.open(self.base + path, {**headers, **auth})
+            return self._session.request("GET", self.base + path, {**headers, **auth}, cap)
+
         try:
             with deadline_scope(limits().request_seconds):
                 sent = self._answers.get(scope)
@@ -455,12 +620,11 @@ class DirectReader:
                     token = self._stored(scope, None, None)
                     sent = f"Bearer {token}" if token else None
                 auth = {"Authorization": sent} if sent else {}
-                answer = self._session.request("GET", self.base + path, {**headers, **auth}, cap)
+                answer = send(auth)
                 if answer.status == 401 and not sent:
+                    answer.close()
                     auth = {"Authorization": self._authorization(scope, answer.headers)}
-                    answer = self._session.request(
-                        "GET", self.base + path, {**headers, **auth}, cap
-                    )
+                    answer = send(auth)
                     if answer.status == 401:
                         detail = registry_error_text(401, answer.body)
                         challenge = answer.headers.get("www-authenticate", "")

@@ -483,6 +483,14 @@ class HTTPRegistry:
         chunks = self._blob_stream(name, digest, max_bytes)
         return verified_chunks(chunks, digest, f"{self.host}/{name}")
 
+    def blob_chunks(
+        self, repo: str, digest: str, max_bytes: int, *, start: int = 0
+    ) -> Iterator[bytes]:
+        """The blob's bytes from offset ``start`` as they arrive, as ``open_blob`` reads them
+        but not verified: for a caller that hashes the whole blob, having read its first
+        ``start`` bytes elsewhere (a direct read cut short, oci/__init__.py)."""
+        return self._blob_stream(self._name(repo), digest, max_bytes, start)
+
     def read_blob_to(self, repo: str, digest: str, dest: Path, max_bytes: int | None = None) -> int:
         """Stream a blob into ``dest`` (atomic rename), hashing as it arrives; a connection
         lost mid-blob resumes where it stopped (``Range``). Returns the size."""
@@ -491,9 +499,9 @@ class HTTPRegistry:
         stream = self._blob_stream(name, digest, cap)
         return write_verified(dest, stream, digest, f"{self.host}/{name}")
 
-    def _blob_stream(self, name: str, digest: str, cap: int) -> Iterator[bytes]:
+    def _blob_stream(self, name: str, digest: str, cap: int, start: int = 0) -> Iterator[bytes]:
         validate_oci_digest(digest, f"{self.host}/{name}")
-        received = 0
+        received = start  # asked from there (Range); a server that ignores it: skipped below
         problem = ""
         with deadline_scope(limits().request_seconds):
             for attempt in range(self._max_attempts):
