@@ -755,3 +755,46 @@ def test_a_direct_stream_that_stalls_is_given_up_at_the_deadline(scripted) -> No
         _stream(registry)
     assert registry._backend is None  # a verdict, not asked again
     registry.close()
+
+
+# -- a manifest read started early (a lock of one module) ---------------------------------------
+
+
+def test_a_manifest_read_started_early_is_taken_once_by_the_next_read_of_it(scripted) -> None:
+    server = scripted(lambda request: manifest_answer())
+    registry = open_registry(server.url)
+    registry.start_manifest_read("t/m", "v1")
+    assert registry.read_manifest("t/m", "v1") == (MANIFEST, OCI_MANIFEST)
+    assert len(server.requests) == 1  # the early read's answer was taken
+    assert registry.read_manifest("t/m", "v1") == (MANIFEST, OCI_MANIFEST)
+    assert len(server.requests) == 2  # taken once: this read asked again
+    registry.close()
+
+
+def test_what_an_early_read_raises_is_raised_where_it_is_taken(scripted) -> None:
+    forged = answer("200 OK", MANIFEST, Docker_Content_Digest=sha256_digest(b"other"))
+    server = scripted(lambda request: forged)
+    registry = open_registry(server.url)
+    registry.start_manifest_read("t/m", "v1")
+    with pytest.raises(DigestMismatchError):
+        registry.read_manifest("t/m", "v1")
+    registry.close()
+
+
+def test_an_early_read_is_waited_for_no_longer_than_the_readers_deadline(scripted) -> None:
+    release = threading.Event()
+
+    def stall(request: bytes) -> bytes:
+        release.wait(30)
+        return manifest_answer()
+
+    server = scripted(stall)
+    registry = open_registry(server.url)
+    try:
+        registry.start_manifest_read("t/m", "v1")
+        stalled = f"{server.url}: GET manifest t/m:v1: the deadline passed"
+        with deadline_scope(0.3), pytest.raises(RegistryError, match=stalled):
+            registry.read_manifest("t/m", "v1")
+    finally:
+        release.set()
+        registry.close()

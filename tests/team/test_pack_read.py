@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bsr_team_cache._deadline import deadline_scope
+from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.cli import main
 from bsr_team_cache.domain.buflock import read_buf_lock
 from bsr_team_cache.errors import RegistryError
@@ -23,6 +24,7 @@ from bsr_team_cache.oci.http import HTTPRegistry
 from bsr_team_cache.store import LocalStore, index
 from bsr_team_cache.store.index import INDEX_FILE
 from bsr_team_cache.team import packs
+from bsr_team_cache.team.fetch import fetch
 from bsr_team_cache.team.pack_read import PackRead, pack_worth_reading, start_pack_read
 from tests.team.test_packs import (
     TEAM,
@@ -377,3 +379,49 @@ def test_a_new_machine_sends_the_request_before_loading_sqlite_or_the_in_place_c
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout == "PackRead True []\n", out.stderr
+
+
+def test_a_store_lacking_one_module_has_its_manifest_read_before_the_fetch_loads(
+    team, distribution, monkeypatch
+):
+    """No pack for one missing module: its manifest, the fetch's first read, starts early
+    instead, and the fetch takes that answer (one read of it, made by the early thread)."""
+    lock = read_buf_lock(team.project / "buf.lock")
+    team.fetch("carol")
+    missing = lock.deps[2]
+    with LocalStore(team.root / "carol" / "store") as store:
+        store._db.execute("DELETE FROM entries WHERE commit_id = ?", (missing.commit,))
+    reads: list[tuple[str, str]] = []
+    real = direct.DirectReader.read_manifest
+
+    def recording(reader, repo, reference):
+        reads.append((threading.current_thread().name, reference))
+        return real(reader, repo, reference)
+
+    monkeypatch.setattr(direct.DirectReader, "read_manifest", recording)
+    registry = open_registry(distribution.url)
+    assert _start(team, registry=registry) is None  # no pack for one module
+    assert registry._early is not None and registry._early[1] == missing.commit
+    with LocalStore(team.root / "carol" / "store") as store, BSRModuleClient() as bsr:
+        report = fetch(
+            team.project,
+            team=TEAM,
+            registry=registry,
+            bsr=bsr,
+            store=store,
+            buf_cache=team.root / "carol" / "buf-cache-2",
+            namespace=team.ns,
+            member="carol",
+        )
+    assert _tiers(report) == {"local": 5, "team": 1, "bsr": 0}
+    assert reads == [("first-read", missing.commit)]
+    assert registry._early is None
+    registry.close()
+    # A store lacking none, or two or more (a pack then), starts no such read.
+    for store_root in (team.root / "carol" / "store", team.root / "new" / "store"):
+        other = open_registry(distribution.url)
+        pack_read = _start(team, registry=other, store_root=store_root)
+        assert other._early is None
+        if pack_read is not None:
+            pack_read.result()
+        other.close()

@@ -4,13 +4,15 @@ and an HTTP client for any distribution-spec registry."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bsr_team_cache._deadline import seconds_left
 from bsr_team_cache._wire import SPILL_BYTES
-from bsr_team_cache.errors import BSRTeamCacheError
+from bsr_team_cache.errors import BSRTeamCacheError, RegistryError
 from bsr_team_cache.oci.url import check_registry_url, parse_http_registry_url, redact
 
 if TYPE_CHECKING:
@@ -36,6 +38,8 @@ class _OnFirstUse:
         self._direct: Any = None  # a direct.DirectReader, made on the first direct read
         self._direct_lock = threading.Lock()
         self._direct_off = False
+        # A manifest read started early (start_manifest_read): repo, reference, thread, outcome.
+        self._early: tuple[str, str, threading.Thread, list[Any]] | None = None
 
     def describe(self) -> str:
         return self._url
@@ -104,7 +108,42 @@ class _OnFirstUse:
         caller loads the rest of the fetch (two threads importing share one interpreter)."""
         self._read_directly(lambda reader: None)
 
+    def start_manifest_read(self, repo: str, reference: str) -> None:
+        """Read that manifest now, in a thread of its own (in the caller's context: within its
+        deadline): a cold fetch's first read, made while the rest of the fetch loads. The next
+        ``read_manifest`` of it, from any thread, takes that answer, or what the read raised."""
+        with contextlib.suppress(Exception):  # the read meets it again, and says so
+            self.prepare_direct_read()  # the reader loads here: its request leaves at once
+        outcome: list[Any] = [None, None]
+
+        def read() -> None:
+            try:
+                outcome[0] = self._read_manifest_now(repo, reference)
+            except BaseException as exc:  # raised where the answer is taken
+                outcome[1] = exc
+
+        thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(read,), name="first-read", daemon=True
+        )
+        self._early = (repo, reference, thread, outcome)
+        thread.start()
+
     def read_manifest(self, repo: str, reference: str) -> tuple[bytes, str] | None:
+        early = self._early
+        if early is None or early[:2] != (repo, reference):
+            return self._read_manifest_now(repo, reference)
+        self._early = None  # taken once (a thread reading it at the same time shares it)
+        _, _, thread, outcome = early
+        thread.join(seconds_left())
+        if thread.is_alive():
+            raise RegistryError(
+                f"{self._url}: GET manifest {repo}:{reference}: the deadline passed"
+            )
+        if outcome[1] is not None:
+            raise outcome[1]
+        return outcome[0]
+
+    def _read_manifest_now(self, repo: str, reference: str) -> tuple[bytes, str] | None:
         done, found = self._read_directly(lambda reader: reader.read_manifest(repo, reference))
         return found if done else self.backend().read_manifest(repo, reference)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -52,6 +51,7 @@ from bsr_team_cache.oci.base import (
     sha256_digest,
 )
 from bsr_team_cache.oci.layer import decode_files_layer, files_layer
+from bsr_team_cache.oci.url import module_repository  # noqa: F401 - also this module's API
 
 if TYPE_CHECKING:  # oci/encryption.py (and cryptography) load only when a layer is encrypted
     from bsr_team_cache.oci.encryption import KeySource, PrivateKey, PublicKey
@@ -67,7 +67,6 @@ LAYER_MEDIA_TYPE = "application/vnd.buf.module.files.v1.tar+gzip"
 # the standard layer types.
 ENCRYPTED_LAYER_MEDIA_TYPE = LAYER_MEDIA_TYPE + "+encrypted"
 LAYER_TITLE = "files.tar.gz"
-_REPO_COMPONENT = re.compile(r"[^a-z0-9._-]+")
 
 
 @record(frozen=True)
@@ -218,25 +217,6 @@ def _check_digests(
         actual = b4_from_file_digests(file_digests, v1_files)
         if actual != b4:
             raise DigestMismatchError(f"{module}:{commit}: files hash to {actual}, expected {b4}")
-
-
-def _component(text: str) -> str:
-    cleaned = _REPO_COMPONENT.sub("-", text.lower()).strip("-._")
-    return cleaned or "x"
-
-
-def module_repository(team: str, module: ModuleName, namespace: str = "") -> str:
-    """``[ns/]teams/<team>/dependencies/<host>/<owner>/<module>``, legal as an OCI name."""
-    parts = [p for p in namespace.strip("/").split("/") if p]
-    parts += [
-        "teams",
-        _component(team),
-        "dependencies",
-        _component(module.registry.replace(":", "-")),
-        _component(module.owner),
-        _component(module.name),
-    ]
-    return "/".join(parts)
 
 
 def _canonical_json(value: object) -> bytes:

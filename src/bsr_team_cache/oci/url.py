@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from bsr_team_cache._hosts import is_loopback
 from bsr_team_cache.errors import UsageError
+
+if TYPE_CHECKING:
+    from bsr_team_cache.domain.moduleref import ModuleName
 
 
 class HTTPRegistryURL(NamedTuple):
@@ -126,3 +129,27 @@ def in_namespace(namespace: str, path: str) -> str:
     """``path`` under the team registry's namespace (``[ns/]path``)."""
     prefix = namespace.strip("/")
     return f"{prefix}/{path}" if prefix else path
+
+
+_REPO_COMPONENT = re.compile(r"[^a-z0-9._-]+")
+
+
+def _component(text: str) -> str:
+    cleaned = _REPO_COMPONENT.sub("-", text.lower()).strip("-._")
+    return cleaned or "x"
+
+
+def module_repository(team: str, module: ModuleName, namespace: str = "") -> str:
+    """``[ns/]teams/<team>/dependencies/<host>/<owner>/<module>``, legal as an OCI name (here,
+    not with the artifact codec: a cold fetch names the repository it reads first before that
+    codec loads)."""
+    parts = [p for p in namespace.strip("/").split("/") if p]
+    parts += [
+        "teams",
+        _component(team),
+        "dependencies",
+        _component(module.registry.replace(":", "-")),
+        _component(module.owner),
+        _component(module.name),
+    ]
+    return "/".join(parts)

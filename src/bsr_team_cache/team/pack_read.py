@@ -8,7 +8,10 @@ the request moves: the fetch takes the result here when it would read the same p
 registry, repository and tag) and checks it exactly as it checks a pack it reads itself
 (read_pack, then every member as a module pulled on its own). Anything that makes the pack's
 use doubtful here (no buf.lock, one that does not parse, a store that has most of its modules,
-a team name that is not valid) starts nothing: the fetch decides as before.
+a team name that is not valid) starts nothing: the fetch decides as before. A machine that
+lacks one module only reads no pack: that module's manifest, its first request then, is started
+the same way by the registry itself (start_manifest_read, oci/__init__.py), whose next read of
+it takes the answer.
 
 This module is light (no HTTP stack, no artifact codec) until it starts a read: the full fetch
 imports it for the rule below, and a fetch served by the store never loads team/packs.py. The
@@ -30,6 +33,7 @@ from bsr_team_cache._deadline import seconds_left
 from bsr_team_cache.domain.buflock import BUF_LOCK, LockedDep, read_buf_lock
 from bsr_team_cache.domain.bufyaml import BUF_YAML
 from bsr_team_cache.errors import BSRTeamCacheError, RegistryError
+from bsr_team_cache.oci.url import module_repository
 from bsr_team_cache.store import INDEX_FILE
 from bsr_team_cache.team.names import pack_repository, pack_tag, validate_team_name
 
@@ -104,7 +108,10 @@ def start_pack_read(
 ) -> PackRead | None:
     """Start reading the pack of ``project``'s buf.lock if the fetch will want it: the store at
     ``store_root`` lacks most of the lock's modules as buf.lock pins them (pack_worth_reading).
-    None otherwise, and on anything unexpected (the fetch then says what it is)."""
+    None otherwise, and on anything unexpected (the fetch then says what it is). When the
+    store lacks one module only (a lock of one, googleapis), that module's manifest is the
+    fetch's first read: it starts now instead, on registries that can (opened from a URL), and
+    the fetch's read of it takes the answer."""
     try:
         if not (project / BUF_YAML).is_file():
             return None  # the fetch says so
@@ -112,7 +119,12 @@ def start_pack_read(
         team = validate_team_name(team)
         if any(dep.digest is None for dep in deps):
             return None  # the fetch asks the BSR for digests, then decides
-        if not pack_worth_reading(len(deps) - _stored(store_root, deps), len(deps)):
+        missing = _missing(store_root, deps)
+        if not pack_worth_reading(len(missing), len(deps)):
+            start = getattr(type(registry), "start_manifest_read", None)
+            if len(missing) == 1 and start is not None:
+                repo = module_repository(team, missing[0].module, namespace)
+                start(registry, repo, missing[0].commit)
             return None
     except (BSRTeamCacheError, OSError, ValueError):
         return None
@@ -120,29 +132,29 @@ def start_pack_read(
     return PackRead(registry, pack_repository(team, namespace), pack_tag(deps), wanted)
 
 
-def _stored(store_root: Path, deps: tuple[LockedDep, ...] | list[LockedDep]) -> int:
-    """How many of ``deps`` the fetch may find in the store: entries recorded with the digest
-    buf.lock pins, or with none recorded (the fetch reads and checks those). All of them when an
-    index is there but cannot be read at once (locked, unreadable, another schema): then no
-    read is started, and the fetch decides."""
+def _missing(store_root: Path, deps: tuple[LockedDep, ...] | list[LockedDep]) -> list[LockedDep]:
+    """Those of ``deps`` the fetch may not find in the store: all but the entries recorded with
+    the digest buf.lock pins, or with none recorded (the fetch reads and checks those). None of
+    them when an index is there but cannot be read at once (locked, unreadable, another
+    schema): then no read is started, and the fetch decides."""
     if not (store_root / INDEX_FILE).exists():  # a path refused raises: no read, as below
-        return 0  # a new machine (and sqlite3 loads after the request has left)
+        return list(deps)  # a new machine (and sqlite3 loads after the request has left)
     import sqlite3
 
     from bsr_team_cache.store import index
 
     db = index.open_existing(store_root, wait=_INDEX_WAIT)
     if db is None:
-        return len(deps)
+        return []
     try:
         found = index.select_recorded(db, ((str(d.module), d.commit) for d in deps))
     except sqlite3.Error:
-        return len(deps)
+        return []
     finally:
         db.close()
-    stored = 0
+    missing = []
     for dep in deps:
         recorded = found.get((str(dep.module), dep.commit))
-        if recorded is not None and recorded[1 if dep.pins_b4 else 0] in (None, str(dep.digest)):
-            stored += 1
-    return stored
+        if recorded is None or recorded[1 if dep.pins_b4 else 0] not in (None, str(dep.digest)):
+            missing.append(dep)
+    return missing
