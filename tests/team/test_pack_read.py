@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from bsr_team_cache._deadline import deadline_scope
-from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.cli import main
 from bsr_team_cache.domain.buflock import read_buf_lock
 from bsr_team_cache.errors import RegistryError
@@ -24,7 +23,6 @@ from bsr_team_cache.oci.http import HTTPRegistry
 from bsr_team_cache.store import LocalStore, index
 from bsr_team_cache.store.index import INDEX_FILE
 from bsr_team_cache.team import packs
-from bsr_team_cache.team.fetch import fetch
 from bsr_team_cache.team.pack_read import PackRead, pack_worth_reading, start_pack_read
 from tests.team.test_packs import (
     TEAM,
@@ -402,17 +400,7 @@ def test_a_store_lacking_one_module_has_its_manifest_read_before_the_fetch_loads
     registry = open_registry(distribution.url)
     assert _start(team, registry=registry) is None  # no pack for one module
     assert registry._early is not None and registry._early[1] == missing.commit
-    with LocalStore(team.root / "carol" / "store") as store, BSRModuleClient() as bsr:
-        report = fetch(
-            team.project,
-            team=TEAM,
-            registry=registry,
-            bsr=bsr,
-            store=store,
-            buf_cache=team.root / "carol" / "buf-cache-2",
-            namespace=team.ns,
-            member="carol",
-        )
+    report = team.fetch("carol", registry=registry, buf_cache=team.root / "carol" / "buf-cache-2")
     assert _tiers(report) == {"local": 5, "team": 1, "bsr": 0}
     assert reads == [("first-read", missing.commit)]
     assert registry._early is None

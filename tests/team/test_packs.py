@@ -60,19 +60,19 @@ class _Team:
         self.registry = HTTPRegistry(distribution.url, transport=self.transport)
         self.project = make_project(root / "project", bsr_host)
 
-    def fetch(self, member: str, **options) -> FetchReport:
-        with LocalStore(self.root / member / "store") as store, BSRModuleClient() as bsr:
-            return fetch(
-                self.project,
-                team=TEAM,
-                registry=self.registry,
-                bsr=bsr,
-                store=store,
-                buf_cache=self.root / member / "buf-cache",
-                namespace=self.ns,
-                member=member,
-                **options,
-            )
+    def fetch(self, member: str, *, store: Path | None = None, **options) -> FetchReport:
+        """``member``'s fetch: its own store (or ``store``) and buf cache, this team's registry
+        (``options`` may replace them)."""
+        arguments = {
+            "team": TEAM,
+            "registry": self.registry,
+            "buf_cache": self.root / member / "buf-cache",
+            "namespace": self.ns,
+            "member": member,
+            **options,
+        }
+        with LocalStore(store or self.root / member / "store") as local, BSRModuleClient() as bsr:
+            return fetch(self.project, bsr=bsr, store=local, **arguments)
 
     @property
     def repo(self) -> str:
@@ -186,18 +186,8 @@ def test_fetches_sharing_a_store_write_the_same_packs_members_at_once(team):
     reports: dict[str, FetchReport] = {}
 
     def fetch_as(member: str) -> None:
-        with LocalStore(shared) as store, BSRModuleClient() as bsr:
-            start.wait()
-            reports[member] = fetch(
-                team.project,
-                team=TEAM,
-                registry=team.registry,
-                bsr=bsr,
-                store=store,
-                buf_cache=team.root / member / "buf-cache",
-                namespace=team.ns,
-                member=member,
-            )
+        start.wait()
+        reports[member] = team.fetch(member, store=shared)
 
     threads = [threading.Thread(target=fetch_as, args=(m,)) for m in ("carol", "dave", "erin")]
     for thread in threads:
@@ -404,18 +394,7 @@ def test_a_fetch_module_by_module_waits_for_a_pack_fetch_filling_the_same_store(
 
     def fetch_as(member: str, **options) -> None:
         try:
-            with LocalStore(shared) as store, BSRModuleClient() as bsr:
-                reports[member] = fetch(
-                    team.project,
-                    team=TEAM,
-                    registry=team.registry,
-                    bsr=bsr,
-                    store=store,
-                    buf_cache=team.root / member / "buf-cache",
-                    namespace=team.ns,
-                    member=member,
-                    **options,
-                )
+            reports[member] = team.fetch(member, store=shared, **options)
         finally:
             if member == "dave":
                 other_done.set()
