@@ -9,6 +9,9 @@ import contextvars
 import math
 import time
 from collections.abc import Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
 
 _deadline: contextvars.ContextVar[float] = contextvars.ContextVar(
     "bsr_team_cache_deadline", default=math.inf
@@ -27,6 +30,32 @@ def deadline_scope(seconds: float | None) -> Iterator[float]:
         yield until
     finally:
         _deadline.reset(token)
+
+
+def deadline_in(seconds: float) -> float:
+    """The time (monotonic) ``seconds`` from now, or the current deadline if it is sooner."""
+    return min(_deadline.get(), time.monotonic() + seconds)
+
+
+def stepped(steps: Iterator[T], until: float) -> Iterator[T]:
+    """``steps`` passed on, each taken within the deadline ``until`` (and any enclosing one),
+    which is in force only while the step runs: not across a yield, where the consumer's code
+    runs (and where a generator dropped in another thread would leave a scope it cannot undo).
+    Closing this closes ``steps``."""
+    try:
+        while True:
+            token = _deadline.set(min(_deadline.get(), until))
+            try:
+                step = next(steps)
+            except StopIteration:
+                return
+            finally:
+                _deadline.reset(token)
+            yield step
+    finally:
+        close = getattr(steps, "close", None)
+        if close is not None:
+            close()
 
 
 def deadline_passed() -> bool:

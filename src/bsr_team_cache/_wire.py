@@ -79,21 +79,27 @@ class Pace:
                 if self._window_bytes < lim.low_speed_bytes:
                     raise TransferTooSlow(self._too_slow())
                 self._window_start, self._window_bytes = now, 0
-            if self._window_bytes < lim.low_speed_bytes:
-                left = min(left, self._window_start + lim.low_speed_seconds - now)
+            left = min(left, self._rate_limit_end() - now)
         bound = left if timeout is None else min(timeout, left)
         if bound == math.inf:  # no deadline, no timeout: a request's own bound still holds
             bound = limits().request_seconds
         return max(bound, 0.001)
 
+    def _rate_limit_end(self) -> float:
+        """When a wait that brings nothing makes the transfer too slow: the end of this window
+        while it lacks its bytes; once it has them, the end of the next one (which a wait
+        lasting that long leaves empty). Else a server that sends a window's bytes at once
+        could then stall until the deadline."""
+        lim = limits()
+        windows = 1 if self._window_bytes < lim.low_speed_bytes else 2
+        return self._window_start + windows * lim.low_speed_seconds
+
     def timed_out(self) -> TransferTooSlow | None:
         """After a wait timed out: the reason to give up, or None (the caller's own timeout)."""
-        if time.monotonic() >= _deadline.get():
+        now = time.monotonic()
+        if now >= _deadline.get():
             return TransferTooSlow("the deadline passed")
-        lim = limits()
-        if self._window_bytes < lim.low_speed_bytes and (
-            time.monotonic() - self._window_start >= lim.low_speed_seconds
-        ):
+        if now >= self._rate_limit_end():
             return TransferTooSlow(self._too_slow())
         return None
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import socket
 import ssl
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from bsr_team_cache.errors import (
     MissingBlobError,
     RegistryError,
 )
-from bsr_team_cache.limits import limits
+from bsr_team_cache.limits import configure, limits
 from bsr_team_cache.oci import direct, open_registry
 from bsr_team_cache.oci.base import OCI_MANIFEST, sha256_digest
 from bsr_team_cache.oci.credentials import Credentials
@@ -750,11 +752,123 @@ def test_a_direct_stream_that_stalls_is_given_up_at_the_deadline(scripted) -> No
         lambda request: [answer("200 OK", b"", Content_Length=str(len(BLOB))), BLOB[:1000]]
     )
     registry = open_registry(server.url)
-    stalled = f"team registry {server.url}: GET {BLOB_PATH}: the deadline passed"
-    with deadline_scope(0.5), pytest.raises(RegistryError, match=stalled):
+    stalled = (
+        f"team registry {server.url}: GET blob {sha256_digest(BLOB)}: the deadline passed"
+        " (1000 bytes in)"
+    )
+    with deadline_scope(0.5), pytest.raises(RegistryError, match=re.escape(stalled)):
         _stream(registry)
     assert registry._backend is None  # a verdict, not asked again
     registry.close()
+
+
+def test_a_direct_stream_below_the_minimum_rate_is_abandoned_after_a_full_window(
+    scripted,
+) -> None:
+    """A window's bytes at once, then nothing: given up when the next window ends empty, not
+    at the deadline."""
+    server = scripted(
+        lambda request: [answer("200 OK", b"", Content_Length=str(len(BLOB))), BLOB[:5000]]
+    )
+    registry = open_registry(server.url)
+    before = limits()
+    configure(low_speed_seconds=0.3, low_speed_bytes=1024)
+    try:
+        slow = "the server sent less than 1024 bytes in 0.3 s: abandoned (5000 bytes in)"
+        with deadline_scope(30), pytest.raises(RegistryError, match=re.escape(slow)):
+            _stream(registry)
+    finally:
+        configure(
+            low_speed_seconds=before.low_speed_seconds, low_speed_bytes=before.low_speed_bytes
+        )
+        registry.close()
+
+
+def test_a_direct_stream_and_its_continuation_share_one_requests_time(
+    scripted, monkeypatch
+) -> None:
+    """The client going on from where a direct stream stopped does not get a deadline of its
+    own: a registry cutting every connection short cannot make a layer take twice as long."""
+    from bsr_team_cache._deadline import _deadline
+
+    def respond(request: bytes) -> list[bytes]:
+        if header(request, "Range") is None:  # the connection closes, the body not all sent
+            return [answer("200 OK", b"", Content_Length=str(len(BLOB))), BLOB[:5000], b""]
+        rest = BLOB[5000:]
+        return [
+            answer(
+                "206 Partial Content", rest, Content_Range=f"bytes 5000-{len(BLOB) - 1}/{len(BLOB)}"
+            )
+        ]
+
+    deadlines: list[float] = []
+    real = HTTPRegistry._blob_stream
+
+    def recording(client, *args):
+        deadlines.append(_deadline.get())
+        yield from real(client, *args)
+
+    monkeypatch.setattr(HTTPRegistry, "_blob_stream", recording)
+    server = scripted(respond)
+    registry = open_registry(server.url)
+    chunks = registry.open_blob("t/m", sha256_digest(BLOB), len(BLOB))
+    first = next(chunks)
+    first_came = time.monotonic()
+    time.sleep(0.1)  # a continuation's own deadline would end 0.1 s after the direct one's
+    assert b"".join([first, *chunks]) == BLOB
+    assert [header(r, "Range") for _, r in server.requests] == [None, "bytes=5000-"]
+    # The direct stream's deadline, set before its first chunk: not one from the continuation.
+    assert len(deadlines) == 1
+    assert deadlines[0] <= first_came + limits().request_seconds
+    registry.close()
+
+
+def test_a_direct_stream_failing_in_an_unforeseen_way_goes_on_from_where_it_stopped(
+    scripted, monkeypatch
+) -> None:
+    def respond(request: bytes) -> bytes | list[bytes]:
+        asked = header(request, "Range")
+        if asked is None:
+            head = answer("200 OK", b"", Content_Length=str(len(BLOB)))
+            return [head, BLOB[:1000], BLOB[1000:300_000], BLOB[300_000:]]
+        start = int(asked.removeprefix("bytes=").removesuffix("-"))
+        rest = BLOB[start:]
+        return answer(
+            "206 Partial Content", rest, Content_Range=f"bytes {start}-{len(BLOB) - 1}/{len(BLOB)}"
+        )
+
+    real_take, calls = direct._Connection.take, []
+
+    def take(conn, most):
+        calls.append(most)
+        if len(calls) == 3:
+            raise RuntimeError("unforeseen")
+        return real_take(conn, most)
+
+    monkeypatch.setattr(direct._Connection, "take", take)
+    server = scripted(respond)
+    registry = open_registry(server.url)
+    taken: list[int] = []
+    data = b""
+    for chunk in registry.open_blob("t/m", sha256_digest(BLOB), len(BLOB)):
+        taken.append(len(chunk))
+        data += chunk
+    assert data == BLOB
+    assert header(server.requests[1][1], "Range") == f"bytes={sum(taken[:2])}-"
+    registry.close()
+
+
+def test_closing_the_registry_during_a_direct_stream_does_not_wait_for_it(scripted) -> None:
+    server = scripted(
+        lambda request: [answer("200 OK", b"", Content_Length=str(len(BLOB))), BLOB[:1000]]
+    )
+    registry = open_registry(server.url)
+    chunks = registry.open_blob("t/m", sha256_digest(BLOB), len(BLOB))
+    assert next(chunks) == BLOB[:1000]
+    registry.close()  # the stream holds the direct reader: closing leaves it to the stream
+    assert registry._direct_off
+    chunks.close()  # the stream given up: the reader closes with it
+    assert registry._direct._session._idle == {}
 
 
 # -- a manifest read started early (a lock of one module) ---------------------------------------

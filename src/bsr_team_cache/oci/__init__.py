@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bsr_team_cache._deadline import seconds_left
+from bsr_team_cache._deadline import deadline_in, seconds_left, stepped
 from bsr_team_cache._wire import SPILL_BYTES
 from bsr_team_cache.errors import BSRTeamCacheError, RegistryError
+from bsr_team_cache.limits import limits
 from bsr_team_cache.oci.url import check_registry_url, parse_http_registry_url, redact
 
 if TYPE_CHECKING:
@@ -169,23 +170,23 @@ class _OnFirstUse:
         return verified_chunks(chunks, digest, f"{parsed.host}/{name}")  # as the client says
 
     def _blob_chunks(self, repo: str, digest: str, max_bytes: int) -> Iterator[bytes]:
-        from bsr_team_cache.oci.direct import Interrupted
-
+        # One request's time for the whole blob, whoever reads it: a direct stream cut short
+        # and the client's continuation share it.
+        until = deadline_in(limits().request_seconds)
         received = 0
         try:
             with self._direct_reader() as reader:
                 if reader is not None:
-                    for chunk in reader.open_blob(repo, digest, max_bytes):
+                    for chunk in stepped(reader.open_blob(repo, digest, max_bytes), until):
                         received += len(chunk)
                         yield chunk
                     return
-        except Interrupted as cut:
-            received = cut.received  # direct reads are off now: the client goes on
         except BSRTeamCacheError:
             raise
-        except Exception:  # not answered directly, before any byte: the client reads it all
-            received = 0
-        yield from self.backend().blob_chunks(repo, digest, max_bytes, start=received)
+        except Exception:  # not answered directly (before any byte), or cut short (Interrupted)
+            pass  # direct reads are off now: the client reads what did not come, from there
+        chunks = self.backend().blob_chunks(repo, digest, max_bytes, start=received)
+        yield from stepped(chunks, until)
 
     def backend(self) -> RegistryBackend:
         if self._backend is not None:
@@ -204,9 +205,13 @@ class _OnFirstUse:
 
     def close(self) -> None:
         self._direct_off = True
-        if self._direct is not None:
-            with self._direct_lock:
+        # A direct read under way (a stream holds the lock while it is read) closes the reader
+        # itself when it ends, direct reads being off: never waited for here.
+        if self._direct is not None and self._direct_lock.acquire(blocking=False):
+            try:
                 self._direct.close()
+            finally:
+                self._direct_lock.release()
         if self._backend is not None:
             self._backend.close()
 

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
-from bsr_team_cache._deadline import deadline_scope
+from bsr_team_cache._deadline import deadline_in, deadline_scope, stepped
 from bsr_team_cache._wire import (
     SPILL_BYTES,
     USER_AGENT,
@@ -450,17 +450,17 @@ class Opened:
 
     def chunks(self, size: int) -> Iterator[bytes]:
         """The body's ``size`` bytes (its Content-Length) as they arrive. A connection that
-        closes or fails before then raises Interrupted (how many bytes came); a transfer given
-        up for the deadline or the minimum rate raises TransferTooSlow."""
+        closes or fails before then raises Interrupted; a transfer given up for the deadline or
+        the minimum rate raises TransferTooSlow."""
         received = 0
         try:
             while received < size:
                 try:  # a wait past the deadline or the minimum rate: TransferTooSlow
                     piece = self._conn.take(min(size - received, _RECEIVE))
                 except (OSError, NotAnswered) as exc:
-                    raise Interrupted(received, str(exc)) from None
+                    raise Interrupted(f"{exc}, after {received} bytes") from None
                 if not piece:
-                    raise Interrupted(received, "the connection closed before the body's end")
+                    raise Interrupted(f"the connection closed after {received} bytes")
                 received += len(piece)
                 yield piece
             if self._conn.reusable() and "close" not in self.headers.get("connection", "").lower():
@@ -476,11 +476,7 @@ class Opened:
 
 
 class Interrupted(Exception):
-    """A body cut short after ``received`` bytes: the rest may be asked for from there."""
-
-    def __init__(self, received: int, reason: str) -> None:
-        super().__init__(reason)
-        self.received = received
+    """A body cut short: the rest may be asked for from where it stopped."""
 
 
 def _has_news(sock: socket.socket) -> bool:
@@ -573,20 +569,25 @@ class DirectReader:
         name = self._name(repo)
         validate_oci_digest(digest, f"{self.host}/{name}")
         path = f"/v2/{name}/blobs/{digest}"
-        with deadline_scope(limits().request_seconds):
-            opened = self._get(name, path, f"GET blob {digest} from {name}", {}, open_body=True)
-            assert isinstance(opened, Opened)
-            try:
-                length = _streamable_length(opened.status, opened.headers)
-                if length > max_bytes:
-                    raise NotAnswered(f"a blob of {length} bytes, over {max_bytes}")
-            except NotAnswered:
-                opened.close()
-                raise
-            try:
-                yield from opened.chunks(length)
-            except TransferTooSlow as exc:
-                raise RegistryError(f"{self._where}: GET {path}: {exc}") from None
+        until = deadline_in(limits().request_seconds)  # the whole blob's, as the client's
+        opened = self._get(name, path, f"GET blob {digest} from {name}", {}, open_body=True)
+        assert isinstance(opened, Opened)
+        try:
+            length = _streamable_length(opened.status, opened.headers)
+            if length > max_bytes:
+                raise NotAnswered(f"a blob of {length} bytes, over {max_bytes}")
+        except NotAnswered:
+            opened.close()
+            raise
+        received = 0
+        try:
+            for chunk in stepped(opened.chunks(length), until):
+                received += len(chunk)
+                yield chunk
+        except TransferTooSlow as exc:  # in the full client's words
+            raise RegistryError(
+                f"{self._where}: GET blob {digest}: {exc} ({received} bytes in)"
+            ) from None
 
     def _name(self, repo: str) -> str:
         return f"{self.namespace}/{repo}" if self.namespace else repo
