@@ -54,8 +54,12 @@ def stepped(steps: Iterator[T], until: float) -> Iterator[T]:
             yield step
     finally:
         close = getattr(steps, "close", None)
-        if close is not None:
-            close()
+        if close is not None:  # what ``steps`` runs as it closes is a step too
+            token = _deadline.set(min(_deadline.get(), until))
+            try:
+                close()
+            finally:
+                _deadline.reset(token)
 
 
 def deadline_passed() -> bool:

@@ -882,7 +882,16 @@ def test_a_manifest_read_started_early_is_taken_once_by_the_next_read_of_it(scri
     assert len(server.requests) == 1  # the early read's answer was taken
     assert registry.read_manifest("t/m", "v1") == (MANIFEST, OCI_MANIFEST)
     assert len(server.requests) == 2  # taken once: this read asked again
+    registry.start_manifest_read("t/m", "v1")
+    assert registry.read_manifest("t/m", "v2") == (MANIFEST, OCI_MANIFEST)  # another reference
+    other = open_registry(server.url)
+    assert other.read_manifest("t/m", "v1") == (MANIFEST, OCI_MANIFEST)  # another registry
+    assert sorted(r.split(b" ")[1] for _, r in server.requests[2:]) == sorted(
+        [PATH.encode(), PATH.replace("v1", "v2").encode(), PATH.encode()]
+    )  # each asked for itself (the early read, the other reference, the other registry)
+    assert registry._early is not None  # still there for the read it was started for
     registry.close()
+    other.close()
 
 
 def test_what_an_early_read_raises_is_raised_where_it_is_taken(scripted) -> None:

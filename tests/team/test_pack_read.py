@@ -413,3 +413,47 @@ def test_a_store_lacking_one_module_has_its_manifest_read_before_the_fetch_loads
         if pack_read is not None:
             pack_read.result()
         other.close()
+
+
+def test_fetches_taking_early_reads_of_one_module_on_one_store_download_it_once(
+    team, distribution, tmp_path
+):
+    """Two machines' fetches sharing a store, each having started the read of the one module
+    the store lacks (here absent from the team registry: the BSR has it): one downloads it,
+    the other waits on its fill lock and finds it stored. Also with --no-packs, which reads
+    no pack but still starts that read."""
+    lock = read_buf_lock(team.project / "buf.lock")
+    shared = tmp_path / "shared-store"
+    team.fetch("carol", store=shared)
+    missing = lock.deps[2]
+    with LocalStore(shared) as store:
+        store._db.execute("DELETE FROM entries WHERE commit_id = ?", (missing.commit,))
+    empty = f"e{team.ns}"  # a namespace of the registry where the team published nothing
+    registries = {}
+    for member, reads_packs in (("dave", True), ("erin", False)):
+        registries[member] = open_registry(distribution.url)
+        read = _start(
+            team, registry=registries[member], store_root=shared, packs=reads_packs, namespace=empty
+        )
+        assert read is None and registries[member]._early is not None
+        assert registries[member]._early[1] == missing.commit
+    start = threading.Barrier(2)
+    reports = {}
+
+    def fetch_as(member: str) -> None:
+        start.wait()
+        registry = registries[member]
+        reports[member] = team.fetch(member, store=shared, registry=registry, namespace=empty)
+
+    threads = [threading.Thread(target=fetch_as, args=(m,)) for m in registries]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sorted(_tiers(r)["bsr"] for r in reports.values()) == [0, 1]
+    assert sorted(_tiers(r)["local"] for r in reports.values()) == [5, 6]
+    # The one that downloaded took its early read (the registry had none); the other never
+    # read the registry: its early answer went unused.
+    assert sorted(registry._early is None for registry in registries.values()) == [False, True]
+    for registry in registries.values():
+        registry.close()

@@ -217,7 +217,7 @@ def _fetch(
                 return
         registry = options.open_registry()
         pack_read = None
-        if not (no_packs or no_bundles or bundle or update_lock):
+        if not (bundle or update_lock):
             # A cold fetch's first request, made while the rest of the fetch loads (pack_read.py).
             with loading():
                 from bsr_team_cache.team.pack_read import start_pack_read
@@ -228,6 +228,7 @@ def _fetch(
                 namespace=options.settings.namespace,
                 registry=registry,
                 store_root=options.store_dir,
+                packs=not (no_packs or no_bundles),
             )
         if cache is not None and layout is None:
             # After the pack's request: on a new machine, starting buf takes ~4 ms.

@@ -90,6 +90,8 @@ class _OnFirstUse:
             if self._direct is not None and (self._direct_off or self._backend is not None):
                 self._direct.close()  # no more direct reads: its idle connection goes
             self._direct_lock.release()
+            if self._direct_off:  # closed meanwhile, which did not wait for this read
+                self._close_direct()
 
     def _read_directly(self, read: Callable[[Any], Any]) -> tuple[bool, Any]:
         """(True, what ``read(reader)`` returned), or (False, None): ask the client."""
@@ -126,8 +128,11 @@ class _OnFirstUse:
         thread = threading.Thread(
             target=contextvars.copy_context().run, args=(read,), name="first-read", daemon=True
         )
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had: the fetch reads it itself
+            return
         self._early = (repo, reference, thread, outcome)
-        thread.start()
 
     def read_manifest(self, repo: str, reference: str) -> tuple[bytes, str] | None:
         early = self._early
@@ -138,7 +143,7 @@ class _OnFirstUse:
         thread.join(seconds_left())
         if thread.is_alive():
             raise RegistryError(
-                f"{self._url}: GET manifest {repo}:{reference}: the deadline passed"
+                f"team registry {self._url}: GET manifest {repo}:{reference}: the deadline passed"
             )
         if outcome[1] is not None:
             raise outcome[1]
@@ -195,25 +200,25 @@ class _OnFirstUse:
             if self._backend is None:
                 self._backend = self._factory()
         # The direct reader's idle connection goes (a direct read under way closes it when it
-        # ends: see _read_directly).
-        if self._direct is not None and self._direct_lock.acquire(blocking=False):
-            try:
-                self._direct.close()
-            finally:
-                self._direct_lock.release()
+        # ends: see _direct_reader).
+        self._close_direct()
         return self._backend
 
     def close(self) -> None:
         self._direct_off = True
         # A direct read under way (a stream holds the lock while it is read) closes the reader
         # itself when it ends, direct reads being off: never waited for here.
+        self._close_direct()
+        if self._backend is not None:
+            self._backend.close()
+
+    def _close_direct(self) -> None:
+        """Close the direct reader's connection unless a direct read holds it."""
         if self._direct is not None and self._direct_lock.acquire(blocking=False):
             try:
                 self._direct.close()
             finally:
                 self._direct_lock.release()
-        if self._backend is not None:
-            self._backend.close()
 
 
 def open_registry(url: str, *, insecure: bool = False) -> RegistryBackend:

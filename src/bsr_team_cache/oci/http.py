@@ -34,7 +34,7 @@ from pathlib import Path
 
 import httpx
 
-from bsr_team_cache._deadline import deadline_scope
+from bsr_team_cache._deadline import deadline_in, deadline_scope, stepped
 from bsr_team_cache._fs import file_chunks, write_verified
 from bsr_team_cache._hosts import is_loopback
 from bsr_team_cache._http import (
@@ -501,46 +501,51 @@ class HTTPRegistry:
 
     def _blob_stream(self, name: str, digest: str, cap: int, start: int = 0) -> Iterator[bytes]:
         validate_oci_digest(digest, f"{self.host}/{name}")
-        received = start  # asked from there (Range); a server that ignores it: skipped below
+        # Every attempt within one request's time, each step within it (not held across a
+        # yield, where the consumer's code runs).
+        until = deadline_in(limits().request_seconds)
+        yield from stepped(self._blob_attempts(name, digest, cap, start), until)
+
+    def _blob_attempts(self, name: str, digest: str, cap: int, received: int) -> Iterator[bytes]:
+        # ``received``: the bytes asked from (Range); a server that ignores it: skipped below.
         problem = ""
-        with deadline_scope(limits().request_seconds):
-            for attempt in range(self._max_attempts):
-                headers = {"Range": f"bytes={received}-"} if received else {}
-                resp = self._request(
-                    "GET",
-                    f"/v2/{name}/blobs/{digest}",
-                    (self._scope(name, "pull"),),
-                    headers=headers,
-                    stream=True,
-                )
-                try:
-                    if resp.status_code not in (200, 206):
-                        resp = self._bounded(resp, _SMALL_ANSWER, "blob", keep_partial=True)
-                        if resp.status_code == 404:
-                            raise MissingBlobError(f"{self.host}/{name}: blob {digest} not found")
-                        raise self._fail(resp, f"GET blob {digest} from {name}")
-                    # A server that ignores Range sends everything again: skip what we have.
-                    skip = received if resp.status_code == 200 else 0
-                    for block in resp.iter_raw(_STREAM_BLOCK):
-                        if skip:
-                            cut = min(skip, len(block))
-                            block, skip = block[cut:], skip - cut
-                            if not block:
-                                continue
-                        received += len(block)
-                        if received > cap:
-                            raise ContentTooLargeError(
-                                f"{self.host}/{name}: blob {digest} is larger than {cap} bytes"
-                            )
-                        yield block
-                    return
-                except httpx.TransportError as exc:
-                    problem = describe_transport_error(exc)
-                    if abandoned(exc):
-                        break
-                finally:
-                    resp.close()
-                self._sleep(backoff_delay(attempt, self._backoff, self._max_backoff))
+        for attempt in range(self._max_attempts):
+            headers = {"Range": f"bytes={received}-"} if received else {}
+            resp = self._request(
+                "GET",
+                f"/v2/{name}/blobs/{digest}",
+                (self._scope(name, "pull"),),
+                headers=headers,
+                stream=True,
+            )
+            try:
+                if resp.status_code not in (200, 206):
+                    resp = self._bounded(resp, _SMALL_ANSWER, "blob", keep_partial=True)
+                    if resp.status_code == 404:
+                        raise MissingBlobError(f"{self.host}/{name}: blob {digest} not found")
+                    raise self._fail(resp, f"GET blob {digest} from {name}")
+                # A server that ignores Range sends everything again: skip what we have.
+                skip = received if resp.status_code == 200 else 0
+                for block in resp.iter_raw(_STREAM_BLOCK):
+                    if skip:
+                        cut = min(skip, len(block))
+                        block, skip = block[cut:], skip - cut
+                        if not block:
+                            continue
+                    received += len(block)
+                    if received > cap:
+                        raise ContentTooLargeError(
+                            f"{self.host}/{name}: blob {digest} is larger than {cap} bytes"
+                        )
+                    yield block
+                return
+            except httpx.TransportError as exc:
+                problem = describe_transport_error(exc)
+                if abandoned(exc):
+                    break
+            finally:
+                resp.close()
+            self._sleep(backoff_delay(attempt, self._backoff, self._max_backoff))
         raise RegistryError(
             f"{self._where}: GET blob {digest}: {problem} (gave up after {attempt + 1}"
             f" attempts, {received} bytes in)"

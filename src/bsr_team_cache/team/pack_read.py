@@ -104,14 +104,20 @@ class PackRead:
 
 
 def start_pack_read(
-    project: Path, *, team: str, namespace: str, registry: RegistryBackend, store_root: Path
+    project: Path,
+    *,
+    team: str,
+    namespace: str,
+    registry: RegistryBackend,
+    store_root: Path,
+    packs: bool = True,
 ) -> PackRead | None:
     """Start reading the pack of ``project``'s buf.lock if the fetch will want it: the store at
     ``store_root`` lacks most of the lock's modules as buf.lock pins them (pack_worth_reading).
     None otherwise, and on anything unexpected (the fetch then says what it is). When the
     store lacks one module only (a lock of one, googleapis), that module's manifest is the
     fetch's first read: it starts now instead, on registries that can (opened from a URL), and
-    the fetch's read of it takes the answer."""
+    the fetch's read of it takes the answer. ``packs`` False (the fetch reads none): only that."""
     try:
         if not (project / BUF_YAML).is_file():
             return None  # the fetch says so
@@ -120,16 +126,16 @@ def start_pack_read(
         if any(dep.digest is None for dep in deps):
             return None  # the fetch asks the BSR for digests, then decides
         missing = _missing(store_root, deps)
-        if not pack_worth_reading(len(missing), len(deps)):
+        if not (packs and pack_worth_reading(len(missing), len(deps))):
             start = getattr(type(registry), "start_manifest_read", None)
             if len(missing) == 1 and start is not None:
                 repo = module_repository(team, missing[0].module, namespace)
                 start(registry, repo, missing[0].commit)
             return None
-    except (BSRTeamCacheError, OSError, ValueError):
+        wanted = {f"{d.module}:{d.commit}": d for d in deps}
+        return PackRead(registry, pack_repository(team, namespace), pack_tag(deps), wanted)
+    except (BSRTeamCacheError, OSError, ValueError, RuntimeError):  # RuntimeError: no thread
         return None
-    wanted = {f"{d.module}:{d.commit}": d for d in deps}
-    return PackRead(registry, pack_repository(team, namespace), pack_tag(deps), wanted)
 
 
 def _missing(store_root: Path, deps: tuple[LockedDep, ...] | list[LockedDep]) -> list[LockedDep]:
