@@ -921,3 +921,32 @@ def test_an_early_read_is_waited_for_no_longer_than_the_readers_deadline(scripte
     finally:
         release.set()
         registry.close()
+
+
+def test_an_early_read_given_up_on_its_own_sooner_deadline_is_read_again(scripted) -> None:
+    """Started within a deadline sooner than the reader's, the early read's "deadline passed"
+    is not the reader's: it reads again."""
+    first = threading.Event()
+
+    def respond(request: bytes) -> bytes:
+        if not first.is_set():
+            first.set()
+            time.sleep(1.0)  # past the early read's deadline
+        return manifest_answer()
+
+    server = scripted(respond)
+    registry = open_registry(server.url)
+    with deadline_scope(0.3):
+        registry.start_manifest_read("t/m", "v1")
+    assert registry.read_manifest("t/m", "v1") == (MANIFEST, OCI_MANIFEST)
+    assert len(server.requests) == 2
+    registry.close()
+
+
+def test_a_closed_registry_builds_no_client_for_a_read_still_under_way(scripted) -> None:
+    server = scripted(lambda request: manifest_answer())
+    registry = open_registry(server.url)
+    registry.close()
+    with pytest.raises(RegistryError, match="the registry was closed"):
+        registry.blob_exists("t/m", sha256_digest(b"x"))
+    assert registry._backend is None

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bsr_team_cache._deadline import deadline_in, seconds_left, stepped
+from bsr_team_cache._deadline import deadline_in, deadline_passed, seconds_left, stepped
 from bsr_team_cache._wire import SPILL_BYTES
 from bsr_team_cache.errors import BSRTeamCacheError, RegistryError
 from bsr_team_cache.limits import limits
@@ -39,6 +39,7 @@ class _OnFirstUse:
         self._direct: Any = None  # a direct.DirectReader, made on the first direct read
         self._direct_lock = threading.Lock()
         self._direct_off = False
+        self._closed = False
         # A manifest read started early (start_manifest_read): repo, reference, thread, outcome.
         self._early: tuple[str, str, threading.Thread, list[Any]] | None = None
 
@@ -117,13 +118,13 @@ class _OnFirstUse:
         ``read_manifest`` of it, from any thread, takes that answer, or what the read raised."""
         with contextlib.suppress(Exception):  # the read meets it again, and says so
             self.prepare_direct_read()  # the reader loads here: its request leaves at once
-        outcome: list[Any] = [None, None]
+        outcome: list[Any] = [None, None, False]  # answer, what it raised, deadline passed
 
         def read() -> None:
             try:
                 outcome[0] = self._read_manifest_now(repo, reference)
             except BaseException as exc:  # raised where the answer is taken
-                outcome[1] = exc
+                outcome[1], outcome[2] = exc, deadline_passed()
 
         thread = threading.Thread(
             target=contextvars.copy_context().run, args=(read,), name="first-read", daemon=True
@@ -146,6 +147,8 @@ class _OnFirstUse:
                 f"team registry {self._url}: GET manifest {repo}:{reference}: the deadline passed"
             )
         if outcome[1] is not None:
+            if outcome[2] and not deadline_passed():  # its deadline, sooner than this reader's
+                return self._read_manifest_now(repo, reference)
             raise outcome[1]
         return outcome[0]
 
@@ -198,6 +201,8 @@ class _OnFirstUse:
             return self._backend
         with self._lock:
             if self._backend is None:
+                if self._closed:  # a read still under way when the registry was closed
+                    raise RegistryError(f"team registry {self._url}: the registry was closed")
                 self._backend = self._factory()
         # The direct reader's idle connection goes (a direct read under way closes it when it
         # ends: see _direct_reader).
@@ -205,6 +210,8 @@ class _OnFirstUse:
         return self._backend
 
     def close(self) -> None:
+        with self._lock:  # no client is built after this (nothing would close it)
+            self._closed = True
         self._direct_off = True
         # A direct read under way (a stream holds the lock while it is read) closes the reader
         # itself when it ends, direct reads being off: never waited for here.
