@@ -802,13 +802,13 @@ def test_a_direct_stream_and_its_continuation_share_one_requests_time(
         ]
 
     deadlines: list[float] = []
-    real = HTTPRegistry._blob_stream
+    real = HTTPRegistry._blob_attempts
 
     def recording(client, *args):
         deadlines.append(_deadline.get())
         yield from real(client, *args)
 
-    monkeypatch.setattr(HTTPRegistry, "_blob_stream", recording)
+    monkeypatch.setattr(HTTPRegistry, "_blob_attempts", recording)
     server = scripted(respond)
     registry = open_registry(server.url)
     chunks = registry.open_blob("t/m", sha256_digest(BLOB), len(BLOB))

@@ -4,13 +4,12 @@ and an HTTP client for any distribution-spec registry."""
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bsr_team_cache._deadline import deadline_in, deadline_passed, seconds_left, stepped
+from bsr_team_cache._deadline import InBackground, deadline_in, deadline_passed
 from bsr_team_cache._wire import SPILL_BYTES
 from bsr_team_cache.errors import BSRTeamCacheError, RegistryError
 from bsr_team_cache.limits import limits
@@ -40,8 +39,8 @@ class _OnFirstUse:
         self._direct_lock = threading.Lock()
         self._direct_off = False
         self._closed = False
-        # A manifest read started early (start_manifest_read): repo, reference, thread, outcome.
-        self._early: tuple[str, str, threading.Thread, list[Any]] | None = None
+        # A manifest read started early (start_manifest_read): repo, reference, the read.
+        self._early: tuple[str, str, InBackground[tuple[bytes, str] | None]] | None = None
 
     def describe(self) -> str:
         return self._url
@@ -88,10 +87,10 @@ class _OnFirstUse:
                 self._direct_off = True
                 raise
         finally:
-            if self._direct is not None and (self._direct_off or self._backend is not None):
-                self._direct.close()  # no more direct reads: its idle connection goes
             self._direct_lock.release()
-            if self._direct_off:  # closed meanwhile, which did not wait for this read
+            if self._direct_off or self._backend is not None:
+                # No more direct reads (also when closed meanwhile, which did not wait for this
+                # one): the reader's idle connection goes.
                 self._close_direct()
 
     def _read_directly(self, read: Callable[[Any], Any]) -> tuple[bool, Any]:
@@ -118,39 +117,26 @@ class _OnFirstUse:
         ``read_manifest`` of it, from any thread, takes that answer, or what the read raised."""
         with contextlib.suppress(Exception):  # the read meets it again, and says so
             self.prepare_direct_read()  # the reader loads here: its request leaves at once
-        outcome: list[Any] = [None, None, False]  # answer, what it raised, deadline passed
-
-        def read() -> None:
-            try:
-                outcome[0] = self._read_manifest_now(repo, reference)
-            except BaseException as exc:  # raised where the answer is taken
-                outcome[1], outcome[2] = exc, deadline_passed()
-
-        thread = threading.Thread(
-            target=contextvars.copy_context().run, args=(read,), name="first-read", daemon=True
-        )
         try:
-            thread.start()
+            read = InBackground(lambda: self._read_manifest_now(repo, reference), "first-read")
         except RuntimeError:  # no thread to be had: the fetch reads it itself
             return
-        self._early = (repo, reference, thread, outcome)
+        self._early = (repo, reference, read)
 
     def read_manifest(self, repo: str, reference: str) -> tuple[bytes, str] | None:
         early = self._early
         if early is None or early[:2] != (repo, reference):
             return self._read_manifest_now(repo, reference)
         self._early = None  # taken once (a thread reading it at the same time shares it)
-        _, _, thread, outcome = early
-        thread.join(seconds_left())
-        if thread.is_alive():
-            raise RegistryError(
+        read = early[2]
+        try:
+            return read.result(
                 f"team registry {self._url}: GET manifest {repo}:{reference}: the deadline passed"
             )
-        if outcome[1] is not None:
-            if outcome[2] and not deadline_passed():  # its deadline, sooner than this reader's
-                return self._read_manifest_now(repo, reference)
-            raise outcome[1]
-        return outcome[0]
+        except Exception:
+            if read.failed_past_its_deadline and not deadline_passed():
+                return self._read_manifest_now(repo, reference)  # its deadline, sooner than ours
+            raise
 
     def _read_manifest_now(self, repo: str, reference: str) -> tuple[bytes, str] | None:
         done, found = self._read_directly(lambda reader: reader.read_manifest(repo, reference))
@@ -185,7 +171,7 @@ class _OnFirstUse:
         try:
             with self._direct_reader() as reader:
                 if reader is not None:
-                    for chunk in stepped(reader.open_blob(repo, digest, max_bytes), until):
+                    for chunk in reader.open_blob(repo, digest, max_bytes, until):
                         received += len(chunk)
                         yield chunk
                     return
@@ -193,8 +179,7 @@ class _OnFirstUse:
             raise
         except Exception:  # not answered directly (before any byte), or cut short (Interrupted)
             pass  # direct reads are off now: the client reads what did not come, from there
-        chunks = self.backend().blob_chunks(repo, digest, max_bytes, start=received)
-        yield from stepped(chunks, until)
+        yield from self.backend().blob_chunks(repo, digest, max_bytes, start=received, until=until)
 
     def backend(self) -> RegistryBackend:
         if self._backend is not None:

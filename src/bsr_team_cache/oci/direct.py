@@ -228,23 +228,32 @@ def _chunked(conn: _Connection, cap: int) -> bytes:
     return bytes(body)
 
 
-def _body(conn: _Connection, status: int, headers: dict[str, str], cap: int) -> bytes:
-    if status in (204, 304):
-        return b""
+def _framing(headers: dict[str, str]) -> int | str | None:
+    """How the body ends: its Content-Length, "chunked", or None (at the connection's close);
+    NotAnswered for a compressed answer, another transfer coding or a malformed length."""
     if headers.get("content-encoding", "identity").strip().lower() != "identity":
         raise NotAnswered("a compressed answer (identity was asked for)")
     coding = headers.get("transfer-encoding")
     if coding is not None:
         if coding.strip().lower() != "chunked":
             raise NotAnswered("a transfer coding other than chunked")
-        return _chunked(conn, cap)
+        return "chunked"
     length = headers.get("content-length")
-    if length is not None:
-        if not _CONTENT_LENGTH.fullmatch(length):
-            raise NotAnswered("a malformed Content-Length")
-        if int(length) > cap:
-            raise NotAnswered(f"the answer is {int(length)} bytes, over {cap}")
-        return conn.exactly(int(length))
+    if length is not None and not _CONTENT_LENGTH.fullmatch(length):
+        raise NotAnswered("a malformed Content-Length")
+    return None if length is None else int(length)
+
+
+def _body(conn: _Connection, status: int, headers: dict[str, str], cap: int) -> bytes:
+    if status in (204, 304):
+        return b""
+    framing = _framing(headers)
+    if framing == "chunked":
+        return _chunked(conn, cap)
+    if isinstance(framing, int):
+        if framing > cap:
+            raise NotAnswered(f"the answer is {framing} bytes, over {cap}")
+        return conn.exactly(framing)
     return conn.to_end(cap)
 
 
@@ -253,14 +262,10 @@ def _streamable_length(status: int, headers: dict[str, str]) -> int:
     chunked, not compressed; NotAnswered otherwise."""
     if status != 200:
         raise NotAnswered(f"HTTP {status}")  # a redirect, an absent blob: the full client
-    if headers.get("content-encoding", "identity").strip().lower() != "identity":
-        raise NotAnswered("a compressed answer (identity was asked for)")
-    if "transfer-encoding" in headers:
-        raise NotAnswered("a blob sent chunked")
-    length = headers.get("content-length", "")
-    if not _CONTENT_LENGTH.fullmatch(length):
-        raise NotAnswered("a blob without one Content-Length")
-    return int(length)
+    framing = _framing(headers)
+    if not isinstance(framing, int):
+        raise NotAnswered("a blob sent chunked or to the connection's close")
+    return framing
 
 
 class Session:
@@ -560,16 +565,19 @@ class DirectReader:
             raise NotAnswered(f"HTTP {answer.status}")  # a redirect, an absent blob: full client
         return verify_blob(answer.body, digest, f"{self.host}/{name}")
 
-    def open_blob(self, repo: str, digest: str, max_bytes: int) -> Iterator[bytes]:
+    def open_blob(
+        self, repo: str, digest: str, max_bytes: int, until: float | None = None
+    ) -> Iterator[bytes]:
         """The blob's bytes as they arrive, not verified (the caller hashes them all), when the
         registry sends it at once with a length of at most ``max_bytes``; else NotAnswered
         before any byte (a redirect, another status, a chunked or compressed body: the full
         client's). Cut short: Interrupted, saying how many bytes came (the rest may be asked
-        for from there); given up for the deadline or the minimum rate: RegistryError."""
+        for from there); given up for the deadline (``until``, monotonic; by default one
+        request's time, as the client's) or the minimum rate: RegistryError."""
         name = self._name(repo)
         validate_oci_digest(digest, f"{self.host}/{name}")
         path = f"/v2/{name}/blobs/{digest}"
-        until = deadline_in(limits().request_seconds)  # the whole blob's, as the client's
+        until = deadline_in(limits().request_seconds) if until is None else until
         opened = self._get(name, path, f"GET blob {digest} from {name}", {}, open_body=True)
         assert isinstance(opened, Opened)
         try:

@@ -484,12 +484,13 @@ class HTTPRegistry:
         return verified_chunks(chunks, digest, f"{self.host}/{name}")
 
     def blob_chunks(
-        self, repo: str, digest: str, max_bytes: int, *, start: int = 0
+        self, repo: str, digest: str, max_bytes: int, *, start: int = 0, until: float
     ) -> Iterator[bytes]:
         """The blob's bytes from offset ``start`` as they arrive, as ``open_blob`` reads them
-        but not verified: for a caller that hashes the whole blob, having read its first
-        ``start`` bytes elsewhere (a direct read cut short, oci/__init__.py)."""
-        return self._blob_stream(self._name(repo), digest, max_bytes, start)
+        but not verified, all by ``until`` (monotonic): for a caller that hashes the whole blob,
+        having read its first ``start`` bytes elsewhere within the same time (a direct read cut
+        short, oci/__init__.py)."""
+        return self._blob_stream(self._name(repo), digest, max_bytes, start, until)
 
     def read_blob_to(self, repo: str, digest: str, dest: Path, max_bytes: int | None = None) -> int:
         """Stream a blob into ``dest`` (atomic rename), hashing as it arrives; a connection
@@ -499,11 +500,13 @@ class HTTPRegistry:
         stream = self._blob_stream(name, digest, cap)
         return write_verified(dest, stream, digest, f"{self.host}/{name}")
 
-    def _blob_stream(self, name: str, digest: str, cap: int, start: int = 0) -> Iterator[bytes]:
+    def _blob_stream(
+        self, name: str, digest: str, cap: int, start: int = 0, until: float | None = None
+    ) -> Iterator[bytes]:
         validate_oci_digest(digest, f"{self.host}/{name}")
-        # Every attempt within one request's time, each step within it (not held across a
-        # yield, where the consumer's code runs).
-        until = deadline_in(limits().request_seconds)
+        # Every attempt within one request's time (from the first step, unless given), each
+        # step within it (not held across a yield, where the consumer's code runs).
+        until = deadline_in(limits().request_seconds) if until is None else until
         yield from stepped(self._blob_attempts(name, digest, cap, start), until)
 
     def _blob_attempts(self, name: str, digest: str, cap: int, received: int) -> Iterator[bytes]:

@@ -23,16 +23,14 @@ loads httpx.
 from __future__ import annotations
 
 import contextlib
-import contextvars
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bsr_team_cache._deadline import seconds_left
+from bsr_team_cache._deadline import InBackground
 from bsr_team_cache.domain.buflock import BUF_LOCK, LockedDep, read_buf_lock
 from bsr_team_cache.domain.bufyaml import BUF_YAML
-from bsr_team_cache.errors import BSRTeamCacheError, RegistryError
+from bsr_team_cache.errors import BSRTeamCacheError
 from bsr_team_cache.oci.url import module_repository
 from bsr_team_cache.store import INDEX_FILE
 from bsr_team_cache.team.names import pack_repository, pack_tag, validate_team_name
@@ -53,25 +51,21 @@ def pack_worth_reading(missing: int, total: int) -> bool:
 
 
 class PackRead:
-    """``read_pack`` of one pack, running in a daemon thread in the caller's context (so within
+    """``read_pack`` of one pack, running in the background in the caller's context (so within
     its deadline); ``result`` waits for it and returns or raises what ``read_pack`` did."""
 
     def __init__(
         self, registry: RegistryBackend, repo: str, tag: str, wanted: Mapping[str, LockedDep]
     ) -> None:
         self.registry, self.repo, self.tag = registry, repo, tag
-        self._outcome: tuple[Pack | None, BaseException | None] = (None, None)
 
-        def read() -> None:
-            try:
-                # The request first (a registry opened from a URL reads it without the HTTP
-                # stack: oci/direct.py), then the code that checks the answer.
-                found = registry.read_manifest(repo, tag)
-                from bsr_team_cache.team.packs import decode_pack
+        def read() -> Pack | None:
+            # The request first (a registry opened from a URL reads it without the HTTP
+            # stack: oci/direct.py), then the code that checks the answer.
+            found = registry.read_manifest(repo, tag)
+            from bsr_team_cache.team.packs import decode_pack
 
-                self._outcome = (decode_pack(registry, repo, tag, found, wanted), None)
-            except BaseException as exc:  # the fetch handles it as its own read's
-                self._outcome = (None, exc)
+            return decode_pack(registry, repo, tag, found, wanted)
 
         # The reader's code loads here, before the caller goes on loading the fetch: the
         # request then leaves as soon as the thread runs (a class attribute: an opened
@@ -80,11 +74,7 @@ class PackRead:
         if prepare is not None:
             with contextlib.suppress(Exception):  # the read meets it again, and says so
                 prepare(registry)
-        context = contextvars.copy_context()
-        self._thread = threading.Thread(
-            target=context.run, args=(read,), name="lock-pack-read", daemon=True
-        )
-        self._thread.start()
+        self._read = InBackground(read, "lock-pack-read")
 
     def serves(self, registry: RegistryBackend, repo: str, tag: str) -> bool:
         return registry is self.registry and (repo, tag) == (self.repo, self.tag)
@@ -92,15 +82,8 @@ class PackRead:
     def result(self) -> Pack | None:
         """The pack (None if there is none), or what the read raised; RegistryError if it is
         not done by the caller's deadline (which may be sooner than the one it started in)."""
-        self._thread.join(seconds_left())
-        if self._thread.is_alive():
-            raise RegistryError(
-                f"{self.registry.describe()}: the lock pack {self.tag[:17]}: the deadline passed"
-            )
-        (pack, failure), self._outcome = self._outcome, (None, None)
-        if failure is not None:
-            raise failure
-        return pack
+        late = f"{self.registry.describe()}: the lock pack {self.tag[:17]}: the deadline passed"
+        return self._read.result(late)
 
 
 def start_pack_read(
