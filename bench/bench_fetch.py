@@ -53,6 +53,13 @@ row's median time over the tarball row's (<= 1.00x: not slower than restoring a 
 row's processes (os.wait4; a shell pipeline counts its children; children are forked by a
 small spawner process, see bench/_util.py, so ~7 MB is the floor).
 
+Nothing is deleted while a set is measured: a row's previous output is moved aside (rename)
+and all of them are deleted at the end. On ext4 without a journal (this kind of machine's
+disk), a new inode skips every inode freed in the last 1-6 minutes, one lookup each
+(fs/ext4/ialloc.c, recently_deleted): emptying thousands of files before each run made
+creating files 5-10x slower within minutes, more so the more files a row creates (a fresh CI
+machine has freed none).
+
 Before measuring, the package is byte-compiled (compileall) so that no run pays for compiling;
 the output's first lines say whether bytecode was cached before and whether writing it is off.
 """
@@ -331,6 +338,8 @@ class SetBench:
         self.buf = buf
         self.use_curl = use_curl
         self.project = root / "project"
+        self.spent = root / "set-aside"
+        self._set_aside = 0
         self.team = f"bench-{depset.key}"
         self.info: dict[str, object] = {}
         self.rows: dict[str, RowResult] = {}
@@ -412,7 +421,7 @@ class SetBench:
         self.info["buf cache v3 tree (files)"] = files
         self.info["buf cache v3 tree (MB)"] = size / 1e6
         self.info["its .tar.gz (MB)"] = tarball.stat().st_size / 1e6
-        shutil.rmtree(cache)
+        self.set_aside(cache)
         self.negative_control()
         if len(self.depset.deps) >= 2:
             # The second machine to use the lock takes it from the team registry and makes the
@@ -431,12 +440,20 @@ class SetBench:
                 " the offline builds are not shown to be offline"
             )
         self.info["offline build with an empty cache (negative control)"] = "fails, as it must"
-        shutil.rmtree(empty, ignore_errors=True)
+        self.set_aside(empty)
+
+    def set_aside(self, path: Path) -> None:
+        """Move ``path`` out of the way, to be deleted with the work directory (see the module
+        docstring: deleting now would slow the file creation of the runs that follow)."""
+        if path.exists():
+            self.spent.mkdir(parents=True, exist_ok=True)
+            self._set_aside += 1
+            path.rename(self.spent / f"{self._set_aside}-{path.name}")
 
     def fresh(self, *dirs: Path) -> Callable[[], None]:
         def prepare() -> None:
             for d in dirs:
-                shutil.rmtree(d, ignore_errors=True)
+                self.set_aside(d)
                 d.mkdir(parents=True)
 
         return prepare
