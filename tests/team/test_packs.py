@@ -334,7 +334,7 @@ def test_an_artifact_naming_dependency_commits_the_lock_does_not_pin_is_refused(
 
 
 @pytest.mark.parametrize(("cores", "workers"), [(3, 3), (1, 1), (None, 1), (64, 6)])
-def test_a_packs_members_are_checked_and_written_by_a_worker_per_core(
+def test_a_packs_large_members_are_checked_and_written_by_a_worker_per_core(
     team, monkeypatch, cores, workers
 ):
     team.fetch("alice", update_lock=True)
@@ -348,9 +348,36 @@ def test_a_packs_members_are_checked_and_written_by_a_worker_per_core(
 
     monkeypatch.setattr(fetch_module, "_pool", pool)
     monkeypatch.setattr(fetch_module.os, "cpu_count", lambda: cores)
+    # Every member counts as large (the sample modules' layers are a few KB).
+    monkeypatch.setattr(fetch_module, "_IN_CALLER_MODULE_BYTES", 1)
     report = team.fetch("carol")
     assert (report.pack_used, _tiers(report)) == (True, {"local": 0, "team": 6, "bsr": 0})
     assert made == [workers]  # six members, at most one worker per core
+
+
+def test_a_packs_small_members_are_checked_and_written_by_the_callers_thread(team, monkeypatch):
+    """Modules averaging under _IN_CALLER_MODULE_BYTES: no pool, every member placed by the
+    thread that runs the fetch (a second thread would only hand the GIL back and forth)."""
+    team.fetch("alice", update_lock=True)
+    team.fetch("bob")  # makes the pack
+    made: list[int] = []
+    monkeypatch.setattr(fetch_module, "_pool", lambda n: made.append(n))
+    placed_by: set[str] = set()
+    real_place = fetch_module._Run.place
+
+    def place(self, dep, artifact):
+        placed_by.add(threading.current_thread().name)
+        return real_place(self, dep, artifact)
+
+    monkeypatch.setattr(fetch_module._Run, "place", place)
+    report = team.fetch("carol")
+    assert (report.pack_used, _tiers(report)) == (True, {"local": 0, "team": 6, "bsr": 0})
+    assert made == []
+    assert placed_by == {threading.current_thread().name}
+    lock = read_buf_lock(team.project / "buf.lock")
+    for dep in lock.deps:
+        entry = module_entry_dir(team.root / "carol" / "buf-cache", dep.module, dep.commit)
+        assert (entry / "module.yaml").is_file()
 
 
 def test_a_packs_members_are_decoded_a_batch_at_a_time(team, monkeypatch):

@@ -137,6 +137,10 @@ class Pack:
     def __len__(self) -> int:
         return len(self._members)
 
+    def layer_size(self, commit: str) -> int:
+        """Bytes of the member's files layer (compressed), as the pack carries it."""
+        return len(self._members[commit][1])
+
     def artifact(
         self, dep: LockedDep, private_keys: Sequence[PrivateKey] | None = None
     ) -> ModuleArtifact:
