@@ -3,6 +3,8 @@ by the second machine that uses the lock, and never trusted for being a pack."""
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import threading
 import uuid
@@ -16,7 +18,7 @@ from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.bufcache.v3 import module_entry_dir
 from bsr_team_cache.domain.buflock import read_buf_lock
 from bsr_team_cache.oci.artifact import encode_module
-from bsr_team_cache.oci.base import OCI_MANIFEST, sha256_digest
+from bsr_team_cache.oci.base import OCI_MANIFEST, document_limit, sha256_digest
 from bsr_team_cache.oci.devregistry import DistributionServer
 from bsr_team_cache.oci.http import HTTPRegistry
 from bsr_team_cache.oci.layer import files_layer
@@ -26,6 +28,8 @@ from bsr_team_cache.team.cache import TeamCache
 from bsr_team_cache.team.fetch import FetchReport, fetch
 from bsr_team_cache.team.names import pack_repository, pack_tag
 from bsr_team_cache.team.packs import (
+    PACK_CONFIG_GZIP_TYPE,
+    PACK_CONFIG_TYPE,
     PACK_TYPE,
     _pack_manifest,
     encode_pack,
@@ -234,7 +238,7 @@ def test_a_pack_of_the_wrong_shape_is_not_used(team, forge, problem):
     if forge == "short":
         layer = layer[:-1]
     elif forge == "no-members":
-        config = json.dumps({"members": []}).encode()
+        config = gzip.compress(json.dumps({"members": []}).encode())
     for data in (config, layer):
         team.registry.push_blob(team.repo, data, sha256_digest(data))
     team.registry.push_manifest(team.repo, team.tag, _manifest_for(config, layer), OCI_MANIFEST)
@@ -248,9 +252,53 @@ def test_a_pack_of_the_wrong_shape_is_not_used(team, forge, problem):
     assert report.warnings[0].endswith("; fetching modules one by one")
 
 
-def _manifest_for(config: bytes, layer: bytes) -> bytes:
+def _manifest_for(config: bytes, layer: bytes, config_type: str = PACK_CONFIG_GZIP_TYPE) -> bytes:
     """A pack manifest for these bytes, whatever they hold (config and layer embedded)."""
-    return _pack_manifest(config, layer, True, 6)
+    manifest = json.loads(_pack_manifest(config, layer, True, 6))
+    manifest["config"]["mediaType"] = config_type
+    return json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+
+
+def test_a_packs_config_is_written_compressed(team):
+    team.fetch("alice", update_lock=True)
+    team.fetch("bob")  # makes the pack
+    manifest = json.loads(team.registry.read_manifest(team.repo, team.tag)[0])
+    assert manifest["config"]["mediaType"] == PACK_CONFIG_GZIP_TYPE
+    config = gzip.decompress(base64.b64decode(manifest["config"]["data"]))
+    members = [base64.b64decode(m["manifest"]) for m in json.loads(config)["members"]]
+    assert members == [manifest for manifest, _ in _members_of_alices_store(team)]
+    assert manifest["config"]["size"] == len(gzip.compress(config, compresslevel=9, mtime=0))
+
+
+def test_a_pack_with_the_plain_config_of_earlier_versions_is_read(team):
+    team.fetch("alice", update_lock=True)
+    members = _members_of_alices_store(team)
+    _, compressed, layer = encode_pack(members)
+    config = gzip.decompress(compressed)  # the document as packs carried it before
+    for data in (config, layer):  # a registry checks that a manifest's blobs exist
+        team.registry.push_blob(team.repo, data, sha256_digest(data))
+    manifest = _manifest_for(config, layer, PACK_CONFIG_TYPE)
+    team.registry.push_manifest(team.repo, team.tag, manifest, OCI_MANIFEST)
+    report = team.fetch("carol")
+    assert (report.pack_used, report.warnings) == (True, [])
+    assert _tiers(report) == {"local": 0, "team": 6, "bsr": 0}
+
+
+def test_a_pack_config_that_inflates_past_the_document_limit_is_refused(team):
+    """A few KB of gzip that would inflate to more than a document may hold: refused before
+    it is inflated past the limit, and the modules come one by one."""
+    team.fetch("alice", update_lock=True)
+    _, _, layer = encode_pack(_members_of_alices_store(team))
+    bomb = gzip.compress(b'{"members": [' + b" " * (document_limit() + 1) + b"]}")
+    assert len(bomb) < document_limit() // 100
+    for data in (bomb, layer):
+        team.registry.push_blob(team.repo, data, sha256_digest(data))
+    team.registry.push_manifest(team.repo, team.tag, _manifest_for(bomb, layer), OCI_MANIFEST)
+    report = team.fetch("carol")
+    assert _tiers(report) == {"local": 0, "team": 6, "bsr": 0}
+    assert report.pack_used is False
+    (warning,) = report.warnings
+    assert f"config: inflates past {document_limit()} B" in warning
 
 
 def test_no_pack_for_a_team_that_keeps_downloads_private(team):

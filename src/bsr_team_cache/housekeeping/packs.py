@@ -22,15 +22,11 @@ from bsr_team_cache.errors import (
 )
 from bsr_team_cache.oci.base import (
     RegistryBackend,
-    descriptor_bytes,
-    document_limit,
-    parse_descriptor,
-    parse_json,
     parse_manifest,
     sha256_digest,
 )
 from bsr_team_cache.team.names import pack_repository
-from bsr_team_cache.team.packs import PACK_CONFIG_TYPE, PACK_TYPE
+from bsr_team_cache.team.packs import PACK_TYPE, read_pack_config
 from bsr_team_cache.usage.events import EventError, parse_time
 
 _PACK_TAG = re.compile(r"lock-[0-9a-f]{64}")
@@ -59,11 +55,7 @@ def pack_time(data: bytes, registry: RegistryBackend, repo: str, where: str) -> 
     """When the pack whose manifest is ``data`` was made (its config's ``created``), as a Unix
     time; InvalidContentError if it is not a sound pack manifest with a creation time."""
     manifest = parse_manifest(data, where, PACK_TYPE)
-    descriptor = parse_descriptor(
-        manifest.get("config"), f"{where} config", media_types=(PACK_CONFIG_TYPE,),
-        max_size=document_limit(),
-    )  # fmt: skip
-    config = parse_json(descriptor_bytes(registry, repo, descriptor, where), where, "config")
+    config = read_pack_config(registry, repo, manifest, where)
     created = config.get("created") if isinstance(config, dict) else None
     if not isinstance(created, str):
         raise InvalidContentError(f"{where}: no creation time (YYYY-MM-DDTHH:MM:SSZ) in its config")

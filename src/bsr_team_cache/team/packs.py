@@ -3,13 +3,13 @@ gets its deps with one request (two for large packs) instead of two per module.
 
 A pack lives at ``[ns/]teams/<team>/packs:lock-<sha256 of the lock's pins>``: a reader finds it
 from buf.lock alone, with no index to consult. Its manifest (artifact type PACK_TYPE) embeds a
-config listing each member's own module manifest (the one the local store keeps, config
-embedded), and one layer: the members' files layers concatenated in that order (embedded in the
-manifest too when small). A reader checks the pack's shape (members pinned by the lock, sizes
-that add up exactly), then decodes each member exactly as a module pulled on its own (sha256 of
-its layer slice, config against the module and commit, paths and limits, b5) and the caller
-matches it against buf.lock. Nothing in a pack is trusted for being in a pack: a forged or
-damaged one costs a warning and the modules are pulled one by one.
+gzip-compressed config listing each member's own module manifest (the one the local store
+keeps, config embedded), and one layer: the members' files layers concatenated in that order
+(embedded in the manifest too when small). A reader checks the pack's shape (members pinned
+by the lock, sizes that add up exactly), then decodes each member exactly as a module pulled
+on its own (sha256 of its layer slice, config against the module and commit, paths and
+limits, b5) and the caller matches it against buf.lock. Nothing in a pack is trusted for being
+in a pack: a forged or damaged one costs a warning and the modules are pulled one by one.
 
 A pack is written by the second machine that fetches a lock from the team registry (a lock only
 one machine ever uses costs the registry nothing), from the entries of its local store. Teams
@@ -20,7 +20,9 @@ pack's copies would escape.
 from __future__ import annotations
 
 import base64
+import gzip
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -46,6 +48,11 @@ if TYPE_CHECKING:
     from bsr_team_cache.oci.encryption import PrivateKey
 
 PACK_TYPE = "application/vnd.bsr-team-cache.pack.v1"
+# The config as packs are written: its JSON gzip-compressed. It lists every member's own
+# manifest, whose digests and names make most of a pack of small modules (564 KB of manifest
+# for 200 modules of 76 KB of layers), and compresses about 3.6x. Packs with the plain config
+# (PACK_CONFIG_TYPE, written before) are read as well.
+PACK_CONFIG_GZIP_TYPE = "application/vnd.bsr-team-cache.pack.config.v1+json+gzip"
 PACK_CONFIG_TYPE = "application/vnd.bsr-team-cache.pack.config.v1+json"
 # The members' files layers (each a gzip of a tar), concatenated: a reader splits it by the
 # sizes their manifests give.
@@ -71,7 +78,7 @@ def encode_pack(members: Sequence[tuple[bytes, bytes]]) -> tuple[bytes, bytes, b
     """(manifest, config, layer) of a pack of ``members``: (module manifest, its files layer).
     The layer is embedded when small and the manifest stays within the document limit;
     PackTooLargeError if even the manifest without it would not."""
-    config = canonical_json(
+    document = canonical_json(
         {
             "members": [
                 {"manifest": base64.b64encode(manifest).decode()} for manifest, _ in members
@@ -79,6 +86,9 @@ def encode_pack(members: Sequence[tuple[bytes, bytes]]) -> tuple[bytes, bytes, b
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
     )
+    if len(document) > document_limit():  # readers refuse a config inflating past it
+        raise PackTooLargeError(f"a pack config of {len(document)} bytes")
+    config = gzip.compress(document, compresslevel=9, mtime=0)
     layer = b"".join(layer for _, layer in members)
     for embed in (len(layer) <= EMBED_MAX, False):
         manifest = _pack_manifest(config, layer, embed, len(members))
@@ -101,7 +111,7 @@ def _pack_manifest(config: bytes, layer: bytes, embed: bool, count: int) -> byte
             "mediaType": OCI_MANIFEST,
             "artifactType": PACK_TYPE,
             "config": {
-                "mediaType": PACK_CONFIG_TYPE,
+                "mediaType": PACK_CONFIG_GZIP_TYPE,
                 "digest": sha256_digest(config),
                 "size": len(config),
                 "data": base64.b64encode(config).decode(),
@@ -122,6 +132,39 @@ def push_pack(
         if not registry.blob_exists(repo, digest):
             registry.push_blob(repo, data, digest)
     return registry.push_manifest(repo, tag, manifest, OCI_MANIFEST)
+
+
+def read_pack_config(
+    registry: RegistryBackend, repo: str, manifest: Mapping[str, object], where: str
+) -> object:
+    """The config document of the pack manifest ``manifest`` (either type), its digest checked
+    and its size bounded (compressed and inflated, by the document limit); InvalidContentError
+    if it is not one."""
+    descriptor = parse_descriptor(
+        manifest.get("config"),
+        f"{where} config",
+        media_types=(PACK_CONFIG_GZIP_TYPE, PACK_CONFIG_TYPE),
+        max_size=document_limit(),
+    )
+    data = descriptor_bytes(registry, repo, descriptor, where)
+    if descriptor.media_type == PACK_CONFIG_GZIP_TYPE:
+        data = _inflated(data, f"{where} config")
+    return parse_json(data, where, "config")
+
+
+def _inflated(data: bytes, where: str) -> bytes:
+    """A gzip stream's content, refused past the document limit (never inflated beyond it)."""
+    limit = document_limit()
+    inflater = zlib.decompressobj(wbits=31)  # gzip only
+    try:
+        content = inflater.decompress(data, limit)
+    except zlib.error as exc:
+        raise InvalidContentError(f"{where}: not gzip ({exc})") from None
+    if inflater.unconsumed_tail:
+        raise InvalidContentError(f"{where}: inflates past {limit} B")
+    if not inflater.eof or inflater.unused_data:
+        raise InvalidContentError(f"{where}: its gzip stream is cut short or has trailing data")
+    return content
 
 
 class Pack:
@@ -181,19 +224,13 @@ def decode_pack(
     if checked is None:
         return None
     manifest, where, _ = checked
-    config_descriptor = parse_descriptor(
-        manifest.get("config"),
-        f"{where} config",
-        media_types=(PACK_CONFIG_TYPE,),
-        max_size=document_limit(),
-    )
+    config = read_pack_config(registry, repo, manifest, where)
     if len(manifest["layers"]) != 1:
         raise InvalidContentError(f"{where}: a pack has exactly one layer")
     layer_descriptor = parse_descriptor(
         manifest["layers"][0], f"{where} layer", media_types=(PACK_LAYER_TYPE,),
         max_size=PACK_MAX_BYTES,
     )  # fmt: skip
-    config = parse_json(descriptor_bytes(registry, repo, config_descriptor, where), where, "config")
     listed = config.get("members") if isinstance(config, dict) else None
     if not isinstance(listed, list) or not 0 < len(listed) <= len(wanted):
         raise InvalidContentError(
