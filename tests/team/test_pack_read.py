@@ -15,7 +15,7 @@ import pytest
 from bsr_team_cache._deadline import deadline_scope
 from bsr_team_cache.cli import main
 from bsr_team_cache.domain.buflock import read_buf_lock
-from bsr_team_cache.errors import RegistryError
+from bsr_team_cache.errors import InvalidContentError, RegistryError
 from bsr_team_cache.oci import direct, open_registry
 from bsr_team_cache.oci.base import OCI_MANIFEST, sha256_digest
 from bsr_team_cache.oci.devregistry import DistributionServer
@@ -457,3 +457,110 @@ def test_fetches_taking_early_reads_of_one_module_on_one_store_download_it_once(
     assert sorted(registry._early is None for registry in registries.values()) == [False, True]
     for registry in registries.values():
         registry.close()
+
+
+# -- a pack whose layer is a blob of its own, read as it arrives ---------------------------------
+
+
+class _Arriving:
+    """The team's registry, whose ``open_blob`` hands a pack's layer over in two pieces: the
+    bytes up to ``gate_at``, then (once ``release`` is set) the rest, unless ``cut``; then,
+    once ``before_end`` is set, ``end`` raised if given."""
+
+    def __init__(self, registry, gate_at: int, *, cut: bool = False, end=None) -> None:
+        self._registry = registry
+        self.gate_at, self.cut, self.end = gate_at, cut, end
+        self.release, self.before_end = threading.Event(), threading.Event()
+        self.opened: list[str] = []
+
+    def __getattr__(self, name):
+        return getattr(self._registry, name)
+
+    def open_blob(self, repo, digest, max_bytes):
+        self.opened.append(digest)
+        data = b"".join(self._registry.open_blob(repo, digest, max_bytes))
+
+        def chunks():
+            yield data[: self.gate_at]
+            if not self.cut:
+                assert self.release.wait(30), "the first member was never taken"
+                yield data[self.gate_at :]
+            if self.end is not None:
+                assert self.before_end.wait(30)
+                raise self.end
+
+        return chunks()
+
+
+def _separate_layer_pack(team) -> list[tuple[bytes, bytes]]:
+    """Re-push the lock's pack with its layer as a blob of its own (as a pack past 1 MiB of
+    layers has it); its members."""
+    members = _members_of_alices_store(team)
+    _, config, layer = packs.encode_pack(members)
+    for data in (config, layer):
+        team.registry.push_blob(team.repo, data, sha256_digest(data))
+    manifest = packs._pack_manifest(config, layer, False, len(members))
+    team.registry.push_manifest(team.repo, team.tag, manifest, OCI_MANIFEST)
+    return members
+
+
+def _placing(monkeypatch, events: dict[int, threading.Event]) -> list[str]:
+    """Members placed, in order; ``events[n]`` is set once n members are placed."""
+    from bsr_team_cache.team import fetch as fetch_module
+
+    placed: list[str] = []
+    real_place = fetch_module._Run.place
+
+    def place(self, dep, artifact):
+        real_place(self, dep, artifact)
+        placed.append(dep.commit)
+        if len(placed) in events:
+            events[len(placed)].set()
+
+    monkeypatch.setattr(fetch_module._Run, "place", place)
+    return placed
+
+
+def test_a_separate_layer_is_taken_member_by_member_as_it_arrives(team, monkeypatch):
+    """The first member is checked and placed while the rest of the layer is held back: the
+    fetch's work overlaps the transfer."""
+    members = _separate_layer_pack(team)
+    arriving = _Arriving(team.registry, len(members[0][1]))
+    placed = _placing(monkeypatch, {1: arriving.release})
+    report = team.fetch("carol", registry=arriving, pack_read=_start(team, registry=arriving))
+    assert (report.pack_used, report.warnings, report.pack_published) == (True, [], False)
+    assert _tiers(report) == {"local": 0, "team": 6, "bsr": 0}
+    assert len(arriving.opened) == 1  # the layer, read once
+    deps = read_buf_lock(team.project / "buf.lock").deps
+    assert sorted(placed) == sorted(d.commit for d in deps)
+
+
+def test_a_layer_cut_short_leaves_its_other_members_to_be_fetched_one_by_one(team, monkeypatch):
+    """The registry fails mid-layer: the member whose bytes came stands, the others come on
+    their own, one warning says so, and the pack (not at fault) is not replaced."""
+    members = _separate_layer_pack(team)
+    cut = RegistryError("the connection was reset")
+    arriving = _Arriving(team.registry, len(members[0][1]) + 10, cut=True, end=cut)
+    _placing(monkeypatch, {1: arriving.before_end})
+    report = team.fetch("carol", registry=arriving, pack_read=_start(team, registry=arriving))
+    assert _tiers(report) == {"local": 0, "team": 6, "bsr": 0}
+    (warning,) = report.warnings
+    assert warning.startswith("lock pack unusable (")
+    assert "the connection was reset" in warning
+    assert warning.endswith("; fetching its other 5 modules one by one")
+    assert (report.pack_used, report.pack_published) == (True, False)
+
+
+def test_a_layer_found_corrupt_after_every_member_was_taken_is_replaced(team, monkeypatch):
+    """Its digest is checked after its last byte: the members, each checked on its own, stand;
+    the pack is said to be unusable and this machine replaces it."""
+    members = _separate_layer_pack(team)
+    corrupt = InvalidContentError("blob sha256:0123 is corrupt")
+    arriving = _Arriving(team.registry, len(members[0][1]), end=corrupt)
+    _placing(monkeypatch, {1: arriving.release, 6: arriving.before_end})
+    report = team.fetch("carol", registry=arriving, pack_read=_start(team, registry=arriving))
+    assert _tiers(report) == {"local": 0, "team": 6, "bsr": 0}
+    (warning,) = report.warnings
+    assert warning.startswith("lock pack unusable (")
+    assert warning.endswith("blob sha256:0123 is corrupt)")
+    assert (report.pack_used, report.pack_published) == (True, True)

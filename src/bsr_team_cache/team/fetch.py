@@ -519,7 +519,11 @@ def obtain(
     run.pack_read = pack_read
     keys = [(d.module, d.commit) for d in deps]
     run.total = len(keys)
-    with _maybe(local and local.using(keys)), _maybe(local and local.batch()):
+    with (
+        _maybe(local and local.using(keys)),
+        _maybe(local and local.batch()),
+        _pack_closed(run),
+    ):
         pending = list(deps) if need_files else _already_placed(run, list(deps))
         pending = _from_local(run, pending, prefetched or {})
         if lock_pack and whole_lock:
@@ -536,9 +540,36 @@ def obtain(
                 finally:
                     if local is not None:
                         local.flush()  # visible before the fill locks go: single-flight
+        if run.pack is not None and run.report.pack_used:
+            _check_pack_layer(run, run.pack)
         if run.pack_missing:
             _publish_pack(run, deps)
     return run.artifacts
+
+
+@contextlib.contextmanager
+def _pack_closed(run: _Run) -> Iterator[None]:
+    """The lock pack's layer, if it is still arriving, is read no further once the block ends
+    (the early read's too, when this fetch did not take it)."""
+    try:
+        yield
+    finally:
+        if run.pack is not None:
+            run.pack.close()
+        if run.pack_read is not None:
+            run.pack_read.close()
+
+
+def _check_pack_layer(run: _Run, pack: Pack) -> None:
+    """A pack layer read as it arrived whose read failed after the fetch took its members (at
+    its digest, checked after its last byte): said, and the pack replaced when this fetch can.
+    The members taken were each checked on their own (packs.py), so they stand."""
+    failure = pack.layer_failure()
+    if failure is None:
+        return
+    run.report.warnings.append(f"lock pack unusable ({pack.where}: {failure})")
+    if not isinstance(failure, RegistryError):
+        run.pack_missing = True
 
 
 def _already_placed(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
@@ -877,18 +908,26 @@ def _look_up_pack(run: _Run, deps: list[LockedDep], pending: list[LockedDep]) ->
 
 def _from_pack(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
     """The deps the lock's pack holds, each checked as a module pulled on its own and against
-    buf.lock, stored and placed in parallel; returns the others (pulled one by one)."""
+    buf.lock, stored and placed (see _cpu_pool); returns the others (pulled one by one). A
+    pack whose layer could not be read to the end is left for the rest of the fetch."""
     pack = run.pack
     in_pack = [d for d in deps if pack is not None and d.commit in pack]
     if pack is None or not in_pack:
         return deps
     t0 = time.time()
 
+    from bsr_team_cache.team.packs import PackLayerUnreadable  # loaded with the pack
+
+    unreadable: list[PackLayerUnreadable] = []
+
     def one(dep: LockedDep) -> tuple[LockedDep, ModuleArtifact | None, str]:
         try:
             artifact = pack.artifact(dep, run.team.private_keys())
         except KeyUnavailableError:
             return dep, None, ""  # its own pull says what to do
+        except PackLayerUnreadable as exc:  # said once, below
+            unreadable.append(exc)
+            return dep, None, ""
         except InvalidContentError as exc:
             return dep, None, f"{exc}; fetching it on its own"
         problem = _mismatch(run, dep, artifact, f"the lock pack {run.report.pack[:17]}'s copy")
@@ -908,6 +947,15 @@ def _from_pack(run: _Run, deps: list[LockedDep]) -> list[LockedDep]:
                 continue
             run.found(dep, artifact, TEAM, t0)
             obtained.add(dep.commit)
+    if unreadable:
+        left = len(in_pack) - len(obtained)
+        run.report.warnings.append(
+            f"lock pack unusable ({unreadable[0]}); fetching its other {left} modules one by one"
+        )
+        if not isinstance(unreadable[0].cause, RegistryError):
+            run.pack_missing = True  # a bad layer: replaced when this fetch can
+        pack.close()
+        run.pack = None  # the next batches go one by one, without saying so again
     run.report.pack_used = run.report.pack_used or bool(obtained)
     return [d for d in deps if d.commit not in obtained]
 

@@ -23,6 +23,7 @@ loads httpx.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,12 +53,17 @@ def pack_worth_reading(missing: int, total: int) -> bool:
 
 class PackRead:
     """``read_pack`` of one pack, running in the background in the caller's context (so within
-    its deadline); ``result`` waits for it and returns or raises what ``read_pack`` did."""
+    its deadline); ``result`` waits for it and returns or raises what ``read_pack`` did. A
+    layer that is not in the manifest goes on arriving after ``result`` (packs.py: members
+    are taken as their bytes come in) until the pack is closed: ``close`` does that."""
 
     def __init__(
         self, registry: RegistryBackend, repo: str, tag: str, wanted: Mapping[str, LockedDep]
     ) -> None:
         self.registry, self.repo, self.tag = registry, repo, tag
+        self._closing = threading.Lock()
+        self._closed = False
+        self._pack: Pack | None = None
 
         def read() -> Pack | None:
             # The request first (a registry opened from a URL reads it without the HTTP
@@ -65,7 +71,12 @@ class PackRead:
             found = registry.read_manifest(repo, tag)
             from bsr_team_cache.team.packs import decode_pack
 
-            return decode_pack(registry, repo, tag, found, wanted)
+            pack = decode_pack(registry, repo, tag, found, wanted, arriving=True)
+            with self._closing:
+                self._pack = pack
+                if self._closed and pack is not None:  # closed while it was being read
+                    pack.close()
+            return pack
 
         # The reader's code loads here, before the caller goes on loading the fetch: the
         # request then leaves as soon as the thread runs (a class attribute: an opened
@@ -78,6 +89,13 @@ class PackRead:
 
     def serves(self, registry: RegistryBackend, repo: str, tag: str) -> bool:
         return registry is self.registry and (repo, tag) == (self.repo, self.tag)
+
+    def close(self) -> None:
+        """Read no more of the pack's layer, whether the fetch took the pack or not."""
+        with self._closing:
+            self._closed = True
+            if self._pack is not None:
+                self._pack.close()
 
     def result(self) -> Pack | None:
         """The pack (None if there is none), or what the read raised; RegistryError if it is

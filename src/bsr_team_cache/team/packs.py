@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import base64
 import gzip
+import threading
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from bsr_team_cache._deadline import InBackground, seconds_left
 from bsr_team_cache.domain.buflock import LockedDep
-from bsr_team_cache.errors import InvalidContentError
+from bsr_team_cache.errors import InvalidContentError, RegistryError
 from bsr_team_cache.oci.artifact import ModuleArtifact, decode_module, module_layer_descriptor
 from bsr_team_cache.oci.base import (
     OCI_MANIFEST,
@@ -167,12 +169,100 @@ def _inflated(data: bytes, where: str) -> bytes:
     return content
 
 
+class PackLayerUnreadable(InvalidContentError):
+    """The pack's layer, read as it arrived, could not be read to its end (cut short, refused,
+    not its size or digest): the members whose bytes were not taken before are pulled one by
+    one. ``cause`` is what the read raised."""
+
+    def __init__(self, message: str, cause: BaseException) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class _ArrivingLayer:
+    """A pack's layer read by a thread of its own while the fetch checks and writes the members
+    whose bytes are in: the first members' work overlaps the transfer of the others. Taking a
+    member's bytes needs nothing else of the layer, as each member is checked on its own (its
+    slice's sha256 against its manifest, then b5 against buf.lock); a layer whose read fails
+    gives nothing more, even of the bytes it holds."""
+
+    def __init__(self, chunks: Iterator[bytes], size: int, where: str) -> None:
+        self._chunks = chunks
+        self._size = size
+        self._where = where
+        self._data = bytearray()
+        self._failure: BaseException | None = None
+        self._done = self._stopped = False
+        self._arrived = threading.Condition()
+        InBackground(self._read, "lock-pack-layer")  # RuntimeError if no thread can start
+
+    def _read(self) -> None:
+        try:
+            for chunk in self._chunks:
+                with self._arrived:
+                    if self._stopped:
+                        return
+                    if len(self._data) + len(chunk) > self._size:
+                        raise InvalidContentError(
+                            f"{self._where}: its layer exceeds {self._size} B"
+                        )
+                    self._data += chunk
+                    self._arrived.notify_all()
+            if len(self._data) != self._size:
+                raise InvalidContentError(f"{self._where}: its layer is not {self._size} B")
+        except BaseException as exc:  # given to the members still waiting
+            with self._arrived:
+                self._failure = exc
+        finally:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+            with self._arrived:
+                self._done = True
+                self._arrived.notify_all()
+
+    def take(self, start: int, end: int) -> bytes:
+        """The layer's bytes ``start:end`` once they are in, waiting within the caller's
+        deadline; PackLayerUnreadable if the read failed, or the deadline passed first."""
+        with self._arrived:
+            while len(self._data) < end and not self._done:
+                left = seconds_left()
+                if left == 0:
+                    late = RegistryError(f"{self._where}: the deadline passed reading its layer")
+                    raise PackLayerUnreadable(str(late), late)
+                self._arrived.wait(left)
+            if self._failure is not None or len(self._data) < end:
+                cause = self._failure or InvalidContentError("its layer ended early")
+                raise PackLayerUnreadable(f"{self._where}: {cause}", cause)
+            with memoryview(self._data) as view:  # one copy (no resize while it is held)
+                return bytes(view[start:end])
+
+    def stop(self) -> None:
+        """Read no more of it (the thread ends at its next chunk)."""
+        with self._arrived:
+            self._stopped = True
+
+    def failure(self) -> BaseException | None:
+        """What the read raised, once it has ended (waiting within the caller's deadline: a
+        RegistryError once that passes); None if it read the layer whole, or was stopped."""
+        with self._arrived:
+            while not self._done:
+                left = seconds_left()
+                if left == 0:
+                    return RegistryError(f"{self._where}: the deadline passed reading its layer")
+                self._arrived.wait(left)
+            return self._failure
+
+
 class Pack:
     """A pack read and checked for shape; its members are decoded on demand (``artifact``)."""
 
-    def __init__(self, where: str, members: dict[str, tuple[bytes, bytes]]) -> None:
+    def __init__(
+        self, where: str, members: dict[str, tuple[bytes, int, int]], layer: bytes | _ArrivingLayer
+    ) -> None:
         self.where = where
-        self._members = members  # commit -> (module manifest, files layer)
+        self._members = members  # commit -> (module manifest, offset and size in the layer)
+        self._layer = layer
 
     def __contains__(self, commit: str) -> bool:
         return commit in self._members
@@ -182,14 +272,32 @@ class Pack:
 
     def layer_size(self, commit: str) -> int:
         """Bytes of the member's files layer (compressed), as the pack carries it."""
-        return len(self._members[commit][1])
+        return self._members[commit][2]
+
+    def close(self) -> None:
+        """Read no more of a layer still arriving (the fetch has taken what it needed)."""
+        if isinstance(self._layer, _ArrivingLayer):
+            self._layer.stop()
+
+    def layer_failure(self) -> BaseException | None:
+        """For a layer read as it arrived: what its read raised, once it has ended (its digest
+        is checked after its last byte, when every member may have been taken, each checked on
+        its own). None for a layer read whole (checked before this pack was made)."""
+        if isinstance(self._layer, _ArrivingLayer):
+            return self._layer.failure()
+        return None
 
     def artifact(
         self, dep: LockedDep, private_keys: Sequence[PrivateKey] | None = None
     ) -> ModuleArtifact:
         """The member for ``dep``, checked as a module pulled on its own would be (its layer's
-        sha256, config, paths, limits, b5); InvalidContentError if it is not sound."""
-        manifest, layer = self._members[dep.commit]
+        sha256, config, paths, limits, b5); InvalidContentError if it is not sound,
+        PackLayerUnreadable if the pack's layer could not be read as far as its bytes."""
+        manifest, offset, size = self._members[dep.commit]
+        if isinstance(self._layer, _ArrivingLayer):
+            layer = self._layer.take(offset, offset + size)
+        else:
+            layer = self._layer[offset : offset + size]
         where = f"{self.where} {dep.module}:{dep.commit}"
 
         def read(descriptor: Descriptor) -> bytes:
@@ -217,9 +325,12 @@ def decode_pack(
     tag: str,
     found: tuple[bytes, str] | None,
     wanted: Mapping[str, LockedDep],
+    *,
+    arriving: bool = False,
 ) -> Pack | None:
     """read_pack of the manifest ``found`` (as ``registry.read_manifest`` answered); the
-    layer, unless embedded, is read from ``registry``."""
+    layer, unless embedded, is read from ``registry``: whole before this returns, or with
+    ``arriving`` by a thread of its own, members being taken as their bytes come in."""
     checked = typed_manifest(registry, repo, tag, found, PACK_TYPE)
     if checked is None:
         return None
@@ -258,9 +369,19 @@ def decode_pack(
         parts.append((dep, member_manifest, layer.size))
     if sum(size for _, _, size in parts) != layer_descriptor.size:
         raise InvalidContentError(f"{where}: the members' layers do not fill the pack's layer")
-    data = descriptor_bytes(registry, repo, layer_descriptor, where)
+    layer: bytes | _ArrivingLayer | None = None
+    if arriving and layer_descriptor.data is None:
+        chunks = registry.open_blob(repo, layer_descriptor.digest, layer_descriptor.size)
+        try:
+            layer = _ArrivingLayer(chunks, layer_descriptor.size, where)
+        except RuntimeError:  # no thread: read it whole here
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+    if layer is None:
+        layer = descriptor_bytes(registry, repo, layer_descriptor, where)
     members, offset = {}, 0
     for dep, member_manifest, size in parts:
-        members[dep.commit] = (member_manifest, data[offset : offset + size])
+        members[dep.commit] = (member_manifest, offset, size)
         offset += size
-    return Pack(where, members)
+    return Pack(where, members, layer)
