@@ -270,3 +270,47 @@ def test_a_store_of_the_previous_schema_is_upgraded_in_place(tmp_path: Path) -> 
         }
         (version,) = store._db.execute("PRAGMA user_version").fetchone()
     assert version == 3
+
+
+def _open_store(root: str) -> None:
+    with LocalStore(root) as store:
+        store.entries()
+
+
+def _open_event_log(root: str) -> None:
+    from bsr_team_cache.usage.log import EventLog
+
+    with EventLog(Path(root) / "events.db") as log:
+        log.db.execute("SELECT count(*) FROM events").fetchone()
+
+
+def _open_new(opener, root: str, start, failures) -> None:
+    start.wait()
+    try:
+        opener(root)
+    except Exception as exc:  # reported to the test, which fails on any
+        failures.put(f"{type(exc).__name__}: {exc}")
+
+
+@pytest.mark.parametrize("opener", [_open_store, _open_event_log])
+def test_a_new_index_opened_by_several_processes_at_once_is_made_once(tmp_path, opener):
+    """SQLite may refuse a second connection at once (no waiting) while the first turns a new
+    database to WAL: every opener of a new store (or usage log) must still get it, none a
+    'database is locked'."""
+    ctx = multiprocessing.get_context("fork")
+    failures = ctx.Queue()
+    for round_ in range(16):
+        root = str(tmp_path / f"store-{round_}")
+        start = ctx.Barrier(6)
+        procs = [
+            ctx.Process(target=_open_new, args=(opener, root, start, failures)) for _ in range(6)
+        ]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(60)
+        assert [proc.exitcode for proc in procs] == [0] * 6
+    found = []
+    while not failures.empty():
+        found.append(failures.get())
+    assert found == []

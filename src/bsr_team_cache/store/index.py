@@ -11,7 +11,7 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from bsr_team_cache.errors import StoreError
@@ -45,6 +45,24 @@ def connect(path: Path, wait: float = 60.0) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=wait, isolation_level=None)
     db.execute("PRAGMA synchronous=NORMAL")
     return db
+
+
+def schema_in_turn(
+    db: sqlite3.Connection, lock_path: Path, schema_version: int, make: Callable[[int], None]
+) -> None:
+    """``make(version found)`` unless the database at ``db`` has ``schema_version``, after
+    turning it to WAL, holding ``lock_path`` (exclusive): one process at a time. Two connections
+    turning one new database to WAL at once can have one refused at once, without waiting
+    (SQLite's deadlock avoidance), whatever the timeout; the common case (the schema there,
+    WAL set when it was made, which persists) writes nothing and takes no lock."""
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if version == schema_version:
+        return
+    with flocks([lock_path], fcntl.LOCK_EX):
+        db.execute("PRAGMA journal_mode=WAL")
+        (version,) = db.execute("PRAGMA user_version").fetchone()  # made meanwhile?
+        if version != schema_version:
+            make(version)
 
 
 @contextlib.contextmanager

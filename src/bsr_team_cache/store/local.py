@@ -50,6 +50,7 @@ from bsr_team_cache.store.index import (
     connect,
     flocks,
     lock_key,
+    schema_in_turn,
     select_indexed,
     select_kv,
     update_last_used,
@@ -190,10 +191,11 @@ class LocalStore:
         self._remove_stale_temp_files()
 
     def _open(self) -> None:
-        self._db.execute("PRAGMA journal_mode=WAL")
-        (version,) = self._db.execute("PRAGMA user_version").fetchone()
-        if version == SCHEMA_VERSION:
-            return  # the common case: no write transaction at start-up
+        # A new store opened by several fetches at once is made once, the others waiting.
+        schema_in_turn(self._db, self.root / "locks" / "index.lock", SCHEMA_VERSION, self._make)
+
+    def _make(self, version: int) -> None:
+        """The schema, or what this version adds to an older one, in one write."""
         with self._write():
             (version,) = self._db.execute("PRAGMA user_version").fetchone()
             if version > SCHEMA_VERSION:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from bsr_team_cache.errors import ConfigError, StoreError, UsageError
+from bsr_team_cache.store.index import schema_in_turn
 from bsr_team_cache.usage import journal, rollups
 from bsr_team_cache.usage.events import (
     OPERATIONS,
@@ -205,11 +206,9 @@ class EventLog:
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
-            (version,) = self.db.execute("PRAGMA user_version").fetchone()
-            if version != SCHEMA_VERSION:
-                self._create(version)
+            lock = self.path.with_name(self.path.name + ".lock")
+            schema_in_turn(self.db, lock, SCHEMA_VERSION, self._create)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 f"usage log {self.path}: cannot use it ({exc}); remove it to start a new one"
