@@ -58,7 +58,10 @@ and all of them are deleted at the end. On ext4 without a journal (this kind of 
 disk), a new inode skips every inode freed in the last 1-6 minutes, one lookup each
 (fs/ext4/ialloc.c, recently_deleted): emptying thousands of files before each run made
 creating files 5-10x slower within minutes, more so the more files a row creates (a fresh CI
-machine has freed none).
+machine has freed none). Before each run of a row that starts empty, os.sync() writes what
+earlier runs left to disk, so that this is not done during the run. The set-up before the
+rounds still deletes (the registry its upload folders, the file-system probe its files), and a
+fetch that prints a warning (such as a store it could not write) stops the benchmark.
 
 Before measuring, the package is byte-compiled (compileall) so that no run pays for compiling;
 the output's first lines say whether bytecode was cached before and whether writing it is off.
@@ -372,7 +375,11 @@ class SetBench:
         cache, store = self.member(member)
         argv = [*CLI, "fetch", str(self.project)]
         argv += ["--team", self.team, "--registry", self.svc.registry_url, "-q", *extra]
-        return check_child(f"fetch ({member})", run_child(argv, env=self.env(cache, store)))
+        run = check_child(f"fetch ({member})", run_child(argv, env=self.env(cache, store)))
+        said = run.stderr.decode(errors="replace")
+        if "warning:" in said:  # e.g. a store it could not write: it measured something else
+            raise RuntimeError(f"fetch ({member}) warned:\n{said.strip()[-3000:]}")
+        return run
 
     def build(self, cache: Path, *, offline: bool) -> ChildRun:
         argv = [self.buf, "build", "-o", os.devnull]
@@ -455,6 +462,8 @@ class SetBench:
             for d in dirs:
                 self.set_aside(d)
                 d.mkdir(parents=True)
+            # What earlier runs wrote goes to disk now, not during the run that follows.
+            os.sync()
 
         return prepare
 

@@ -17,6 +17,7 @@ import pytest
 from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.bufcache.v3 import module_entry_dir
 from bsr_team_cache.domain.buflock import read_buf_lock
+from bsr_team_cache.errors import InvalidContentError
 from bsr_team_cache.oci.artifact import encode_module
 from bsr_team_cache.oci.base import OCI_MANIFEST, document_limit, sha256_digest
 from bsr_team_cache.oci.devregistry import DistributionServer
@@ -24,6 +25,7 @@ from bsr_team_cache.oci.http import HTTPRegistry
 from bsr_team_cache.oci.layer import files_layer
 from bsr_team_cache.store import LocalStore
 from bsr_team_cache.team import fetch as fetch_module
+from bsr_team_cache.team import packs as packs_module
 from bsr_team_cache.team.cache import TeamCache
 from bsr_team_cache.team.fetch import FetchReport, fetch
 from bsr_team_cache.team.names import pack_repository, pack_tag
@@ -382,7 +384,7 @@ def test_an_artifact_naming_dependency_commits_the_lock_does_not_pin_is_refused(
 
 
 @pytest.mark.parametrize(("cores", "workers"), [(3, 3), (1, 1), (None, 1), (64, 6)])
-def test_a_packs_large_members_are_checked_and_written_by_a_worker_per_core(
+def test_a_pack_with_a_large_member_is_checked_and_written_by_a_worker_per_core(
     team, monkeypatch, cores, workers
 ):
     team.fetch("alice", update_lock=True)
@@ -396,16 +398,17 @@ def test_a_packs_large_members_are_checked_and_written_by_a_worker_per_core(
 
     monkeypatch.setattr(fetch_module, "_pool", pool)
     monkeypatch.setattr(fetch_module.os, "cpu_count", lambda: cores)
-    # Every member counts as large (the sample modules' layers are a few KB).
-    monkeypatch.setattr(fetch_module, "_IN_CALLER_MODULE_BYTES", 1)
+    # One member counts as large (the largest layer of the six): the others are small.
+    largest = max(len(layer) for _, layer in _members_of_alices_store(team))
+    monkeypatch.setattr(fetch_module, "_IN_CALLER_MODULE_BYTES", largest)
     report = team.fetch("carol")
     assert (report.pack_used, _tiers(report)) == (True, {"local": 0, "team": 6, "bsr": 0})
     assert made == [workers]  # six members, at most one worker per core
 
 
 def test_a_packs_small_members_are_checked_and_written_by_the_callers_thread(team, monkeypatch):
-    """Modules averaging under _IN_CALLER_MODULE_BYTES: no pool, every member placed by the
-    thread that runs the fetch (a second thread would only hand the GIL back and forth)."""
+    """Modules all under _IN_CALLER_MODULE_BYTES: no pool, every member placed by the thread
+    that runs the fetch (a second thread would only hand the GIL back and forth)."""
     team.fetch("alice", update_lock=True)
     team.fetch("bob")  # makes the pack
     made: list[int] = []
@@ -484,3 +487,20 @@ def test_a_fetch_module_by_module_waits_for_a_pack_fetch_filling_the_same_store(
     assert reports["carol"].pack_used is True
     assert _tiers(reports["carol"]) == {"local": 0, "team": 6, "bsr": 0}
     assert _tiers(reports["dave"]) == {"local": 6, "team": 0, "bsr": 0}
+
+
+@pytest.mark.parametrize(
+    ("limit", "size", "inflated"), [(0, 2, False), (64, 64, True), (64, 65, False)]
+)
+def test_a_pack_config_is_inflated_only_within_the_document_limit(
+    monkeypatch, limit, size, inflated
+):
+    """A limit of 0 refuses all (zlib's max_length 0 would mean no limit at all); else up to
+    the limit exactly."""
+    monkeypatch.setattr(packs_module, "document_limit", lambda: limit)
+    data = gzip.compress(b"x" * size)
+    if inflated:
+        assert packs_module._inflated(data, "pack") == b"x" * size
+    else:
+        with pytest.raises(InvalidContentError, match=r"^pack: "):
+            packs_module._inflated(data, "pack")

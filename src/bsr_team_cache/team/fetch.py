@@ -87,18 +87,20 @@ def _pool(workers: int) -> ContextThreadPool:
     return ContextThreadPool(max_workers=workers)
 
 
-# Modules in memory averaging less than this are checked and written by the caller's thread.
-# Their work is mostly the interpreter's (a few small files each), so a second thread only
-# adds handovers of the GIL at every system call: a lock pack of 200 modules of 5.5 KB (layer)
-# took 0.83x as long on the caller's thread as with 2 workers on two cores, one of 10 modules
-# of 14 KB 0.95x. (Where creating a file takes ~0.5 ms, on ext4 without a journal right after
-# thousands were deleted, the workers' overlap won instead: 1.14x.) Larger modules spend their
-# time inflating and hashing, which runs without the GIL: they keep a worker per core.
-_IN_CALLER_MODULE_BYTES = 64 * 1024
+# Modules in memory whose files layers (compressed, as they arrived) are all smaller than this
+# are checked and written by the caller's thread. Their work is mostly the interpreter's (some
+# small files each), so a second thread only adds handovers of the GIL at every system call: a
+# lock pack of 200 modules of ~400 B of layer each took 0.85x as long on the caller's thread as
+# with 2 workers on two cores, one of 10 modules (9 under 1 KB, one of 81 KB) 0.96x. (Where
+# creating a file takes ~0.5 ms, on ext4 without a journal right after thousands were deleted,
+# the workers' overlap won instead: 1.14x.) A module of megabytes spends its time inflating and
+# hashing, which run without the GIL: with one among them, they keep a worker per core.
+_IN_CALLER_MODULE_BYTES = 1 << 20
 
 
 class _InCaller:
-    """``map`` on the caller's thread, as a pool's (results in order, lazily)."""
+    """``map`` on the caller's thread: one call after the other, each as its result is taken
+    (a pool starts them all at once); the first that raises ends it."""
 
     def __enter__(self) -> _InCaller:
         return self
@@ -110,14 +112,14 @@ class _InCaller:
         return map(fn, items)
 
 
-def _cpu_pool(run: _Run, sizes: Sequence[int]) -> ContextThreadPool | _InCaller:
-    """What checks, stores and places modules already in memory, of ``sizes`` bytes each:
-    the caller's thread for small ones (see _IN_CALLER_MODULE_BYTES), else workers up to one
-    per core, as more only contend for the interpreter (16 workers took 1.1-1.25x as long as
-    2 on two cores)."""
-    if len(sizes) < 2 or sum(sizes) < _IN_CALLER_MODULE_BYTES * len(sizes):
+def _cpu_pool(run: _Run, layer_sizes: Sequence[int]) -> ContextThreadPool | _InCaller:
+    """What checks, stores and places modules already in memory, whose files layers have
+    ``layer_sizes`` bytes: the caller's thread when all are small (_IN_CALLER_MODULE_BYTES),
+    else workers up to one per core, as more only contend for the interpreter (16 workers took
+    1.1-1.25x as long as 2 on two cores)."""
+    if len(layer_sizes) < 2 or max(layer_sizes) < _IN_CALLER_MODULE_BYTES:
         return _InCaller()
-    return _pool(max(1, min(run.parallel, len(sizes), os.cpu_count() or 1)))
+    return _pool(max(1, min(run.parallel, len(layer_sizes), os.cpu_count() or 1)))
 
 
 @record
@@ -864,7 +866,9 @@ def _from_bundle(run: _Run, deps: list[LockedDep]) -> set[str]:
         run.keep(item[1])
         run.place(*item)
 
-    with _cpu_pool(run, [artifact.size for _, artifact in matched]) as pool:
+    # A bundle's members arrived as files layers (kept); one made here counts its files' bytes.
+    sizes = [len(a.layer) if a.layer is not None else a.size for _, a in matched]
+    with _cpu_pool(run, sizes) as pool:
         list(pool.map(keep_and_place, matched))
     for dep, artifact in matched:
         run.found(dep, artifact, TEAM, t0, bundle=label)

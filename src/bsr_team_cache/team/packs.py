@@ -157,6 +157,8 @@ def read_pack_config(
 def _inflated(data: bytes, where: str) -> bytes:
     """A gzip stream's content, refused past the document limit (never inflated beyond it)."""
     limit = document_limit()
+    if limit < 1:  # zlib reads a max_length of 0 as no limit at all
+        raise InvalidContentError(f"{where}: no document may be inflated (limit {limit} B)")
     inflater = zlib.decompressobj(wbits=31)  # gzip only
     try:
         content = inflater.decompress(data, limit)
