@@ -241,9 +241,7 @@ def test_a_pack_of_the_wrong_shape_is_not_used(team, forge, problem):
         layer = layer[:-1]
     elif forge == "no-members":
         config = gzip.compress(json.dumps({"members": []}).encode())
-    for data in (config, layer):
-        team.registry.push_blob(team.repo, data, sha256_digest(data))
-    team.registry.push_manifest(team.repo, team.tag, _manifest_for(config, layer), OCI_MANIFEST)
+    _push_pack_of(team, config, layer)
 
     report = team.fetch("carol")
     assert _tiers(report) == {"local": 0, "team": 6, "bsr": 0}
@@ -252,6 +250,17 @@ def test_a_pack_of_the_wrong_shape_is_not_used(team, forge, problem):
     assert report.warnings[0].startswith("lock pack unusable (")
     assert problem in report.warnings[0]
     assert report.warnings[0].endswith("; fetching modules one by one")
+
+
+def _push_pack_of(
+    team: _Team, config: bytes, layer: bytes, config_type: str = PACK_CONFIG_GZIP_TYPE
+) -> None:
+    """The lock's pack made of these bytes, whatever they hold: blobs first (a registry checks
+    that a manifest's blobs exist), then the manifest."""
+    for data in (config, layer):
+        team.registry.push_blob(team.repo, data, sha256_digest(data))
+    manifest = _manifest_for(config, layer, config_type)
+    team.registry.push_manifest(team.repo, team.tag, manifest, OCI_MANIFEST)
 
 
 def _manifest_for(config: bytes, layer: bytes, config_type: str = PACK_CONFIG_GZIP_TYPE) -> bytes:
@@ -277,10 +286,7 @@ def test_a_pack_with_the_plain_config_of_earlier_versions_is_read(team):
     members = _members_of_alices_store(team)
     _, compressed, layer = encode_pack(members)
     config = gzip.decompress(compressed)  # the document as packs carried it before
-    for data in (config, layer):  # a registry checks that a manifest's blobs exist
-        team.registry.push_blob(team.repo, data, sha256_digest(data))
-    manifest = _manifest_for(config, layer, PACK_CONFIG_TYPE)
-    team.registry.push_manifest(team.repo, team.tag, manifest, OCI_MANIFEST)
+    _push_pack_of(team, config, layer, PACK_CONFIG_TYPE)
     report = team.fetch("carol")
     assert (report.pack_used, report.warnings) == (True, [])
     assert _tiers(report) == {"local": 0, "team": 6, "bsr": 0}
@@ -293,9 +299,7 @@ def test_a_pack_config_that_inflates_past_the_document_limit_is_refused(team):
     _, _, layer = encode_pack(_members_of_alices_store(team))
     bomb = gzip.compress(b'{"members": [' + b" " * (document_limit() + 1) + b"]}")
     assert len(bomb) < document_limit() // 100
-    for data in (bomb, layer):
-        team.registry.push_blob(team.repo, data, sha256_digest(data))
-    team.registry.push_manifest(team.repo, team.tag, _manifest_for(bomb, layer), OCI_MANIFEST)
+    _push_pack_of(team, bomb, layer)
     report = team.fetch("carol")
     assert _tiers(report) == {"local": 0, "team": 6, "bsr": 0}
     assert report.pack_used is False
@@ -320,9 +324,7 @@ def test_a_bad_pack_is_replaced_by_the_next_machine_that_can(team):
     members = _members_of_alices_store(team)
     members[1] = members[0]  # a member twice: the pack is unusable
     _, config, layer = encode_pack(members)
-    for data in (config, layer):
-        team.registry.push_blob(team.repo, data, sha256_digest(data))
-    team.registry.push_manifest(team.repo, team.tag, _manifest_for(config, layer), OCI_MANIFEST)
+    _push_pack_of(team, config, layer)
 
     carol = team.fetch("carol")
     assert carol.warnings[0].startswith("lock pack unusable (")
