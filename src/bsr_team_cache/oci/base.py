@@ -10,6 +10,7 @@ import binascii
 import hashlib
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -222,6 +223,23 @@ def registry_error_text(status: int, body: bytes) -> str:
 
 def document_limit() -> int:
     return limits().max_document_bytes
+
+
+def gunzip_within(data: bytes, limit: int, where: str, too_large: str) -> bytes:
+    """The content of the gzip stream ``data``, never inflated past ``limit`` bytes: beyond it,
+    InvalidContentError ``where: too_large``; as for anything but one whole gzip stream."""
+    if limit < 1:  # zlib reads a max_length of 0 as no limit at all
+        raise InvalidContentError(f"{where}: {too_large}")
+    inflater = zlib.decompressobj(wbits=31)  # gzip only
+    try:
+        content = inflater.decompress(data, limit)
+    except zlib.error as exc:
+        raise InvalidContentError(f"{where}: not gzip ({exc})") from None
+    if inflater.unconsumed_tail:
+        raise InvalidContentError(f"{where}: {too_large}")
+    if not inflater.eof or inflater.unused_data:
+        raise InvalidContentError(f"{where}: the gzip stream is cut short or has trailing data")
+    return content
 
 
 class RegistryBackend(Protocol):

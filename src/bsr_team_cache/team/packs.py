@@ -23,8 +23,7 @@ import base64
 import gzip
 import threading
 import time
-import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from bsr_team_cache._deadline import InBackground, seconds_left
@@ -37,6 +36,7 @@ from bsr_team_cache.oci.base import (
     RegistryBackend,
     descriptor_bytes,
     document_limit,
+    gunzip_within,
     parse_descriptor,
     parse_json,
     sha256_digest,
@@ -157,18 +157,7 @@ def read_pack_config(
 def _inflated(data: bytes, where: str) -> bytes:
     """A gzip stream's content, refused past the document limit (never inflated beyond it)."""
     limit = document_limit()
-    if limit < 1:  # zlib reads a max_length of 0 as no limit at all
-        raise InvalidContentError(f"{where}: no document may be inflated (limit {limit} B)")
-    inflater = zlib.decompressobj(wbits=31)  # gzip only
-    try:
-        content = inflater.decompress(data, limit)
-    except zlib.error as exc:
-        raise InvalidContentError(f"{where}: not gzip ({exc})") from None
-    if inflater.unconsumed_tail:
-        raise InvalidContentError(f"{where}: inflates past {limit} B")
-    if not inflater.eof or inflater.unused_data:
-        raise InvalidContentError(f"{where}: its gzip stream is cut short or has trailing data")
-    return content
+    return gunzip_within(data, limit, where, f"inflates past {limit} B")
 
 
 class PackLayerUnreadable(InvalidContentError):
@@ -227,12 +216,9 @@ class _ArrivingLayer:
         """The layer's bytes ``start:end`` once they are in, waiting within the caller's
         deadline; PackLayerUnreadable if the read failed, or the deadline passed first."""
         with self._arrived:
-            while len(self._data) < end and not self._done:
-                left = seconds_left()
-                if left == 0:
-                    late = RegistryError(f"{self._where}: the deadline passed reading its layer")
-                    raise PackLayerUnreadable(str(late), late)
-                self._arrived.wait(left)
+            if not self._wait(lambda: len(self._data) >= end):
+                late = RegistryError(f"{self._where}: the deadline passed reading its layer")
+                raise PackLayerUnreadable(str(late), late)
             if self._failure is not None or len(self._data) < end:
                 cause = self._failure or InvalidContentError("its layer ended early")
                 raise PackLayerUnreadable(f"{self._where}: {cause}", cause)
@@ -248,12 +234,19 @@ class _ArrivingLayer:
         """What the read raised, once it has ended (waiting within the caller's deadline: a
         RegistryError once that passes); None if it read the layer whole, or was stopped."""
         with self._arrived:
-            while not self._done:
-                left = seconds_left()
-                if left == 0:
-                    return RegistryError(f"{self._where}: the deadline passed reading its layer")
-                self._arrived.wait(left)
+            if not self._wait(lambda: False):
+                return RegistryError(f"{self._where}: the deadline passed reading its layer")
             return self._failure
+
+    def _wait(self, ready: Callable[[], bool]) -> bool:
+        """Wait (holding ``_arrived``) until ``ready()`` or the read has ended; False if the
+        caller's deadline passed first."""
+        while not (ready() or self._done):
+            left = seconds_left()
+            if left == 0:
+                return False
+            self._arrived.wait(left)
+        return True
 
 
 class Pack:

@@ -23,7 +23,6 @@ import itertools
 import json
 import re
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -37,6 +36,7 @@ from bsr_team_cache.errors import (
 from bsr_team_cache.oci.base import (
     OCI_MANIFEST,
     RegistryBackend,
+    gunzip_within,
     manifest_annotations,
     parse_descriptor,
     read_typed_manifest,
@@ -143,19 +143,11 @@ def encode_chunk(events: EventColumns | list[UsageEvent]) -> bytes:
 def inflate(data: bytes, where: str) -> bytes:
     """A chunk's gzip, bounded: at most 50x its size (4 MiB floor, 512 MiB cap)."""
     limit = min(MAX_INFLATED_BYTES, max(INFLATE_FLOOR, INFLATE_RATIO * len(data)))
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(data, limit)
-    except zlib.error as exc:
-        raise InvalidContentError(f"{where}: not gzip ({exc})") from None
-    if inflater.unconsumed_tail:
-        raise InvalidContentError(
-            f"{where}: inflates past {limit >> 20} MiB ({INFLATE_RATIO}x its size or"
-            f" {MAX_INFLATED_BYTES >> 20} MiB)"
-        )
-    if not inflater.eof or inflater.unused_data:
-        raise InvalidContentError(f"{where}: the gzip stream is cut short or has trailing data")
-    return out
+    too_large = (
+        f"inflates past {limit >> 20} MiB ({INFLATE_RATIO}x its size or"
+        f" {MAX_INFLATED_BYTES >> 20} MiB)"
+    )
+    return gunzip_within(data, limit, where, too_large)
 
 
 def decode_chunk(data: bytes, where: str) -> EventColumns:
