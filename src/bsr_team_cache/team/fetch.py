@@ -551,13 +551,12 @@ def obtain(
 
 @contextlib.contextmanager
 def _pack_closed(run: _Run) -> Iterator[None]:
-    """The lock pack's layer, if it is still arriving, is read no further once the block ends
-    (the early read's too, when this fetch did not take it)."""
+    """The lock pack's layer, if it is still arriving, is read no further once the block ends,
+    whether this fetch took the early read or not (only an early read's layer arrives: the
+    fetch's own read_pack reads it whole)."""
     try:
         yield
     finally:
-        if run.pack is not None:
-            run.pack.close()
         if run.pack_read is not None:
             run.pack_read.close()
 
