@@ -433,6 +433,40 @@ def test_a_packs_small_members_are_checked_and_written_by_the_callers_thread(tea
         assert (entry / "module.yaml").is_file()
 
 
+def test_a_packs_members_are_placed_by_a_second_process_when_many(team, monkeypatch):
+    """Enough members (here the threshold is lowered to the sample's six): buf's cache entries
+    are written by the placing process (bufcache/placer.py), file for file as this process
+    writes them."""
+    from bsr_team_cache.bufcache import placer as placer_module
+
+    team.fetch("alice", update_lock=True)
+    team.fetch("bob")  # makes the pack
+    monkeypatch.setattr(placer_module, "PLACER_MIN_ENTRIES", 6)
+    monkeypatch.setattr(placer_module, "usable_cpus", lambda: 2)
+    started: list[placer_module.Placer] = []
+    real_start = placer_module.Placer.start.__func__
+
+    def start(cls, entries):
+        made = real_start(cls, entries)
+        started.append(made)
+        return made
+
+    monkeypatch.setattr(placer_module.Placer, "start", classmethod(start))
+    report = team.fetch("carol")
+    assert (report.pack_used, _tiers(report), report.warnings) == (
+        True,
+        {"local": 0, "team": 6, "bsr": 0},
+        [],
+    )
+    assert [p.placed for p in started] == [6]
+    for dep in read_buf_lock(team.project / "buf.lock").deps:
+        mine = module_entry_dir(team.root / "carol" / "buf-cache", dep.module, dep.commit)
+        theirs = module_entry_dir(team.root / "bob" / "buf-cache", dep.module, dep.commit)
+        assert {p.relative_to(mine): p.read_bytes() for p in mine.rglob("*") if p.is_file()} == {
+            p.relative_to(theirs): p.read_bytes() for p in theirs.rglob("*") if p.is_file()
+        }
+
+
 def test_a_packs_members_are_decoded_a_batch_at_a_time(team, monkeypatch):
     """A batch's decoded members are held until it is done: a large lock's are not all held at
     once."""

@@ -167,29 +167,21 @@ class _Asking(_Lookup):
 
 
 class _Child:
-    """A process started with ``os.posix_spawn`` (no ``subprocess`` module, which a fetch
-    would load only for this: ~4 ms with selectors and locale), as subprocess would start it:
-    in a session of its own, stdin from /dev/null, stdout and stderr to one pipe (``output``),
-    no other descriptor of ours (not even ones our parent let us inherit), SIGPIPE and
-    SIGXFSZ at their defaults."""
+    """``argv`` started (_proc.spawn): stdin from /dev/null, stdout and stderr to one pipe
+    (``output``)."""
 
     def __init__(self, argv: list[str]) -> None:
-        import signal
+        from bsr_team_cache._proc import spawn
 
         self.status: int | None = None
         self.output, write_end = os.pipe()  # both ends close on exec
-        actions: list[tuple] = [
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_DUP2, write_end, 1),
-            (os.POSIX_SPAWN_DUP2, write_end, 2),
-        ]
-        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inherited_descriptors()]
-        options = {"file_actions": actions, "setsigdef": (signal.SIGPIPE, signal.SIGXFSZ)}
         try:
+            null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                self.pid = os.posix_spawn(argv[0], argv, os.environ, setsid=True, **options)
-            except NotImplementedError:  # no new session here: only buf itself is stopped
-                self.pid = os.posix_spawn(argv[0], argv, os.environ, **options)
+                self.pid = spawn(argv, stdin=null, stdout=write_end, stderr=write_end,
+                                 env=dict(os.environ))  # fmt: skip
+            finally:
+                os.close(null)
         except BaseException:
             os.close(self.output)
             raise
@@ -199,13 +191,9 @@ class _Child:
     def poll(self) -> int | None:
         """Its exit code once it has ended (and is reaped), else None."""
         if self.status is None:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:  # reaped already (SIGCHLD ignored): no status to read
-                self.status = -1
-            else:
-                if pid == self.pid:
-                    self.status = os.waitstatus_to_exitcode(status)
+            from bsr_team_cache._proc import reap
+
+            self.status = reap(self.pid, wait=False)
         return self.status
 
     def close_output(self) -> None:
@@ -214,38 +202,12 @@ class _Child:
             self.output = -1
 
     def stop(self) -> None:
-        """Kill its session if it is not reaped yet (until then its pid, the group's id, is
-        still its own), and reap it."""
-        import signal
-
+        """Kill its session if it is not reaped yet, and reap it."""
         if self.poll() is None:
-            try:
-                os.killpg(self.pid, signal.SIGKILL)
-            except OSError:  # not a session of its own (see __init__)
-                with contextlib.suppress(OSError):
-                    os.kill(self.pid, signal.SIGKILL)
-            try:
-                _, status = os.waitpid(self.pid, 0)
-                self.status = os.waitstatus_to_exitcode(status)
-            except ChildProcessError:
-                self.status = -1
+            from bsr_team_cache._proc import kill_and_reap
+
+            self.status = kill_and_reap(self.pid)
         self.close_output()
-
-
-def _inherited_descriptors() -> list[int]:
-    """Our descriptors above 2 that a child would inherit (Python makes its own
-    non-inheritable; these come from whoever started us, e.g. a make jobserver's)."""
-    try:
-        listed = os.listdir("/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd")
-    except OSError:
-        return []
-    inherited = []
-    for name in listed:
-        fd = int(name)
-        with contextlib.suppress(OSError):  # the listing's own descriptor, now closed
-            if fd > 2 and os.get_inheritable(fd):
-                inherited.append(fd)
-    return inherited
 
 
 def _version_lookup(buf: str | None, memo: Path | None) -> _Lookup:

@@ -58,6 +58,7 @@ from bsr_team_cache.usage.record import FETCH_TIERS, ModuleResult
 if TYPE_CHECKING:
     from bsr_team_cache._threads import ContextThreadPool
     from bsr_team_cache.bsr.client import BSRModuleClient
+    from bsr_team_cache.bufcache.placer import Placer
     from bsr_team_cache.oci.artifact import ModuleArtifact, StreamedModule
     from bsr_team_cache.team.config import TeamConfig
     from bsr_team_cache.team.packs import Pack
@@ -186,13 +187,15 @@ class _Run:
     pack_read: PackRead | None = None  # the pack's read, started before this module loaded
     whole_lock: bool = False  # the deps are a buf.lock's: every dep record must be pinned
     config: tuple[TeamConfig | None] | None = None  # the team configuration, once read
+    placer: Placer | None = None  # a process writing buf's cache entries (bufcache/placer.py)
 
     def place(self, dep: LockedDep, artifact: ModuleArtifact | StreamedModule) -> None:
         """buf's cache entry for ``dep``, written as soon as its artifact is in and checked
         (from the worker that pulled it: writing overlaps the other transfers; a streamed
-        module's entry is staged already and only renamed into place)."""
+        module's entry is staged already and only renamed into place), or handed to the
+        placing process when there is one (``placing``)."""
         if self.buf_cache is not None:
-            write_cache_entry(self.buf_cache, dep, artifact)
+            write_cache_entry(self.buf_cache, dep, artifact, self.placer)
 
     def found(
         self,
@@ -336,11 +339,15 @@ def fetch(
 
 
 def write_cache_entry(
-    buf_cache: Path, dep: LockedDep, artifact: ModuleArtifact | StreamedModule
+    buf_cache: Path,
+    dep: LockedDep,
+    artifact: ModuleArtifact | StreamedModule,
+    placer: Placer | None = None,
 ) -> bool:
     """buf's cache entry of the digest type the lock pins: b5, or b4 with the deps' b4 digests
-    and the module's own v1 buf.yaml/buf.lock. A streamed module's entry was staged in
-    ``buf_cache`` as its layer arrived (team/stream_sinks.py): it is only made visible."""
+    and the module's own v1 buf.yaml/buf.lock; False if a complete one was there. A streamed
+    module's entry was staged in ``buf_cache`` as its layer arrived (team/stream_sinks.py): it
+    is only made visible. Any other is handed to ``placer``'s process if given (True)."""
     from bsr_team_cache.oci.artifact import StreamedModule
 
     b4 = dep.pins_b4
@@ -348,7 +355,8 @@ def write_cache_entry(
     v1_files = artifact.v1_files if b4 else None
     if isinstance(artifact, StreamedModule):
         return artifact.place(deps, v1_files)
-    return write_module(
+    write = write_module if placer is None else placer.place
+    written = write(
         buf_cache,
         artifact.module,
         artifact.commit,
@@ -357,6 +365,7 @@ def write_cache_entry(
         digest_type=SHAKE256 if b4 else B5,
         v1_files=v1_files,
     )
+    return written is not False
 
 
 def _resolve_and_obtain(
@@ -527,26 +536,49 @@ def obtain(
         _pack_closed(run),
     ):
         pending = list(deps) if need_files else _already_placed(run, list(deps))
-        pending = _from_local(run, pending, prefetched or {})
-        if lock_pack and whole_lock:
-            _look_up_pack(run, deps, pending)
-        for start in range(0, len(pending), FILL_BATCH):
-            batch = pending[start : start + FILL_BATCH]
-            with _maybe(local and local.filling((d.module, d.commit) for d in batch)):
-                try:
-                    batch = _from_local(run, batch, {})  # filled by another process meanwhile?
-                    batch = _from_pack(run, batch)
-                    batch = _from_registry(run, batch)
-                    if batch:
-                        _from_bsr(run, batch, bsr)
-                finally:
-                    if local is not None:
-                        local.flush()  # visible before the fill locks go: single-flight
+        with _placing(run, len(pending)):
+            pending = _from_local(run, pending, prefetched or {})
+            if lock_pack and whole_lock:
+                _look_up_pack(run, deps, pending)
+            for start in range(0, len(pending), FILL_BATCH):
+                batch = pending[start : start + FILL_BATCH]
+                with _maybe(local and local.filling((d.module, d.commit) for d in batch)):
+                    try:
+                        batch = _from_local(run, batch, {})  # filled by another meanwhile?
+                        batch = _from_pack(run, batch)
+                        batch = _from_registry(run, batch)
+                        if batch:
+                            _from_bsr(run, batch, bsr)
+                    finally:
+                        if local is not None:
+                            local.flush()  # visible before the fill locks go: single-flight
         if run.pack is not None and run.report.pack_used:
             _check_pack_layer(run, run.pack)
         if run.pack_missing:
             _publish_pack(run, deps)
     return run.artifacts
+
+
+@contextlib.contextmanager
+def _placing(run: _Run, entries: int) -> Iterator[None]:
+    """buf's cache entries placed in the block written by a second process, when there are
+    enough of them (bufcache/placer.py); every one written when the block ends. A block that
+    fails leaves those the process had not written yet unwritten (buf's cache only ever lacks
+    entries)."""
+    if run.buf_cache is None or entries < 2:
+        yield
+        return
+    from bsr_team_cache.bufcache.placer import Placer
+
+    run.placer = Placer.start(entries)
+    try:
+        yield
+        if run.placer is not None:
+            run.placer.finish()
+    finally:
+        if run.placer is not None:
+            run.placer.close()
+            run.placer = None
 
 
 @contextlib.contextmanager

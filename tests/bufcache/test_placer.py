@@ -1,0 +1,170 @@
+"""The placing process (bufcache/placer.py): it writes buf's cache entries exactly as
+write_module does, and whatever it does not write, this process writes (or fails on)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from bsr_team_cache._deadline import deadline_scope
+from bsr_team_cache._proc import reap, spawn
+from bsr_team_cache.bufcache import placer as placer_module
+from bsr_team_cache.bufcache.placer import PLACER_MIN_ENTRIES, Placer
+from bsr_team_cache.bufcache.v3 import module_entry_dir, write_module
+from bsr_team_cache.domain.digest import SHAKE256, parse_digest
+from bsr_team_cache.domain.moduleref import ModuleName, parse_module_name
+from bsr_team_cache.errors import BSRTeamCacheError
+
+MONEY = parse_module_name("localhost:8443/acme/money")
+MONEY_COMMIT = "2bb75b8cc22842fa8841c641fb25d3a6"
+
+
+def _entries(count: int) -> list[tuple]:
+    """write_module's arguments for ``count`` modules: a few files each, one dep, and every
+    fifth a b4 entry of a v1 module (with its own buf.yaml)."""
+    entries = []
+    for i in range(count):
+        module = ModuleName("localhost:8443", "acme", f"lib{i}")
+        files = {f"acme/lib{i}/v1/f{k}.proto": f"// {i}.{k}\n".encode() * (k + 1) for k in range(3)}
+        b4 = i % 5 == 0
+        digest = parse_digest(("shake256:" if b4 else "b5:") + f"{i % 256:02x}" * 64)
+        v1_files = {"buf.yaml": b"version: v1\n"} if b4 else None
+        kind = SHAKE256 if b4 else "b5"
+        entries.append(
+            (module, f"{i:032x}", files, [(MONEY, MONEY_COMMIT, digest)], kind, v1_files)
+        )
+    return entries
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _place_all(placer: Placer, cache: Path, entries: list[tuple]) -> None:
+    for module, commit, files, deps, kind, v1_files in entries:
+        placer.place(cache, module, commit, files, deps, digest_type=kind, v1_files=v1_files)
+
+
+@pytest.fixture
+def two_cpus(monkeypatch):
+    """The worker is for machines with a CPU to spare: these tests run it on any machine."""
+    monkeypatch.setattr(placer_module, "usable_cpus", lambda: 2)
+
+
+def test_the_worker_writes_every_entry_as_write_module_does(tmp_path, two_cpus):
+    entries = _entries(40)
+    for module, commit, files, deps, kind, v1_files in entries:
+        write_module(tmp_path / "here", module, commit, files, deps, digest_type=kind,
+                     v1_files=v1_files)  # fmt: skip
+    placer = Placer.start(len(entries))
+    assert placer is not None
+    try:
+        _place_all(placer, tmp_path / "there", entries)
+        placer.finish()
+    finally:
+        placer.close()
+    assert placer.placed == 40
+    assert _tree(tmp_path / "there") == _tree(tmp_path / "here")
+    assert len(_tree(tmp_path / "here")) == 40 * 4 + 8  # 3 files and module.yaml; 8 buf.yaml
+
+
+def test_no_worker_for_a_few_entries_or_one_cpu(monkeypatch):
+    monkeypatch.setattr(placer_module, "usable_cpus", lambda: 2)
+    assert Placer.start(PLACER_MIN_ENTRIES - 1) is None
+    started = Placer.start(PLACER_MIN_ENTRIES)
+    assert started is not None
+    started.close()
+    monkeypatch.setattr(placer_module, "usable_cpus", lambda: 1)
+    assert Placer.start(1000) is None
+
+
+def test_entries_of_a_worker_that_died_are_written_here(tmp_path, two_cpus):
+    entries = _entries(40)
+    placer = Placer.start(len(entries))
+    assert placer is not None
+    try:
+        _place_all(placer, tmp_path / "cache", entries[:20])
+        os.kill(placer._pid, signal.SIGKILL)  # mid-way: some written, some not
+        _place_all(placer, tmp_path / "cache", entries[20:])
+        placer.finish()
+    finally:
+        placer.close()
+    assert placer.placed < 40
+    for module, commit, files, _, kind, _ in entries:
+        entry = module_entry_dir(tmp_path / "cache", module, commit, kind)
+        assert (entry / "module.yaml").is_file()
+        assert _tree(entry / "files") == files
+
+
+def test_an_entry_the_worker_cannot_write_fails_here_as_without_it(tmp_path, two_cpus):
+    """A symbolic link planted where an entry goes: the worker refuses it, the others are
+    written, and this process meets the same refusal, raised as write_module raises it."""
+    entries = _entries(40)
+    module, commit, _, _, kind, _ = entries[7]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    planted = module_entry_dir(tmp_path / "cache", module, commit, kind)
+    planted.parent.mkdir(parents=True)
+    planted.symlink_to(elsewhere, target_is_directory=True)
+    placer = Placer.start(len(entries))
+    assert placer is not None
+    try:
+        _place_all(placer, tmp_path / "cache", entries)
+        with pytest.raises(BSRTeamCacheError, match="symbolic link"):
+            placer.finish()
+    finally:
+        placer.close()
+    assert placer.placed == 39
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_worker_too_slow_for_the_deadline_is_stopped_and_its_entries_written_here(tmp_path):
+    """A worker that never reads (here: sleep): once its input is full, the fetch waits for it
+    only until the deadline, then stops it and writes everything itself."""
+    theirs_in, ours_out = os.pipe()
+    ours_in, theirs_out = os.pipe()
+    pid = spawn(["/bin/sleep", "60"], stdin=theirs_in, stdout=theirs_out, stderr=2,
+                env=dict(os.environ))  # fmt: skip
+    os.close(theirs_in)
+    os.close(theirs_out)
+    os.set_blocking(ours_out, False)
+    os.set_blocking(ours_in, False)
+    placer = Placer(pid, ours_out, ours_in)
+    entries = _entries(40)
+    big = {f"acme/big/f{k}.proto": os.urandom(4096) for k in range(64)}  # past a pipe's 64 KiB
+    started = time.monotonic()
+    try:
+        with deadline_scope(0.5):
+            placer.place(tmp_path / "cache", MONEY, MONEY_COMMIT, big, [], digest_type="b5")
+            _place_all(placer, tmp_path / "cache", entries)
+        placer.finish()
+    finally:
+        placer.close()
+    assert time.monotonic() - started < 30  # the deadline, not sleep's 60 s
+    assert reap(pid, wait=False) == -1  # stopped and reaped
+    assert placer.placed == 0
+    assert _tree(module_entry_dir(tmp_path / "cache", MONEY, MONEY_COMMIT) / "files") == big
+    for module, commit, _, _, kind, _ in entries:
+        assert (
+            module_entry_dir(tmp_path / "cache", module, commit, kind) / "module.yaml"
+        ).is_file()
+
+
+def test_closing_lets_the_worker_write_what_it_was_sent(tmp_path, two_cpus):
+    """A fetch that failed closes the placer without finishing: the worker ends after the
+    entries it was sent (none is left half-written), and nothing is written here."""
+    entries = _entries(40)
+    placer = Placer.start(len(entries))
+    assert placer is not None
+    pid = placer._pid
+    _place_all(placer, tmp_path / "cache", entries)
+    placer.close()
+    assert reap(pid, wait=False) == -1  # ended and reaped
+    assert placer.placed == 40
+    assert not list((tmp_path / "cache").rglob(".*"))  # no staging directory left behind
+    placer.finish()  # nothing left to write, and no worker
+    assert placer.placed == 40
