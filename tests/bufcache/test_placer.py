@@ -51,8 +51,11 @@ def _place_all(placer: Placer, cache: Path, entries: list[tuple]) -> None:
 
 @pytest.fixture
 def two_cpus(monkeypatch):
-    """The worker is for machines with a CPU to spare: these tests run it on any machine."""
+    """The worker is for machines with a CPU to spare: these tests run it on any machine. The
+    fetch's thread writes entries itself while the worker has _QUEUED waiting: here it never
+    does (the test's loop only sends), unless a test says otherwise."""
     monkeypatch.setattr(placer_module, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(placer_module, "_QUEUED", 1000)
 
 
 def test_the_worker_writes_every_entry_as_write_module_does(tmp_path, two_cpus):
@@ -93,7 +96,7 @@ def test_entries_of_a_worker_that_died_are_written_here(tmp_path, two_cpus):
         placer.finish()
     finally:
         placer.close()
-    assert placer.placed < 40
+    assert placer.placed <= 20  # what it wrote before it was killed, at most
     for module, commit, files, _, kind, _ in entries:
         entry = module_entry_dir(tmp_path / "cache", module, commit, kind)
         assert (entry / "module.yaml").is_file()
@@ -120,6 +123,100 @@ def test_an_entry_the_worker_cannot_write_fails_here_as_without_it(tmp_path, two
         placer.close()
     assert placer.placed == 39
     assert list(elsewhere.iterdir()) == []
+
+
+def test_the_fetchs_thread_writes_what_the_worker_has_no_room_for(tmp_path, monkeypatch):
+    """At most _QUEUED entries wait for the worker: the rest, and any large entry, are written
+    at once by the thread that places them (nothing more is held for the worker)."""
+    monkeypatch.setattr(placer_module, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(placer_module, "_QUEUED", 0)
+    entries = _entries(40)
+    placer = Placer.start(len(entries))
+    assert placer is not None
+    try:
+        for module, commit, files, deps, kind, v1_files in entries:
+            placer.place(tmp_path, module, commit, files, deps, digest_type=kind,
+                         v1_files=v1_files)  # fmt: skip
+            assert (module_entry_dir(tmp_path, module, commit, kind) / "module.yaml").is_file()
+        monkeypatch.setattr(placer_module, "_QUEUED", 1000)
+        big = {"acme/big/f.proto": b"x" * (placer_module._MAX_ENTRY_BYTES + 1)}
+        placer.place(tmp_path, MONEY, MONEY_COMMIT, big, [], digest_type="b5")
+        assert (module_entry_dir(tmp_path, MONEY, MONEY_COMMIT) / "module.yaml").is_file()
+        placer.finish()
+    finally:
+        placer.close()
+    assert placer.placed == 0
+
+
+def test_the_worker_runs_no_code_from_the_current_directory(tmp_path, two_cpus, monkeypatch):
+    """A project checkout (the fetch's usual current directory) holding struct.py, a module the
+    worker loads: the worker loads the standard library's, and writes every entry."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    marker = tmp_path / "ran"
+    (checkout / "struct.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.chdir(checkout)
+    entries = _entries(40)
+    placer = Placer.start(len(entries))
+    assert placer is not None
+    try:
+        _place_all(placer, tmp_path / "cache", entries)
+        placer.finish()
+    finally:
+        placer.close()
+    assert placer.placed == 40
+    assert not marker.exists()
+
+
+def test_a_worker_that_never_says_it_is_ready_is_given_up(tmp_path, two_cpus, monkeypatch):
+    """An interpreter that does not run the worker's code (here: one that sleeps): it is given
+    up _READY_SECONDS after its start, and every entry is written here."""
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\nexec sleep 60\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(placer_module.sys, "executable", str(fake))
+    monkeypatch.setattr(placer_module, "_READY_SECONDS", 0.3)
+    entries = _entries(40)
+    started = time.monotonic()
+    placer = Placer.start(len(entries))
+    assert placer is not None
+    pid = placer._pid
+    try:
+        _place_all(placer, tmp_path / "cache", entries)
+        placer.finish()
+    finally:
+        placer.close()
+    assert time.monotonic() - started < 30  # not sleep's 60 s
+    assert reap(pid, wait=False) == -1  # stopped and reaped
+    assert placer.placed == 0
+    for module, commit, files, _, kind, _ in entries:
+        assert _tree(module_entry_dir(tmp_path / "cache", module, commit, kind) / "files") == files
+
+
+def test_descriptors_past_1023_are_waited_on(tmp_path, two_cpus):
+    """A process with more than 1,024 descriptors open (a long-running user of the library):
+    the worker's pipes are numbered past 1023, which select() cannot wait on."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        entries = _entries(40)
+        placer = Placer.start(len(entries))
+        assert placer is not None
+        assert min(placer._entries, placer._answers) > 1023
+        try:
+            _place_all(placer, tmp_path / "cache", entries)
+            placer.finish()
+        finally:
+            placer.close()
+        assert placer.placed == 40
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_a_worker_too_slow_for_the_deadline_is_stopped_and_its_entries_written_here(tmp_path):

@@ -26,7 +26,7 @@ from bsr_team_cache.errors import (
     RegistryError,
 )
 from bsr_team_cache.limits import configure, limits
-from bsr_team_cache.oci import direct, open_registry
+from bsr_team_cache.oci import _connect, direct, open_registry
 from bsr_team_cache.oci.base import OCI_MANIFEST, sha256_digest
 from bsr_team_cache.oci.credentials import Credentials
 from bsr_team_cache.oci.devregistry import DistributionServer, TokenService
@@ -512,7 +512,7 @@ def test_a_host_that_does_not_accept_is_left_to_the_full_client(
         client.setblocking(False)
         client.connect_ex(("127.0.0.1", port))
         queued.append(client)
-    monkeypatch.setattr(direct, "CONNECT_SECONDS", 0.5)
+    monkeypatch.setattr(_connect, "CONNECT_SECONDS", 0.5)
     try:
         with pytest.raises(NotAnswered, match="cannot connect"):
             read(f"http://127.0.0.1:{port}")
@@ -950,3 +950,103 @@ def test_a_closed_registry_builds_no_client_for_a_read_still_under_way(scripted)
     with pytest.raises(RegistryError, match="the registry was closed"):
         registry.blob_exists("t/m", sha256_digest(b"x"))
     assert registry._backend is None
+
+
+# -- the first connection, opened ahead ------------------------------------------------------
+
+
+def _until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    until = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > until:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def test_the_first_read_goes_on_the_connection_opened_ahead(scripted) -> None:
+    server = scripted(lambda request: manifest_answer())
+    registry = open_registry(server.url)
+    registry.preconnect()
+    assert _until(lambda: server.connections == 1)  # made before any read is asked for
+    assert server.requests == []
+    assert registry.read_manifest("t/m", "v1") == (MANIFEST, OCI_MANIFEST)
+    assert [n for n, _ in server.requests] == [1]
+    assert server.connections == 1
+    registry.close()
+
+
+def test_a_connection_opened_ahead_that_the_server_closed_is_not_used() -> None:
+    """The server drops the first connection before any request: the read opens another."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    served: list[bytes] = []
+
+    def serve() -> None:
+        first, _ = listener.accept()
+        first.close()
+        second, _ = listener.accept()
+        served.append(second.recv(65536))
+        second.sendall(manifest_answer())
+        second.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    registry = open_registry(f"http://127.0.0.1:{listener.getsockname()[1]}")
+    registry.preconnect()
+    time.sleep(0.2)  # the server has closed the first connection
+    assert registry.read_manifest("t/m", "v1") == (MANIFEST, OCI_MANIFEST)
+    thread.join(10)
+    assert [r.split(b"\r\n")[0] for r in served] == [f"GET {PATH} HTTP/1.1".encode()]
+    assert registry._backend is None  # read directly, on the new connection
+    registry.close()
+    listener.close()
+
+
+def test_a_connection_that_cannot_be_opened_ahead_is_opened_by_the_read(
+    scripted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = scripted(lambda request: manifest_answer())
+    real = _connect.open_connection
+    attempts: list[tuple[str, str, int]] = []
+
+    def failing_once(key, tls):
+        attempts.append(key)
+        if len(attempts) == 1:
+            raise _connect.CannotConnect("cannot connect (refused)")
+        return real(key, tls)
+
+    monkeypatch.setattr(_connect, "open_connection", failing_once)
+    monkeypatch.setattr(direct, "open_connection", failing_once)
+    registry = open_registry(server.url)
+    registry.preconnect()
+    assert registry.read_manifest("t/m", "v1") == (MANIFEST, OCI_MANIFEST)
+    assert attempts == [("http", "127.0.0.1", server.port)] * 2
+    assert server.connections == 1
+    registry.close()
+
+
+def test_nothing_is_opened_ahead_where_a_proxy_is_configured(
+    scripted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = scripted(lambda request: manifest_answer())
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    registry = open_registry(server.url)
+    registry.preconnect()
+    assert registry._preconnected is None
+    time.sleep(0.2)
+    assert server.connections == 0
+    registry.close()
+
+
+def test_a_connection_opened_ahead_and_never_used_is_closed_with_the_registry() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    registry = open_registry(f"http://127.0.0.1:{listener.getsockname()[1]}")
+    registry.preconnect()
+    listener.settimeout(10)
+    accepted, _ = listener.accept()
+    accepted.settimeout(10)
+    assert _until(lambda: registry._preconnected._sock is not None)  # its handshake is done
+    registry.close()
+    assert accepted.recv(1) == b""  # closed by us, nothing sent
+    accepted.close()
+    listener.close()

@@ -352,10 +352,23 @@ def _store_is_consistent(store_dir: Path) -> int:
         return len(entries)
 
 
-@pytest.mark.parametrize("point", POINTS)
-def test_kill_9_leaves_nothing_half_written(sample_data, tmp_path, buf_bin, point):
+# The fetch with the placing process (bufcache/placer.py) for its six modules: it inherits the
+# test hook, so it is killed at a buf cache point, and the fetch then at the same point.
+_WITH_PLACER = (
+    "import sys; from bsr_team_cache.bufcache import placer;"
+    " placer.PLACER_MIN_ENTRIES = 2; placer.usable_cpus = lambda: 2;"
+    " from bsr_team_cache.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+@pytest.mark.parametrize(
+    ("point", "placing"),
+    [(p, False) for p in POINTS] + [(p, True) for p in POINTS if p.startswith("bufcache.")],
+)
+def test_kill_9_leaves_nothing_half_written(sample_data, tmp_path, buf_bin, point, placing):
     """The fetch is killed (SIGKILL, by its own test hook) at a named point of its write path:
-    the store and buf's cache hold no half entry, and the next fetch completes them."""
+    the store and buf's cache hold no half entry, and the next fetch completes them. Also with
+    a placing process writing buf's cache."""
     server = start_dev_bsr(sample_data, tmp_path / "bsr")
     registry = f"oci-layout:{tmp_path / 'team-registry'}"
     ca = server.ca_cert
@@ -370,9 +383,10 @@ def test_kill_9_leaves_nothing_half_written(sample_data, tmp_path, buf_bin, poin
             "BSR_TEAM_CACHE_DIR": str(member / "store"),
             "BSR_TEAM_CACHE_KILL_AT": point,
         }
-        killed = subprocess.run(
-            _fetch_argv(project, registry), env=env, capture_output=True, timeout=120
-        )
+        argv = _fetch_argv(project, registry)
+        if placing:
+            argv[1:3] = ["-c", _WITH_PLACER]
+        killed = subprocess.run(argv, env=env, capture_output=True, timeout=120)
         assert killed.returncode == -signal.SIGKILL  # it did reach the point
         kept = _store_is_consistent(member / "store")  # every visible entry is whole
         if point.startswith("store."):  # killed while saving the first module

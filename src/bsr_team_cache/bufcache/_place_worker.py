@@ -12,8 +12,9 @@ import marshal
 import os
 import struct
 
-FRAME = struct.Struct("<I")  # the length of an entry's marshal
+FRAME = struct.Struct("<II")  # the length of an entry's marshal, and the entry's number
 ANSWER = struct.Struct("<IB")  # entry number, in place (1) or not (0)
+READY = 0xFFFFFFFF  # the number of the first answer: its code is loaded
 
 
 def main() -> None:
@@ -23,16 +24,17 @@ def main() -> None:
     from bsr_team_cache.domain.digest import parse_digest
     from bsr_team_cache.domain.moduleref import ModuleName
 
+    os.write(1, ANSWER.pack(READY, 1))
     jobs = open(0, "rb", buffering=1 << 16, closefd=False)  # noqa: SIM115 - until stdin ends
     while True:
         head = jobs.read(FRAME.size)
         if len(head) < FRAME.size:
             break  # the fetch has sent everything (or is gone)
-        (size,) = FRAME.unpack(head)
+        size, number = FRAME.unpack(head)
         body = jobs.read(size)
         if len(body) < size:
             break
-        number, cache_dir, name, commit, files, deps, digest_type, v1_files = marshal.loads(body)
+        cache_dir, name, commit, files, deps, digest_type, v1_files = marshal.loads(body)
         try:
             write_module(
                 Path(cache_dir),
@@ -50,7 +52,7 @@ def main() -> None:
 
 
 def run() -> None:
-    """The process's whole life (placer.py starts it with ``python -S -c``)."""
+    """The process's whole life (placer.py starts it with ``python -S -P -c``)."""
     try:
         main()
     except BaseException:  # whatever it is, the fetch writes what is left

@@ -20,12 +20,13 @@ import os
 import select
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bsr_team_cache._deadline import seconds_left
-from bsr_team_cache.bufcache._place_worker import ANSWER, FRAME
+from bsr_team_cache.bufcache._place_worker import ANSWER, FRAME, READY
 
 if TYPE_CHECKING:
     from bsr_team_cache.domain.digest import Digest
@@ -35,11 +36,21 @@ if TYPE_CHECKING:
 # it costs ~35 ms of another CPU to start (an interpreter and buf's cache writer), which a
 # fetch spends waiting for the registry, and saves ~0.35 ms of this process per small entry.
 PLACER_MIN_ENTRIES = 32
-# An entry whose files add up to more than this is written here (a worker is for small ones;
-# a large one writes its files with threads of its own, bufcache/v3.py).
-_MAX_ENTRY_BYTES = 8 << 20
+# An entry whose files add up to more than this is written here, at once: the worker is for
+# small ones (a large one writes its files with threads of its own, bufcache/v3.py), and what
+# is sent is held until answered.
+_MAX_ENTRY_BYTES = 1 << 20
+# Entries sent and not yet answered, at most: beyond, the fetch's thread writes the entry itself
+# instead of waiting for the worker (the two share the work as their speeds allow, and at most
+# this many entries are held for it).
+_QUEUED = 8
+# A worker that has not said it is ready (its code loaded) this long after its start is given
+# up: an interpreter that does not run it (an embedding application as sys.executable).
+_READY_SECONDS = 5.0
+# -S: no site (its .pth files); -P: nothing from the current directory (a project checkout
+# may hold a struct.py). This package's location goes after the standard library's.
 _WORKER = (
-    "import sys; sys.path.insert(0, sys.argv[1]);"
+    "import sys; sys.path.append(sys.argv[1]);"
     " from bsr_team_cache.bufcache._place_worker import run; run()"
 )
 
@@ -60,6 +71,8 @@ class Placer:
     def __init__(self, pid: int, entries: int, answers: int) -> None:
         self._pid: int | None = pid
         self._entries, self._answers = entries, answers  # our ends of its stdin, its stdout
+        self._started = time.monotonic()
+        self._ready = False  # it said its code is loaded
         self._pending: dict[int, _Entry] = {}  # sent, not yet said to be in place
         self._left: list[_Entry] = []  # for this process to write
         self._count = 0
@@ -71,21 +84,27 @@ class Placer:
     def start(cls, entries: int) -> Placer | None:
         """A worker, when ``entries`` (to be written) are enough for one to pay and this machine
         has a CPU to spare; else None (and if it cannot be started)."""
-        if entries < PLACER_MIN_ENTRIES or not sys.executable or usable_cpus() < 2:
+        if (
+            entries < PLACER_MIN_ENTRIES
+            or not sys.executable
+            or getattr(sys, "frozen", False)  # sys.executable is the application itself
+            or usable_cpus() < 2
+        ):
             return None
         from bsr_team_cache._proc import spawn
 
-        root = str(Path(__file__).resolve().parents[2])  # where this package is imported from
+        # Where this package was imported from (not resolved: a link farm's own tree).
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         theirs_in, ours_out = os.pipe()
         ours_in, theirs_out = os.pipe()
         try:
             null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
             try:
-                pid = spawn([sys.executable, "-S", "-c", _WORKER, root], stdin=theirs_in,
+                pid = spawn([sys.executable, "-S", "-P", "-c", _WORKER, root], stdin=theirs_in,
                             stdout=theirs_out, stderr=null, env=dict(os.environ))  # fmt: skip
             finally:
                 os.close(null)
-        except OSError:
+        except Exception:  # OSError, or no posix_spawn here: this process writes them all
             for fd in (theirs_in, ours_out, ours_in, theirs_out):
                 os.close(fd)
             return None
@@ -106,19 +125,14 @@ class Placer:
         digest_type: str,
         v1_files: dict[str, bytes] | None = None,
     ) -> None:
-        """write_module's work, handed to the worker (written here by ``finish`` if it does not
-        say it is done)."""
+        """write_module's work: handed to the worker, unless it has enough queued already or
+        the entry is large (then this thread, which would otherwise wait for it, writes the
+        entry now). What the worker does not say it wrote, ``finish`` writes here."""
         deps = list(deps)
         entry: _Entry = (cache_dir, module, commit, files, deps, digest_type, v1_files)
-        with self._lock:
-            if self._pid is None or sum(map(len, files.values())) > _MAX_ENTRY_BYTES:
-                self._left.append(entry)
-                return
-            number = self._count
-            self._count += 1
+        if sum(map(len, files.values())) <= _MAX_ENTRY_BYTES and self._has_room():
             body = marshal.dumps(
                 (
-                    number,
                     str(cache_dir),
                     (module.registry, module.owner, module.name),
                     commit,
@@ -128,34 +142,67 @@ class Placer:
                     v1_files,
                 )
             )
-            self._pending[number] = entry
-            self._send(FRAME.pack(len(body)) + body)
+            with self._lock:
+                if self._pid is not None:
+                    number = self._count
+                    self._count += 1
+                    self._pending[number] = entry
+                    self._send(FRAME.pack(len(body), number) + body)
+                    return
+        from bsr_team_cache.bufcache.v3 import write_module
+
+        write_module(cache_dir, module, commit, files, deps, digest_type=digest_type,
+                     v1_files=v1_files)  # fmt: skip
+
+    def _has_room(self) -> bool:
+        """Whether the worker runs and has fewer than _QUEUED entries to write (its answers so
+        far taken)."""
+        with self._lock:
+            if self._pid is not None and len(self._pending) >= _QUEUED and not self._take():
+                self._give_up()  # it ended
+            return self._pid is not None and len(self._pending) < _QUEUED
+
+    def _wait(self, events: int) -> int:
+        """Wait for ``events`` (POLLOUT: room in its input; POLLIN: answers or its end); 0 if
+        the wait ran out: the deadline, or the time it has to say it is ready."""
+        poller = select.poll()  # (no select.select: descriptors past 1023)
+        fd = self._entries if events & select.POLLOUT else self._answers
+        poller.register(fd, events)
+        while True:
+            if not self._ready:
+                self._take()  # its first answer may be in
+            left = seconds_left()
+            if not self._ready:
+                wait = self._started + _READY_SECONDS - time.monotonic()
+                left = wait if left is None else min(left, wait)
+            if left is not None and left <= 0:
+                return 0
+            try:
+                found = poller.poll(None if left is None else max(1, int(left * 1000) + 1))
+            except InterruptedError:
+                continue
+            return found[0][1] if found else 0
 
     def _send(self, frame: bytes) -> None:
-        """All of ``frame`` to the worker, reading its answers whenever its input is full (it
-        may be waiting for us to read them). The worker given up (it ended, or the deadline
-        came first): its entries are left for ``finish``."""
+        """All of ``frame`` to the worker. The worker given up (it ended, or the wait for room
+        ran out): its entries are left for ``finish``."""
         view = memoryview(frame)
         while view and self._pid is not None:
             try:
-                ready, room, _ = select.select([self._answers], [self._entries], [], seconds_left())
-            except InterruptedError:
+                view = view[os.write(self._entries, view) :]
                 continue
-            if not ready and not room:
-                self._give_up()  # the deadline: no more waiting for it
+            except BlockingIOError:
+                pass
+            except OSError:  # it ended
+                self._give_up()
                 return
-            if ready:
-                self._read_answers()
-            if room and self._pid is not None:
-                try:
-                    view = view[os.write(self._entries, view) :]
-                except BlockingIOError:
-                    continue
-                except OSError:  # it ended
-                    self._give_up()
+            if not self._wait(select.POLLOUT):
+                self._give_up()
+                return
+            self._take()  # (its answers pipe is never full: it holds 64 KiB, 13,000 answers)
 
-    def _read_answers(self) -> bool:
-        """Take what the worker has said so far; False once it has said all (its end)."""
+    def _take(self) -> bool:
+        """Take what the worker has said so far; False once it has ended (its output closed)."""
         try:
             data = os.read(self._answers, 1 << 16)
         except BlockingIOError:
@@ -167,6 +214,9 @@ class Placer:
         data = self._partial + data
         whole = len(data) - len(data) % ANSWER.size
         for number, placed in ANSWER.iter_unpack(data[:whole]):
+            if number == READY:
+                self._ready = True
+                continue
             entry = self._pending.pop(number, None)
             if entry is not None and not placed:
                 self._left.append(entry)  # this process writes it, and says what went wrong
@@ -176,29 +226,25 @@ class Placer:
 
     def _give_up(self) -> None:
         """Stop the worker now; what it has not said is in place is left to this process."""
-        if self._pid is not None:
-            from bsr_team_cache._proc import kill_and_reap
-
-            kill_and_reap(self._pid)
-            self._pid = None
+        pid, self._pid = self._pid, None
         self._left.extend(self._pending.values())
         self._pending.clear()
+        if pid is not None:
+            from bsr_team_cache._proc import kill_and_reap
+
+            kill_and_reap(pid)
 
     def _end(self) -> None:
         """Tell the worker there is no more, take its answers until it ends (within the
         deadline: then it is stopped), and reap it."""
-        if self._pid is None:
-            return
-        os.close(self._entries)
-        self._entries = -1
-        while True:
-            try:
-                ready, _, _ = select.select([self._answers], [], [], seconds_left())
-            except InterruptedError:
-                continue
-            if not ready or not self._read_answers():
-                break  # the deadline, or its end
-        self._give_up()  # reaped (stopped first if the deadline came)
+        try:
+            if self._entries >= 0:
+                os.close(self._entries)
+                self._entries = -1
+            while self._pid is not None and self._wait(select.POLLIN) and self._take():
+                pass
+        finally:
+            self._give_up()  # reaped (stopped first if it had not ended)
 
     def finish(self) -> None:
         """Wait for the worker to write what it was sent, then write here every entry it did
@@ -218,9 +264,11 @@ class Placer:
         After ``finish``, nothing is left; without it (the fetch failed), the entries it was
         not sent stay unwritten: buf's cache only ever lacks entries."""
         with self._lock:
-            self._end()
-            self._left.clear()
-            for fd in (self._entries, self._answers):
-                if fd >= 0:
-                    os.close(fd)
-            self._entries = self._answers = -1
+            try:
+                self._end()
+            finally:
+                self._left.clear()
+                for fd in (self._entries, self._answers):
+                    if fd >= 0:
+                        os.close(fd)
+                self._entries = self._answers = -1

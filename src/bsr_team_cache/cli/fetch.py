@@ -216,6 +216,9 @@ def _fetch(
             if _answered_in_place(project_dir, options, team, cache, layout, quiet):
                 return
         registry = options.open_registry()
+        preconnect = getattr(type(registry), "preconnect", None)  # a registry at a URL
+        if preconnect is not None:
+            preconnect(registry)  # the handshake overlaps what the first request waits for
         pack_read = None
         if not (bundle or update_lock):
             # A cold fetch's first request, made while the rest of the fetch loads (pack_read.py).

@@ -41,6 +41,7 @@ class _OnFirstUse:
         self._closed = False
         # A manifest read started early (start_manifest_read): repo, reference, the read.
         self._early: tuple[str, str, InBackground[tuple[bytes, str] | None]] | None = None
+        self._preconnected: Any = None  # a _connect.Preconnection, for the direct reader
 
     def describe(self) -> str:
         return self._url
@@ -74,7 +75,10 @@ class _OnFirstUse:
                 return
             try:
                 if self._direct is None:  # (its token cache's place may not resolve: no HOME)
-                    self._direct = DirectReader(self._given_url, self._insecure)
+                    self._direct = DirectReader(
+                        self._given_url, self._insecure, preconnected=self._preconnected
+                    )
+                    self._preconnected = None  # the reader's now
             except Exception:
                 self._direct_off = True
                 yield None
@@ -104,6 +108,22 @@ class _OnFirstUse:
         except Exception:  # direct reads are off now (see _direct_reader)
             pass
         return False, None
+
+    def preconnect(self) -> None:
+        """Open the first direct read's connection now, in the background: on a machine new to
+        a lock, its TCP (and TLS) handshakes then overlap the loading of the fetch and the
+        parsing of buf.lock. Nothing is sent on it before that read; unused, it is closed with
+        the registry. Not where only the client may connect (a proxy configured)."""
+        if self._direct is not None or self._preconnected is not None or self._direct_off:
+            return
+        from bsr_team_cache._wire import default_ssl_context, proxy_configured
+        from bsr_team_cache.oci._connect import Preconnection, origin_of
+
+        origin = origin_of(parse_http_registry_url(self._given_url, insecure=self._insecure).base)
+        if origin is None or proxy_configured():
+            return
+        with contextlib.suppress(RuntimeError):  # no thread to be had: the read connects
+            self._preconnected = Preconnection(origin, default_ssl_context)
 
     def prepare_direct_read(self) -> None:
         """Load and make the direct reader now, in the caller's thread: a read started next in
@@ -201,6 +221,8 @@ class _OnFirstUse:
         # A direct read under way (a stream holds the lock while it is read) closes the reader
         # itself when it ends, direct reads being off: never waited for here.
         self._close_direct()
+        if self._preconnected is not None:  # opened, and no direct reader ever made
+            self._preconnected.close()
         if self._backend is not None:
             self._backend.close()
 

@@ -38,7 +38,6 @@ import contextlib
 import re
 import select
 import socket
-import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
@@ -53,6 +52,7 @@ from bsr_team_cache._wire import (
 )
 from bsr_team_cache.errors import BSRTeamCacheError, RegistryError
 from bsr_team_cache.limits import limits
+from bsr_team_cache.oci._connect import CannotConnect, Key, Preconnection, open_connection
 from bsr_team_cache.oci.base import (
     MANIFEST_ACCEPT,
     document_limit,
@@ -88,13 +88,10 @@ _RECEIVE = 64 << 10
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-5][0-9][0-9])(?: [^\r\n]*)?")
 _CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]{1,15}")
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,12}")
-# Connecting (TCP and TLS) may take this long, as in the full client (http.py).
-CONNECT_SECONDS = 10.0
 _HEADER_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 T = TypeVar("T")
-Key = tuple[str, str, int]  # (scheme, host, port): the connections a session keeps idle
 Headers = dict[str, str]
 
 
@@ -272,51 +269,36 @@ class Session:
     """Requests over HTTP/1.1, keeping at most one idle connection per origin for the next
     request to it (a registry's answer to a challenge, then the same read with a token)."""
 
-    def __init__(self, tls: Callable[[], ssl.SSLContext]) -> None:
+    def __init__(
+        self, tls: Callable[[], ssl.SSLContext], preconnected: Preconnection | None = None
+    ) -> None:
         self._tls = tls
         self._idle: dict[tuple[str, str, int], socket.socket] = {}
+        self._preconnected = preconnected  # for the first request to its origin
 
     def close(self) -> None:
         for sock in self._idle.values():
             sock.close()
         self._idle.clear()
+        if self._preconnected is not None:
+            self._preconnected.close()
+            self._preconnected = None
 
-    def _connect(self, scheme: str, hostname: str, port: int) -> socket.socket:
-        """A new connection (TLS for https), given at most CONNECT_SECONDS in all (whatever
-        the number of addresses the name has), as the full client gives it: an unreachable
-        host is the full client's to retry and report."""
-        until = time.monotonic() + min(CONNECT_SECONDS, Pace().bound(None, reading=False))
+    def _connect(self, key: Key) -> socket.socket:
+        """A connection to ``key``: the one opened ahead for it (``preconnected``), else a new
+        one (oci/_connect.py); an unreachable host is the full client's to retry and report."""
+        ahead = self._preconnected
+        if ahead is not None and ahead.key == key:
+            self._preconnected = None
+            sock = ahead.take()
+            if sock is not None and not _has_news(sock):  # not closed by the server meanwhile
+                return sock
+            if sock is not None:
+                sock.close()
         try:
-            # An ASCII name (checked by the caller) goes to the resolver as bytes: no IDNA codec.
-            addresses = socket.getaddrinfo(hostname.encode("ascii"), port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise NotAnswered(f"cannot resolve ({exc})") from None
-        sock, problem = None, "no address"
-        for family, kind, proto, _, address in addresses:
-            left = until - time.monotonic()
-            if left <= 0:
-                problem = "timed out"
-                break
-            candidate = socket.socket(family, kind, proto)
-            try:
-                candidate.settimeout(left)
-                candidate.connect(address)
-            except OSError as exc:
-                candidate.close()
-                problem = str(exc)
-                continue
-            sock = candidate
-            break
-        if sock is None:
-            raise NotAnswered(f"cannot connect ({problem})")
-        if scheme != "https":
-            return sock
-        try:
-            sock.settimeout(max(0.001, until - time.monotonic()))
-            return self._tls().wrap_socket(sock, server_hostname=hostname)
-        except Exception as exc:  # OSError, ssl.SSLError, ValueError: not a connection to use
-            sock.close()
-            raise NotAnswered(f"TLS: {exc}") from None
+            return open_connection(key, self._tls)
+        except CannotConnect as exc:
+            raise NotAnswered(str(exc)) from None
 
     def request(
         self, method: str, url: str, headers: dict[str, str], cap: int, body: bytes | None = None
@@ -388,7 +370,7 @@ class Session:
         if idle is not None:
             with contextlib.suppress(_Unused):  # closed as the read left: once more, anew
                 return self._exchange(idle, key, request, answer)
-        sock = self._connect(parts.scheme, parts.hostname, port)
+        sock = self._connect(key)
         try:
             return self._exchange(sock, key, request, answer)
         except _Unused as exc:
@@ -517,6 +499,7 @@ class DirectReader:
         insecure: bool = False,
         *,
         tls: Callable[[], ssl.SSLContext] = default_ssl_context,
+        preconnected: Preconnection | None = None,
     ) -> None:
         parsed = parse_http_registry_url(url, insecure=insecure)
         self.base, self.host, self.namespace = parsed.base, parsed.host, parsed.namespace
@@ -527,7 +510,7 @@ class DirectReader:
         self._cache: TokenCache | None = None if self._given else default_token_cache()
         self._found: Credentials | None = None
         self._answers: dict[str, str] = {}  # scope -> the Authorization header that worked
-        self._session = Session(tls)
+        self._session = Session(tls, preconnected)
 
     def close(self) -> None:
         self._session.close()
