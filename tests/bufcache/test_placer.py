@@ -49,6 +49,19 @@ def _place_all(placer: Placer, cache: Path, entries: list[tuple]) -> None:
         placer.place(cache, module, commit, files, deps, digest_type=kind, v1_files=v1_files)
 
 
+def _through_a_worker(cache: Path, entries: list[tuple]) -> Placer:
+    """A worker started for ``entries``, sent them all and finished: the placer, for its
+    count of entries the worker wrote."""
+    placer = Placer.start(len(entries))
+    assert placer is not None
+    try:
+        _place_all(placer, cache, entries)
+        placer.finish()
+    finally:
+        placer.close()
+    return placer
+
+
 @pytest.fixture
 def two_cpus(monkeypatch):
     """The worker is for machines with a CPU to spare: these tests run it on any machine. The
@@ -63,13 +76,7 @@ def test_the_worker_writes_every_entry_as_write_module_does(tmp_path, two_cpus):
     for module, commit, files, deps, kind, v1_files in entries:
         write_module(tmp_path / "here", module, commit, files, deps, digest_type=kind,
                      v1_files=v1_files)  # fmt: skip
-    placer = Placer.start(len(entries))
-    assert placer is not None
-    try:
-        _place_all(placer, tmp_path / "there", entries)
-        placer.finish()
-    finally:
-        placer.close()
+    placer = _through_a_worker(tmp_path / "there", entries)
     assert placer.placed == 40
     assert _tree(tmp_path / "there") == _tree(tmp_path / "here")
     assert len(_tree(tmp_path / "here")) == 40 * 4 + 8  # 3 files and module.yaml; 8 buf.yaml
@@ -157,13 +164,7 @@ def test_the_worker_runs_no_code_from_the_current_directory(tmp_path, two_cpus, 
     (checkout / "struct.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
     monkeypatch.chdir(checkout)
     entries = _entries(40)
-    placer = Placer.start(len(entries))
-    assert placer is not None
-    try:
-        _place_all(placer, tmp_path / "cache", entries)
-        placer.finish()
-    finally:
-        placer.close()
+    placer = _through_a_worker(tmp_path / "cache", entries)
     assert placer.placed == 40
     assert not marker.exists()
 
