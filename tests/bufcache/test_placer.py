@@ -266,3 +266,40 @@ def test_closing_lets_the_worker_write_what_it_was_sent(tmp_path, two_cpus):
     assert not list((tmp_path / "cache").rglob(".*"))  # no staging directory left behind
     placer.finish()  # nothing left to write, and no worker
     assert placer.placed == 40
+
+
+def test_a_thread_never_waits_for_another_threads_send(tmp_path, two_cpus):
+    """While one thread sends to the worker (here: holds its lock), another places its entry
+    itself, at once."""
+    entries = _entries(PLACER_MIN_ENTRIES)
+    placer = Placer.start(len(entries))
+    assert placer is not None
+    try:
+        module, commit, files, deps, kind, v1_files = entries[0]
+        with placer._lock:
+            placer.place(tmp_path, module, commit, files, deps, digest_type=kind,
+                         v1_files=v1_files)  # fmt: skip
+            assert (module_entry_dir(tmp_path, module, commit, kind) / "module.yaml").is_file()
+        placer.finish()
+    finally:
+        placer.close()
+    assert placer.placed == 0
+
+
+def test_no_descriptors_left_for_a_worker_means_no_worker(monkeypatch, two_cpus):
+    """Out of descriptors at the second pipe: no worker, and none of the descriptors opened
+    for it is left open."""
+    real_pipe = os.pipe
+    made: list[int] = []
+
+    def pipe_once():
+        if made:
+            raise OSError(24, "Too many open files")
+        made.extend(real_pipe())
+        return tuple(made)
+
+    monkeypatch.setattr(placer_module.os, "pipe", pipe_once)
+    before = set(os.listdir("/proc/self/fd"))
+    assert Placer.start(PLACER_MIN_ENTRIES) is None
+    assert len(made) == 2
+    assert set(os.listdir("/proc/self/fd")) == before

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import select
 import socket
 import ssl
 import stat
@@ -981,9 +982,12 @@ def test_a_connection_opened_ahead_that_the_server_closed_is_not_used() -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     served: list[bytes] = []
 
+    closed = threading.Event()
+
     def serve() -> None:
         first, _ = listener.accept()
         first.close()
+        closed.set()
         second, _ = listener.accept()
         served.append(second.recv(65536))
         second.sendall(manifest_answer())
@@ -993,7 +997,8 @@ def test_a_connection_opened_ahead_that_the_server_closed_is_not_used() -> None:
     thread.start()
     registry = open_registry(f"http://127.0.0.1:{listener.getsockname()[1]}")
     registry.preconnect()
-    time.sleep(0.2)  # the server has closed the first connection
+    assert closed.wait(10)
+    assert _until(lambda: registry._preconnected._sock is not None)
     assert registry.read_manifest("t/m", "v1") == (MANIFEST, OCI_MANIFEST)
     thread.join(10)
     assert [r.split(b"\r\n")[0] for r in served] == [f"GET {PATH} HTTP/1.1".encode()]
@@ -1002,26 +1007,46 @@ def test_a_connection_opened_ahead_that_the_server_closed_is_not_used() -> None:
     listener.close()
 
 
-def test_a_connection_that_cannot_be_opened_ahead_is_opened_by_the_read(
+def test_a_connection_that_cannot_be_opened_ahead_leaves_the_read_to_the_full_client(
     scripted, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The direct read does not try again what failed ahead (a host that cannot be reached
+    would cost its time twice): the full client asks, and retries and reports as always."""
     server = scripted(lambda request: manifest_answer())
-    real = _connect.open_connection
     attempts: list[tuple[str, str, int]] = []
 
-    def failing_once(key, tls):
+    def failing(key, tls):
         attempts.append(key)
-        if len(attempts) == 1:
-            raise _connect.CannotConnect("cannot connect (refused)")
-        return real(key, tls)
+        raise _connect.CannotConnect("cannot connect (refused)")
 
-    monkeypatch.setattr(_connect, "open_connection", failing_once)
-    monkeypatch.setattr(direct, "open_connection", failing_once)
+    monkeypatch.setattr(_connect, "open_connection", failing)
+    monkeypatch.setattr(direct, "open_connection", failing)
     registry = open_registry(server.url)
     registry.preconnect()
     assert registry.read_manifest("t/m", "v1") == (MANIFEST, OCI_MANIFEST)
-    assert attempts == [("http", "127.0.0.1", server.port)] * 2
-    assert server.connections == 1
+    assert attempts == [("http", "127.0.0.1", server.port)]  # tried once, ahead
+    assert registry._backend is not None and server.connections == 1  # the client's
+    registry.close()
+
+
+def test_a_tls_connection_opened_ahead_is_used_after_the_servers_session_tickets(
+    scripted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TLS 1.3 server sends session tickets right after the handshake, unasked: the
+    connection is still a fresh one, and the first read goes on it."""
+    files = ensure_tls_files(tmp_path / "tls", ["localhost", "127.0.0.1"])
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.load_cert_chain(files.server_cert, files.server_key)
+    server = scripted(lambda request: manifest_answer(), tls=context)
+    monkeypatch.setenv("SSL_CERT_FILE", str(files.ca_cert))
+    registry = open_registry(server.url)
+    registry.preconnect()
+    assert _until(lambda: registry._preconnected._sock is not None)  # handshake done
+    sock = registry._preconnected._sock
+    assert _until(lambda: bool(select.select([sock], [], [], 0)[0]))  # the tickets are in
+    assert registry.read_manifest("t/m", "v1") == (MANIFEST, OCI_MANIFEST)
+    assert server.connections == 1 and registry._backend is None
     registry.close()
 
 

@@ -95,21 +95,23 @@ class Placer:
 
         # Where this package was imported from (not resolved: a link farm's own tree).
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        theirs_in, ours_out = os.pipe()
-        ours_in, theirs_out = os.pipe()
+        # As isolated from the environment as this process is (-E, -s), and more (-S, -P).
+        flags = ["-S", "-P"] + ["-E"] * sys.flags.ignore_environment
+        flags += ["-s"] * sys.flags.no_user_site
+        opened: list[int] = []
         try:
-            null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                pid = spawn([sys.executable, "-S", "-P", "-c", _WORKER, root], stdin=theirs_in,
-                            stdout=theirs_out, stderr=null, env=dict(os.environ))  # fmt: skip
-            finally:
-                os.close(null)
-        except Exception:  # OSError, or no posix_spawn here: this process writes them all
-            for fd in (theirs_in, ours_out, ours_in, theirs_out):
+            for _ in range(2):
+                opened += os.pipe()
+            theirs_in, ours_out, ours_in, theirs_out = opened
+            opened.append(os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC))
+            pid = spawn([sys.executable, *flags, "-c", _WORKER, root], stdin=theirs_in,
+                        stdout=theirs_out, stderr=opened[-1], env=dict(os.environ))  # fmt: skip
+        except Exception:  # no descriptors, or no posix_spawn here: the fetch writes them all
+            for fd in opened:
                 os.close(fd)
             return None
-        os.close(theirs_in)
-        os.close(theirs_out)
+        for fd in (theirs_in, theirs_out, opened[-1]):
+            os.close(fd)
         os.set_blocking(ours_out, False)
         os.set_blocking(ours_in, False)
         return cls(pid, ours_out, ours_in)
@@ -130,25 +132,13 @@ class Placer:
         entry now). What the worker does not say it wrote, ``finish`` writes here."""
         deps = list(deps)
         entry: _Entry = (cache_dir, module, commit, files, deps, digest_type, v1_files)
-        if sum(map(len, files.values())) <= _MAX_ENTRY_BYTES and self._has_room():
-            body = marshal.dumps(
-                (
-                    str(cache_dir),
-                    (module.registry, module.owner, module.name),
-                    commit,
-                    files,
-                    [((n.registry, n.owner, n.name), c, str(d)) for n, c, d in deps],
-                    digest_type,
-                    v1_files,
-                )
-            )
-            with self._lock:
-                if self._pid is not None:
-                    number = self._count
-                    self._count += 1
-                    self._pending[number] = entry
-                    self._send(FRAME.pack(len(body), number) + body)
+        # Never waiting for another thread's send: a busy lock means this thread writes.
+        if sum(map(len, files.values())) <= _MAX_ENTRY_BYTES and self._lock.acquire(False):
+            try:
+                if self._has_room() and self._send(entry):
                     return
+            finally:
+                self._lock.release()
         from bsr_team_cache.bufcache.v3 import write_module
 
         write_module(cache_dir, module, commit, files, deps, digest_type=digest_type,
@@ -157,10 +147,48 @@ class Placer:
     def _has_room(self) -> bool:
         """Whether the worker runs and has fewer than _QUEUED entries to write (its answers so
         far taken)."""
-        with self._lock:
-            if self._pid is not None and len(self._pending) >= _QUEUED and not self._take():
-                self._give_up()  # it ended
-            return self._pid is not None and len(self._pending) < _QUEUED
+        if self._pid is not None and len(self._pending) >= _QUEUED and not self._take():
+            self._give_up()  # it ended
+        return self._pid is not None and len(self._pending) < _QUEUED
+
+    def _send(self, entry: _Entry) -> bool:
+        """``entry`` sent to the worker, whole (then it waits for its answer); False if the
+        worker has no room for it now (its input is full) or was given up meanwhile (then the
+        caller writes it). A frame begun is finished, waiting for room (within the deadline)."""
+        cache_dir, module, commit, files, deps, digest_type, v1_files = entry
+        body = marshal.dumps(
+            (
+                str(cache_dir),
+                (module.registry, module.owner, module.name),
+                commit,
+                files,
+                [((n.registry, n.owner, n.name), c, str(d)) for n, c, d in deps],
+                digest_type,
+                v1_files,
+            )
+        )
+        view = memoryview(FRAME.pack(len(body), self._count) + body)
+        begun = False
+        while view and self._pid is not None:
+            try:
+                view = view[os.write(self._entries, view) :]
+                begun = True
+                continue
+            except BlockingIOError:
+                if not begun:
+                    return False  # not begun: written by the caller, not waited for
+            except OSError:  # it ended
+                self._give_up()
+                return False
+            if not self._wait(select.POLLOUT):
+                self._give_up()  # the wait ran out
+                return False
+            self._take()  # (its answers pipe is never full: it holds 64 KiB, 13,000 answers)
+        if view:
+            return False
+        self._pending[self._count] = entry
+        self._count += 1
+        return True
 
     def _wait(self, events: int) -> int:
         """Wait for ``events`` (POLLOUT: room in its input; POLLIN: answers or its end); 0 if
@@ -182,24 +210,6 @@ class Placer:
             except InterruptedError:
                 continue
             return found[0][1] if found else 0
-
-    def _send(self, frame: bytes) -> None:
-        """All of ``frame`` to the worker. The worker given up (it ended, or the wait for room
-        ran out): its entries are left for ``finish``."""
-        view = memoryview(frame)
-        while view and self._pid is not None:
-            try:
-                view = view[os.write(self._entries, view) :]
-                continue
-            except BlockingIOError:
-                pass
-            except OSError:  # it ended
-                self._give_up()
-                return
-            if not self._wait(select.POLLOUT):
-                self._give_up()
-                return
-            self._take()  # (its answers pipe is never full: it holds 64 KiB, 13,000 answers)
 
     def _take(self) -> bool:
         """Take what the worker has said so far; False once it has ended (its output closed)."""
@@ -225,14 +235,17 @@ class Placer:
         return True
 
     def _give_up(self) -> None:
-        """Stop the worker now; what it has not said is in place is left to this process."""
+        """Stop the worker now (unless it has ended); what it has not said is in place is left
+        to this process."""
         pid, self._pid = self._pid, None
         self._left.extend(self._pending.values())
         self._pending.clear()
         if pid is not None:
-            from bsr_team_cache._proc import kill_and_reap
+            from bsr_team_cache._proc import kill_and_reap, reap
 
-            kill_and_reap(pid)
+            # Reaped first: one reaped already (SIGCHLD ignored) may have a new owner of its pid.
+            if reap(pid, wait=False) is None:
+                kill_and_reap(pid)
 
     def _end(self) -> None:
         """Tell the worker there is no more, take its answers until it ends (within the

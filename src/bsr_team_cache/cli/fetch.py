@@ -207,18 +207,17 @@ def _fetch(
     layout: LayoutCheck | None = None
     try:
         # With no store yet (a new machine; also False for a path refused), nothing is in place.
-        if (
-            cache is not None
-            and not (update_lock or export or as_json)
-            and os.path.exists(options.store_dir / INDEX_FILE)
-        ):
+        new_machine = not os.path.exists(options.store_dir / INDEX_FILE)
+        if cache is not None and not (update_lock or export or as_json or new_machine):
             layout = start_layout_check(memo=memo)
             if _answered_in_place(project_dir, options, team, cache, layout, quiet):
                 return
         registry = options.open_registry()
         preconnect = getattr(type(registry), "preconnect", None)  # a registry at a URL
-        if preconnect is not None:
-            preconnect(registry)  # the handshake overlaps what the first request waits for
+        if preconnect is not None and new_machine:
+            # Nothing is here: the registry will be read. Its first connection is opened now,
+            # its handshake overlapping what the first request waits for (oci/_connect.py).
+            preconnect(registry)
         pack_read = None
         if not (bundle or update_lock):
             # A cold fetch's first request, made while the rest of the fetch loads (pack_read.py).

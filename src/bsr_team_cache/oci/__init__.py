@@ -114,16 +114,22 @@ class _OnFirstUse:
         a lock, its TCP (and TLS) handshakes then overlap the loading of the fetch and the
         parsing of buf.lock. Nothing is sent on it before that read; unused, it is closed with
         the registry. Not where only the client may connect (a proxy configured)."""
-        if self._direct is not None or self._preconnected is not None or self._direct_off:
-            return
-        from bsr_team_cache._wire import default_ssl_context, proxy_configured
-        from bsr_team_cache.oci._connect import Preconnection, origin_of
+        if not self._direct_lock.acquire(blocking=False):
+            return  # a direct read under way has its connection
+        try:
+            if self._direct is not None or self._preconnected is not None or self._direct_off:
+                return
+            from bsr_team_cache._wire import default_ssl_context, proxy_configured
+            from bsr_team_cache.oci._connect import Preconnection, origin_of
 
-        origin = origin_of(parse_http_registry_url(self._given_url, insecure=self._insecure).base)
-        if origin is None or proxy_configured():
-            return
-        with contextlib.suppress(RuntimeError):  # no thread to be had: the read connects
-            self._preconnected = Preconnection(origin, default_ssl_context)
+            url = parse_http_registry_url(self._given_url, insecure=self._insecure)
+            origin = origin_of(url.base)
+            if origin is None or proxy_configured():
+                return
+            with contextlib.suppress(RuntimeError):  # no thread to be had: the read connects
+                self._preconnected = Preconnection(origin, default_ssl_context)
+        finally:
+            self._direct_lock.release()
 
     def prepare_direct_read(self) -> None:
         """Load and make the direct reader now, in the caller's thread: a read started next in

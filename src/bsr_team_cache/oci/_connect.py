@@ -9,7 +9,7 @@ loaded), so that the TCP handshake, and TLS's, overlap that work instead of foll
 
 from __future__ import annotations
 
-import contextlib
+import select
 import socket
 import threading
 import time
@@ -88,7 +88,7 @@ def open_connection(key: Key, tls: Callable[[], ssl.SSLContext]) -> socket.socke
 class Preconnection:
     """A connection to ``key`` being opened in the background (in the caller's context: within
     its deadline), for the first request to that origin to ``take``. Nothing is sent on it
-    before that request. Failing to connect is no error here: the request connects itself."""
+    before that request."""
 
     def __init__(self, key: Key, tls: Callable[[], ssl.SSLContext]) -> None:
         self.key = key
@@ -108,12 +108,23 @@ class Preconnection:
 
     def take(self) -> socket.socket | None:
         """The connection, once its handshake is done (waited for within the deadline); None
-        if it could not be made, or was taken or closed already."""
-        with contextlib.suppress(Exception):  # could not, or past the deadline: not here
-            self._opening.result("")
+        if it was taken or closed already (the caller connects). CannotConnect if it could not
+        be made: as for the caller's own attempt, which is not made again (its time and the
+        resolver's are not spent twice on a host that cannot be reached)."""
+        failure: Exception | None = None
+        try:
+            self._opening.result("cannot connect (timed out)")
+        except CannotConnect as exc:
+            failure = exc
+        except Exception as exc:  # past the deadline (RegistryError), or what the thread met
+            failure = CannotConnect(str(exc))
         with self._lock:
+            if self._over:
+                return None
             self._over = True
             sock, self._sock = self._sock, None
+        if sock is None and failure is not None:
+            raise failure
         return sock
 
     def close(self) -> None:
@@ -124,3 +135,25 @@ class Preconnection:
             sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()
+
+
+def unused(sock: socket.socket) -> bool:
+    """Whether a connection nobody has sent on yet is still good to send a request on: the
+    server has neither closed it nor sent anything but TLS's own records (a TLS 1.3 server
+    sends its session tickets after the handshake, unasked)."""
+    readable = getattr(sock, "pending", None)
+    poller = select.poll()  # (select.select cannot wait on descriptors past 1023)
+    poller.register(sock, select.POLLIN)
+    for _ in range(16):  # tickets: a few records at most
+        try:
+            if (readable is not None and readable()) or poller.poll(0):
+                if readable is None:
+                    return False  # plain TCP: the server's close, or bytes nobody asked for
+                sock.settimeout(0)
+                sock.recv(1)  # TLS records are processed; application data is not expected
+                return False
+            return True
+        except OSError as exc:  # ssl.SSLWantReadError: only TLS's own records came
+            if type(exc).__name__ != "SSLWantReadError":
+                return False
+    return False

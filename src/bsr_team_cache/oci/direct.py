@@ -52,7 +52,13 @@ from bsr_team_cache._wire import (
 )
 from bsr_team_cache.errors import BSRTeamCacheError, RegistryError
 from bsr_team_cache.limits import limits
-from bsr_team_cache.oci._connect import CannotConnect, Key, Preconnection, open_connection
+from bsr_team_cache.oci._connect import (
+    CannotConnect,
+    Key,
+    Preconnection,
+    open_connection,
+    unused,
+)
 from bsr_team_cache.oci.base import (
     MANIFEST_ACCEPT,
     document_limit,
@@ -288,14 +294,14 @@ class Session:
         """A connection to ``key``: the one opened ahead for it (``preconnected``), else a new
         one (oci/_connect.py); an unreachable host is the full client's to retry and report."""
         ahead = self._preconnected
-        if ahead is not None and ahead.key == key:
-            self._preconnected = None
-            sock = ahead.take()
-            if sock is not None and not _has_news(sock):  # not closed by the server meanwhile
-                return sock
-            if sock is not None:
-                sock.close()
         try:
+            if ahead is not None and ahead.key == key:
+                self._preconnected = None
+                sock = ahead.take()  # CannotConnect: not tried again here
+                if sock is not None and unused(sock):  # not closed by the server meanwhile
+                    return sock
+                if sock is not None:
+                    sock.close()
             return open_connection(key, self._tls)
         except CannotConnect as exc:
             raise NotAnswered(str(exc)) from None
