@@ -220,9 +220,8 @@ def test_descriptors_past_1023_are_waited_on(tmp_path, two_cpus):
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def test_a_worker_too_slow_for_the_deadline_is_stopped_and_its_entries_written_here(tmp_path):
-    """A worker that never reads (here: sleep): once its input is full, the fetch waits for it
-    only until the deadline, then stops it and writes everything itself."""
+def _sleeping_worker() -> tuple[Placer, int]:
+    """A placer whose worker never reads nor answers (sleep), and its pid."""
     theirs_in, ours_out = os.pipe()
     ours_in, theirs_out = os.pipe()
     pid = spawn(["/bin/sleep", "60"], stdin=theirs_in, stdout=theirs_out, stderr=2,
@@ -231,25 +230,51 @@ def test_a_worker_too_slow_for_the_deadline_is_stopped_and_its_entries_written_h
     os.close(theirs_out)
     os.set_blocking(ours_out, False)
     os.set_blocking(ours_in, False)
-    placer = Placer(pid, ours_out, ours_in)
+    return Placer(pid, ours_out, ours_in), pid
+
+
+def test_a_worker_too_slow_for_the_deadline_is_stopped_and_its_entries_written_here(
+    tmp_path, monkeypatch
+):
+    """A worker that never answers: the fetch sends it _QUEUED entries, writes the others
+    itself at once, and at its end waits for it only until the deadline, then stops it and
+    writes those too."""
+    monkeypatch.setattr(placer_module, "_READY_SECONDS", 600.0)  # the deadline decides
+    placer, pid = _sleeping_worker()
     entries = _entries(40)
-    big = {f"acme/big/f{k}.proto": os.urandom(4096) for k in range(64)}  # past a pipe's 64 KiB
     started = time.monotonic()
     try:
+        _place_all(placer, tmp_path / "cache", entries)
+        assert len(placer._pending) == placer_module._QUEUED
         with deadline_scope(0.5):
-            placer.place(tmp_path / "cache", MONEY, MONEY_COMMIT, big, [], digest_type="b5")
-            _place_all(placer, tmp_path / "cache", entries)
-        placer.finish()
+            placer.finish()
     finally:
         placer.close()
     assert time.monotonic() - started < 30  # the deadline, not sleep's 60 s
     assert reap(pid, wait=False) == -1  # stopped and reaped
     assert placer.placed == 0
-    assert _tree(module_entry_dir(tmp_path / "cache", MONEY, MONEY_COMMIT) / "files") == big
-    for module, commit, _, _, kind, _ in entries:
-        assert (
-            module_entry_dir(tmp_path / "cache", module, commit, kind) / "module.yaml"
-        ).is_file()
+    for module, commit, files, _, kind, _ in entries:
+        assert _tree(module_entry_dir(tmp_path / "cache", module, commit, kind) / "files") == files
+
+
+def test_an_entry_its_input_has_no_room_for_is_written_here_at_once(tmp_path, monkeypatch):
+    """Frames sent and not answered never exceed what the worker's input holds: one that would
+    is written by the fetch's thread at once, never waited for (here the worker never reads)."""
+    monkeypatch.setattr(placer_module, "_READY_SECONDS", 0.2)  # closing does not wait longer
+    placer, pid = _sleeping_worker()
+    share = placer._capacity * 6 // 10
+    first = {"acme/a/a.proto": b"a" * share}
+    second = {"acme/b/b.proto": b"b" * share}
+    other = ModuleName("localhost:8443", "acme", "other")
+    try:
+        placer.place(tmp_path, MONEY, MONEY_COMMIT, first, [], digest_type="b5")
+        assert not module_entry_dir(tmp_path, MONEY, MONEY_COMMIT).exists()  # sent, waiting
+        placer.place(tmp_path, other, MONEY_COMMIT, second, [], digest_type="b5")
+        assert _tree(module_entry_dir(tmp_path, other, MONEY_COMMIT) / "files") == second
+        assert list(placer._pending) == [0]
+    finally:
+        placer.close()
+    assert reap(pid, wait=False) == -1
 
 
 def test_closing_lets_the_worker_write_what_it_was_sent(tmp_path, two_cpus):

@@ -15,6 +15,7 @@ its input does, so also when the fetch is killed.
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
 import select
@@ -57,6 +58,22 @@ _WORKER = (
 _Entry = tuple  # write_module's arguments, as ``place`` takes them
 
 
+def _pipe_capacity(fd: int) -> int:
+    """The bytes the pipe ``fd`` holds, made 1 MiB where the system allows (Linux; the most an
+    unprivileged process may ask by default), less a page: frames sent and not yet read, in
+    all, never exceed it."""
+    import fcntl
+
+    setting, getting = getattr(fcntl, "F_SETPIPE_SZ", None), getattr(fcntl, "F_GETPIPE_SZ", None)
+    size = 16 << 10  # the least a pipe holds (macOS)
+    with contextlib.suppress(OSError):
+        if setting is not None:
+            fcntl.fcntl(fd, setting, _MAX_ENTRY_BYTES)
+        if getting is not None:
+            size = fcntl.fcntl(fd, getting)
+    return max(0, size - 4096)
+
+
 def usable_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -73,7 +90,9 @@ class Placer:
         self._entries, self._answers = entries, answers  # our ends of its stdin, its stdout
         self._started = time.monotonic()
         self._ready = False  # it said its code is loaded
-        self._pending: dict[int, _Entry] = {}  # sent, not yet said to be in place
+        self._pending: dict[int, tuple[_Entry, int]] = {}  # sent (frame's size), not answered
+        self._in_flight = 0  # bytes of those frames: at most what its input holds
+        self._capacity = _pipe_capacity(entries)
         self._left: list[_Entry] = []  # for this process to write
         self._count = 0
         self._partial = b""  # the start of an answer not read whole yet
@@ -97,7 +116,7 @@ class Placer:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         # As isolated from the environment as this process is (-E, -s), and more (-S, -P).
         flags = ["-S", "-P"] + ["-E"] * sys.flags.ignore_environment
-        flags += ["-s"] * sys.flags.no_user_site
+        flags += ["-s"] * sys.flags.no_user_site + ["-B"] * sys.flags.dont_write_bytecode
         opened: list[int] = []
         try:
             for _ in range(2):
@@ -133,9 +152,10 @@ class Placer:
         deps = list(deps)
         entry: _Entry = (cache_dir, module, commit, files, deps, digest_type, v1_files)
         # Never waiting for another thread's send: a busy lock means this thread writes.
-        if sum(map(len, files.values())) <= _MAX_ENTRY_BYTES and self._lock.acquire(False):
+        size = sum(map(len, files.values()))
+        if size <= _MAX_ENTRY_BYTES and self._lock.acquire(False):
             try:
-                if self._has_room() and self._send(entry):
+                if self._has_room(size) and self._send(entry):
                     return
             finally:
                 self._lock.release()
@@ -144,17 +164,23 @@ class Placer:
         write_module(cache_dir, module, commit, files, deps, digest_type=digest_type,
                      v1_files=v1_files)  # fmt: skip
 
-    def _has_room(self) -> bool:
-        """Whether the worker runs and has fewer than _QUEUED entries to write (its answers so
-        far taken)."""
-        if self._pid is not None and len(self._pending) >= _QUEUED and not self._take():
+    def _has_room(self, size: int) -> bool:
+        """Whether the worker runs, has fewer than _QUEUED entries to write, and its input room
+        for ``size`` more bytes (its answers so far taken)."""
+        full = len(self._pending) >= _QUEUED or self._in_flight + size > self._capacity
+        if self._pid is not None and full and not self._take():
             self._give_up()  # it ended
-        return self._pid is not None and len(self._pending) < _QUEUED
+        return (
+            self._pid is not None
+            and len(self._pending) < _QUEUED
+            and self._in_flight + size <= self._capacity
+        )
 
     def _send(self, entry: _Entry) -> bool:
-        """``entry`` sent to the worker, whole (then it waits for its answer); False if the
-        worker has no room for it now (its input is full) or was given up meanwhile (then the
-        caller writes it). A frame begun is finished, waiting for room (within the deadline)."""
+        """``entry`` sent to the worker, whole (then it waits for its answer); False if its
+        input has no room for it now (then the caller writes it, at once) or the worker was
+        given up meanwhile. Frames sent and not answered never exceed what the worker's input
+        holds, so a frame is written whole by one write that does not wait."""
         cache_dir, module, commit, files, deps, digest_type, v1_files = entry
         body = marshal.dumps(
             (
@@ -167,26 +193,27 @@ class Placer:
                 v1_files,
             )
         )
-        view = memoryview(FRAME.pack(len(body), self._count) + body)
-        begun = False
+        frame = FRAME.pack(len(body), self._count) + body
+        if self._in_flight + len(frame) > self._capacity:
+            return False
+        view = memoryview(frame)
         while view and self._pid is not None:
             try:
                 view = view[os.write(self._entries, view) :]
-                begun = True
                 continue
-            except BlockingIOError:
-                if not begun:
-                    return False  # not begun: written by the caller, not waited for
+            except BlockingIOError:  # (a pipe's pages not all full: not expected)
+                pass
             except OSError:  # it ended
                 self._give_up()
                 return False
             if not self._wait(select.POLLOUT):
                 self._give_up()  # the wait ran out
                 return False
-            self._take()  # (its answers pipe is never full: it holds 64 KiB, 13,000 answers)
+            self._take()
         if view:
             return False
-        self._pending[self._count] = entry
+        self._pending[self._count] = (entry, len(frame))
+        self._in_flight += len(frame)
         self._count += 1
         return True
 
@@ -227,10 +254,15 @@ class Placer:
             if number == READY:
                 self._ready = True
                 continue
-            entry = self._pending.pop(number, None)
-            if entry is not None and not placed:
+            sent = self._pending.pop(number, None)
+            if sent is None:
+                continue
+            entry, size = sent
+            self._in_flight -= size
+            if placed:
+                self.placed += 1
+            else:
                 self._left.append(entry)  # this process writes it, and says what went wrong
-            self.placed += bool(entry is not None and placed)
         self._partial = data[whole:]
         return True
 
@@ -238,8 +270,9 @@ class Placer:
         """Stop the worker now (unless it has ended); what it has not said is in place is left
         to this process."""
         pid, self._pid = self._pid, None
-        self._left.extend(self._pending.values())
+        self._left.extend(entry for entry, _ in self._pending.values())
         self._pending.clear()
+        self._in_flight = 0
         if pid is not None:
             from bsr_team_cache._proc import kill_and_reap, reap
 

@@ -144,16 +144,20 @@ def unused(sock: socket.socket) -> bool:
     readable = getattr(sock, "pending", None)
     poller = select.poll()  # (select.select cannot wait on descriptors past 1023)
     poller.register(sock, select.POLLIN)
-    for _ in range(16):  # tickets: a few records at most
-        try:
-            if (readable is not None and readable()) or poller.poll(0):
-                if readable is None:
-                    return False  # plain TCP: the server's close, or bytes nobody asked for
-                sock.settimeout(0)
-                sock.recv(1)  # TLS records are processed; application data is not expected
-                return False
-            return True
-        except OSError as exc:  # ssl.SSLWantReadError: only TLS's own records came
-            if type(exc).__name__ != "SSLWantReadError":
-                return False
-    return False
+    timeout = sock.gettimeout()
+    try:
+        for _ in range(16):  # tickets: a few records at most
+            try:
+                if (readable is not None and readable()) or poller.poll(0):
+                    if readable is None:
+                        return False  # plain TCP: the server's close, or bytes unasked for
+                    sock.settimeout(0)
+                    sock.recv(1)  # TLS records are processed; data is not expected
+                    return False
+                return True
+            except OSError as exc:  # ssl.SSLWantReadError: only TLS's own records came
+                if type(exc).__name__ != "SSLWantReadError":
+                    return False
+        return False
+    finally:
+        sock.settimeout(timeout)

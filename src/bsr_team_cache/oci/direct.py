@@ -477,8 +477,10 @@ def _has_news(sock: socket.socket) -> bool:
     pending = getattr(sock, "pending", None)  # bytes TLS has decrypted and not handed over
     if pending is not None and pending():
         return True
+    poller = select.poll()  # (select.select cannot wait on descriptors past 1023)
     try:
-        return bool(select.select([sock], [], [], 0)[0])
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
 
