@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bsr_team_cache._cpus import usable_cpus
 from bsr_team_cache._deadline import seconds_left
 from bsr_team_cache.bufcache._place_worker import ANSWER, FRAME, READY
 
@@ -72,13 +73,6 @@ def _pipe_capacity(fd: int) -> int:
         if getting is not None:
             size = fcntl.fcntl(fd, getting)
     return max(0, size - 4096)
-
-
-def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 class Placer:

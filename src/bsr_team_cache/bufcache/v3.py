@@ -170,9 +170,11 @@ class EntryWriter:
     def add_all(self, files: dict[str, bytes]) -> None:
         """Every file of a module held in memory; a large module by several threads."""
         paths = list(files)
-        workers = 1  # os.cpu_count() reads a file: asked only for a module large enough
+        workers = 1  # the CPUs are counted (files read) only for a module large enough
         if len(paths) >= _THREADED_WRITE_FILES:
-            workers = min(_WRITER_THREADS, os.cpu_count() or 1)
+            from bsr_team_cache._cpus import usable_cpus
+
+            workers = min(_WRITER_THREADS, usable_cpus())
         if workers < 2:
             for rel in paths:
                 self.add(rel, (files[rel],))

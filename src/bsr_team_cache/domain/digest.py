@@ -185,7 +185,11 @@ def _worth_a_second_thread(paths: list[str]) -> bool:
     """hashlib drops the GIL only for updates over 2 KiB, and every GIL hand-off costs a few
     microseconds: a second thread pays off when files are large enough (googleapis averages
     ~9 KB: +20 %), and costs ~8 % on trees of tiny files. Sample a few sizes to choose."""
-    if len(paths) < 64 or (os.cpu_count() or 1) < 2:
+    if len(paths) < 64:
+        return False
+    from bsr_team_cache._cpus import usable_cpus
+
+    if usable_cpus() < 2:
         return False
     step = max(1, len(paths) // 32)
     sample = paths[::step][:32]

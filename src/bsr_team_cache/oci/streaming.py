@@ -14,7 +14,6 @@ file or staging directory is left behind.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
@@ -238,8 +237,9 @@ class _FileWorkers:
 
 def file_threads() -> int:
     """Threads that hash and write a streamed layer's files (none on one core)."""
-    cores = os.cpu_count() or 1
-    return 0 if cores < 2 else _FILE_THREADS
+    from bsr_team_cache._cpus import usable_cpus
+
+    return 0 if usable_cpus() < 2 else _FILE_THREADS
 
 
 def stream_files_layer(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -120,7 +119,9 @@ def _cpu_pool(run: _Run, layer_sizes: Sequence[int]) -> ContextThreadPool | _InC
     1.1-1.25x as long as 2 on two cores)."""
     if len(layer_sizes) < 2 or max(layer_sizes) < _IN_CALLER_MODULE_BYTES:
         return _InCaller()
-    return _pool(max(1, min(run.parallel, len(layer_sizes), os.cpu_count() or 1)))
+    from bsr_team_cache._cpus import usable_cpus
+
+    return _pool(max(1, min(run.parallel, len(layer_sizes), usable_cpus())))
 
 
 @record
