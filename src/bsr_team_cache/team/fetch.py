@@ -194,7 +194,7 @@ class _Run:
         """buf's cache entry for ``dep``, written as soon as its artifact is in and checked
         (from the worker that pulled it: writing overlaps the other transfers; a streamed
         module's entry is staged already and only renamed into place), or handed to the
-        placing process when there is one (``placing``)."""
+        placing process when there is one (``_placing``)."""
         if self.buf_cache is not None:
             write_cache_entry(self.buf_cache, dep, artifact, self.placer)
 
