@@ -32,9 +32,12 @@ def spawn(argv: list[str], *, stdin: int, stdout: int, stderr: int, env: dict[st
 
 
 def kill_and_reap(pid: int) -> int:
-    """SIGKILL the session ``pid`` leads (or the process alone, where it has no session of its
-    own), and reap it; its exit code (-1 if it was reaped already). The pid must not be
-    reaped yet: until then it is still the child's."""
+    """Reap the child ``pid``, SIGKILLing first the session it leads (or the process alone,
+    where it has no session of its own) if it has not ended; its exit code (-1 if it was
+    reaped already). Never a kill once it is reaped: its pid may be another's then."""
+    ended = reap(pid, wait=False)
+    if ended is not None:
+        return ended
     try:
         os.killpg(pid, signal.SIGKILL)
     except OSError:

@@ -139,10 +139,11 @@ class Placer:
         *,
         digest_type: str,
         v1_files: dict[str, bytes] | None = None,
-    ) -> None:
-        """write_module's work: handed to the worker, unless it has enough queued already or
-        the entry is large (then this thread, which would otherwise wait for it, writes the
-        entry now). What the worker does not say it wrote, ``finish`` writes here."""
+    ) -> bool:
+        """write_module's work: handed to the worker (True), unless it has enough queued
+        already or the entry is large (then this thread, which would otherwise wait for it,
+        writes the entry now: write_module's answer). What the worker does not say it wrote,
+        ``finish`` writes here."""
         deps = list(deps)
         entry: _Entry = (cache_dir, module, commit, files, deps, digest_type, v1_files)
         # Never waiting for another thread's send: a busy lock means this thread writes.
@@ -150,25 +151,21 @@ class Placer:
         if size <= _MAX_ENTRY_BYTES and self._lock.acquire(False):
             try:
                 if self._has_room(size) and self._send(entry):
-                    return
+                    return True
             finally:
                 self._lock.release()
-        from bsr_team_cache.bufcache.v3 import write_module
-
-        write_module(cache_dir, module, commit, files, deps, digest_type=digest_type,
-                     v1_files=v1_files)  # fmt: skip
+        return _write_here(entry)
 
     def _has_room(self, size: int) -> bool:
         """Whether the worker runs, has fewer than _QUEUED entries to write, and its input room
         for ``size`` more bytes (its answers so far taken)."""
-        full = len(self._pending) >= _QUEUED or self._in_flight + size > self._capacity
-        if self._pid is not None and full and not self._take():
+
+        def room() -> bool:
+            return len(self._pending) < _QUEUED and self._in_flight + size <= self._capacity
+
+        if self._pid is not None and not room() and not self._take():
             self._give_up()  # it ended
-        return (
-            self._pid is not None
-            and len(self._pending) < _QUEUED
-            and self._in_flight + size <= self._capacity
-        )
+        return self._pid is not None and room()
 
     def _send(self, entry: _Entry) -> bool:
         """``entry`` sent to the worker, whole (then it waits for its answer); False if its
@@ -268,11 +265,9 @@ class Placer:
         self._pending.clear()
         self._in_flight = 0
         if pid is not None:
-            from bsr_team_cache._proc import kill_and_reap, reap
+            from bsr_team_cache._proc import kill_and_reap
 
-            # Reaped first: one reaped already (SIGCHLD ignored) may have a new owner of its pid.
-            if reap(pid, wait=False) is None:
-                kill_and_reap(pid)
+            kill_and_reap(pid)
 
     def _end(self) -> None:
         """Tell the worker there is no more, take its answers until it ends (within the
@@ -292,12 +287,8 @@ class Placer:
         with self._lock:
             self._end()
             left, self._left = self._left, []
-        from bsr_team_cache.bufcache.v3 import write_module
-
-        for cache_dir, module, commit, files, deps, digest_type, v1_files in left:
-            write_module(
-                cache_dir, module, commit, files, deps, digest_type=digest_type, v1_files=v1_files
-            )
+        for entry in left:
+            _write_here(entry)
 
     def close(self) -> None:
         """End the worker (it writes what it was sent, within the deadline) and close our ends.
@@ -312,3 +303,13 @@ class Placer:
                     if fd >= 0:
                         os.close(fd)
                 self._entries = self._answers = -1
+
+
+def _write_here(entry: _Entry) -> bool:
+    """write_module of ``entry``, by this process."""
+    from bsr_team_cache.bufcache.v3 import write_module
+
+    cache_dir, module, commit, files, deps, digest_type, v1_files = entry
+    return write_module(
+        cache_dir, module, commit, files, deps, digest_type=digest_type, v1_files=v1_files
+    )

@@ -137,10 +137,10 @@ class Preconnection:
             sock.close()
 
 
-def unused(sock: socket.socket) -> bool:
-    """Whether a connection nobody has sent on yet is still good to send a request on: the
-    server has neither closed it nor sent anything but TLS's own records (a TLS 1.3 server
-    sends its session tickets after the handshake, unasked)."""
+def quiet(sock: socket.socket) -> bool:
+    """Whether a connection not in use (new, or idle after an answer read whole) is good to
+    send a request on: the server has neither closed it nor sent anything but TLS's own records
+    (a TLS 1.3 server sends its session tickets after the handshake, unasked)."""
     readable = getattr(sock, "pending", None)
     poller = select.poll()  # (select.select cannot wait on descriptors past 1023)
     poller.register(sock, select.POLLIN)

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import select
 import socket
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, TypeVar
@@ -57,7 +56,7 @@ from bsr_team_cache.oci._connect import (
     Key,
     Preconnection,
     open_connection,
-    unused,
+    quiet,
 )
 from bsr_team_cache.oci.base import (
     MANIFEST_ACCEPT,
@@ -298,7 +297,7 @@ class Session:
             if ahead is not None and ahead.key == key:
                 self._preconnected = None
                 sock = ahead.take()  # CannotConnect: not tried again here
-                if sock is not None and unused(sock):  # not closed by the server meanwhile
+                if sock is not None and quiet(sock):  # not closed by the server meanwhile
                     return sock
                 if sock is not None:
                     sock.close()
@@ -367,7 +366,7 @@ class Session:
         request = text.encode("ascii") + (body or b"")
         key = (parts.scheme, parts.hostname, port)
         idle = self._idle.pop(key, None)
-        if idle is not None and (method not in ("GET", "HEAD") or _has_news(idle)):
+        if idle is not None and (method not in ("GET", "HEAD") or not quiet(idle)):
             # Not reused when closed by the server or holding what nobody asked for; nor for
             # a request this session never sends twice (a token POST): a close on its way
             # cannot be seen in time, and only a read may be sent again on another connection.
@@ -470,19 +469,6 @@ class Opened:
 
 class Interrupted(Exception):
     """A body cut short: the rest may be asked for from where it stopped."""
-
-
-def _has_news(sock: socket.socket) -> bool:
-    """Whether an idle connection has something to read (data, or the server's close)."""
-    pending = getattr(sock, "pending", None)  # bytes TLS has decrypted and not handed over
-    if pending is not None and pending():
-        return True
-    poller = select.poll()  # (select.select cannot wait on descriptors past 1023)
-    try:
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(0))
-    except (OSError, ValueError):
-        return True
 
 
 class _Unused(Exception):

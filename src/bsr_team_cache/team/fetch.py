@@ -357,7 +357,7 @@ def write_cache_entry(
     if isinstance(artifact, StreamedModule):
         return artifact.place(deps, v1_files)
     write = write_module if placer is None else placer.place
-    written = write(
+    return write(
         buf_cache,
         artifact.module,
         artifact.commit,
@@ -366,7 +366,6 @@ def write_cache_entry(
         digest_type=SHAKE256 if b4 else B5,
         v1_files=v1_files,
     )
-    return written is not False
 
 
 def _resolve_and_obtain(
@@ -566,7 +565,7 @@ def _placing(run: _Run, entries: int) -> Iterator[None]:
     enough of them (bufcache/placer.py); every one written when the block ends. A block that
     fails leaves those the process had not written yet unwritten (buf's cache only ever lacks
     entries)."""
-    if run.buf_cache is None or entries < 2:
+    if run.buf_cache is None or entries < 2:  # one entry: no worker (nor its module loaded)
         yield
         return
     from bsr_team_cache.bufcache.placer import Placer
