@@ -8,8 +8,9 @@ limits are set once (the CLI does it from its settings); library callers may cal
 from __future__ import annotations
 
 MiB = 1 << 20
-# Proto text compresses 4-10x with gzip; long runs of zeros (a bomb) ~1000x. Past the floor,
-# decompressed output more than INFLATE_RATIO times the input read so far is refused.
+# Proto text compresses 4-10x (gzip; a little more with zstd); long runs of zeros (a bomb)
+# ~1000x. Past the floor, decompressed output more than INFLATE_RATIO times the input read so
+# far is refused.
 INFLATE_RATIO = 200
 INFLATE_RATIO_FLOOR = 16 * MiB
 # A v1 module's own buf.yaml or buf.lock (kept for b4 entries of buf's cache): a few KB in

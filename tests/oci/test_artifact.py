@@ -115,13 +115,17 @@ def test_config_is_embedded_and_labels_recorded(tmp_path):
 
 
 def _padded_layers() -> dict[str, bytes]:
-    """Layers with the right files and something more a peer could add."""
+    """Layers with the right files and something more a peer could add (zstd, as written; and
+    gzip, as written before)."""
     import gzip
     import io
     import tarfile
 
+    from bsr_team_cache.oci.compression import zstd_module
+
+    zstd = zstd_module()
     exact = files_layer(FILES)
-    raw = gzip.decompress(exact)
+    raw = zstd.decompress(exact)
     hidden = io.BytesIO()
     with tarfile.open(fileobj=hidden, mode="w") as tar:
         info = tarfile.TarInfo("../evil.sh")
@@ -135,11 +139,12 @@ def _padded_layers() -> dict[str, bytes]:
         out.write(raw)
     return {
         "trailing bytes": exact + b"\x00garbage" * 1000,
-        "a second gzip member": exact + gzip.compress(b"more"),
-        "members after one zero block": gzip.compress(
+        "a second zstd frame": exact + zstd.compress(b"more"),
+        "members after one zero block": zstd.compress(
             raw[:archive_end] + bytes(512) + hidden.getvalue()
         ),
-        "zero padding past tar's records": gzip.compress(raw + bytes(128 << 10)),
+        "zero padding past tar's records": zstd.compress(raw + bytes(128 << 10)),
+        "a second gzip member": gzip.compress(raw, mtime=0) + gzip.compress(b"more"),
         "a file name in the gzip header": named.getvalue(),
     }
 

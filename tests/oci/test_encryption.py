@@ -4,6 +4,7 @@ annotations, rewrapping, and interoperability with skopeo against a real Distrib
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 import subprocess
@@ -33,6 +34,7 @@ from bsr_team_cache.oci.artifact import (
     rewrap_module,
 )
 from bsr_team_cache.oci.base import OCI_MANIFEST, sha256_digest
+from bsr_team_cache.oci.compression import GZIP_LAYER_MEDIA_TYPE, zstd_module
 from bsr_team_cache.oci.encryption import (
     ANN_KEYS_JWE,
     ANN_PUBOPTS,
@@ -69,6 +71,8 @@ from bsr_team_cache.team.bundles import (
 )
 
 LAYER = files_layer({"acme/pets/v1/pets.proto": b'syntax = "proto3";\n' * 50, "LICENSE": b"MIT\n"})
+# The same tar as gzip: the standard OCI layer type's compression, and our layers' before zstd.
+GZIP_LAYER = gzip.compress(zstd_module().decompress(LAYER), mtime=0)
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 BUF_LAYER = LAYER_MEDIA_TYPE
 WHERE = "registry/repo:tag"
@@ -99,7 +103,7 @@ def _with_json(annotations: dict[str, str], name: str, change) -> dict[str, str]
 @pytest.mark.parametrize("kind", ["rsa", "p256", "p384", "p521"])
 def test_round_trip_for_each_key_type(keys, kind):
     layer = encrypt_layer(LAYER, BUF_LAYER, [public_key_pem(keys[kind])])
-    assert layer.media_type == "application/vnd.buf.module.files.v1.tar+gzip+encrypted"
+    assert layer.media_type == "application/vnd.buf.module.files.v1.tar+zstd+encrypted"
     assert len(layer.data) == len(LAYER)  # CTR: no padding
     assert layer.data != LAYER
     assert sorted(layer.annotations) == [ANN_KEYS_JWE, ANN_PUBOPTS]
@@ -455,9 +459,8 @@ def _host(distribution) -> str:
 
 
 def _image_config(layer: bytes) -> bytes:
-    import gzip
-
-    diff_id = "sha256:" + hashlib.sha256(gzip.decompress(layer)).hexdigest()
+    plain = gzip.decompress(layer) if layer[:2] == b"\x1f\x8b" else zstd_module().decompress(layer)
+    diff_id = "sha256:" + hashlib.sha256(plain).hexdigest()
     return json.dumps(
         {
             "architecture": "amd64",
@@ -514,19 +517,21 @@ def _write_oci_layout(root: Path, layer: bytes, layer_type: str, config_type: st
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "layer_type,config_type",
+    "layer_type,config_type,plain",
     [
-        (OCI_LAYER, "application/vnd.oci.image.config.v1+json"),
-        (BUF_LAYER, "application/vnd.buf.module.config.v1+json"),
+        (OCI_LAYER, "application/vnd.oci.image.config.v1+json", GZIP_LAYER),
+        (BUF_LAYER, "application/vnd.buf.module.config.v1+json", LAYER),
+        (GZIP_LAYER_MEDIA_TYPE, "application/vnd.buf.module.config.v1+json", GZIP_LAYER),
     ],
+    ids=["oci-gzip", "ours-zstd", "ours-gzip"],
 )
-def test_skopeo_decrypts_our_layers(distribution, tmp_path, keys, layer_type, config_type):
+def test_skopeo_decrypts_our_layers(distribution, tmp_path, keys, layer_type, config_type, plain):
     """We encrypt for an RSA and an EC member; skopeo copy --decryption-key with either
-    private key writes the plain layer (also for our own module layer media type)."""
+    private key writes the plain layer (also for our own module layer media types)."""
     registry = HTTPRegistry(distribution.url)
-    repo = f"interop/ours-{layer_type.rsplit('.', 2)[-2]}"
-    layer = encrypt_layer(LAYER, layer_type, [keys["rsa"].public_key(), keys["p256"].public_key()])
-    config = _image_config(LAYER)
+    repo = f"interop/ours-{layer_type.rsplit('.', 2)[-2]}-{layer_type.rsplit('+', 1)[-1]}"
+    layer = encrypt_layer(plain, layer_type, [keys["rsa"].public_key(), keys["p256"].public_key()])
+    config = _image_config(plain)
     registry.push_blob(repo, config, sha256_digest(config))
     registry.push_blob(repo, layer.data, layer.digest)
     descriptor = {
@@ -550,11 +555,11 @@ def test_skopeo_decrypts_our_layers(distribution, tmp_path, keys, layer_type, co
             cwd=tmp_path,
         )
         assert result.returncode == 0, result.stderr
-        plain_hex = sha256_digest(LAYER).removeprefix("sha256:")
-        assert (out / plain_hex).read_bytes() == LAYER
+        plain_hex = sha256_digest(plain).removeprefix("sha256:")
+        assert (out / plain_hex).read_bytes() == plain
         copied = json.loads((out / "manifest.json").read_text())
         assert copied["layers"] == [
-            {"mediaType": layer_type, "digest": sha256_digest(LAYER), "size": len(LAYER)}
+            {"mediaType": layer_type, "digest": sha256_digest(plain), "size": len(plain)}
         ]
     # a key that is not a recipient gets nothing
     outsider = tmp_path / "outsider.pem"
@@ -579,7 +584,7 @@ def test_we_decrypt_what_skopeo_encrypts(distribution, tmp_path, keys):
     """skopeo copy --encryption-key jwe:<pub> for an RSA and an EC key; we read the manifest
     and the layer from the registry and decrypt them with either private key."""
     source = tmp_path / "layout"
-    _write_oci_layout(source, LAYER, OCI_LAYER, "application/vnd.oci.image.config.v1+json")
+    _write_oci_layout(source, GZIP_LAYER, OCI_LAYER, "application/vnd.oci.image.config.v1+json")
     pubs = []
     for name in ("rsa", "p256"):
         path = tmp_path / f"{name}.pub.pem"
@@ -601,7 +606,7 @@ def test_we_decrypt_what_skopeo_encrypts(distribution, tmp_path, keys):
     assert descriptor["mediaType"] == OCI_LAYER + "+encrypted"
     assert recipient_count(descriptor["annotations"]) == 2
     data = registry.read_blob(repo, descriptor["digest"])
-    assert data != LAYER
+    assert data != GZIP_LAYER
     for name in ("rsa", "p256"):
         plain = decrypt_layer(
             data,
@@ -611,11 +616,11 @@ def test_we_decrypt_what_skopeo_encrypts(distribution, tmp_path, keys):
             WHERE,
             plain_media_types=[OCI_LAYER],
         )
-        assert plain == LAYER
+        assert plain == GZIP_LAYER
     # rewrapped by us for another member, skopeo's layer still decrypts for them
     rewrapped = rewrap(descriptor["annotations"], keys["p256"], [keys["p521"].public_key()])
     plain = decrypt_layer(data, descriptor["mediaType"], rewrapped, [keys["p521"]], WHERE)
-    assert plain == LAYER
+    assert plain == GZIP_LAYER
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import pytest
 from bsr_team_cache.errors import InvalidContentError
 from bsr_team_cache.limits import INFLATE_RATIO_FLOOR
 from bsr_team_cache.oci import layer
+from bsr_team_cache.oci.artifact import LAYER_MEDIA_TYPE
 from bsr_team_cache.oci.layer import (
     LARGE_LAYER_SLOTS,
     decode_files_layer,
@@ -30,29 +31,31 @@ def _free_slots() -> int:
 
 def test_a_large_decode_takes_a_slot_and_gives_it_back():
     assert _free_slots() == LARGE_LAYER_SLOTS
-    files, _ = decode_files_layer(LARGE, "test")
+    files, _ = decode_files_layer(LARGE, "test", LAYER_MEDIA_TYPE)
     assert len(files["big.proto"]) == INFLATE_RATIO_FLOOR + 1024
     assert _free_slots() == LARGE_LAYER_SLOTS
-    decode_files_layer(SMALL, "test")
+    decode_files_layer(SMALL, "test", LAYER_MEDIA_TYPE)
     assert _free_slots() == LARGE_LAYER_SLOTS
 
 
 def test_a_refused_large_layer_gives_its_slot_back():
     truncated = LARGE[: len(LARGE) // 2]
     with pytest.raises(InvalidContentError, match="the files layer ends early"):
-        decode_files_layer(truncated, "test")
+        decode_files_layer(truncated, "test", LAYER_MEDIA_TYPE)
     assert _free_slots() == LARGE_LAYER_SLOTS
 
 
 def test_a_block_keeps_one_slot_until_it_ends_however_many_layers_it_reads():
     with holding_large_layers():
-        decode_files_layer(LARGE, "test")
+        decode_files_layer(LARGE, "test", LAYER_MEDIA_TYPE)
         assert _free_slots() == LARGE_LAYER_SLOTS - 1
-        decode_files_layer(LARGE, "test")  # the same slot: a holder never waits for another
+        decode_files_layer(
+            LARGE, "test", LAYER_MEDIA_TYPE
+        )  # the same slot: a holder never waits for another
         assert _free_slots() == LARGE_LAYER_SLOTS - 1
     assert _free_slots() == LARGE_LAYER_SLOTS
     with holding_large_layers():
-        decode_files_layer(SMALL, "test")
+        decode_files_layer(SMALL, "test", LAYER_MEDIA_TYPE)
         assert _free_slots() == LARGE_LAYER_SLOTS  # small layers take none
 
 
@@ -63,7 +66,7 @@ def test_more_blocks_than_slots_wait_their_turn():
     def worker() -> None:
         nonlocal inside, most
         with holding_large_layers():
-            decode_files_layer(LARGE, "test")
+            decode_files_layer(LARGE, "test", LAYER_MEDIA_TYPE)
             with lock:
                 inside += 1
                 most = max(most, inside)

@@ -26,7 +26,6 @@ from bsr_team_cache.errors import (
 )
 from bsr_team_cache.oci import streaming
 from bsr_team_cache.oci.artifact import (
-    ENCRYPTED_LAYER_MEDIA_TYPE,
     LAYER_MEDIA_TYPE,
     ModuleArtifact,
     ModuleDepRecord,
@@ -35,6 +34,7 @@ from bsr_team_cache.oci.artifact import (
     push_module,
 )
 from bsr_team_cache.oci.base import Descriptor, RegistryBackend, sha256_digest
+from bsr_team_cache.oci.compression import GZIP_LAYER_MEDIA_TYPE, zstd_module
 from bsr_team_cache.oci.devregistry import DistributionServer
 from bsr_team_cache.oci.http import HTTPRegistry
 from bsr_team_cache.oci.layer import files_layer
@@ -231,7 +231,12 @@ def _flip_a_byte(blob: bytes) -> bytes:
 def _same_files_other_bytes(blob: bytes) -> bytes:
     """The same tar compressed otherwise, padded with zeros to the blob's size: every file
     checks out, only the blob's sha256 tells."""
-    other = gzip.compress(gzip.decompress(blob), compresslevel=9, mtime=0)
+    z = zstd_module()
+    options = {
+        z.CompressionParameter.compression_level: 12,
+        z.CompressionParameter.content_size_flag: 0,
+    }
+    other = z.compress(z.decompress(blob), options=options)
     assert len(other) <= len(blob)
     return other.ljust(len(blob), b"\0")
 
@@ -307,6 +312,24 @@ def _bomb(size: int) -> bytes:
     return b"".join(parts)
 
 
+def _zstd_bomb(size: int) -> bytes:
+    """As _bomb, as one zstd frame (the layers written now)."""
+    compressor = zstd_module().ZstdCompressor(level=3)
+    parts = []
+    for name, data in sorted(big_files().items())[:40]:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        parts.append(compressor.compress(info.tobuf(tarfile.PAX_FORMAT) + data))
+        parts.append(compressor.compress(bytes(-len(data) % 512)))
+    info = tarfile.TarInfo("bomb/v1/zeros.proto")
+    info.size = size
+    parts.append(compressor.compress(info.tobuf(tarfile.PAX_FORMAT)))
+    zeros = bytes(1 << 20)
+    parts += [compressor.compress(zeros) for _ in range(size >> 20)]
+    parts += [compressor.compress(bytes(1024)), compressor.flush()]
+    return b"".join(parts)
+
+
 @pytest.mark.parametrize(
     ("what", "layer", "message"),
     [
@@ -347,6 +370,11 @@ def _bomb(size: int) -> bytes:
             lambda: _bomb(64 << 20),
             "times its compressed size (a decompression bomb)",
         ),
+        (
+            "a zstd decompression bomb",
+            lambda: _zstd_bomb(64 << 20),
+            "times its compressed size (a decompression bomb)",
+        ),
     ],
 )
 def test_a_bad_member_is_refused_mid_stream_as_the_in_memory_reader_refuses_it(
@@ -374,7 +402,7 @@ def test_a_bad_member_is_refused_mid_stream_as_the_in_memory_reader_refuses_it(
 def test_a_layer_that_is_more_than_its_files_is_read_again_whole_for_the_store(
     tmp_path: Path,
 ) -> None:
-    """Bytes after the gzip stream: buf's files check out, but the store keeps only a layer
+    """Bytes after the zstd frame: buf's files check out, but the store keeps only a layer
     made again from the files (as the in-memory path does), so the layer is read whole."""
     artifact = artifact_of(big_files())
     padded = files_layer(artifact.files) + b"hidden"
@@ -398,14 +426,12 @@ def test_a_layer_that_is_more_than_its_files_is_read_again_whole_for_the_store(
 def test_only_large_plain_layers_that_are_not_embedded_stream() -> None:
     size = streaming.STREAM_LAYER_BYTES
     digest = "sha256:" + "0" * 64
-    assert streaming.streams(Descriptor(LAYER_MEDIA_TYPE, digest, size), LAYER_MEDIA_TYPE)
-    assert not streaming.streams(Descriptor(LAYER_MEDIA_TYPE, digest, size - 1), LAYER_MEDIA_TYPE)
-    assert not streaming.streams(
-        Descriptor(ENCRYPTED_LAYER_MEDIA_TYPE, digest, size), LAYER_MEDIA_TYPE
-    )
-    assert not streaming.streams(
-        Descriptor(LAYER_MEDIA_TYPE, digest, size, data=b"x"), LAYER_MEDIA_TYPE
-    )
+    for plain in (LAYER_MEDIA_TYPE, GZIP_LAYER_MEDIA_TYPE):
+        assert streaming.streams(Descriptor(plain, digest, size))
+        assert not streaming.streams(Descriptor(plain, digest, size - 1))
+        assert not streaming.streams(Descriptor(plain + "+encrypted", digest, size))
+        assert not streaming.streams(Descriptor(plain, digest, size, data=b"x"))
+    assert not streaming.streams(Descriptor("application/octet-stream", digest, size))
 
 
 def test_open_blob_streams_verified_chunks_within_bounds(registry, tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from bsr_team_cache.oci.artifact import (
     decode_module,
 )
 from bsr_team_cache.oci.base import OCI_MANIFEST, sha256_digest
+from bsr_team_cache.oci.compression import GZIP_LAYER_MEDIA_TYPE, ZSTD_LAYER_MEDIA_TYPE, zstd_module
 from bsr_team_cache.oci.documents import document_manifest, read_versioned_document
 from bsr_team_cache.oci.layer import read_files_layer
 from bsr_team_cache.team.bundles import BUNDLE_CONFIG_TYPE, BUNDLE_TYPE, read_bundle
@@ -155,12 +156,22 @@ def _tar(spec: list[tuple[str, bytes, bytes, str]], flips: list[tuple[int, int]]
     return bytes(data)
 
 
+CODECS = {
+    GZIP_LAYER_MEDIA_TYPE: gzip.compress,
+    ZSTD_LAYER_MEDIA_TYPE: lambda data: zstd_module().compress(data, level=3),
+}
+
+
 @FUZZ
-@given(members, st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), max_size=4))
-def test_files_layer_reader_with_arbitrary_members(spec, flips) -> None:
-    layer = gzip.compress(_tar(spec, flips))
+@given(
+    members,
+    st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), max_size=4),
+    st.sampled_from(sorted(CODECS)),
+)
+def test_files_layer_reader_with_arbitrary_members(spec, flips, media_type) -> None:
+    layer = CODECS[media_type](_tar(spec, flips))
     try:
-        files = read_files_layer(layer, "fuzz")
+        files = read_files_layer(layer, "fuzz", media_type)
     except InvalidContentError:
         return
     for path in files:  # what is accepted is a safe module path
@@ -174,10 +185,16 @@ def test_files_layer_reader_with_arbitrary_members(spec, flips) -> None:
 
 
 @FUZZ
-@given(st.binary(max_size=2000), st.booleans())
-def test_files_layer_reader_with_arbitrary_bytes(data: bytes, compress: bool) -> None:
-    layer = gzip.compress(data) if compress else data
-    only_our_errors(lambda: read_files_layer(layer, "fuzz"))
+@given(
+    st.binary(max_size=2000),
+    st.sampled_from([None, *sorted(CODECS)]),
+    st.sampled_from(sorted(CODECS)),
+)
+def test_files_layer_reader_with_arbitrary_bytes(
+    data: bytes, compressed_as: str | None, media_type: str
+) -> None:
+    layer = CODECS[compressed_as](data) if compressed_as else data
+    only_our_errors(lambda: read_files_layer(layer, "fuzz", media_type))
 
 
 # -- registry documents ----------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 from bsr_team_cache.oci import open_registry
 from bsr_team_cache.oci.artifact import encode_module, module_repository
 from bsr_team_cache.oci.base import OCI_MANIFEST, sha256_digest
+from bsr_team_cache.oci.compression import GZIP_LAYER_MEDIA_TYPE, ZSTD_LAYER_MEDIA_TYPE, zstd_module
 from bsr_team_cache.oci.devregistry import DistributionServer
 from tests.security.conftest import (
     TEAM,
@@ -64,17 +65,43 @@ def gzip_bomb() -> bytes:
     return bomb
 
 
-def test_a_gzip_bomb_layer_is_refused_early(
-    machine: Machine, legit: Legit, distribution_url: str, gzip_bomb: bytes
+@pytest.fixture(scope="module")
+def zstd_bomb() -> bytes:
+    """The same 4 GiB of members as one zstd frame (~130 KB)."""
+    compressor = zstd_module().ZstdCompressor(level=3)
+    zeros = bytes(1 << 20)
+    parts = []
+    for i in range(64):
+        info = tarfile.TarInfo(f"bomb/v1/part{i}.proto")
+        info.size = 64 << 20
+        parts.append(compressor.compress(info.tobuf(tarfile.PAX_FORMAT)))
+        for _ in range(64):
+            parts.append(compressor.compress(zeros))
+    parts.append(compressor.compress(bytes(1024)))
+    parts.append(compressor.flush())
+    return b"".join(parts)
+
+
+@pytest.mark.parametrize(
+    ("codec", "media_type"), [("gzip", GZIP_LAYER_MEDIA_TYPE), ("zstd", ZSTD_LAYER_MEDIA_TYPE)]
+)
+def test_a_bomb_layer_is_refused_early(
+    machine: Machine,
+    legit: Legit,
+    distribution_url: str,
+    request: pytest.FixtureRequest,
+    codec: str,
+    media_type: str,
 ) -> None:
+    bomb = request.getfixturevalue(f"{codec}_bomb")
     publish(distribution_url, legit.artifacts)
     pets = legit.artifact("acme/pets")
     encoded = encode_module(pets)
     manifest = json.loads(encoded.manifest)
-    manifest["layers"][0].update(digest=sha256_digest(gzip_bomb), size=len(gzip_bomb))
+    manifest["layers"][0].update(mediaType=media_type, digest=sha256_digest(bomb), size=len(bomb))
     registry = open_registry(distribution_url)
     repo = module_repository(TEAM, pets.module)
-    registry.push_blob(repo, gzip_bomb, sha256_digest(gzip_bomb))
+    registry.push_blob(repo, bomb, sha256_digest(bomb))
     registry.push_manifest(repo, pets.commit, json.dumps(manifest).encode(), OCI_MANIFEST)
 
     rss, _seconds, out, err, code = _fetch_rss(machine, distribution_url, legit.ca)

@@ -15,6 +15,7 @@ from bsr_team_cache.domain.moduleref import parse_module_name
 from bsr_team_cache.errors import StoreError
 from bsr_team_cache.oci.artifact import ModuleArtifact, StreamedModule, encode_module
 from bsr_team_cache.oci.base import Descriptor, sha256_digest
+from bsr_team_cache.oci.compression import media_type_of
 from bsr_team_cache.oci.layer import files_layer
 from bsr_team_cache.oci.streaming import LayerSinks
 from bsr_team_cache.store import LocalStore
@@ -47,9 +48,7 @@ def _streamed(store: LocalStore, layer: bytes, blob: TempBlob | None = None) -> 
         labels=artifact.labels,
         b4=None,
         v1_files={},
-        layer=Descriptor(
-            "application/vnd.buf.module.files.v1.tar+gzip", sha256_digest(layer), len(layer)
-        ),
+        layer=Descriptor(media_type_of(layer), sha256_digest(layer), len(layer)),
         size=artifact.size,
         sinks=LayerSinks(blob, None),
     )

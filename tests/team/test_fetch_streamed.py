@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 def big_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """dev-bsr's data: one module ``acme/big`` of ~30 MB of .proto text (~4.6 MiB as a layer)."""
     data = tmp_path_factory.mktemp("big") / "data"
-    write_large_module(data, owner="acme", name="big", files=400, total_bytes=30 << 20)
+    write_large_module(data, owner="acme", name="big", files=400, total_bytes=40 << 20)
     return data
 
 

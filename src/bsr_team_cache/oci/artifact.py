@@ -2,9 +2,10 @@
 
 manifest (``artifactType: application/vnd.buf.module.v1``)
   config: JSON {name, commit, digest (b5), deps [{name, commit, digest}], create_time, labels}
-  layer:  the module's files as a deterministic tar+gzip (sorted, mtime 0, uid/gid 0, 0644);
+  layer:  the module's files as a deterministic tar (sorted, mtime 0, uid/gid 0, 0644), zstd-
+          compressed (``...files.v1.tar+zstd``; ``...tar+gzip`` as written before, still read);
           when the team encrypts, that layer encrypted as ocicrypt does (oci/encryption.py),
-          media type ``...files.v1.tar+gzip+encrypted``; the config stays plain
+          media type ``...+encrypted``; the config stays plain
 Repository: ``<namespace>/teams/<team>/dependencies/<host>/<owner>/<module>``; tag = commit.
 """
 
@@ -50,6 +51,16 @@ from bsr_team_cache.oci.base import (
     parse_manifest,
     sha256_digest,
 )
+from bsr_team_cache.oci.compression import (
+    ENCRYPTED_SUFFIX,
+    LAYER_MEDIA_TYPES,
+    PLAIN_LAYER_MEDIA_TYPES,
+    ZSTD_LAYER_MEDIA_TYPE,
+    file_extension,
+    is_encrypted,
+    media_type_of,
+    plain_media_type,
+)
 from bsr_team_cache.oci.layer import decode_files_layer, files_layer
 from bsr_team_cache.oci.url import module_repository  # noqa: F401 - also this module's API
 
@@ -62,11 +73,9 @@ if TYPE_CHECKING:  # oci/encryption.py (and cryptography) load only when a layer
 
 ARTIFACT_TYPE = "application/vnd.buf.module.v1"
 CONFIG_MEDIA_TYPE = "application/vnd.buf.module.config.v1+json"
-LAYER_MEDIA_TYPE = "application/vnd.buf.module.files.v1.tar+gzip"
-# ocicrypt's rule (plain type + "+encrypted"): skopeo 1.9 decrypts it, though it encrypts only
-# the standard layer types.
-ENCRYPTED_LAYER_MEDIA_TYPE = LAYER_MEDIA_TYPE + "+encrypted"
-LAYER_TITLE = "files.tar.gz"
+# The files layer as written (zstd); gzip layers are read too (oci/compression.py).
+LAYER_MEDIA_TYPE = ZSTD_LAYER_MEDIA_TYPE
+ENCRYPTED_LAYER_MEDIA_TYPE = LAYER_MEDIA_TYPE + ENCRYPTED_SUFFIX
 
 
 @record(frozen=True)
@@ -260,11 +269,11 @@ def encode_module(
     keys (a fresh key each time: the manifest differs at every call)."""
     config = _config_bytes(artifact)
     layer = artifact.files_layer()
-    media_type, encryption_annotations = LAYER_MEDIA_TYPE, {}
+    media_type, encryption_annotations = media_type_of(layer), {}
     if encryption is not None:
         from bsr_team_cache.oci.encryption import encrypt_layer
 
-        encrypted = encrypt_layer(layer, LAYER_MEDIA_TYPE, encryption)
+        encrypted = encrypt_layer(layer, media_type, encryption)
         layer, media_type = encrypted.data, encrypted.media_type
         encryption_annotations = encrypted.annotations
     manifest = _manifest_bytes(
@@ -277,7 +286,8 @@ def streamed_manifest(module: StreamedModule) -> bytes:
     """The manifest ``encode_module`` makes for the same module (unencrypted), naming the
     streamed layer as it arrived: what the local store keeps for it."""
     config = _config_bytes(module)
-    return _manifest_bytes(module, config, LAYER_MEDIA_TYPE, module.layer.digest, module.layer.size)
+    layer = module.layer
+    return _manifest_bytes(module, config, layer.media_type, layer.digest, layer.size)
 
 
 def _config_bytes(artifact: ModuleArtifact | StreamedModule) -> bytes:
@@ -325,7 +335,8 @@ def _manifest_bytes(
                     "digest": layer_digest,
                     "size": layer_size,
                     "annotations": {
-                        "org.opencontainers.image.title": LAYER_TITLE,
+                        "org.opencontainers.image.title": "files"
+                        + file_extension(layer_media_type),
                         **(encryption_annotations or {}),
                     },
                 }
@@ -425,7 +436,7 @@ def _layer_descriptor(manifest: dict, where: str) -> Descriptor:
     return parse_descriptor(
         manifest["layers"][0],
         f"{where} layer",
-        media_types=(LAYER_MEDIA_TYPE, ENCRYPTED_LAYER_MEDIA_TYPE),
+        media_types=LAYER_MEDIA_TYPES,
         max_size=limits().max_module_bytes,
     )
 
@@ -438,7 +449,7 @@ def plain_files_layer(
 ) -> bytes:
     """The plain files layer of ``descriptor``'s bytes: decrypted (HMAC, then plain digest
     checked) when encrypted, as is otherwise."""
-    if descriptor.media_type != ENCRYPTED_LAYER_MEDIA_TYPE:
+    if not is_encrypted(descriptor.media_type):
         return layer
     from bsr_team_cache.oci.encryption import decrypt_layer
 
@@ -449,7 +460,7 @@ def plain_files_layer(
         private_keys or (),
         where,
         descriptor.size,
-        plain_media_types=(LAYER_MEDIA_TYPE,),
+        plain_media_types=PLAIN_LAYER_MEDIA_TYPES,
     )
 
 
@@ -501,7 +512,7 @@ def _decoded(
 ) -> ModuleArtifact:
     """The artifact with its files layer read whole (and decrypted), checked and verified."""
     layer = plain_files_layer(read_blob(layer_desc), layer_desc, private_keys, where)
-    files, exact = decode_files_layer(layer, where)
+    files, exact = decode_files_layer(layer, where, plain_media_type(layer_desc.media_type))
     artifact = ModuleArtifact(
         module=module,
         commit=commit,
@@ -563,7 +574,7 @@ def pull_module(
     if sinks is not None:
         from bsr_team_cache.oci.streaming import streams
 
-        if streams(layer_desc, LAYER_MEDIA_TYPE):
+        if streams(layer_desc):
             streamed = _streamed(registry, repo, layer_desc, fields, module, commit, where, sinks)
             if streamed is not None:
                 return streamed
@@ -638,7 +649,7 @@ def rewrap_module(
     where = f"{registry.describe()}/{repo}:{commit}"
     manifest = parse_manifest(found[0], where, ARTIFACT_TYPE)
     layer = _layer_descriptor(manifest, where)
-    if layer.media_type != ENCRYPTED_LAYER_MEDIA_TYPE:
+    if not is_encrypted(layer.media_type):
         return None
     manifest["layers"][0]["annotations"] = rewrap(
         layer.annotations, private_keys, recipients, where

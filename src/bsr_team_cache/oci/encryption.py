@@ -50,9 +50,9 @@ from bsr_team_cache.errors import (
 )
 from bsr_team_cache.limits import limits
 from bsr_team_cache.oci.base import is_oci_digest, sha256_digest
+from bsr_team_cache.oci.compression import ENCRYPTED_SUFFIX, is_encrypted, plain_media_type
 from bsr_team_cache.trust.keys import private_key_path
 
-ENCRYPTED_SUFFIX = "+encrypted"
 ANN_KEYS_JWE = "org.opencontainers.image.enc.keys.jwe"
 ANN_PUBOPTS = "org.opencontainers.image.enc.pubopts"
 CIPHER = "AES_256_CTR_HMAC_SHA256"
@@ -617,18 +617,10 @@ def _keys_annotation(options: _PrivateOptions, recipients: list[PublicKey]) -> s
 # --- the public operations ----------------------------------------------------------------------
 
 
-def is_encrypted(media_type: str) -> bool:
-    return media_type.endswith(ENCRYPTED_SUFFIX)
-
-
 def encrypted_media_type(media_type: str) -> str:
     if is_encrypted(media_type):
         raise ValueError(f"{media_type} is already encrypted")
     return media_type + ENCRYPTED_SUFFIX
-
-
-def plain_media_type(media_type: str) -> str:
-    return media_type.removesuffix(ENCRYPTED_SUFFIX)
 
 
 def encrypt_layer(

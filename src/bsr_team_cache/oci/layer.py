@@ -1,15 +1,16 @@
-"""The files layer of a module artifact: its files as a deterministic tar+gzip, and the one
-reader that turns such a layer (from the team registry, a bundle or the local store) back into
-files, strictly and within bounds.
+"""The files layer of a module artifact: its files as a deterministic tar, zstd-compressed (gzip
+as written before: oci/compression.py), and the one reader that turns such a layer (from the
+team registry, a bundle or the local store) back into files, strictly and within bounds.
 
 The reader accepts only what the writer makes: regular-file members (with PAX records for long
-paths), gzip-compressed. It checks each member's declared size against what is left of the
-module limit before reading it, stops decompressing as soon as the output outgrows the input by
-more than any real text does (a gzip bomb is refused after a few MiB, not after GiBs), and
-validates every path (domain/files.py; and no file may be named like another's directory).
-Anything else is an InvalidContentError. ``decode_files_layer`` holds the files it reads;
-``open_layer`` and ``layer_members`` let a reader that does not (oci/streaming.py) take each
-file as it completes, under the same checks, with the same messages.
+paths), in one zstd frame or one gzip stream, as the layer's media type says. It checks each
+member's declared size against what is left of the module limit before reading it, stops
+decompressing as soon as the output outgrows the input by more than any real text does (a
+decompression bomb is refused after a few MiB, not after GiBs), and validates every path
+(domain/files.py; and no file may be named like another's directory). Anything else is an
+InvalidContentError. ``decode_files_layer`` holds the files it reads; ``open_layer`` and
+``layer_members`` let a reader that does not (oci/streaming.py) take each file as it
+completes, under the same checks, with the same messages.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import contextlib
 import contextvars
 import io
 import threading
-import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -26,6 +26,13 @@ from bsr_team_cache.domain.digest import DOC_FILE_NAMES
 from bsr_team_cache.domain.files import path_problem, validate_file_set
 from bsr_team_cache.errors import ContentTooLargeError, InvalidContentError
 from bsr_team_cache.limits import INFLATE_RATIO, INFLATE_RATIO_FLOOR, limits
+from bsr_team_cache.oci.compression import (
+    ZSTD_LAYER_MEDIA_TYPE,
+    DecompressError,
+    codec_name,
+    compress_tar,
+    decompressor,
+)
 
 BLOCK = 512
 _STEP = 1 << 20  # at most this much output per decompression step
@@ -75,9 +82,9 @@ def _take_large_slot() -> bool:
 
 
 def files_layer(files: dict[str, bytes]) -> bytes:
-    """A byte-for-byte reproducible tar+gzip of the files."""
-    import gzip  # only when a layer is made (a warm fetch reads none)
-    import tarfile
+    """A byte-for-byte reproducible layer of the files (the same bytes from the same files and
+    the same zstd library): a sorted tar without times or owners, zstd-compressed."""
+    import tarfile  # only when a layer is made (a warm fetch reads none)
 
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -89,17 +96,18 @@ def files_layer(files: dict[str, bytes]) -> bytes:
             info.uid = info.gid = 0
             info.uname = info.gname = ""
             tar.addfile(info, io.BytesIO(files[path]))
-    return gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)
+    return compress_tar(raw.getvalue())
 
 
 class Inflater:
     """Decompressed bytes on demand, counted against the limits as they are produced."""
 
-    def __init__(self, source: BinaryIO, where: str, max_output: int) -> None:
+    def __init__(self, source: BinaryIO, where: str, max_output: int, media_type: str) -> None:
         self._source = source
         self._where = where
         self._max_output = max_output
-        self._zlib = zlib.decompressobj(wbits=31)  # gzip only
+        self._codec = codec_name(media_type)
+        self._stream = decompressor(media_type)
         self._input = b""
         self._buf = bytearray()
         self._pos = 0
@@ -107,20 +115,20 @@ class Inflater:
         self.produced = 0
 
     def _more(self) -> bool:
-        if self._zlib.eof:
-            return False  # what follows the gzip stream is never read
-        if not self._input:
+        if self._stream.eof:
+            return False  # what follows the compressed stream is never read
+        if not self._input and self._stream.needs_input:
             self._input = self._source.read(_INPUT_STEP)
             if not self._input:
                 raise InvalidContentError(f"{self._where}: the files layer ends early")
         fed = len(self._input)
         try:
-            out = self._zlib.decompress(self._input, _STEP)
-        except zlib.error as exc:
+            out = self._stream.decompress(self._input, _STEP)
+        except DecompressError as exc:
             raise InvalidContentError(
-                f"{self._where}: the files layer is not gzip ({exc})"
+                f"{self._where}: the files layer is not {self._codec} ({exc})"
             ) from None
-        self._input = self._zlib.unconsumed_tail
+        self._input = self._stream.unconsumed_tail
         self.consumed += fed - len(self._input)
         self.produced += len(out)
         if self.produced > self._max_output:
@@ -142,19 +150,19 @@ class Inflater:
 
     def at_end(self) -> bool:
         """Whether the rest of the layer is only zeros (at most MAX_TRAILING_ZEROS of them)
-        and the gzip stream ends exactly where the layer does."""
+        and the compressed stream ends exactly where the layer does."""
         zeros = len(self._buf) - self._pos
-        while not self._zlib.eof:
+        while not self._stream.eof:
             try:
                 if zeros > MAX_TRAILING_ZEROS or not self._more():
                     return False
-            except InvalidContentError:  # cut short, or not gzip, past the archive's end
+            except InvalidContentError:  # cut short, or not compressed, past the archive's end
                 return False
             zeros = len(self._buf) - self._pos
         rest = self._buf[self._pos :]
         if zeros > MAX_TRAILING_ZEROS or rest.count(0) != len(rest):
             return False
-        return not self._zlib.unused_data and not self._input and not self._source.read(1)
+        return not self._stream.unused_data and not self._input and not self._source.read(1)
 
     def take(self, n: int) -> bytes:
         while len(self._buf) - self._pos < n:
@@ -264,10 +272,10 @@ def _members(inflater: Inflater, where: str) -> Iterator[tuple[str, int]]:
             raise ContentTooLargeError(f"{where}: the files layer's headers exceed bounds")
 
 
-def read_files_layer(data: bytes | BinaryIO, where: str) -> dict[str, bytes]:
+def read_files_layer(data: bytes | BinaryIO, where: str, media_type: str) -> dict[str, bytes]:
     """The files of a layer, checked: regular files only, valid and unique paths, within the
     module limits (``limits()``)."""
-    return decode_files_layer(data, where)[0]
+    return decode_files_layer(data, where, media_type)[0]
 
 
 def layer_members(inflater: Inflater, where: str) -> Iterator[tuple[str, int]]:
@@ -331,13 +339,23 @@ def is_gzip_without_extras(head: bytes) -> bool:
     return head[:3] == b"\x1f\x8b\x08" and head[3:4] == b"\0"
 
 
-def decode_files_layer(data: bytes | BinaryIO, where: str) -> tuple[dict[str, bytes], bool]:
-    """The files of a layer (as ``read_files_layer``), and whether the layer is exactly such
-    files and nothing more: a gzip header without optional fields, nothing after the gzip
-    stream, only tar's zero padding after the archive. Only such a layer is worth keeping as
-    received; anything else a peer could pad out is made again from the files."""
+def without_extras(head: bytes, media_type: str) -> bool:
+    """A layer's first bytes as we write them: gzip without optional fields (a name or comment
+    a peer could make any size), or a zstd frame (its header has no room for such)."""
+    if media_type == ZSTD_LAYER_MEDIA_TYPE:
+        return head.startswith(b"\x28\xb5\x2f\xfd")
+    return is_gzip_without_extras(head)
+
+
+def decode_files_layer(
+    data: bytes | BinaryIO, where: str, media_type: str
+) -> tuple[dict[str, bytes], bool]:
+    """The files of a layer of plain ``media_type`` (as ``read_files_layer``), and whether the
+    layer is exactly such files and nothing more: no optional gzip fields, nothing after the
+    compressed stream, only tar's zero padding after the archive. Only such a layer is worth
+    keeping as received; anything else a peer could pad out is made again from the files."""
     source = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
-    inflater = open_layer(source, where)
+    inflater = open_layer(source, where, media_type)
     files: dict[str, bytes] = {}
     release = large = False
     try:
@@ -351,11 +369,12 @@ def decode_files_layer(data: bytes | BinaryIO, where: str) -> tuple[dict[str, by
         if release:
             _large_slots.release()
     header = data[:4] if isinstance(data, bytes | bytearray) else b""
-    exact = is_gzip_without_extras(header) and inflater.at_end()
+    exact = without_extras(header, media_type) and inflater.at_end()
     return files, exact
 
 
-def open_layer(source: BinaryIO, where: str) -> Inflater:
-    """A files layer to read with ``layer_members``, decompressed as it is read."""
+def open_layer(source: BinaryIO, where: str, media_type: str) -> Inflater:
+    """A files layer of plain ``media_type`` to read with ``layer_members``, decompressed as it
+    is read."""
     # Headers and padding come on top of the files' bytes: allow for them in the output bound.
-    return Inflater(source, where, limits().max_module_bytes + MAX_METADATA_BYTES)
+    return Inflater(source, where, limits().max_module_bytes + MAX_METADATA_BYTES, media_type)

@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Protocol
 from bsr_team_cache.domain.digest import DIGEST_LENGTH
 from bsr_team_cache.errors import DigestMismatchError, InvalidContentError
 from bsr_team_cache.oci.base import Descriptor
+from bsr_team_cache.oci.compression import PLAIN_LAYER_MEDIA_TYPES
 from bsr_team_cache.oci.layer import (
     Inflater,
-    is_gzip_without_extras,
     layer_members,
     open_layer,
     skip_padding,
+    without_extras,
 )
 
 if TYPE_CHECKING:
@@ -115,8 +116,8 @@ def verified_chunks(chunks: Iterable[bytes], digest: str, where: str) -> Iterato
 
 
 class _TeeReader:
-    """The blob's chunks as a file the gzip reader pulls from; every chunk also goes to the
-    blob sink when it is pulled. Remembers the layer's first bytes (its gzip header)."""
+    """The blob's chunks as a file the layer reader pulls from; every chunk also goes to the
+    blob sink when it is pulled. Remembers the layer's first bytes (its magic number)."""
 
     def __init__(self, chunks: Iterator[bytes], blob: BlobSink | None) -> None:
         self._chunks = chunks
@@ -256,7 +257,7 @@ def stream_files_layer(
     threads = file_threads()
     workers = _FileWorkers(threads, sinks.files, digests) if threads else None
     try:
-        found = _read_layer(reader, where, sinks.files, digests, workers)
+        found = _read_layer(reader, descriptor.media_type, where, sinks.files, digests, workers)
         if workers is not None:
             workers.finish()
     except InvalidContentError:
@@ -276,6 +277,7 @@ def stream_files_layer(
 
 def _read_layer(
     reader: _TeeReader,
+    media_type: str,
     where: str,
     files: FilesSink | None,
     digests: dict[str, bytes],
@@ -283,7 +285,7 @@ def _read_layer(
 ) -> StreamedLayer:
     """The layer's files, each hashed into ``digests`` and given to ``files`` (by ``workers``
     if any; a file of more than FILE_PIECE_BYTES here, in pieces)."""
-    inflater = open_layer(reader, where)  # type: ignore[arg-type]  # reads like a file
+    inflater = open_layer(reader, where, media_type)  # type: ignore[arg-type]  # reads like a file
     shake = hashlib.shake_256
     batch: list[tuple[str, bytes]] = []
     batch_bytes = total = 0
@@ -312,15 +314,15 @@ def _read_layer(
         total += size
     if batch and workers is not None:
         workers.submit(batch)
-    exact = is_gzip_without_extras(reader.head) and inflater.at_end()
+    exact = without_extras(reader.head, media_type) and inflater.at_end()
     return StreamedLayer(digests, total, exact)
 
 
-def streams(descriptor: Descriptor, plain_media_type: str) -> bool:
+def streams(descriptor: Descriptor) -> bool:
     """Whether a files layer is read as it arrives: plain (an encrypted one is decrypted
     whole), not embedded in the manifest, and large enough to gain from it."""
     return (
-        descriptor.media_type == plain_media_type
+        descriptor.media_type in PLAIN_LAYER_MEDIA_TYPES
         and descriptor.data is None
         and descriptor.size >= STREAM_LAYER_BYTES
     )

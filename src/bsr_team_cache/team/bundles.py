@@ -27,7 +27,6 @@ from bsr_team_cache.domain.moduleref import ModuleName, parse_module_name, valid
 from bsr_team_cache.errors import BSRTeamCacheError, InvalidContentError, RegistryError
 from bsr_team_cache.limits import limits
 from bsr_team_cache.oci.artifact import (
-    ENCRYPTED_LAYER_MEDIA_TYPE,
     LAYER_MEDIA_TYPE,
     ModuleArtifact,
     ModuleDepRecord,
@@ -47,6 +46,13 @@ from bsr_team_cache.oci.base import (
     read_typed_manifest,
     sha256_digest,
     validate_oci_digest,
+)
+from bsr_team_cache.oci.compression import (
+    LAYER_MEDIA_TYPES,
+    file_extension,
+    is_encrypted,
+    media_type_of,
+    plain_media_type,
 )
 from bsr_team_cache.oci.documents import canonical_json
 from bsr_team_cache.oci.layer import decode_files_layer
@@ -104,7 +110,7 @@ class BundleMember:
 
     @property
     def encrypted(self) -> bool:
-        return self.media_type == ENCRYPTED_LAYER_MEDIA_TYPE
+        return is_encrypted(self.media_type)
 
     @property
     def key(self) -> str:
@@ -132,7 +138,7 @@ def member_of(artifact: ModuleArtifact, stored: Descriptor | None = None) -> Bun
     else the plain files layer."""
     deps = tuple((str(d.module), d.commit, str(d.digest)) for d in artifact.deps)
     common = (str(artifact.module), artifact.commit, str(artifact.digest), deps)
-    if stored is not None and stored.media_type == ENCRYPTED_LAYER_MEDIA_TYPE:
+    if stored is not None and is_encrypted(stored.media_type):
         return BundleMember(
             *common,
             artifact.create_time,
@@ -143,7 +149,14 @@ def member_of(artifact: ModuleArtifact, stored: Descriptor | None = None) -> Bun
             _encryption_annotations(stored.annotations),
         )
     layer = artifact.files_layer()
-    return BundleMember(*common, artifact.create_time, sha256_digest(layer), len(layer), layer)
+    return BundleMember(
+        *common,
+        artifact.create_time,
+        sha256_digest(layer),
+        len(layer),
+        layer,
+        media_type_of(layer),
+    )
 
 
 def _encryption_annotations(annotations: Mapping[str, str]) -> dict[str, str]:
@@ -166,7 +179,7 @@ def stored_layers(
         key = f"{artifact.module}:{artifact.commit}"
         repo = repo_of(artifact.module)
         found = read_layer_descriptor(registry, repo, artifact.commit)
-        if found is not None and found.media_type == ENCRYPTED_LAYER_MEDIA_TYPE:
+        if found is not None and is_encrypted(found.media_type):
             data = None
             if found.size <= EMBED_LAYER_MAX:
                 data = registry.read_blob(repo, found.digest, max_bytes=found.size)
@@ -313,7 +326,8 @@ def push_bundle(
                     "digest": m.layer_digest,
                     "size": m.layer_size,
                     "annotations": {
-                        "org.opencontainers.image.title": f"{m.artifact_module}@{m.commit}.tar.gz",
+                        "org.opencontainers.image.title": f"{m.artifact_module}@{m.commit}"
+                        + file_extension(m.media_type),
                         **m.annotations,
                     },
                     **({"data": embedded[m.layer_digest]} if m.layer_digest in embedded else {}),
@@ -410,7 +424,7 @@ def read_bundle(
         parse_descriptor(
             layer,
             where,
-            media_types=(LAYER_MEDIA_TYPE, ENCRYPTED_LAYER_MEDIA_TYPE),
+            media_types=LAYER_MEDIA_TYPES,
             max_size=lim.max_module_bytes,
         )
         for layer in manifest["layers"]
@@ -500,7 +514,7 @@ def pull_members(
             member.media_type, member.layer_digest, member.layer_size, None, member.annotations
         )
         layer = plain_files_layer(layer, stored, private_keys, where)
-        files, exact = decode_files_layer(layer, where)
+        files, exact = decode_files_layer(layer, where, plain_media_type(member.media_type))
         artifact = ModuleArtifact(
             parse_module_name(member.artifact_module),
             member.commit,

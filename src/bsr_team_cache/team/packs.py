@@ -56,7 +56,7 @@ PACK_TYPE = "application/vnd.bsr-team-cache.pack.v1"
 # (PACK_CONFIG_TYPE, written before) are read as well.
 PACK_CONFIG_GZIP_TYPE = "application/vnd.bsr-team-cache.pack.config.v1+json+gzip"
 PACK_CONFIG_TYPE = "application/vnd.bsr-team-cache.pack.config.v1+json"
-# The members' files layers (each a gzip of a tar), concatenated: a reader splits it by the
+# The members' files layers (each a compressed tar), concatenated: a reader splits it by the
 # sizes their manifests give.
 PACK_LAYER_TYPE = "application/vnd.bsr-team-cache.pack.layers.v1"
 # Packs are for many small modules, where requests cost more than bytes; beyond this the

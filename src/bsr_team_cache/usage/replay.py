@@ -4,7 +4,7 @@ through a model of the local store at other sizes.
 The model is the store of ``store/local.py`` as the fetch path (``team/fetch.py``) uses it:
 
 - An entry's size is what the store counts (``stats().bytes``): its blobs on disk, the files
-  layer (tar+gzip) and the manifest. Events record the module's files bytes
+  layer (a compressed tar) and the manifest. Events record the module's files bytes
   (``ModuleArtifact.size``, the same for every tier); ``SizeModel`` turns one into the other,
   fitted from the entries of this machine's store.
 - A use is a request: a hit touches the entry (``last_used``), a miss puts it; either way it

@@ -1,0 +1,148 @@
+"""Files layers in zstd (as written) and gzip (as written before): both read, each only as its
+media type says, within the same bounds; zstd frames asking for a large window are refused."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+
+import pytest
+
+from bsr_team_cache.errors import ContentTooLargeError, InvalidContentError
+from bsr_team_cache.oci import compression
+from bsr_team_cache.oci.compression import (
+    GZIP_LAYER_MEDIA_TYPE,
+    WINDOW_LOG_MAX,
+    ZSTD_LAYER_MEDIA_TYPE,
+    file_extension,
+    media_type_of,
+)
+from bsr_team_cache.oci.layer import decode_files_layer, files_layer
+
+FILES = {
+    "acme/pets/v1/pet.proto": b'syntax = "proto3";\npackage acme.pets.v1;\nmessage Pet {}\n' * 40,
+    "buf.md": b"# pets\n",
+    "acme/pets/v1/food.proto": b'syntax = "proto3";\npackage acme.pets.v1;\nmessage Food {}\n',
+}
+
+
+def zstd():
+    return compression.zstd_module()
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(files):
+            info = tarfile.TarInfo(path)
+            info.size = len(files[path])
+            tar.addfile(info, io.BytesIO(files[path]))
+    return raw.getvalue()
+
+
+def one_zero_file_tar_head(size: int) -> bytes:
+    """A tar header for one regular file of ``size`` bytes (its content to follow)."""
+    info = tarfile.TarInfo("zeros.proto")
+    info.size = size
+    return info.tobuf(format=tarfile.PAX_FORMAT)
+
+
+def test_layers_are_zstd_the_same_bytes_from_the_same_files_and_read_back_exact() -> None:
+    layer = files_layer(FILES)
+    assert layer[:4] == b"\x28\xb5\x2f\xfd"
+    assert media_type_of(layer) == ZSTD_LAYER_MEDIA_TYPE
+    assert files_layer(dict(reversed(FILES.items()))) == layer
+    files, exact = decode_files_layer(layer, "here", ZSTD_LAYER_MEDIA_TYPE)
+    assert files == FILES
+    assert exact is True
+    # The tar inside is the one the writer makes: sorted, no times, no owners.
+    with tarfile.open(fileobj=io.BytesIO(zstd().decompress(layer))) as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == sorted(FILES, key=str.encode)
+    assert {(m.mtime, m.uid, m.gid, m.mode) for m in members} == {(0, 0, 0, 0o644)}
+
+
+def test_gzip_layers_written_before_are_read_and_kept_as_they_are() -> None:
+    layer = gzip.compress(tar_of(FILES), mtime=0)
+    assert media_type_of(layer) == GZIP_LAYER_MEDIA_TYPE
+    files, exact = decode_files_layer(layer, "here", GZIP_LAYER_MEDIA_TYPE)
+    assert files == FILES
+    assert exact is True
+
+
+@pytest.mark.parametrize(
+    ("made_as", "said", "codec"),
+    [("zstd", GZIP_LAYER_MEDIA_TYPE, "gzip"), ("gzip", ZSTD_LAYER_MEDIA_TYPE, "zstd")],
+)
+def test_a_layer_is_read_only_as_its_media_type_says(made_as: str, said: str, codec: str) -> None:
+    layer = files_layer(FILES) if made_as == "zstd" else gzip.compress(tar_of(FILES))
+    with pytest.raises(InvalidContentError, match=f"here: the files layer is not {codec} "):
+        decode_files_layer(layer, "here", said)
+
+
+def test_what_follows_the_zstd_frame_makes_the_layer_inexact() -> None:
+    layer = files_layer(FILES)
+    for extra in (b"junk", zstd().compress(b"\0" * 1024)):
+        files, exact = decode_files_layer(layer + extra, "here", ZSTD_LAYER_MEDIA_TYPE)
+        assert files == FILES
+        assert exact is False
+
+
+def test_a_zstd_layer_cut_short_is_refused() -> None:
+    layer = files_layer(FILES)
+    with pytest.raises(InvalidContentError, match="here: the files layer ends early"):
+        decode_files_layer(layer[: len(layer) // 2], "here", ZSTD_LAYER_MEDIA_TYPE)
+
+
+def test_a_skippable_frame_is_not_a_layer() -> None:
+    skippable = b"\x50\x2a\x4d\x18" + (8).to_bytes(4, "little") + b"\0" * 8
+    with pytest.raises(InvalidContentError, match="here: the files layer"):
+        decode_files_layer(skippable + files_layer(FILES), "here", ZSTD_LAYER_MEDIA_TYPE)
+
+
+def test_a_zstd_bomb_is_refused_after_a_few_mib() -> None:
+    # One file of 200 MiB of zeros (within the 256 MiB module limit): ~10 KB of zstd.
+    size = 200 << 20
+    compressor = zstd().ZstdCompressor(level=3)
+    out = [compressor.compress(one_zero_file_tar_head(size))]
+    chunk = bytes(1 << 20)
+    for _ in range(size >> 20):
+        out.append(compressor.compress(chunk))
+    out.append(compressor.flush())
+    layer = b"".join(out)
+    assert len(layer) < 64 << 10
+    # zstd takes the whole layer at once; 1 MiB comes out per step: refused at the first step
+    # past 16 MiB.
+    ratio = (17 << 20) // len(layer)
+    expected = f"here: the files layer expands {ratio} times its compressed size"
+    with pytest.raises(ContentTooLargeError, match=expected):
+        decode_files_layer(layer, "here", ZSTD_LAYER_MEDIA_TYPE)
+
+
+def test_a_zstd_frame_asking_for_a_window_over_8_mib_is_refused() -> None:
+    z = zstd()
+    size = 12 << 20
+    options = {z.CompressionParameter.window_log: WINDOW_LOG_MAX + 2}
+    compressor = z.ZstdCompressor(options=options)
+    layer = compressor.compress(one_zero_file_tar_head(size) + bytes(size), compressor.FLUSH_FRAME)
+    with pytest.raises(InvalidContentError, match="here: the files layer is not zstd"):
+        decode_files_layer(layer, "here", ZSTD_LAYER_MEDIA_TYPE)
+    # The same content within the window limit is a layer.
+    within = z.compress(one_zero_file_tar_head(size) + bytes(size) + bytes(1024), level=3)
+    files, _ = decode_files_layer(within, "here", ZSTD_LAYER_MEDIA_TYPE)
+    assert files == {"zeros.proto": bytes(size)}
+
+
+def test_small_tars_take_the_strongest_level_large_ones_a_faster_one() -> None:
+    z = zstd()
+    small = tar_of(FILES)
+    assert compression.compress_tar(small) == z.compress(small, level=19)
+    large = bytes(2 << 20)
+    assert compression.compress_tar(large) == z.compress(large, level=12)
+
+
+def test_names_of_layers_as_files() -> None:
+    assert file_extension(ZSTD_LAYER_MEDIA_TYPE) == ".tar.zst"
+    assert file_extension(ZSTD_LAYER_MEDIA_TYPE + "+encrypted") == ".tar.zst"
+    assert file_extension(GZIP_LAYER_MEDIA_TYPE) == ".tar.gz"
