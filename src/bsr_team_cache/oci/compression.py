@@ -13,6 +13,7 @@ a reader allocate more than that for it.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from typing import Protocol
 
@@ -84,6 +85,7 @@ def codec_name(media_type: str) -> str:
     return "zstd" if media_type == ZSTD_LAYER_MEDIA_TYPE else "gzip"
 
 
+@functools.cache  # (a failed import is looked for again at every call: ~50 us)
 def zstd_module():
     """The zstd bindings: the standard library's (3.14+), else their backport."""
     try:
