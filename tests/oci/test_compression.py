@@ -146,3 +146,22 @@ def test_names_of_layers_as_files() -> None:
     assert file_extension(ZSTD_LAYER_MEDIA_TYPE) == ".tar.zst"
     assert file_extension(ZSTD_LAYER_MEDIA_TYPE + "+encrypted") == ".tar.zst"
     assert file_extension(GZIP_LAYER_MEDIA_TYPE) == ".tar.gz"
+
+
+def test_a_zstd_decoder_that_makes_no_progress_is_an_error() -> None:
+    """Never seen; a decoder that neither gives output nor asks for input would otherwise
+    be asked forever."""
+
+    class Stuck:
+        needs_input = False
+        eof = False
+        unused_data = b""
+
+        def decompress(self, data: bytes, max_length: int) -> bytes:
+            return b""
+
+    stream = compression.decompressor(ZSTD_LAYER_MEDIA_TYPE)
+    stream._decoder = Stuck()  # type: ignore[attr-defined]
+    with pytest.raises(compression.DecompressError, match="the decoder makes no progress"):
+        stream.decompress(b"more", 1 << 20)
+    assert stream.unconsumed_tail == b"more"  # not taken: the caller still holds it

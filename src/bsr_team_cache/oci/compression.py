@@ -173,6 +173,10 @@ class _ZstdStream:
                 self.unconsumed_tail = b""
                 return self._decoder.decompress(data, max_length)
             self.unconsumed_tail = data
-            return self._decoder.decompress(b"", max_length)
+            out = self._decoder.decompress(b"", max_length)
         except (self._error, EOFError) as exc:
             raise DecompressError(str(exc)) from None
+        if not out and not self._decoder.needs_input and not self._decoder.eof:
+            # Never expected; without it, a caller waiting for output would ask forever.
+            raise DecompressError("the decoder makes no progress")
+        return out

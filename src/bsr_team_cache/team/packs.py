@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 PACK_TYPE = "application/vnd.bsr-team-cache.pack.v1"
 # The config as packs are written: its JSON gzip-compressed. It lists every member's own
 # manifest, whose digests and names make most of a pack of small modules (564 KB of manifest
-# for 200 modules of 76 KB of layers), and compresses about 3.6x. Packs with the plain config
+# for 200 modules of 60 KB of layers), and compresses about 3.6x. Packs with the plain config
 # (PACK_CONFIG_TYPE, written before) are read as well.
 PACK_CONFIG_GZIP_TYPE = "application/vnd.bsr-team-cache.pack.config.v1+json+gzip"
 PACK_CONFIG_TYPE = "application/vnd.bsr-team-cache.pack.config.v1+json"
