@@ -134,10 +134,10 @@ def test_a_zstd_frame_asking_for_a_window_over_8_mib_is_refused() -> None:
     assert files == {"zeros.proto": bytes(size)}
 
 
-def test_small_tars_take_the_strongest_level_large_ones_a_faster_one() -> None:
+def test_small_tars_take_a_slow_level_large_ones_a_faster_one() -> None:
     z = zstd()
     small = tar_of(FILES)
-    assert compression.compress_tar(small) == z.compress(small, level=19)
+    assert compression.compress_tar(small) == z.compress(small, level=17)
     large = bytes(2 << 20)
     assert compression.compress_tar(large) == z.compress(large, level=12)
 
