@@ -120,7 +120,7 @@ def test_a_zstd_bomb_is_refused_after_a_few_mib() -> None:
         decode_files_layer(layer, "here", ZSTD_LAYER_MEDIA_TYPE)
 
 
-def test_a_zstd_frame_asking_for_a_window_over_8_mib_is_refused() -> None:
+def test_a_zstd_frame_asking_for_a_window_over_4_mib_is_refused() -> None:
     z = zstd()
     size = 12 << 20
     options = {z.CompressionParameter.window_log: WINDOW_LOG_MAX + 2}
@@ -134,12 +134,71 @@ def test_a_zstd_frame_asking_for_a_window_over_8_mib_is_refused() -> None:
     assert files == {"zeros.proto": bytes(size)}
 
 
-def test_small_tars_take_a_slow_level_large_ones_a_faster_one() -> None:
+def test_layers_are_one_zstd_frame_at_level_12_with_their_content_size() -> None:
     z = zstd()
-    small = tar_of(FILES)
-    assert compression.compress_tar(small) == z.compress(small, level=17)
-    large = bytes(2 << 20)
-    assert compression.compress_tar(large) == z.compress(large, level=12)
+    for tar in (tar_of(FILES), bytes(2 << 20)):
+        layer = compression.compress_tar(tar)
+        assert layer == z.compress(tar, level=12)
+        assert z.get_frame_info(layer).decompressed_size == len(tar)
+
+
+def test_without_zstd_layers_are_written_as_gzip_and_zstd_ones_are_invalid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    zstd_layer = files_layer(FILES)
+    monkeypatch.setattr(compression, "zstd_module", lambda: None)
+    layer = files_layer(FILES)
+    assert media_type_of(layer) == GZIP_LAYER_MEDIA_TYPE
+    assert decode_files_layer(layer, "here", GZIP_LAYER_MEDIA_TYPE) == (FILES, True)
+    with pytest.raises(
+        InvalidContentError,
+        match=r"here: the files layer cannot be read \(this Python has no zstd \(install",
+    ):
+        decode_files_layer(zstd_layer, "here", ZSTD_LAYER_MEDIA_TYPE)
+
+
+def test_a_name_that_is_not_the_zstd_bindings_counts_as_none(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """A ``backports``/``compression`` package of the current directory (``python -m``) is
+    not taken for the bindings."""
+    import sys
+
+    package = tmp_path / ("compression" if sys.version_info >= (3, 14) else "backports")
+    (package / "zstd").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "zstd" / "__init__.py").write_text("")
+    for name in [m for m in sys.modules if m.split(".")[0] in ("backports", "compression")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    compression.zstd_module.cache_clear()
+    try:
+        assert compression.zstd_module() is None
+    finally:
+        compression.zstd_module.cache_clear()
+
+
+def _raw_block(data: bytes, last: bool) -> bytes:
+    return (len(data) << 3 | int(last)).to_bytes(3, "little") + data
+
+
+def test_a_layer_padded_with_empty_blocks_is_not_kept_as_it_arrived() -> None:
+    """Both formats allow any number of empty blocks (zstd: 3 bytes, deflate: 5): 100 KB of
+    them around 10 KB of files decode to the right files, but such a layer is made again."""
+    tar = tar_of(FILES)
+    assert len(tar) < 128 << 10  # one raw block
+    frame = b"\x28\xb5\x2f\xfd" + b"\x00" + b"\x50"  # no content size; a 1 MiB window
+    for empty_blocks, exact in ((0, True), (3, True), (40_000, False)):
+        layer = frame + _raw_block(b"", False) * empty_blocks + _raw_block(tar, True)
+        assert decode_files_layer(layer, "here", ZSTD_LAYER_MEDIA_TYPE) == (FILES, exact)
+    import zlib
+
+    for empty_blocks, exact in ((0, True), (25_000, False)):
+        deflate = zlib.compressobj(0, zlib.DEFLATED, 31)
+        parts = [deflate.compress(tar), deflate.flush(zlib.Z_SYNC_FLUSH)]  # byte-aligned now
+        parts.append(b"\x00\x00\x00\xff\xff" * empty_blocks)  # empty stored blocks
+        layer = b"".join([*parts, deflate.flush()])
+        assert decode_files_layer(layer, "here", GZIP_LAYER_MEDIA_TYPE) == (FILES, exact)
 
 
 def test_names_of_layers_as_files() -> None:

@@ -2,19 +2,23 @@
 before (and read still), and the media types that say which.
 
 zstd is what teams' layers are written with: on real .proto text it is ~10% smaller than gzip
-at the level used for large modules (~15% for modules up to 1 MiB), and it decompresses about
-3x faster, which a
-large module's cold fetch spends on every byte. The levels are fixed, so one library version
-makes the same layer from the same files on every machine.
+at the level used, and it decompresses about 3x faster, which a large module's cold fetch
+spends on every byte. The level is fixed and moderate: one zstd library makes the same layer
+from the same files on every machine (another version of it may make other bytes, each
+verified alike), and a layer made again here (one a peer padded: oci/layer.py) costs about
+what gzip did, whoever sends it.
 
 Decompressing is bounded like gzip's (oci/layer.py counts output, and its ratio to input, at
-every step), and a zstd frame may not ask for a window over 8 MiB: a forged frame cannot make
-a reader allocate more than that for it.
+every step), and a zstd frame may not ask for a window over 4 MiB: a forged frame cannot make
+a reader allocate more than that for it. Where this Python has no zstd (a 3.14 built without
+it; the backport not installed), layers are written as gzip and a zstd layer cannot be read
+(an invalid layer: the fetch takes the module elsewhere).
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 import zlib
 from typing import Protocol
 
@@ -29,14 +33,11 @@ LAYER_MEDIA_TYPES = PLAIN_LAYER_MEDIA_TYPES + ENCRYPTED_LAYER_MEDIA_TYPES
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-# Up to this much tar, a slow level (~7 MB/s: 0.15 s for a 1 MiB module, once, by the member
-# who publishes it; 19 takes twice as long for 1% less); beyond, one that keeps a
-# googleapis-sized module's publish near gzip's time (~1.3 s for 45 MB).
-_SMALL_TAR = 1 << 20
-_SMALL_LEVEL = 17
-_LARGE_LEVEL = 12
-# zstd's own default limit for decoders is 2**27; the levels used here need at most 2**23.
-WINDOW_LOG_MAX = 23
+# ~26 ms per MiB of tar, as gzip's level 6. Higher levels save a few % more at several times
+# the time (17: 4%, 4x), which every machine that makes a layer again would pay.
+_LEVEL = 12
+# zstd's own default limit for decoders is 2**27; level 12 needs 2**22 (4 MiB).
+WINDOW_LOG_MAX = 22
 
 
 class DecompressError(Exception):
@@ -86,20 +87,39 @@ def codec_name(media_type: str) -> str:
     return "zstd" if media_type == ZSTD_LAYER_MEDIA_TYPE else "gzip"
 
 
+_NEEDED = ("compress", "ZstdDecompressor", "ZstdError", "DecompressionParameter")
+
+
 @functools.cache  # (a failed import is looked for again at every call: ~50 us)
 def zstd_module():
-    """The zstd bindings: the standard library's (3.14+), else their backport."""
+    """The zstd bindings: the standard library's (3.14+), else their backport; None if this
+    Python has neither (or what answers to the name is not them)."""
     try:
-        from compression import zstd  # type: ignore[import-not-found]  # Python 3.14+
+        if sys.version_info >= (3, 14):
+            from compression import zstd  # type: ignore[import-not-found]
+        else:
+            from backports import zstd  # type: ignore[import-not-found,no-redef]
     except ImportError:
-        from backports import zstd  # type: ignore[import-not-found,no-redef]
-    return zstd
+        return None
+    return zstd if all(hasattr(zstd, name) for name in _NEEDED) else None
 
 
 def compress_tar(tar: bytes) -> bytes:
-    """The files layer for ``tar``: one zstd frame (its content size in its header)."""
-    level = _SMALL_LEVEL if len(tar) <= _SMALL_TAR else _LARGE_LEVEL
-    return zstd_module().compress(tar, level=level)
+    """The files layer for ``tar``: one zstd frame (its content size in its header); gzip
+    where this Python has no zstd."""
+    zstd = zstd_module()
+    if zstd is None:
+        import gzip
+
+        return gzip.compress(tar, compresslevel=6, mtime=0)
+    return zstd.compress(tar, level=_LEVEL)
+
+
+def within_compress_bound(compressed: int, content: int) -> bool:
+    """Whether ``compressed`` bytes are no more than zstd or deflate ever need for ``content``
+    bytes (their worst case is incompressible data: a few bytes per block). More means
+    padding: empty blocks, which both formats allow any number of."""
+    return compressed <= content + (content >> 8) + 1024
 
 
 def decompressor(media_type: str) -> Decompressor:
@@ -147,6 +167,8 @@ class _ZstdStream:
 
     def __init__(self) -> None:
         zstd = zstd_module()
+        if zstd is None:
+            raise DecompressError("this Python has no zstd (install backports.zstd)")
         self._error = zstd.ZstdError
         try:
             self._decoder = zstd.ZstdDecompressor(

@@ -32,6 +32,7 @@ from bsr_team_cache.oci.compression import (
     codec_name,
     compress_tar,
     decompressor,
+    within_compress_bound,
 )
 
 BLOCK = 512
@@ -107,11 +108,14 @@ class Inflater:
         self._where = where
         self._max_output = max_output
         self._codec = codec_name(media_type)
-        self._stream = decompressor(media_type)
+        try:
+            self._stream = decompressor(media_type)
+        except DecompressError as exc:
+            raise InvalidContentError(f"{where}: the files layer cannot be read ({exc})") from None
         self._input = b""
         self._buf = bytearray()
         self._pos = 0
-        self.consumed = 0  # compressed bytes zlib has taken in
+        self.consumed = 0  # compressed bytes the decoder has taken in
         self.produced = 0
 
     def _more(self) -> bool:
@@ -149,8 +153,9 @@ class Inflater:
         return True
 
     def at_end(self) -> bool:
-        """Whether the rest of the layer is only zeros (at most MAX_TRAILING_ZEROS of them)
-        and the compressed stream ends exactly where the layer does."""
+        """Whether the rest of the layer is only zeros (at most MAX_TRAILING_ZEROS of them),
+        the compressed stream ends exactly where the layer does, and it is no larger than a
+        compressor makes for what it holds (not padded with empty blocks)."""
         zeros = len(self._buf) - self._pos
         while not self._stream.eof:
             try:
@@ -162,7 +167,12 @@ class Inflater:
         rest = self._buf[self._pos :]
         if zeros > MAX_TRAILING_ZEROS or rest.count(0) != len(rest):
             return False
-        return not self._stream.unused_data and not self._input and not self._source.read(1)
+        return (
+            not self._stream.unused_data
+            and not self._input
+            and not self._source.read(1)
+            and within_compress_bound(self.consumed, self.produced)
+        )
 
     def take(self, n: int) -> bytes:
         while len(self._buf) - self._pos < n:
