@@ -293,30 +293,12 @@ def _tar_gz(members: list[tuple[str, bytes]], *, symlink: bool = False) -> bytes
     return gzip.compress(raw.getvalue(), mtime=0)
 
 
-def _bomb(size: int) -> bytes:
-    """A tar+gzip of valid files, then one of ``size`` zeros (within the module limit on its
-    own), made without holding it."""
-    deflate = zlib.compressobj(9, zlib.DEFLATED, 31)
+def _bomb(size: int, compressor, files: int) -> bytes:
+    """A files layer of ``files`` valid files (enough to be streamed, few enough for the zeros
+    to outgrow them), then one of ``size`` zeros (within the module limit on its own), made
+    without holding it: ``compressor`` is zlib's or zstd's streaming one."""
     parts = []
-    for name, data in sorted(big_files().items())[:5]:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        parts.append(deflate.compress(info.tobuf(tarfile.PAX_FORMAT) + data))
-        parts.append(deflate.compress(bytes(-len(data) % 512)))
-    info = tarfile.TarInfo("bomb/v1/zeros.proto")
-    info.size = size
-    parts.append(deflate.compress(info.tobuf(tarfile.PAX_FORMAT)))
-    zeros = bytes(1 << 20)
-    parts += [deflate.compress(zeros) for _ in range(size >> 20)]
-    parts += [deflate.compress(bytes(1024)), deflate.flush()]
-    return b"".join(parts)
-
-
-def _zstd_bomb(size: int) -> bytes:
-    """As _bomb, as one zstd frame (the layers written now)."""
-    compressor = zstd_module().ZstdCompressor(level=3)
-    parts = []
-    for name, data in sorted(big_files().items())[:40]:
+    for name, data in sorted(big_files().items())[:files]:
         info = tarfile.TarInfo(name)
         info.size = len(data)
         parts.append(compressor.compress(info.tobuf(tarfile.PAX_FORMAT) + data))
@@ -367,12 +349,12 @@ def _zstd_bomb(size: int) -> bytes:
         ),
         (
             "a decompression bomb",
-            lambda: _bomb(64 << 20),
+            lambda: _bomb(64 << 20, zlib.compressobj(9, zlib.DEFLATED, 31), 5),
             "times its compressed size (a decompression bomb)",
         ),
         (
             "a zstd decompression bomb",
-            lambda: _zstd_bomb(64 << 20),
+            lambda: _bomb(64 << 20, zstd_module().ZstdCompressor(level=3), 40),
             "times its compressed size (a decompression bomb)",
         ),
     ],

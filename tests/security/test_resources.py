@@ -45,30 +45,18 @@ def _fetch_rss(machine: Machine, registry: str, ca: Path, *extra: str):
     return measured
 
 
-@pytest.fixture(scope="module")
-def gzip_bomb() -> bytes:
+BOMB_CODECS = {
+    GZIP_LAYER_MEDIA_TYPE: lambda: zlib.compressobj(9, zlib.DEFLATED, 31),
+    ZSTD_LAYER_MEDIA_TYPE: lambda: zstd_module().ZstdCompressor(level=3),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(BOMB_CODECS), ids=["gzip", "zstd"])
+def bomb(request: pytest.FixtureRequest) -> tuple[str, bytes]:
     """A files layer that expands to 4 GiB: 64 tar members of 64 MiB of zeros each (every
-    member within the module limit on its own), gzip-compressed to ~4 MiB."""
-    deflate = zlib.compressobj(9, zlib.DEFLATED, 31)
-    zeros = bytes(1 << 20)
-    parts = []
-    for i in range(64):
-        info = tarfile.TarInfo(f"bomb/v1/part{i}.proto")
-        info.size = 64 << 20
-        parts.append(deflate.compress(info.tobuf(tarfile.PAX_FORMAT)))
-        for _ in range(64):
-            parts.append(deflate.compress(zeros))
-    parts.append(deflate.compress(bytes(1024)))
-    parts.append(deflate.flush())
-    bomb = b"".join(parts)
-    assert len(bomb) < 5 << 20
-    return bomb
-
-
-@pytest.fixture(scope="module")
-def zstd_bomb() -> bytes:
-    """The same 4 GiB of members as one zstd frame (~130 KB)."""
-    compressor = zstd_module().ZstdCompressor(level=3)
+    member within the module limit on its own), compressed to ~4 MiB (gzip) or ~130 KB (zstd);
+    with its media type."""
+    compressor = BOMB_CODECS[request.param]()
     zeros = bytes(1 << 20)
     parts = []
     for i in range(64):
@@ -79,29 +67,23 @@ def zstd_bomb() -> bytes:
             parts.append(compressor.compress(zeros))
     parts.append(compressor.compress(bytes(1024)))
     parts.append(compressor.flush())
-    return b"".join(parts)
+    layer = b"".join(parts)
+    assert len(layer) < 5 << 20
+    return request.param, layer
 
 
-@pytest.mark.parametrize(
-    ("codec", "media_type"), [("gzip", GZIP_LAYER_MEDIA_TYPE), ("zstd", ZSTD_LAYER_MEDIA_TYPE)]
-)
 def test_a_bomb_layer_is_refused_early(
-    machine: Machine,
-    legit: Legit,
-    distribution_url: str,
-    request: pytest.FixtureRequest,
-    codec: str,
-    media_type: str,
+    machine: Machine, legit: Legit, distribution_url: str, bomb: tuple[str, bytes]
 ) -> None:
-    bomb = request.getfixturevalue(f"{codec}_bomb")
+    media_type, layer = bomb
     publish(distribution_url, legit.artifacts)
     pets = legit.artifact("acme/pets")
     encoded = encode_module(pets)
     manifest = json.loads(encoded.manifest)
-    manifest["layers"][0].update(mediaType=media_type, digest=sha256_digest(bomb), size=len(bomb))
+    manifest["layers"][0].update(mediaType=media_type, digest=sha256_digest(layer), size=len(layer))
     registry = open_registry(distribution_url)
     repo = module_repository(TEAM, pets.module)
-    registry.push_blob(repo, bomb, sha256_digest(bomb))
+    registry.push_blob(repo, layer, sha256_digest(layer))
     registry.push_manifest(repo, pets.commit, json.dumps(manifest).encode(), OCI_MANIFEST)
 
     rss, _seconds, out, err, code = _fetch_rss(machine, distribution_url, legit.ca)
