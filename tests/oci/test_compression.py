@@ -41,6 +41,17 @@ def tar_of(files: dict[str, bytes]) -> bytes:
     return raw.getvalue()
 
 
+def decode_window_log(frame: bytes) -> int:
+    """The window a zstd frame asks for, as a power of two (its content size, rounded up, for a
+    single-segment frame)."""
+    descriptor = frame[4]
+    if descriptor & 0x20:  # single segment: the window is the content
+        size_bytes = {0: 1, 1: 2, 2: 4, 3: 8}[descriptor >> 6]
+        size = int.from_bytes(frame[5 : 5 + size_bytes], "little") + (256 if size_bytes == 2 else 0)
+        return max(1, size - 1).bit_length()
+    return 10 + (frame[5] >> 3)
+
+
 def one_zero_file_tar_head(size: int) -> bytes:
     """A tar header for one regular file of ``size`` bytes (its content to follow)."""
     info = tarfile.TarInfo("zeros.proto")
@@ -136,10 +147,11 @@ def test_a_zstd_frame_asking_for_a_window_over_4_mib_is_refused() -> None:
 
 def test_layers_are_one_zstd_frame_at_level_12_with_their_content_size() -> None:
     z = zstd()
-    for tar in (tar_of(FILES), bytes(2 << 20)):
+    for tar in (tar_of(FILES), bytes(2 << 20), bytes(9 << 20)):
         layer = compression.compress_tar(tar)
-        assert layer == z.compress(tar, level=12)
+        assert layer == z.compress(tar, level=12)  # the window set is level 12's own
         assert z.get_frame_info(layer).decompressed_size == len(tar)
+        assert decode_window_log(layer) <= WINDOW_LOG_MAX
 
 
 def test_without_zstd_layers_are_written_as_gzip_and_zstd_ones_are_invalid(

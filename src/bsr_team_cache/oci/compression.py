@@ -112,7 +112,11 @@ def compress_tar(tar: bytes) -> bytes:
         import gzip
 
         return gzip.compress(tar, compresslevel=6, mtime=0)
-    return zstd.compress(tar, level=_LEVEL)
+    # The window as level 12 takes it anyway, set so that no zstd version makes frames that
+    # readers (WINDOW_LOG_MAX) refuse.
+    parameter = zstd.CompressionParameter
+    options = {parameter.compression_level: _LEVEL, parameter.window_log: WINDOW_LOG_MAX}
+    return zstd.compress(tar, options=options)
 
 
 def within_compress_bound(compressed: int, content: int) -> bool:
