@@ -81,6 +81,11 @@ class DigestMismatchError(InvalidContentError):
     """Content does not hash to the digest it was promised to have."""
 
 
+class UnreadableHereError(InvalidContentError):
+    """Content this Python cannot read (a layer compressed with a codec it lacks). Not corrupt:
+    a local store keeps it for the Pythons that can; the fetch asks the next tier."""
+
+
 class ContentTooLargeError(InvalidContentError):
     """Content exceeds a size limit (a manifest, a document, a response, a module's files)."""
 

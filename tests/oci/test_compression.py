@@ -164,30 +164,59 @@ def test_without_zstd_layers_are_written_as_gzip_and_zstd_ones_are_invalid(
     assert decode_files_layer(layer, "here", GZIP_LAYER_MEDIA_TYPE) == (FILES, True)
     with pytest.raises(
         InvalidContentError,
-        match=r"here: the files layer cannot be read \(this Python has no zstd \(install",
+        match=r"here: the files layer cannot be read \(this Python has no zstd bindings\)",
     ):
         decode_files_layer(zstd_layer, "here", ZSTD_LAYER_MEDIA_TYPE)
 
 
-def test_a_name_that_is_not_the_zstd_bindings_counts_as_none(
-    monkeypatch: pytest.MonkeyPatch, tmp_path
-) -> None:
+def test_a_name_that_is_not_the_zstd_bindings_counts_as_none(tmp_path) -> None:
     """A ``backports``/``compression`` package of the current directory (``python -m``) is
     not taken for the bindings."""
     import sys
 
+    roots = ("backports", "compression")
     package = tmp_path / ("compression" if sys.version_info >= (3, 14) else "backports")
     (package / "zstd").mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "zstd" / "__init__.py").write_text("")
-    for name in [m for m in sys.modules if m.split(".")[0] in ("backports", "compression")]:
-        monkeypatch.delitem(sys.modules, name)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    saved = {name: m for name, m in sys.modules.items() if name.split(".")[0] in roots}
+    sys.path.insert(0, str(tmp_path))
     compression.zstd_module.cache_clear()
     try:
+        for name in saved:
+            del sys.modules[name]
         assert compression.zstd_module() is None
     finally:
+        sys.path.remove(str(tmp_path))
+        for name in [n for n in sys.modules if n.split(".")[0] in roots]:
+            del sys.modules[name]
+        sys.modules.update(saved)
         compression.zstd_module.cache_clear()
+    assert compression.zstd_module() is not None  # the real ones, for the tests after this
+
+
+def test_tar_records_a_peer_adds_make_a_layer_inexact() -> None:
+    """Global PAX headers, or PAX records other than a long name's path (what the writer
+    makes), can carry anything up to MAX_METADATA_BYTES: such a layer is made again."""
+    long_name = "acme/pets/v1/" + "x" * 120 + ".proto"
+    files = {**FILES, long_name: b'syntax = "proto3";\n'}
+    layer = files_layer(files)
+    assert decode_files_layer(layer, "here", ZSTD_LAYER_MEDIA_TYPE) == (files, True)
+    for extra in ({"comment": "j" * 4000}, None):
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            if extra is None:  # a global header
+                junk = tarfile.TarInfo("junk")
+                junk.type = tarfile.XGLTYPE
+                junk.pax_headers = {"comment": "j" * 4000}
+                tar.addfile(junk)
+            for path in sorted(files, key=str.encode):
+                info = tarfile.TarInfo(path)
+                info.size = len(files[path])
+                info.pax_headers = dict(extra or {})
+                tar.addfile(info, io.BytesIO(files[path]))
+        padded = zstd().compress(raw.getvalue(), level=12)
+        assert decode_files_layer(padded, "here", ZSTD_LAYER_MEDIA_TYPE) == (files, False)
 
 
 def _raw_block(data: bytes, last: bool) -> bytes:

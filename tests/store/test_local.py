@@ -16,7 +16,8 @@ import pytest
 
 from bsr_team_cache.domain.digest import b5_from_contents
 from bsr_team_cache.domain.moduleref import parse_module_name
-from bsr_team_cache.errors import DigestMismatchError, StoreError
+from bsr_team_cache.errors import DigestMismatchError, StoreError, UnreadableHereError
+from bsr_team_cache.oci import compression
 from bsr_team_cache.oci.artifact import ModuleArtifact, encode_module
 from bsr_team_cache.oci.base import sha256_digest
 from bsr_team_cache.store import LocalStore, default_store_dir
@@ -61,6 +62,22 @@ def test_corrupt_blob_is_reported_dropped_and_refillable(tmp_path: Path) -> None
             store.get(artifact.module, artifact.commit)
         assert store.get(artifact.module, artifact.commit) is None  # now a plain miss
         store.put(artifact)  # the corrupt blob was deleted, so it is really rewritten
+        assert store.get(artifact.module, artifact.commit) == artifact
+
+
+def test_an_entry_this_python_cannot_decompress_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A zstd entry read by a Python without zstd: an error for this read (the fetch asks the
+    next tier), not a corrupt entry: the Pythons that can still find it."""
+    artifact = _artifact("pets", "a")
+    with LocalStore(tmp_path) as store:
+        store.put(artifact)
+        with monkeypatch.context() as patched:
+            patched.setattr(compression, "zstd_module", lambda: None)
+            with pytest.raises(UnreadableHereError, match="this Python has no zstd bindings"):
+                store.get(artifact.module, artifact.commit)
+        assert store.stats().entries == 1
         assert store.get(artifact.module, artifact.commit) == artifact
 
 

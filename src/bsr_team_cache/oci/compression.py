@@ -44,6 +44,10 @@ class DecompressError(Exception):
     """The data is not a stream of the codec (or asks for more than a reader gives it)."""
 
 
+class UnsupportedCodecError(DecompressError):
+    """This Python cannot decompress the codec at all: nothing is wrong with the data."""
+
+
 class Decompressor(Protocol):
     """zlib's decompress object, as far as layer.py uses it, and whether it wants more input
     (zstd's may hold input it has not decoded yet: it is then called with none)."""
@@ -87,7 +91,13 @@ def codec_name(media_type: str) -> str:
     return "zstd" if media_type == ZSTD_LAYER_MEDIA_TYPE else "gzip"
 
 
-_NEEDED = ("compress", "ZstdDecompressor", "ZstdError", "DecompressionParameter")
+_NEEDED = (
+    "CompressionParameter",
+    "DecompressionParameter",
+    "ZstdDecompressor",
+    "ZstdError",
+    "compress",
+)
 
 
 @functools.cache  # (a failed import is looked for again at every call: ~50 us)
@@ -119,11 +129,12 @@ def compress_tar(tar: bytes) -> bytes:
     return zstd.compress(tar, options=options)
 
 
-def within_compress_bound(compressed: int, content: int) -> bool:
-    """Whether ``compressed`` bytes are no more than zstd or deflate ever need for ``content``
-    bytes (their worst case is incompressible data: a few bytes per block). More means
-    padding: empty blocks, which both formats allow any number of."""
-    return compressed <= content + (content >> 8) + 1024
+def within_stored_size(compressed: int, content: int) -> bool:
+    """Whether ``compressed`` bytes are no more than ``content`` bytes stored uncompressed take
+    in either format (zstd's raw blocks: 3 bytes a 128 KiB block; deflate's stored ones: 5 a
+    64 KiB block), which is the most any compressor makes. More means padding: empty blocks,
+    which both formats allow any number of."""
+    return compressed <= content + (content >> 12) + 1024
 
 
 def decompressor(media_type: str) -> Decompressor:
@@ -172,7 +183,7 @@ class _ZstdStream:
     def __init__(self) -> None:
         zstd = zstd_module()
         if zstd is None:
-            raise DecompressError("this Python has no zstd (install backports.zstd)")
+            raise UnsupportedCodecError("this Python has no zstd bindings")
         self._error = zstd.ZstdError
         try:
             self._decoder = zstd.ZstdDecompressor(

@@ -24,15 +24,16 @@ from typing import BinaryIO
 
 from bsr_team_cache.domain.digest import DOC_FILE_NAMES
 from bsr_team_cache.domain.files import path_problem, validate_file_set
-from bsr_team_cache.errors import ContentTooLargeError, InvalidContentError
+from bsr_team_cache.errors import ContentTooLargeError, InvalidContentError, UnreadableHereError
 from bsr_team_cache.limits import INFLATE_RATIO, INFLATE_RATIO_FLOOR, limits
 from bsr_team_cache.oci.compression import (
     ZSTD_LAYER_MEDIA_TYPE,
     DecompressError,
+    UnsupportedCodecError,
     codec_name,
     compress_tar,
     decompressor,
-    within_compress_bound,
+    within_stored_size,
 )
 
 BLOCK = 512
@@ -110,8 +111,11 @@ class Inflater:
         self._codec = codec_name(media_type)
         try:
             self._stream = decompressor(media_type)
-        except DecompressError as exc:
-            raise InvalidContentError(f"{where}: the files layer cannot be read ({exc})") from None
+        except UnsupportedCodecError as exc:
+            raise UnreadableHereError(f"{where}: the files layer cannot be read ({exc})") from None
+        # No tar records but the ones the writer makes (a PAX "path" for a long name): a
+        # layer with others (junk a peer adds, up to MAX_METADATA_BYTES) is not kept.
+        self.canonical = True
         self._input = b""
         self._buf = bytearray()
         self._pos = 0
@@ -154,8 +158,9 @@ class Inflater:
 
     def at_end(self) -> bool:
         """Whether the rest of the layer is only zeros (at most MAX_TRAILING_ZEROS of them),
-        the compressed stream ends exactly where the layer does, and it is no larger than a
-        compressor makes for what it holds (not padded with empty blocks)."""
+        the compressed stream ends exactly where the layer does, it is no larger than what it
+        holds stored uncompressed (not padded with empty blocks), and its tar had no records
+        but the writer's."""
         zeros = len(self._buf) - self._pos
         while not self._stream.eof:
             try:
@@ -171,7 +176,8 @@ class Inflater:
             not self._stream.unused_data
             and not self._input
             and not self._source.read(1)
-            and within_compress_bound(self.consumed, self.produced)
+            and self.canonical
+            and within_stored_size(self.consumed, self.produced)
         )
 
     def take(self, n: int) -> bytes:
@@ -255,6 +261,8 @@ def _members(inflater: Inflater, where: str) -> Iterator[tuple[str, int]]:
             metadata += len(data)
             if kind == b"x":
                 pax = _pax_records(data, where)
+            if kind == b"g" or set(pax) - {"path"}:
+                inflater.canonical = False
         elif kind in (b"0", b"\0"):
             if "path" in pax:
                 path = pax["path"]

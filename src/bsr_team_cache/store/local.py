@@ -41,7 +41,7 @@ from bsr_team_cache._fs import (
 from bsr_team_cache._records import record
 from bsr_team_cache._testhooks import reached
 from bsr_team_cache.domain.moduleref import ModuleName
-from bsr_team_cache.errors import InvalidContentError, StoreError
+from bsr_team_cache.errors import InvalidContentError, StoreError, UnreadableHereError
 from bsr_team_cache.limits import limits
 from bsr_team_cache.oci.base import Descriptor, sha256_digest, validate_oci_digest, verify_blob
 from bsr_team_cache.store.index import (
@@ -300,6 +300,8 @@ class LocalStore:
         except _MissingBlob:
             self._drop(module, commit)  # evicted underneath us: a plain miss
             return None
+        except UnreadableHereError:
+            raise  # nothing wrong with it: kept for the Pythons that can read it
         except InvalidContentError as exc:
             self._drop(module, commit)
             for digest in json.loads(row[1]):  # even if shared: a refetch rewrites them
