@@ -56,3 +56,23 @@ def test_bad_config_files_say_where(tmp_path: Path) -> None:
     config.write_text("colour = 1\n")
     with pytest.raises(ConfigError, match="colour: unknown setting"):
         load_settings(env=env)
+
+
+def test_layer_compression_from_the_environment_or_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    env = {"HOME": str(tmp_path), "BSR_TEAM_CACHE_CONFIG": str(config)}
+    assert load_settings(env=env).layer_compression is None  # zstd
+    config.write_text('layer_compression = "gzip"\n')
+    assert load_settings(env=env).layer_compression == "gzip"
+    env["BSR_TEAM_CACHE_LAYER_COMPRESSION"] = "ZSTD"
+    assert load_settings(env=env).layer_compression == "zstd"
+    env["BSR_TEAM_CACHE_LAYER_COMPRESSION"] = "lz4"
+    with pytest.raises(ConfigError) as bad:
+        load_settings(env=env)
+    assert str(bad.value) == "BSR_TEAM_CACHE_LAYER_COMPRESSION: 'lz4' is not one of: zstd, gzip"
+    del env["BSR_TEAM_CACHE_LAYER_COMPRESSION"]
+    config.write_text('layer_compression = "brotli"\n')
+    with pytest.raises(ConfigError) as bad:
+        load_settings(env=env)
+    assert str(bad.value).startswith(f"{config}: ") and "layer_compression" in str(bad.value)
+    assert 'expected "zstd" or "gzip"' in str(bad.value)

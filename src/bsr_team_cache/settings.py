@@ -12,10 +12,11 @@ Config file: ``$BSR_TEAM_CACHE_CONFIG``, else ``$XDG_CONFIG_HOME/bsr-team-cache/
     store_max_mb = 2048
     max_module_mb = 256        # largest module accepted from the registry or the BSR
     timeout = 900              # seconds a command (a fetch, a sync) may take
+    layer_compression = "zstd" # or "gzip", while some members run versions that read only gzip
 
 Environment: ``BSR_TEAM_CACHE_REGISTRY``, ``BSR_TEAM_CACHE_TEAM``, ``BSR_TEAM_CACHE_MEMBER``,
 ``BSR_TEAM_CACHE_INSECURE``, ``BSR_TEAM_CACHE_DIR``, ``BSR_TEAM_CACHE_STORE_MAX_MB``,
-``BSR_TEAM_CACHE_MAX_MODULE_MB``, ``BSR_TEAM_CACHE_TIMEOUT``.
+``BSR_TEAM_CACHE_MAX_MODULE_MB``, ``BSR_TEAM_CACHE_TIMEOUT``, ``BSR_TEAM_CACHE_LAYER_COMPRESSION``.
 Default registry: the embedded on-disk one, ``oci-layout:$XDG_DATA_HOME/bsr-team-cache/registry``.
 """
 
@@ -38,7 +39,10 @@ _KEYS = {
     "namespace": str,
     "max_module_mb": int,
     "timeout": int,
+    "layer_compression": str,
 }
+# How the layers this machine publishes are compressed (oci/compression.py).
+LAYER_COMPRESSIONS = ("zstd", "gzip")
 
 
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false"}
@@ -94,6 +98,7 @@ class Settings(NamedTuple):
     source: str  # where the registry setting came from, for messages
     max_module_mb: int | None = None
     timeout: int | None = None
+    layer_compression: str | None = None
 
     def __repr__(self) -> str:  # the registry URL may hold a password
         from bsr_team_cache.oci.url import redact
@@ -139,7 +144,23 @@ def load_settings(
         source=source,
         max_module_mb=_positive(env, "BSR_TEAM_CACHE_MAX_MODULE_MB", file, "max_module_mb", path),
         timeout=_positive(env, "BSR_TEAM_CACHE_TIMEOUT", file, "timeout", path),
+        layer_compression=_layer_compression(env, file, path),
     )
+
+
+def _layer_compression(env: dict[str, str], file: dict[str, Any], path: Path) -> str | None:
+    """ "zstd" or "gzip" from the environment, else the config file, else None (zstd)."""
+    raw = env.get("BSR_TEAM_CACHE_LAYER_COMPRESSION")
+    if raw:
+        if raw.strip().lower() not in LAYER_COMPRESSIONS:
+            raise ConfigError(
+                "BSR_TEAM_CACHE_LAYER_COMPRESSION", f"{raw!r} is not one of: zstd, gzip"
+            )
+        return raw.strip().lower()
+    value = file.get("layer_compression")
+    if value is not None and value not in LAYER_COMPRESSIONS:
+        raise ConfigError(path, 'expected "zstd" or "gzip"', entry="layer_compression")
+    return value
 
 
 def _positive(

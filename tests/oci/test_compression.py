@@ -265,3 +265,20 @@ def test_a_zstd_decoder_that_makes_no_progress_is_an_error() -> None:
     with pytest.raises(compression.DecompressError, match="the decoder makes no progress"):
         stream.decompress(b"more", 1 << 20)
     assert stream.unconsumed_tail == b"more"  # not taken: the caller still holds it
+
+
+def test_a_team_that_writes_gzip_while_members_upgrade(monkeypatch: pytest.MonkeyPatch) -> None:
+    """layer_compression = "gzip" (resolve_team_options sets it from the settings): the layers
+    this process makes are gzip, for members on versions that read only gzip."""
+    monkeypatch.setattr(compression, "_writing", "zstd")
+    from bsr_team_cache.cli.options import resolve_team_options
+
+    monkeypatch.setenv("BSR_TEAM_CACHE_LAYER_COMPRESSION", "gzip")
+    resolve_team_options({})
+    layer = files_layer(FILES)
+    assert media_type_of(layer) == GZIP_LAYER_MEDIA_TYPE
+    assert layer == gzip.compress(tar_of(FILES), compresslevel=6, mtime=0)
+    compression.write_layers_as("zstd")
+    assert media_type_of(files_layer(FILES)) == ZSTD_LAYER_MEDIA_TYPE
+    with pytest.raises(ValueError, match="layers are written as zstd or gzip, not 'lz4'"):
+        compression.write_layers_as("lz4")

@@ -226,7 +226,8 @@ def _default_store_dir() -> Path:
 
 def resolve_team_options(chosen: Mapping[str, object]) -> TeamOptions:
     """TeamOptions from the team options given (by name; missing or None: not given), the
-    environment, the config file and the defaults; sets the process's module size limit."""
+    environment, the config file and the defaults; sets the process's module size limit and
+    how it compresses the layers it makes."""
     from bsr_team_cache.settings import load_settings
 
     settings = load_settings(
@@ -238,6 +239,10 @@ def resolve_team_options(chosen: Mapping[str, object]) -> TeamOptions:
     module_mb = chosen.get("max_module_mb") or settings.max_module_mb
     if module_mb:
         configure(max_module_bytes=module_mb * MiB)
+    if settings.layer_compression:
+        from bsr_team_cache.oci.compression import write_layers_as
+
+        write_layers_as(settings.layer_compression)
     return TeamOptions(
         settings,
         chosen.get("store_dir") or settings.store_dir or _default_store_dir(),

@@ -114,10 +114,23 @@ def zstd_module():
     return zstd if all(hasattr(zstd, name) for name in _NEEDED) else None
 
 
+# What layers are written as: "gzip" while a team has members on versions that read only gzip
+# (layer_compression; set by the CLI from the settings, or by a library caller).
+_writing = "zstd"
+
+
+def write_layers_as(codec: str) -> None:
+    """Write layers as ``codec`` ("zstd" or "gzip") from now on, in this process."""
+    global _writing
+    if codec not in ("zstd", "gzip"):
+        raise ValueError(f"layers are written as zstd or gzip, not {codec!r}")
+    _writing = codec
+
+
 def compress_tar(tar: bytes) -> bytes:
     """The files layer for ``tar``: one zstd frame (its content size in its header); gzip
-    where this Python has no zstd."""
-    zstd = zstd_module()
+    where so configured (write_layers_as) or where this Python has no zstd."""
+    zstd = zstd_module() if _writing == "zstd" else None
     if zstd is None:
         import gzip
 
