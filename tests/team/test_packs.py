@@ -19,8 +19,10 @@ from bsr_team_cache.bsr.client import BSRModuleClient
 from bsr_team_cache.bufcache.v3 import module_entry_dir
 from bsr_team_cache.domain.buflock import read_buf_lock
 from bsr_team_cache.errors import InvalidContentError
-from bsr_team_cache.oci.artifact import encode_module
+from bsr_team_cache.oci import compression
+from bsr_team_cache.oci.artifact import encode_module, module_repository, read_layer_descriptor
 from bsr_team_cache.oci.base import OCI_MANIFEST, document_limit, sha256_digest
+from bsr_team_cache.oci.compression import GZIP_LAYER_MEDIA_TYPE, media_type_of
 from bsr_team_cache.oci.devregistry import DistributionServer
 from bsr_team_cache.oci.http import HTTPRegistry
 from bsr_team_cache.oci.layer import files_layer
@@ -541,3 +543,26 @@ def test_a_pack_config_is_inflated_only_within_the_document_limit(
     else:
         with pytest.raises(InvalidContentError, match=r"^pack: "):
             packs_module._inflated(data, "pack")
+
+
+def test_gzip_layers_written_before_serve_later_machines_and_their_pack(team, monkeypatch):
+    """A team registry whose modules were published as gzip (by an earlier version, or with
+    layer_compression = "gzip"): machines that write zstd read them, keep them as they are,
+    and make and read a pack of them."""
+    with monkeypatch.context() as patched:
+        patched.setattr(compression, "_writing", "gzip")
+        team.fetch("alice", update_lock=True)
+    lock = read_buf_lock(team.project / "buf.lock")
+    for dep in lock.deps:
+        repo = module_repository(TEAM, dep.module, team.ns)
+        assert read_layer_descriptor(team.registry, repo, dep.commit).media_type == (
+            GZIP_LAYER_MEDIA_TYPE
+        )
+    assert _tiers(team.fetch("bob")) == {"local": 0, "team": 6, "bsr": 0}  # makes the pack
+    carol = team.fetch("carol")
+    assert (carol.pack_used, carol.warnings) == (True, [])
+    assert _tiers(carol) == {"local": 0, "team": 6, "bsr": 0}
+    with LocalStore(team.root / "carol" / "store") as store:
+        for dep in lock.deps:
+            _, layer = store.encoded(dep.module, dep.commit)
+            assert media_type_of(layer) == GZIP_LAYER_MEDIA_TYPE  # kept as it arrived
