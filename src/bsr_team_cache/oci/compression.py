@@ -31,7 +31,6 @@ PLAIN_LAYER_MEDIA_TYPES = (ZSTD_LAYER_MEDIA_TYPE, GZIP_LAYER_MEDIA_TYPE)
 ENCRYPTED_LAYER_MEDIA_TYPES = tuple(t + ENCRYPTED_SUFFIX for t in PLAIN_LAYER_MEDIA_TYPES)
 LAYER_MEDIA_TYPES = PLAIN_LAYER_MEDIA_TYPES + ENCRYPTED_LAYER_MEDIA_TYPES
 
-_GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 # ~26 ms per MiB of tar, as gzip's level 6. Higher levels save a few % more at several times
 # the time (17: 4%, 4x), which every machine that makes a layer again would pay.
@@ -81,13 +80,13 @@ def media_type_of(layer: bytes) -> str:
 
 
 def file_extension(media_type: str) -> str:
-    """ ".tar.zst" or ".tar.gz": the name a layer of ``media_type`` (plain or encrypted) would have
-    as a file (for the title annotation tools show)."""
+    """How a layer of ``media_type`` (plain or encrypted) would end as a file: ".tar.zst" or
+    ".tar.gz" (for the title annotation tools show)."""
     return ".tar.zst" if plain_media_type(media_type) == ZSTD_LAYER_MEDIA_TYPE else ".tar.gz"
 
 
 def codec_name(media_type: str) -> str:
-    """ "zstd" or "gzip": what a plain files layer of ``media_type`` is compressed with."""
+    """What a plain files layer of ``media_type`` is compressed with: "zstd" or "gzip"."""
     return "zstd" if media_type == ZSTD_LAYER_MEDIA_TYPE else "gzip"
 
 
