@@ -149,12 +149,14 @@ def load_settings(
 
 
 def _layer_compression(env: dict[str, str], file: dict[str, Any], path: Path) -> str | None:
-    """ "zstd" or "gzip" from the environment, else the config file, else None (zstd)."""
+    """How layers are compressed (LAYER_COMPRESSIONS) as the environment says, else the config
+    file, else None (zstd)."""
     raw = env.get("BSR_TEAM_CACHE_LAYER_COMPRESSION")
     if raw:
         if raw.strip().lower() not in LAYER_COMPRESSIONS:
             raise ConfigError(
-                "BSR_TEAM_CACHE_LAYER_COMPRESSION", f"{raw!r} is not one of: zstd, gzip"
+                "BSR_TEAM_CACHE_LAYER_COMPRESSION",
+                f"{raw!r} is not one of: {', '.join(LAYER_COMPRESSIONS)}",
             )
         return raw.strip().lower()
     value = file.get("layer_compression")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import sys
 import zlib
-from typing import Protocol
+from typing import Any, Protocol
 
 GZIP_LAYER_MEDIA_TYPE = "application/vnd.buf.module.files.v1.tar+gzip"
 ZSTD_LAYER_MEDIA_TYPE = "application/vnd.buf.module.files.v1.tar+zstd"
@@ -77,6 +77,15 @@ def media_type_of(layer: bytes) -> str:
     """The plain media type of a files layer this program made or decoded (by its first bytes:
     both formats start with a magic number)."""
     return ZSTD_LAYER_MEDIA_TYPE if layer.startswith(_ZSTD_MAGIC) else GZIP_LAYER_MEDIA_TYPE
+
+
+def without_extras(head: bytes, media_type: str) -> bool:
+    """A layer's first bytes as the writer makes them: a zstd frame (its header has no room
+    for extras), or gzip without optional fields (a name or comment a peer could make any
+    size)."""
+    if media_type == ZSTD_LAYER_MEDIA_TYPE:
+        return head.startswith(_ZSTD_MAGIC)
+    return head[:3] == b"\x1f\x8b\x08" and head[3:4] == b"\0"  # deflate, FLG 0
 
 
 def file_extension(media_type: str) -> str:
@@ -159,34 +168,40 @@ def decompressor(media_type: str) -> Decompressor:
     raise ValueError(f"not a files layer media type: {media_type!r}")
 
 
-class _GzipStream:
-    """One gzip stream (wbits 31: nothing else)."""
+class _Stream:
+    """What both codecs' decompress objects say alike."""
 
-    def __init__(self) -> None:
-        self._zlib = zlib.decompressobj(wbits=31)
-
-    @property
-    def unconsumed_tail(self) -> bytes:
-        return self._zlib.unconsumed_tail
-
-    needs_input = True  # what zlib has not taken is in unconsumed_tail
+    _decoder: Any  # zlib's decompress object, or zstd's decompressor
 
     @property
     def eof(self) -> bool:
-        return self._zlib.eof
+        return self._decoder.eof
 
     @property
     def unused_data(self) -> bytes:
-        return self._zlib.unused_data
+        return self._decoder.unused_data
+
+
+class _GzipStream(_Stream):
+    """One gzip stream (wbits 31: nothing else)."""
+
+    needs_input = True  # what zlib has not taken is in unconsumed_tail
+
+    def __init__(self) -> None:
+        self._decoder = zlib.decompressobj(wbits=31)
+
+    @property
+    def unconsumed_tail(self) -> bytes:
+        return self._decoder.unconsumed_tail
 
     def decompress(self, data: bytes, max_length: int) -> bytes:
         try:
-            return self._zlib.decompress(data, max_length)
+            return self._decoder.decompress(data, max_length)
         except zlib.error as exc:
             raise DecompressError(str(exc)) from None
 
 
-class _ZstdStream:
+class _ZstdStream(_Stream):
     """One zstd frame, with zlib's contract: input it has not taken is in ``unconsumed_tail``.
     zstd's decompressor keeps input it could not decode yet itself, and says so (needs_input
     False); new input is then left to the caller until it has drained that, so what it holds
@@ -208,14 +223,6 @@ class _ZstdStream:
     @property
     def needs_input(self) -> bool:
         return self._decoder.needs_input
-
-    @property
-    def eof(self) -> bool:
-        return self._decoder.eof
-
-    @property
-    def unused_data(self) -> bytes:
-        return self._decoder.unused_data
 
     def decompress(self, data: bytes, max_length: int) -> bytes:
         try:

@@ -27,13 +27,13 @@ from bsr_team_cache.domain.files import path_problem, validate_file_set
 from bsr_team_cache.errors import ContentTooLargeError, InvalidContentError, UnreadableHereError
 from bsr_team_cache.limits import INFLATE_RATIO, INFLATE_RATIO_FLOOR, limits
 from bsr_team_cache.oci.compression import (
-    ZSTD_LAYER_MEDIA_TYPE,
     DecompressError,
     UnsupportedCodecError,
     codec_name,
     compress_tar,
     decompressor,
     within_stored_size,
+    without_extras,
 )
 
 BLOCK = 512
@@ -350,19 +350,6 @@ def skip_padding(inflater: Inflater, size: int) -> None:
     padding = -size % BLOCK
     if padding:
         inflater.take(padding)
-
-
-def is_gzip_without_extras(head: bytes) -> bool:
-    """A gzip header of the kind we write: deflate, no optional fields (FLG 0)."""
-    return head[:3] == b"\x1f\x8b\x08" and head[3:4] == b"\0"
-
-
-def without_extras(head: bytes, media_type: str) -> bool:
-    """A layer's first bytes as we write them: gzip without optional fields (a name or comment
-    a peer could make any size), or a zstd frame (its header has no room for such)."""
-    if media_type == ZSTD_LAYER_MEDIA_TYPE:
-        return head.startswith(b"\x28\xb5\x2f\xfd")
-    return is_gzip_without_extras(head)
 
 
 def decode_files_layer(

@@ -20,13 +20,12 @@ from typing import TYPE_CHECKING, Protocol
 from bsr_team_cache.domain.digest import DIGEST_LENGTH
 from bsr_team_cache.errors import DigestMismatchError, InvalidContentError
 from bsr_team_cache.oci.base import Descriptor
-from bsr_team_cache.oci.compression import PLAIN_LAYER_MEDIA_TYPES
+from bsr_team_cache.oci.compression import PLAIN_LAYER_MEDIA_TYPES, without_extras
 from bsr_team_cache.oci.layer import (
     Inflater,
     layer_members,
     open_layer,
     skip_padding,
-    without_extras,
 )
 
 if TYPE_CHECKING:
