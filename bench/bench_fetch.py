@@ -38,6 +38,13 @@ preparation such as emptying directories is not timed:
                         modules or more, a second machine having fetched them from the team
                         registry, which published the lock pack), then `buf build` offline;
     of which fetch      the fetch alone;
+  python GET of the pack alone
+                        (sets of two modules or more) a Python process that connects to the
+                        registry's link, sends the one request a cold fetch starts with (the
+                        lock pack's manifest) and reads the answer to its end, doing nothing
+                        else: the least any Python client can spend before it has the bytes.
+                        Against "of which restore" it says how much of the gap is the
+                        interpreter and the protocol rather than the fetch's own work;
   warm fetch            `bsr-team-cache fetch -q` again, local store and buf cache warm;
   team fetch --no-packs (cold) + build
                         the cold team fetch without the lock pack: module by module.
@@ -89,6 +96,7 @@ import tempfile
 import textwrap
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,12 +109,14 @@ import bsr_team_cache
 from bsr_team_cache.bsr.devbsr import DevBSRServer, ModuleRepository, ensure_tls_files
 from bsr_team_cache.demo import find_buf
 from bsr_team_cache.devnet import ShapingProxy
+from bsr_team_cache.domain.buflock import read_buf_lock
 from bsr_team_cache.oci.devregistry import DistributionServer, find_distribution
 from bsr_team_cache.samples import (
     write_generated_modules,
     write_large_module,
     write_sample_data,
 )
+from bsr_team_cache.team.names import pack_repository, pack_tag
 
 ALL_SETS = ("10", "200", "googleapis")
 BUNDLE = "bench-deps"
@@ -115,6 +125,7 @@ PYTHON = "python -c pass"
 BUF_ALONE = "buf alone"
 TARBALL = "tarball restore + buf build"
 RESTORE = "  of which restore"
+PACK_GET = "python GET of the pack alone"
 TEAM = "team fetch (cold) + buf build"
 FETCH = "  of which fetch"
 TEAM_MODULES = "team fetch --no-packs (cold) + build"
@@ -125,6 +136,20 @@ TEAM_NAMED = "team fetch --bundle NAME (cold) + build"
 # What a user runs: the console script beside this interpreter (else python -m, ~5 ms more).
 _SCRIPT = Path(sys.executable).parent / "bsr-team-cache"
 CLI = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "bsr_team_cache"]
+
+# One HTTP/1.1 GET, read to its end; exits 1 unless the answer is 200.
+_PY_GET = (
+    "import socket, sys\n"
+    "host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]\n"
+    "s = socket.create_connection((host, port))\n"
+    "s.sendall(f'GET {path} HTTP/1.1\\r\\nHost: {host}:{port}\\r\\n'\n"
+    "          'Accept: application/vnd.oci.image.manifest.v1+json\\r\\n'\n"
+    "          'Connection: close\\r\\n\\r\\n'.encode())\n"
+    "answer = bytearray()\n"
+    "while chunk := s.recv(1 << 20):\n"
+    "    answer += chunk\n"
+    "sys.exit(0 if answer.startswith(b'HTTP/1.1 200 ') else 1)\n"
+)
 
 # Restoring without curl: the same stream, read by Python.
 _PY_RESTORE = (
@@ -400,6 +425,15 @@ class SetBench:
             argv = [sys.executable, "-c", _PY_RESTORE, url, str(target)]
         return check_child("tarball restore", run_child(argv, env=self.base_env))
 
+    def get_pack(self) -> ChildRun:
+        """The lock pack's GET alone, from a Python process (_PY_GET)."""
+        url = urllib.parse.urlsplit(self.svc.registry_url)
+        deps = read_buf_lock(self.project / "buf.lock").deps
+        repo = pack_repository(self.team, url.path.strip("/"))
+        path = f"/v2/{repo}/manifests/{pack_tag(deps)}"
+        argv = [sys.executable, "-c", _PY_GET, str(url.hostname), str(url.port), path]
+        return check_child("the pack's GET", run_child(argv, env=self.base_env))
+
     def timed(self, steps: dict[str, Callable[[], ChildRun]]) -> Sample:
         before = self.svc.counts()
         start = time.perf_counter()
@@ -492,7 +526,14 @@ class SetBench:
             self.team_case(TEAM),
             # Runs right after the cold fetch: its store and buf cache are warm.
             Case(WARM, lambda: self.timed({"fetch": lambda: self.fetch("member-b")})),
-            *([self.team_case(TEAM_MODULES, "--no-packs")] if len(self.depset.deps) >= 2 else []),
+            *(
+                [
+                    Case(PACK_GET, lambda: self.timed({"get": self.get_pack})),
+                    self.team_case(TEAM_MODULES, "--no-packs"),
+                ]
+                if len(self.depset.deps) >= 2
+                else []
+            ),
         ]
 
     def team_case(self, name: str, *extra: str) -> Case:
@@ -550,6 +591,7 @@ ROW_ORDER = (
     RESTORE,
     TEAM,
     FETCH,
+    PACK_GET,
     WARM,
     TEAM_MODULES,
     TEAM_BUNDLE,
@@ -577,7 +619,7 @@ def render_set(bench: SetBench) -> str:
         if row is None:
             continue
         lo, med = summary(row.seconds)
-        compared = name not in (PYTHON, RESTORE, FETCH, WARM)
+        compared = name not in (PYTHON, RESTORE, FETCH, PACK_GET, WARM)
         lines.append(
             (
                 name,
@@ -605,6 +647,16 @@ def render_set(bench: SetBench) -> str:
         f"team fetch (cold) + buf build vs tarball + buf build: {ratio:.2f}x ({verdict} the"
         f" goal <= 1.00x); vs buf alone: {buf_alone / rows[TEAM].median:.2f}x faster"
     )
+    if PACK_GET in rows:
+        # The GET alone, plus the build as it ran after the fetch: the ratio of a fetch that
+        # did nothing once its bytes were in.
+        build = rows[TEAM].median - rows[FETCH].median
+        floor = (rows[PACK_GET].median + build) / tarball
+        tail += (
+            f"\na Python process's GET of the pack alone: {rows[PACK_GET].median * 1000:.0f} ms"
+            f" against the restore's {rows[RESTORE].median * 1000:.0f} ms; with the build,"
+            f" {floor:.2f}x the tarball's time (no client in Python does better)"
+        )
     return f"{head}\n{info}\n{table(lines)}\n{tail}"
 
 
