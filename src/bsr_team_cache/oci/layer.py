@@ -108,6 +108,7 @@ class Inflater:
         self._source = source
         self._where = where
         self._max_output = max_output
+        self._media_type = media_type
         self._codec = codec_name(media_type)
         try:
             self._stream = decompressor(media_type)
@@ -156,11 +157,14 @@ class Inflater:
         self._buf += out
         return True
 
-    def at_end(self) -> bool:
-        """Whether the rest of the layer is only zeros (at most MAX_TRAILING_ZEROS of them),
-        the compressed stream ends exactly where the layer does, it is no larger than what it
-        holds stored uncompressed (not padded with empty blocks), and its tar had no records
-        but the writer's."""
+    def exact(self, head: bytes) -> bool:
+        """Whether the layer, read to the archive's end and starting with ``head``, is exactly
+        its files as the writer makes them: no optional gzip fields, the rest of the layer only
+        zeros (at most MAX_TRAILING_ZEROS of them), the compressed stream ending exactly where
+        the layer does, no larger than what it holds stored uncompressed (not padded with empty
+        blocks), and no tar records but the writer's."""
+        if not without_extras(head, self._media_type):
+            return False
         zeros = len(self._buf) - self._pos
         while not self._stream.eof:
             try:
@@ -374,7 +378,7 @@ def decode_files_layer(
         if release:
             _large_slots.release()
     header = data[:4] if isinstance(data, bytes | bytearray) else b""
-    exact = without_extras(header, media_type) and inflater.at_end()
+    exact = inflater.exact(header)
     return files, exact
 
 

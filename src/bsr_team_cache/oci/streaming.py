@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from bsr_team_cache.domain.digest import DIGEST_LENGTH
 from bsr_team_cache.errors import DigestMismatchError, InvalidContentError
 from bsr_team_cache.oci.base import Descriptor
-from bsr_team_cache.oci.compression import PLAIN_LAYER_MEDIA_TYPES, without_extras
+from bsr_team_cache.oci.compression import PLAIN_LAYER_MEDIA_TYPES
 from bsr_team_cache.oci.layer import (
     Inflater,
     layer_members,
@@ -313,7 +313,7 @@ def _read_layer(
         total += size
     if batch and workers is not None:
         workers.submit(batch)
-    exact = without_extras(reader.head, media_type) and inflater.at_end()
+    exact = inflater.exact(reader.head)
     return StreamedLayer(digests, total, exact)
 
 
